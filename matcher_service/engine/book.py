@@ -1,0 +1,117 @@
+"""Order books: price levels in a SortedDict, a FIFO queue of orders per level.
+
+Cancelling an order in the middle of a queue marks it dead (``remaining = 0``) instead of
+searching the deque; matching drops dead orders when they reach the head, and a queue is
+compacted when dead entries outnumber live ones. This keeps cancel O(1) and the per-order
+memory small.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+
+import msgspec
+from sortedcontainers import SortedDict
+
+from matcher_service.engine.markets import Market
+
+
+class Order(msgspec.Struct, gc=False):
+    """A resting (or matching) order. ``remaining == 0`` means it left the book.
+
+    A ``gc=False`` struct: it references no container that could form a cycle, and keeping
+    a million resting orders out of the cyclic collector's sight keeps collections short.
+    """
+
+    id: int
+    user: str
+    market: Market
+    is_buy: bool
+    price: int
+    amount: int
+    remaining: int
+    client_order_id: str | None
+    filled_quote: int = 0
+    fee: int = 0
+
+    def hold(self) -> int:
+        """What the order still has frozen: quote for a buy, base for a sell."""
+        if self.is_buy:
+            return self.price * self.remaining // self.market.base_scale
+        return self.remaining
+
+    @property
+    def status(self) -> str:
+        return "partially_filled" if self.remaining < self.amount else "open"
+
+
+class Level:
+    __slots__ = ("count", "orders", "price", "qty")
+
+    def __init__(self, price: int) -> None:
+        self.price = price
+        self.qty = 0
+        self.count = 0
+        self.orders: deque[Order] = deque()
+
+    def live(self) -> Iterator[Order]:
+        return (o for o in self.orders if o.remaining)
+
+    def compact(self) -> None:
+        self.orders = deque(self.live())
+
+
+class Book:
+    """Both sides of one market. Bids are keyed by negated price so that, on both sides,
+    the first key is the best price."""
+
+    __slots__ = ("asks", "bids", "market")
+
+    def __init__(self, market: Market) -> None:
+        self.market = market
+        self.bids: SortedDict = SortedDict()
+        self.asks: SortedDict = SortedDict()
+
+    def add(self, order: Order) -> None:
+        if order.is_buy:
+            side, key = self.bids, -order.price
+        else:
+            side, key = self.asks, order.price
+        level = side.get(key)
+        if level is None:
+            level = side[key] = Level(order.price)
+        level.orders.append(order)
+        level.qty += order.remaining
+        level.count += 1
+
+    def remove(self, order: Order) -> None:
+        """Take a live order out of its level (it may sit anywhere in the queue)."""
+        if order.is_buy:
+            side, key = self.bids, -order.price
+        else:
+            side, key = self.asks, order.price
+        level = side[key]
+        level.qty -= order.remaining
+        level.count -= 1
+        order.remaining = 0
+        if level.count == 0:
+            del side[key]
+        elif len(level.orders) > 2 * level.count + 16:
+            level.compact()
+
+    def best_bid(self) -> int | None:
+        return self.bids.peekitem(0)[1].price if self.bids else None
+
+    def best_ask(self) -> int | None:
+        return self.asks.peekitem(0)[1].price if self.asks else None
+
+    def levels(self, is_buy: bool) -> Iterator[Level]:
+        """Levels of one side, best price first."""
+        return iter((self.bids if is_buy else self.asks).values())
+
+    def depth(self, limit: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """Top ``limit`` levels of each side as (price, total amount)."""
+        bids = [(lv.price, lv.qty) for lv in self.bids.values()[:limit]]
+        asks = [(lv.price, lv.qty) for lv in self.asks.values()[:limit]]
+        return bids, asks

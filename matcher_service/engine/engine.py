@@ -1,0 +1,688 @@
+"""The engine: one command in, an ``Applied`` (sequence number, verdict, events) out.
+
+Pure and single-threaded: no clock, no I/O, no randomness. Every check runs before the first
+change, so a rejected command changes nothing but the sequence number. The semantics are
+written down in docs/engine.md; the matching loop is written for speed (locals, in-place
+balance lists, positional event construction) because it runs for every order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from matcher_service.engine.accounts import Accounts
+from matcher_service.engine.book import Book, Level, Order
+from matcher_service.engine.markets import Market, Rejected, check_asset, new_market
+from shared.money import MoneyError, format_units, parse_fee_rate
+from shared.schema import (
+    FEE_ACCOUNT,
+    AnyCommand,
+    AnyEvent,
+    Applied,
+    AssetCreated,
+    BalanceChanged,
+    CancelAll,
+    CancelOrder,
+    CreateAsset,
+    CreateMarket,
+    Deposit,
+    DepositCredited,
+    OrderAccepted,
+    OrderRejected,
+    OrderStatus,
+    OrderUpdated,
+    PlaceOrder,
+    Reason,
+    RefundWithdrawal,
+    RequestWithdrawal,
+    SettleWithdrawal,
+    Side,
+    Trade,
+    UpdateMarket,
+    WithdrawalChanged,
+)
+
+Events = list[AnyEvent]
+MAX_USER_LEN = 128
+MAX_CLIENT_ID_LEN = 64
+
+
+class Withdrawal:
+    __slots__ = ("amount", "asset", "fee", "user")
+
+    def __init__(self, user: str, asset: str, amount: int, fee: int) -> None:
+        self.user = user
+        self.asset = asset
+        self.amount = amount
+        self.fee = fee
+
+
+class OrderView:
+    """A read-only copy of an open order, for callers outside the engine."""
+
+    __slots__ = (
+        "amount",
+        "client_order_id",
+        "fee",
+        "filled_quote",
+        "market",
+        "order_id",
+        "price",
+        "remaining",
+        "side",
+        "status",
+        "user",
+    )
+
+    def __init__(self, o: Order) -> None:
+        self.order_id = o.id
+        self.user = o.user
+        self.market = o.market.name
+        self.side = "buy" if o.is_buy else "sell"
+        self.price = o.price
+        self.amount = o.amount
+        self.remaining = o.remaining
+        self.filled_quote = o.filled_quote
+        self.fee = o.fee
+        self.client_order_id = o.client_order_id
+        self.status = o.status
+
+
+def _check_user(user: str) -> None:
+    if not user or len(user) > MAX_USER_LEN or user[0] == "@":
+        raise Rejected(Reason.INVALID, "bad user id")
+
+
+class Engine:
+    def __init__(self) -> None:
+        self.seq = 0
+        self.next_order_id = 1
+        self.next_trade_id = 1
+        self.assets: dict[str, int] = {}  # asset -> precision
+        self.markets: dict[str, Market] = {}
+        self.books: dict[str, Book] = {}
+        self.accounts = Accounts()
+        self.orders: dict[int, Order] = {}  # open orders by id
+        self.user_orders: dict[str, dict[int, Order]] = {}
+        self.client_ids: dict[tuple[str, str], Order] = {}
+        self.deposit_refs: set[str] = set()
+        self.withdrawal_ids: set[str] = set()
+        self.pending: dict[str, Withdrawal] = {}
+        self._handlers: dict[type, Callable[[Any, Events], None]] = {
+            CreateAsset: self._create_asset,
+            CreateMarket: self._create_market,
+            UpdateMarket: self._update_market,
+            Deposit: self._deposit,
+            RequestWithdrawal: self._request_withdrawal,
+            SettleWithdrawal: self._settle_withdrawal,
+            RefundWithdrawal: self._refund_withdrawal,
+            PlaceOrder: self._place,
+            CancelOrder: self._cancel,
+            CancelAll: self._cancel_all,
+        }
+
+    # ------------------------------------------------------------ entry point
+
+    def apply(self, cmd: AnyCommand) -> Applied:
+        self.seq += 1
+        events: Events = []
+        try:
+            self._handlers[type(cmd)](cmd, events)
+        except Rejected as rej:
+            if type(cmd) is PlaceOrder:
+                rejected = OrderRejected(cmd.user, cmd.market, cmd.client_order_id, rej.reason)
+                return Applied(self.seq, cmd.id, False, rej.reason, [rejected])
+            return Applied(self.seq, cmd.id, False, rej.reason, [])
+        return Applied(self.seq, cmd.id, True, None, events)
+
+    # ------------------------------------------------------------ queries
+
+    def balance(self, user: str, asset: str) -> tuple[int, int]:
+        return self.accounts.peek(user, asset)
+
+    def balances(self) -> dict[tuple[str, str], tuple[int, int]]:
+        return {
+            (user, asset): (bal[0], bal[1])
+            for user, assets in self.accounts.users.items()
+            for asset, bal in assets.items()
+            if bal[0] or bal[1]
+        }
+
+    def fees(self, asset: str) -> int:
+        return self.accounts.fees.get(asset, 0)
+
+    def totals(self, asset: str) -> tuple[int, int]:
+        return self.accounts.deposits.get(asset, 0), self.accounts.withdrawals.get(asset, 0)
+
+    def order(self, order_id: int) -> OrderView | None:
+        o = self.orders.get(order_id)
+        return OrderView(o) if o else None
+
+    def open_orders(self, user: str) -> list[OrderView]:
+        return [OrderView(o) for o in self.user_orders.get(user, {}).values()]
+
+    def book(
+        self, market: str
+    ) -> tuple[
+        list[tuple[int, list[tuple[int, str, int]]]], list[tuple[int, list[tuple[int, str, int]]]]
+    ]:
+        b = self.books[market]
+
+        def side(levels: Any) -> list[tuple[int, list[tuple[int, str, int]]]]:
+            return [(lv.price, [(o.id, o.user, o.remaining) for o in lv.live()]) for lv in levels]
+
+        return side(b.bids.values()), side(b.asks.values())
+
+    # ------------------------------------------------------------ admin
+
+    def _create_asset(self, c: CreateAsset, ev: Events) -> None:
+        check_asset(c.asset, c.precision)
+        if c.asset in self.assets:
+            raise Rejected(Reason.DUPLICATE_ASSET)
+        self.assets[c.asset] = c.precision
+        ev.append(AssetCreated(c.asset, c.precision))
+
+    def _create_market(self, c: CreateMarket, ev: Events) -> None:
+        if c.market in self.markets:
+            raise Rejected(Reason.DUPLICATE_MARKET)
+        m = new_market(c, self.assets)
+        self.markets[m.name] = m
+        self.books[m.name] = Book(m)
+        ev.append(m.event())
+
+    def _update_market(self, c: UpdateMarket, ev: Events) -> None:
+        m = self.markets.get(c.market)
+        if m is None:
+            raise Rejected(Reason.UNKNOWN_MARKET)
+        try:
+            maker = m.maker_fee if c.maker_fee is None else parse_fee_rate(c.maker_fee)
+            taker = m.taker_fee if c.taker_fee is None else parse_fee_rate(c.taker_fee)
+        except MoneyError as exc:
+            raise Rejected(Reason.INVALID, str(exc)) from exc
+        m.maker_fee, m.taker_fee = maker, taker
+        if c.status is not None:
+            m.status = c.status
+        ev.append(m.event())
+
+    # ------------------------------------------------------------ money in and out
+
+    def _known_asset(self, asset: str) -> None:
+        if asset not in self.assets:
+            raise Rejected(Reason.UNKNOWN_ASSET)
+
+    def _deposit(self, c: Deposit, ev: Events) -> None:
+        _check_user(c.user)
+        self._known_asset(c.asset)
+        if c.amount <= 0:
+            raise Rejected(Reason.BAD_AMOUNT)
+        if c.ref in self.deposit_refs:
+            raise Rejected(Reason.DUPLICATE_DEPOSIT)
+        self.deposit_refs.add(c.ref)
+        acc = self.accounts
+        acc.deposits[c.asset] = acc.deposits.get(c.asset, 0) + c.amount
+        ev.append(acc.move(c.user, c.asset, c.amount, 0, "deposit", c.ref))
+        ev.append(DepositCredited(c.user, c.asset, c.amount, c.ref))
+
+    def _request_withdrawal(self, c: RequestWithdrawal, ev: Events) -> None:
+        _check_user(c.user)
+        self._known_asset(c.asset)
+        if c.amount <= 0 or c.fee < 0:
+            raise Rejected(Reason.BAD_AMOUNT)
+        if c.withdrawal_id in self.withdrawal_ids:
+            raise Rejected(Reason.DUPLICATE_WITHDRAWAL)
+        total = c.amount + c.fee
+        if self.accounts.peek(c.user, c.asset)[0] < total:
+            raise Rejected(Reason.INSUFFICIENT_FUNDS)
+        self.withdrawal_ids.add(c.withdrawal_id)
+        self.pending[c.withdrawal_id] = Withdrawal(c.user, c.asset, c.amount, c.fee)
+        ev.append(
+            self.accounts.move(c.user, c.asset, -total, total, "withdrawal_hold", c.withdrawal_id)
+        )
+        ev.append(WithdrawalChanged(c.withdrawal_id, c.user, c.asset, c.amount, c.fee, "held"))
+
+    def _settle_withdrawal(self, c: SettleWithdrawal, ev: Events) -> None:
+        w = self.pending.pop(c.withdrawal_id, None)
+        if w is None:
+            raise Rejected(Reason.UNKNOWN_WITHDRAWAL)
+        acc = self.accounts
+        wid = c.withdrawal_id
+        ev.append(acc.move(w.user, w.asset, 0, -(w.amount + w.fee), "withdrawal_settled", wid))
+        if w.fee:
+            ev.append(acc.add_fee(w.asset, w.fee, "withdrawal_fee", wid))
+        acc.withdrawals[w.asset] = acc.withdrawals.get(w.asset, 0) + w.amount
+        ev.append(WithdrawalChanged(wid, w.user, w.asset, w.amount, w.fee, "settled"))
+
+    def _refund_withdrawal(self, c: RefundWithdrawal, ev: Events) -> None:
+        w = self.pending.pop(c.withdrawal_id, None)
+        if w is None:
+            raise Rejected(Reason.UNKNOWN_WITHDRAWAL)
+        total = w.amount + w.fee
+        wid = c.withdrawal_id
+        ev.append(self.accounts.move(w.user, w.asset, total, -total, "withdrawal_refunded", wid))
+        ev.append(WithdrawalChanged(wid, w.user, w.asset, w.amount, w.fee, "refunded"))
+
+    # ------------------------------------------------------------ cancels
+
+    def _close(self, o: Order, reason: str, ev: Events) -> None:
+        """Take an open order off its book and out of the indexes, releasing its hold."""
+        m = o.market
+        hold = o.hold()
+        asset = m.quote if o.is_buy else m.base
+        filled = o.amount - o.remaining
+        self.books[m.name].remove(o)
+        self._forget(o)
+        ev.append(self.accounts.move(o.user, asset, hold, -hold, "order_release", str(o.id)))
+        ev.append(
+            OrderUpdated(
+                o.id, o.user, m.name, "cancelled", filled, o.filled_quote, o.fee, 0, reason
+            )
+        )
+
+    def _forget(self, o: Order) -> None:
+        del self.orders[o.id]
+        mine = self.user_orders[o.user]
+        del mine[o.id]
+        if not mine:
+            del self.user_orders[o.user]
+        if o.client_order_id is not None:
+            del self.client_ids[(o.user, o.client_order_id)]
+
+    def _cancel(self, c: CancelOrder, ev: Events) -> None:
+        if (c.order_id is None) == (c.client_order_id is None):
+            raise Rejected(Reason.INVALID, "give order_id or client_order_id")
+        if c.order_id is not None:
+            o = self.orders.get(c.order_id)
+            if o is None:
+                raise Rejected(Reason.ORDER_NOT_FOUND)
+            if o.user != c.user:
+                raise Rejected(Reason.NOT_YOUR_ORDER)
+        else:
+            found = self.client_ids.get((c.user, c.client_order_id or ""))
+            if found is None:
+                raise Rejected(Reason.ORDER_NOT_FOUND)
+            o = found
+        self._close(o, Reason.CANCELLED_BY_USER, ev)
+
+    def _cancel_all(self, c: CancelAll, ev: Events) -> None:
+        if c.market is not None and c.market not in self.markets:
+            raise Rejected(Reason.UNKNOWN_MARKET)
+        mine = self.user_orders.get(c.user, {})
+        for oid in sorted(mine):
+            o = mine[oid]
+            if c.market is None or o.market.name == c.market:
+                self._close(o, Reason.CANCELLED_BY_USER, ev)
+
+    # ------------------------------------------------------------ orders
+
+    def _place(self, c: PlaceOrder, ev: Events) -> None:
+        m = self.markets.get(c.market)
+        if m is None:
+            raise Rejected(Reason.UNKNOWN_MARKET)
+        if m.status != "open":
+            raise Rejected(Reason.MARKET_HALTED)
+        user = c.user
+        if not user or user[0] == "@" or len(user) > MAX_USER_LEN:
+            raise Rejected(Reason.INVALID, "bad user id")
+        is_buy = c.side == "buy"
+        price, amount, quote_amount = c.price, c.amount, c.quote_amount
+        tif, post_only, cid = c.time_in_force, c.post_only, c.client_order_id
+        is_limit = c.type == "limit"
+        if is_limit:
+            if price is None or price <= 0:
+                raise Rejected(Reason.BAD_PRICE)
+            if price % m.tick:
+                raise Rejected(Reason.BAD_TICK)
+            if amount is None or quote_amount is not None or (post_only and tif != "GTC"):
+                raise Rejected(Reason.INVALID)
+        elif (
+            price is not None
+            or post_only
+            or tif == "FOK"
+            or (amount is None) == (quote_amount is None)
+            or (not is_buy and amount is None)
+        ):
+            raise Rejected(Reason.INVALID)
+        if cid is not None and not 0 < len(cid) <= MAX_CLIENT_ID_LEN:
+            raise Rejected(Reason.INVALID, "client_order_id must be 1 to 64 characters")
+        if amount is not None:
+            if amount <= 0:
+                raise Rejected(Reason.BAD_AMOUNT)
+            if amount % m.step:
+                raise Rejected(Reason.BAD_STEP)
+            if amount < m.min_amount:
+                raise Rejected(Reason.BELOW_MIN_AMOUNT)
+        elif quote_amount is not None:
+            if quote_amount <= 0:
+                raise Rejected(Reason.BAD_AMOUNT)
+            if quote_amount < m.min_notional:
+                raise Rejected(Reason.BELOW_MIN_NOTIONAL)
+        scale = m.base_scale
+        notional = 0
+        if is_limit:
+            notional = price * amount // scale  # type: ignore[operator]
+            if notional < m.min_notional:
+                raise Rejected(Reason.BELOW_MIN_NOTIONAL)
+        if cid is not None and (user, cid) in self.client_ids:
+            raise Rejected(Reason.DUPLICATE_CLIENT_ORDER_ID)
+
+        mine = self.accounts.users.get(user)
+        budget: int | None = None
+        if is_buy:
+            bal = mine.get(m.quote) if mine else None
+            have = bal[0] if bal else 0
+            if not is_limit:
+                budget = have if quote_amount is None else quote_amount
+                notional = budget or 1  # a market buy by amount needs some quote
+            if have < notional:
+                raise Rejected(Reason.INSUFFICIENT_FUNDS)
+        else:
+            bal = mine.get(m.base) if mine else None
+            if (bal[0] if bal else 0) < amount:  # type: ignore[operator]
+                raise Rejected(Reason.INSUFFICIENT_FUNDS)
+
+        book = self.books[m.name]
+        opposite = book.asks if is_buy else book.bids
+        crosses = False
+        if opposite:
+            best = opposite.peekitem(0)[1].price
+            crosses = not is_limit or (best <= price if is_buy else best >= price)
+        if crosses and post_only:
+            raise Rejected(Reason.WOULD_TAKE)
+        if tif == "FOK" and not self._fillable(book, user, is_buy, price, amount, c.stp):  # type: ignore[arg-type]
+            raise Rejected(Reason.FOK_NOT_FILLED)
+
+        # Accepted: from here on every step changes state.
+        oid = self.next_order_id
+        self.next_order_id = oid + 1
+        name = m.name
+        ev.append(
+            OrderAccepted(
+                oid, user, name, c.side, c.type, price, amount, quote_amount, tif, post_only,
+                cid, c.ts,
+            )
+        )  # fmt: skip
+        # A market buy by quote has no amount bound: only its budget stops it.
+        taker_amount = amount or (1 << 256)
+        taker = Order(oid, user, m, is_buy, price or 0, taker_amount, taker_amount, cid)
+        stop = None
+        if crosses:
+            stop = self._match(book, taker, price if is_limit else None, budget, c.stp, c.ts, ev)
+        remaining = taker.remaining
+        filled = taker.amount - remaining
+
+        if stop is None and remaining and is_limit and tif == "GTC":
+            # Rest on the book, freezing what the remainder may still pay.
+            hold = price * remaining // scale if is_buy else remaining  # type: ignore[operator]
+            asset = m.quote if is_buy else m.base
+            if mine is None:
+                mine = self.accounts.users[user] = {}
+            bal = mine.get(asset)
+            if bal is None:
+                bal = mine[asset] = [0, 0]
+            bal[0] -= hold
+            bal[1] += hold
+            ref = str(oid)
+            ev.append(BalanceChanged(user, asset, bal[0], bal[1], -hold, hold, "order_freeze", ref))
+            book.add(taker)
+            self.orders[oid] = taker
+            open_orders = self.user_orders.get(user)
+            if open_orders is None:
+                open_orders = self.user_orders[user] = {}
+            open_orders[oid] = taker
+            if cid is not None:
+                self.client_ids[(user, cid)] = taker
+            if filled:
+                ev.append(
+                    OrderUpdated(
+                        oid, user, name, "partially_filled", filled, taker.filled_quote,
+                        taker.fee, hold, None,
+                    )
+                )  # fmt: skip
+            return
+
+        status: OrderStatus = "cancelled"
+        reason: str | None
+        if not remaining:
+            status, reason = "filled", None
+        elif stop == Reason.INSUFFICIENT_FUNDS and amount is None and filled:
+            status, reason = "filled", None  # a quote budget spent down to less than a step
+        elif stop is not None:
+            reason = stop
+        else:
+            reason = Reason.IOC_EXPIRED if is_limit else Reason.NO_LIQUIDITY
+        ev.append(
+            OrderUpdated(oid, user, name, status, filled, taker.filled_quote, taker.fee, 0, reason)
+        )
+
+    def _fillable(
+        self, book: Book, user: str, is_buy: bool, limit: int, amount: int, stp: str
+    ) -> bool:
+        need = amount
+        for level in book.levels(not is_buy):
+            if level.price > limit if is_buy else level.price < limit:
+                return False
+            for o in level.live():
+                if o.user == user:
+                    if stp != "cancel_maker":
+                        return False
+                    continue
+                need -= o.remaining
+                if need <= 0:
+                    return True
+        return False
+
+    def _match(
+        self,
+        book: Book,
+        taker: Order,
+        limit: int | None,
+        budget: int | None,
+        stp: str,
+        ts: int,
+        ev: Events,
+    ) -> str | None:
+        """Fill ``taker`` against the opposite side. Returns why it stopped early (self-trade
+        prevention, an exhausted budget), or None when it ran out of amount or prices."""
+        m = book.market
+        is_buy = taker.is_buy
+        side = book.asks if is_buy else book.bids
+        if not side:
+            return None
+        scale, step = m.base_scale, m.step
+        base, quote, name = m.base, m.quote, m.name
+        t_rate, m_rate = m.taker_fee, m.maker_fee
+        user = taker.user
+        accounts = self.accounts
+        acc_get = accounts.get
+        fees = accounts.fees
+        t_base = acc_get(user, base)
+        t_quote = acc_get(user, quote)
+        append = ev.append
+        remaining = taker.remaining
+        t_filled_quote = t_fee = 0
+        stop: str | None = None
+        side_pop = side.popitem
+        peek = side.peekitem
+        orders = self.orders
+        user_orders = self.user_orders
+        client_ids = self.client_ids
+        tid = self.next_trade_id
+        taker_side: Side = "buy" if is_buy else "sell"
+        oid = taker.id
+        while remaining and side:
+            level: Level = peek(0)[1]
+            price = level.price
+            if limit is not None and (price > limit if is_buy else price < limit):
+                break
+            queue = level.orders
+            while remaining:
+                mo = queue[0]
+                m_rem = mo.remaining
+                if not m_rem:  # cancelled earlier, still queued
+                    queue.popleft()
+                    continue
+                if mo.user == user:
+                    if stp == "cancel_taker":
+                        stop = Reason.SELF_TRADE
+                        break
+                    self._close(mo, Reason.SELF_TRADE, ev)
+                    queue = level.orders  # closing may have compacted the queue
+                    if stp == "cancel_both":
+                        stop = Reason.SELF_TRADE
+                        break
+                    if not level.count:
+                        break
+                    continue
+                amt = remaining if remaining < m_rem else m_rem
+                q = price * amt // scale
+                if budget is not None and q > budget:
+                    amt = (budget * scale // price) // step * step
+                    if not amt:
+                        stop = Reason.INSUFFICIENT_FUNDS
+                        break
+                    q = price * amt // scale
+                if budget is not None:
+                    budget -= q
+                m_user = mo.user
+                t_ref = str(tid)
+                if is_buy:
+                    t_fee_now = -((-amt * t_rate) // 1000000)
+                    m_fee_now = -((-q * m_rate) // 1000000)
+                    t_quote[0] -= q
+                    t_base[0] += amt - t_fee_now
+                    mb = acc_get(m_user, base)
+                    mq = acc_get(m_user, quote)
+                    mb[1] -= amt
+                    mq[0] += q - m_fee_now
+                    append(
+                        Trade(
+                            tid, name, price, amt, q, taker_side, mo.id, oid, m_user, user,
+                            m_fee_now, t_fee_now, ts,
+                        )
+                    )  # fmt: skip
+                    append(
+                        BalanceChanged(user, quote, t_quote[0], t_quote[1], -q, 0, "trade", t_ref)
+                    )
+                    append(
+                        BalanceChanged(
+                            user, base, t_base[0], t_base[1], amt - t_fee_now, 0, "trade", t_ref
+                        )
+                    )
+                    append(BalanceChanged(m_user, base, mb[0], mb[1], 0, -amt, "trade", t_ref))
+                    append(
+                        BalanceChanged(
+                            m_user, quote, mq[0], mq[1], q - m_fee_now, 0, "trade", t_ref
+                        )
+                    )
+                    if t_fee_now:
+                        fees[base] = f = fees.get(base, 0) + t_fee_now
+                        append(
+                            BalanceChanged(
+                                FEE_ACCOUNT, base, f, 0, t_fee_now, 0, "trade_fee", t_ref
+                            )
+                        )
+                    if m_fee_now:
+                        fees[quote] = f = fees.get(quote, 0) + m_fee_now
+                        append(
+                            BalanceChanged(
+                                FEE_ACCOUNT, quote, f, 0, m_fee_now, 0, "trade_fee", t_ref
+                            )
+                        )
+                else:
+                    t_fee_now = -((-q * t_rate) // 1000000)
+                    m_fee_now = -((-amt * m_rate) // 1000000)
+                    t_base[0] -= amt
+                    t_quote[0] += q - t_fee_now
+                    mb = acc_get(m_user, base)
+                    mq = acc_get(m_user, quote)
+                    mq[1] -= q
+                    mb[0] += amt - m_fee_now
+                    append(
+                        Trade(
+                            tid, name, price, amt, q, taker_side, mo.id, oid, m_user, user,
+                            m_fee_now, t_fee_now, ts,
+                        )
+                    )  # fmt: skip
+                    append(
+                        BalanceChanged(user, base, t_base[0], t_base[1], -amt, 0, "trade", t_ref)
+                    )
+                    append(
+                        BalanceChanged(
+                            user, quote, t_quote[0], t_quote[1], q - t_fee_now, 0, "trade", t_ref
+                        )
+                    )
+                    append(BalanceChanged(m_user, quote, mq[0], mq[1], 0, -q, "trade", t_ref))
+                    append(
+                        BalanceChanged(
+                            m_user, base, mb[0], mb[1], amt - m_fee_now, 0, "trade", t_ref
+                        )
+                    )
+                    if t_fee_now:
+                        fees[quote] = f = fees.get(quote, 0) + t_fee_now
+                        append(
+                            BalanceChanged(
+                                FEE_ACCOUNT, quote, f, 0, t_fee_now, 0, "trade_fee", t_ref
+                            )
+                        )
+                    if m_fee_now:
+                        fees[base] = f = fees.get(base, 0) + m_fee_now
+                        append(
+                            BalanceChanged(
+                                FEE_ACCOUNT, base, f, 0, m_fee_now, 0, "trade_fee", t_ref
+                            )
+                        )
+                tid += 1
+                t_filled_quote += q
+                t_fee += t_fee_now
+                remaining -= amt
+                m_rem -= amt
+                mo.remaining = m_rem
+                mo.filled_quote += q
+                mo.fee += m_fee_now
+                level.qty -= amt
+                if m_rem:
+                    append(
+                        OrderUpdated(
+                            mo.id, m_user, name, "partially_filled", mo.amount - m_rem,
+                            mo.filled_quote, mo.fee, mo.hold(), None,
+                        )
+                    )  # fmt: skip
+                    continue
+                queue.popleft()
+                level.count -= 1
+                del orders[mo.id]
+                mine = user_orders[m_user]
+                del mine[mo.id]
+                if not mine:
+                    del user_orders[m_user]
+                if mo.client_order_id is not None:
+                    del client_ids[(m_user, mo.client_order_id)]
+                append(
+                    OrderUpdated(
+                        mo.id, m_user, name, "filled", mo.amount, mo.filled_quote, mo.fee, 0, None
+                    )
+                )
+                if not level.count:
+                    break
+            if stop is not None:
+                break
+            if not level.count:
+                # The level may already be gone if self-trade prevention closed its last order.
+                if side and peek(0)[1] is level:
+                    side_pop(0)
+            elif remaining:
+                break  # budget or the loop above stopped inside this level
+        if stop is None and budget == 0 and remaining:
+            stop = Reason.INSUFFICIENT_FUNDS  # spent to the last unit
+        self.next_trade_id = tid
+        taker.remaining = remaining
+        taker.filled_quote = t_filled_quote
+        taker.fee = t_fee
+        return stop
+
+    def asset_precision(self, asset: str) -> int:
+        return self.assets[asset]
+
+    def format_amount(self, asset: str, units: int) -> str:
+        return format_units(units, self.assets[asset])
