@@ -10,7 +10,15 @@ from typing import Any
 
 from bench.peers import PeerResult
 from matcher_service.engine import Engine
-from shared.schema import CancelOrder, CreateAsset, CreateMarket, Deposit, PlaceOrder, Trade
+from shared.schema import (
+    AnyCommand,
+    CancelOrder,
+    CreateAsset,
+    CreateMarket,
+    Deposit,
+    PlaceOrder,
+    Trade,
+)
 
 TICK = 10_000  # 0.01 USDT at precision 6
 STEP = 10_000  # 0.0001 ETH at precision 8
@@ -20,7 +28,7 @@ FUNDS = 10**30  # every account can afford any order in the stream
 
 def new_engine(users: int = USERS) -> Engine:
     e = Engine()
-    setup = [
+    setup: list[AnyCommand] = [
         CreateAsset(id="a1", asset="ETH", precision=8),
         CreateAsset(id="a2", asset="USDT", precision=6),
         CreateMarket(
@@ -37,24 +45,16 @@ def new_engine(users: int = USERS) -> Engine:
     return e
 
 
-def user_of(order_id: int, is_buy: bool, users: int = USERS) -> str:
-    """Buyers and sellers come from disjoint halves, so no self-trade changes the fills."""
-    half = users // 2
-    return f"u{order_id % half + (0 if is_buy else half)}"
-
-
 def run_ours(setup_ops: Sequence[tuple[Any, ...]], ops: Sequence[tuple[Any, ...]]) -> PeerResult:
     e = new_engine()
     apply = e.apply
     owner: dict[int, str] = {}
     names = [f"u{i}" for i in range(USERS)]
-    half = USERS // 2
-    counter = [0, 0]  # fills, filled lots
+    half = USERS // 2  # buyers and sellers in disjoint halves: no self-trade prevention
+    counter = [0, 0, 0]  # fills, filled lots, cancels of orders that no longer rest
 
     def run(stream: Sequence[tuple[Any, ...]]) -> None:
-        n = 0
-        for op in stream:
-            n += 1
+        for n, op in enumerate(stream, 1):
             if op[0] == "place":
                 oid, is_buy = op[1], op[2]
                 user = names[oid % half + (0 if is_buy else half)]
@@ -69,13 +69,13 @@ def run_ours(setup_ops: Sequence[tuple[Any, ...]], ops: Sequence[tuple[Any, ...]
                     if type(ev) is Trade:
                         counter[0] += 1
                         counter[1] += ev.amount // STEP
-            else:
-                apply(CancelOrder(id=str(n), user=owner.get(op[1], "u0"), order_id=op[1]))
+            elif not apply(CancelOrder(id=str(n), user=owner.get(op[1], "u0"), order_id=op[1])).ok:
+                counter[2] += 1
 
     run(setup_ops)
-    counter[0] = counter[1] = 0
+    counter[0] = counter[1] = counter[2] = 0
     gc.collect()
     start = time.perf_counter()
     run(ops)
     seconds = time.perf_counter() - start
-    return PeerResult("ours", len(ops), seconds, counter[0], counter[1])
+    return PeerResult("ours", len(ops), seconds, counter[0], counter[1], counter[2])

@@ -265,28 +265,47 @@ class Engine:
     # ------------------------------------------------------------ cancels
 
     def _close(self, o: Order, reason: str, ev: Events) -> None:
-        """Take an open order off its book and out of the indexes, releasing its hold."""
+        """Take an open order off its book and out of the indexes, releasing its hold.
+        Inlined by hand: cancels are a third of all traffic."""
         m = o.market
-        hold = o.hold()
-        asset = m.quote if o.is_buy else m.base
-        filled = o.amount - o.remaining
-        self.books[m.name].remove(o)
-        self._forget(o)
-        ev.append(self.accounts.move(o.user, asset, hold, -hold, "order_release", str(o.id)))
+        rem = o.remaining
+        price = o.price
+        book = self.books[m.name]
+        if o.is_buy:
+            hold = price * rem // m.base_scale
+            asset = m.quote
+            side, key = book.bids, -price
+        else:
+            hold = rem
+            asset = m.base
+            side, key = book.asks, price
+        level = side[key]
+        level.qty -= rem
+        level.count -= 1
+        o.remaining = 0
+        if not level.count:
+            del side[key]
+        elif len(level.orders) > 2 * level.count + 16:
+            level.compact()
+        oid, user, cid = o.id, o.user, o.client_order_id
+        del self.orders[oid]
+        mine = self.user_orders[user]
+        del mine[oid]
+        if not mine:
+            del self.user_orders[user]
+        if cid is not None:
+            del self.client_ids[(user, cid)]
+        bal = self.accounts.users[user][asset]
+        bal[0] += hold
+        bal[1] -= hold
+        ev.append(
+            BalanceChanged(user, asset, bal[0], bal[1], hold, -hold, "order_release", str(oid))
+        )
         ev.append(
             OrderUpdated(
-                o.id, o.user, m.name, "cancelled", filled, o.filled_quote, o.fee, 0, reason
+                oid, user, m.name, "cancelled", o.amount - rem, o.filled_quote, o.fee, 0, reason
             )
         )
-
-    def _forget(self, o: Order) -> None:
-        del self.orders[o.id]
-        mine = self.user_orders[o.user]
-        del mine[o.id]
-        if not mine:
-            del self.user_orders[o.user]
-        if o.client_order_id is not None:
-            del self.client_ids[(o.user, o.client_order_id)]
 
     def _cancel(self, c: CancelOrder, ev: Events) -> None:
         if (c.order_id is None) == (c.client_order_id is None):
@@ -424,7 +443,17 @@ class Engine:
             bal[1] += hold
             ref = str(oid)
             ev.append(BalanceChanged(user, asset, bal[0], bal[1], -hold, hold, "order_freeze", ref))
-            book.add(taker)
+            # Book.add, inlined.
+            if is_buy:
+                side, key = book.bids, -price  # type: ignore[operator]
+            else:
+                side, key = book.asks, price
+            level = side.get(key)
+            if level is None:
+                level = side[key] = Level(price)  # type: ignore[arg-type]
+            level.orders.append(taker)
+            level.qty += remaining
+            level.count += 1
             self.orders[oid] = taker
             open_orders = self.user_orders.get(user)
             if open_orders is None:
