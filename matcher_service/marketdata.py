@@ -1,0 +1,751 @@
+"""The matcher's market-data publisher: the engine's results into Redis.
+
+After each batch is durable in Postgres the matcher calls :meth:`MarketData.publish` once with
+the batch's ``(command, Applied)`` pairs. Everything it writes goes out in ONE non-transactional
+pipeline: replies for waiting callers, depth snapshots and deltas, recent trades, klines,
+rolling 24 h tickers, private order and balance updates, market and asset definitions. The
+keys and channels are the contract with the API functions and the ws service; they are
+documented in ``docs/marketdata.md``.
+
+Pure from its inputs: time is the commands' ``ts`` (stamped by the matcher) and the trades'
+``ts``; there is no clock read. All money leaves as decimal strings (``format_units``) at the
+market's base precision (amounts) and quote precision (prices, quote values).
+
+State kept in memory (restored by :meth:`MarketData.rebuild` at start): per market the last
+published top-N depth and its version, the current candle of every kline interval, the minute
+buckets of the rolling 24 h ticker and the last price.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from typing import Any, Final
+
+import orjson
+import redis
+
+from matcher_service.engine.book import Book
+from matcher_service.engine.engine import Engine
+from matcher_service.engine.markets import Market
+from shared.money import format_units, parse_units
+from shared.schema import (
+    FEE_ACCOUNT,
+    AnyCommand,
+    Applied,
+    AssetCreated,
+    BalanceChanged,
+    CancelAll,
+    CancelOrder,
+    MarketChanged,
+    OrderAccepted,
+    OrderRejected,
+    OrderUpdated,
+    Trade,
+)
+
+JSON = dict[str, Any]
+Pipeline = Any  # redis.client.Pipeline; its methods are loosely typed
+
+MINUTE_MS: Final = 60_000
+DAY_MS: Final = 86_400_000
+INTERVALS: Final[tuple[tuple[str, int], ...]] = (
+    ("1m", MINUTE_MS),
+    ("5m", 5 * MINUTE_MS),
+    ("15m", 15 * MINUTE_MS),
+    ("1h", 60 * MINUTE_MS),
+    ("4h", 240 * MINUTE_MS),
+    ("1d", DAY_MS),
+)
+"""Kline intervals and their length in ms; candles open at multiples of the length (UTC)."""
+_SIZES: Final = tuple(size for _, size in INTERVALS)
+TRADES_KEPT: Final = 1000
+"""Recent public trades kept per market in ``md:trades:{m}``."""
+KLINES_KEPT: Final = 1500
+"""Candles kept per market and interval in ``md:kline:{m}:{iv}``."""
+
+# Index of the fields of a candle (a list, mutated in place for speed).
+_T, _O, _H, _L, _C, _V, _Q, _N, _MARK = range(9)
+# Fields of a ticker minute bucket.
+_B_T, _B_O, _B_H, _B_L, _B_V, _B_Q, _B_N = range(7)
+
+fmt = format_units
+
+
+# ---------------------------------------------------------------- keys and channels
+
+
+def depth_key(market: str) -> str:
+    return f"md:depth:{market}"
+
+
+def trades_key(market: str) -> str:
+    return f"md:trades:{market}"
+
+
+def kline_key(market: str, interval: str) -> str:
+    return f"md:kline:{market}:{interval}"
+
+
+def ticker_key(market: str) -> str:
+    return f"md:ticker:{market}"
+
+
+def reply_key(command_id: str) -> str:
+    return f"reply:{command_id}"
+
+
+def command_key(command_id: str) -> str:
+    return f"cmd:{command_id}"
+
+
+MARKETS_KEY: Final = "md:markets"
+ASSETS_KEY: Final = "md:assets"
+
+
+def rebuild_since(now_ms: int) -> int:
+    """The earliest trade time :meth:`MarketData.rebuild` must be given: the UTC midnight at
+    or before ``now_ms - 24 h``. From there every candle (all intervals divide a day) and the
+    24 h ticker window are complete. Any earlier UTC midnight works too (more history)."""
+    start = now_ms - DAY_MS
+    return start - start % DAY_MS
+
+
+# ---------------------------------------------------------------- per-market state
+
+
+class _MarketState:
+    __slots__ = (
+        "asks",
+        "batch_trades",
+        "bids",
+        "buckets",
+        "candles",
+        "count",
+        "depth_seq",
+        "high",
+        "kl_touched",
+        "last",
+        "low",
+        "name",
+        "quote_volume",
+        "volume",
+    )
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.depth_seq = 0
+        self.bids: dict[int, int] = {}  # last published top-N, price -> amount
+        self.asks: dict[int, int] = {}
+        self.candles: list[list[int] | None] = [None] * len(INTERVALS)
+        self.kl_touched: list[list[list[int]]] = [[] for _ in INTERVALS]
+        self.buckets: deque[list[int]] = deque()
+        self.volume = 0
+        self.quote_volume = 0
+        self.count = 0
+        self.high: int | None = None
+        self.low: int | None = None
+        self.last: int | None = None
+        self.batch_trades: list[bytes] = []
+
+
+def _diff(prev: dict[int, int], new: list[tuple[int, int]], best_high: bool) -> list[list[int]]:
+    """Levels to set (amount 0: remove) to turn the published ``prev`` into ``new``."""
+    out = [[p, a] for p, a in new if prev.get(p) != a]
+    if prev:
+        now = dict(new)
+        out += [[p, 0] for p in prev if p not in now]
+    out.sort(reverse=best_high)
+    return out
+
+
+def _side_json(levels: Iterable[tuple[int, int] | list[int]], qp: int, bp: int) -> list[list[str]]:
+    return [[fmt(p, qp), fmt(a, bp)] for p, a in levels]
+
+
+def _order_json(acc: OrderAccepted, upd: OrderUpdated | None, m: Market) -> JSON:
+    """The state of an order placed by one command: its acceptance plus its last update."""
+    bp, qp = m.base_precision, m.quote_precision
+    is_buy = acc.side == "buy"
+    price, amount, quote_amount = acc.price, acc.amount, acc.quote_amount
+    return {
+        "order_id": acc.order_id,
+        "market": acc.market,
+        "side": acc.side,
+        "type": acc.order_type,
+        "price": None if price is None else fmt(price, qp),
+        "amount": None if amount is None else fmt(amount, bp),
+        "quote_amount": None if quote_amount is None else fmt(quote_amount, qp),
+        "time_in_force": acc.time_in_force,
+        "post_only": acc.post_only,
+        "client_order_id": acc.client_order_id,
+        "status": upd.status if upd else "open",
+        "filled": fmt(upd.filled if upd else 0, bp),
+        "filled_quote": fmt(upd.filled_quote if upd else 0, qp),
+        "fee": fmt(upd.fee if upd else 0, bp if is_buy else qp),
+        "reason": upd.reason if upd else None,
+        "ts": acc.ts,
+    }
+
+
+def _market_json(ev: MarketChanged) -> bytes:
+    return orjson.dumps(
+        {
+            "market": ev.market,
+            "base": ev.base,
+            "quote": ev.quote,
+            "tick": ev.tick,
+            "step": ev.step,
+            "min_amount": ev.min_amount,
+            "min_notional": ev.min_notional,
+            "maker_fee": ev.maker_fee,
+            "taker_fee": ev.taker_fee,
+            "status": ev.status,
+        }
+    )
+
+
+def _asset_json(asset: str, precision: int) -> bytes:
+    return orjson.dumps({"asset": asset, "precision": precision})
+
+
+# ---------------------------------------------------------------- the publisher
+
+
+class MarketData:
+    """Publishes each applied batch to Redis. Not thread-safe: one matcher, one instance."""
+
+    def __init__(self, redis: redis.Redis, depth_levels: int = 50, reply_ttl_s: int = 3600) -> None:
+        self.redis = redis
+        self.depth_levels = depth_levels
+        self.reply_ttl_s = reply_ttl_s
+        self._states: dict[str, _MarketState] = {}
+        self._now = 0  # newest command/trade ts seen
+        self._mark = 0  # batch number, marks candles touched in the current batch
+
+    # ------------------------------------------------------------ per batch
+
+    def publish(self, engine: Engine, batch: list[tuple[AnyCommand, Applied]]) -> None:
+        """Write one applied batch to Redis in one pipeline. Raises Redis errors; after one,
+        the in-memory state may be ahead of Redis: call :meth:`rebuild` before going on."""
+        if not batch:
+            return
+        self._mark += 1
+        mark = self._mark
+        now = self._now
+        states = self._states
+        markets = engine.markets
+        assets = engine.assets
+        pipe: Pipeline = self.redis.pipeline(transaction=False)
+        ttl = self.reply_ttl_s
+
+        sides: dict[int, bool] = {}  # order id -> is buy, for orders seen in this batch
+        private: dict[str, list[JSON]] = {}
+        depth_changed: set[str] = set()
+        traded: dict[str, _MarketState] = {}
+        new_markets: list[str] = []
+        replies: list[tuple[str, bytes]] = []
+
+        for cmd, ap in batch:
+            if cmd.ts > now:
+                now = cmd.ts
+            cmd_type = type(cmd)
+            is_cancel = cmd_type is CancelOrder or cmd_type is CancelAll
+            accepted: OrderAccepted | None = None
+            final: OrderUpdated | None = None
+            cancelled: list[JSON] = []
+            prev: Any = None
+            for ev in ap.events:
+                t = type(ev)
+                if t is BalanceChanged:
+                    user = ev.user
+                    if user != FEE_ACCOUNT:
+                        p = assets[ev.asset]
+                        msg: JSON = {
+                            "channel": "balances",
+                            "asset": ev.asset,
+                            "available": fmt(ev.available, p),
+                            "frozen": fmt(ev.frozen, p),
+                            "delta_available": fmt(ev.delta_available, p),
+                            "delta_frozen": fmt(ev.delta_frozen, p),
+                            "reason": ev.reason,
+                            "ref": ev.ref,
+                        }
+                        box = private.get(user)
+                        if box is None:
+                            private[user] = [msg]
+                        else:
+                            box.append(msg)
+                elif t is OrderUpdated:
+                    oid = ev.order_id
+                    m = markets[ev.market]
+                    is_buy = sides.get(oid)
+                    if is_buy is None:
+                        is_buy = self._side_of(ev, prev, m, engine)
+                    bp, qp = m.base_precision, m.quote_precision
+                    side = "buy" if is_buy else "sell"
+                    fee = fmt(ev.fee, bp if is_buy else qp)
+                    filled, filled_quote = fmt(ev.filled, bp), fmt(ev.filled_quote, qp)
+                    msg = {
+                        "channel": "orders",
+                        "event": "order_updated",
+                        "order_id": oid,
+                        "market": ev.market,
+                        "side": side,
+                        "status": ev.status,
+                        "filled": filled,
+                        "filled_quote": filled_quote,
+                        "fee": fee,
+                        "frozen": fmt(ev.frozen, qp if is_buy else bp),
+                        "reason": ev.reason,
+                    }
+                    box = private.get(ev.user)
+                    if box is None:
+                        private[ev.user] = [msg]
+                    else:
+                        box.append(msg)
+                    depth_changed.add(ev.market)
+                    if accepted is not None and oid == accepted.order_id:
+                        final = ev
+                    elif is_cancel:
+                        cancelled.append(
+                            {
+                                "order_id": oid,
+                                "market": ev.market,
+                                "side": side,
+                                "status": ev.status,
+                                "filled": filled,
+                                "filled_quote": filled_quote,
+                                "fee": fee,
+                                "reason": ev.reason,
+                            }
+                        )
+                elif t is Trade:
+                    self._trade(ev, markets[ev.market], states, traded, sides, private, mark)
+                elif t is OrderAccepted:
+                    accepted = ev
+                    is_buy = ev.side == "buy"
+                    sides[ev.order_id] = is_buy
+                    depth_changed.add(ev.market)
+                    m = markets[ev.market]
+                    bp, qp = m.base_precision, m.quote_precision
+                    msg = {
+                        "channel": "orders",
+                        "event": "order_accepted",
+                        "order_id": ev.order_id,
+                        "market": ev.market,
+                        "side": ev.side,
+                        "type": ev.order_type,
+                        "price": None if ev.price is None else fmt(ev.price, qp),
+                        "amount": None if ev.amount is None else fmt(ev.amount, bp),
+                        "quote_amount": (
+                            None if ev.quote_amount is None else fmt(ev.quote_amount, qp)
+                        ),
+                        "time_in_force": ev.time_in_force,
+                        "post_only": ev.post_only,
+                        "client_order_id": ev.client_order_id,
+                        "ts": ev.ts,
+                    }
+                    box = private.get(ev.user)
+                    if box is None:
+                        private[ev.user] = [msg]
+                    else:
+                        box.append(msg)
+                elif t is OrderRejected:
+                    msg = {
+                        "channel": "orders",
+                        "event": "order_rejected",
+                        "command_id": ap.command_id,
+                        "market": ev.market,
+                        "client_order_id": ev.client_order_id,
+                        "reason": ev.reason,
+                    }
+                    box = private.get(ev.user)
+                    if box is None:
+                        private[ev.user] = [msg]
+                    else:
+                        box.append(msg)
+                elif t is MarketChanged:
+                    pipe.hset(MARKETS_KEY, ev.market, _market_json(ev))
+                    if ev.market not in states:
+                        states[ev.market] = _MarketState(ev.market)
+                        new_markets.append(ev.market)
+                elif t is AssetCreated:
+                    pipe.hset(ASSETS_KEY, ev.asset, _asset_json(ev.asset, ev.precision))
+                prev = ev
+
+            order: JSON | None = None
+            reply: JSON = {
+                "command_id": ap.command_id,
+                "seq": ap.seq,
+                "ok": ap.ok,
+                "reason": ap.reason,
+                "order": order,
+            }
+            if accepted is not None:
+                reply["order"] = _order_json(accepted, final, markets[accepted.market])
+            elif cmd_type is CancelOrder:
+                reply["order"] = cancelled[0] if cancelled else None
+            elif cmd_type is CancelAll:
+                reply["orders"] = cancelled
+            replies.append((ap.command_id, orjson.dumps(reply)))
+        self._now = now
+
+        # Depth: diff against the last published top-N; new markets get a first snapshot.
+        for name in new_markets:
+            depth_changed.discard(name)
+            st = states[name]
+            m = markets[name]
+            self._depth(pipe, st, engine.books[name], m, force=True)
+            self._write_ticker(pipe, st, m, now)
+        for name in depth_changed:
+            self._depth(pipe, states[name], engine.books[name], markets[name], force=False)
+
+        # Trades and klines of the markets that traded.
+        for name, st in traded.items():
+            m = markets[name]
+            items = st.batch_trades
+            tkey = trades_key(name)
+            pipe.lpush(tkey, *items)
+            pipe.ltrim(tkey, 0, TRADES_KEPT - 1)
+            pipe.publish(f"live:trades:{name}", b"[" + b",".join(items) + b"]")
+            st.batch_trades = []
+            self._write_klines(pipe, st, m)
+
+        # Tickers: markets that traded, and markets whose window lost a minute bucket.
+        cutoff = now - DAY_MS
+        for name, st in states.items():
+            buckets = st.buckets
+            if name in traded or (buckets and buckets[0][_B_T] <= cutoff):
+                self._expire(st, now)
+                self._write_ticker(pipe, st, markets[name], now)
+
+        # Private updates, then replies last: a caller that got its reply sees the market data.
+        for user, msgs in private.items():
+            pipe.publish(f"live:user:{user}", orjson.dumps(msgs))
+        for cid, body in replies:
+            rkey = reply_key(cid)
+            pipe.rpush(rkey, body)
+            pipe.expire(rkey, ttl)
+            pipe.set(command_key(cid), body, ex=ttl)
+        pipe.execute()
+
+    def _trade(
+        self,
+        ev: Trade,
+        m: Market,
+        states: dict[str, _MarketState],
+        traded: dict[str, _MarketState],
+        sides: dict[int, bool],
+        private: dict[str, list[JSON]],
+        mark: int,
+    ) -> None:
+        name = ev.market
+        st = traded.get(name)
+        if st is None:
+            st = traded[name] = states[name]
+        bp, qp = m.base_precision, m.quote_precision
+        taker_buys = ev.taker_side == "buy"
+        sides[ev.taker_order_id] = taker_buys
+        sides[ev.maker_order_id] = not taker_buys
+        price, amount, quote = fmt(ev.price, qp), fmt(ev.amount, bp), fmt(ev.quote, qp)
+        st.batch_trades.append(
+            orjson.dumps(
+                {
+                    "trade_id": ev.trade_id,
+                    "market": name,
+                    "price": price,
+                    "amount": amount,
+                    "quote": quote,
+                    "taker_side": ev.taker_side,
+                    "ts": ev.ts,
+                }
+            )
+        )
+        base_fee = fmt(ev.taker_fee if taker_buys else ev.maker_fee, bp)
+        quote_fee = fmt(ev.maker_fee if taker_buys else ev.taker_fee, qp)
+        for user, oid, role, is_buy in (
+            (ev.taker_user, ev.taker_order_id, "taker", taker_buys),
+            (ev.maker_user, ev.maker_order_id, "maker", not taker_buys),
+        ):
+            msg: JSON = {
+                "channel": "orders",
+                "event": "trade",
+                "trade_id": ev.trade_id,
+                "market": name,
+                "order_id": oid,
+                "side": "buy" if is_buy else "sell",
+                "role": role,
+                "price": price,
+                "amount": amount,
+                "quote": quote,
+                "fee": base_fee if is_buy else quote_fee,
+                "fee_asset": m.base if is_buy else m.quote,
+                "ts": ev.ts,
+            }
+            box = private.get(user)
+            if box is None:
+                private[user] = [msg]
+            else:
+                box.append(msg)
+        _on_trade(st, ev, mark)
+
+    @staticmethod
+    def _side_of(ev: OrderUpdated, prev: Any, m: Market, engine: Engine) -> bool:
+        """Whether an order not yet seen in the batch buys: a cancel's update follows the
+        release of its hold (quote for a buy); otherwise the order still rests."""
+        if (
+            type(prev) is BalanceChanged
+            and prev.reason == "order_release"
+            and prev.ref == str(ev.order_id)
+        ):
+            return prev.asset == m.quote
+        view = engine.order(ev.order_id)
+        return view is not None and view.side == "buy"
+
+    def _depth(self, pipe: Pipeline, st: _MarketState, book: Book, m: Market, force: bool) -> None:
+        """Publish the market's top-N depth when it differs from the last published one."""
+        bids, asks = book.depth(self.depth_levels)
+        d_bids = _diff(st.bids, bids, True)
+        d_asks = _diff(st.asks, asks, False)
+        if not (d_bids or d_asks or force):
+            return
+        st.depth_seq = seq = st.depth_seq + 1
+        st.bids = dict(bids)
+        st.asks = dict(asks)
+        bp, qp = m.base_precision, m.quote_precision
+        name = st.name
+        snapshot = {
+            "market": name,
+            "bids": _side_json(bids, qp, bp),
+            "asks": _side_json(asks, qp, bp),
+            "seq": seq,
+        }
+        delta = {
+            "market": name,
+            "seq": seq,
+            "prev_seq": seq - 1,
+            "bids": _side_json(d_bids, qp, bp),
+            "asks": _side_json(d_asks, qp, bp),
+        }
+        pipe.set(depth_key(name), orjson.dumps(snapshot))
+        pipe.publish(f"live:depth:{name}", orjson.dumps(delta))
+
+    @staticmethod
+    def _write_klines(pipe: Pipeline, st: _MarketState, m: Market, keep: int = 0) -> None:
+        """Write the candles touched since the last write (the newest ``keep`` if given)."""
+        bp, qp = m.base_precision, m.quote_precision
+        name = st.name
+        for (iv, _), touched in zip(INTERVALS, st.kl_touched, strict=True):
+            if not touched:
+                continue
+            key = kline_key(name, iv)
+            out = []
+            for c in touched[-keep:] if keep else touched:
+                t = c[_T]
+                member = orjson.dumps(
+                    [
+                        t,
+                        fmt(c[_O], qp),
+                        fmt(c[_H], qp),
+                        fmt(c[_L], qp),
+                        fmt(c[_C], qp),
+                        fmt(c[_V], bp),
+                        fmt(c[_Q], qp),
+                        c[_N],
+                    ]
+                )
+                pipe.zremrangebyscore(key, t, t)
+                pipe.zadd(key, {member: t})
+                out.append(member)
+            pipe.zremrangebyrank(key, 0, -KLINES_KEPT - 1)
+            pipe.publish(f"live:kline:{name}:{iv}", b"[" + b",".join(out[-2:]) + b"]")
+            touched.clear()
+
+    @staticmethod
+    def _expire(st: _MarketState, now: int) -> None:
+        """Drop the minute buckets that left the 24 h window ending at ``now``."""
+        buckets = st.buckets
+        cutoff = now - DAY_MS
+        if not buckets or buckets[0][_B_T] > cutoff:
+            return
+        while buckets and buckets[0][_B_T] <= cutoff:
+            b = buckets.popleft()
+            st.volume -= b[_B_V]
+            st.quote_volume -= b[_B_Q]
+            st.count -= b[_B_N]
+        if buckets:
+            st.high = max(b[_B_H] for b in buckets)
+            st.low = min(b[_B_L] for b in buckets)
+        else:
+            st.high = st.low = None
+
+    @staticmethod
+    def _write_ticker(pipe: Pipeline, st: _MarketState, m: Market, now: int) -> None:
+        bp, qp = m.base_precision, m.quote_precision
+        last = st.last
+        open_: int | None
+        if st.buckets:
+            open_, high, low = st.buckets[0][_B_O], st.high, st.low
+        else:
+            open_ = high = low = last  # no trade in 24 h: the price stands still
+        ticker = {
+            "market": st.name,
+            "last": None if last is None else fmt(last, qp),
+            "open": None if open_ is None else fmt(open_, qp),
+            "high": None if high is None else fmt(high, qp),
+            "low": None if low is None else fmt(low, qp),
+            "volume": fmt(st.volume, bp),
+            "quote_volume": fmt(st.quote_volume, qp),
+            "change": None if last is None or open_ is None else fmt(last - open_, qp),
+            "trades": st.count,
+            "ts": now or None,
+        }
+        body = orjson.dumps(ticker)
+        pipe.set(ticker_key(st.name), body)
+        pipe.publish(f"live:ticker:{st.name}", body)
+
+    # ------------------------------------------------------------ on start
+
+    def rebuild(
+        self, engine: Engine, trades: Iterable[Trade], *, now_ms: int | None = None
+    ) -> None:
+        """Reset the in-memory state and rewrite Redis from the engine and recent trades.
+
+        ``trades``: every Trade since :func:`rebuild_since` (a UTC midnight at least 24 h
+        before now), oldest first, as stored in Postgres. ``now_ms``: the end of the 24 h
+        ticker window (the matcher's clock at start); defaults to the newest trade's ts.
+        Depth versions continue from the snapshots already in Redis, and the first depth
+        message is a delta from them, so ws clients need not resync. Recent trades in Redis
+        older than the first given one are kept; with no given trade for a market, its last
+        price comes from its newest stored trade.
+        """
+        self._states = states = {}
+        self._mark += 1
+        mark = self._mark
+        markets = engine.markets
+        names = list(markets)
+        for name in names:
+            states[name] = _MarketState(name)
+
+        reads: Pipeline = self.redis.pipeline(transaction=False)
+        for name in names:
+            reads.get(depth_key(name))
+            reads.lrange(trades_key(name), 0, TRADES_KEPT - 1)
+        stored = reads.execute()
+
+        recent: dict[str, deque[Trade]] = {name: deque(maxlen=TRADES_KEPT) for name in names}
+        now = now_ms or 0
+        for tr in trades:
+            st = states.get(tr.market)
+            if st is None:
+                continue
+            _on_trade(st, tr, mark)
+            recent[tr.market].append(tr)
+            if tr.ts > now:
+                now = tr.ts
+        self._now = now
+
+        pipe: Pipeline = self.redis.pipeline(transaction=True)
+        if engine.assets:
+            pipe.hset(
+                ASSETS_KEY, mapping={a: _asset_json(a, p) for a, p in engine.assets.items()}
+            )
+        if markets:
+            pipe.hset(
+                MARKETS_KEY, mapping={n: _market_json(m.event()) for n, m in markets.items()}
+            )
+        for i, name in enumerate(names):
+            m = markets[name]
+            st = states[name]
+            bp, qp = m.base_precision, m.quote_precision
+            raw_depth, raw_trades = stored[2 * i], stored[2 * i + 1]
+            if raw_depth:
+                snap = orjson.loads(raw_depth)
+                st.depth_seq = int(snap["seq"])
+                st.bids = {parse_units(p, qp): parse_units(a, bp) for p, a in snap["bids"]}
+                st.asks = {parse_units(p, qp): parse_units(a, bp) for p, a in snap["asks"]}
+            self._depth(pipe, st, engine.books[name], m, force=not raw_depth)
+
+            given = recent[name]
+            if given:
+                first = given[0].trade_id
+                items = [
+                    orjson.dumps(
+                        {
+                            "trade_id": t.trade_id,
+                            "market": name,
+                            "price": fmt(t.price, qp),
+                            "amount": fmt(t.amount, bp),
+                            "quote": fmt(t.quote, qp),
+                            "taker_side": t.taker_side,
+                            "ts": t.ts,
+                        }
+                    )
+                    for t in reversed(given)
+                ]
+                for raw in raw_trades:
+                    if len(items) >= TRADES_KEPT:
+                        break
+                    if orjson.loads(raw)["trade_id"] < first:
+                        items.append(raw)
+                tkey = trades_key(name)
+                pipe.delete(tkey)
+                pipe.rpush(tkey, *items)
+            elif raw_trades:
+                st.last = parse_units(orjson.loads(raw_trades[0])["price"], qp)
+
+            self._write_klines(pipe, st, m, keep=KLINES_KEPT)
+            self._expire(st, now)
+            self._write_ticker(pipe, st, m, now)
+        pipe.execute()
+
+
+def _on_trade(st: _MarketState, tr: Trade, mark: int) -> None:
+    """Fold one trade into the market's ticker buckets and current candles. A trade older
+    than the current bucket or candle (a clock that stepped back) counts in the current one."""
+    p, a, q, ts = tr.price, tr.amount, tr.quote, tr.ts
+    st.last = p
+    buckets = st.buckets
+    minute = ts - ts % MINUTE_MS
+    if buckets and buckets[-1][_B_T] >= minute:
+        b = buckets[-1]
+        if p > b[_B_H]:
+            b[_B_H] = p
+        elif p < b[_B_L]:
+            b[_B_L] = p
+        b[_B_V] += a
+        b[_B_Q] += q
+        b[_B_N] += 1
+    else:
+        buckets.append([minute, p, p, p, a, q, 1])
+    st.volume += a
+    st.quote_volume += q
+    st.count += 1
+    high = st.high
+    if high is None:
+        st.high = st.low = p
+    elif p > high:
+        st.high = p
+    elif p < st.low:  # type: ignore[operator]
+        st.low = p
+    candles = st.candles
+    touched = st.kl_touched
+    for i, size in enumerate(_SIZES):
+        c = candles[i]
+        t0 = ts - ts % size
+        if c is None or t0 > c[_T]:
+            candles[i] = c = [t0, p, p, p, p, a, q, 1, mark]
+            touched[i].append(c)
+            continue
+        if p > c[_H]:
+            c[_H] = p
+        elif p < c[_L]:
+            c[_L] = p
+        c[_C] = p
+        c[_V] += a
+        c[_Q] += q
+        c[_N] += 1
+        if c[_MARK] != mark:
+            c[_MARK] = mark
+            touched[i].append(c)
