@@ -786,10 +786,11 @@ class Stack:
         cfg = self.config
         data = self.pg_data_dir
         self._pg_launch_at = time.monotonic()
-        if (data / "PG_VERSION").is_file():
+        if self._pg_initialized_marker.is_file() and (data / "PG_VERSION").is_file():
             self._start_postmaster()
             return
-        data.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(data, ignore_errors=True)  # leftovers of an interrupted initdb
+        data.mkdir(parents=True)
         if os.geteuid() == 0:
             pw = pwd.getpwnam(PG_OS_USER)
             os.chown(data, pw.pw_uid, pw.pw_gid)
@@ -812,6 +813,10 @@ class Stack:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+
+    @property
+    def _pg_initialized_marker(self) -> Path:
+        return self.state_dir / "postgres.initialized"
 
     @property
     def _initdb_log_path(self) -> Path:
@@ -850,6 +855,7 @@ class Stack:
                 f"postgres: initdb failed (exit {initdb.returncode}) in {self.pg_data_dir}. "
                 f"Last lines of {self._initdb_log_path}:\n{_tail(self._initdb_log_path)}"
             )
+        self._pg_initialized_marker.touch()
         self._start_postmaster()
 
     def _wait_ready(self, names: Sequence[str]) -> None:
@@ -887,9 +893,12 @@ class Stack:
     def stop(self) -> None:
         """Stop every running service and wait until all their processes are gone. Idempotent."""
         initdb, self._initdb = self._initdb, None
-        if initdb is not None:  # interrupted while initdb ran
-            _signal_group(initdb.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
+        if initdb is not None:  # interrupted while initdb ran: SIGTERM lets it clean up
+            _signal_group(initdb.pid, signal.SIGTERM)
+            try:
+                initdb.wait(timeout=5.0)
+            except subprocess.TimeoutExpired:
+                _signal_group(initdb.pid, signal.SIGKILL)
                 initdb.wait(timeout=5.0)
         running = list(self._running.values())
         if running:

@@ -256,8 +256,7 @@ class MarketData:
             cancelled: list[JSON] = []
             prev: Any = None
             for ev in ap.events:
-                t = type(ev)
-                if t is BalanceChanged:
+                if type(ev) is BalanceChanged:
                     user = ev.user
                     if user != FEE_ACCOUNT:
                         p = assets[ev.asset]
@@ -276,7 +275,7 @@ class MarketData:
                             private[user] = [msg]
                         else:
                             box.append(msg)
-                elif t is OrderUpdated:
+                elif type(ev) is OrderUpdated:
                     oid = ev.order_id
                     m = markets[ev.market]
                     is_buy = sides.get(oid)
@@ -320,9 +319,9 @@ class MarketData:
                                 "reason": ev.reason,
                             }
                         )
-                elif t is Trade:
+                elif type(ev) is Trade:
                     self._trade(ev, markets[ev.market], states, traded, sides, private, mark)
-                elif t is OrderAccepted:
+                elif type(ev) is OrderAccepted:
                     accepted = ev
                     is_buy = ev.side == "buy"
                     sides[ev.order_id] = is_buy
@@ -351,7 +350,7 @@ class MarketData:
                         private[ev.user] = [msg]
                     else:
                         box.append(msg)
-                elif t is OrderRejected:
+                elif type(ev) is OrderRejected:
                     msg = {
                         "channel": "orders",
                         "event": "order_rejected",
@@ -365,22 +364,21 @@ class MarketData:
                         private[ev.user] = [msg]
                     else:
                         box.append(msg)
-                elif t is MarketChanged:
+                elif type(ev) is MarketChanged:
                     pipe.hset(MARKETS_KEY, ev.market, _market_json(ev))
                     if ev.market not in states:
                         states[ev.market] = _MarketState(ev.market)
                         new_markets.append(ev.market)
-                elif t is AssetCreated:
+                elif type(ev) is AssetCreated:
                     pipe.hset(ASSETS_KEY, ev.asset, _asset_json(ev.asset, ev.precision))
                 prev = ev
 
-            order: JSON | None = None
             reply: JSON = {
                 "command_id": ap.command_id,
                 "seq": ap.seq,
                 "ok": ap.ok,
                 "reason": ap.reason,
-                "order": order,
+                "order": None,
             }
             if accepted is not None:
                 reply["order"] = _order_json(accepted, final, markets[accepted.market])
@@ -399,7 +397,8 @@ class MarketData:
             self._depth(pipe, st, engine.books[name], m, force=True)
             self._write_ticker(pipe, st, m, now)
         for name in depth_changed:
-            self._depth(pipe, states[name], engine.books[name], markets[name], force=False)
+            st = states.get(name) or self._add_state(name)
+            self._depth(pipe, st, engine.books[name], markets[name], force=False)
 
         # Trades and klines of the markets that traded.
         for name, st in traded.items():
@@ -443,7 +442,7 @@ class MarketData:
         name = ev.market
         st = traded.get(name)
         if st is None:
-            st = traded[name] = states[name]
+            st = traded[name] = states.get(name) or self._add_state(name)
         bp, qp = m.base_precision, m.quote_precision
         taker_buys = ev.taker_side == "buy"
         sides[ev.taker_order_id] = taker_buys
@@ -489,6 +488,11 @@ class MarketData:
             else:
                 box.append(msg)
         _on_trade(st, ev, mark)
+
+    def _add_state(self, name: str) -> _MarketState:
+        """State for a market this instance has not heard of (published without rebuild)."""
+        st = self._states[name] = _MarketState(name)
+        return st
 
     @staticmethod
     def _side_of(ev: OrderUpdated, prev: Any, m: Market, engine: Engine) -> bool:
@@ -559,7 +563,9 @@ class MarketData:
                 pipe.zadd(key, {member: t})
                 out.append(member)
             pipe.zremrangebyrank(key, 0, -KLINES_KEPT - 1)
-            pipe.publish(f"live:kline:{name}:{iv}", b"[" + b",".join(out[-2:]) + b"]")
+            if keep:
+                out = out[-1:]  # rebuilding: announce only the current candle
+            pipe.publish(f"live:kline:{name}:{iv}", b"[" + b",".join(out) + b"]")
             touched.clear()
 
     @staticmethod
@@ -648,13 +654,9 @@ class MarketData:
 
         pipe: Pipeline = self.redis.pipeline(transaction=True)
         if engine.assets:
-            pipe.hset(
-                ASSETS_KEY, mapping={a: _asset_json(a, p) for a, p in engine.assets.items()}
-            )
+            pipe.hset(ASSETS_KEY, mapping={a: _asset_json(a, p) for a, p in engine.assets.items()})
         if markets:
-            pipe.hset(
-                MARKETS_KEY, mapping={n: _market_json(m.event()) for n, m in markets.items()}
-            )
+            pipe.hset(MARKETS_KEY, mapping={n: _market_json(m.event()) for n, m in markets.items()})
         for i, name in enumerate(names):
             m = markets[name]
             st = states[name]

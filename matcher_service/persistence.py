@@ -238,8 +238,12 @@ class Store:
         rows = self.db.run("SELECT coalesce(max(seq), 0) FROM oplog")
         return int(rows[0][0])
 
-    def latest_snapshot(self) -> tuple[int, str, bytes] | None:
-        rows = self.db.run("SELECT seq, state_hash, data FROM snapshots ORDER BY seq DESC LIMIT 1")
+    def latest_snapshot(self, max_seq: int | None = None) -> tuple[int, str, bytes] | None:
+        """The newest snapshot (at or before ``max_seq`` when given)."""
+        rows = self.db.run(
+            "SELECT seq, state_hash, data FROM snapshots WHERE seq <= :m ORDER BY seq DESC LIMIT 1",
+            m=(1 << 62) if max_seq is None else max_seq,
+        )
         return (int(rows[0][0]), rows[0][1], bytes(rows[0][2])) if rows else None
 
     def save_snapshot(self, seq: int, state_hash: str, data: bytes) -> None:

@@ -201,6 +201,19 @@ def test_event_order_of_one_fill(eng: AnyEngine) -> None:
     assert (maker_end.status, maker_end.frozen) == ("filled", 0)
 
 
+def test_event_order_of_one_fill_with_a_selling_taker(eng: AnyEngine) -> None:
+    """docs/engine.md, Events: "@fees (base, quote; only a non-zero fee)" -- base first
+    whichever side takes."""
+    ok(eng, limit("bob", "buy", price(2000), eth(0.01)))
+    res = ok(eng, limit("alice", "sell", price(2000), eth(0.01)))
+    fee_changes = [
+        (e.asset, e.reason)
+        for e in res.events
+        if isinstance(e, BalanceChanged) and e.user == FEE_ACCOUNT
+    ]
+    assert fee_changes == [("ETH", "trade_fee"), ("USDT", "trade_fee")]
+
+
 def test_ioc_remainder_expires(eng: AnyEngine) -> None:
     ok(eng, limit("bob", "sell", price(2000), eth(0.01)))
     res = ok(eng, limit("alice", "buy", price(2000), eth(0.02), time_in_force="IOC"))
@@ -232,6 +245,21 @@ def test_market_buy_by_amount_runs_out_of_quote(eng: AnyEngine) -> None:
     end = final_update(res)
     assert (end.status, end.reason) == ("cancelled", Reason.INSUFFICIENT_FUNDS)
     assert eng.balance("dave", "USDT") == (0, 0)
+
+
+def test_market_buy_by_amount_spending_its_last_quote_on_the_last_ask(eng: AnyEngine) -> None:
+    """Out of quote *and* out of asks at once: the book is exhausted, so the table's
+    "market order with a remainder, book exhausted" (no_liquidity) applies, not "ran out of
+    quote while the book still had asks" (insufficient_funds). With 0.1 USDT left over the
+    fast engine already answers no_liquidity."""
+    ok(eng, limit("bob", "sell", price(2000), eth(0.01)))
+    ok(eng, deposit("dave", "USDT", usdt(20)))
+    res = ok(eng, market_order("dave", "buy", amount=eth(0.02)))
+    (t,) = trades(res)
+    assert t.quote == usdt(20)
+    assert eng.book(MARKET) == ([], [])
+    end = final_update(res)
+    assert (end.status, end.reason, end.filled) == ("cancelled", Reason.NO_LIQUIDITY, eth(0.01))
 
 
 # ---------------------------------------------------------------- FOK

@@ -64,7 +64,7 @@ def _check_firestore(project: str) -> None:
 
 
 def _check_postgres(stack: Stack) -> None:
-    import pg8000.native  # type: ignore[import-untyped]
+    import pg8000.native
 
     env = stack.env()
     con = pg8000.native.Connection(

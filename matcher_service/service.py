@@ -1,0 +1,413 @@
+"""The matcher: the one writer of balances, orders and trades.
+
+Loop: pull a batch of commands (unary pull: many times faster than streaming pull with
+ordering keys, see docs/matcher.md), drop the ones already applied, stamp the time, apply
+them to the engine, write the batch to Postgres in one transaction, and only then
+acknowledge the messages and publish replies, market data and events. If Postgres fails
+nothing is acknowledged: the engine is rebuilt from Postgres (snapshot + oplog) and the
+messages come back. A second matcher waits on a Postgres advisory lock; a fencing epoch,
+checked in every batch's transaction, stops a matcher that lost its lease.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import msgspec
+import redis
+from google.api_core import exceptions as gexc
+from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+
+from matcher_service.engine import Engine
+from matcher_service.engine.snapshot import restore, snapshot, state_hash
+from matcher_service.marketdata import MarketData
+from matcher_service.persistence import Batch, FencedError, Known, Store
+from shared.config import MatcherConfig
+from shared.db import Database, connect
+from shared.schema import AnyCommand, Applied, command_decoder, encode
+
+log = logging.getLogger("matcher")
+
+LOCK_KEY = 7002  # the advisory lock only one matcher holds
+DAY_MS = 86_400_000
+
+
+class Recovered(NamedTuple):
+    engine: Engine
+    replayed: int
+    snapshot_seq: int
+
+
+def recover(
+    store: Store,
+    on_replayed: Callable[[Batch], None] | None = None,
+    published_seq: int | None = None,
+) -> Recovered:
+    """The engine as Postgres knows it: the latest snapshot, then the oplog after it. The
+    snapshot's hash is checked before replay. ``on_replayed`` gets each replayed chunk, so
+    the events of commands the events topic may have missed (after ``published_seq``; the
+    snapshot is chosen at or before it) are published again."""
+    snap = store.latest_snapshot(published_seq)
+    if snap is None:
+        engine, base = Engine(), 0
+    else:
+        base, expected, data = snap
+        engine = restore(data)
+        if state_hash(engine) != expected:
+            raise RuntimeError(f"snapshot at seq {base} does not match its hash")
+    chunk: list[tuple[AnyCommand, Applied]] = []
+    replayed = 0
+    for seq, cmd in store.commands_after(base):
+        applied = engine.apply(cmd)
+        if applied.seq != seq:
+            raise RuntimeError(f"oplog seq {seq} replayed as {applied.seq}: the log has a gap")
+        replayed += 1
+        if on_replayed is not None:
+            chunk.append((cmd, applied))
+            if len(chunk) >= 1000:
+                on_replayed(chunk)
+                chunk = []
+    if on_replayed is not None and chunk:
+        on_replayed(chunk)
+    return Recovered(engine, replayed, base)
+
+
+class Matcher:
+    def __init__(self, cfg: MatcherConfig, holder: str | None = None) -> None:
+        self.cfg = cfg
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
+        self.stopping = threading.Event()
+        self.ready = threading.Event()
+        self.engine = Engine()
+        self.epoch = 0
+        self._lock_db: Database | None = None
+        self.db: Database | None = None
+        self.store: Store | None = None
+        self.redis = redis.Redis.from_url(cfg.redis_url)
+        self.market_data = MarketData(self.redis, cfg.depth_levels, cfg.reply_ttl_s)
+        ps = cfg.pubsub
+        self.subscriber = pubsub_v1.SubscriberClient()
+        self.subscription = self.subscriber.subscription_path(ps.project, ps.commands_subscription)
+        self.publisher = pubsub_v1.PublisherClient(
+            publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
+        )
+        self.events_topic = self.publisher.topic_path(ps.project, ps.events_topic)
+        self.dead_letter_topic = self.publisher.topic_path(ps.project, ps.dead_letter_topic)
+        self.published_seq = 0  # the events topic has everything up to here
+        self._pending_events: list[tuple[int, Any]] = []
+        self._inflight: list[str] = []  # ack ids of the batch being applied
+        self._last_ts = 0
+        self._since_snapshot = 0
+        self._last_snapshot = time.monotonic()
+        self.stats = {"batches": 0, "commands": 0, "duplicates": 0}
+
+    # ------------------------------------------------------------ lifecycle
+
+    def acquire(self) -> None:
+        """Wait until this matcher holds the advisory lock, then take the lease."""
+        while not self.stopping.is_set():
+            try:
+                if self._lock_db is None:
+                    self._lock_db = connect(self.cfg.postgres, "matcher-lock")
+                got = self._lock_db.run("SELECT pg_try_advisory_lock(:k)", k=LOCK_KEY)[0][0]
+            except Exception as exc:
+                log.warning("lock attempt failed", extra={"error": str(exc)})
+                self._lock_db = None
+                got = False
+            if got:
+                break
+            self.stopping.wait(1.0)
+        if self.stopping.is_set():
+            return
+        self._connect()
+        assert self.store is not None
+        self.epoch = self.store.take_lease(self.holder)
+        log.info("lease taken", extra={"epoch": self.epoch, "holder": self.holder})
+
+    def _connect(self) -> None:
+        if self.db is not None:
+            with contextlib.suppress(Exception):  # the old connection is gone either way
+                self.db.close()
+        self.db = connect(self.cfg.postgres, "matcher")
+        self.store = Store(self.db)
+
+    def start(self) -> None:
+        """Recover state and market data; after this the matcher is ready to consume."""
+        assert self.store is not None
+        t0 = time.monotonic()
+        self.published_seq = self.store.published_seq()
+        rec = recover(self.store, self._republish, self.published_seq)
+        self.engine = rec.engine
+        self._flush_events(wait=True)
+        self.published_seq = max(self.published_seq, self.engine.seq)
+        self.market_data.rebuild(self.engine, self.store.trades_since(self._now() - DAY_MS))
+        self._last_ts = self._now()
+        self.ready.set()
+        log.info(
+            "matcher ready",
+            extra={
+                "seq": self.engine.seq, "snapshot_seq": rec.snapshot_seq,
+                "replayed": rec.replayed, "open_orders": len(self.engine.orders),
+                "seconds": round(time.monotonic() - t0, 3),
+            },
+        )  # fmt: skip
+
+    def run(self) -> None:
+        """Acquire, recover, consume until stopped. Survives Postgres outages."""
+        try:
+            self.acquire()
+            if not self.stopping.is_set():
+                self.start()
+                self._consume()
+        finally:
+            self.close()
+
+    def _consume(self) -> None:
+        backoff = 0.5
+        while not self.stopping.is_set():
+            try:
+                self.step()
+                backoff = 0.5
+            except FencedError:
+                log.error("lease lost to another matcher: stopping")
+                self.ready.clear()
+                raise
+            except Exception as exc:
+                self._nack()
+                log.warning(
+                    "batch failed; rebuilding from Postgres",
+                    extra={"error": repr(exc), "retry_in_s": backoff},
+                )
+                self.ready.clear()
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+                self._reload()
+        self._flush_events(wait=True)
+        log.info("matcher stopped", extra=self.stats)
+
+    def close(self) -> None:
+        """Drop the connections; closing the lock's connection hands the lease on."""
+        self.ready.clear()
+        for db in (self.db, self._lock_db):
+            if db is not None:
+                with contextlib.suppress(Exception):
+                    db.close()
+        self.db = self._lock_db = None
+        self.store = None
+
+    def _nack(self) -> None:
+        """Hand the unacknowledged batch back to Pub/Sub now rather than at its deadline."""
+        ids, self._inflight = self._inflight, []
+        try:
+            for i in range(0, len(ids), 1000):
+                self.subscriber.modify_ack_deadline(
+                    request={
+                        "subscription": self.subscription,
+                        "ack_ids": ids[i : i + 1000],
+                        "ack_deadline_seconds": 0,
+                    }
+                )
+        except Exception as exc:
+            log.warning("nack failed", extra={"error": repr(exc)})
+
+    def _reload(self) -> None:
+        """After a failure: reconnect and rebuild the engine from what Postgres holds."""
+        try:
+            self._connect()
+            assert self.store is not None
+            self.engine = recover(self.store).engine
+            self.ready.set()
+        except Exception as exc:
+            log.warning("rebuild failed", extra={"error": repr(exc)})
+
+    def stop(self, *_: Any) -> None:
+        self.stopping.set()
+
+    # ------------------------------------------------------------ one batch
+
+    def _now(self) -> int:
+        return time.time_ns() // 1_000_000
+
+    def pull(self) -> list[Any]:
+        """Up to batch_max messages: pull until the count is reached or the wait is over."""
+        cfg = self.cfg
+        got: list[Any] = []
+        deadline = time.monotonic() + cfg.batch_wait_ms / 1000
+        while len(got) < cfg.batch_max:
+            try:
+                resp = self.subscriber.pull(
+                    request={
+                        "subscription": self.subscription,
+                        "max_messages": cfg.batch_max - len(got),
+                    },
+                    timeout=1.0 if not got else max(0.05, deadline - time.monotonic()),
+                )
+            except gexc.DeadlineExceeded:
+                break
+            got.extend(resp.received_messages)
+            if not resp.received_messages or time.monotonic() >= deadline:
+                break
+        return got
+
+    def step(self) -> int:
+        """Pull, apply, commit, ack, publish one batch. Returns the commands applied."""
+        messages = self.pull()
+        if not messages:
+            self._maybe_snapshot()
+            return 0
+        assert self.store is not None
+        t0 = time.monotonic()
+        ack_ids = self._inflight = [m.ack_id for m in messages]
+        commands: list[AnyCommand] = []
+        bad: list[Any] = []
+        for m in messages:
+            try:
+                commands.append(command_decoder.decode(m.message.data))
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                bad.append((m, str(exc)))
+        if bad:
+            self._dead_letter(bad)
+        known = self.store.known_results([c.id for c in commands])
+        seen: set[str] = set()
+        batch: list[tuple[AnyCommand, Applied]] = []
+        duplicates: list[tuple[str, Known | None]] = []
+        ts = max(self._now(), self._last_ts)  # never goes back, whatever the clock does
+        self._last_ts = ts
+        for cmd in commands:
+            if cmd.id in known or cmd.id in seen:
+                duplicates.append((cmd.id, known.get(cmd.id)))
+                continue
+            seen.add(cmd.id)
+            cmd.ts = ts
+            batch.append((cmd, self.engine.apply(cmd)))
+        t_apply = time.monotonic()
+        if batch:
+            self._flush_events(wait=False)
+            self.store.write_batch(self.epoch, batch, self.published_seq)
+        t_commit = time.monotonic()
+        # Durable: from here on the batch may be acknowledged and shown.
+        for i in range(0, len(ack_ids), 1000):
+            self.subscriber.acknowledge(
+                request={"subscription": self.subscription, "ack_ids": ack_ids[i : i + 1000]}
+            )
+        self._inflight = []
+        if batch:
+            self.market_data.publish(self.engine, batch)
+            self._queue_events(batch)
+        for command_id, result in duplicates:
+            self._reply_again(command_id, result)
+        t_done = time.monotonic()
+        self.stats["batches"] += 1
+        self.stats["commands"] += len(batch)
+        self.stats["duplicates"] += len(duplicates)
+        self._since_snapshot += len(batch)
+        oldest = min(m.message.publish_time.timestamp() for m in messages)
+        log.info(
+            "batch",
+            extra={
+                "size": len(batch), "duplicates": len(duplicates), "bad": len(bad),
+                "seq": self.engine.seq, "apply_ms": round((t_apply - t0) * 1000, 2),
+                "commit_ms": round((t_commit - t_apply) * 1000, 2),
+                "publish_ms": round((t_done - t_commit) * 1000, 2),
+                "lag_ms": round((time.time() - oldest) * 1000, 1),
+            },
+        )  # fmt: skip
+        self._maybe_snapshot()
+        return len(batch)
+
+    # ------------------------------------------------------------ side outputs
+
+    def _dead_letter(self, bad: list[Any]) -> None:
+        """Undecodable messages can never apply: park them on the dead-letter topic."""
+        for m, error in bad:
+            log.error(
+                "undecodable command", extra={"error": error, "message_id": m.message.message_id}
+            )
+            self.publisher.publish(self.dead_letter_topic, m.message.data, error=error[:1000])
+
+    def _reply_again(self, command_id: str, known: Known | None) -> None:
+        """A redelivered command gets the reply it got the first time."""
+        stored = self.redis.get(f"cmd:{command_id}")
+        if stored is None and known is not None:
+            stored = encode(
+                {
+                    "command_id": command_id, "seq": known.seq, "ok": known.ok,
+                    "reason": known.reason, "order": None, "order_id": known.order_id,
+                }
+            )  # fmt: skip
+        if stored is not None:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.rpush(f"reply:{command_id}", stored)
+            pipe.expire(f"reply:{command_id}", self.cfg.reply_ttl_s)
+            pipe.execute()
+
+    def _queue_events(self, batch: Batch) -> None:
+        """One message per batch on the events topic, in sequence order."""
+        payload = encode([applied for _, applied in batch])
+        last = batch[-1][1].seq
+        future = self.publisher.publish(
+            self.events_topic, payload, ordering_key="matcher",
+            first_seq=str(batch[0][1].seq), last_seq=str(last),
+        )  # fmt: skip
+        self._pending_events.append((last, future))
+
+    def _republish(self, chunk: Batch) -> None:
+        """During recovery: events of commands the events topic may not have seen."""
+        fresh = [(c, a) for c, a in chunk if a.seq > self.published_seq]
+        if fresh:
+            self._queue_events(fresh)
+
+    def _flush_events(self, wait: bool) -> None:
+        """Advance published_seq over the event messages Pub/Sub has confirmed, in order."""
+        while self._pending_events:
+            last, future = self._pending_events[0]
+            if not wait and not future.done():
+                return
+            try:
+                future.result(timeout=30)
+            except Exception as exc:
+                # Not confirmed: resume the key; recovery will publish these again.
+                log.warning("events publish failed", extra={"error": repr(exc), "seq": last})
+                self.publisher.resume_publish(self.events_topic, "matcher")
+                self._pending_events.clear()
+                return
+            self._pending_events.pop(0)
+            self.published_seq = last
+
+    def _maybe_snapshot(self) -> None:
+        cfg = self.cfg
+        due = (cfg.snapshot_every and self._since_snapshot >= cfg.snapshot_every) or (
+            self._since_snapshot and time.monotonic() - self._last_snapshot >= cfg.snapshot_seconds
+        )
+        if due:
+            self.write_snapshot()
+
+    def write_snapshot(self) -> None:
+        assert self.store is not None
+        t0 = time.monotonic()
+        data = snapshot(self.engine)
+        digest = state_hash(self.engine)
+        self.store.save_snapshot(self.engine.seq, digest, data)
+        self._since_snapshot = 0
+        self._last_snapshot = time.monotonic()
+        log.info(
+            "snapshot written",
+            extra={
+                "seq": self.engine.seq, "bytes": len(data), "state_hash": digest,
+                "ms": round((time.monotonic() - t0) * 1000, 1),
+            },
+        )  # fmt: skip
+
+
+def install_signal_handlers(matcher: Matcher) -> None:
+    # Cloud Run sends SIGTERM and allows a grace period: finish the batch, commit, ack, exit.
+    signal.signal(signal.SIGTERM, matcher.stop)
+    signal.signal(signal.SIGINT, matcher.stop)

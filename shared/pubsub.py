@@ -1,0 +1,75 @@
+"""Pub/Sub topics and the commands publisher every producer shares.
+
+Commands are published with the user as ordering key (per-user FIFO). A publish that fails
+with ordering on pauses that key in the client until ``resume_publish``: ``publish_command``
+resumes it before raising, so the next attempt can go through.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from google.api_core import exceptions
+from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+
+from shared.config import PubSubConfig
+from shared.schema import AnyCommand, encode
+
+log = logging.getLogger(__name__)
+
+
+def ensure_topics(cfg: PubSubConfig) -> None:
+    """Create the topics and the matcher's subscription if missing (idempotent). In the cloud
+    Terraform owns them; locally the stack calls this at start."""
+    publisher = pubsub_v1.PublisherClient()
+    subscriber = pubsub_v1.SubscriberClient()
+    project = cfg.project
+    for topic in (cfg.commands_topic, cfg.events_topic, cfg.dead_letter_topic):
+        with contextlib.suppress(exceptions.AlreadyExists):
+            publisher.create_topic(name=publisher.topic_path(project, topic))
+    subscriptions = {
+        cfg.commands_subscription: {
+            "topic": publisher.topic_path(project, cfg.commands_topic),
+            "enable_message_ordering": True,
+            "ack_deadline_seconds": 60,
+            "dead_letter_policy": {
+                "dead_letter_topic": publisher.topic_path(project, cfg.dead_letter_topic),
+                "max_delivery_attempts": cfg.max_delivery_attempts,
+            },
+        },
+        f"{cfg.dead_letter_topic}-hold": {
+            # Keeps dead letters for an operator to inspect.
+            "topic": publisher.topic_path(project, cfg.dead_letter_topic),
+        },
+    }
+    for name, spec in subscriptions.items():
+        with contextlib.suppress(exceptions.AlreadyExists):
+            subscriber.create_subscription(
+                request={"name": subscriber.subscription_path(project, name), **spec}
+            )
+
+
+class CommandPublisher:
+    def __init__(self, cfg: PubSubConfig) -> None:
+        self._client = pubsub_v1.PublisherClient(
+            publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
+        )
+        self._topic = self._client.topic_path(cfg.project, cfg.commands_topic)
+
+    def publish(self, cmd: AnyCommand, ordering_key: str, timeout: float = 10.0) -> str:
+        """Publish and wait until Pub/Sub has it; returns the message id."""
+        future = self._client.publish(self._topic, encode(cmd), ordering_key=ordering_key)
+        try:
+            return str(future.result(timeout=timeout))
+        except Exception:
+            self._client.resume_publish(self._topic, ordering_key)
+            raise
+
+    def publish_async(
+        self, cmd: AnyCommand, ordering_key: str
+    ) -> pubsub_v1.publisher.futures.Future:
+        return self._client.publish(self._topic, encode(cmd), ordering_key=ordering_key)
+
+    def resume(self, ordering_key: str) -> None:
+        self._client.resume_publish(self._topic, ordering_key)
