@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help venv lint format test test-fast run bench clean
+.PHONY: help venv lint format test test-fast run reset bench clean
 
 help: ## list the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -33,8 +33,11 @@ test: lint ## lint, then the whole test suite (starts the local services it need
 test-fast: venv ## the pure tests only (no local services)
 	$(VENV)/bin/pytest -m "not integration"
 
-run: venv ## run the exchange locally
-	$(PY) -m matcher_service.demo
+run: venv ## the whole local exchange (installs what is missing); Ctrl-C stops it
+	$(PY) -m infra.run
+
+reset: ## forget the local exchange's state (.state/)
+	rm -rf .state
 
 $(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
 	$(PY) -m pip install --quiet -r requirements-bench.txt
