@@ -46,6 +46,7 @@ from shared.schema import (
 Events = list[AnyEvent]
 MAX_USER_LEN = 128
 MAX_CLIENT_ID_LEN = 64
+UNBOUNDED = 1 << 256  # the amount of a market buy by quote: only its budget stops it
 
 
 class Withdrawal:
@@ -422,7 +423,7 @@ class Engine:
             )
         )  # fmt: skip
         # A market buy by quote has no amount bound: only its budget stops it.
-        taker_amount = amount or (1 << 256)
+        taker_amount = amount or UNBOUNDED
         taker = Order(oid, user, m, is_buy, price or 0, taker_amount, taker_amount, cid)
         stop = None
         if crosses:
@@ -647,18 +648,18 @@ class Engine:
                             m_user, base, mb[0], mb[1], amt - m_fee_now, 0, "trade", t_ref
                         )
                     )
-                    if t_fee_now:
-                        fees[quote] = f = fees.get(quote, 0) + t_fee_now
-                        append(
-                            BalanceChanged(
-                                FEE_ACCOUNT, quote, f, 0, t_fee_now, 0, "trade_fee", t_ref
-                            )
-                        )
                     if m_fee_now:
                         fees[base] = f = fees.get(base, 0) + m_fee_now
                         append(
                             BalanceChanged(
                                 FEE_ACCOUNT, base, f, 0, m_fee_now, 0, "trade_fee", t_ref
+                            )
+                        )
+                    if t_fee_now:
+                        fees[quote] = f = fees.get(quote, 0) + t_fee_now
+                        append(
+                            BalanceChanged(
+                                FEE_ACCOUNT, quote, f, 0, t_fee_now, 0, "trade_fee", t_ref
                             )
                         )
                 tid += 1
@@ -702,8 +703,10 @@ class Engine:
                     side_pop(0)
             elif remaining:
                 break  # budget or the loop above stopped inside this level
-        if stop is None and budget == 0 and remaining:
-            stop = Reason.INSUFFICIENT_FUNDS  # spent to the last unit
+        if stop is None and budget == 0 and remaining and (side or taker.amount == UNBOUNDED):
+            # Spent to the last unit: a buy by quote is done; a buy by amount that still
+            # saw asks ran out of money (one that emptied the book ran out of liquidity).
+            stop = Reason.INSUFFICIENT_FUNDS
         self.next_trade_id = tid
         taker.remaining = remaining
         taker.filled_quote = t_filled_quote

@@ -1,0 +1,767 @@
+"""Matcher pipeline benchmark against real local services (Postgres, Redis, Pub/Sub emulator).
+
+Starts its own local stack on free ports (Postgres with fsync ON: ``pg_fast=False``), migrates
+fresh databases, and measures:
+
+* durable path, in process (no Pub/Sub): what the matcher does per batch of 1,000 commands --
+  decode, dedupe lookup, engine apply, ``Store.write_batch`` (one transaction, commit),
+  ``MarketData.publish`` (one Redis pipeline) -- over a mixed stream (deposits for 1,000 users,
+  then limit orders that rest and cross, and cancels); then the same path under cProfile;
+* Pub/Sub emulator: the same stream (its first N commands) pre-published with the users as
+  ordering keys, drained by a bare unary-pull consumer (pull up to 1,000, one ack per batch)
+  and by the real ``Matcher`` (in a thread) on another subscription of the same topic;
+* cold start: ``Matcher.start()`` with 100,000 open orders and 10,000 accounts, from a snapshot
+  followed by ~10k oplog rows of replay, and from a snapshot at the head of the oplog.
+
+Usage: ``python -m bench.pipeline [--commands 50000] [--pubsub-n 20000] [--seed 1]``.
+The last line printed is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import logging
+import os
+import pstats
+import random
+import re
+import statistics
+import sys
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import redis
+from google.api_core import exceptions as gexc
+from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+
+from bench.streams import HALF_WIDTH, MAX_QTY, MID, Op, mixed_stream, place_stream
+from infra.local_stack import Stack, StackConfig
+from infra.migrate import migrate
+from matcher_service.engine import Engine
+from matcher_service.engine.snapshot import snapshot, state_hash
+from matcher_service.marketdata import MarketData
+from matcher_service.persistence import Store
+from matcher_service.service import Matcher
+from shared.config import MatcherConfig, PostgresConfig, PubSubConfig
+from shared.db import Database, connect
+from shared.pubsub import ensure_topics
+from shared.schema import (
+    AnyCommand,
+    Applied,
+    CancelOrder,
+    CreateAsset,
+    CreateMarket,
+    Deposit,
+    PlaceOrder,
+    Trade,
+    command_decoder,
+    encode,
+)
+
+MARKET = "ETH-USDT"
+TICK = 10_000  # 0.01 USDT at precision 6: stream prices are ticks, MID = 100 USDT
+STEP = 10_000  # 0.0001 ETH at precision 8: stream quantities are lots
+ETH_FUNDS = 100 * 10**8  # 100 ETH per user
+USDT_FUNDS = 1_000_000 * 10**6  # 1M USDT per user
+DEPTH_LEVELS = 50  # MatcherConfig defaults
+REPLY_TTL_S = 3600
+
+Batch = list[tuple[AnyCommand, Applied]]
+
+
+# ---------------------------------------------------------------- streams
+
+
+def admin_commands() -> list[AnyCommand]:
+    return [
+        CreateAsset(id="asset-eth", asset="ETH", precision=8),
+        CreateAsset(id="asset-usdt", asset="USDT", precision=6),
+        CreateMarket(
+            id="market-eth-usdt", market=MARKET, base="ETH", quote="USDT", tick="0.01",
+            step="0.0001", min_amount="0.0001", min_notional="0", maker_fee="0.001",
+            taker_fee="0.002",
+        ),
+    ]  # fmt: skip
+
+
+def deposits(users: Sequence[str]) -> list[AnyCommand]:
+    out: list[AnyCommand] = []
+    for u in users:
+        out.append(Deposit(id=f"dep-eth-{u}", user=u, asset="ETH", amount=ETH_FUNDS, ref=f"e{u}"))
+        out.append(
+            Deposit(id=f"dep-usdt-{u}", user=u, asset="USDT", amount=USDT_FUNDS, ref=f"u{u}")
+        )
+    return out
+
+
+def order_commands(ops: Sequence[Op], users: Sequence[str], prefix: str) -> list[AnyCommand]:
+    """Stream ops as commands (as bench/ours.py): buyers and sellers are disjoint halves of
+    ``users``; every order carries a client id and cancels use it, so a cancel never depends
+    on the engine's order numbering (which follows delivery order across ordering keys)."""
+    half = len(users) // 2
+    owner: dict[int, str] = {}
+    out: list[AnyCommand] = []
+    for n, op in enumerate(ops):
+        oid = int(op[1])
+        if op[0] == "place":
+            is_buy = bool(op[2])
+            user = owner[oid] = users[oid % half + (0 if is_buy else half)]
+            out.append(
+                PlaceOrder(
+                    id=f"{prefix}{n}", user=user, market=MARKET, side="buy" if is_buy else "sell",
+                    price=int(op[3]) * TICK, amount=int(op[4]) * STEP, client_order_id=f"c{oid}",
+                )
+            )  # fmt: skip
+        else:
+            out.append(
+                CancelOrder(id=f"{prefix}{n}", user=owner[oid], client_order_id=f"c{oid}")
+            )
+    return out
+
+
+def key_of(cmd: AnyCommand) -> str:
+    return str(getattr(cmd, "user", None) or "admin")
+
+
+def durable_stream(commands: int, seed: int, users: int = 1000) -> list[AnyCommand]:
+    """Admin, two deposits per user, then mixed_stream (its 10k-order book, then places that
+    rest or cross and cancels): ``commands`` in all."""
+    names = [f"u{i}" for i in range(users)]
+    head = admin_commands() + deposits(names)
+    setup, measured = mixed_stream(1, seed)
+    measured_n = max(1, commands - len(head) - len(setup))
+    setup, measured = mixed_stream(measured_n, seed)
+    return head + order_commands([*setup, *measured], names, "o")
+
+
+def tail_ops(n: int, first_id: int, live: list[int], seed: int) -> list[Op]:
+    """``n`` ops after a book of passive orders ``live``: 50% cancels of resting orders, 40%
+    passive places, 10% marketable places (which trade)."""
+    rng = random.Random(seed)
+    ops: list[Op] = []
+    next_id = first_id
+    for _ in range(n):
+        r = rng.random()
+        if r < 0.5 and live:
+            i = rng.randrange(len(live))
+            live[i], live[-1] = live[-1], live[i]
+            ops.append(("cancel", live.pop()))
+            continue
+        is_buy = rng.random() < 0.5
+        if r < 0.9:
+            off = min(rng.randint(1, HALF_WIDTH), rng.randint(1, HALF_WIDTH))
+            price = MID - off if is_buy else MID + off
+            live.append(next_id)
+        else:
+            through = rng.randint(1, 4)
+            price = MID + through if is_buy else MID - through
+        ops.append(("place", next_id, is_buy, price, rng.randint(1, MAX_QTY)))
+        next_id += 1
+    return ops
+
+
+# ---------------------------------------------------------------- instrumentation
+
+
+def _label(sql: str) -> str:
+    s = sql.lstrip()
+    m = re.match(r"INSERT INTO (\w+)", s)
+    if m:
+        return f"INSERT {m.group(1)}"
+    m = re.match(r"UPDATE (\w+)", s)
+    if m:
+        return f"UPDATE {m.group(1)}"
+    if s.startswith("SELECT epoch"):
+        return "SELECT lease (fence)"
+    if s.startswith("SELECT command_id"):
+        return "SELECT oplog (dedupe)"
+    return s.split(None, 1)[0].upper()
+
+
+class TimedDb:
+    """A Database that adds up the wall time of each kind of statement."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.count: dict[str, int] = defaultdict(int)
+
+    def run(self, sql: str, stream: Any = None, **params: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return self.db.run(sql, stream=stream, **params)
+        finally:
+            label = _label(sql)
+            self.seconds[label] += time.perf_counter() - t
+            self.count[label] += 1
+
+    def close(self) -> None:
+        self.db.close()
+
+
+@dataclass
+class DurableResult:
+    commands: int
+    seconds: float
+    batches: int
+    stages: dict[str, float]  # seconds in each stage, summed over batches
+    commit_ms: list[float]  # write_batch per batch
+    ok: int = 0
+    trades: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def run_durable(
+    store: Store, md: MarketData, payloads: Sequence[bytes], batch_size: int, engine: Engine
+) -> DurableResult:
+    """The matcher's per-batch path without Pub/Sub, on pre-encoded commands."""
+    stages = dict.fromkeys(("decode", "dedupe", "apply", "write_batch", "publish"), 0.0)
+    commit_ms: list[float] = []
+    epoch = store.take_lease("bench")
+    published = engine.seq
+    last_ts = 0
+    ok = trades = 0
+    rejected: dict[str, int] = defaultdict(int)
+    decode = command_decoder.decode
+    t_start = time.perf_counter()
+    for i in range(0, len(payloads), batch_size):
+        t0 = time.perf_counter()
+        commands: list[AnyCommand] = [decode(p) for p in payloads[i : i + batch_size]]
+        t1 = time.perf_counter()
+        known = store.known_results([c.id for c in commands])
+        t2 = time.perf_counter()
+        ts = last_ts = max(now_ms(), last_ts)
+        batch: Batch = []
+        apply = engine.apply
+        for cmd in commands:
+            if cmd.id in known:
+                continue
+            cmd.ts = ts
+            batch.append((cmd, apply(cmd)))
+        t3 = time.perf_counter()
+        store.write_batch(epoch, batch, published)
+        t4 = time.perf_counter()
+        md.publish(engine, batch)
+        t5 = time.perf_counter()
+        published = engine.seq
+        for key, dt in (
+            ("decode", t1 - t0), ("dedupe", t2 - t1), ("apply", t3 - t2),
+            ("write_batch", t4 - t3), ("publish", t5 - t4),
+        ):  # fmt: skip
+            stages[key] += dt
+        commit_ms.append((t4 - t3) * 1000)
+        for _, ap in batch:
+            if ap.ok:
+                ok += 1
+            else:
+                rejected[ap.reason or "?"] += 1
+            trades += sum(1 for ev in ap.events if type(ev) is Trade)
+    seconds = time.perf_counter() - t_start
+    return DurableResult(
+        len(payloads), seconds, len(commit_ms), stages, commit_ms, ok, trades, dict(rejected)
+    )
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
+
+
+# ---------------------------------------------------------------- profile
+
+
+def _fn_stats(stats: dict[Any, Any], file_part: str, name: str) -> list[Any]:
+    return [v for k, v in stats.items() if file_part in k[0] and k[2] == name]
+
+
+def _cum(stats: dict[Any, Any], file_part: str, name: str) -> float:
+    return float(sum(v[3] for v in _fn_stats(stats, file_part, name)))
+
+
+def _tot(stats: dict[Any, Any], file_part: str, name: str) -> float:
+    return float(sum(v[2] for v in _fn_stats(stats, file_part, name)))
+
+
+def _cum_from(stats: dict[Any, Any], file_part: str, name: str, callers: set[str]) -> float:
+    """Cumulative time of a function counted only for calls from the named callers."""
+    total = 0.0
+    for v in _fn_stats(stats, file_part, name):
+        for caller, cv in v[4].items():
+            if caller[2] in callers:
+                total += cv[3]
+    return total
+
+
+def profile_breakdown(prof: cProfile.Profile) -> tuple[list[tuple[str, float]], list[str]]:
+    """Where the profiled durable run spent its time, as (part, seconds), plus top functions."""
+    st = pstats.Stats(prof)
+    stats: dict[Any, Any] = st.stats  # type: ignore[attr-defined]
+    total = _cum(stats, "bench/pipeline.py", "run_durable")
+    decode = _cum(stats, "~", "<method 'decode' of 'msgspec.json.Decoder' objects>")
+    dedupe = _cum(stats, "persistence.py", "known_results")
+    engine = _cum(stats, "engine/engine.py", "apply")
+    write = _cum(stats, "persistence.py", "write_batch")
+    pg = _cum_from(stats, "bench/pipeline.py", "run", {"write_batch", "_rows", "_insert"})
+    enc = _cum_from(
+        stats, "~", "<method 'encode' of 'msgspec.json.Encoder' objects>", {"_rows", "_insert"}
+    )
+    publish = _cum(stats, "marketdata.py", "publish")
+    execute = _cum_from(stats, "redis/client.py", "execute", {"publish"})
+    dumps = _cum_from(stats, "~", "<built-in method orjson.dumps>", {"publish", "_trade", "_depth"})
+    parts = [
+        ("decode commands (msgspec)", decode),
+        ("dedupe lookup (Postgres SELECT)", dedupe),
+        ("engine apply", engine),
+        ("write_batch: build row dicts (Python)", write - pg - enc),
+        ("write_batch: msgspec JSON encode of rows", enc),
+        ("write_batch: Postgres statements + COMMIT (pg8000 + server)", pg),
+        ("publish: build market data (Python)", publish - execute - dumps),
+        ("publish: orjson encode", dumps),
+        ("publish: Redis pipeline execute (redis-py + server)", execute),
+    ]
+    parts.append(("rest (loop, stamping, counting)", total - sum(s for _, s in parts)))
+    top: list[str] = []
+    rows = sorted(stats.items(), key=lambda kv: kv[1][2], reverse=True)[:12]
+    for (file, line, name), v in rows:
+        where = file.split("/site-packages/")[-1].replace(os.getcwd() + "/", "")
+        top.append(f"{v[2]:7.3f}s tot {v[3]:7.3f}s cum {v[1]:>8} calls  {name} ({where}:{line})")
+    return parts, top
+
+
+# ---------------------------------------------------------------- Pub/Sub
+
+
+def publish_all(ps: PubSubConfig, commands: Sequence[AnyCommand]) -> float:
+    """Publish with the users as ordering keys; returns seconds (not part of any figure)."""
+    publisher = pubsub_v1.PublisherClient(
+        publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
+    )
+    topic = publisher.topic_path(ps.project, ps.commands_topic)
+    t0 = time.perf_counter()
+    futures = [publisher.publish(topic, encode(c), ordering_key=key_of(c)) for c in commands]
+    for f in futures:
+        f.result(timeout=120)
+    seconds = time.perf_counter() - t0
+    publisher.stop()
+    return seconds
+
+
+@dataclass
+class DrainResult:
+    messages: int
+    seconds: float
+    pulls: int
+
+
+def raw_drain(subscription: str, n: int, timeout: float = 120.0) -> DrainResult:
+    """The bare consumer: unary pull of up to 1,000, one acknowledge per pull, nothing else."""
+    sub = pubsub_v1.SubscriberClient()
+    seen: set[str] = set()
+    pulls = 0
+    t0 = time.perf_counter()
+    deadline = t0 + timeout
+    while len(seen) < n and time.perf_counter() < deadline:
+        try:
+            resp = sub.pull(request={"subscription": subscription, "max_messages": 1000}, timeout=5)
+        except gexc.DeadlineExceeded:
+            continue
+        pulls += 1
+        msgs = resp.received_messages
+        if not msgs:
+            continue
+        sub.acknowledge(request={"subscription": subscription, "ack_ids": [m.ack_id for m in msgs]})
+        seen.update(m.message.message_id for m in msgs)
+    seconds = time.perf_counter() - t0
+    sub.close()
+    return DrainResult(len(seen), seconds, pulls)
+
+
+class BatchLog(logging.Handler):
+    """Collects the matcher's per-batch log fields (apply/commit/publish ms, size)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.batches: list[dict[str, float]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage() == "batch":
+            f = record.__dict__
+            self.batches.append(
+                {k: float(f[k]) for k in ("size", "apply_ms", "commit_ms", "publish_ms")}
+            )
+
+
+class TimedMatcher(Matcher):
+    """The real matcher, noting its first pull, time spent in pull, and when it reached n."""
+
+    def __init__(self, cfg: MatcherConfig, target: int) -> None:
+        super().__init__(cfg, holder="bench")
+        self.target = target
+        self.t_first_pull: float | None = None
+        self.t_done: float | None = None
+        self.pull_seconds = 0.0
+        self.done = threading.Event()
+
+    def pull(self) -> list[Any]:
+        t = time.perf_counter()
+        if self.t_first_pull is None:
+            self.t_first_pull = t
+        try:
+            return super().pull()
+        finally:
+            self.pull_seconds += time.perf_counter() - t
+
+    def step(self) -> int:
+        n = super().step()
+        if self.t_done is None and self.stats["commands"] + self.stats["duplicates"] >= self.target:
+            self.t_done = time.perf_counter()
+            self.done.set()
+        return n
+
+
+def run_matcher(cfg: MatcherConfig, n: int, timeout: float = 180.0) -> tuple[TimedMatcher, float]:
+    handler = BatchLog()
+    mlog = logging.getLogger("matcher")
+    mlog.addHandler(handler)
+    mlog.setLevel(logging.INFO)
+    mlog.propagate = False
+    matcher = TimedMatcher(cfg, n)
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            matcher.run()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name="matcher", daemon=True)
+    thread.start()
+    finished = matcher.done.wait(timeout)
+    matcher.stop()
+    thread.join(30)
+    mlog.removeHandler(handler)
+    matcher.batch_log = handler.batches  # type: ignore[attr-defined]
+    if errors:
+        raise errors[0]
+    if not finished or matcher.t_first_pull is None or matcher.t_done is None:
+        raise RuntimeError(f"matcher applied {matcher.stats} of {n} in {timeout}s")
+    return matcher, matcher.t_done - matcher.t_first_pull
+
+
+# ---------------------------------------------------------------- databases
+
+
+def fresh_db(name: str) -> PostgresConfig:
+    admin = connect(PostgresConfig.load())
+    admin.run(f"CREATE DATABASE {name}")
+    admin.close()
+    cfg = replace(PostgresConfig.load(), database=name)
+    db = connect(cfg)
+    migrate(db)
+    db.close()
+    return cfg
+
+
+def apply_and_write(
+    store: Store, engine: Engine, commands: Sequence[AnyCommand], batch_size: int, epoch: int
+) -> None:
+    """Build state quickly: apply in process and write batches (published_seq kept current)."""
+    for i in range(0, len(commands), batch_size):
+        ts = now_ms()
+        batch: Batch = []
+        for cmd in commands[i : i + batch_size]:
+            cmd.ts = ts
+            batch.append((cmd, engine.apply(cmd)))
+        store.write_batch(epoch, batch, engine.seq)
+
+
+# ---------------------------------------------------------------- phases
+
+
+@dataclass
+class Report:
+    rows: list[tuple[str, str, str]] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    def row(self, what: str, value: str, note: str = "") -> None:
+        self.rows.append((what, value, note))
+        print(f"  {what}: {value} {note}".rstrip(), flush=True)
+
+
+def phase_durable(args: argparse.Namespace, rep: Report, redis_url: str) -> None:
+    commands = durable_stream(args.commands, args.seed)
+    payloads = [encode(c) for c in commands]
+    r = redis.Redis.from_url(redis_url)
+    r.flushall()
+    pg = fresh_db("bench_durable")
+    timed = TimedDb(connect(pg, "bench"))
+    store = Store(timed)
+    engine = Engine()
+    md = MarketData(r, DEPTH_LEVELS, REPLY_TTL_S)
+    md.rebuild(engine, [], now_ms=now_ms())
+    res = run_durable(store, md, payloads, args.batch, engine)
+    timed.close()
+    rate = res.commands / res.seconds
+    p50, p99 = pct(res.commit_ms, 0.5), pct(res.commit_ms, 0.99)
+    per_batch = {k: v * 1000 / res.batches for k, v in res.stages.items()}
+    places = sum(1 for c in commands if type(c) is PlaceOrder)
+    cancels = sum(1 for c in commands if type(c) is CancelOrder)
+    print(
+        f"durable stream: {res.commands:,} commands ({places:,} places, {cancels:,} cancels,"
+        f" {res.commands - places - cancels:,} admin/deposits), {res.trades:,} trades,"
+        f" {len(engine.orders):,} open at the end, rejected {res.rejected}"
+    )
+    rep.row("durable cmds/s (Postgres fsync on)", f"{rate:,.0f}", f"{res.batches} batches")
+    rep.row("  commit (write_batch) p50 / p99 ms", f"{p50:.1f} / {p99:.1f}")
+    for k, v in per_batch.items():
+        rep.row(f"  stage {k}, ms per batch", f"{v:.1f}", f"{100 * v / sum(per_batch.values()):.0f}%")
+    for label in sorted(timed.seconds, key=lambda k: -timed.seconds[k]):
+        ms = timed.seconds[label] * 1000 / res.batches
+        rep.row(f"    pg {label}, ms per batch", f"{ms:.2f}", f"x{timed.count[label]}")
+    rep.figures.update(
+        durable_cmds_per_s=round(rate), p50_commit_ms=round(p50, 2), p99_commit_ms=round(p99, 2),
+        durable_commands=res.commands, durable_trades=res.trades,
+        durable_stage_ms_per_batch={k: round(v, 2) for k, v in per_batch.items()},
+        durable_pg_ms_per_batch={
+            k: round(v * 1000 / res.batches, 2) for k, v in timed.seconds.items()
+        },
+    )  # fmt: skip
+
+    # The same path under cProfile, on a fresh database and Redis.
+    r.flushall()
+    pg = fresh_db("bench_profile")
+    db = connect(pg, "bench")
+    store = Store(TimedDb(db))
+    engine = Engine()
+    md = MarketData(r, DEPTH_LEVELS, REPLY_TTL_S)
+    md.rebuild(engine, [], now_ms=now_ms())
+    prof = cProfile.Profile()
+    prof.enable()
+    run_durable(store, md, payloads[: args.profile_n], args.batch, engine)
+    prof.disable()
+    db.close()
+    r.close()
+    parts, top = profile_breakdown(prof)
+    total = sum(s for _, s in parts)
+    print(f"\ncProfile of the durable path ({min(args.profile_n, len(payloads)):,} commands):")
+    for name, s in parts:
+        print(f"  {100 * s / total:5.1f}%  {s:6.2f}s  {name}")
+    print("  top functions by own time:")
+    for line in top:
+        print(f"    {line}")
+    rep.figures["profile_share_pct"] = {name: round(100 * s / total, 1) for name, s in parts}
+
+
+def phase_pubsub(args: argparse.Namespace, rep: Report, redis_url: str) -> None:
+    stream = durable_stream(args.commands, args.seed)
+    admin = [c for c in stream if key_of(c) == "admin"]
+    published = [c for c in stream if key_of(c) != "admin"][: args.pubsub_n]
+    n = len(published)
+    suffix = uuid.uuid4().hex[:8]
+    ps = PubSubConfig(
+        project=os.environ["GOOGLE_CLOUD_PROJECT"], commands_topic=f"commands-{suffix}",
+        commands_subscription=f"commands-matcher-{suffix}", events_topic=f"events-{suffix}",
+        dead_letter_topic=f"commands-dl-{suffix}", max_delivery_attempts=5,
+    )  # fmt: skip
+    ensure_topics(ps)  # topic, the matcher's subscription (ordering on), events, dead letters
+    sub = pubsub_v1.SubscriberClient()
+    raw_sub = sub.subscription_path(ps.project, f"commands-raw-{suffix}")
+    sub.create_subscription(
+        request={
+            "name": raw_sub, "topic": sub.topic_path(ps.project, ps.commands_topic),
+            "enable_message_ordering": True, "ack_deadline_seconds": 60,
+            "dead_letter_policy": {
+                "dead_letter_topic": sub.topic_path(ps.project, ps.dead_letter_topic),
+                "max_delivery_attempts": ps.max_delivery_attempts,
+            },
+        }
+    )  # fmt: skip
+    sub.close()
+    keys = len({key_of(c) for c in published})
+    pub_s = publish_all(ps, published)
+    print(f"published {n:,} messages over {keys:,} ordering keys in {pub_s:.1f}s (not timed)")
+
+    raw = raw_drain(raw_sub, n)
+    raw_rate = raw.messages / raw.seconds
+    rep.row(
+        "emulator raw pull msg/s", f"{raw_rate:,.0f}",
+        f"{raw.messages:,} in {raw.seconds:.2f}s, {raw.pulls} pulls,"
+        f" {raw.messages / max(1, raw.pulls):.0f}/pull",
+    )  # fmt: skip
+
+    # The matcher's database holds the market already (admin commands are keyed "admin").
+    r = redis.Redis.from_url(redis_url)
+    r.flushall()
+    r.close()
+    pg = fresh_db("bench_matcher")
+    db = connect(pg, "bench")
+    store = Store(db)
+    apply_and_write(store, Engine(), admin, 1000, store.take_lease("bench-setup"))
+    db.close()
+    cfg = MatcherConfig(
+        postgres=pg, pubsub=ps, redis_url=redis_url, port=0, batch_max=1000, batch_wait_ms=5,
+        snapshot_every=0, snapshot_seconds=3600.0, reply_ttl_s=REPLY_TTL_S,
+        depth_levels=DEPTH_LEVELS,
+    )  # fmt: skip
+    matcher, seconds = run_matcher(cfg, n)
+    m_rate = n / seconds
+    log: list[dict[str, float]] = matcher.batch_log  # type: ignore[attr-defined]
+    sizes = [b["size"] for b in log if b["size"]]
+    busy = {k: sum(b[k] for b in log) / 1000 for k in ("apply_ms", "commit_ms", "publish_ms")}
+    rep.row(
+        "emulator matcher cmds/s", f"{m_rate:,.0f}",
+        f"{n:,} in {seconds:.2f}s, {len(sizes)} batches of {statistics.mean(sizes):.0f} avg"
+        f" (max {max(sizes):.0f}), duplicates {matcher.stats['duplicates']}",
+    )  # fmt: skip
+    rep.row(
+        "  matcher time split", f"pull {matcher.pull_seconds:.2f}s",
+        f"apply+dedupe {busy['apply_ms']:.2f}s, commit {busy['commit_ms']:.2f}s,"
+        f" ack+redis {busy['publish_ms']:.2f}s",
+    )  # fmt: skip
+    rep.row("matcher / raw", f"{m_rate / raw_rate:.2f}", "target >= 0.9")
+    rep.figures.update(
+        emulator_messages=n, emulator_ordering_keys=keys,
+        emulator_raw_pull_per_s=round(raw_rate), emulator_raw_msgs_per_pull=round(
+            raw.messages / max(1, raw.pulls), 1),
+        emulator_matcher_per_s=round(m_rate), matcher_vs_raw=round(m_rate / raw_rate, 3),
+        matcher_batches=len(sizes), matcher_avg_batch=round(statistics.mean(sizes), 1),
+        matcher_pull_s=round(matcher.pull_seconds, 2),
+        matcher_commit_s=round(busy["commit_ms"], 2),
+        matcher_apply_s=round(busy["apply_ms"], 2),
+        matcher_ack_publish_s=round(busy["publish_ms"], 2),
+    )  # fmt: skip
+
+
+def _start_once(cfg: MatcherConfig) -> tuple[float, Matcher]:
+    m = Matcher(cfg, holder="bench-cold")
+    m.acquire()
+    t = time.perf_counter()
+    m.start()
+    seconds = time.perf_counter() - t
+    if not m.ready.is_set():
+        raise RuntimeError("matcher not ready after start()")
+    return seconds, m
+
+
+def phase_cold(args: argparse.Namespace, rep: Report, redis_url: str) -> None:
+    users = [f"u{i}" for i in range(args.cold_accounts // 1)]
+    book = place_stream(args.cold_orders, args.seed)
+    live = list(range(1, args.cold_orders + 1))
+    tail = tail_ops(args.cold_replay, args.cold_orders + 1, live, args.seed)
+    head = admin_commands() + deposits(users) + order_commands(book, users, "b")
+    tail_cmds = order_commands([*book, *tail], users, "t")[len(book) :]
+    r = redis.Redis.from_url(redis_url)
+    r.flushall()
+    r.close()
+    pg = fresh_db("bench_cold")
+    db = connect(pg, "bench")
+    store = Store(db)
+    engine = Engine()
+    epoch = store.take_lease("bench-build")
+    t0 = time.perf_counter()
+    apply_and_write(store, engine, head, 5000, epoch)
+    snap_seq = engine.seq
+    data = snapshot(engine)
+    store.save_snapshot(snap_seq, state_hash(engine), data)
+    apply_and_write(store, engine, tail_cmds, 5000, epoch)
+    db.close()
+    build_s = time.perf_counter() - t0
+    print(
+        f"cold-start state built in {build_s:.1f}s: {len(engine.accounts.users):,} accounts,"
+        f" {len(engine.orders):,} open orders, snapshot at seq {snap_seq:,} ({len(data) / 1e6:.1f}"
+        f" MB), oplog head {engine.seq:,}"
+    )
+    cfg = MatcherConfig(
+        postgres=pg, pubsub=PubSubConfig.load(), redis_url=redis_url, port=0, batch_max=1000,
+        batch_wait_ms=5, snapshot_every=0, snapshot_seconds=3600.0, reply_ttl_s=REPLY_TTL_S,
+        depth_levels=DEPTH_LEVELS,
+    )  # fmt: skip
+    replay_s, m = _start_once(cfg)
+    same = state_hash(m.engine) == state_hash(engine)
+    open_orders = len(m.engine.orders)
+    m.close()
+    rep.row(
+        "cold start: snapshot + replay s", f"{replay_s:.2f}",
+        f"{engine.seq - snap_seq:,} oplog rows replayed, {open_orders:,} open orders,"
+        f" state equal: {same}",
+    )  # fmt: skip
+
+    db = connect(pg, "bench")
+    Store(db).save_snapshot(engine.seq, state_hash(engine), snapshot(engine))
+    db.close()
+    snap_only_s, m = _start_once(cfg)
+    m.close()
+    rep.row("cold start: snapshot only s", f"{snap_only_s:.2f}", "snapshot at the oplog head")
+    rep.figures.update(
+        cold_start_s=round(replay_s, 2), cold_start_snapshot_only_s=round(snap_only_s, 2),
+        cold_start_replayed=engine.seq - snap_seq, cold_start_open_orders=open_orders,
+        cold_start_accounts=len(engine.accounts.users), cold_start_state_equal=same,
+        cold_start_snapshot_mb=round(len(data) / 1e6, 1),
+    )  # fmt: skip
+
+
+def _settings() -> dict[str, str]:
+    db = connect(PostgresConfig.load())
+    out = {
+        k: str(db.run(f"SHOW {k}")[0][0])
+        for k in ("fsync", "synchronous_commit", "full_page_writes")
+    }
+    db.close()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="matcher pipeline vs local services")
+    parser.add_argument("--commands", type=int, default=50_000, help="durable stream length")
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--profile-n", type=int, default=20_000)
+    parser.add_argument("--pubsub-n", type=int, default=20_000)
+    parser.add_argument("--cold-orders", type=int, default=100_000)
+    parser.add_argument("--cold-accounts", type=int, default=10_000)
+    parser.add_argument("--cold-replay", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--skip", default="", help="comma list of: durable,pubsub,cold")
+    args = parser.parse_args(argv)
+    skip = set(filter(None, args.skip.split(",")))
+
+    t0 = time.perf_counter()
+    stack = Stack(StackConfig.with_free_ports(pg_fast=False))
+    stack.start(["pubsub", "postgres", "redis"])
+    rep = Report()
+    try:
+        os.environ.update(stack.env())
+        settings = _settings()
+        print(f"local stack up in {stack.start_seconds:.1f}s; postgres {settings}")
+        rep.figures["postgres"] = settings
+        redis_url = os.environ["REDIS_URL"]
+        phases: list[tuple[str, Callable[[argparse.Namespace, Report, str], None]]] = [
+            ("durable", phase_durable), ("pubsub", phase_pubsub), ("cold", phase_cold),
+        ]  # fmt: skip
+        for name, phase in phases:
+            if name not in skip:
+                print(f"\n== {name}", flush=True)
+                phase(args, rep, redis_url)
+    finally:
+        stack.stop()
+
+    print("\n| measure | value | notes |\n|---|---|---|")
+    for what, value, note in rep.rows:
+        print(f"| {what.strip()} | {value} | {note} |")
+    rep.figures["seconds"] = round(time.perf_counter() - t0, 1)
+    print(json.dumps(rep.figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
