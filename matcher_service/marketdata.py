@@ -106,7 +106,7 @@ return n
 """Private publishes and replies in one command per chunk: redis-py spends ~25 us packing and
 parsing each pipelined command, which at three per reply would cap the matcher at a few
 thousand commands a second. Same effects as PUBLISH / RPUSH+EXPIRE / SET EX one by one."""
-_FLUSH_CHUNK: Final = 1000
+_FLUSH_CHUNK: Final = 500
 
 
 # ---------------------------------------------------------------- keys and channels
@@ -223,6 +223,21 @@ def _order_json(acc: OrderAccepted, upd: OrderUpdated | None, m: Market) -> JSON
         "reason": upd.reason if upd else None,
         "ts": acc.ts,
     }
+
+
+def _trade_json(t: Trade, price: str, amount: str, quote: str) -> bytes:
+    """A public trade, as in ``md:trades:{m}`` and ``live:trades:{m}``."""
+    return orjson.dumps(
+        {
+            "trade_id": t.trade_id,
+            "market": t.market,
+            "price": price,
+            "amount": amount,
+            "quote": quote,
+            "taker_side": t.taker_side,
+            "ts": t.ts,
+        }
+    )
 
 
 def _market_json(ev: MarketChanged) -> bytes:
@@ -490,19 +505,7 @@ class MarketData:
         sides[ev.taker_order_id] = taker_buys
         sides[ev.maker_order_id] = not taker_buys
         price, amount, quote = fmt(ev.price, qp), fmt(ev.amount, bp), fmt(ev.quote, qp)
-        st.batch_trades.append(
-            orjson.dumps(
-                {
-                    "trade_id": ev.trade_id,
-                    "market": name,
-                    "price": price,
-                    "amount": amount,
-                    "quote": quote,
-                    "taker_side": ev.taker_side,
-                    "ts": ev.ts,
-                }
-            )
-        )
+        st.batch_trades.append(_trade_json(ev, price, amount, quote))
         base_fee = fmt(ev.taker_fee if taker_buys else ev.maker_fee, bp)
         quote_fee = fmt(ev.maker_fee if taker_buys else ev.taker_fee, qp)
         for user, oid, role, is_buy in (
@@ -578,16 +581,26 @@ class MarketData:
         pipe.publish(f"live:depth:{name}", orjson.dumps(delta))
 
     @staticmethod
-    def _write_klines(pipe: Pipeline, st: _MarketState, m: Market, keep: int = 0) -> None:
-        """Write the candles touched since the last write (the newest ``keep`` if given)."""
+    def _write_klines(
+        pipe: Pipeline, st: _MarketState, m: Market, rebuilding: bool = False, since: int = 0
+    ) -> None:
+        """Write the candles touched since the last write. Rebuilding: only the newest
+        ``KLINES_KEPT`` that open at or after ``since``, and announce only the current one."""
         bp, qp = m.base_precision, m.quote_precision
         name = st.name
         for (iv, _), touched in zip(INTERVALS, st.kl_touched, strict=True):
             if not touched:
                 continue
+            if rebuilding:
+                candles = [c for c in touched[-KLINES_KEPT:] if c[_T] >= since]
+            else:
+                candles = touched[:]
+            touched.clear()
+            if not candles:
+                continue
             key = kline_key(name, iv)
             out = []
-            for c in touched[-keep:] if keep else touched:
+            for c in candles:
                 t = c[_T]
                 member = orjson.dumps(
                     [
@@ -605,10 +618,9 @@ class MarketData:
                 pipe.zadd(key, {member: t})
                 out.append(member)
             pipe.zremrangebyrank(key, 0, -KLINES_KEPT - 1)
-            if keep:
-                out = out[-1:]  # rebuilding: announce only the current candle
+            if rebuilding:
+                out = out[-1:]
             pipe.publish(f"live:kline:{name}:{iv}", b"[" + b",".join(out) + b"]")
-            touched.clear()
 
     @staticmethod
     def _expire(st: _MarketState, now: int) -> None:
@@ -656,13 +668,23 @@ class MarketData:
     # ------------------------------------------------------------ on start
 
     def rebuild(
-        self, engine: Engine, trades: Iterable[Trade], *, now_ms: int | None = None
+        self,
+        engine: Engine,
+        trades: Iterable[Trade],
+        *,
+        now_ms: int | None = None,
+        since_ms: int | None = None,
     ) -> None:
         """Reset the in-memory state and rewrite Redis from the engine and recent trades.
 
-        ``trades``: every Trade since :func:`rebuild_since` (a UTC midnight at least 24 h
-        before now), oldest first, as stored in Postgres. ``now_ms``: the end of the 24 h
-        ticker window (the matcher's clock at start); defaults to the newest trade's ts.
+        ``trades``: every Trade with ``ts >= since_ms``, oldest first, as stored in Postgres;
+        ``since_ms`` must be at most ``now_ms - 24 h`` (the ticker window and every current
+        candle are then complete). Candles opening before ``since_ms`` (default: the market's
+        first given trade) may miss trades and are not written: Redis keeps its copies.
+        :func:`rebuild_since` gives a bound (a UTC midnight) from which every candle of every
+        interval is complete, to rebuild a flushed Redis. ``now_ms``: the end of the 24 h
+        ticker window (the matcher's clock at start); default: the newest trade's ts.
+
         Depth versions continue from the snapshots already in Redis, and the first depth
         message is a delta from them, so ws clients need not resync. Recent trades in Redis
         older than the first given one are kept; with no given trade for a market, its last
@@ -683,11 +705,14 @@ class MarketData:
         stored = reads.execute()
 
         recent: dict[str, deque[Trade]] = {name: deque(maxlen=TRADES_KEPT) for name in names}
+        first_ts: dict[str, int] = {}
         now = now_ms or 0
         for tr in trades:
             st = states.get(tr.market)
             if st is None:
                 continue
+            if tr.market not in first_ts:
+                first_ts[tr.market] = tr.ts
             _on_trade(st, tr, mark)
             recent[tr.market].append(tr)
             if tr.ts > now:
@@ -715,17 +740,7 @@ class MarketData:
             if given:
                 first = given[0].trade_id
                 items = [
-                    orjson.dumps(
-                        {
-                            "trade_id": t.trade_id,
-                            "market": name,
-                            "price": fmt(t.price, qp),
-                            "amount": fmt(t.amount, bp),
-                            "quote": fmt(t.quote, qp),
-                            "taker_side": t.taker_side,
-                            "ts": t.ts,
-                        }
-                    )
+                    _trade_json(t, fmt(t.price, qp), fmt(t.amount, bp), fmt(t.quote, qp))
                     for t in reversed(given)
                 ]
                 for raw in raw_trades:
@@ -739,7 +754,8 @@ class MarketData:
             elif raw_trades:
                 st.last = parse_units(orjson.loads(raw_trades[0])["price"], qp)
 
-            self._write_klines(pipe, st, m, keep=KLINES_KEPT)
+            since = first_ts.get(name, 0) if since_ms is None else since_ms
+            self._write_klines(pipe, st, m, rebuilding=True, since=since)
             self._expire(st, now)
             self._write_ticker(pipe, st, m, now)
         pipe.execute()

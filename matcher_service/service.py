@@ -148,7 +148,7 @@ class Matcher:
         self.engine = rec.engine
         self._flush_events(wait=True)
         self.published_seq = max(self.published_seq, self.engine.seq)
-        self.market_data.rebuild(self.engine, self.store.trades_since(self._now() - DAY_MS))
+        self._rebuild_market_data()
         self._last_ts = self._now()
         self.ready.set()
         log.info(
@@ -224,9 +224,16 @@ class Matcher:
             self._connect()
             assert self.store is not None
             self.engine = recover(self.store).engine
+            self._rebuild_market_data()
             self.ready.set()
         except Exception as exc:
             log.warning("rebuild failed", extra={"error": repr(exc)})
+
+    def _rebuild_market_data(self) -> None:
+        assert self.store is not None
+        now = self._now()
+        trades = self.store.trades_since(now - DAY_MS)
+        self.market_data.rebuild(self.engine, trades, now_ms=now, since_ms=now - DAY_MS)
 
     def stop(self, *_: Any) -> None:
         self.stopping.set()

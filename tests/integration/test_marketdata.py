@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from matcher_service.engine.engine import Engine
-from matcher_service.marketdata import INTERVALS, MarketData, rebuild_since
+from matcher_service.marketdata import INTERVALS, MarketData, fmt, rebuild_since
 from shared.money import format_units, parse_units
 from shared.schema import (
     AnyCommand,
@@ -218,6 +218,16 @@ def subscribed(client: redis.Redis, *patterns: str) -> Any:
 # ---------------------------------------------------------------- exact contents
 
 
+def test_fast_formatter_equals_format_units() -> None:
+    rng = random.Random(3)
+    values = [0, 1, -1, 10**18, -(10**18) + 1, 123_450_000, 10**40 + 7]
+    values += [rng.randint(-(10**20), 10**20) for _ in range(3000)]
+    values += [rng.randint(0, 10**5) * 10 ** rng.randint(0, 12) for _ in range(3000)]
+    for precision in range(19):
+        for v in values:
+            assert fmt(v, precision) == format_units(v, precision), (v, precision)
+
+
 def test_setup_writes_markets_assets_empty_depth_and_ticker(r: CountingRedis) -> None:
     ex = Exchange(r)
     ex.setup()
@@ -245,6 +255,15 @@ def test_one_pipeline_per_batch_and_no_direct_round_trip(r: CountingRedis) -> No
     before_p, before_d = r.pipelines, r.direct
     ex.batch(T0 + 2 * SEC, sell("bob", "2000", "1"), buy("alice", "2000", "0.5"))
     assert (r.pipelines - before_p, r.direct - before_d) == (1, 0)
+    # A batch larger than one reply chunk: every command still gets both reply keys.
+    many = ex.batch(T0 + 3 * SEC, *[dep(f"user{i}", "ETH", i + 1) for i in range(1234)])
+    check = r.pipeline()
+    for applied in many:
+        check.llen(f"reply:{applied.command_id}")
+        check.get(f"cmd:{applied.command_id}")
+    results = check.execute()
+    assert results[0::2] == [1] * len(many)
+    assert [orjson.loads(b)["seq"] for b in results[1::2]] == [a.seq for a in many]
 
 
 def test_depth_trades_klines_ticker_replies(r: CountingRedis) -> None:
@@ -609,7 +628,7 @@ def test_rebuild_from_trades_equals_incremental_publishing(
     assert since % DAY == 0 and since <= last - DAY
     recent = [t for t in ex.trades if t.ts >= since]
     fresh = MarketData(r1)
-    fresh.rebuild(ex.engine, recent, now_ms=last)
+    fresh.rebuild(ex.engine, recent, now_ms=last, since_ms=since)
     rebuilt = _market_data(r1)
     for key in ("ticker", "markets", "assets", "depth"):
         assert rebuilt[key] == incremental[key], key
@@ -628,6 +647,21 @@ def test_rebuild_then_publish_matches_uninterrupted_run(r: CountingRedis, r1: re
     b.md = MarketData(r1)
     b.md.rebuild(b.engine, [t for t in b.trades if t.ts >= rebuild_since(last)], now_ms=last)
     assert _market_data(r1) == _market_data(r)
+    # The same with a window that does not start at a midnight, as the matcher reads it.
+    b.md = MarketData(r1)
+    b.md.rebuild(
+        b.engine, [t for t in b.trades if t.ts >= last - DAY], now_ms=last, since_ms=last - DAY
+    )
+    assert _market_data(r1) == _market_data(r)
+    b.md = MarketData(r1)
+    b.md.rebuild(b.engine, [t for t in b.trades if t.ts >= last - 3 * HOUR], now_ms=last)
+    rebuilt = _market_data(r1)
+    assert rebuilt["ticker"] != _market_data(r)["ticker"]  # 3 hours are not a day
+    assert {k: v for k, v in rebuilt.items() if k != "ticker"} == {
+        k: v for k, v in _market_data(r).items() if k != "ticker"
+    }
+    b.md = MarketData(r1)
+    b.md.rebuild(b.engine, [t for t in b.trades if t.ts >= last - DAY], now_ms=last)
     for ex in (a, b):
         ex.batch(last + 90 * SEC, buy("u1", "2003", "0.5"), sell("u2", "1997", "0.7"))
         ex.batch(last + 5 * HOUR, sell("u3", "1990", "0.3"), buy("u4", "2010", "0.3"))
