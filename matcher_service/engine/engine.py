@@ -526,8 +526,9 @@ class Engine:
         accounts = self.accounts
         acc_get = accounts.get
         fees = accounts.fees
-        t_base = acc_get(user, base)
-        t_quote = acc_get(user, quote)
+        pay_asset, get_asset = (quote, base) if is_buy else (base, quote)
+        t_pay_bal = acc_get(user, pay_asset)
+        t_get_bal = acc_get(user, get_asset)
         append = ev.append
         remaining = taker.remaining
         t_filled_quote = t_fee = 0
@@ -576,90 +577,60 @@ class Engine:
                     budget -= q
                 m_user = mo.user
                 t_ref = str(tid)
+                # The taker pays ``t_pay`` of ``pay_asset`` from available and gets ``t_get``
+                # of ``get_asset``; the maker pays ``t_get`` from its hold and gets ``t_pay``.
+                # Each pays its fee in what it gets.
                 if is_buy:
-                    t_fee_now = -((-amt * t_rate) // 1000000)
-                    m_fee_now = -((-q * m_rate) // 1000000)
-                    t_quote[0] -= q
-                    t_base[0] += amt - t_fee_now
-                    mb = acc_get(m_user, base)
-                    mq = acc_get(m_user, quote)
-                    mb[1] -= amt
-                    mq[0] += q - m_fee_now
-                    append(
-                        Trade(
-                            tid, name, price, amt, q, taker_side, mo.id, oid, m_user, user,
-                            m_fee_now, t_fee_now, ts,
-                        )
-                    )  # fmt: skip
-                    append(
-                        BalanceChanged(user, quote, t_quote[0], t_quote[1], -q, 0, "trade", t_ref)
-                    )
-                    append(
-                        BalanceChanged(
-                            user, base, t_base[0], t_base[1], amt - t_fee_now, 0, "trade", t_ref
-                        )
-                    )
-                    append(BalanceChanged(m_user, base, mb[0], mb[1], 0, -amt, "trade", t_ref))
-                    append(
-                        BalanceChanged(
-                            m_user, quote, mq[0], mq[1], q - m_fee_now, 0, "trade", t_ref
-                        )
-                    )
-                    if t_fee_now:
-                        fees[base] = f = fees.get(base, 0) + t_fee_now
-                        append(
-                            BalanceChanged(
-                                FEE_ACCOUNT, base, f, 0, t_fee_now, 0, "trade_fee", t_ref
-                            )
-                        )
-                    if m_fee_now:
-                        fees[quote] = f = fees.get(quote, 0) + m_fee_now
-                        append(
-                            BalanceChanged(
-                                FEE_ACCOUNT, quote, f, 0, m_fee_now, 0, "trade_fee", t_ref
-                            )
-                        )
+                    t_pay, t_get = q, amt
                 else:
-                    t_fee_now = -((-q * t_rate) // 1000000)
-                    m_fee_now = -((-amt * m_rate) // 1000000)
-                    t_base[0] -= amt
-                    t_quote[0] += q - t_fee_now
-                    mb = acc_get(m_user, base)
-                    mq = acc_get(m_user, quote)
-                    mq[1] -= q
-                    mb[0] += amt - m_fee_now
-                    append(
-                        Trade(
-                            tid, name, price, amt, q, taker_side, mo.id, oid, m_user, user,
-                            m_fee_now, t_fee_now, ts,
-                        )
-                    )  # fmt: skip
-                    append(
-                        BalanceChanged(user, base, t_base[0], t_base[1], -amt, 0, "trade", t_ref)
+                    t_pay, t_get = amt, q
+                t_fee_now = -((-t_get * t_rate) // 1000000)
+                m_fee_now = -((-t_pay * m_rate) // 1000000)
+                t_pay_bal[0] -= t_pay
+                t_get_bal[0] += t_get - t_fee_now
+                m_pay_bal = acc_get(m_user, get_asset)
+                m_get_bal = acc_get(m_user, pay_asset)
+                m_pay_bal[1] -= t_get
+                m_get_bal[0] += t_pay - m_fee_now
+                append(
+                    Trade(
+                        tid, name, price, amt, q, taker_side, mo.id, oid, m_user, user,
+                        m_fee_now, t_fee_now, ts,
                     )
-                    append(
-                        BalanceChanged(
-                            user, quote, t_quote[0], t_quote[1], q - t_fee_now, 0, "trade", t_ref
-                        )
+                )  # fmt: skip
+                append(
+                    BalanceChanged(
+                        user, pay_asset, t_pay_bal[0], t_pay_bal[1], -t_pay, 0, "trade", t_ref
                     )
-                    append(BalanceChanged(m_user, quote, mq[0], mq[1], 0, -q, "trade", t_ref))
-                    append(
-                        BalanceChanged(
-                            m_user, base, mb[0], mb[1], amt - m_fee_now, 0, "trade", t_ref
-                        )
+                )
+                append(
+                    BalanceChanged(
+                        user, get_asset, t_get_bal[0], t_get_bal[1], t_get - t_fee_now, 0,
+                        "trade", t_ref,
                     )
-                    if m_fee_now:
-                        fees[base] = f = fees.get(base, 0) + m_fee_now
+                )  # fmt: skip
+                append(
+                    BalanceChanged(
+                        m_user, get_asset, m_pay_bal[0], m_pay_bal[1], 0, -t_get, "trade", t_ref
+                    )
+                )
+                append(
+                    BalanceChanged(
+                        m_user, pay_asset, m_get_bal[0], m_get_bal[1], t_pay - m_fee_now, 0,
+                        "trade", t_ref,
+                    )
+                )  # fmt: skip
+                # The fee account's changes, base asset first.
+                for fee_asset, fee_now in (
+                    ((get_asset, t_fee_now), (pay_asset, m_fee_now))
+                    if is_buy
+                    else ((pay_asset, m_fee_now), (get_asset, t_fee_now))
+                ):
+                    if fee_now:
+                        fees[fee_asset] = f = fees.get(fee_asset, 0) + fee_now
                         append(
                             BalanceChanged(
-                                FEE_ACCOUNT, base, f, 0, m_fee_now, 0, "trade_fee", t_ref
-                            )
-                        )
-                    if t_fee_now:
-                        fees[quote] = f = fees.get(quote, 0) + t_fee_now
-                        append(
-                            BalanceChanged(
-                                FEE_ACCOUNT, quote, f, 0, t_fee_now, 0, "trade_fee", t_ref
+                                FEE_ACCOUNT, fee_asset, f, 0, fee_now, 0, "trade_fee", t_ref
                             )
                         )
                 tid += 1
