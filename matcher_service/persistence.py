@@ -47,6 +47,38 @@ class FencedError(RuntimeError):
     """Another matcher took over: this one must stop applying commands."""
 
 
+class _Writes:
+    """All of a batch's writes as ONE statement of data-modifying CTEs: one round trip
+    instead of one per table. Each table's rows travel as one JSON parameter that Postgres
+    unpacks (json_populate_recordset), encoded in C by msgspec; the driver's per-value array
+    escaping cost five times more."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.params: dict[str, str] = {}
+
+    def add(self, rows: Sequence[dict[str, Any]], sql: str) -> None:
+        if rows:
+            param = f"p{len(self.parts)}"
+            self.params[param] = _json.encode(rows).decode()
+            self.parts.append(sql.format(param=param))
+
+    def insert(self, table: str, rows: Sequence[dict[str, Any]], tail: str = "") -> None:
+        if rows:
+            cols = ", ".join(rows[0])
+            self.add(
+                rows,
+                f"INSERT INTO {table} ({cols}) SELECT {cols} FROM"
+                f" json_populate_recordset(NULL::{table}, CAST(:{{param}} AS json)) {tail}",
+            )
+
+    def run(self, db: Database) -> None:
+        if not self.parts:
+            return
+        ctes = ", ".join(f"w{i} AS ({part})" for i, part in enumerate(self.parts))
+        db.run(f"WITH {ctes} SELECT 1", **self.params)
+
+
 class Store:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -72,19 +104,6 @@ class Store:
         except BaseException:
             db.run("ROLLBACK")
             raise
-
-    def _rows(self, table: str, rows: Sequence[dict[str, Any]], tail: str = "") -> None:
-        """Insert rows given as dicts keyed by column: the whole set travels as one JSON
-        parameter that Postgres unpacks (json_populate_recordset), encoded in C by msgspec.
-        Far cheaper than the driver's per-value array escaping."""
-        if not rows:
-            return
-        cols = ", ".join(rows[0])
-        self.db.run(
-            f"INSERT INTO {table} ({cols}) SELECT {cols} FROM"
-            f" json_populate_recordset(NULL::{table}, CAST(:j AS json)) {tail}",
-            j=_json.encode(rows).decode(),
-        )
 
     def _insert(self, batch: Batch) -> None:
         oplog: list[dict[str, Any]] = []
@@ -184,39 +203,42 @@ class Store:
                     assert isinstance(ev, MarketChanged)
                     markets[ev.market] = {**msgspec.structs.asdict(ev), "seq": seq}
 
-        self._rows("oplog", oplog)
-        self._rows("assets", assets, "ON CONFLICT (asset) DO NOTHING")
-        self._rows(
+        writes = _Writes()
+        writes.insert("oplog", oplog)
+        writes.insert("assets", assets, "ON CONFLICT (asset) DO NOTHING")
+        writes.insert(
             "markets",
             list(markets.values()),
             "ON CONFLICT (market) DO UPDATE SET maker_fee = EXCLUDED.maker_fee,"
             " taker_fee = EXCLUDED.taker_fee, status = EXCLUDED.status, seq = EXCLUDED.seq",
         )
-        self._rows("ledger", ledger)
-        self._rows(
+        writes.insert("ledger", ledger)
+        writes.insert(
             "balances",
             list(balances.values()),
             "ON CONFLICT (user_id, asset) DO UPDATE SET available = EXCLUDED.available,"
             " frozen = EXCLUDED.frozen, seq = EXCLUDED.seq",
         )
-        self._rows("orders", list(new_orders.values()))
-        if updates:
-            self.db.run(
-                "UPDATE orders SET status = u.status, filled = u.filled,"
-                " filled_quote = u.filled_quote, fee = u.fee, frozen = u.frozen,"
-                " reason = u.reason, updated_seq = u.updated_seq, updated_ts = u.updated_ts"
-                " FROM json_populate_recordset(NULL::orders, CAST(:j AS json)) AS u"
-                " WHERE orders.order_id = u.order_id",
-                j=_json.encode(list(updates.values())).decode(),
-            )
-        self._rows("trades", trades)
-        self._rows("deposits", deposits)
-        self._rows(
+        # New orders carry their state at the end of the batch; updates touch older orders
+        # only, so the two never meet in one statement.
+        writes.insert("orders", list(new_orders.values()))
+        writes.add(
+            list(updates.values()),
+            "UPDATE orders SET status = u.status, filled = u.filled,"
+            " filled_quote = u.filled_quote, fee = u.fee, frozen = u.frozen,"
+            " reason = u.reason, updated_seq = u.updated_seq, updated_ts = u.updated_ts"
+            " FROM json_populate_recordset(NULL::orders, CAST(:{param} AS json)) AS u"
+            " WHERE orders.order_id = u.order_id",
+        )
+        writes.insert("trades", trades)
+        writes.insert("deposits", deposits)
+        writes.insert(
             "withdrawals",
             list(withdrawals.values()),
             "ON CONFLICT (withdrawal_id) DO UPDATE SET state = EXCLUDED.state,"
             " seq = EXCLUDED.seq, ts = EXCLUDED.ts",
         )
+        writes.run(self.db)
 
     # ------------------------------------------------------------ reads for the matcher
 
@@ -225,9 +247,9 @@ class Store:
         if not command_ids:
             return {}
         rows = self.db.run(
-            "SELECT command_id, seq, ok, reason, order_id FROM oplog"
-            " WHERE command_id = ANY(CAST(:ids AS text[]))",
-            ids=list(command_ids),
+            "SELECT command_id, seq, ok, reason, order_id FROM oplog WHERE command_id IN"
+            " (SELECT json_array_elements_text(CAST(:ids AS json)))",
+            ids=_json.encode(list(command_ids)).decode(),
         )
         return {cid: Known(int(seq), ok, reason, oid) for cid, seq, ok, reason, oid in rows}
 

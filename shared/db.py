@@ -7,6 +7,7 @@ connections, so in the cloud a thin adapter gives them the same face.
 
 from __future__ import annotations
 
+import socket
 from typing import Any, Protocol
 
 import pg8000.dbapi
@@ -49,8 +50,12 @@ def connect(cfg: PostgresConfig, application_name: str = "exchange") -> Database
             ip_type=IPTypes.PRIVATE,
         )  # fmt: skip
         return _DbapiAdapter(conn)
+    # Our own socket, so Nagle's algorithm can be switched off: pg8000 leaves it on, and a
+    # statement's small messages then wait on delayed ACKs (tens of ms per round trip).
+    sock = socket.create_connection((cfg.host, cfg.port), timeout=30)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     native: Database = pg8000.native.Connection(
-        cfg.user, host=cfg.host, port=cfg.port, database=cfg.database, password=cfg.password,
+        cfg.user, sock=sock, database=cfg.database, password=cfg.password,
         application_name=application_name, timeout=30,
     )  # fmt: skip
     return native
