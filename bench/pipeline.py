@@ -11,7 +11,10 @@ fresh databases, and measures:
   ordering keys, drained by a bare unary-pull consumer (pull up to 1,000, one ack per batch)
   and by the real ``Matcher`` (in a thread) on another subscription of the same topic;
 * cold start: ``Matcher.start()`` with 100,000 open orders and 10,000 accounts, from a snapshot
-  followed by ~10k oplog rows of replay, and from a snapshot at the head of the oplog.
+  followed by ~10k oplog rows of replay, and from a snapshot at the head of the oplog;
+* what-if (``--no-whatif`` skips it; labelled WHAT-IF, never the headline figures): the durable
+  path and a second matcher with TCP_NODELAY set on their Postgres socket, which pg8000 leaves
+  off (Nagle + delayed ACK stall some statements by ~40 ms).
 
 Usage: ``python -m bench.pipeline [--commands 50000] [--pubsub-n 20000] [--seed 1]``.
 The last line printed is JSON.
@@ -21,12 +24,14 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import json
 import logging
 import os
 import pstats
 import random
 import re
+import socket
 import statistics
 import sys
 import threading
@@ -39,9 +44,17 @@ from typing import Any
 
 import redis
 from google.api_core import exceptions as gexc
-from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+from google.cloud import pubsub_v1  # type: ignore[attr-defined,unused-ignore]
 
-from bench.streams import HALF_WIDTH, MAX_QTY, MID, Op, mixed_stream, place_stream
+from bench.streams import (
+    HALF_WIDTH,
+    MAX_QTY,
+    MID,
+    MIXED_SETUP_ORDERS,
+    Op,
+    mixed_stream,
+    place_stream,
+)
 from infra.local_stack import Stack, StackConfig
 from infra.migrate import migrate
 from matcher_service.engine import Engine
@@ -101,28 +114,28 @@ def deposits(users: Sequence[str]) -> list[AnyCommand]:
     return out
 
 
-def order_commands(ops: Sequence[Op], users: Sequence[str], prefix: str) -> list[AnyCommand]:
+def order_commands(
+    ops: Sequence[Op], users: Sequence[str], prefix: str, owner: dict[int, str] | None = None
+) -> list[AnyCommand]:
     """Stream ops as commands (as bench/ours.py): buyers and sellers are disjoint halves of
     ``users``; every order carries a client id and cancels use it, so a cancel never depends
     on the engine's order numbering (which follows delivery order across ordering keys)."""
     half = len(users) // 2
-    owner: dict[int, str] = {}
+    owner = {} if owner is None else owner
     out: list[AnyCommand] = []
     for n, op in enumerate(ops):
-        oid = int(op[1])
-        if op[0] == "place":
-            is_buy = bool(op[2])
+        oid = op[1]
+        if len(op) == 5:
+            _, _, is_buy, price, qty = op
             user = owner[oid] = users[oid % half + (0 if is_buy else half)]
             out.append(
                 PlaceOrder(
                     id=f"{prefix}{n}", user=user, market=MARKET, side="buy" if is_buy else "sell",
-                    price=int(op[3]) * TICK, amount=int(op[4]) * STEP, client_order_id=f"c{oid}",
+                    price=price * TICK, amount=qty * STEP, client_order_id=f"c{oid}",
                 )
             )  # fmt: skip
         else:
-            out.append(
-                CancelOrder(id=f"{prefix}{n}", user=owner[oid], client_order_id=f"c{oid}")
-            )
+            out.append(CancelOrder(id=f"{prefix}{n}", user=owner[oid], client_order_id=f"c{oid}"))
     return out
 
 
@@ -135,8 +148,7 @@ def durable_stream(commands: int, seed: int, users: int = 1000) -> list[AnyComma
     rest or cross and cancels): ``commands`` in all."""
     names = [f"u{i}" for i in range(users)]
     head = admin_commands() + deposits(names)
-    setup, measured = mixed_stream(1, seed)
-    measured_n = max(1, commands - len(head) - len(setup))
+    measured_n = max(1, commands - len(head) - MIXED_SETUP_ORDERS)
     setup, measured = mixed_stream(measured_n, seed)
     return head + order_commands([*setup, *measured], names, "o")
 
@@ -204,6 +216,17 @@ class TimedDb:
 
     def close(self) -> None:
         self.db.close()
+
+
+def set_nodelay(db: Database) -> bool:
+    """What-if only: TCP_NODELAY on a pg8000 native connection (pg8000 1.31 leaves Nagle on,
+    so a statement whose message goes out in several writes can wait ~40 ms for a delayed
+    ACK). Returns whether it could be set."""
+    sock = getattr(db, "_usock", None)
+    if not isinstance(sock, socket.socket) or sock.family == socket.AF_UNIX:
+        return False
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return True
 
 
 @dataclass
@@ -318,7 +341,7 @@ def profile_breakdown(prof: cProfile.Profile) -> tuple[list[tuple[str, float]], 
     )
     publish = _cum(stats, "marketdata.py", "publish")
     execute = _cum_from(stats, "redis/client.py", "execute", {"publish"})
-    dumps = _cum_from(stats, "~", "<built-in method orjson.dumps>", {"publish", "_trade", "_depth"})
+    dumps = _cum_from(stats, "~", "<orjson.dumps>", {"publish", "_trade", "_depth"})
     parts = [
         ("decode commands (msgspec)", decode),
         ("dedupe lookup (Postgres SELECT)", dedupe),
@@ -345,7 +368,9 @@ def profile_breakdown(prof: cProfile.Profile) -> tuple[list[tuple[str, float]], 
 def publish_all(ps: PubSubConfig, commands: Sequence[AnyCommand]) -> float:
     """Publish with the users as ordering keys; returns seconds (not part of any figure)."""
     publisher = pubsub_v1.PublisherClient(
-        publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
+        # One batch in flight per ordering key: let each key's batch fill up (untimed anyway).
+        batch_settings=pubsub_v1.types.BatchSettings(max_messages=1000, max_latency=0.5),
+        publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True),
     )
     topic = publisher.topic_path(ps.project, ps.commands_topic)
     t0 = time.perf_counter()
@@ -405,13 +430,26 @@ class BatchLog(logging.Handler):
 class TimedMatcher(Matcher):
     """The real matcher, noting its first pull, time spent in pull, and when it reached n."""
 
-    def __init__(self, cfg: MatcherConfig, target: int) -> None:
+    def __init__(self, cfg: MatcherConfig, target: int, nodelay: bool = False) -> None:
         super().__init__(cfg, holder="bench")
         self.target = target
+        self.nodelay = nodelay
         self.t_first_pull: float | None = None
         self.t_done: float | None = None
         self.pull_seconds = 0.0
         self.done = threading.Event()
+        self.batch_log: list[dict[str, float]] = []
+        self.timed_db: TimedDb | None = None
+
+    def _connect(self) -> None:
+        """The matcher's own connection, wrapped to time each statement."""
+        super()._connect()
+        assert self.db is not None
+        if self.nodelay:
+            set_nodelay(self.db)
+        self.timed_db = TimedDb(self.db)
+        self.db = self.timed_db
+        self.store = Store(self.timed_db)
 
     def pull(self) -> list[Any]:
         t = time.perf_counter()
@@ -430,13 +468,15 @@ class TimedMatcher(Matcher):
         return n
 
 
-def run_matcher(cfg: MatcherConfig, n: int, timeout: float = 180.0) -> tuple[TimedMatcher, float]:
+def run_matcher(
+    cfg: MatcherConfig, n: int, nodelay: bool = False, timeout: float = 180.0
+) -> tuple[TimedMatcher, float]:
     handler = BatchLog()
     mlog = logging.getLogger("matcher")
     mlog.addHandler(handler)
     mlog.setLevel(logging.INFO)
     mlog.propagate = False
-    matcher = TimedMatcher(cfg, n)
+    matcher = TimedMatcher(cfg, n, nodelay)
     errors: list[BaseException] = []
 
     def target() -> None:
@@ -451,7 +491,7 @@ def run_matcher(cfg: MatcherConfig, n: int, timeout: float = 180.0) -> tuple[Tim
     matcher.stop()
     thread.join(30)
     mlog.removeHandler(handler)
-    matcher.batch_log = handler.batches  # type: ignore[attr-defined]
+    matcher.batch_log = handler.batches
     if errors:
         raise errors[0]
     if not finished or matcher.t_first_pull is None or matcher.t_done is None:
@@ -525,7 +565,9 @@ def phase_durable(args: argparse.Namespace, rep: Report, redis_url: str) -> None
     rep.row("durable cmds/s (Postgres fsync on)", f"{rate:,.0f}", f"{res.batches} batches")
     rep.row("  commit (write_batch) p50 / p99 ms", f"{p50:.1f} / {p99:.1f}")
     for k, v in per_batch.items():
-        rep.row(f"  stage {k}, ms per batch", f"{v:.1f}", f"{100 * v / sum(per_batch.values()):.0f}%")
+        rep.row(
+            f"  stage {k}, ms per batch", f"{v:.1f}", f"{100 * v / sum(per_batch.values()):.0f}%"
+        )
     for label in sorted(timed.seconds, key=lambda k: -timed.seconds[k]):
         ms = timed.seconds[label] * 1000 / res.batches
         rep.row(f"    pg {label}, ms per batch", f"{ms:.2f}", f"x{timed.count[label]}")
@@ -562,6 +604,97 @@ def phase_durable(args: argparse.Namespace, rep: Report, redis_url: str) -> None
         print(f"    {line}")
     rep.figures["profile_share_pct"] = {name: round(100 * s / total, 1) for name, s in parts}
 
+    if args.whatif:
+        # The same durable run once more with TCP_NODELAY on the Postgres socket.
+        r = redis.Redis.from_url(redis_url)
+        r.flushall()
+        pg = fresh_db("bench_durable_nd")
+        db = connect(pg, "bench")
+        set_nodelay(db)
+        engine = Engine()
+        md = MarketData(r, DEPTH_LEVELS, REPLY_TTL_S)
+        md.rebuild(engine, [], now_ms=now_ms())
+        nd = run_durable(Store(db), md, payloads, args.batch, engine)
+        db.close()
+        r.close()
+        nd_rate = nd.commands / nd.seconds
+        nd50, nd99 = pct(nd.commit_ms, 0.5), pct(nd.commit_ms, 0.99)
+        rep.row(
+            "WHAT-IF durable + TCP_NODELAY cmds/s", f"{nd_rate:,.0f}",
+            f"commit p50 / p99 {nd50:.1f} / {nd99:.1f} ms",
+        )  # fmt: skip
+        rep.figures.update(
+            whatif_nodelay_durable_cmds_per_s=round(nd_rate),
+            whatif_nodelay_p50_commit_ms=round(nd50, 2),
+            whatif_nodelay_p99_commit_ms=round(nd99, 2),
+        )
+
+
+def _ordered_subscription(ps: PubSubConfig, name: str) -> str:
+    """Another subscription of the commands topic with the matcher's settings."""
+    sub = pubsub_v1.SubscriberClient()
+    path: str = sub.subscription_path(ps.project, name)
+    sub.create_subscription(
+        request={
+            "name": path, "topic": sub.topic_path(ps.project, ps.commands_topic),
+            "enable_message_ordering": True, "ack_deadline_seconds": 60,
+            "dead_letter_policy": {
+                "dead_letter_topic": sub.topic_path(ps.project, ps.dead_letter_topic),
+                "max_delivery_attempts": ps.max_delivery_attempts,
+            },
+        }
+    )  # fmt: skip
+    sub.close()
+    return path
+
+
+@dataclass
+class MatcherRun:
+    rate: float
+    seconds: float
+    sizes: list[float]
+    busy: dict[str, float]  # seconds in the matcher's own apply/commit/publish timers
+    pull_s: float
+    duplicates: int
+    pg_ms_per_batch: dict[str, float]
+
+
+def matcher_run(
+    ps: PubSubConfig, db_name: str, admin: Sequence[AnyCommand], n: int, redis_url: str,
+    nodelay: bool,
+) -> MatcherRun:  # fmt: skip
+    """The real Matcher on ``ps.commands_subscription``, from its first pull to the n-th
+    command applied. Its database holds the market already (admin commands are keyed
+    "admin" and would race the users' keys on Pub/Sub)."""
+    r = redis.Redis.from_url(redis_url)
+    r.flushall()
+    r.close()
+    pg = fresh_db(db_name)
+    db = connect(pg, "bench")
+    store = Store(db)
+    apply_and_write(store, Engine(), admin, 1000, store.take_lease("bench-setup"))
+    db.close()
+    cfg = MatcherConfig(
+        postgres=pg, pubsub=ps, redis_url=redis_url, port=0, batch_max=1000, batch_wait_ms=5,
+        snapshot_every=0, snapshot_seconds=3600.0, reply_ttl_s=REPLY_TTL_S,
+        depth_levels=DEPTH_LEVELS,
+    )  # fmt: skip
+    matcher, seconds = run_matcher(cfg, n, nodelay)
+    log = matcher.batch_log
+    sizes = [b["size"] for b in log if b["size"]]
+    busy = {k: sum(b[k] for b in log) / 1000 for k in ("apply_ms", "commit_ms", "publish_ms")}
+    tdb = matcher.timed_db
+    pg_ms = {k: v * 1000 / max(1, len(sizes)) for k, v in tdb.seconds.items()} if tdb else {}
+    return MatcherRun(
+        n / seconds,
+        seconds,
+        sizes,
+        busy,
+        matcher.pull_seconds,
+        matcher.stats["duplicates"],
+        pg_ms,
+    )
+
 
 def phase_pubsub(args: argparse.Namespace, rep: Report, redis_url: str) -> None:
     stream = durable_stream(args.commands, args.seed)
@@ -575,19 +708,11 @@ def phase_pubsub(args: argparse.Namespace, rep: Report, redis_url: str) -> None:
         dead_letter_topic=f"commands-dl-{suffix}", max_delivery_attempts=5,
     )  # fmt: skip
     ensure_topics(ps)  # topic, the matcher's subscription (ordering on), events, dead letters
-    sub = pubsub_v1.SubscriberClient()
-    raw_sub = sub.subscription_path(ps.project, f"commands-raw-{suffix}")
-    sub.create_subscription(
-        request={
-            "name": raw_sub, "topic": sub.topic_path(ps.project, ps.commands_topic),
-            "enable_message_ordering": True, "ack_deadline_seconds": 60,
-            "dead_letter_policy": {
-                "dead_letter_topic": sub.topic_path(ps.project, ps.dead_letter_topic),
-                "max_delivery_attempts": ps.max_delivery_attempts,
-            },
-        }
-    )  # fmt: skip
-    sub.close()
+    # Every subscription exists before the publish, so each gets the same messages.
+    raw_sub = _ordered_subscription(ps, f"commands-raw-{suffix}")
+    nd_name = f"commands-nodelay-{suffix}"
+    if args.whatif:
+        _ordered_subscription(ps, nd_name)
     keys = len({key_of(c) for c in published})
     pub_s = publish_all(ps, published)
     print(f"published {n:,} messages over {keys:,} ordering keys in {pub_s:.1f}s (not timed)")
@@ -600,67 +725,103 @@ def phase_pubsub(args: argparse.Namespace, rep: Report, redis_url: str) -> None:
         f" {raw.messages / max(1, raw.pulls):.0f}/pull",
     )  # fmt: skip
 
-    # The matcher's database holds the market already (admin commands are keyed "admin").
-    r = redis.Redis.from_url(redis_url)
-    r.flushall()
-    r.close()
-    pg = fresh_db("bench_matcher")
-    db = connect(pg, "bench")
-    store = Store(db)
-    apply_and_write(store, Engine(), admin, 1000, store.take_lease("bench-setup"))
-    db.close()
-    cfg = MatcherConfig(
-        postgres=pg, pubsub=ps, redis_url=redis_url, port=0, batch_max=1000, batch_wait_ms=5,
-        snapshot_every=0, snapshot_seconds=3600.0, reply_ttl_s=REPLY_TTL_S,
-        depth_levels=DEPTH_LEVELS,
-    )  # fmt: skip
-    matcher, seconds = run_matcher(cfg, n)
-    m_rate = n / seconds
-    log: list[dict[str, float]] = matcher.batch_log  # type: ignore[attr-defined]
-    sizes = [b["size"] for b in log if b["size"]]
-    busy = {k: sum(b[k] for b in log) / 1000 for k in ("apply_ms", "commit_ms", "publish_ms")}
+    m = matcher_run(ps, "bench_matcher", admin, n, redis_url, nodelay=False)
     rep.row(
-        "emulator matcher cmds/s", f"{m_rate:,.0f}",
-        f"{n:,} in {seconds:.2f}s, {len(sizes)} batches of {statistics.mean(sizes):.0f} avg"
-        f" (max {max(sizes):.0f}), duplicates {matcher.stats['duplicates']}",
+        "emulator matcher cmds/s", f"{m.rate:,.0f}",
+        f"{n:,} in {m.seconds:.2f}s, {len(m.sizes)} batches of {statistics.mean(m.sizes):.0f}"
+        f" avg (max {max(m.sizes):.0f}), duplicates {m.duplicates}",
     )  # fmt: skip
     rep.row(
-        "  matcher time split", f"pull {matcher.pull_seconds:.2f}s",
-        f"apply+dedupe {busy['apply_ms']:.2f}s, commit {busy['commit_ms']:.2f}s,"
-        f" ack+redis {busy['publish_ms']:.2f}s",
+        "  matcher time split", f"pull {m.pull_s:.2f}s",
+        f"apply+dedupe {m.busy['apply_ms']:.2f}s, commit {m.busy['commit_ms']:.2f}s,"
+        f" ack+redis {m.busy['publish_ms']:.2f}s",
     )  # fmt: skip
-    rep.row("matcher / raw", f"{m_rate / raw_rate:.2f}", "target >= 0.9")
+    top = sorted(m.pg_ms_per_batch.items(), key=lambda kv: -kv[1])[:6]
+    print("    matcher's Postgres, ms per batch: " + ", ".join(f"{k} {v:.1f}" for k, v in top))
+    rep.row("matcher / raw", f"{m.rate / raw_rate:.2f}", "target >= 0.9")
     rep.figures.update(
         emulator_messages=n, emulator_ordering_keys=keys,
         emulator_raw_pull_per_s=round(raw_rate), emulator_raw_msgs_per_pull=round(
             raw.messages / max(1, raw.pulls), 1),
-        emulator_matcher_per_s=round(m_rate), matcher_vs_raw=round(m_rate / raw_rate, 3),
-        matcher_batches=len(sizes), matcher_avg_batch=round(statistics.mean(sizes), 1),
-        matcher_pull_s=round(matcher.pull_seconds, 2),
-        matcher_commit_s=round(busy["commit_ms"], 2),
-        matcher_apply_s=round(busy["apply_ms"], 2),
-        matcher_ack_publish_s=round(busy["publish_ms"], 2),
+        emulator_matcher_per_s=round(m.rate), matcher_vs_raw=round(m.rate / raw_rate, 3),
+        matcher_batches=len(m.sizes), matcher_avg_batch=round(statistics.mean(m.sizes), 1),
+        matcher_pull_s=round(m.pull_s, 2), matcher_commit_s=round(m.busy["commit_ms"], 2),
+        matcher_apply_s=round(m.busy["apply_ms"], 2),
+        matcher_ack_publish_s=round(m.busy["publish_ms"], 2),
+        matcher_pg_ms_per_batch={k: round(v, 2) for k, v in m.pg_ms_per_batch.items()},
     )  # fmt: skip
 
+    if args.whatif:
+        nd_ps = replace(ps, commands_subscription=nd_name)
+        w = matcher_run(nd_ps, "bench_matcher_nd", admin, n, redis_url, nodelay=True)
+        rep.row(
+            "WHAT-IF matcher + TCP_NODELAY cmds/s", f"{w.rate:,.0f}",
+            f"{w.rate / raw_rate:.2f} of raw; {len(w.sizes)} batches of"
+            f" {statistics.mean(w.sizes):.0f} avg; commit {w.busy['commit_ms']:.2f}s",
+        )  # fmt: skip
+        rep.figures.update(
+            whatif_nodelay_matcher_per_s=round(w.rate),
+            whatif_nodelay_matcher_vs_raw=round(w.rate / raw_rate, 3),
+        )
 
-def _start_once(cfg: MatcherConfig) -> tuple[float, Matcher]:
+
+def _start_once(cfg: MatcherConfig, prof: cProfile.Profile | None = None) -> tuple[float, Matcher]:
+    """Seconds of ``Matcher.start()`` (after acquire) until ready; the matcher is left open."""
     m = Matcher(cfg, holder="bench-cold")
     m.acquire()
+    if prof is not None:
+        prof.enable()
     t = time.perf_counter()
     m.start()
     seconds = time.perf_counter() - t
+    if prof is not None:
+        prof.disable()
     if not m.ready.is_set():
         raise RuntimeError("matcher not ready after start()")
     return seconds, m
 
 
+def best_start(cfg: MatcherConfig, repeat: int) -> tuple[float, Matcher]:
+    """The fastest of ``repeat`` starts; returns the last matcher (open) for checks."""
+    times: list[float] = []
+    m: Matcher | None = None
+    for _ in range(max(1, repeat)):
+        if m is not None:
+            m.close()
+            m = None  # drop its engine before the next start
+            gc.collect()
+        seconds, m = _start_once(cfg)
+        times.append(seconds)
+    assert m is not None
+    return min(times), m
+
+
+def start_breakdown(prof: cProfile.Profile, total: float) -> list[tuple[str, float]]:
+    """Where a profiled ``start()`` spent its time."""
+    stats: dict[Any, Any] = pstats.Stats(prof).stats  # type: ignore[attr-defined]
+    restore_s = _cum_from(stats, "engine/snapshot.py", "restore", {"recover"})
+    hash_s = _cum_from(stats, "engine/snapshot.py", "state_hash", {"recover"})
+    parts = [
+        ("read snapshot row", _cum(stats, "persistence.py", "latest_snapshot")),
+        ("restore (msgpack -> engine)", restore_s),
+        ("state_hash check (re-encode + sha256)", hash_s),
+        ("read + decode oplog", _cum(stats, "persistence.py", "commands_after")),
+        ("replay (engine apply)", _cum_from(stats, "engine/engine.py", "apply", {"recover"})),
+        ("read trades of the last day", _cum(stats, "persistence.py", "trades_since")),
+        ("market data rebuild (Redis)", _cum(stats, "marketdata.py", "rebuild")),
+    ]
+    parts.append(("rest", total - sum(v for _, v in parts)))
+    return parts
+
+
 def phase_cold(args: argparse.Namespace, rep: Report, redis_url: str) -> None:
-    users = [f"u{i}" for i in range(args.cold_accounts // 1)]
+    users = [f"u{i}" for i in range(args.cold_accounts)]
     book = place_stream(args.cold_orders, args.seed)
     live = list(range(1, args.cold_orders + 1))
     tail = tail_ops(args.cold_replay, args.cold_orders + 1, live, args.seed)
-    head = admin_commands() + deposits(users) + order_commands(book, users, "b")
-    tail_cmds = order_commands([*book, *tail], users, "t")[len(book) :]
+    owner: dict[int, str] = {}
+    head = admin_commands() + deposits(users) + order_commands(book, users, "b", owner)
+    tail_cmds = order_commands(tail, users, "t", owner)
     r = redis.Redis.from_url(redis_url)
     r.flushall()
     r.close()
@@ -682,31 +843,45 @@ def phase_cold(args: argparse.Namespace, rep: Report, redis_url: str) -> None:
         f" {len(engine.orders):,} open orders, snapshot at seq {snap_seq:,} ({len(data) / 1e6:.1f}"
         f" MB), oplog head {engine.seq:,}"
     )
+    # Keep only what the checks need, so the starts below do not pay for this process's heap.
+    head_seq, accounts = engine.seq, len(engine.accounts.users)
+    head_hash, head_snapshot = state_hash(engine), snapshot(engine)
+    del engine, head, tail_cmds, book, owner, live, tail
+    gc.collect()
     cfg = MatcherConfig(
         postgres=pg, pubsub=PubSubConfig.load(), redis_url=redis_url, port=0, batch_max=1000,
         batch_wait_ms=5, snapshot_every=0, snapshot_seconds=3600.0, reply_ttl_s=REPLY_TTL_S,
         depth_levels=DEPTH_LEVELS,
     )  # fmt: skip
-    replay_s, m = _start_once(cfg)
-    same = state_hash(m.engine) == state_hash(engine)
+    replay_s, m = best_start(cfg, args.start_repeat)
+    same = state_hash(m.engine) == head_hash
     open_orders = len(m.engine.orders)
     m.close()
     rep.row(
         "cold start: snapshot + replay s", f"{replay_s:.2f}",
-        f"{engine.seq - snap_seq:,} oplog rows replayed, {open_orders:,} open orders,"
-        f" state equal: {same}",
+        f"best of {args.start_repeat}; {head_seq - snap_seq:,} oplog rows replayed,"
+        f" {open_orders:,} open orders, state equal: {same}",
     )  # fmt: skip
+    prof = cProfile.Profile()
+    prof_s, m = _start_once(cfg, prof)
+    m.close()
+    print(f"  profiled start() with replay ({prof_s:.2f}s under cProfile):")
+    for name, sec in start_breakdown(prof, prof_s):
+        print(f"    {100 * sec / prof_s:5.1f}%  {sec:5.2f}s  {name}")
 
     db = connect(pg, "bench")
-    Store(db).save_snapshot(engine.seq, state_hash(engine), snapshot(engine))
+    Store(db).save_snapshot(head_seq, head_hash, head_snapshot)
     db.close()
-    snap_only_s, m = _start_once(cfg)
+    snap_only_s, m = best_start(cfg, args.start_repeat)
     m.close()
-    rep.row("cold start: snapshot only s", f"{snap_only_s:.2f}", "snapshot at the oplog head")
+    rep.row(
+        "cold start: snapshot only s", f"{snap_only_s:.2f}",
+        f"best of {args.start_repeat}; snapshot at the oplog head",
+    )  # fmt: skip
     rep.figures.update(
         cold_start_s=round(replay_s, 2), cold_start_snapshot_only_s=round(snap_only_s, 2),
-        cold_start_replayed=engine.seq - snap_seq, cold_start_open_orders=open_orders,
-        cold_start_accounts=len(engine.accounts.users), cold_start_state_equal=same,
+        cold_start_replayed=head_seq - snap_seq, cold_start_open_orders=open_orders,
+        cold_start_accounts=accounts, cold_start_state_equal=same,
         cold_start_snapshot_mb=round(len(data) / 1e6, 1),
     )  # fmt: skip
 
@@ -730,12 +905,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold-orders", type=int, default=100_000)
     parser.add_argument("--cold-accounts", type=int, default=10_000)
     parser.add_argument("--cold-replay", type=int, default=10_000)
+    parser.add_argument("--start-repeat", type=int, default=2, help="cold starts, best of")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--no-whatif",
+        dest="whatif",
+        action="store_false",
+        help="skip the TCP_NODELAY what-if runs (durable path and a second matcher)",
+    )
     parser.add_argument("--skip", default="", help="comma list of: durable,pubsub,cold")
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
 
     t0 = time.perf_counter()
+    load_before = os.getloadavg()[0]
     stack = Stack(StackConfig.with_free_ports(pg_fast=False))
     stack.start(["pubsub", "postgres", "redis"])
     rep = Report()
@@ -759,6 +942,8 @@ def main(argv: list[str] | None = None) -> int:
     for what, value, note in rep.rows:
         print(f"| {what.strip()} | {value} | {note} |")
     rep.figures["seconds"] = round(time.perf_counter() - t0, 1)
+    # Other processes on this 2-core box skew every figure: say how busy it was.
+    rep.figures["loadavg_1m_before_after"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     print(json.dumps(rep.figures))
     return 0
 
