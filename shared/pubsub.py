@@ -11,7 +11,7 @@ import contextlib
 import logging
 
 from google.api_core import exceptions
-from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+from google.cloud import pubsub_v1  # type: ignore[attr-defined, unused-ignore]
 
 from shared.config import PubSubConfig
 from shared.schema import AnyCommand, encode

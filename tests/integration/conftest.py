@@ -1,15 +1,17 @@
 """Real local services for integration tests: one stack per test session (started lazily,
-on free ports), a fresh migrated database and fresh Pub/Sub names per test."""
+on free ports), a fresh migrated database, fresh Pub/Sub names and an empty Firestore per test."""
 
 from __future__ import annotations
 
 import os
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
 import redis
+from google.cloud import firestore
 
 from infra.local_stack import Stack, StackConfig
 from infra.migrate import migrate
@@ -23,7 +25,7 @@ TEMPLATE_DB = "exchange_template"
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     s = Stack(StackConfig.with_free_ports())
-    s.start(["pubsub", "postgres", "redis"])
+    s.start(["pubsub", "firestore", "postgres", "redis"])
     os.environ.update(s.env())
     admin = connect(PostgresConfig.load())
     admin.run(f"CREATE DATABASE {TEMPLATE_DB}")
@@ -54,6 +56,22 @@ def redis_db(stack: Stack) -> Iterator[redis.Redis]:
     client.flushall()
     yield client
     client.close()
+
+
+@pytest.fixture
+def firestore_db(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[firestore.Client]:
+    """An empty Firestore of this test's own: the emulator keeps projects apart, so the test
+    gets a fresh project id, and GOOGLE_CLOUD_PROJECT names it while the test runs. Its
+    documents are deleted afterwards (the emulator's DELETE documents endpoint)."""
+    project = f"test-{uuid.uuid4().hex[:12]}"
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", project)
+    client = firestore.Client(project=project)
+    yield client
+    client.close()  # type: ignore[no-untyped-call]
+    host = os.environ["FIRESTORE_EMULATOR_HOST"]
+    url = f"http://{host}/emulator/v1/projects/{project}/databases/(default)/documents"
+    with urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=10):
+        pass
 
 
 @pytest.fixture

@@ -1,0 +1,120 @@
+"""The local API gateway: every HTTP function under one port, routed by path prefix as the
+cloud's single API entry routes them.
+
+    python -m infra.gateway [--host 127.0.0.1] [--port 8080]
+
+It expects the services' environment (``FIRESTORE_EMULATOR_HOST``, ``REDIS_URL``, ...; what
+``python -m infra.local_stack up`` prints). Without ``AUTH_KEYS_*`` it makes a development
+secrets document in ``.state/auth-keys.json`` (kept, so tokens survive a restart).
+
+Adding a function is one line in ``ROUTES``: a path prefix and the ``module:entry`` that
+functions-framework would serve (``--source functions/<name>/main.py --target <entry>``). The
+longest matching prefix wins; a prefix matches itself and anything below it
+(``/v1/orders`` matches ``/v1/orders`` and ``/v1/orders/42``, not ``/v1/orders2``). Anything
+else answers 404 in the API's error format.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Final
+
+import flask
+import orjson
+from werkzeug.serving import run_simple
+
+from infra.local_stack import REPO_ROOT
+from shared import logs
+from shared.auth import new_secrets_document
+from shared.http import REQUEST_ID_HEADER, error_response, request_id_of
+
+log = logging.getLogger("gateway")
+
+Endpoint = Callable[[flask.Request], flask.Response]
+
+ROUTES: Final[tuple[tuple[str, str], ...]] = (
+    # path prefix        functions.<name>.main:<entry point>
+    ("/v1/auth", "functions.auth.main:auth"),
+    ("/v1/api-keys", "functions.auth.main:auth"),
+    # ("/v1/orders", "functions.orders.main:orders"),
+    # ("/v1/admin", "functions.admin.main:admin"),
+)
+
+_METHODS: Final = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+DEV_KEYS_FILE: Final = REPO_ROOT / ".state" / "auth-keys.json"
+
+
+def load_endpoint(target: str) -> Endpoint:
+    """``"functions.auth.main:auth"`` -> that function."""
+    module_name, _, attr = target.partition(":")
+    endpoint: Endpoint = getattr(importlib.import_module(module_name), attr)
+    return endpoint
+
+
+def _prefix_matches(prefix: str, path: str) -> bool:
+    return path == prefix or path.startswith(prefix + "/")
+
+
+def create_app(routes: Sequence[tuple[str, str | Endpoint]] = ROUTES) -> flask.Flask:
+    """The gateway as a Flask app (tests use its ``test_client()``). ``routes`` entries are
+    ``(prefix, "module:entry")`` or ``(prefix, callable)``."""
+    table = sorted(
+        (
+            (prefix.rstrip("/"), load_endpoint(target) if isinstance(target, str) else target)
+            for prefix, target in routes
+        ),
+        key=lambda row: len(row[0]),
+        reverse=True,
+    )
+    app = flask.Flask("gateway")
+
+    @app.route("/", defaults={"path": ""}, methods=_METHODS)
+    @app.route("/<path:path>", methods=_METHODS)
+    def dispatch(path: str) -> flask.Response:
+        request = flask.request
+        for prefix, endpoint in table:
+            if _prefix_matches(prefix, request.path):
+                return endpoint(request)
+        response = error_response(404, "not_found", f"no route for {request.path}")
+        response.headers[REQUEST_ID_HEADER] = request_id_of(request)
+        return response
+
+    return app
+
+
+def ensure_dev_keys(path: Path = DEV_KEYS_FILE) -> None:
+    """Point ``AUTH_KEYS_FILE`` at a development secrets document unless a source is set."""
+    if any(os.environ.get(n) for n in ("AUTH_KEYS_SECRET", "AUTH_KEYS_FILE", "AUTH_KEYS_JSON")):
+        return
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(orjson.dumps(new_secrets_document(), option=orjson.OPT_INDENT_2))
+        log.info("made development auth keys in %s", path)
+    os.environ["AUTH_KEYS_FILE"] = str(path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    summary = (__doc__ or "").split("\n")[0]
+    parser = argparse.ArgumentParser(prog="python -m infra.gateway", description=summary)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    args = parser.parse_args(argv)
+    logs.setup()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the functions log each request
+    ensure_dev_keys()
+    app = create_app()
+    log.info("gateway on http://%s:%d", args.host, args.port)
+    run_simple(args.host, args.port, app, threaded=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

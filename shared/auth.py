@@ -1,0 +1,584 @@
+"""Who is calling: JWT access tokens, external OIDC tokens and signed API-key requests.
+
+``authenticate(req) -> Principal`` accepts one of
+
+- ``Authorization: Bearer <jwt>``: our own access token (EdDSA/Ed25519, ``kid`` header, claims
+  ``iss aud sub role iat exp`` all required), or, when ``OIDC_ISSUER`` is set and the token's
+  ``iss`` names it, a token of that issuer checked against its JWKS (cached ``PyJWKClient``)
+  with its own audience and pinned asymmetric algorithms;
+- ``X-API-Key``, ``X-API-Timestamp`` (milliseconds since the epoch) and ``X-API-Signature``
+  (lowercase hex HMAC-SHA256, keyed with the key's secret, of
+  ``timestamp + METHOD + path + ("?" + query if there is one) + body``; e.g.
+  ``1718000000000POST/v1/orders{"market":"ETH-USDT",...}``; the path without
+  percent-encoding, the query and body bytes exactly as sent). The timestamp must be within
+  ``API_KEY_WINDOW_MS`` of the server's clock, and a signature is accepted once (Redis
+  ``SET NX`` for longer than the window), so a captured request cannot be replayed.
+
+Then ``require_scope(p, "trade")``, ``require_role(p, "admin")`` and ``require_session(p)``
+(JWT only, for managing credentials) guard a handler.
+
+The secrets document
+--------------------
+One JSON document holds every secret the API needs, from Secret Manager in the cloud
+(``AUTH_KEYS_SECRET=projects/P/secrets/S/versions/latest``) or ``AUTH_KEYS_FILE`` /
+``AUTH_KEYS_JSON`` in development::
+
+    {"jwt": {"current": "k2",
+             "keys": {"k2": "-----BEGIN PRIVATE KEY-----...",    # signs new tokens
+                      "k1": "-----BEGIN PUBLIC KEY-----..."}},   # still verifies old ones
+     "api_keys": {"current": "m1", "masters": {"m1": "<base64url, 32+ bytes>"}}}
+
+JWT keys are Ed25519 (PKCS#8 private or SubjectPublicKeyInfo public PEM). The ``current`` kid
+signs; every listed key verifies, so a rotation is: add a new private key, make it current,
+keep the old one (its public half is enough) for one access-token lifetime, then drop it.
+Tokens of a dropped kid are refused. ``python -m shared.auth new`` writes a fresh document,
+``python -m shared.auth rotate FILE`` rotates one.
+
+API-key secrets are derived, not stored
+---------------------------------------
+To check an HMAC the server needs the key's secret. Instead of keeping it (even encrypted),
+it is derived: ``secret = base64url(HMAC-SHA256(master[m], "exchange api key v1\\0" + key_id))``
+with the master ``m`` current at creation, which the key's Firestore record names. Firestore
+holds only the key id, owner, scopes, master id and a SHA-256 of the secret (a check that the
+master behind ``m`` is still the one the key was made with), so a leak of the database gives
+nothing to sign with, there is no ciphertext or encryption key to manage, and revoking is
+deleting the record. The secret is shown once, at creation. The master lives with the JWT
+keys in the secrets document; a new master serves new keys while old ones stay listed for the
+keys made with them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import re
+import secrets as pysecrets
+import sys
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, Final, Literal, get_args
+
+import jwt
+import orjson
+import redis
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from google.cloud import firestore
+
+from shared.config import ApiConfig, ConfigError, OidcConfig
+from shared.http import ApiError, ApiRequest, RateLimiter, api_config, unauthorized, unavailable
+
+log = logging.getLogger("auth")
+
+Role = Literal["user", "admin"]
+Scope = Literal["read", "trade", "withdraw"]
+Via = Literal["jwt", "oidc", "api_key"]
+ROLES: Final[frozenset[str]] = frozenset(get_args(Role))
+ALL_SCOPES: Final[frozenset[str]] = frozenset(get_args(Scope))
+
+JWT_ALGORITHM: Final = "EdDSA"
+_REQUIRED_CLAIMS: Final = ["exp", "iat", "iss", "aud", "sub"]
+
+API_KEYS_COLLECTION: Final = "api_keys"
+API_KEY_PREFIX: Final = "ak_"
+_API_KEY_ID_RE: Final = re.compile(r"ak_[0-9a-f]{24}")
+_API_KEY_INFO: Final = b"exchange api key v1\x00"
+_SIGNATURE_RE: Final = re.compile(r"[0-9a-f]{64}")
+_TIMESTAMP_RE: Final = re.compile(r"[0-9]{1,15}")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The authenticated caller. ``scopes`` are all of them for a token (a person signed in)
+    and the key's for an API key; ``key_id`` names the API key when ``via == "api_key"``."""
+
+    user_id: str
+    role: Role
+    scopes: frozenset[str]
+    via: Via
+    key_id: str | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# The secrets document
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSecrets:
+    signing_kid: str
+    signing_key: Ed25519PrivateKey = field(repr=False)
+    verify_keys: Mapping[str, Ed25519PublicKey] = field(repr=False)
+    api_key_master_id: str
+    api_key_masters: Mapping[str, bytes] = field(repr=False)
+
+
+def _b64decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _load_ed25519(kid: str, pem: str) -> tuple[Ed25519PrivateKey | None, Ed25519PublicKey]:
+    data = pem.encode()
+    try:
+        if b"PRIVATE KEY" in data:
+            private = serialization.load_pem_private_key(data, password=None)
+            if not isinstance(private, Ed25519PrivateKey):
+                raise ConfigError(f"JWT key {kid!r} is not an Ed25519 key")
+            return private, private.public_key()
+        public = serialization.load_pem_public_key(data)
+    except ValueError as exc:
+        raise ConfigError(f"JWT key {kid!r} is not a valid PEM key: {exc}") from None
+    if not isinstance(public, Ed25519PublicKey):
+        raise ConfigError(f"JWT key {kid!r} is not an Ed25519 key")
+    return None, public
+
+
+def parse_secrets(payload: bytes) -> AuthSecrets:
+    """The secrets document (see the module) from its bytes, wherever they were read from;
+    a malformed document raises ``ConfigError`` naming what is wrong (never a key)."""
+    try:
+        doc = orjson.loads(payload)
+        jwt_doc, api_doc = doc["jwt"], doc["api_keys"]
+        current, keys = jwt_doc["current"], jwt_doc["keys"]
+        master_id, masters = api_doc["current"], api_doc["masters"]
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ConfigError(f"the auth secrets document is malformed ({exc!r})") from None
+    if not isinstance(keys, dict) or not keys or not isinstance(masters, dict) or not masters:
+        raise ConfigError("the auth secrets document needs jwt.keys and api_keys.masters")
+    private: dict[str, Ed25519PrivateKey] = {}
+    public: dict[str, Ed25519PublicKey] = {}
+    for kid, pem in keys.items():
+        if not isinstance(pem, str):
+            raise ConfigError(f"JWT key {kid!r} must be a PEM string")
+        priv, pub = _load_ed25519(kid, pem)
+        public[kid] = pub
+        if priv is not None:
+            private[kid] = priv
+    if current not in private:
+        raise ConfigError(f"jwt.current {current!r} must name a private key in jwt.keys")
+    decoded: dict[str, bytes] = {}
+    for mid, text in masters.items():
+        try:
+            raw = _b64decode(text)
+        except (ValueError, TypeError):
+            raise ConfigError(f"API-key master {mid!r} is not base64url") from None
+        if len(raw) < 32:
+            raise ConfigError(f"API-key master {mid!r} must be at least 32 bytes")
+        decoded[mid] = raw
+    if master_id not in decoded:
+        raise ConfigError(f"api_keys.current {master_id!r} must name one of api_keys.masters")
+    return AuthSecrets(
+        signing_kid=current,
+        signing_key=private[current],
+        verify_keys=public,
+        api_key_master_id=master_id,
+        api_key_masters=decoded,
+    )
+
+
+def secret_manager_payload(name: str) -> bytes:
+    """The payload of a Secret Manager secret version (``projects/P/secrets/S/versions/V``),
+    through its REST API with the runtime's default credentials."""
+    import google.auth
+    from google.auth.transport.requests import AuthorizedSession
+
+    credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+    session = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
+    response = session.get(f"https://secretmanager.googleapis.com/v1/{name}:access", timeout=10)
+    if response.status_code != 200:
+        raise ConfigError(f"Secret Manager answered {response.status_code} for {name}")
+    return base64.b64decode(response.json()["payload"]["data"])
+
+
+def read_secrets_payload(cfg: ApiConfig) -> bytes:
+    if cfg.keys_secret is not None:
+        return secret_manager_payload(cfg.keys_secret)
+    if cfg.keys_file is not None:
+        try:
+            return Path(cfg.keys_file).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"AUTH_KEYS_FILE {cfg.keys_file}: {exc.strerror}") from None
+    assert cfg.keys_json is not None  # ApiConfig.load checked that one source is given
+    return cfg.keys_json.encode()
+
+
+def new_signing_key_pem() -> str:
+    return (
+        Ed25519PrivateKey.generate()
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+
+
+def public_pem(private_pem: str) -> str:
+    key = serialization.load_pem_private_key(private_pem.encode(), password=None)
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}{time.strftime('%Y%m%d', time.gmtime())}-{pysecrets.token_hex(3)}"
+
+
+def new_secrets_document() -> dict[str, Any]:
+    """A fresh secrets document: one signing key, one API-key master."""
+    kid, mid = _new_id("k"), _new_id("m")
+    return {
+        "jwt": {"current": kid, "keys": {kid: new_signing_key_pem()}},
+        "api_keys": {"current": mid, "masters": {mid: _b64encode(pysecrets.token_bytes(32))}},
+    }
+
+
+def rotate_signing_key(doc: dict[str, Any]) -> dict[str, Any]:
+    """A new current signing key; the previous ones stay, reduced to their public halves.
+    Drop them by hand after one access-token lifetime."""
+    keys = {
+        kid: public_pem(pem) if "PRIVATE KEY" in pem else pem
+        for kid, pem in doc["jwt"]["keys"].items()
+    }
+    kid = _new_id("k")
+    keys[kid] = new_signing_key_pem()
+    return {**doc, "jwt": {"current": kid, "keys": keys}}
+
+
+# --------------------------------------------------------------------------------------------
+# Access tokens
+# --------------------------------------------------------------------------------------------
+
+
+def issue_access_token(
+    secrets: AuthSecrets, cfg: ApiConfig, user_id: str, role: Role, now: float | None = None
+) -> str:
+    issued = int(time.time() if now is None else now)
+    claims = {
+        "iss": cfg.jwt_issuer,
+        "aud": cfg.jwt_audience,
+        "sub": user_id,
+        "role": role,
+        "iat": issued,
+        "exp": issued + cfg.access_ttl_s,
+        "jti": uuid.uuid4().hex,
+    }
+    return jwt.encode(
+        claims, secrets.signing_key, algorithm=JWT_ALGORITHM, headers={"kid": secrets.signing_kid}
+    )
+
+
+def _unverified_header(token: str) -> dict[str, Any]:
+    try:
+        return jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError:
+        raise unauthorized("malformed token", "invalid_token") from None
+
+
+def _decode(
+    token: str, key: Any, algorithms: list[str], audience: str, issuer: str, leeway: int
+) -> dict[str, Any]:
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=algorithms,
+            audience=audience,
+            issuer=issuer,
+            leeway=leeway,
+            options={"require": _REQUIRED_CLAIMS},
+        )
+    except jwt.ExpiredSignatureError:
+        raise unauthorized("token expired", "token_expired") from None
+    except jwt.InvalidTokenError as exc:
+        raise unauthorized(f"invalid token: {exc}", "invalid_token") from None
+    if not isinstance(claims.get("sub"), str) or not claims["sub"]:
+        raise unauthorized("invalid token: sub must be a non-empty string", "invalid_token")
+    return claims
+
+
+def verify_access_token(token: str, secrets: AuthSecrets, cfg: ApiConfig) -> Principal:
+    """One of our access tokens, or 401: algorithm pinned to EdDSA, a known kid, a valid
+    signature, our issuer and audience, not expired, and every required claim present."""
+    header = _unverified_header(token)
+    if header.get("alg") != JWT_ALGORITHM:
+        raise unauthorized("invalid token: algorithm not allowed", "invalid_token")
+    kid = header.get("kid")
+    key = secrets.verify_keys.get(kid) if isinstance(kid, str) else None
+    if key is None:
+        raise unauthorized("invalid token: unknown key id", "invalid_token")
+    claims = _decode(
+        token, key, [JWT_ALGORITHM], cfg.jwt_audience, cfg.jwt_issuer, cfg.jwt_leeway_s
+    )
+    role = claims.get("role")
+    if role not in ROLES:
+        raise unauthorized("invalid token: role missing or unknown", "invalid_token")
+    return Principal(user_id=claims["sub"], role=role, scopes=ALL_SCOPES, via="jwt")
+
+
+class OidcVerifier:
+    """Access tokens of an external OpenID Connect issuer (e.g. Auth0), checked against its
+    JWKS (fetched on first use, cached for ``jwks_cache_s``, refetched for a new kid)."""
+
+    def __init__(self, cfg: OidcConfig, leeway_s: int) -> None:
+        self.config = cfg
+        self._leeway = leeway_s
+        self._jwks = jwt.PyJWKClient(
+            cfg.jwks_url, cache_keys=True, lifespan=cfg.jwks_cache_s, timeout=5
+        )
+
+    def verify(self, token: str) -> Principal:
+        cfg = self.config
+        header = _unverified_header(token)
+        if header.get("alg") not in cfg.algorithms:
+            raise unauthorized("invalid token: algorithm not allowed", "invalid_token")
+        kid = header.get("kid")
+        if not isinstance(kid, str):
+            raise unauthorized("invalid token: no key id", "invalid_token")
+        try:
+            key = self._jwks.get_signing_key(kid)
+        except jwt.PyJWKClientConnectionError:
+            log.warning("could not fetch the JWKS of %s", cfg.issuer)
+            raise unavailable("the identity provider's keys could not be fetched") from None
+        except jwt.PyJWKClientError:
+            raise unauthorized("invalid token: unknown key id", "invalid_token") from None
+        claims = _decode(
+            token, key.key, list(cfg.algorithms), cfg.audience, cfg.issuer, self._leeway
+        )
+        return Principal(
+            user_id=oidc_user_id(cfg.issuer, claims["sub"]),
+            role=self._role(claims),
+            scopes=ALL_SCOPES,
+            via="oidc",
+        )
+
+    def _role(self, claims: Mapping[str, Any]) -> Role:
+        if self.config.role_claim is None:
+            return "user"
+        value = claims.get(self.config.role_claim)
+        admin = value == "admin" or (isinstance(value, list) and "admin" in value)
+        return "admin" if admin else "user"
+
+
+def oidc_user_id(issuer: str, subject: str) -> str:
+    """Our user id for an external identity: stable, opaque, safe as a key anywhere."""
+    return "oidc_" + hashlib.sha256(f"{issuer}\n{subject}".encode()).hexdigest()[:32]
+
+
+# --------------------------------------------------------------------------------------------
+# API keys
+# --------------------------------------------------------------------------------------------
+
+
+def new_api_key_id() -> str:
+    return API_KEY_PREFIX + pysecrets.token_hex(12)
+
+
+def is_api_key_id(text: str) -> bool:
+    return _API_KEY_ID_RE.fullmatch(text) is not None
+
+
+def api_key_secret(secrets: AuthSecrets, master_id: str, key_id: str) -> str:
+    """The secret of API key ``key_id`` made under master ``master_id`` (see the module)."""
+    master = secrets.api_key_masters[master_id]
+    return _b64encode(hmac.new(master, _API_KEY_INFO + key_id.encode(), hashlib.sha256).digest())
+
+
+def secret_fingerprint(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def signature_payload(
+    timestamp_ms: int | str, method: str, path: str, query: bytes | str, body: bytes
+) -> bytes:
+    query_bytes = query.encode() if isinstance(query, str) else query
+    return (
+        f"{timestamp_ms}{method.upper()}{path}".encode()
+        + (b"?" + query_bytes if query_bytes else b"")
+        + body
+    )
+
+
+def sign_request(
+    secret: str,
+    timestamp_ms: int | str,
+    method: str,
+    path: str,
+    query: bytes | str = b"",
+    body: bytes = b"",
+) -> str:
+    """The ``X-API-Signature`` a client sends (also what the server expects)."""
+    payload = signature_payload(timestamp_ms, method, path, query, body)
+    return hmac.new(secret.encode(), payload, hashlib.sha256).hexdigest()
+
+
+def _authenticate_api_key(req: ApiRequest, ctx: AuthContext) -> Principal:
+    key_id = req.header("X-API-Key") or ""
+    timestamp = req.header("X-API-Timestamp") or ""
+    signature = (req.header("X-API-Signature") or "").lower()
+    if not (key_id and timestamp and signature):
+        raise unauthorized(
+            "X-API-Key, X-API-Timestamp and X-API-Signature are all required", "invalid_api_key"
+        )
+    if not is_api_key_id(key_id):
+        raise unauthorized("unknown API key", "invalid_api_key")
+    if not _SIGNATURE_RE.fullmatch(signature):
+        raise unauthorized("X-API-Signature must be 64 hex digits", "invalid_signature")
+    if not _TIMESTAMP_RE.fullmatch(timestamp):
+        raise unauthorized(
+            "X-API-Timestamp must be milliseconds since the epoch", "invalid_timestamp"
+        )
+    window = ctx.config.api_key_window_ms
+    if abs(time.time() * 1000 - int(timestamp)) > window:
+        raise unauthorized(
+            f"X-API-Timestamp is more than {window} ms from the server's time",
+            "timestamp_out_of_window",
+        )
+    snap = ctx.firestore.collection(API_KEYS_COLLECTION).document(key_id).get()
+    record = snap.to_dict() if snap.exists else None
+    if record is None or record.get("master_id") not in ctx.secrets.api_key_masters:
+        raise unauthorized("unknown API key", "invalid_api_key")
+    secret = api_key_secret(ctx.secrets, record["master_id"], key_id)
+    if not hmac.compare_digest(secret_fingerprint(secret), str(record.get("secret_sha256"))):
+        log.error("API key %s does not match its master %s", key_id, record["master_id"])
+        raise unauthorized("unknown API key", "invalid_api_key")
+    expected = sign_request(secret, timestamp, req.method, req.path, req.query_string, req.body)
+    if not hmac.compare_digest(expected, signature):
+        raise unauthorized("signature does not match the request", "invalid_signature")
+    # Remembered for longer than a timestamp stays acceptable (2 windows plus slack).
+    if not ctx.redis.set(f"apisig:{key_id}:{signature}", b"1", nx=True, px=2 * window + 1000):
+        raise unauthorized("this signed request was already used", "replayed_request")
+    scopes = frozenset(s for s in record.get("scopes", []) if s in ALL_SCOPES)
+    return Principal(
+        user_id=str(record["user_id"]), role="user", scopes=scopes, via="api_key", key_id=key_id
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# authenticate and its guards
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AuthContext:
+    """What authentication needs, built once per function instance."""
+
+    config: ApiConfig
+    secrets: AuthSecrets
+    redis: redis.Redis
+    firestore: Any  # google.cloud.firestore.Client (untyped)
+    oidc: OidcVerifier | None
+    limiter: RateLimiter
+
+    @staticmethod
+    def from_config(cfg: ApiConfig) -> AuthContext:
+        client = redis.Redis.from_url(cfg.redis_url)
+        return AuthContext(
+            config=cfg,
+            secrets=parse_secrets(read_secrets_payload(cfg)),
+            redis=client,
+            firestore=firestore.Client(project=cfg.project),
+            oidc=OidcVerifier(cfg.oidc, cfg.jwt_leeway_s) if cfg.oidc is not None else None,
+            limiter=RateLimiter(client),
+        )
+
+
+@cache
+def default_context() -> AuthContext:
+    """The environment's context, built on first use and kept for the instance's life."""
+    return AuthContext.from_config(api_config())
+
+
+def reset_defaults() -> None:
+    """Forget the cached configuration and clients (for tests that change the environment)."""
+    if default_context.cache_info().currsize:
+        default_context().redis.close()
+    default_context.cache_clear()
+    api_config.cache_clear()
+
+
+def _unverified_issuer(token: str) -> Any:
+    try:
+        return jwt.decode(token, options={"verify_signature": False}).get("iss")
+    except jwt.InvalidTokenError:
+        return None
+
+
+def authenticate(req: ApiRequest, ctx: AuthContext | None = None) -> Principal:
+    """The caller of ``req`` (bearer JWT or signed API-key request), or 401."""
+    ctx = ctx if ctx is not None else default_context()
+    authorization = req.header("Authorization")
+    has_key = req.header("X-API-Key") is not None
+    if authorization is not None and has_key:
+        raise unauthorized("send either Authorization or X-API-Key, not both", "invalid_request")
+    if authorization is not None:
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise unauthorized("Authorization must be 'Bearer <token>'", "invalid_token")
+        if ctx.oidc is not None and _unverified_issuer(token) == ctx.oidc.config.issuer:
+            principal = ctx.oidc.verify(token)
+        else:
+            principal = verify_access_token(token, ctx.secrets, ctx.config)
+    elif has_key:
+        principal = _authenticate_api_key(req, ctx)
+    else:
+        raise unauthorized("authentication required")
+    req.user_id = principal.user_id
+    return principal
+
+
+def require_scope(principal: Principal, scope: Scope) -> None:
+    """403 unless the principal may act with ``scope`` (tokens carry every scope)."""
+    if scope not in principal.scopes:
+        raise ApiError(403, "insufficient_scope", f"this API key lacks the {scope!r} scope")
+
+
+def require_role(principal: Principal, role: Role) -> None:
+    """403 unless the principal has ``role`` (admin routes: ``require_role(p, "admin")``)."""
+    if principal.role != role:
+        raise ApiError(403, "forbidden", f"this needs the {role!r} role")
+
+
+def require_session(principal: Principal) -> None:
+    """403 for API keys: managing credentials needs a signed-in person (a token)."""
+    if principal.via == "api_key":
+        raise ApiError(403, "session_required", "this needs a signed-in session, not an API key")
+
+
+# --------------------------------------------------------------------------------------------
+# CLI: python -m shared.auth new | rotate FILE
+# --------------------------------------------------------------------------------------------
+
+
+def _main(argv: list[str]) -> int:
+    if argv[:1] == ["new"] and len(argv) == 1:
+        sys.stdout.write(orjson.dumps(new_secrets_document(), option=orjson.OPT_INDENT_2).decode())
+        sys.stdout.write("\n")
+        return 0
+    if argv[:1] == ["rotate"] and len(argv) == 2:
+        path = Path(argv[1])
+        doc = rotate_signing_key(orjson.loads(path.read_bytes()))
+        parse_secrets(orjson.dumps(doc))  # still valid
+        path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+        sys.stderr.write(f"new signing key {doc['jwt']['current']} in {path}\n")
+        return 0
+    sys.stderr.write("usage: python -m shared.auth new > keys.json | rotate keys.json\n")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -1,0 +1,460 @@
+"""The HTTP foundation every API function stands on.
+
+One function serves a few routes::
+
+    api = Api("orders")
+
+    class PlaceOrder(Body):              # strict JSON body: unknown fields and wrong types -> 400
+        market: str
+        amount: str
+
+    @api.route("POST", "/v1/orders")
+    def place(req: ApiRequest) -> flask.Response:
+        principal = authenticate(req)    # shared.auth; 401 unless a valid JWT or signed API key
+        require_scope(principal, "trade")
+        body = req.json(PlaceOrder)
+        if ...: raise not_found("no such order")
+        return json_response({...}, status=201)
+
+    def orders(request: flask.Request) -> flask.Response:   # the functions-framework entry point
+        return api(request)
+
+What ``Api`` does for every request, so handlers need not:
+
+- a request id: the caller's ``X-Request-Id`` when it is sane, else a new one; echoed in the
+  response header and in every log line of the request;
+- CORS: preflight ``OPTIONS`` answered from the route table; ``Access-Control-Allow-Origin``
+  only for the configured origins (``API_CORS_ORIGINS``);
+- the body read once, at most ``API_MAX_BODY_BYTES`` (else 413), kept in ``ApiRequest.body``
+  (the API-key signature covers these exact bytes);
+- routing by method and path pattern (``/v1/orders/{id}``): 404 for an unknown path, 405 with
+  ``Allow`` for a known path and another method;
+- errors: a raised ``ApiError`` becomes ``{"error": {"code", "message"}}`` with its status;
+  any other exception is logged with its stack trace and answered 500 ``internal`` naming the
+  request id, never with the trace;
+- one structured access log line (Cloud Logging's ``httpRequest`` fields) per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, Final, TypeVar
+
+import flask
+import msgspec
+import orjson
+import redis
+
+from shared.config import ApiConfig
+
+log = logging.getLogger("api")
+access_log = logging.getLogger("api.access")
+
+T = TypeVar("T")
+
+REQUEST_ID_HEADER: Final = "X-Request-Id"
+_REQUEST_ID_RE: Final = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+_PARAM_RE: Final = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_CORS_ALLOW_HEADERS: Final = ", ".join(
+    (
+        "Authorization",
+        "Content-Type",
+        "Idempotency-Key",
+        "X-Request-Id",
+        "X-API-Key",
+        "X-API-Timestamp",
+        "X-API-Signature",
+    )
+)
+_CORS_EXPOSE_HEADERS: Final = "X-Request-Id, Retry-After"
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------
+
+
+class ApiError(Exception):
+    """An answer other than success: raise it anywhere below a handler.
+
+    ``code`` is a stable snake_case string clients may branch on; ``message`` is for people.
+    """
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers: dict[str, str] = dict(headers or {})
+
+
+def bad_request(message: str, code: str = "invalid_request") -> ApiError:
+    return ApiError(400, code, message)
+
+
+def unauthorized(message: str, code: str = "unauthenticated") -> ApiError:
+    return ApiError(401, code, message, {"WWW-Authenticate": 'Bearer realm="api"'})
+
+
+def forbidden(message: str, code: str = "forbidden") -> ApiError:
+    return ApiError(403, code, message)
+
+
+def not_found(message: str = "not found", code: str = "not_found") -> ApiError:
+    """Also the answer for someone else's ids: never reveal that they exist."""
+    return ApiError(404, code, message)
+
+
+def conflict(message: str, code: str = "conflict") -> ApiError:
+    return ApiError(409, code, message)
+
+
+def too_many_requests(retry_after_s: int, message: str = "too many requests") -> ApiError:
+    return ApiError(429, "rate_limited", message, {"Retry-After": str(max(1, retry_after_s))})
+
+
+def unavailable(message: str) -> ApiError:
+    return ApiError(503, "unavailable", message)
+
+
+# --------------------------------------------------------------------------------------------
+# Responses
+# --------------------------------------------------------------------------------------------
+
+
+def json_response(
+    body: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> flask.Response:
+    """``body`` as JSON (orjson: dicts, lists, str, int, bool, None; no floats for money)."""
+    return flask.Response(
+        orjson.dumps(body), status=status, headers=dict(headers or {}), mimetype="application/json"
+    )
+
+
+def no_content() -> flask.Response:
+    return flask.Response(status=204)
+
+
+def error_response(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> flask.Response:
+    return json_response({"error": {"code": code, "message": message}}, status, headers)
+
+
+# --------------------------------------------------------------------------------------------
+# Settings
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    cors_origins: tuple[str, ...] = ()
+    max_body_bytes: int = 64 * 1024
+    trusted_proxy_hops: int = 0
+    project: str | None = None
+    """For the Cloud Trace field of log lines."""
+
+    @staticmethod
+    def from_config(cfg: ApiConfig) -> HttpSettings:
+        return HttpSettings(
+            cors_origins=cfg.cors_origins,
+            max_body_bytes=cfg.max_body_bytes,
+            trusted_proxy_hops=cfg.trusted_proxy_hops,
+            project=cfg.project,
+        )
+
+
+@cache
+def api_config() -> ApiConfig:
+    """The environment's ``ApiConfig``, loaded once per instance (``cache_clear`` in tests)."""
+    return ApiConfig.load()
+
+
+def default_settings() -> HttpSettings:
+    return HttpSettings.from_config(api_config())
+
+
+# --------------------------------------------------------------------------------------------
+# Requests
+# --------------------------------------------------------------------------------------------
+
+
+class Body(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Base of request bodies: a JSON object whose fields have exactly these types (no
+    coercion: ``1`` is not a string, ``1.5`` is not an integer); unknown fields are refused.
+    Bound strings and lists with ``Annotated[str, msgspec.Meta(max_length=...)]``."""
+
+
+@dataclass(slots=True)
+class ApiRequest:
+    """One request as a handler sees it."""
+
+    raw: flask.Request
+    request_id: str
+    client_ip: str
+    params: dict[str, str] = field(default_factory=dict)
+    """The path pattern's ``{name}`` parts."""
+    body: bytes = b""
+    """The raw body, read once (what an API-key signature covers)."""
+    user_id: str | None = None
+    """Set by ``shared.auth.authenticate``, for the access log."""
+
+    @property
+    def method(self) -> str:
+        return self.raw.method
+
+    @property
+    def path(self) -> str:
+        return self.raw.path
+
+    @property
+    def query_string(self) -> bytes:
+        """The query exactly as sent, undecoded, without the ``?``."""
+        return self.raw.query_string
+
+    def header(self, name: str) -> str | None:
+        return self.raw.headers.get(name)
+
+    def query(self, name: str) -> str | None:
+        return self.raw.args.get(name)
+
+    def json(self, type_: type[T]) -> T:
+        """The body decoded strictly into ``type_`` (usually a ``Body`` subclass), else 400."""
+        if self.raw.mimetype != "application/json":
+            raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json")
+        try:
+            return msgspec.json.decode(self.body, type=type_, strict=True)
+        except msgspec.ValidationError as exc:
+            raise bad_request(f"invalid request body: {exc}") from None
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            raise bad_request("request body is not valid JSON", "invalid_json") from None
+
+
+def client_ip(request: flask.Request, trusted_proxy_hops: int) -> str:
+    """The caller's address: behind ``n`` trusted proxies, the n-th address from the right of
+    X-Forwarded-For (entries further left are whatever the client claimed)."""
+    if trusted_proxy_hops > 0:
+        forwarded = [
+            part.strip()
+            for part in request.headers.get("X-Forwarded-For", "").split(",")
+            if part.strip()
+        ]
+        if len(forwarded) >= trusted_proxy_hops:
+            return forwarded[-trusted_proxy_hops]
+    return request.remote_addr or "unknown"
+
+
+def request_id_of(request: flask.Request) -> str:
+    """The caller's ``X-Request-Id`` when it is sane (no log injection), else a new one."""
+    given = request.headers.get(REQUEST_ID_HEADER, "")
+    return given if _REQUEST_ID_RE.fullmatch(given) else uuid.uuid4().hex
+
+
+def _read_body(request: flask.Request, limit: int) -> bytes:
+    length = request.content_length
+    too_large = ApiError(413, "payload_too_large", f"request body exceeds {limit} bytes")
+    if length is not None and length > limit:
+        raise too_large
+    data = request.stream.read(limit + 1)
+    if len(data) > limit:
+        raise too_large
+    return data
+
+
+# --------------------------------------------------------------------------------------------
+# Rate limiting
+# --------------------------------------------------------------------------------------------
+
+
+class RateLimiter:
+    """At most ``limit`` hits per subject in a window that opens at the subject's first hit
+    (a fixed window per subject, so no boundary where two windows' worth pass at once). One
+    Redis round trip: INCR, PEXPIRE NX, PTTL in a MULTI."""
+
+    def __init__(self, client: redis.Redis, prefix: str = "rl") -> None:
+        self._redis = client
+        self._prefix = prefix
+
+    def hit(self, scope: str, subject: str, limit: int, window_s: int) -> None:
+        """Count one hit; raise 429 with ``Retry-After`` (seconds) once over the limit."""
+        key = f"{self._prefix}:{scope}:{subject}"
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.incr(key)
+        pipe.pexpire(key, window_s * 1000, nx=True)
+        pipe.pttl(key)
+        count, _, ttl_ms = pipe.execute()
+        if int(count) > limit:
+            retry_after = math.ceil(int(ttl_ms) / 1000) if int(ttl_ms) > 0 else window_s
+            raise too_many_requests(retry_after)
+
+
+# --------------------------------------------------------------------------------------------
+# The router
+# --------------------------------------------------------------------------------------------
+
+Handler = Callable[[ApiRequest], flask.Response]
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    method: str
+    pattern: str
+    regex: re.Pattern[str]
+    handler: Handler
+
+
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+    """``/v1/orders/{id}`` -> a regex matching the whole path, ``{id}`` one non-empty segment."""
+    if not pattern.startswith("/"):
+        raise ValueError(f"a path pattern starts with '/': {pattern!r}")
+    parts: list[str] = []
+    pos = 0
+    for match in _PARAM_RE.finditer(pattern):
+        parts.append(re.escape(pattern[pos : match.start()]))
+        parts.append(f"(?P<{match.group(1)}>[^/]+)")
+        pos = match.end()
+    parts.append(re.escape(pattern[pos:]))
+    return re.compile("".join(parts))
+
+
+class Api:
+    """The routes of one function, and the request handling around them (see the module)."""
+
+    def __init__(self, name: str, settings: Callable[[], HttpSettings] = default_settings) -> None:
+        self.name = name
+        self._settings = settings
+        self._routes: list[_Route] = []
+
+    def route(self, method: str, pattern: str) -> Callable[[Handler], Handler]:
+        """Decorator: ``handler`` answers ``method`` on paths matching ``pattern``."""
+        method = method.upper()
+        regex = compile_pattern(pattern)
+
+        def register(handler: Handler) -> Handler:
+            if any(r.method == method and r.pattern == pattern for r in self._routes):
+                raise ValueError(f"duplicate route {method} {pattern}")
+            self._routes.append(_Route(method, pattern, regex, handler))
+            return handler
+
+        return register
+
+    @property
+    def routes(self) -> list[tuple[str, str]]:
+        """(method, pattern) of every route, for the OpenAPI check and the gateway."""
+        return [(r.method, r.pattern) for r in self._routes]
+
+    def __call__(self, request: flask.Request) -> flask.Response:
+        """The functions-framework entry point: never raises, never leaks a stack trace."""
+        started = time.perf_counter()
+        request_id = request_id_of(request)
+        req = ApiRequest(raw=request, request_id=request_id, client_ip=request.remote_addr or "")
+        settings: HttpSettings | None = None
+        try:
+            settings = self._settings()
+            req.client_ip = client_ip(request, settings.trusted_proxy_hops)
+            response = self._dispatch(req, settings)
+        except ApiError as exc:
+            response = error_response(exc.status, exc.code, exc.message, exc.headers)
+        except Exception:
+            log.exception(
+                "unhandled error in %s %s",
+                request.method,
+                request.path,
+                extra={"request_id": request_id, "function": self.name},
+            )
+            response = error_response(500, "internal", f"internal error; request id {request_id}")
+        self._finish(req, response, settings)
+        self._log_access(req, response, settings, time.perf_counter() - started)
+        return response
+
+    def _dispatch(self, req: ApiRequest, settings: HttpSettings) -> flask.Response:
+        path, method = req.path, req.method.upper()
+        matches = [(r, m) for r in self._routes if (m := r.regex.fullmatch(path)) is not None]
+        if not matches:
+            raise not_found(f"no route for {path}")
+        allowed = sorted({r.method for r, _ in matches})
+        if method == "OPTIONS":
+            return self._preflight(req, settings, allowed)
+        for route, match in matches:
+            if route.method == method:
+                req.params = match.groupdict()
+                req.body = _read_body(req.raw, settings.max_body_bytes)
+                return route.handler(req)
+        raise ApiError(
+            405,
+            "method_not_allowed",
+            f"{method} is not allowed on {path}",
+            {"Allow": ", ".join([*allowed, "OPTIONS"])},
+        )
+
+    @staticmethod
+    def _preflight(req: ApiRequest, settings: HttpSettings, allowed: list[str]) -> flask.Response:
+        response = no_content()
+        if _cors_origin(req.header("Origin"), settings) is not None:
+            response.headers["Access-Control-Allow-Methods"] = ", ".join([*allowed, "OPTIONS"])
+            response.headers["Access-Control-Allow-Headers"] = _CORS_ALLOW_HEADERS
+            response.headers["Access-Control-Max-Age"] = "600"
+        return response
+
+    @staticmethod
+    def _finish(req: ApiRequest, response: flask.Response, settings: HttpSettings | None) -> None:
+        headers = response.headers
+        headers[REQUEST_ID_HEADER] = req.request_id
+        headers.setdefault("Cache-Control", "no-store")
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        if settings is None:
+            return
+        allow = _cors_origin(req.header("Origin"), settings)
+        if allow is not None:
+            headers["Access-Control-Allow-Origin"] = allow
+            headers["Access-Control-Expose-Headers"] = _CORS_EXPOSE_HEADERS
+            if allow != "*":
+                headers.add("Vary", "Origin")
+
+    def _log_access(
+        self,
+        req: ApiRequest,
+        response: flask.Response,
+        settings: HttpSettings | None,
+        seconds: float,
+    ) -> None:
+        raw = req.raw
+        url = raw.path + ("?" + raw.query_string.decode("latin-1") if raw.query_string else "")
+        extra: dict[str, Any] = {
+            "httpRequest": {
+                "requestMethod": raw.method,
+                "requestUrl": url,
+                "status": response.status_code,
+                "latency": f"{seconds:.6f}s",
+                "remoteIp": req.client_ip,
+                "userAgent": raw.headers.get("User-Agent", ""),
+                "requestSize": str(len(req.body)),
+                "responseSize": str(response.calculate_content_length() or 0),
+            },
+            "request_id": req.request_id,
+            "function": self.name,
+            "user_id": req.user_id,
+        }
+        trace = raw.headers.get("X-Cloud-Trace-Context", "").split("/", 1)[0]
+        if trace and settings is not None and settings.project:
+            extra["logging.googleapis.com/trace"] = f"projects/{settings.project}/traces/{trace}"
+        level = logging.ERROR if response.status_code >= 500 else logging.INFO
+        access_log.log(level, "%s %s %d", raw.method, raw.path, response.status_code, extra=extra)
+
+
+def _cors_origin(origin: str | None, settings: HttpSettings) -> str | None:
+    """The ``Access-Control-Allow-Origin`` value for ``origin``, or None (not allowed)."""
+    if not origin or not settings.cors_origins:
+        return None
+    if "*" in settings.cors_origins:
+        return "*"
+    return origin if origin in settings.cors_origins else None

@@ -1,0 +1,168 @@
+"""The pure parts of shared.http and shared.auth: routing patterns, client addresses, the
+signature payload, the secrets document, configuration and token round trips."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flask
+import jwt
+import orjson
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from shared.auth import (
+    ALL_SCOPES,
+    issue_access_token,
+    new_secrets_document,
+    parse_secrets,
+    rotate_signing_key,
+    sign_request,
+    signature_payload,
+    verify_access_token,
+)
+from shared.config import ApiConfig, ConfigError
+from shared.http import (
+    Api,
+    ApiError,
+    ApiRequest,
+    HttpSettings,
+    client_ip,
+    compile_pattern,
+    json_response,
+)
+
+
+def test_patterns() -> None:
+    regex = compile_pattern("/v1/orders/{id}/fills.{fmt}")
+    match = regex.fullmatch("/v1/orders/42/fills.json")
+    assert match is not None and match.groupdict() == {"id": "42", "fmt": "json"}
+    assert regex.fullmatch("/v1/orders/4/2/fills.json") is None
+    assert regex.fullmatch("/v1/orders/42/fillsXjson") is None  # "." is literal
+    assert compile_pattern("/v1/time").fullmatch("/v1/time/") is None
+    with pytest.raises(ValueError):
+        compile_pattern("v1/time")
+
+
+def test_client_ip() -> None:
+    app = flask.Flask("t")
+    headers = {"X-Forwarded-For": "6.6.6.6, 1.2.3.4"}
+    with app.test_request_context(headers=headers, environ_base={"REMOTE_ADDR": "10.0.0.1"}):
+        assert client_ip(flask.request, 0) == "10.0.0.1"  # nothing trusted: the peer
+        assert client_ip(flask.request, 1) == "1.2.3.4"  # what our proxy saw
+        assert client_ip(flask.request, 2) == "6.6.6.6"
+        assert client_ip(flask.request, 3) == "10.0.0.1"  # fewer entries than proxies
+
+
+def test_signature_payload() -> None:
+    assert signature_payload(1718000000000, "post", "/v1/orders", b"", b'{"a":1}') == (
+        b'1718000000000POST/v1/orders{"a":1}'
+    )
+    assert signature_payload(1, "GET", "/v1/orders", "market=ETH-USDT", b"") == (
+        b"1GET/v1/orders?market=ETH-USDT"
+    )
+    assert len(sign_request("s", 1, "GET", "/")) == 64
+
+
+def test_secrets_document() -> None:
+    doc = new_secrets_document()
+    secrets = parse_secrets(orjson.dumps(doc))
+    assert secrets.signing_kid == doc["jwt"]["current"]
+    assert "PRIVATE" not in repr(secrets)
+    rotated = parse_secrets(orjson.dumps(rotate_signing_key(doc)))
+    assert set(rotated.verify_keys) == {doc["jwt"]["current"], rotated.signing_kid}
+
+    def broken(change: Any) -> None:
+        bad = orjson.loads(orjson.dumps(doc))
+        change(bad)
+        with pytest.raises(ConfigError):
+            parse_secrets(orjson.dumps(bad))
+
+    rsa_pem = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+    broken(lambda d: d["jwt"]["keys"].update({d["jwt"]["current"]: rsa_pem}))  # not Ed25519
+    broken(lambda d: d["jwt"].update(current="nope"))
+    broken(lambda d: d["jwt"]["keys"].update({d["jwt"]["current"]: "garbage"}))
+    broken(lambda d: d["api_keys"]["masters"].update({d["api_keys"]["current"]: "c2hvcnQ"}))
+    broken(lambda d: d.pop("api_keys"))
+    with pytest.raises(ConfigError):
+        parse_secrets(b"not json")
+    # The public half alone cannot sign.
+    public_only = rotate_signing_key(doc)
+    public_only["jwt"]["current"] = doc["jwt"]["current"]
+    with pytest.raises(ConfigError):
+        parse_secrets(orjson.dumps(public_only))
+
+
+def _env(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
+    for name in ("AUTH_KEYS_SECRET", "AUTH_KEYS_FILE", "AUTH_KEYS_JSON", "OIDC_ISSUER"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_api_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    _env(monkeypatch)
+    with pytest.raises(ConfigError, match="exactly one"):
+        ApiConfig.load()
+    _env(monkeypatch, AUTH_KEYS_JSON="{}", AUTH_KEYS_FILE="/x")
+    with pytest.raises(ConfigError, match="exactly one"):
+        ApiConfig.load()
+    _env(monkeypatch, AUTH_KEYS_JSON='{"hunter2": 1}', API_CORS_ORIGINS="https://a, https://b")
+    cfg = ApiConfig.load()
+    assert cfg.cors_origins == ("https://a", "https://b") and cfg.oidc is None
+    assert "hunter2" not in repr(cfg)
+    _env(monkeypatch, AUTH_KEYS_JSON="{}", OIDC_ISSUER="https://idp/", OIDC_AUDIENCE="a")
+    oidc = ApiConfig.load().oidc
+    assert oidc is not None and oidc.jwks_url == "https://idp/.well-known/jwks.json"
+    _env(monkeypatch, AUTH_KEYS_JSON="{}", OIDC_ISSUER="https://idp/", OIDC_ALGORITHMS="HS256")
+    with pytest.raises(ConfigError):
+        ApiConfig.load()
+    _env(monkeypatch, AUTH_KEYS_JSON="{}", API_KEY_WINDOW_MS="0")
+    with pytest.raises(ConfigError):
+        ApiConfig.load()
+
+
+def test_token_round_trip(monkeypatch: pytest.MonkeyPatch) -> None:
+    _env(monkeypatch, AUTH_KEYS_JSON="{}")
+    cfg = ApiConfig.load()
+    secrets = parse_secrets(orjson.dumps(new_secrets_document()))
+    token = issue_access_token(secrets, cfg, "u1", "admin")
+    principal = verify_access_token(token, secrets, cfg)
+    assert (principal.user_id, principal.role, principal.via) == ("u1", "admin", "jwt")
+    assert principal.scopes == ALL_SCOPES
+    assert jwt.get_unverified_header(token)["kid"] == secrets.signing_kid
+    other = parse_secrets(orjson.dumps(new_secrets_document()))
+    with pytest.raises(ApiError) as caught:
+        verify_access_token(token, other, cfg)
+    assert caught.value.status == 401
+
+
+def test_api_without_services() -> None:
+    api = Api("t", settings=lambda: HttpSettings(cors_origins=("*",)))
+
+    @api.route("GET", "/v1/things/{id}")
+    def thing(req: ApiRequest) -> flask.Response:
+        if req.params["id"] == "boom":
+            raise KeyError("x")
+        return json_response({"id": req.params["id"]})
+
+    with pytest.raises(ValueError, match="duplicate"):
+        api.route("GET", "/v1/things/{id}")(thing)
+    app = flask.Flask("t")
+    with app.test_request_context("/v1/things/7", headers={"Origin": "https://x"}):
+        resp = api(flask.request)
+        assert resp.status_code == 200 and resp.get_json() == {"id": "7"}
+        assert resp.headers["Access-Control-Allow-Origin"] == "*"
+    with app.test_request_context("/v1/things/boom"):
+        resp = api(flask.request)
+        assert resp.status_code == 500 and resp.get_json()["error"]["code"] == "internal"
+    assert api.routes == [("GET", "/v1/things/{id}")]
