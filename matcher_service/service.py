@@ -5,8 +5,9 @@ ordering keys, see docs/matcher.md), drop the ones already applied, stamp the ti
 them to the engine, write the batch to Postgres in one transaction, and only then
 acknowledge the messages and publish replies, market data and events. If Postgres fails
 nothing is acknowledged: the engine is rebuilt from Postgres (snapshot + oplog) and the
-messages come back. A second matcher waits on a Postgres advisory lock; a fencing epoch,
-checked in every batch's transaction, stops a matcher that lost its lease.
+batch, kept leased meanwhile, is retried as it was. A second matcher waits on a Postgres
+advisory lock; a fencing epoch, checked in every batch's transaction, stops a matcher that
+lost its lease.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any, NamedTuple
 import msgspec
 import redis
 from google.api_core import exceptions as gexc
-from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+from google.cloud import pubsub_v1  # type: ignore[attr-defined, unused-ignore]
 
 from matcher_service.engine import Engine
 from matcher_service.engine.snapshot import restore, snapshot, state_hash
@@ -38,6 +39,10 @@ log = logging.getLogger("matcher")
 
 LOCK_KEY = 7002  # the advisory lock only one matcher holds
 DAY_MS = 86_400_000
+HOLD_ATTEMPTS = 3
+"""A failed batch is retried as it was (in hand, leased) this many times with Postgres
+reachable, then handed back to Pub/Sub, whose dead-letter policy deals with a poison message."""
+HOLD_DEADLINE_S = 60  # the lease a held batch is given while the matcher waits to retry it
 
 
 class Recovered(NamedTuple):
@@ -103,7 +108,8 @@ class Matcher:
         self.dead_letter_topic = self.publisher.topic_path(ps.project, ps.dead_letter_topic)
         self.published_seq = 0  # the events topic has everything up to here
         self._pending_events: list[tuple[int, Any]] = []
-        self._inflight: list[str] = []  # ack ids of the batch being applied
+        self._held: list[Any] = []  # the batch in hand (messages); retried first after a failure
+        self._failures = 0  # failed attempts at the batch in hand
         self._last_ts = 0
         self._since_snapshot = 0
         self._last_snapshot = time.monotonic()
@@ -173,23 +179,39 @@ class Matcher:
     def _consume(self) -> None:
         backoff = 0.5
         while not self.stopping.is_set():
+            if not self.ready.is_set():
+                # After a failure nothing is pulled until the engine is rebuilt from Postgres:
+                # every delivery counts toward the dead-letter limit, and a nack lets Pub/Sub
+                # hand out later messages of a key before the failed ones (the emulator does,
+                # and so may Pub/Sub with a dead-letter policy). The batch stays in hand,
+                # leased, and is retried first, in its order.
+                self._set_deadline(self._held, HOLD_DEADLINE_S)
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+                if not self.stopping.is_set():
+                    self._reload()
+                continue
             try:
                 self.step()
                 backoff = 0.5
             except FencedError:
                 log.error("lease lost to another matcher: stopping")
                 self.ready.clear()
+                self._nack()
                 raise
             except Exception as exc:
-                self._nack()
+                self._failures += 1
                 log.warning(
                     "batch failed; rebuilding from Postgres",
-                    extra={"error": repr(exc), "retry_in_s": backoff},
-                )
+                    extra={
+                        "error": repr(exc), "retry_in_s": backoff, "held": len(self._held),
+                        "attempt": self._failures,
+                    },
+                )  # fmt: skip
+                if self._failures >= HOLD_ATTEMPTS:
+                    self._nack()
                 self.ready.clear()
-                self.stopping.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
-                self._reload()
+        self._nack()  # a batch still in hand goes back at once, for the next matcher
         self._flush_events(wait=True)
         log.info("matcher stopped", extra=self.stats)
 
@@ -204,22 +226,27 @@ class Matcher:
         self.store = None
 
     def _nack(self) -> None:
-        """Hand the unacknowledged batch back to Pub/Sub now rather than at its deadline."""
-        ids, self._inflight = self._inflight, []
+        """Hand the batch in hand back to Pub/Sub now rather than at its deadline."""
+        held, self._held, self._failures = self._held, [], 0
+        self._set_deadline(held, 0)
+
+    def _set_deadline(self, messages: list[Any], seconds: int) -> None:
+        ids = [m.ack_id for m in messages]
         try:
             for i in range(0, len(ids), 1000):
                 self.subscriber.modify_ack_deadline(
                     request={
                         "subscription": self.subscription,
                         "ack_ids": ids[i : i + 1000],
-                        "ack_deadline_seconds": 0,
+                        "ack_deadline_seconds": seconds,
                     }
                 )
         except Exception as exc:
-            log.warning("nack failed", extra={"error": repr(exc)})
+            log.warning("modify ack deadline failed", extra={"error": repr(exc), "s": seconds})
 
     def _reload(self) -> None:
-        """After a failure: reconnect and rebuild the engine from what Postgres holds."""
+        """After a failure: reconnect and rebuild the engine from what Postgres holds; ready
+        again only when that worked."""
         try:
             self._connect()
             assert self.store is not None
@@ -266,13 +293,14 @@ class Matcher:
 
     def step(self) -> int:
         """Pull, apply, commit, ack, publish one batch. Returns the commands applied."""
-        messages = self.pull()
+        messages = self._held or self.pull()  # a batch that failed is retried first, as it was
         if not messages:
             self._maybe_snapshot()
             return 0
         assert self.store is not None
         t0 = time.monotonic()
-        ack_ids = self._inflight = [m.ack_id for m in messages]
+        self._held = messages
+        ack_ids = [m.ack_id for m in messages]
         commands: list[AnyCommand] = []
         bad: list[Any] = []
         for m in messages:
@@ -305,7 +333,7 @@ class Matcher:
             self.subscriber.acknowledge(
                 request={"subscription": self.subscription, "ack_ids": ack_ids[i : i + 1000]}
             )
-        self._inflight = []
+        self._held, self._failures = [], 0
         if batch:
             self.market_data.publish(self.engine, batch)
             self._queue_events(batch)

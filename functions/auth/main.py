@@ -45,6 +45,7 @@ import flask
 import msgspec
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from shared import logs
@@ -200,20 +201,20 @@ def signup(req: ApiRequest) -> flask.Response:
     email_ref = db.collection(EMAILS).document(email)
     user_ref = db.collection(USERS).document(user_id)
 
-    @firestore.transactional
-    def create(tx: Any) -> bool:
-        if email_ref.get(transaction=tx).exists:
-            return False
-        now = _now()
-        tx.create(email_ref, {"user_id": user_id, "created_at": now})
-        tx.create(
-            user_ref,
-            {"email": email, "password_hash": password_hash, "role": "user", "created_at": now},
-        )
-        return True
-
-    if not create(db.transaction()):
-        raise conflict("this email is already registered", "email_taken")
+    # One atomic batch of two creates: the email document's create fails if the email is
+    # taken, and then nothing is written. No read, so no transaction lock for concurrent
+    # signups to contend on.
+    now = _now()
+    batch = db.batch()
+    batch.create(email_ref, {"user_id": user_id, "created_at": now})
+    batch.create(
+        user_ref,
+        {"email": email, "password_hash": password_hash, "role": "user", "created_at": now},
+    )
+    try:
+        batch.commit()
+    except gexc.AlreadyExists:
+        raise conflict("this email is already registered", "email_taken") from None
     return json_response({"user_id": user_id}, status=201)
 
 

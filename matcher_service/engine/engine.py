@@ -309,6 +309,7 @@ class Engine:
         )
 
     def _cancel(self, c: CancelOrder, ev: Events) -> None:
+        _check_user(c.user)
         if (c.order_id is None) == (c.client_order_id is None):
             raise Rejected(Reason.INVALID, "give order_id or client_order_id")
         if c.order_id is not None:
@@ -325,6 +326,7 @@ class Engine:
         self._close(o, Reason.CANCELLED_BY_USER, ev)
 
     def _cancel_all(self, c: CancelAll, ev: Events) -> None:
+        _check_user(c.user)
         if c.market is not None and c.market not in self.markets:
             raise Rejected(Reason.UNKNOWN_MARKET)
         mine = self.user_orders.get(c.user, {})

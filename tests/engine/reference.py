@@ -652,7 +652,8 @@ class ReferenceEngine:
             taker.status, reason = "cancelled", Reason.IOC_EXPIRED
         else:  # pragma: no cover - FOK was checked to fill completely
             raise AssertionError("FOK order left a remainder")
-        ctx.events.append(self._order_updated(taker, reason))
+        if taker.status != "open":  # an order resting untraded: OrderAccepted says it all
+            ctx.events.append(self._order_updated(taker, reason))
 
     def _fill(
         self,

@@ -102,6 +102,8 @@ def _check_anvil(url: str) -> None:
 def test_local_stack_starts_serves_and_stops_cleanly(monkeypatch: pytest.MonkeyPatch) -> None:
     config = StackConfig.with_free_ports(project=f"stack-test-{uuid.uuid4().hex[:6]}")
     stack = Stack(config)
+    # Processes of other stacks in this test session (the shared fixture's) are not ours.
+    before = process_tree(os.getpid())
     t0 = time.monotonic()
     with stack:
         started = time.monotonic() - t0
@@ -121,7 +123,7 @@ def test_local_stack_starts_serves_and_stops_cleanly(monkeypatch: pytest.MonkeyP
         _check_pubsub(config.project)
 
         # Everything we (the test process) spawned, down to gcloud's java and postgres backends.
-        spawned = {p for p in process_tree(os.getpid()) if p[0] != os.getpid()}
+        spawned = {p for p in process_tree(os.getpid()) - before if p[0] != os.getpid()}
         service_procs = stack.processes()
         assert len(service_procs) >= 8  # 3 per emulator, postmaster + workers, redis, anvil
 

@@ -1,0 +1,334 @@
+"""Fault tests of the matcher against the real Pub/Sub emulator, Postgres and Redis: kill -9
+mid-stream, a Postgres outage, two matchers at once, redelivery after a failed batch.
+
+Each test ends with the same verdict (``check_exactly_once_and_consistent``): every published
+command is in the oplog exactly once, the seq is gapless, and Postgres agrees with a clean
+replay of its oplog (state hash, snapshots, balances, fees, open orders, engine invariants).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis
+
+from infra.local_stack import Stack
+from matcher_service.engine import Engine
+from matcher_service.persistence import Batch, Store
+from shared.config import MatcherConfig, PostgresConfig
+from shared.db import connect
+from shared.schema import AnyCommand, Deposit, PlaceOrder, Reason
+from tests.integration.conftest import TEMPLATE_DB
+from tests.integration.matcher_helpers import (
+    ETH,
+    USDT,
+    Stream,
+    check_exactly_once_and_consistent,
+    dead_letters,
+    funded,
+    market_setup,
+    matcher_processes,
+    postgres_down,
+    publish,
+    publish_many,
+    running,
+    set_ack_deadline,
+    wait_applied,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+log = logging.getLogger(__name__)
+
+ACK_DEADLINE_S = 10
+"""The subscription's ack deadline in these tests (the least Pub/Sub allows): what a killed
+matcher had pulled comes back after it."""
+
+
+@pytest.fixture
+def pg(stack: Stack) -> Iterator[PostgresConfig]:
+    """A fresh, migrated database (as conftest's ``pg``), dropped over a new connection: the
+    tests here restart Postgres, which cuts every connection opened before."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = connect(PostgresConfig.load())
+    admin.run(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
+    admin.close()
+    yield replace(PostgresConfig.load(), database=name)
+    admin = connect(PostgresConfig.load())
+    admin.run(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.close()
+
+
+def _setup(cfg: MatcherConfig, users: list[str]) -> list[str]:
+    """The market, then funded users, applied before the stream starts."""
+    market, deposits = market_setup(), funded(users)
+    publish(cfg.pubsub, market)
+    wait_applied(cfg, [c.id for c in market], 30)
+    publish_many(cfg.pubsub, deposits)
+    ids = [c.id for c in (*market, *deposits)]
+    wait_applied(cfg, ids, 30)
+    return ids
+
+
+def _lease(cfg: MatcherConfig) -> tuple[int, str]:
+    db = connect(cfg.postgres)
+    try:
+        epoch, holder = db.run("SELECT epoch, holder FROM matcher_lease WHERE id = 1")[0]
+        return int(epoch), str(holder)
+    finally:
+        db.close()
+
+
+def _oplog_count(cfg: MatcherConfig) -> int:
+    db = connect(cfg.postgres)
+    try:
+        return int(db.run("SELECT count(*) FROM oplog")[0][0])
+    finally:
+        db.close()
+
+
+# ------------------------------------------------------------ 1. kill -9
+
+
+def test_kill_9_mid_stream_loses_nothing_and_applies_nothing_twice(
+    matcher_cfg: MatcherConfig, tmp_path: Path
+) -> None:
+    cfg = replace(matcher_cfg, batch_max=200)
+    seed = random.randrange(1 << 32)
+    print(f"seed {seed}")  # shown with a failure: the stream and kill times replay
+    rng = random.Random(seed)
+    set_ack_deadline(cfg.pubsub, ACK_DEADLINE_S)
+    users = [f"k{i}" for i in range(300)]  # keys a kill leaves blocked hold up few others
+    kills: list[tuple[str, int]] = []  # (when, oplog rows at the kill)
+    with matcher_processes(cfg, tmp_path) as start:
+        matcher = start()
+        matcher.wait_ready()
+        setup_ids = _setup(cfg, users)
+        stream = Stream(cfg.pubsub, users, seed, rate=250.0).start()
+        try:
+            for i in range(5):
+                if i == 2:  # once while it recovers: as soon as its health server answers
+                    wait_for(matcher.answers, 30, "the health server")
+                    time.sleep(rng.uniform(0.0, 0.1))
+                    when = "recovering"
+                else:  # mid-stream, between or inside batches
+                    matcher.wait_ready()
+                    time.sleep(rng.uniform(0.2, 1.5))
+                    when = "consuming"
+                kills.append((when, _oplog_count(cfg)))
+                matcher.kill()
+                matcher = start()
+            matcher.wait_ready()
+            stream.wait_count(2500)
+        finally:
+            published = setup_ids + stream.stop()
+        wait_applied(cfg, published, ACK_DEADLINE_S + 50)
+        matcher.stop()
+        assert matcher.proc.returncode == 0, matcher.tail()
+    verdict = check_exactly_once_and_consistent(cfg, published)
+    log.info("seed %d kills %s verdict %s", seed, kills, verdict)
+    assert kills[-1][1] > len(setup_ids), "the kills came after the stream had started"
+    assert verdict.snapshots >= 3 and verdict.trades > 100
+    assert dead_letters(cfg.pubsub) == []
+
+
+# ------------------------------------------------------------ 2. Postgres outage
+
+OUTAGE_S = 9.0
+"""Longer than a retry schedule of pull, fail, nack (0.5, 1, 2, 4 s apart) takes to spend
+the five delivery attempts the fixture's dead-letter policy allows."""
+
+
+def test_postgres_outage_loses_nothing_and_acks_nothing_early(
+    stack: Stack, matcher_cfg: MatcherConfig, tmp_path: Path
+) -> None:
+    cfg = matcher_cfg
+    seed = random.randrange(1 << 32)
+    print(f"seed {seed}")  # shown with a failure: the stream and kill times replay
+    users = [f"p{i}" for i in range(16)]
+    with matcher_processes(cfg, tmp_path) as start:
+        matcher = start()
+        matcher.wait_ready()
+        setup_ids = _setup(cfg, users)
+        stream = Stream(cfg.pubsub, users, seed, rate=200.0).start()
+        try:
+            stream.wait_count(600)
+            with postgres_down(stack):
+                down_at = time.monotonic()
+                wait_for(lambda: matcher.readyz() == 503, 10, "readyz 503 while Postgres is down")
+                # A quiet spell: few enough messages that every pull would get them all.
+                stream.rate = 10.0
+                wait_for(lambda: time.monotonic() - down_at >= OUTAGE_S, OUTAGE_S + 1, "outage")
+                assert matcher.readyz() == 503 and matcher.alive()
+                up_at = time.monotonic()
+            stream.rate = 200.0
+            matcher.wait_ready(30)
+            stream.wait_count(stream.count() + 400)
+        finally:
+            published = setup_ids + stream.stop()
+        during = [i for c in stream.chunks if c.started >= down_at and c.confirmed <= up_at
+                  for i in c.ids]  # fmt: skip
+        assert len(during) >= 50, "the stream went on during the outage"
+        wait_applied(cfg, published, 60)
+        assert matcher.alive(), "the matcher rode out the outage in the same process"
+        matcher.stop()
+        assert matcher.proc.returncode == 0, matcher.tail()
+    # Everything published while Postgres was down is in the oplog: none of it was acked
+    # before it was durable (nothing would redeliver it) nor dead-lettered.
+    verdict = check_exactly_once_and_consistent(cfg, published)
+    log.info("seed %d verdict %s, %d published during the outage", seed, verdict, len(during))
+    assert dead_letters(cfg.pubsub) == []
+
+
+# ------------------------------------------------------------ 3. two matchers
+
+
+def test_two_matchers_one_applies_the_standby_takes_over(
+    matcher_cfg: MatcherConfig, tmp_path: Path
+) -> None:
+    cfg = matcher_cfg
+    seed = random.randrange(1 << 32)
+    print(f"seed {seed}")  # shown with a failure: the stream and kill times replay
+    set_ack_deadline(cfg.pubsub, ACK_DEADLINE_S)
+    users = [f"t{i}" for i in range(200)]
+    with matcher_processes(cfg, tmp_path) as start:
+        pair = [start(), start()]
+
+        def one_active() -> bool:
+            states = sorted((m.readyz() or 0, m.answers()) for m in pair)
+            return states == [(200, True), (503, True)]
+
+        wait_for(one_active, 30, "one matcher ready, the other answering 503")
+        active = next(m for m in pair if m.readyz() == 200)
+        standby = pair[1 - pair.index(active)]
+        epoch, holder = _lease(cfg)
+        assert holder == active.holder
+        setup_ids = _setup(cfg, users)
+        stream = Stream(cfg.pubsub, users, seed, rate=200.0).start()
+        try:
+            stream.wait_count(800)
+            assert standby.readyz() == 503 and _lease(cfg) == (epoch, active.holder)
+            assert '"lease taken"' not in standby.tail(1000), "the standby waited"
+            before = _oplog_count(cfg)
+            active.kill()
+            standby.wait_ready(30)
+            assert _lease(cfg) == (epoch + 1, standby.holder)
+            stream.wait_count(stream.count() + 600)
+        finally:
+            published = setup_ids + stream.stop()
+        wait_applied(cfg, published, ACK_DEADLINE_S + 50)
+        assert _lease(cfg) == (epoch + 1, standby.holder)
+        standby.stop()
+        assert standby.proc.returncode == 0, standby.tail()
+    verdict = check_exactly_once_and_consistent(cfg, published)
+    log.info("seed %d: %d applied before the kill, verdict %s", seed, before, verdict)
+    assert len(setup_ids) < before < len(published)
+    assert dead_letters(cfg.pubsub) == []
+
+
+# ------------------------------------------------------------ 4. redelivery keeps order
+
+ZOE_SELLS = [
+    # Both sell all of Zoe's ether: in publish order the first rests, the second is refused.
+    PlaceOrder(id="zoe-sell-1", user="zoe", market="ETH-USDT", side="sell", price=3000 * USDT,
+               amount=ETH),
+    PlaceOrder(id="zoe-sell-2", user="zoe", market="ETH-USDT", side="sell", price=2500 * USDT,
+               amount=ETH),
+]  # fmt: skip
+ZOE_DEPOSIT = Deposit(id="zoe-dep", user="zoe", asset="ETH", amount=ETH, ref="zoe-eth")
+
+
+@pytest.mark.parametrize("fault", ["commit_fails", "ack_lost", "postgres_down"])
+def test_a_failed_batch_does_not_reorder_a_users_commands(
+    fault: str,
+    stack: Stack,
+    matcher_cfg: MatcherConfig,
+    redis_db: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first sell's batch fails; the second sell is published while the first is still
+    out with the matcher. Whatever Pub/Sub hands out next, the result is that of applying
+    them in publish order: the first sell rests, the second is refused."""
+    cfg = matcher_cfg
+    sell1, sell2 = ZOE_SELLS
+    with running(cfg) as matcher:
+        setup_ids = _setup(cfg, ["zoe-buyer"])
+        publish(cfg.pubsub, [ZOE_DEPOSIT])
+        wait_applied(cfg, [ZOE_DEPOSIT.id], 30)
+        if fault in ("commit_fails", "ack_lost"):
+            entered, release, committed = threading.Event(), threading.Event(), threading.Event()
+            real_write, real_ack = Store.write_batch, matcher.subscriber.acknowledge
+
+            def hold_then_fail(what: str) -> None:
+                entered.set()
+                release.wait(20)  # meanwhile the second sell is published
+                raise ConnectionError(f"injected: {what}")
+
+            def write_batch(self: Store, epoch: int, batch: Batch, *args: Any) -> None:
+                first = any(c.id == sell1.id for c, _ in batch) and not entered.is_set()
+                if first and fault == "commit_fails":
+                    hold_then_fail("the connection dropped before COMMIT")
+                real_write(self, epoch, batch, *args)
+                if first:
+                    committed.set()
+
+            def acknowledge(*args: Any, **kwargs: Any) -> Any:
+                if committed.is_set() and not entered.is_set():
+                    hold_then_fail("the batch is durable, its acknowledgement is lost")
+                return real_ack(*args, **kwargs)
+
+            monkeypatch.setattr(Store, "write_batch", write_batch)
+            monkeypatch.setattr(matcher.subscriber, "acknowledge", acknowledge)
+            publish(cfg.pubsub, [sell1])
+            wait_for(entered.is_set, 30, "the first sell's batch failing")
+            publish(cfg.pubsub, [sell2])  # while the first sell is out with the matcher
+            release.set()
+        else:
+            with postgres_down(stack):
+                publish(cfg.pubsub, [sell1])
+                wait_for(lambda: not matcher.ready.is_set(), 30, "the first sell's batch failed")
+                publish(cfg.pubsub, [sell2])
+                time.sleep(1.0)  # Postgres stays away a little longer: the matcher waits
+        wait_applied(cfg, [sell1.id, sell2.id], 60)
+        wait_for(lambda: redis_db.get(f"cmd:{sell2.id}") is not None, 10, "reply of sell 2")
+        engine_balances = matcher.engine.balances()
+        engine_book = matcher.engine.book("ETH-USDT")
+
+    published = [*setup_ids, ZOE_DEPOSIT.id, sell1.id, sell2.id]
+    check_exactly_once_and_consistent(cfg, published)
+    db = connect(cfg.postgres)
+    try:
+        log_rows = db.run("SELECT command_id, ok, reason FROM oplog ORDER BY seq")
+        orders = db.run(
+            "SELECT user_id, price::text, amount::text, status FROM orders ORDER BY order_id"
+        )
+    finally:
+        db.close()
+    assert log_rows[-3:] == [
+        [ZOE_DEPOSIT.id, True, None],
+        [sell1.id, True, None],
+        [sell2.id, False, Reason.INSUFFICIENT_FUNDS],
+    ]
+    assert orders == [["zoe", str(3000 * USDT), str(ETH), "open"]]
+    reply = orjson.loads(redis_db.get(f"cmd:{sell2.id}"))  # type: ignore[arg-type]
+    assert (reply["ok"], reply["reason"]) == (False, Reason.INSUFFICIENT_FUNDS)
+
+    # The same commands applied in publish order, with no fault at all.
+    reference = Engine()
+    commands: list[AnyCommand] = [*market_setup(), *funded(["zoe-buyer"]), ZOE_DEPOSIT, *ZOE_SELLS]
+    for cmd in commands:
+        reference.apply(cmd)
+    assert engine_balances == reference.balances()
+    assert engine_book == reference.book("ETH-USDT")
+    assert reference.balance("zoe", "ETH") == (0, ETH)
