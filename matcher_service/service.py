@@ -42,6 +42,7 @@ DAY_MS = 86_400_000
 HOLD_ATTEMPTS = 3
 """A failed batch is retried as it was (in hand, leased) this many times with Postgres
 reachable, then handed back to Pub/Sub, whose dead-letter policy deals with a poison message."""
+BACKLOG_PULL = 50  # a pull this full means more are waiting: keep filling the batch
 HOLD_DEADLINE_S = 60  # the lease a held batch is given while the matcher waits to retry it
 
 
@@ -271,10 +272,13 @@ class Matcher:
         return time.time_ns() // 1_000_000
 
     def pull(self) -> list[Any]:
-        """Up to batch_max messages: pull until the count is reached or the wait is over."""
+        """Up to batch_max messages. The first pull waits for work; more pulls follow only
+        while they come back full-ish (a backlog: one pull returns at most a few hundred)
+        and for at most batch_wait_ms, so a quiet stream is answered at once and a busy one
+        is committed in large batches."""
         cfg = self.cfg
         got: list[Any] = []
-        deadline = time.monotonic() + cfg.batch_wait_ms / 1000
+        deadline = 0.0
         while len(got) < cfg.batch_max:
             try:
                 resp = self.subscriber.pull(
@@ -286,8 +290,13 @@ class Matcher:
                 )
             except gexc.DeadlineExceeded:
                 break
+            n = len(resp.received_messages)
             got.extend(resp.received_messages)
-            if not resp.received_messages or time.monotonic() >= deadline:
+            if not got:
+                break
+            if not deadline:
+                deadline = time.monotonic() + cfg.batch_wait_ms / 1000
+            if n < BACKLOG_PULL or time.monotonic() >= deadline:
                 break
         return got
 
