@@ -10,8 +10,11 @@ secrets document in ``.state/auth-keys.json`` (kept, so tokens survive a restart
 Adding a function is one line in ``ROUTES``: a path prefix and the ``module:entry`` that
 functions-framework would serve (``--source functions/<name>/main.py --target <entry>``). The
 longest matching prefix wins; a prefix matches itself and anything below it
-(``/v1/orders`` matches ``/v1/orders`` and ``/v1/orders/42``, not ``/v1/orders2``). Anything
-else answers 404 in the API's error format.
+(``/v1/orders`` matches ``/v1/orders`` and ``/v1/orders/42``, not ``/v1/orders2``). A prefix
+may start with a method (``"GET /v1/orders"``): it then takes only requests of that method (and
+CORS preflights asking for it), ahead of a plain prefix of the same path, as the cloud's entry
+routes by method and path (reads of orders go to queries, placing and cancelling to orders).
+Anything else answers 404 in the API's error format.
 """
 
 from __future__ import annotations
@@ -39,11 +42,21 @@ log = logging.getLogger("gateway")
 Endpoint = Callable[[flask.Request], flask.Response]
 
 ROUTES: Final[tuple[tuple[str, str], ...]] = (
-    # path prefix        functions.<name>.main:<entry point>
+    # [method] path prefix   functions.<name>.main:<entry point>
     ("/v1/auth", "functions.auth.main:auth"),
     ("/v1/api-keys", "functions.auth.main:auth"),
-    # ("/v1/orders", "functions.orders.main:orders"),
-    # ("/v1/admin", "functions.admin.main:admin"),
+    ("/v1/time", "functions.queries.main:queries"),
+    ("/v1/assets", "functions.queries.main:queries"),
+    ("/v1/markets", "functions.queries.main:queries"),
+    ("/v1/tickers", "functions.queries.main:queries"),
+    ("/v1/balances", "functions.queries.main:queries"),
+    ("GET /v1/orders", "functions.queries.main:queries"),
+    ("/v1/trades", "functions.queries.main:queries"),
+    ("/v1/ledger", "functions.queries.main:queries"),
+    ("/v1/orders", "functions.orders.main:orders"),  # POST, DELETE (GET: queries, above)
+    ("/v1/commands", "functions.orders.main:orders"),
+    ("/v1/admin", "functions.admin.main:admin"),
+    ("/v1/openapi.json", "functions.docs.main:docs"),
 )
 
 _METHODS: Final = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -61,15 +74,34 @@ def _prefix_matches(prefix: str, path: str) -> bool:
     return path == prefix or path.startswith(prefix + "/")
 
 
+def _split_method(prefix: str) -> tuple[str | None, str]:
+    """``"GET /v1/orders"`` -> ``("GET", "/v1/orders")``; ``"/v1/auth"`` -> ``(None, ...)``."""
+    method, sep, path = prefix.partition(" ")
+    if not sep:
+        return None, prefix.rstrip("/")
+    if method.upper() not in _METHODS:
+        raise ValueError(f"unknown method in route prefix {prefix!r}")
+    return method.upper(), path.strip().rstrip("/")
+
+
+def _routing_method(request: flask.Request) -> str:
+    """The method a request is routed by: a CORS preflight goes where its request will."""
+    if request.method == "OPTIONS":
+        asked = request.headers.get("Access-Control-Request-Method", "").strip().upper()
+        if asked:
+            return asked
+    return request.method.upper()
+
+
 def create_app(routes: Sequence[tuple[str, str | Endpoint]] = ROUTES) -> flask.Flask:
     """The gateway as a Flask app (tests use its ``test_client()``). ``routes`` entries are
-    ``(prefix, "module:entry")`` or ``(prefix, callable)``."""
+    ``([METHOD ]prefix, "module:entry")`` or ``([METHOD ]prefix, callable)``."""
     table = sorted(
         (
-            (prefix.rstrip("/"), load_endpoint(target) if isinstance(target, str) else target)
+            (*_split_method(prefix), load_endpoint(target) if isinstance(target, str) else target)
             for prefix, target in routes
         ),
-        key=lambda row: len(row[0]),
+        key=lambda row: (len(row[1]), row[0] is not None),
         reverse=True,
     )
     app = flask.Flask("gateway")
@@ -78,8 +110,9 @@ def create_app(routes: Sequence[tuple[str, str | Endpoint]] = ROUTES) -> flask.F
     @app.route("/<path:path>", methods=_METHODS)
     def dispatch(path: str) -> flask.Response:
         request = flask.request
-        for prefix, endpoint in table:
-            if _prefix_matches(prefix, request.path):
+        method = _routing_method(request)
+        for only, prefix, endpoint in table:
+            if (only is None or only == method) and _prefix_matches(prefix, request.path):
                 return endpoint(request)
         response = error_response(404, "not_found", f"no route for {request.path}")
         response.headers[REQUEST_ID_HEADER] = request_id_of(request)

@@ -94,7 +94,7 @@ class MatcherConfig:
     batch_max: int
     """Most commands in one batch (one Postgres transaction)."""
     batch_wait_ms: int
-    """How long a pull waits for more commands before it closes a batch."""
+    """While a backlog lasts, how long to keep pulling into one batch before committing it."""
     snapshot_every: int
     """Write a snapshot after this many commands (0: never)."""
     snapshot_seconds: float
@@ -109,7 +109,7 @@ class MatcherConfig:
             redis_url=_get("REDIS_URL", "redis://127.0.0.1:6379/0"),
             port=_int("PORT", 8090),
             batch_max=_int("BATCH_MAX", 1000),
-            batch_wait_ms=_int("BATCH_WAIT_MS", 5),
+            batch_wait_ms=_int("BATCH_WAIT_MS", 25),
             snapshot_every=_int("SNAPSHOT_EVERY", 100_000),
             snapshot_seconds=_float("SNAPSHOT_SECONDS", 300.0),
             reply_ttl_s=_int("REPLY_TTL_S", 3600),
@@ -191,6 +191,15 @@ class ApiConfig:
     """Login and signup attempts per client IP and window."""
     rate_per_email: int
     """Login and signup attempts per email address and window."""
+    reply_wait_s: float = 2.0
+    """How long a function waits for the matcher's reply before answering 202."""
+    idempotency_ttl_s: int = 24 * 3600
+    """How long an ``Idempotency-Key`` (and a command's owner marker) is remembered."""
+    trade_rate_window_s: int = 10
+    trade_rate_per_user: int = 200
+    """Order placements and cancels per user and window."""
+    trade_rate_per_ip: int = 1000
+    """Order placements and cancels per client IP and window."""
 
     @staticmethod
     def load() -> ApiConfig:
@@ -224,6 +233,11 @@ class ApiConfig:
             rate_window_s=_int("AUTH_RATE_WINDOW_S", 60),
             rate_per_ip=_int("AUTH_RATE_PER_IP", 30),
             rate_per_email=_int("AUTH_RATE_PER_EMAIL", 10),
+            reply_wait_s=_float("API_REPLY_WAIT_S", 2.0),
+            idempotency_ttl_s=_int("API_IDEMPOTENCY_TTL_S", 24 * 3600),
+            trade_rate_window_s=_int("TRADE_RATE_WINDOW_S", 10),
+            trade_rate_per_user=_int("TRADE_RATE_PER_USER", 200),
+            trade_rate_per_ip=_int("TRADE_RATE_PER_IP", 1000),
         )
         for name, value in (
             ("API_MAX_BODY_BYTES", cfg.max_body_bytes),
@@ -233,9 +247,15 @@ class ApiConfig:
             ("AUTH_RATE_WINDOW_S", cfg.rate_window_s),
             ("AUTH_RATE_PER_IP", cfg.rate_per_ip),
             ("AUTH_RATE_PER_EMAIL", cfg.rate_per_email),
+            ("API_IDEMPOTENCY_TTL_S", cfg.idempotency_ttl_s),
+            ("TRADE_RATE_WINDOW_S", cfg.trade_rate_window_s),
+            ("TRADE_RATE_PER_USER", cfg.trade_rate_per_user),
+            ("TRADE_RATE_PER_IP", cfg.trade_rate_per_ip),
         ):
             if value <= 0:
                 raise ConfigError(f"environment variable {name} must be positive, got {value}")
+        if not 0 <= cfg.reply_wait_s <= 60:
+            raise ConfigError("environment variable API_REPLY_WAIT_S must be 0 to 60 seconds")
         if cfg.password_min_length < 8:
             raise ConfigError("environment variable PASSWORD_MIN_LENGTH must be at least 8")
         return cfg

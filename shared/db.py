@@ -7,13 +7,19 @@ connections, so in the cloud a thin adapter gives them the same face.
 
 from __future__ import annotations
 
+import contextlib
 import socket
-from typing import Any, Protocol
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 import pg8000.dbapi
+import pg8000.exceptions
 import pg8000.native
 
 from shared.config import PostgresConfig
+
+T = TypeVar("T")
 
 
 class Database(Protocol):
@@ -59,3 +65,54 @@ def connect(cfg: PostgresConfig, application_name: str = "exchange") -> Database
         application_name=application_name, timeout=30,
     )  # fmt: skip
     return native
+
+
+class SharedConnection:
+    """One connection per function instance, opened on first use, shared by its threads (a
+    lock serialises them: pg8000 connections are not thread-safe). When the connection is
+    found broken (the server restarted, an idle socket was cut), it is opened again and the
+    work retried once; SQL errors are not retried.
+
+    ``call(fn)`` runs ``fn(db)`` holding the connection, for work of several statements (a
+    read-only transaction, say); ``fn`` may run twice, so it must be safe to repeat."""
+
+    def __init__(self, cfg: PostgresConfig, application_name: str = "exchange-api") -> None:
+        self._cfg = cfg
+        self._name = application_name
+        self._conn: Database | None = None
+        self._lock = threading.Lock()
+
+    def run(self, sql: str, **params: Any) -> Any:
+        return self.call(lambda db: db.run(sql, **params))
+
+    def call(self, fn: Callable[[Database], T]) -> T:
+        with self._lock:
+            for attempt in (1, 2):
+                if self._conn is None:
+                    self._conn = connect(self._cfg, self._name)
+                try:
+                    return fn(self._conn)
+                except _BROKEN:
+                    self._drop()
+                    if attempt == 2:
+                        raise
+                except pg8000.exceptions.DatabaseError:
+                    # A failed statement inside a transaction leaves it aborted.
+                    with contextlib.suppress(Exception):
+                        self._conn.run("ROLLBACK")
+                    raise
+            raise AssertionError("unreachable")  # pragma: no cover
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+        self._conn = None
+
+
+# A connection that cannot be used any more: pg8000 wraps socket failures in InterfaceError.
+_BROKEN = (pg8000.exceptions.InterfaceError, OSError)

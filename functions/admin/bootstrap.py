@@ -1,0 +1,108 @@
+"""Make an admin: create the user with the role ``admin``, or promote an existing one.
+
+    python -m functions.admin.bootstrap --email admin@example.com --password '...'
+    python -m functions.admin.bootstrap --email alice@example.com          # promote Alice
+
+It talks to the Firestore of ``GOOGLE_CLOUD_PROJECT`` (locally the emulator named by
+``FIRESTORE_EMULATOR_HOST``: the environment ``python -m infra.local_stack up`` prints), and
+writes the same documents as ``POST /v1/auth/signup`` (``emails/{email}``, ``users/{id}``;
+password hashed with argon2id). An existing user keeps their password unless
+``--reset-password`` is given. A token issued before the promotion still says ``user``: log in
+again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from argon2 import PasswordHasher
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+
+USERS: Final = "users"
+EMAILS: Final = "emails"
+_EMAIL_RE: Final = re.compile(
+    r"[a-z0-9.!#$%&'*+=?^_`{|}~-]{1,64}@[a-z0-9.-]{1,253}\.[a-z0-9-]{1,63}"
+)
+
+
+class BootstrapError(RuntimeError):
+    pass
+
+
+def make_admin(
+    db: Any, email: str, password: str | None, *, reset_password: bool = False
+) -> tuple[str, bool]:
+    """(user id, created?) for the admin ``email``; creates the user when missing."""
+    email = email.strip().lower()
+    if not _EMAIL_RE.fullmatch(email):
+        raise BootstrapError(f"not an email address: {email!r}")
+    min_length = int(os.environ.get("PASSWORD_MIN_LENGTH") or 10)
+    if password is not None and len(password) < min_length:
+        raise BootstrapError(f"the password needs at least {min_length} characters")
+    hasher = PasswordHasher()
+    link = db.collection(EMAILS).document(email).get()
+    if link.exists:
+        user_id = str((link.to_dict() or {})["user_id"])
+        change: dict[str, Any] = {"role": "admin"}
+        if reset_password:
+            if password is None:
+                raise BootstrapError("--reset-password needs --password")
+            change["password_hash"] = hasher.hash(password)
+        db.collection(USERS).document(user_id).update(change)
+        return user_id, False
+    if password is None:
+        raise BootstrapError(f"no user {email}: give --password to create one")
+    user_id = uuid.uuid4().hex
+    now = datetime.now(UTC)
+    batch = db.batch()
+    batch.create(db.collection(EMAILS).document(email), {"user_id": user_id, "created_at": now})
+    batch.create(
+        db.collection(USERS).document(user_id),
+        {
+            "email": email,
+            "password_hash": hasher.hash(password),
+            "role": "admin",
+            "created_at": now,
+        },
+    )
+    try:
+        batch.commit()
+    except gexc.AlreadyExists:  # signed up in between: promote instead
+        return make_admin(db, email, password, reset_password=reset_password)
+    return user_id, True
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m functions.admin.bootstrap", description=(__doc__ or "").split("\n")[0]
+    )
+    parser.add_argument("--email", required=True)
+    parser.add_argument("--password", help="needed to create the user; at least 10 characters")
+    parser.add_argument("--reset-password", action="store_true")
+    args = parser.parse_args(argv)
+    project = os.environ.get("GOOGLE_CLOUD_PROJECT") or "local-exchange"
+    db = firestore.Client(project=project)
+    try:
+        user_id, created = make_admin(
+            db, args.email, args.password, reset_password=args.reset_password
+        )
+    except BootstrapError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    finally:
+        db.close()  # type: ignore[no-untyped-call]
+    verb = "created" if created else "promoted"
+    sys.stdout.write(f"{verb} admin {args.email.strip().lower()} (user id {user_id})\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

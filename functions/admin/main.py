@@ -1,0 +1,477 @@
+"""The admin function: assets, markets, crediting users, user lookup and the audit.
+
+=======  ================================  ======================================================
+method   path                              what
+=======  ================================  ======================================================
+POST     /v1/admin/assets                  ``{asset, precision, chain?}`` -> 201 the asset
+POST     /v1/admin/markets                 a market definition -> 201 the market
+PATCH    /v1/admin/markets/{market}        ``{maker_fee?, taker_fee?, status?}`` -> 200 the market
+POST     /v1/admin/deposits                ``{user_id, asset, amount, ref}`` -> 201 (credits a
+                                           user until the wallet watcher does it from the chain)
+GET      /v1/admin/users/{id_or_email}     a user from Firestore
+GET      /v1/admin/audit                   the conservation check over Postgres
+=======  ================================  ======================================================
+
+Every route needs the admin role: an access token of ours (never an API key, never an external
+OIDC token) whose user is an admin in Firestore *now* (a demoted admin's token stops working at
+once, not when it expires). Else 403.
+
+The writes are commands to the matcher, like orders (``shared.commands``): ordering key
+``admin`` for assets and markets (so a market created right after its assets is applied
+after them), the credited user for deposits. Each answers with the result, or 202
+``{command_id, status: "pending"}`` when the matcher has not answered within
+``API_REPLY_WAIT_S``; the engine's refusals map as for orders (``duplicate_asset``,
+``duplicate_market``, ``duplicate_deposit``: 409).
+
+An asset's chain details (``native`` or ``erc20`` with its contract and token decimals) are not
+the engine's business: they are kept in Firestore (``assets/{asset}``) and in Redis
+(``HSET md:asset_chains {asset} {"kind", "contract", "decimals"}``), where ``GET /v1/assets``
+reads them.
+
+The first admin: ``python -m functions.admin.bootstrap --email ... --password ...``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final, Literal
+
+import flask
+import msgspec
+import orjson
+
+from shared import logs
+from shared.auth import Principal, authenticate, require_role
+from shared.commands import Services, new_command_id, rejection, services
+from shared.http import (
+    Api,
+    ApiError,
+    ApiRequest,
+    Body,
+    bad_request,
+    conflict,
+    json_response,
+    not_found,
+    unavailable,
+)
+from shared.markets import (
+    ASSET_CHAINS_KEY,
+    ASSET_RE,
+    ASSETS_KEY,
+    MARKETS_KEY,
+    asset_precisions,
+    check_fee,
+    check_market_definition,
+    market_json,
+)
+from shared.money import MoneyError, format_units, parse_units
+from shared.schema import (
+    FEE_ACCOUNT,
+    AnyCommand,
+    CreateAsset,
+    CreateMarket,
+    Deposit,
+    MarketStatus,
+    Reason,
+    UpdateMarket,
+)
+
+logs.setup()
+log = logging.getLogger("api.admin")
+
+api = Api("admin")
+
+USERS: Final = "users"
+EMAILS: Final = "emails"
+ASSETS: Final = "assets"
+ADMIN_ORDERING_KEY: Final = "admin"
+MAX_USER_ID: Final = 128
+_CONTRACT_RE: Final = re.compile(r"0x[0-9a-fA-F]{40}")
+_LOOKUP_RE: Final = re.compile(r"[A-Za-z0-9._@+\-]{1,254}")
+
+Decimal = Annotated[str, msgspec.Meta(max_length=64)]
+
+
+class Chain(Body):
+    kind: Literal["native", "erc20"]
+    decimals: Annotated[int, msgspec.Meta(ge=0, le=77)]
+    contract: Annotated[str, msgspec.Meta(max_length=42)] | None = None
+
+
+class NewAsset(Body):
+    asset: Annotated[str, msgspec.Meta(max_length=12)]
+    precision: Annotated[int, msgspec.Meta(ge=0, le=18)]
+    chain: Chain | None = None
+
+
+class NewMarket(Body):
+    base: Annotated[str, msgspec.Meta(max_length=12)]
+    quote: Annotated[str, msgspec.Meta(max_length=12)]
+    tick: Decimal
+    step: Decimal
+    min_amount: Decimal
+    min_notional: Decimal
+    maker_fee: Decimal
+    taker_fee: Decimal
+    market: Annotated[str, msgspec.Meta(max_length=25)] | None = None
+    status: MarketStatus = "open"
+
+
+class MarketChange(Body):
+    maker_fee: Decimal | None = None
+    taker_fee: Decimal | None = None
+    status: MarketStatus | None = None
+
+
+class NewDeposit(Body):
+    user_id: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_USER_ID)]
+    asset: Annotated[str, msgspec.Meta(max_length=12)]
+    amount: Decimal
+    ref: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+def admin(request: flask.Request) -> flask.Response:
+    """The functions-framework entry point."""
+    return api(request)
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _admin(req: ApiRequest, svc: Services) -> Principal:
+    """The caller, when it is an admin right now; else 401 or 403."""
+    principal = authenticate(req, svc.auth)
+    require_role(principal, "admin")
+    if principal.via != "jwt":
+        raise ApiError(403, "forbidden", "admin routes need an admin's access token")
+    snap = svc.auth.firestore.collection(USERS).document(principal.user_id).get()
+    if not snap.exists or (snap.to_dict() or {}).get("role") != "admin":
+        raise ApiError(403, "forbidden", "this needs the 'admin' role")
+    return principal
+
+
+def _pending(command_id: str) -> flask.Response:
+    return json_response(
+        {"command_id": command_id, "status": "pending"},
+        status=202,
+        headers={"Location": f"/v1/commands/{command_id}"},
+    )
+
+
+def _send(svc: Services, cmd: AnyCommand, ordering_key: str, owner: str) -> dict[str, Any] | None:
+    """The matcher's accepting reply; raises its refusal; None when it did not answer in
+    time."""
+    reply = svc.commands.send(cmd, ordering_key=ordering_key, owner=owner)
+    if reply is not None and not reply["ok"]:
+        raise rejection(reply)
+    return reply
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --------------------------------------------------------------------------------------------
+# assets and markets
+# --------------------------------------------------------------------------------------------
+
+
+@api.route("POST", "/v1/admin/assets")
+def create_asset(req: ApiRequest) -> flask.Response:
+    svc = services()
+    principal = _admin(req, svc)
+    body = req.json(NewAsset)
+    if not ASSET_RE.fullmatch(body.asset):
+        raise bad_request("asset must be 2 to 12 of A-Z and 0-9", "invalid_asset")
+    chain: dict[str, Any] | None = None
+    if body.chain is not None:
+        c = body.chain
+        if c.kind == "erc20" and (c.contract is None or not _CONTRACT_RE.fullmatch(c.contract)):
+            raise bad_request(
+                "an erc20 asset needs its contract address (0x + 40 hex)", "invalid_chain"
+            )
+        if c.kind == "native" and c.contract is not None:
+            raise bad_request("a native asset has no contract", "invalid_chain")
+        if body.precision > c.decimals:
+            raise bad_request("precision cannot exceed the token's decimals", "invalid_chain")
+        chain = {
+            "kind": c.kind,
+            "contract": c.contract.lower() if c.contract else None,
+            "decimals": c.decimals,
+        }
+    if svc.redis.hexists(ASSETS_KEY, body.asset):
+        raise conflict(f"asset {body.asset} exists", Reason.DUPLICATE_ASSET)
+    svc.auth.firestore.collection(ASSETS).document(body.asset).set(
+        {
+            "asset": body.asset,
+            "precision": body.precision,
+            "chain": chain,
+            "updated_at": _now(),
+            "updated_by": principal.user_id,
+        }
+    )
+    if chain is None:
+        svc.redis.hdel(ASSET_CHAINS_KEY, body.asset)
+    else:
+        svc.redis.hset(ASSET_CHAINS_KEY, body.asset, orjson.dumps(chain))
+    cmd = CreateAsset(id=new_command_id(), asset=body.asset, precision=body.precision)
+    if _send(svc, cmd, ADMIN_ORDERING_KEY, principal.user_id) is None:
+        return _pending(cmd.id)
+    return json_response(
+        {"asset": body.asset, "precision": body.precision, "chain": chain}, status=201
+    )
+
+
+@api.route("POST", "/v1/admin/markets")
+def create_market(req: ApiRequest) -> flask.Response:
+    svc = services()
+    principal = _admin(req, svc)
+    body = req.json(NewMarket)
+    name = f"{body.base}-{body.quote}"
+    if body.market is not None and body.market != name:
+        raise bad_request("a market is named BASE-QUOTE", "invalid_market")
+    check_market_definition(
+        base=body.base, quote=body.quote, precisions=asset_precisions(svc.redis),
+        tick=body.tick, step=body.step, min_amount=body.min_amount,
+        min_notional=body.min_notional, maker_fee=body.maker_fee, taker_fee=body.taker_fee,
+    )  # fmt: skip
+    if svc.redis.hexists(MARKETS_KEY, name):
+        raise conflict(f"market {name} exists", Reason.DUPLICATE_MARKET)
+    cmd = CreateMarket(
+        id=new_command_id(), market=name, base=body.base, quote=body.quote, tick=body.tick,
+        step=body.step, min_amount=body.min_amount, min_notional=body.min_notional,
+        maker_fee=body.maker_fee, taker_fee=body.taker_fee, status=body.status,
+    )  # fmt: skip
+    if _send(svc, cmd, ADMIN_ORDERING_KEY, principal.user_id) is None:
+        return _pending(cmd.id)
+    definition = {k: v for k, v in msgspec.structs.asdict(cmd).items() if k not in ("id", "ts")}
+    return json_response(market_json(svc.redis, name) or definition, status=201)
+
+
+@api.route("PATCH", "/v1/admin/markets/{market}")
+def update_market(req: ApiRequest) -> flask.Response:
+    svc = services()
+    principal = _admin(req, svc)
+    name = req.params["market"]
+    body = req.json(MarketChange)
+    if body.maker_fee is None and body.taker_fee is None and body.status is None:
+        raise bad_request("give at least one of maker_fee, taker_fee, status")
+    for field, value in (("maker_fee", body.maker_fee), ("taker_fee", body.taker_fee)):
+        if value is not None:
+            check_fee(value, field)
+    current = market_json(svc.redis, name)
+    if current is None:
+        raise not_found(f"no market {name}", "market_not_found")
+    cmd = UpdateMarket(
+        id=new_command_id(), market=name, maker_fee=body.maker_fee, taker_fee=body.taker_fee,
+        status=body.status,
+    )  # fmt: skip
+    if _send(svc, cmd, ADMIN_ORDERING_KEY, principal.user_id) is None:
+        return _pending(cmd.id)
+    return json_response(market_json(svc.redis, name) or current)
+
+
+# --------------------------------------------------------------------------------------------
+# deposits
+# --------------------------------------------------------------------------------------------
+
+
+@api.route("POST", "/v1/admin/deposits")
+def credit(req: ApiRequest) -> flask.Response:
+    svc = services()
+    principal = _admin(req, svc)
+    body = req.json(NewDeposit)
+    user = body.user_id
+    if user.startswith("@") or (
+        not user.startswith("oidc_")
+        and not svc.auth.firestore.collection(USERS).document(user).get().exists
+    ):
+        raise bad_request(f"no user {user!r}", "unknown_user")
+    raw = svc.redis.hget(ASSETS_KEY, body.asset)
+    if raw is None:
+        raise bad_request(f"unknown asset {body.asset!r}", Reason.UNKNOWN_ASSET)
+    precision = int(orjson.loads(raw)["precision"])
+    try:
+        amount = parse_units(body.amount, precision, "amount")
+    except MoneyError as exc:
+        raise bad_request(str(exc), Reason.BAD_AMOUNT) from None
+    if amount <= 0:
+        raise bad_request("amount must be positive", Reason.BAD_AMOUNT)
+    cmd = Deposit(id=new_command_id(), user=user, asset=body.asset, amount=amount, ref=body.ref)
+    reply = _send(svc, cmd, user, principal.user_id)
+    if reply is None:
+        return _pending(cmd.id)
+    return json_response(
+        {
+            "command_id": cmd.id,
+            "seq": reply["seq"],
+            "user_id": user,
+            "asset": body.asset,
+            "amount": format_units(amount, precision),
+            "ref": body.ref,
+        },
+        status=201,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# users
+# --------------------------------------------------------------------------------------------
+
+
+def _iso(value: Any) -> str | None:
+    return value.astimezone(UTC).isoformat() if isinstance(value, datetime) else None
+
+
+@api.route("GET", "/v1/admin/users/{id_or_email}")
+def find_user(req: ApiRequest) -> flask.Response:
+    svc = services()
+    _admin(req, svc)
+    wanted = req.params["id_or_email"].strip()
+    missing = not_found("no such user", "user_not_found")
+    if not _LOOKUP_RE.fullmatch(wanted) or wanted.startswith("__") or set(wanted) == {"."}:
+        raise missing
+    db = svc.auth.firestore
+    user_id = wanted
+    if "@" in wanted:
+        link = db.collection(EMAILS).document(wanted.lower()).get()
+        if not link.exists:
+            raise missing
+        user_id = str((link.to_dict() or {}).get("user_id"))
+    snap = db.collection(USERS).document(user_id).get()
+    if not snap.exists:
+        raise missing
+    user = snap.to_dict() or {}
+    return json_response(
+        {
+            "user_id": user_id,
+            "email": user.get("email"),
+            "role": user.get("role", "user"),
+            "created_at": _iso(user.get("created_at")),
+        }
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# the audit
+# --------------------------------------------------------------------------------------------
+
+_TOTALS_SQL: Final = """
+SELECT a.asset, a.precision,
+       coalesce(b.total, 0), coalesce(b.fees, 0),
+       coalesce(d.total, 0), coalesce(w.total, 0)
+FROM assets a
+LEFT JOIN (SELECT asset, sum(available + frozen) AS total,
+                  sum(CASE WHEN user_id = :fees THEN available + frozen ELSE 0 END) AS fees
+           FROM balances GROUP BY asset) b ON b.asset = a.asset
+LEFT JOIN (SELECT asset, sum(amount) AS total FROM deposits GROUP BY asset) d
+       ON d.asset = a.asset
+LEFT JOIN (SELECT asset, sum(amount) AS total FROM withdrawals
+           WHERE state = 'settled' GROUP BY asset) w ON w.asset = a.asset
+ORDER BY a.asset
+"""
+_NEGATIVE_SQL: Final = """
+SELECT user_id, asset, available, frozen FROM balances
+WHERE available < 0 OR frozen < 0 ORDER BY user_id, asset LIMIT :limit
+"""
+# What each account must hold frozen: the open orders' holds (quote for a buy, base for a
+# sell) plus withdrawals held (amount and fee).
+_FROZEN_SQL: Final = """
+WITH holds AS (
+    SELECT o.user_id, CASE WHEN o.side = 'buy' THEN m.quote ELSE m.base END AS asset,
+           o.frozen AS amount
+    FROM orders o JOIN markets m ON m.market = o.market
+    WHERE o.status IN ('open', 'partially_filled')
+    UNION ALL
+    SELECT user_id, asset, amount + fee FROM withdrawals WHERE state = 'held'
+), expected AS (
+    SELECT user_id, asset, sum(amount) AS frozen FROM holds GROUP BY user_id, asset
+)
+SELECT coalesce(b.user_id, e.user_id), coalesce(b.asset, e.asset),
+       coalesce(b.frozen, 0), coalesce(e.frozen, 0)
+FROM balances b FULL JOIN expected e ON e.user_id = b.user_id AND e.asset = b.asset
+WHERE coalesce(b.frozen, 0) <> coalesce(e.frozen, 0)
+ORDER BY 1, 2 LIMIT :limit
+"""
+_MAX_LISTED: Final = 1000
+
+
+def _audit(db: Any) -> dict[str, Any]:
+    # One snapshot for every query (an error rolls it back: shared.db.SharedConnection).
+    db.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    seq = db.run("SELECT coalesce(max(seq), 0) FROM oplog")[0][0]
+    totals = db.run(_TOTALS_SQL, fees=FEE_ACCOUNT)
+    negative = db.run(_NEGATIVE_SQL, limit=_MAX_LISTED)
+    frozen = db.run(_FROZEN_SQL, limit=_MAX_LISTED)
+    db.run("COMMIT")
+    precisions: dict[str, int] = {}
+    assets: dict[str, Any] = {}
+    mismatches: list[dict[str, Any]] = []
+    for asset, precision, balances, fees, deposits, withdrawals in totals:
+        p = precisions[asset] = int(precision)
+        expected = int(deposits) - int(withdrawals)
+        ok = int(balances) == expected
+        assets[asset] = {
+            "balances": format_units(int(balances), p),
+            "fees": format_units(int(fees), p),
+            "deposits": format_units(int(deposits), p),
+            "withdrawals": format_units(int(withdrawals), p),
+            "ok": ok,
+        }
+        if not ok:
+            mismatches.append(
+                {
+                    "kind": "conservation",
+                    "asset": asset,
+                    "actual": format_units(int(balances), p),
+                    "expected": format_units(expected, p),
+                    "message": "sum of balances (fees included) != deposits - settled withdrawals",
+                }
+            )
+    for user, asset, available, frozen_now in negative:
+        p = precisions.get(asset, 0)
+        mismatches.append(
+            {
+                "kind": "negative_balance",
+                "asset": asset,
+                "user_id": user,
+                "available": format_units(int(available), p),
+                "frozen": format_units(int(frozen_now), p),
+                "message": "a balance is negative",
+            }
+        )
+    for user, asset, actual, expected_frozen in frozen:
+        p = precisions.get(asset, 0)
+        mismatches.append(
+            {
+                "kind": "frozen",
+                "asset": asset,
+                "user_id": user,
+                "actual": format_units(int(actual), p),
+                "expected": format_units(int(expected_frozen), p),
+                "message": "frozen != open orders' holds + held withdrawals",
+            }
+        )
+    return {
+        "ok": not mismatches,
+        "checked_at": _now().isoformat(),
+        "seq": int(seq),
+        "assets": assets,
+        "mismatches": mismatches,
+    }
+
+
+@api.route("GET", "/v1/admin/audit")
+def audit(req: ApiRequest) -> flask.Response:
+    svc = services()
+    _admin(req, svc)
+    try:
+        report = svc.db.call(_audit)
+    except Exception:
+        log.exception("the audit could not read Postgres")
+        raise unavailable("the audit could not read the database; try again") from None
+    return json_response(report)

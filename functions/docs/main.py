@@ -1,0 +1,56 @@
+"""The docs function: the OpenAPI 3.1 document of the whole API (``shared.openapi``).
+
+=======  ======================  ===============================================================
+method   path                    what
+=======  ======================  ===============================================================
+GET      /v1/openapi.json        the document; public, cacheable for five minutes
+=======  ======================  ===============================================================
+
+It needs no secrets: only the HTTP settings of the environment (``API_CORS_ORIGINS``, ...).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+
+import flask
+import orjson
+
+from shared import logs
+from shared.http import Api, ApiRequest, HttpSettings
+from shared.openapi import document
+
+logs.setup()
+
+
+@cache
+def _settings() -> HttpSettings:
+    origins = os.environ.get("API_CORS_ORIGINS", "")
+    return HttpSettings(
+        cors_origins=tuple(o.strip() for o in origins.split(",") if o.strip()),
+        trusted_proxy_hops=int(os.environ.get("API_TRUSTED_PROXY_HOPS") or 0),
+        project=os.environ.get("GOOGLE_CLOUD_PROJECT") or None,
+    )
+
+
+api = Api("docs", settings=_settings)
+
+
+@cache
+def _body() -> bytes:
+    return orjson.dumps(document())
+
+
+def docs(request: flask.Request) -> flask.Response:
+    """The functions-framework entry point."""
+    return api(request)
+
+
+@api.route("GET", "/v1/openapi.json")
+def openapi_json(req: ApiRequest) -> flask.Response:
+    return flask.Response(
+        _body(),
+        mimetype="application/json",
+        headers={"Cache-Control": "public, max-age=300"},
+    )

@@ -1,0 +1,349 @@
+"""The orders function: place, cancel and cancel all, and the fate of a command.
+
+=======  ======================  ===============================================================
+method   path                    what
+=======  ======================  ===============================================================
+POST     /v1/orders              place: 201 the order, 202 ``{command_id, status: "pending"}``
+DELETE   /v1/orders/{order_id}   cancel one: 200 the cancelled order (404 unknown or not yours)
+DELETE   /v1/orders/by-client-id/{client_order_id}
+                                 cancel the open order with this client id
+DELETE   /v1/orders?market=      cancel all (of a market): 200 ``{orders: [...]}``
+GET      /v1/commands/{id}       the fate of a command the caller sent: 200 applied or
+                                 rejected, 202 still pending, 404 unknown or someone else's
+=======  ======================  ===============================================================
+
+Every write needs a token or an API key with the ``trade`` scope (command status: ``trade`` or
+``read``) and counts against a per-user and a per-IP limit (``TRADE_RATE_*``; 429 with
+``Retry-After``).
+
+An order is checked against its market (Redis ``md:markets``) before anything is published:
+decimal strings only, the market exists and is open, price on the tick, amount on the step and
+at least the minimum, notional at least the minimum, and fields that fit together
+(docs/engine.md). The answer names the rule: ``unknown_market``, ``market_halted`` (409),
+``bad_price``, ``bad_tick``, ``bad_amount``, ``bad_step``, ``below_min_amount``,
+``below_min_notional``, ``invalid_order`` (400). Then the command goes to Pub/Sub with the user
+as ordering key, and the function waits up to ``API_REPLY_WAIT_S`` (2 s) for the matcher's
+verdict. The engine's refusals: ``insufficient_funds``, ``would_take``, ``fok_not_filled``
+(422), ``duplicate_client_order_id`` (409), ``order_not_found`` (404, also for someone else's
+order); see ``shared.commands.rejection``.
+
+``Idempotency-Key`` (POST and DELETE): a retry with the same key and the same request answers
+with the first request's command, never publishing a second one (``shared.commands``).
+
+``GET /v1/commands/{id}`` reads the verdict in Redis (``cmd:{id}``, an hour) and then in the
+oplog (Postgres: the command with its order's current state); a command published but not yet
+applied is ``pending`` for its owner (``cmdowner:{id}``, set before publishing).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Annotated, Any, Final
+
+import flask
+import msgspec
+import orjson
+
+from shared import logs
+from shared.auth import Principal, authenticate, require_scope
+from shared.commands import (
+    COMMAND_ID_RE,
+    Idempotency,
+    Services,
+    fingerprint,
+    new_command_id,
+    rejection,
+    services,
+)
+from shared.http import Api, ApiRequest, Body, bad_request, json_response, not_found, unavailable
+from shared.markets import MAX_CLIENT_ORDER_ID, check_order, load_market
+from shared.money import format_units
+from shared.schema import (
+    AnyCommand,
+    CancelAll,
+    CancelOrder,
+    OrderType,
+    PlaceOrder,
+    Reason,
+    SelfTrade,
+    Side,
+    TimeInForce,
+)
+
+logs.setup()
+log = logging.getLogger("api.orders")
+
+api = Api("orders")
+
+_MAX_ORDER_ID: Final = 10**18
+Answer = Callable[[dict[str, Any]], flask.Response]
+
+
+class PlaceOrderBody(Body):
+    market: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    side: Side
+    type: OrderType
+    price: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    amount: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    quote_amount: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    time_in_force: TimeInForce = "GTC"
+    post_only: bool = False
+    client_order_id: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    stp: SelfTrade = "cancel_taker"
+
+
+def orders(request: flask.Request) -> flask.Response:
+    """The functions-framework entry point."""
+    return api(request)
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _trader(req: ApiRequest, svc: Services) -> Principal:
+    principal = authenticate(req, svc.auth)
+    require_scope(principal, "trade")
+    cfg, limiter = svc.config, svc.auth.limiter
+    limiter.hit("trade:user", principal.user_id, cfg.trade_rate_per_user, cfg.trade_rate_window_s)
+    limiter.hit("trade:ip", req.client_ip, cfg.trade_rate_per_ip, cfg.trade_rate_window_s)
+    return principal
+
+
+def _pending(command_id: str) -> flask.Response:
+    return json_response(
+        {"command_id": command_id, "status": "pending"},
+        status=202,
+        headers={"Location": f"/v1/commands/{command_id}"},
+    )
+
+
+def _send(
+    svc: Services,
+    req: ApiRequest,
+    user: str,
+    cmd: AnyCommand,
+    request_fingerprint: str,
+    answer: Answer,
+) -> flask.Response:
+    """Publish ``cmd`` for ``user`` (or, for a retry with the same ``Idempotency-Key``, find
+    the first attempt's command) and answer with its verdict, or 202 while it is pending."""
+    key = Idempotency.key_of(req)
+    if key is not None:
+        first = svc.idempotency.begin(user, key, request_fingerprint, cmd.id)
+        if first is not None:
+            reply = svc.commands.result(first) or _from_oplog(svc, first, user)
+            if reply is None:
+                reply = svc.commands.poll(first, svc.commands.wait_s)
+            return _pending(first) if reply is None else answer(reply)
+    try:
+        svc.commands.publish(cmd, ordering_key=user, owner=user)
+    except Exception:
+        if key is not None:
+            svc.idempotency.abandon(user, key, cmd.id)
+        raise
+    reply = svc.commands.wait_reply(cmd.id, svc.commands.wait_s)
+    return _pending(cmd.id) if reply is None else answer(reply)
+
+
+def _placed(reply: dict[str, Any]) -> flask.Response:
+    if not reply["ok"]:
+        raise rejection(reply)
+    order = reply["order"]
+    return json_response(
+        order,
+        status=201,
+        headers={
+            "Location": f"/v1/orders/{order['order_id']}",
+            "X-Command-Id": str(reply["command_id"]),
+        },
+    )
+
+
+def _cancelled(reply: dict[str, Any]) -> flask.Response:
+    if not reply["ok"]:
+        raise rejection(reply)
+    return json_response(reply["order"])
+
+
+def _cancelled_all(reply: dict[str, Any]) -> flask.Response:
+    if not reply["ok"]:
+        raise rejection(reply)
+    return json_response({"orders": reply.get("orders") or []})
+
+
+# --------------------------------------------------------------------------------------------
+# routes
+# --------------------------------------------------------------------------------------------
+
+
+@api.route("POST", "/v1/orders")
+def place_order(req: ApiRequest) -> flask.Response:
+    svc = services()
+    principal = _trader(req, svc)
+    Idempotency.key_of(req)  # a malformed key is refused before anything else
+    body = req.json(PlaceOrderBody)
+    market = load_market(svc.redis, body.market)
+    if market is None:
+        raise bad_request(f"unknown market {body.market!r}", Reason.UNKNOWN_MARKET)
+    units = check_order(
+        market, side=body.side, order_type=body.type, price=body.price, amount=body.amount,
+        quote_amount=body.quote_amount, time_in_force=body.time_in_force,
+        post_only=body.post_only, client_order_id=body.client_order_id,
+    )  # fmt: skip
+    cmd = PlaceOrder(
+        id=new_command_id(), user=principal.user_id, market=market.name, side=body.side,
+        type=body.type, price=units.price, amount=units.amount, quote_amount=units.quote_amount,
+        time_in_force=body.time_in_force, post_only=body.post_only,
+        client_order_id=body.client_order_id, stp=body.stp,
+    )  # fmt: skip
+    request_fp = fingerprint("POST /v1/orders", msgspec.json.encode(body))
+    return _send(svc, req, principal.user_id, cmd, request_fp, _placed)
+
+
+@api.route("DELETE", "/v1/orders/{order_id}")
+def cancel_order(req: ApiRequest) -> flask.Response:
+    svc = services()
+    principal = _trader(req, svc)
+    Idempotency.key_of(req)
+    raw_id = req.params["order_id"]
+    if not raw_id.isascii() or not raw_id.isdigit() or not 0 < int(raw_id) < _MAX_ORDER_ID:
+        raise not_found("no such order", Reason.ORDER_NOT_FOUND)
+    order_id = int(raw_id)
+    cmd = CancelOrder(id=new_command_id(), user=principal.user_id, order_id=order_id)
+    request_fp = fingerprint("DELETE /v1/orders/{order_id}", str(order_id))
+    return _send(svc, req, principal.user_id, cmd, request_fp, _cancelled)
+
+
+@api.route("DELETE", "/v1/orders/by-client-id/{client_order_id}")
+def cancel_by_client_id(req: ApiRequest) -> flask.Response:
+    svc = services()
+    principal = _trader(req, svc)
+    Idempotency.key_of(req)
+    client_order_id = req.params["client_order_id"]
+    if len(client_order_id) > MAX_CLIENT_ORDER_ID:
+        raise not_found("no such order", Reason.ORDER_NOT_FOUND)
+    cmd = CancelOrder(id=new_command_id(), user=principal.user_id, client_order_id=client_order_id)
+    request_fp = fingerprint("DELETE /v1/orders/by-client-id", client_order_id)
+    return _send(svc, req, principal.user_id, cmd, request_fp, _cancelled)
+
+
+@api.route("DELETE", "/v1/orders")
+def cancel_all(req: ApiRequest) -> flask.Response:
+    svc = services()
+    principal = _trader(req, svc)
+    Idempotency.key_of(req)
+    market = req.query("market")
+    if market is not None and load_market(svc.redis, market) is None:
+        raise bad_request(f"unknown market {market!r}", Reason.UNKNOWN_MARKET)
+    cmd = CancelAll(id=new_command_id(), user=principal.user_id, market=market)
+    request_fp = fingerprint("DELETE /v1/orders", market or "")
+    return _send(svc, req, principal.user_id, cmd, request_fp, _cancelled_all)
+
+
+@api.route("GET", "/v1/commands/{id}")
+def command_status(req: ApiRequest) -> flask.Response:
+    svc = services()
+    principal = authenticate(req, svc.auth)
+    if "trade" not in principal.scopes:  # a trading key may follow what it sent
+        require_scope(principal, "read")
+    user = principal.user_id
+    command_id = req.params["id"]
+    unknown = not_found("no such command", "command_not_found")
+    if not COMMAND_ID_RE.fullmatch(command_id):
+        raise unknown
+    owner = svc.commands.owner(command_id)
+    if owner is not None and owner != user:
+        raise unknown
+    reply = svc.commands.result(command_id) if owner == user else None
+    if reply is None:
+        from_log = _from_oplog(svc, command_id, user)
+        if from_log is not None:
+            # The oplog proved the caller sent it; Redis may still hold the fuller reply.
+            reply = svc.commands.result(command_id) or from_log
+    if reply is None:
+        if owner == user:
+            return _pending(command_id)
+        raise unknown
+    return json_response({**reply, "status": "applied" if reply["ok"] else "rejected"})
+
+
+# --------------------------------------------------------------------------------------------
+# the oplog (Postgres): verdicts older than their Redis copy
+# --------------------------------------------------------------------------------------------
+
+_OPLOG_SQL: Final = (
+    "SELECT seq, ok, reason, order_id, command FROM oplog WHERE command_id = :command_id"
+)
+_ORDER_SQL: Final = """
+SELECT o.order_id, o.market, o.side, o.order_type, o.price, o.amount, o.quote_amount,
+       o.time_in_force, o.post_only, o.client_order_id, o.status, o.filled, o.filled_quote,
+       o.fee, o.reason, o.created_ts, ab.precision, aq.precision
+FROM orders o
+JOIN markets m ON m.market = o.market
+JOIN assets ab ON ab.asset = m.base
+JOIN assets aq ON aq.asset = m.quote
+WHERE o.order_id = :order_id AND o.user_id = :user_id
+"""
+
+
+def _order_from_row(row: list[Any]) -> dict[str, Any]:
+    """An ``orders`` row in the form of the matcher's replies (docs/marketdata.md)."""
+    (order_id, market, side, order_type, price, amount, quote_amount, tif, post_only, coid,
+     status, filled, filled_quote, fee, reason, created_ts, bp, qp) = row  # fmt: skip
+
+    def fmt(value: Any, precision: int) -> str | None:
+        return None if value is None else format_units(int(value), int(precision))
+
+    return {
+        "order_id": int(order_id),
+        "market": market,
+        "side": side,
+        "type": order_type,
+        "price": fmt(price, qp),
+        "amount": fmt(amount, bp),
+        "quote_amount": fmt(quote_amount, qp),
+        "time_in_force": tif,
+        "post_only": post_only,
+        "client_order_id": coid,
+        "status": status,
+        "filled": fmt(filled, bp),
+        "filled_quote": fmt(filled_quote, qp),
+        "fee": fmt(fee, bp if side == "buy" else qp),
+        "reason": reason,
+        "ts": int(created_ts),
+    }
+
+
+def _from_oplog(svc: Services, command_id: str, user: str) -> dict[str, Any] | None:
+    """The verdict of ``command_id`` from the oplog when ``user`` sent it, else None."""
+
+    def read(db: Any) -> dict[str, Any] | None:
+        rows = db.run(_OPLOG_SQL, command_id=command_id)
+        if not rows:
+            return None
+        seq, ok, reason, order_id, command_json = rows[0]
+        command = orjson.loads(command_json)
+        if command.get("user") != user:
+            return None
+        result: dict[str, Any] = {
+            "command_id": command_id,
+            "seq": int(seq),
+            "ok": bool(ok),
+            "reason": reason,
+            "order": None,
+        }
+        if ok and order_id is None and command.get("command") == "cancel_order":
+            order_id = command.get("order_id")
+        if ok and order_id is not None:
+            found = db.run(_ORDER_SQL, order_id=int(order_id), user_id=user)
+            result["order"] = _order_from_row(found[0]) if found else None
+        return result
+
+    try:
+        return svc.db.call(read)
+    except Exception:
+        log.exception("could not read the oplog")
+        raise unavailable("the command history is unavailable; try again") from None

@@ -1,0 +1,831 @@
+"""The queries function: public market data from Redis, the caller's own history from Postgres.
+
+Read-only: it never talks to the matcher, only to what the matcher wrote (docs/marketdata.md
+for the Redis keys, infra/migrations for the tables).
+
+Public (anyone; ``Cache-Control: public`` with a short ``max-age``):
+
+=======  ==========================================  =============================================
+method   path                                        what
+=======  ==========================================  =============================================
+GET      /v1/time                                    ``{server_time}`` (ms since the epoch)
+GET      /v1/assets                                  ``{assets: [{asset, precision, chain}]}``
+GET      /v1/markets                                 ``{markets: [market]}``
+GET      /v1/markets/{m}                             one market (404 unknown)
+GET      /v1/markets/{m}/depth?limit=                ``{bids, asks, seq}``, top ``limit`` levels
+GET      /v1/markets/{m}/ticker                      the rolling 24 h ticker
+GET      /v1/tickers                                 ``{tickers: [ticker]}``
+GET      /v1/markets/{m}/trades?limit=               ``{trades: [trade]}``, newest first
+GET      /v1/markets/{m}/klines?interval=&start=     ``{klines: [candle]}``, oldest first
+         &end=&limit=
+=======  ==========================================  =============================================
+
+Private (a token, or an API key with the ``read`` scope; only the caller's own rows;
+``Cache-Control: no-store``):
+
+=======  ==========================================  =============================================
+GET      /v1/balances                                ``{ASSET: {available, frozen}}``
+GET      /v1/orders?market=&status=&limit=&cursor=   ``{orders, next_cursor}``, newest first
+GET      /v1/orders/{id}                             one order (someone else's -> 404)
+GET      /v1/orders/by-client-id/{client_order_id}   the newest order with that client id
+GET      /v1/trades?market=&limit=&cursor=           ``{trades, next_cursor}``: own fills
+GET      /v1/ledger?asset=&limit=&cursor=            ``{ledger, next_cursor}``: balance history
+=======  ==========================================  =============================================
+
+Query parameters are strict: an unknown or repeated parameter, an empty value, a limit that
+is not a plain integer in range, a bad interval or cursor answer 400; an unknown market in a
+path answers 404, in a query 400. Cursors are opaque strings (today the last id of the page);
+``next_cursor`` is null on the last page.
+
+Money is formatted with the precision of its asset (``md:assets``): prices and quote values
+in the quote asset's, amounts in the base asset's, a fee in the asset it is paid in (the
+buyer pays in base, the seller in quote), a ledger row in its own asset's. Should Redis lack
+an asset or market that Postgres knows (Redis flushed, rebuild pending), the definitions
+come from the ``assets`` and ``markets`` tables instead.
+
+``GET /v1/assets`` adds chain details from the optional Redis hash ``md:asset_chains``
+(asset -> JSON ``{"kind": "native"|"erc20", "contract": "0x..." (erc20), "decimals": 18}``),
+written by whoever lists the asset on the chain (the local stack's seeding, the admin
+function); ``chain`` is null for an asset without an entry.
+
+Postgres: one connection per instance, made on first use and kept across invocations
+(requests of one instance take turns on it); a connection error reconnects once, then 503.
+A Redis error answers 503 as well.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Final
+
+import flask
+import orjson
+import pg8000.exceptions
+import redis
+from werkzeug.datastructures import MultiDict
+
+from shared import logs
+from shared.auth import authenticate, require_scope
+from shared.config import ConfigError, PostgresConfig
+from shared.db import Database, connect
+from shared.http import (
+    Api,
+    ApiRequest,
+    Handler,
+    api_config,
+    bad_request,
+    json_response,
+    not_found,
+    unavailable,
+)
+from shared.money import format_units
+
+logs.setup()
+log = logging.getLogger("queries")
+
+api = Api("queries")
+
+INTERVALS: Final = ("1m", "5m", "15m", "1h", "4h", "1d")
+DEPTH_DEFAULT: Final = 20
+PUBLIC_TRADES_DEFAULT, PUBLIC_TRADES_MAX = 50, 1000
+"""``md:trades:{m}`` keeps 1000."""
+KLINES_DEFAULT, KLINES_MAX = 500, 1500
+"""``md:kline:{m}:{iv}`` keeps 1500 per interval."""
+PAGE_DEFAULT, PAGE_MAX = 50, 500
+OPEN_STATUSES: Final = ("open", "partially_filled")
+CLOSED_STATUSES: Final = ("filled", "cancelled")
+
+CACHE_LIVE: Final = "public, max-age=1"
+"""Depth, tickers, trades, klines: change with every batch."""
+CACHE_DEFINITIONS: Final = "public, max-age=5"
+"""Assets and markets: change on admin action only (halting a market shows within 5 s)."""
+
+ASSETS_KEY: Final = "md:assets"
+MARKETS_KEY: Final = "md:markets"
+ASSET_CHAINS_KEY: Final = "md:asset_chains"
+
+_MAX_TS: Final = 2**53
+_INT_RE: Final = re.compile(r"0|[1-9][0-9]{0,17}")
+_ID_RE: Final = re.compile(r"[1-9][0-9]{0,17}")
+"""Order ids, trade ids, ledger ids and cursors: positive BIGINTs (18 digits stay below 2**63)."""
+_MAX_CLIENT_ORDER_ID: Final = 128
+
+
+def queries(request: flask.Request) -> flask.Response:
+    """The functions-framework entry point."""
+    return api(request)
+
+
+# --------------------------------------------------------------------------------------------
+# configuration and clients
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QueriesConfig:
+    depth_levels: int
+    """The most depth levels per side a caller may ask for: what the matcher keeps in
+    ``md:depth:{m}`` (the matcher's ``DEPTH_LEVELS``, default 50)."""
+
+    @staticmethod
+    def load() -> QueriesConfig:
+        raw = os.environ.get("DEPTH_LEVELS") or "50"
+        if not _INT_RE.fullmatch(raw) or int(raw) < 1:
+            raise ConfigError(
+                f"environment variable DEPTH_LEVELS must be a positive integer, got {raw!r}"
+            )
+        return QueriesConfig(depth_levels=int(raw))
+
+
+@functools.cache
+def config() -> QueriesConfig:
+    return QueriesConfig.load()
+
+
+@functools.cache
+def market_redis() -> redis.Redis:
+    return redis.Redis.from_url(
+        api_config().redis_url, socket_timeout=5.0, socket_connect_timeout=5.0
+    )
+
+
+class Postgres:
+    """One connection, made on first use, kept for the instance's life and shared by its
+    requests in turn. A connection-level failure closes it and tries once more with a new
+    one (the statements are reads: running one again is harmless); then 503."""
+
+    def __init__(self, connector: Callable[[], Database]) -> None:
+        self._connector = connector
+        self._conn: Database | None = None
+        self._lock = threading.Lock()
+
+    def run(self, sql: str, **params: Any) -> list[list[Any]]:
+        with self._lock:
+            for attempt in (1, 2):
+                try:
+                    if self._conn is None:
+                        self._conn = self._connector()
+                    rows: list[list[Any]] = self._conn.run(sql, **params)
+                    return rows
+                except Exception as exc:
+                    if not _connection_error(exc):
+                        raise
+                    self._discard()
+                    log.warning(
+                        "postgres connection failed", extra={"attempt": attempt, "error": repr(exc)}
+                    )
+            raise unavailable("the database is unavailable; try again")
+
+    def close(self) -> None:
+        with self._lock:
+            self._discard()
+
+    def _discard(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):  # a broken one may fail to close cleanly
+                conn.close()
+
+
+def _connection_error(exc: Exception) -> bool:
+    """Errors that mean the connection (not the statement) is bad: network failures, the
+    server shutting down or terminating the backend, failed connects."""
+    if isinstance(exc, OSError | pg8000.exceptions.InterfaceError):
+        return True
+    if isinstance(exc, pg8000.exceptions.DatabaseError) and exc.args:
+        info = exc.args[0]
+        code = str(info.get("C", "")) if isinstance(info, dict) else ""
+        return code.startswith(("08", "57P"))
+    return False
+
+
+def _connect() -> Database:
+    return connect(PostgresConfig.load(), "queries")
+
+
+@functools.cache
+def database() -> Postgres:
+    return Postgres(_connect)
+
+
+def reset() -> None:
+    """Forget clients and configuration (tests that change the environment)."""
+    if database.cache_info().currsize:
+        database().close()
+    database.cache_clear()
+    if market_redis.cache_info().currsize:
+        market_redis().close()
+    market_redis.cache_clear()
+    config.cache_clear()
+
+
+def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
+    """``api.route`` with Redis failures answered 503 instead of 500."""
+
+    def register(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        def guarded(req: ApiRequest) -> flask.Response:
+            try:
+                return handler(req)
+            except redis.RedisError as exc:
+                log.warning("redis failed", extra={"error": repr(exc)})
+                raise unavailable("market data is unavailable; try again") from None
+
+        api.route(method, pattern)(guarded)
+        return handler
+
+    return register
+
+
+# --------------------------------------------------------------------------------------------
+# query parameters
+# --------------------------------------------------------------------------------------------
+
+
+class Params:
+    """The query string, checked: only ``allowed`` names, each at most once, none empty."""
+
+    def __init__(self, req: ApiRequest, *allowed: str) -> None:
+        args: MultiDict[str, str] = req.raw.args
+        for name in args:
+            if name not in allowed:
+                expected = ", ".join(allowed) or "none"
+                raise bad_request(
+                    f"unknown query parameter {name!r} (expected: {expected})", "unknown_parameter"
+                )
+            values = args.getlist(name)
+            if len(values) > 1:
+                raise bad_request(f"query parameter {name!r} is given more than once")
+            if values[0] == "":
+                raise bad_request(f"query parameter {name!r} is empty")
+        self._args = args
+
+    def text(self, name: str) -> str | None:
+        value: str | None = self._args.get(name)
+        return value
+
+    def integer(self, name: str, low: int, high: int, default: int | None = None) -> int | None:
+        raw = self._args.get(name)
+        if raw is None:
+            return default
+        if not _INT_RE.fullmatch(raw) or not low <= int(raw) <= high:
+            raise bad_request(f"{name} must be an integer from {low} to {high}", f"invalid_{name}")
+        return int(raw)
+
+    def limit(self, default: int, maximum: int) -> int:
+        value = self.integer("limit", 1, maximum, default)
+        assert value is not None
+        return value
+
+    def cursor(self) -> int | None:
+        raw = self._args.get("cursor")
+        if raw is None:
+            return None
+        if not _ID_RE.fullmatch(raw):
+            raise bad_request("cursor is not one this API returned", "invalid_cursor")
+        return int(raw)
+
+
+def _page(items: list[dict[str, Any]], limit: int, key: str, id_field: str) -> dict[str, Any]:
+    """``limit + 1`` rows were read: the extra one only says that another page exists."""
+    more = len(items) > limit
+    items = items[:limit]
+    return {key: items, "next_cursor": str(items[-1][id_field]) if more else None}
+
+
+# --------------------------------------------------------------------------------------------
+# assets and markets
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MarketUnits:
+    base: str
+    quote: str
+    base_precision: int
+    quote_precision: int
+
+
+class Catalog:
+    """Asset and market definitions from Redis; with ``postgres``, anything Redis lacks is
+    looked up (once per request) in the ``assets`` and ``markets`` tables."""
+
+    def __init__(
+        self,
+        assets: dict[str, dict[str, Any]],
+        markets: dict[str, dict[str, Any]],
+        postgres: Postgres | None = None,
+    ) -> None:
+        self.assets = assets
+        self.markets = markets
+        self._postgres = postgres
+
+    @staticmethod
+    def load(client: redis.Redis, postgres: Postgres | None = None) -> Catalog:
+        pipe = client.pipeline(transaction=False)
+        pipe.hgetall(ASSETS_KEY)
+        pipe.hgetall(MARKETS_KEY)
+        raw_assets, raw_markets = pipe.execute()
+        return Catalog(_decode_hash(raw_assets), _decode_hash(raw_markets), postgres)
+
+    def _complete(self) -> None:
+        postgres, self._postgres = self._postgres, None
+        if postgres is None:
+            return
+        for asset, precision in postgres.run("SELECT asset, precision FROM assets"):
+            self.assets.setdefault(asset, {"asset": asset, "precision": int(precision)})
+        for row in postgres.run(f"SELECT {', '.join(_MARKET_FIELDS)} FROM markets"):
+            self.markets.setdefault(row[0], dict(zip(_MARKET_FIELDS, row, strict=True)))
+
+    def has_asset(self, asset: str) -> bool:
+        if asset not in self.assets:
+            self._complete()
+        return asset in self.assets
+
+    def has_market(self, market: str) -> bool:
+        if market not in self.markets:
+            self._complete()
+        return market in self.markets
+
+    def precision(self, asset: str) -> int:
+        if not self.has_asset(asset):
+            raise LookupError(f"no definition of asset {asset!r}")
+        return int(self.assets[asset]["precision"])
+
+    def units(self, market: str) -> MarketUnits:
+        if not self.has_market(market):
+            raise LookupError(f"no definition of market {market!r}")
+        m = self.markets[market]
+        base, quote = str(m["base"]), str(m["quote"])
+        return MarketUnits(base, quote, self.precision(base), self.precision(quote))
+
+
+_MARKET_FIELDS: Final = (
+    "market", "base", "quote", "tick", "step", "min_amount", "min_notional", "maker_fee",
+    "taker_fee", "status",
+)  # fmt: skip
+"""The fields of a market in ``md:markets`` and in the ``markets`` table."""
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _decode_hash(raw: Mapping[Any, Any]) -> dict[str, dict[str, Any]]:
+    return {_text(key): orjson.loads(value) for key, value in raw.items()}
+
+
+def _known_market(client: redis.Redis, market: str) -> None:
+    if not client.hexists(MARKETS_KEY, market):
+        raise not_found(f"unknown market {market!r}", "unknown_market")
+
+
+def _cached(body: Any, cache_control: str) -> flask.Response:
+    return json_response(body, headers={"Cache-Control": cache_control})
+
+
+def _raw_json(body: bytes | str, cache_control: str) -> flask.Response:
+    """JSON already encoded (Redis values passed through as they are)."""
+    return flask.Response(
+        body, mimetype="application/json", headers={"Cache-Control": cache_control}
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# public: time, assets, markets
+# --------------------------------------------------------------------------------------------
+
+
+@route("GET", "/v1/time")
+def server_time(req: ApiRequest) -> flask.Response:
+    Params(req)
+    return json_response({"server_time": time.time_ns() // 1_000_000})
+
+
+def _chain(raw: bytes | str | None) -> dict[str, Any] | None:
+    """The public part of an ``md:asset_chains`` entry; None when absent or malformed."""
+    if raw is None:
+        return None
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(doc, dict) or doc.get("kind") not in ("native", "erc20"):
+        return None
+    decimals = doc.get("decimals")
+    chain: dict[str, Any] = {"kind": doc["kind"]}
+    if doc["kind"] == "erc20":
+        chain["contract"] = doc.get("contract")
+    chain["decimals"] = decimals if isinstance(decimals, int) else None
+    return chain
+
+
+@route("GET", "/v1/assets")
+def list_assets(req: ApiRequest) -> flask.Response:
+    Params(req)
+    pipe = market_redis().pipeline(transaction=False)
+    pipe.hgetall(ASSETS_KEY)
+    pipe.hgetall(ASSET_CHAINS_KEY)
+    raw_assets, raw_chains = pipe.execute()
+    chains = {_text(k): v for k, v in raw_chains.items()}
+    assets = [
+        {"asset": a["asset"], "precision": a["precision"], "chain": _chain(chains.get(name))}
+        for name, a in sorted(_decode_hash(raw_assets).items())
+    ]
+    return _cached({"assets": assets}, CACHE_DEFINITIONS)
+
+
+@route("GET", "/v1/markets")
+def list_markets(req: ApiRequest) -> flask.Response:
+    Params(req)
+    markets = _decode_hash(market_redis().hgetall(MARKETS_KEY))
+    return _cached({"markets": [markets[m] for m in sorted(markets)]}, CACHE_DEFINITIONS)
+
+
+@route("GET", "/v1/markets/{market}")
+def get_market(req: ApiRequest) -> flask.Response:
+    Params(req)
+    market = req.params["market"]
+    raw = market_redis().hget(MARKETS_KEY, market)
+    if raw is None:
+        raise not_found(f"unknown market {market!r}", "unknown_market")
+    return _raw_json(raw, CACHE_DEFINITIONS)
+
+
+# --------------------------------------------------------------------------------------------
+# public: depth, tickers, trades, klines
+# --------------------------------------------------------------------------------------------
+
+
+@route("GET", "/v1/markets/{market}/depth")
+def depth(req: ApiRequest) -> flask.Response:
+    params = Params(req, "limit")
+    limit = params.limit(min(DEPTH_DEFAULT, config().depth_levels), config().depth_levels)
+    market = req.params["market"]
+    pipe = market_redis().pipeline(transaction=False)
+    pipe.hexists(MARKETS_KEY, market)
+    pipe.get(f"md:depth:{market}")
+    exists, raw = pipe.execute()
+    if not exists:
+        raise not_found(f"unknown market {market!r}", "unknown_market")
+    snapshot: dict[str, Any] = (
+        orjson.loads(raw) if raw is not None else {"bids": [], "asks": [], "seq": 0}
+    )
+    body = {
+        "bids": snapshot["bids"][:limit],
+        "asks": snapshot["asks"][:limit],
+        "seq": snapshot["seq"],
+    }
+    return _cached(body, CACHE_LIVE)
+
+
+def _empty_ticker(market: str) -> dict[str, Any]:
+    """A market the matcher has not written a ticker for yet: one that never traded."""
+    return {
+        "market": market, "last": None, "open": None, "high": None, "low": None,
+        "volume": "0", "quote_volume": "0", "change": None, "trades": 0, "ts": None,
+    }  # fmt: skip
+
+
+@route("GET", "/v1/markets/{market}/ticker")
+def ticker(req: ApiRequest) -> flask.Response:
+    Params(req)
+    market = req.params["market"]
+    pipe = market_redis().pipeline(transaction=False)
+    pipe.hexists(MARKETS_KEY, market)
+    pipe.get(f"md:ticker:{market}")
+    exists, raw = pipe.execute()
+    if not exists:
+        raise not_found(f"unknown market {market!r}", "unknown_market")
+    if raw is None:
+        return _cached(_empty_ticker(market), CACHE_LIVE)
+    return _raw_json(raw, CACHE_LIVE)
+
+
+@route("GET", "/v1/tickers")
+def tickers(req: ApiRequest) -> flask.Response:
+    Params(req)
+    client = market_redis()
+    names = sorted(_text(name) for name in client.hkeys(MARKETS_KEY))
+    raws = client.mget([f"md:ticker:{m}" for m in names]) if names else []
+    out = [
+        orjson.loads(raw) if raw is not None else _empty_ticker(m)
+        for m, raw in zip(names, raws, strict=True)
+    ]
+    return _cached({"tickers": out}, CACHE_LIVE)
+
+
+@route("GET", "/v1/markets/{market}/trades")
+def public_trades(req: ApiRequest) -> flask.Response:
+    limit = Params(req, "limit").limit(PUBLIC_TRADES_DEFAULT, PUBLIC_TRADES_MAX)
+    market = req.params["market"]
+    pipe = market_redis().pipeline(transaction=False)
+    pipe.hexists(MARKETS_KEY, market)
+    pipe.lrange(f"md:trades:{market}", 0, limit - 1)
+    exists, items = pipe.execute()
+    if not exists:
+        raise not_found(f"unknown market {market!r}", "unknown_market")
+    return _raw_json(b'{"trades":[' + b",".join(items) + b"]}", CACHE_LIVE)
+
+
+_KLINE_FIELDS: Final = (
+    "open_time", "open", "high", "low", "close", "volume", "quote_volume", "trades",
+)  # fmt: skip
+
+
+@route("GET", "/v1/markets/{market}/klines")
+def klines(req: ApiRequest) -> flask.Response:
+    params = Params(req, "interval", "start", "end", "limit")
+    interval = params.text("interval")
+    if interval not in INTERVALS:
+        raise bad_request(f"interval must be one of {', '.join(INTERVALS)}", "invalid_interval")
+    start = params.integer("start", 0, _MAX_TS)
+    end = params.integer("end", 0, _MAX_TS)
+    if start is not None and end is not None and start > end:
+        raise bad_request("start must not be after end", "invalid_range")
+    limit = params.limit(KLINES_DEFAULT, KLINES_MAX)
+    market = req.params["market"]
+    key = f"md:kline:{market}:{interval}"
+    pipe = market_redis().pipeline(transaction=False)
+    pipe.hexists(MARKETS_KEY, market)
+    if start is not None:  # the first `limit` candles from start (to end)
+        pipe.zrangebyscore(key, start, "+inf" if end is None else end, start=0, num=limit)
+    elif end is not None:  # the last `limit` candles up to end
+        pipe.zrevrangebyscore(key, end, "-inf", start=0, num=limit)
+    else:  # the newest `limit` candles
+        pipe.zrange(key, -limit, -1)
+    exists, members = pipe.execute()
+    if not exists:
+        raise not_found(f"unknown market {market!r}", "unknown_market")
+    if start is None and end is not None:
+        members.reverse()
+    candles = [dict(zip(_KLINE_FIELDS, orjson.loads(m), strict=True)) for m in members]
+    return _cached({"klines": candles}, CACHE_LIVE)
+
+
+# --------------------------------------------------------------------------------------------
+# private: the caller's own balances, orders, trades, ledger
+# --------------------------------------------------------------------------------------------
+
+
+def _caller(req: ApiRequest) -> str:
+    principal = authenticate(req)
+    require_scope(principal, "read")
+    return principal.user_id
+
+
+def _fmt(units: Decimal | int | None, precision: int) -> str | None:
+    return None if units is None else format_units(int(units), precision)
+
+
+def _money(units: Decimal | int, precision: int) -> str:
+    return format_units(int(units), precision)
+
+
+def _private_catalog() -> Catalog:
+    return Catalog.load(market_redis(), database())
+
+
+@route("GET", "/v1/balances")
+def balances(req: ApiRequest) -> flask.Response:
+    Params(req)
+    user_id = _caller(req)
+    catalog = _private_catalog()
+    rows = database().run(
+        "SELECT asset, available, frozen FROM balances WHERE user_id = :u", u=user_id
+    )
+    held = {asset: (int(available), int(frozen)) for asset, available, frozen in rows}
+    out: dict[str, dict[str, str]] = {}
+    for asset in sorted(set(catalog.assets) | set(held)):
+        precision = catalog.precision(asset)
+        available, frozen = held.get(asset, (0, 0))
+        out[asset] = {
+            "available": _money(available, precision),
+            "frozen": _money(frozen, precision),
+        }
+    return json_response(out)
+
+
+_ORDER_COLUMNS: Final = (
+    "order_id, market, side, order_type, price, amount, quote_amount, time_in_force,"
+    " post_only, client_order_id, status, filled, filled_quote, fee, frozen, reason,"
+    " created_ts, updated_ts"
+)
+
+
+def _order_json(row: Sequence[Any], catalog: Catalog) -> dict[str, Any]:
+    (order_id, market, side, order_type, price, amount, quote_amount, time_in_force,
+     post_only, client_order_id, status, filled, filled_quote, fee, frozen, reason,
+     created_ts, updated_ts) = row  # fmt: skip
+    u = catalog.units(market)
+    bp, qp = u.base_precision, u.quote_precision
+    is_buy = side == "buy"
+    return {
+        "order_id": int(order_id),
+        "market": market,
+        "side": side,
+        "type": order_type,
+        "price": _fmt(price, qp),
+        "amount": _fmt(amount, bp),
+        "quote_amount": _fmt(quote_amount, qp),
+        "time_in_force": time_in_force,
+        "post_only": post_only,
+        "client_order_id": client_order_id,
+        "status": status,
+        "filled": _money(filled, bp),
+        "filled_quote": _money(filled_quote, qp),
+        "fee": _money(fee, bp if is_buy else qp),
+        "fee_asset": u.base if is_buy else u.quote,
+        "frozen": _money(frozen, qp if is_buy else bp),
+        "reason": reason,
+        "ts": int(created_ts),
+        "updated_ts": int(updated_ts),
+    }
+
+
+def _market_param(params: Params, catalog: Catalog) -> str | None:
+    market = params.text("market")
+    if market is not None and not catalog.has_market(market):
+        raise bad_request(f"unknown market {market!r}", "unknown_market")
+    return market
+
+
+@route("GET", "/v1/orders")
+def list_orders(req: ApiRequest) -> flask.Response:
+    params = Params(req, "market", "status", "limit", "cursor")
+    status = params.text("status")
+    if status not in (None, "open", "closed"):
+        raise bad_request("status must be open or closed", "invalid_status")
+    limit = params.limit(PAGE_DEFAULT, PAGE_MAX)
+    cursor = params.cursor()
+    user_id = _caller(req)
+    catalog = _private_catalog()
+    market = _market_param(params, catalog)
+    where = ["user_id = :u"]
+    args: dict[str, Any] = {"u": user_id, "n": limit + 1}
+    if market is not None:
+        where.append("market = :m")
+        args["m"] = market
+    if status is not None:  # constants, never caller text
+        statuses = OPEN_STATUSES if status == "open" else CLOSED_STATUSES
+        where.append("status IN (" + ", ".join(f"'{s}'" for s in statuses) + ")")
+    if cursor is not None:
+        where.append("order_id < :c")
+        args["c"] = cursor
+    rows = database().run(
+        f"SELECT {_ORDER_COLUMNS} FROM orders WHERE {' AND '.join(where)}"
+        " ORDER BY order_id DESC LIMIT :n",
+        **args,
+    )
+    items = [_order_json(row, catalog) for row in rows]
+    return json_response(_page(items, limit, "orders", "order_id"))
+
+
+@route("GET", "/v1/orders/{order_id}")
+def get_order(req: ApiRequest) -> flask.Response:
+    Params(req)
+    user_id = _caller(req)
+    raw_id = req.params["order_id"]
+    if not _ID_RE.fullmatch(raw_id):
+        raise not_found("no such order", "order_not_found")
+    rows = database().run(
+        f"SELECT {_ORDER_COLUMNS} FROM orders WHERE order_id = :o AND user_id = :u",
+        o=int(raw_id),
+        u=user_id,
+    )
+    if not rows:
+        raise not_found("no such order", "order_not_found")
+    return json_response(_order_json(rows[0], _private_catalog()))
+
+
+@route("GET", "/v1/orders/by-client-id/{client_order_id}")
+def get_order_by_client_id(req: ApiRequest) -> flask.Response:
+    Params(req)
+    user_id = _caller(req)
+    client_order_id = req.params["client_order_id"]
+    if len(client_order_id) > _MAX_CLIENT_ORDER_ID:
+        raise not_found("no such order", "order_not_found")
+    # A client id is unique among a user's open orders and may be used again once the order
+    # is closed: the newest order with it is the open one, if any.
+    rows = database().run(
+        f"SELECT {_ORDER_COLUMNS} FROM orders WHERE user_id = :u AND client_order_id = :c"
+        " ORDER BY order_id DESC LIMIT 1",
+        u=user_id,
+        c=client_order_id,
+    )
+    if not rows:
+        raise not_found("no such order", "order_not_found")
+    return json_response(_order_json(rows[0], _private_catalog()))
+
+
+def _fill_json(row: Sequence[Any], catalog: Catalog) -> dict[str, Any]:
+    trade_id, market, price, amount, quote, taker_side, ts, role, order_id, fee = row
+    u = catalog.units(market)
+    bp, qp = u.base_precision, u.quote_precision
+    side = taker_side if role == "taker" else ("sell" if taker_side == "buy" else "buy")
+    is_buy = side == "buy"
+    return {
+        "trade_id": int(trade_id),
+        "market": market,
+        "order_id": int(order_id),
+        "side": side,
+        "role": role,
+        "price": _money(price, qp),
+        "amount": _money(amount, bp),
+        "quote": _money(quote, qp),
+        "fee": _money(fee, bp if is_buy else qp),
+        "fee_asset": u.base if is_buy else u.quote,
+        "ts": int(ts),
+    }
+
+
+def _fills_sql(role: str, market: bool, cursor: bool) -> str:
+    """One role's side of the caller's fills: the index on (``role``_user, trade_id DESC)
+    serves it, newest first, at most :n rows."""
+    where = [f"{role}_user = :u"]
+    if market:
+        where.append("market = :m")
+    if cursor:
+        where.append("trade_id < :c")
+    return (
+        f"SELECT trade_id, market, price, amount, quote, taker_side, ts, '{role}' AS role,"
+        f" {role}_order_id AS order_id, {role}_fee AS fee FROM trades"
+        f" WHERE {' AND '.join(where)} ORDER BY trade_id DESC LIMIT :n"
+    )
+
+
+@route("GET", "/v1/trades")
+def own_trades(req: ApiRequest) -> flask.Response:
+    params = Params(req, "market", "limit", "cursor")
+    limit = params.limit(PAGE_DEFAULT, PAGE_MAX)
+    cursor = params.cursor()
+    user_id = _caller(req)
+    catalog = _private_catalog()
+    market = _market_param(params, catalog)
+    args: dict[str, Any] = {"u": user_id, "n": limit + 1}
+    if market is not None:
+        args["m"] = market
+    if cursor is not None:
+        args["c"] = cursor
+    has_m, has_c = market is not None, cursor is not None
+    # Self-trades are prevented, so a trade is the caller's as maker or as taker, never both.
+    rows = database().run(
+        f"({_fills_sql('maker', has_m, has_c)}) UNION ALL ({_fills_sql('taker', has_m, has_c)})"
+        " ORDER BY trade_id DESC LIMIT :n",
+        **args,
+    )
+    items = [_fill_json(row, catalog) for row in rows]
+    return json_response(_page(items, limit, "trades", "trade_id"))
+
+
+@route("GET", "/v1/ledger")
+def ledger(req: ApiRequest) -> flask.Response:
+    params = Params(req, "asset", "limit", "cursor")
+    limit = params.limit(PAGE_DEFAULT, PAGE_MAX)
+    cursor = params.cursor()
+    user_id = _caller(req)
+    catalog = _private_catalog()
+    asset = params.text("asset")
+    if asset is not None and not catalog.has_asset(asset):
+        raise bad_request(f"unknown asset {asset!r}", "unknown_asset")
+    where = ["user_id = :u"]
+    args: dict[str, Any] = {"u": user_id, "n": limit + 1}
+    if asset is not None:
+        where.append("asset = :a")
+        args["a"] = asset
+    if cursor is not None:
+        where.append("id < :c")
+        args["c"] = cursor
+    rows = database().run(
+        "SELECT id, seq, ts, asset, delta_available, delta_frozen, available, frozen, reason,"
+        f" ref FROM ledger WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT :n",
+        **args,
+    )
+    items = [_ledger_json(row, catalog) for row in rows]
+    return json_response(_page(items, limit, "ledger", "id"))
+
+
+def _ledger_json(row: Sequence[Any], catalog: Catalog) -> dict[str, Any]:
+    entry_id, seq, ts, asset, d_available, d_frozen, available, frozen, reason, ref = row
+    p = catalog.precision(asset)
+    return {
+        "id": int(entry_id),
+        "asset": asset,
+        "delta_available": _money(d_available, p),
+        "delta_frozen": _money(d_frozen, p),
+        "available": _money(available, p),
+        "frozen": _money(frozen, p),
+        "reason": reason,
+        "ref": ref,
+        "seq": int(seq),
+        "ts": int(ts),
+    }

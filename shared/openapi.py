@@ -1,0 +1,1003 @@
+"""The OpenAPI 3.1 document of the whole public API, built as a Python dict.
+
+One source for every function's routes: ``document()`` is served at ``GET /v1/openapi.json``
+(functions/docs). Each operation names the function that serves it (``x-function``), and
+tests/unit/test_openapi.py checks the document against the code both ways: every route any
+function registers is documented with its method, every documented operation has a handler,
+and the gateway sends it to that function. Add a route, add it here.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any, Final
+
+JSON = dict[str, Any]
+
+DECIMAL_PATTERN: Final = r"^(0|[1-9][0-9]*)(\.[0-9]+)?$"
+SIGNED_DECIMAL_PATTERN: Final = r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?$"
+MARKET_PATTERN: Final = r"^[A-Z0-9]{2,12}-[A-Z0-9]{2,12}$"
+ASSET_PATTERN: Final = r"^[A-Z0-9]{2,12}$"
+
+
+def ref(name: str) -> JSON:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def nullable(schema: JSON) -> JSON:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def obj(
+    required: dict[str, JSON],
+    optional: dict[str, JSON] | None = None,
+    *,
+    closed: bool = False,
+    description: str | None = None,
+) -> JSON:
+    """An object schema; ``closed`` (request bodies) refuses unknown fields, as the API does."""
+    out: JSON = {"type": "object", "properties": {**required, **(optional or {})}}
+    if required:
+        out["required"] = list(required)
+    if closed:
+        out["additionalProperties"] = False
+    if description:
+        out["description"] = description
+    return out
+
+
+def array(items: JSON) -> JSON:
+    return {"type": "array", "items": items}
+
+
+STR: Final[JSON] = {"type": "string"}
+INT: Final[JSON] = {"type": "integer"}
+BOOL: Final[JSON] = {"type": "boolean"}
+MS: Final[JSON] = {"type": "integer", "description": "milliseconds since the epoch (UTC)"}
+DEC: Final[JSON] = ref("Decimal")
+SDEC: Final[JSON] = ref("SignedDecimal")
+
+
+def _schemas() -> dict[str, JSON]:
+    order_fields_required = {
+        "order_id": INT,
+        "market": STR,
+        "side": ref("Side"),
+        "status": ref("OrderStatus"),
+        "filled": DEC,
+        "filled_quote": DEC,
+        "fee": DEC,
+    }
+    return {
+        # -------------------------------------------------------------- conventions
+        "Decimal": {
+            "type": "string",
+            "pattern": DECIMAL_PATTERN,
+            "maxLength": 41,
+            "description": "An exact non-negative decimal as a string (never a JSON number).",
+            "examples": ["0.15", "2000", "0"],
+        },
+        "SignedDecimal": {
+            "type": "string",
+            "pattern": SIGNED_DECIMAL_PATTERN,
+            "description": "An exact decimal as a string; may be negative (changes, deltas).",
+            "examples": ["-0.01"],
+        },
+        "Error": obj(
+            {
+                "error": obj(
+                    {
+                        "code": {
+                            "type": "string",
+                            "description": "stable snake_case code to branch on",
+                            "examples": ["insufficient_funds"],
+                        },
+                        "message": {"type": "string", "description": "for people"},
+                    },
+                    closed=True,
+                )
+            },
+            closed=True,
+        ),
+        "Side": {"type": "string", "enum": ["buy", "sell"]},
+        "OrderType": {"type": "string", "enum": ["limit", "market"]},
+        "TimeInForce": {"type": "string", "enum": ["GTC", "IOC", "FOK"]},
+        "SelfTradePrevention": {
+            "type": "string",
+            "enum": ["cancel_taker", "cancel_maker", "cancel_both"],
+        },
+        "OrderStatus": {
+            "type": "string",
+            "enum": ["open", "partially_filled", "filled", "cancelled"],
+        },
+        "MarketStatus": {"type": "string", "enum": ["open", "halted"]},
+        "Scope": {"type": "string", "enum": ["read", "trade", "withdraw"]},
+        # -------------------------------------------------------------- auth
+        "Credentials": obj(
+            {
+                "email": {"type": "string", "maxLength": 254, "format": "email"},
+                "password": {"type": "string", "maxLength": 256},
+            },
+            closed=True,
+        ),
+        "SignedUp": obj({"user_id": STR}),
+        "TokenPair": obj(
+            {
+                "access_token": {"type": "string", "description": "a JWT (EdDSA)"},
+                "refresh_token": STR,
+                "token_type": {"type": "string", "const": "Bearer"},
+                "expires_in": {"type": "integer", "description": "seconds"},
+            }
+        ),
+        "RefreshRequest": obj(
+            {"refresh_token": {"type": "string", "minLength": 1, "maxLength": 200}},
+            closed=True,
+        ),
+        "Me": obj(
+            {
+                "user_id": STR,
+                "email": nullable(STR),
+                "role": {"type": "string", "enum": ["user", "admin"]},
+                "via": {"type": "string", "enum": ["jwt", "oidc", "api_key"]},
+                "scopes": array(ref("Scope")),
+                "api_key_id": nullable(STR),
+            }
+        ),
+        "NewApiKey": obj(
+            {
+                "label": {"type": "string", "minLength": 1, "maxLength": 64},
+                "scopes": {**array(ref("Scope")), "minItems": 1, "maxItems": 3},
+            },
+            closed=True,
+        ),
+        "ApiKey": obj(
+            {
+                "id": {"type": "string", "pattern": "^ak_[0-9a-f]{24}$"},
+                "label": STR,
+                "scopes": array(ref("Scope")),
+                "created_at": nullable({"type": "string", "format": "date-time"}),
+            }
+        ),
+        "ApiKeyCreated": {
+            "allOf": [
+                ref("ApiKey"),
+                obj({"secret": {"type": "string", "description": "shown once, never again"}}),
+            ]
+        },
+        "ApiKeyList": obj({"api_keys": array(ref("ApiKey"))}),
+        # -------------------------------------------------------------- market data
+        "ServerTime": obj({"server_time": MS}),
+        "Chain": obj(
+            {
+                "kind": {"type": "string", "enum": ["native", "erc20"]},
+                "decimals": nullable({"type": "integer", "minimum": 0}),
+            },
+            {"contract": nullable({"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$"})},
+            description="Where the asset lives on chain: the native coin or an ERC-20 token.",
+        ),
+        "Asset": obj(
+            {
+                "asset": {"type": "string", "pattern": ASSET_PATTERN},
+                "precision": {"type": "integer", "minimum": 0, "maximum": 18},
+            },
+            {"chain": nullable(ref("Chain"))},
+        ),
+        "AssetList": obj({"assets": array(ref("Asset"))}),
+        "Market": obj(
+            {
+                "market": {"type": "string", "pattern": MARKET_PATTERN},
+                "base": STR,
+                "quote": STR,
+                "tick": DEC,
+                "step": DEC,
+                "min_amount": DEC,
+                "min_notional": DEC,
+                "maker_fee": DEC,
+                "taker_fee": DEC,
+                "status": ref("MarketStatus"),
+            }
+        ),
+        "MarketList": obj({"markets": array(ref("Market"))}),
+        "PriceLevel": {
+            "type": "array",
+            "prefixItems": [DEC, DEC],
+            "items": False,
+            "minItems": 2,
+            "description": "[price, total amount]",
+        },
+        "Depth": obj(
+            {
+                "bids": {**array(ref("PriceLevel")), "description": "best (highest) first"},
+                "asks": {**array(ref("PriceLevel")), "description": "best (lowest) first"},
+                "seq": {"type": "integer", "description": "the depth version, +1 per change"},
+            }
+        ),
+        "Ticker": obj(
+            {
+                "market": STR,
+                "last": nullable(DEC),
+                "open": nullable(DEC),
+                "high": nullable(DEC),
+                "low": nullable(DEC),
+                "volume": DEC,
+                "quote_volume": DEC,
+                "change": nullable(SDEC),
+                "trades": INT,
+                "ts": nullable(MS),
+            },
+            description="A rolling 24 h window (docs/marketdata.md).",
+        ),
+        "TickerList": obj({"tickers": array(ref("Ticker"))}),
+        "PublicTrade": obj(
+            {
+                "trade_id": INT,
+                "market": STR,
+                "price": DEC,
+                "amount": DEC,
+                "quote": DEC,
+                "taker_side": ref("Side"),
+                "ts": MS,
+            }
+        ),
+        "PublicTradeList": obj({"trades": array(ref("PublicTrade"))}),
+        "Kline": obj(
+            {
+                "open_time": MS,
+                "open": DEC,
+                "high": DEC,
+                "low": DEC,
+                "close": DEC,
+                "volume": DEC,
+                "quote_volume": DEC,
+                "trades": INT,
+            }
+        ),
+        "KlineList": obj({"klines": array(ref("Kline"))}),
+        # -------------------------------------------------------------- account
+        "Balances": {
+            "type": "object",
+            "additionalProperties": obj({"available": DEC, "frozen": DEC}),
+            "description": "Per asset code.",
+            "examples": [{"ETH": {"available": "1.5", "frozen": "0.1"}}],
+        },
+        "PlaceOrder": obj(
+            {
+                "market": {"type": "string", "minLength": 1, "maxLength": 32},
+                "side": ref("Side"),
+                "type": ref("OrderType"),
+            },
+            {
+                "price": nullable({**DEC, "description": "limit orders only"}),
+                "amount": nullable({**DEC, "description": "base amount"}),
+                "quote_amount": nullable({**DEC, "description": "market buys only"}),
+                "time_in_force": {**ref("TimeInForce"), "default": "GTC"},
+                "post_only": {"type": "boolean", "default": False},
+                "client_order_id": nullable({"type": "string", "minLength": 1, "maxLength": 64}),
+                "stp": {**ref("SelfTradePrevention"), "default": "cancel_taker"},
+            },
+            closed=True,
+            description=(
+                "A limit order gives price and amount; a market sell gives amount; a market "
+                "buy gives exactly one of amount and quote_amount. post_only only with GTC; "
+                "market orders are GTC or IOC (both: immediate or cancel). Prices on the "
+                "market's tick, amounts on its step and at least min_amount, price x amount "
+                "(or quote_amount) at least min_notional."
+            ),
+        ),
+        "Order": obj(
+            order_fields_required,
+            {
+                "type": ref("OrderType"),
+                "price": nullable(DEC),
+                "amount": nullable(DEC),
+                "quote_amount": nullable(DEC),
+                "time_in_force": ref("TimeInForce"),
+                "post_only": BOOL,
+                "client_order_id": nullable(STR),
+                "reason": nullable(
+                    {
+                        "type": "string",
+                        "description": "why it ended: ioc_expired, no_liquidity, "
+                        "self_trade_prevented, insufficient_funds, cancelled_by_user",
+                    }
+                ),
+                "fee_asset": STR,
+                "frozen": {**DEC, "description": "what the order still holds"},
+                "ts": MS,
+                "updated_ts": MS,
+            },
+            description=(
+                "An order's state. filled in base, filled_quote in quote, fee in what the "
+                "order receives (base for a buy, quote for a sell). A cancel answers with the "
+                "fields it knows (order_id, market, side, status, filled, filled_quote, fee, "
+                "reason)."
+            ),
+        ),
+        "OrderList": obj({"orders": array(ref("Order")), "next_cursor": nullable(STR)}),
+        "OwnTrade": obj(
+            {
+                "trade_id": INT,
+                "market": STR,
+                "order_id": INT,
+                "side": ref("Side"),
+                "role": {"type": "string", "enum": ["maker", "taker"]},
+                "price": DEC,
+                "amount": DEC,
+                "quote": DEC,
+                "fee": DEC,
+                "fee_asset": STR,
+                "ts": MS,
+            }
+        ),
+        "OwnTradeList": obj({"trades": array(ref("OwnTrade")), "next_cursor": nullable(STR)}),
+        "LedgerEntry": obj(
+            {
+                "id": INT,
+                "asset": STR,
+                "delta_available": SDEC,
+                "delta_frozen": SDEC,
+                "available": DEC,
+                "frozen": DEC,
+                "reason": STR,
+                "ref": STR,
+                "seq": INT,
+                "ts": MS,
+            }
+        ),
+        "Ledger": obj({"ledger": array(ref("LedgerEntry")), "next_cursor": nullable(STR)}),
+        "Pending": obj(
+            {
+                "command_id": STR,
+                "status": {"type": "string", "const": "pending"},
+            },
+            description="Queued, not applied yet: poll GET /v1/commands/{id}.",
+        ),
+        "CommandStatus": obj(
+            {
+                "command_id": STR,
+                "status": {"type": "string", "enum": ["applied", "rejected"]},
+                "seq": {"type": "integer", "description": "the matcher's sequence number"},
+                "ok": BOOL,
+                "reason": nullable({"type": "string", "description": "the engine's reason"}),
+                "order": nullable(ref("Order")),
+            },
+            {"orders": {**array(ref("Order")), "description": "cancel all: what it cancelled"}},
+        ),
+        # -------------------------------------------------------------- admin
+        "NewChain": obj(
+            {
+                "kind": {"type": "string", "enum": ["native", "erc20"]},
+                "decimals": {"type": "integer", "minimum": 0, "maximum": 77},
+            },
+            {"contract": nullable({"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$"})},
+            closed=True,
+        ),
+        "NewAsset": obj(
+            {
+                "asset": {"type": "string", "pattern": ASSET_PATTERN},
+                "precision": {"type": "integer", "minimum": 0, "maximum": 18},
+            },
+            {"chain": nullable(ref("NewChain"))},
+            closed=True,
+        ),
+        "NewMarket": obj(
+            {
+                "base": {"type": "string", "maxLength": 12},
+                "quote": {"type": "string", "maxLength": 12},
+                "tick": DEC,
+                "step": DEC,
+                "min_amount": DEC,
+                "min_notional": DEC,
+                "maker_fee": {**DEC, "description": "a fraction below 0.1, 6 decimals at most"},
+                "taker_fee": DEC,
+            },
+            {
+                "market": nullable({"type": "string", "description": "BASE-QUOTE if given"}),
+                "status": {**ref("MarketStatus"), "default": "open"},
+            },
+            closed=True,
+        ),
+        "MarketChange": obj(
+            {},
+            {
+                "maker_fee": nullable(DEC),
+                "taker_fee": nullable(DEC),
+                "status": nullable(ref("MarketStatus")),
+            },
+            closed=True,
+            description="At least one field; status halted stops new orders, open resumes.",
+        ),
+        "NewDeposit": obj(
+            {
+                "user_id": {"type": "string", "minLength": 1, "maxLength": 128},
+                "asset": {"type": "string", "maxLength": 12},
+                "amount": DEC,
+                "ref": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 200,
+                    "description": "unique: a second deposit with it is refused (409)",
+                },
+            },
+            closed=True,
+        ),
+        "DepositCredited": obj(
+            {
+                "command_id": STR,
+                "seq": INT,
+                "user_id": STR,
+                "asset": STR,
+                "amount": DEC,
+                "ref": STR,
+            }
+        ),
+        "AdminUser": obj(
+            {
+                "user_id": STR,
+                "email": nullable(STR),
+                "role": {"type": "string", "enum": ["user", "admin"]},
+                "created_at": nullable({"type": "string", "format": "date-time"}),
+            }
+        ),
+        "AuditAsset": obj(
+            {
+                "balances": {**DEC, "description": "sum of all accounts, fees included"},
+                "fees": DEC,
+                "deposits": DEC,
+                "withdrawals": {**DEC, "description": "settled withdrawals"},
+                "ok": BOOL,
+            }
+        ),
+        "AuditMismatch": obj(
+            {
+                "kind": {"type": "string", "enum": ["conservation", "negative_balance", "frozen"]},
+                "asset": STR,
+                "message": STR,
+            },
+            {
+                "user_id": STR,
+                "actual": SDEC,
+                "expected": SDEC,
+                "available": SDEC,
+                "frozen": SDEC,
+            },
+        ),
+        "Audit": obj(
+            {
+                "ok": BOOL,
+                "checked_at": {"type": "string", "format": "date-time"},
+                "seq": {"type": "integer", "description": "the last command the check saw"},
+                "assets": {"type": "object", "additionalProperties": ref("AuditAsset")},
+                "mismatches": array(ref("AuditMismatch")),
+            }
+        ),
+    }
+
+
+# ------------------------------------------------------------------------------------------
+# operations
+# ------------------------------------------------------------------------------------------
+
+PUBLIC: Final[list[JSON]] = []
+USER: Final[list[JSON]] = [
+    {"bearerAuth": []},
+    {"apiKey": [], "apiTimestamp": [], "apiSignature": []},
+]
+SESSION: Final[list[JSON]] = [{"bearerAuth": []}]
+ADMIN: Final[list[JSON]] = [{"bearerAuth": []}]
+
+_ERRORS: Final = {
+    400: ("BadRequest", "The request does not fit the rules (the code names the rule)."),
+    401: ("Unauthorized", "No valid token or API-key signature."),
+    403: ("Forbidden", "Authenticated, but not allowed (scope, role)."),
+    404: ("NotFound", "No such thing, or someone else's."),
+    409: ("Conflict", "Clashes with the current state (duplicates, a halted market)."),
+    415: ("UnsupportedMediaType", "The body must be application/json."),
+    422: (
+        "Unprocessable",
+        "Well formed, but refused now (insufficient_funds, would_take, fok_not_filled, "
+        "idempotency_key_reused).",
+    ),
+    429: ("TooManyRequests", "Over a rate limit; retry after Retry-After seconds."),
+    503: ("Unavailable", "A backing service is unavailable; nothing was done. Retry."),
+}
+
+
+def _responses() -> dict[str, JSON]:
+    out: dict[str, JSON] = {}
+    for status, (name, description) in _ERRORS.items():
+        response: JSON = {
+            "description": description,
+            "content": {"application/json": {"schema": ref("Error")}},
+        }
+        if status == 429:
+            response["headers"] = {
+                "Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}
+            }
+        out[name] = response
+    return out
+
+
+def ok(description: str, schema: JSON | None = None, headers: JSON | None = None) -> JSON:
+    out: JSON = {"description": description}
+    if schema is not None:
+        out["content"] = {"application/json": {"schema": schema}}
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+def err(*statuses: int) -> dict[str, JSON]:
+    return {str(s): {"$ref": f"#/components/responses/{_ERRORS[s][0]}"} for s in sorted(statuses)}
+
+
+PENDING: Final[JSON] = ok(
+    "Queued; the matcher has not answered in time. Poll GET /v1/commands/{id}.",
+    ref("Pending"),
+    {"Location": {"schema": {"type": "string"}, "description": "/v1/commands/{id}"}},
+)
+
+
+def path_param(name: str, schema: JSON | None = None, description: str | None = None) -> JSON:
+    out: JSON = {"name": name, "in": "path", "required": True, "schema": schema or STR}
+    if description:
+        out["description"] = description
+    return out
+
+
+def query(name: str, schema: JSON, description: str | None = None, required: bool = False) -> JSON:
+    out: JSON = {"name": name, "in": "query", "required": required, "schema": schema}
+    if description:
+        out["description"] = description
+    return out
+
+
+MARKET_PARAM: Final = path_param("market", {"type": "string", "pattern": MARKET_PATTERN})
+LIMIT: Final = {"$ref": "#/components/parameters/Limit"}
+CURSOR: Final = {"$ref": "#/components/parameters/Cursor"}
+IDEMPOTENCY: Final = {"$ref": "#/components/parameters/IdempotencyKey"}
+
+
+def op(
+    function: str,
+    operation_id: str,
+    summary: str,
+    *,
+    tag: str,
+    security: list[JSON],
+    responses: dict[str, JSON],
+    parameters: list[JSON] | None = None,
+    body: str | None = None,
+    description: str | None = None,
+) -> JSON:
+    out: JSON = {
+        "operationId": operation_id,
+        "summary": summary,
+        "tags": [tag],
+        "x-function": function,
+        "security": security,
+    }
+    if description:
+        out["description"] = description
+    if parameters:
+        out["parameters"] = parameters
+    if body is not None:
+        out["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": ref(body)}},
+        }
+    out["responses"] = responses
+    return out
+
+
+def _paths() -> dict[str, dict[str, JSON]]:
+    auth_errors = err(400, 415, 429)
+    user_errors = err(401, 403, 429)
+    return {
+        # ------------------------------------------------------------ auth
+        "/v1/auth/signup": {
+            "post": op(
+                "auth", "signup", "Create an account", tag="auth", security=PUBLIC,
+                body="Credentials",
+                responses={"201": ok("Created", ref("SignedUp")), **auth_errors, **err(409)},
+            )
+        },
+        "/v1/auth/login": {
+            "post": op(
+                "auth", "login", "Log in: an access token and a refresh token", tag="auth",
+                security=PUBLIC, body="Credentials",
+                responses={"200": ok("Tokens", ref("TokenPair")), **auth_errors, **err(401)},
+            )
+        },
+        "/v1/auth/refresh": {
+            "post": op(
+                "auth", "refresh", "Trade a refresh token for a new pair (it is spent)",
+                tag="auth", security=PUBLIC, body="RefreshRequest",
+                responses={"200": ok("Tokens", ref("TokenPair")), **err(400, 401, 415)},
+            )
+        },
+        "/v1/auth/logout": {
+            "post": op(
+                "auth", "logout", "End the session of a refresh token", tag="auth",
+                security=PUBLIC, body="RefreshRequest",
+                responses={"204": ok("Logged out"), **err(400, 401, 415)},
+            )
+        },
+        "/v1/auth/me": {
+            "get": op(
+                "auth", "me", "Who is calling", tag="auth", security=USER,
+                responses={"200": ok("The caller", ref("Me")), **err(401)},
+            )
+        },
+        "/v1/api-keys": {
+            "post": op(
+                "auth", "createApiKey", "Create an API key (its secret is shown once)",
+                tag="api-keys", security=SESSION, body="NewApiKey",
+                responses={
+                    "201": ok("Created", ref("ApiKeyCreated")),
+                    **err(400, 401, 403, 409, 415),
+                },
+            ),
+            "get": op(
+                "auth", "listApiKeys", "The caller's API keys", tag="api-keys",
+                security=SESSION,
+                responses={"200": ok("Keys", ref("ApiKeyList")), **err(401, 403)},
+            ),
+        },
+        "/v1/api-keys/{id}": {
+            "delete": op(
+                "auth", "deleteApiKey", "Revoke an API key", tag="api-keys", security=SESSION,
+                parameters=[path_param("id")],
+                responses={"204": ok("Revoked"), **err(401, 403, 404)},
+            )
+        },
+        # ------------------------------------------------------------ market data
+        "/v1/time": {
+            "get": op(
+                "queries", "serverTime", "The server's clock", tag="market data",
+                security=PUBLIC, responses={"200": ok("Now", ref("ServerTime")), **err(400)},
+            )
+        },
+        "/v1/assets": {
+            "get": op(
+                "queries", "listAssets", "Assets, with their chain details", tag="market data",
+                security=PUBLIC, responses={"200": ok("Assets", ref("AssetList")), **err(400)},
+            )
+        },
+        "/v1/markets": {
+            "get": op(
+                "queries", "listMarkets", "Markets", tag="market data", security=PUBLIC,
+                responses={"200": ok("Markets", ref("MarketList")), **err(400)},
+            )
+        },
+        "/v1/markets/{market}": {
+            "get": op(
+                "queries", "getMarket", "One market", tag="market data", security=PUBLIC,
+                parameters=[MARKET_PARAM],
+                responses={"200": ok("The market", ref("Market")), **err(400, 404)},
+            )
+        },
+        "/v1/markets/{market}/depth": {
+            "get": op(
+                "queries", "getDepth", "The order book's top levels", tag="market data",
+                security=PUBLIC, parameters=[MARKET_PARAM, LIMIT],
+                responses={"200": ok("Depth", ref("Depth")), **err(400, 404)},
+            )
+        },
+        "/v1/markets/{market}/ticker": {
+            "get": op(
+                "queries", "getTicker", "The 24 h ticker", tag="market data", security=PUBLIC,
+                parameters=[MARKET_PARAM],
+                responses={"200": ok("Ticker", ref("Ticker")), **err(400, 404)},
+            )
+        },
+        "/v1/tickers": {
+            "get": op(
+                "queries", "listTickers", "Every market's 24 h ticker", tag="market data",
+                security=PUBLIC,
+                responses={"200": ok("Tickers", ref("TickerList")), **err(400)},
+            )
+        },
+        "/v1/markets/{market}/trades": {
+            "get": op(
+                "queries", "listPublicTrades", "Recent trades, newest first",
+                tag="market data", security=PUBLIC, parameters=[MARKET_PARAM, LIMIT],
+                responses={"200": ok("Trades", ref("PublicTradeList")), **err(400, 404)},
+            )
+        },
+        "/v1/markets/{market}/klines": {
+            "get": op(
+                "queries", "listKlines", "OHLCV candles, oldest first", tag="market data",
+                security=PUBLIC,
+                parameters=[
+                    MARKET_PARAM,
+                    query(
+                        "interval",
+                        {"type": "string", "enum": ["1m", "5m", "15m", "1h", "4h", "1d"]},
+                        required=True,
+                    ),
+                    query("start", {"type": "integer", "minimum": 0}, "open time, ms"),
+                    query("end", {"type": "integer", "minimum": 0}, "open time, ms"),
+                    LIMIT,
+                ],
+                responses={"200": ok("Candles", ref("KlineList")), **err(400, 404)},
+            )
+        },
+        # ------------------------------------------------------------ account
+        "/v1/balances": {
+            "get": op(
+                "queries", "getBalances", "The caller's balances", tag="account",
+                security=USER, description="Needs the read scope.",
+                responses={"200": ok("Balances", ref("Balances")), **err(400), **user_errors},
+            )
+        },
+        "/v1/orders": {
+            "get": op(
+                "queries", "listOrders", "The caller's orders, newest first", tag="orders",
+                security=USER,
+                parameters=[
+                    query("market", STR),
+                    query("status", {"type": "string", "enum": ["open", "closed"]}),
+                    LIMIT,
+                    CURSOR,
+                ],
+                responses={"200": ok("A page", ref("OrderList")), **err(400), **user_errors},
+            ),
+            "post": op(
+                "orders", "placeOrder", "Place an order", tag="orders", security=USER,
+                parameters=[IDEMPOTENCY], body="PlaceOrder",
+                description=(
+                    "Needs the trade scope. Checked against the market before anything is "
+                    "queued (codes: unknown_market, market_halted, bad_price, bad_tick, "
+                    "bad_amount, bad_step, below_min_amount, below_min_notional, "
+                    "invalid_order); then the matcher's verdict within a short wait: 201 "
+                    "with the order, or 202 while it is pending. The engine's refusals: "
+                    "insufficient_funds, would_take, fok_not_filled (422), "
+                    "duplicate_client_order_id (409)."
+                ),
+                responses={
+                    "201": ok(
+                        "Accepted by the matcher: the order's state",
+                        ref("Order"),
+                        {
+                            "Location": {"schema": STR, "description": "/v1/orders/{order_id}"},
+                            "X-Command-Id": {"schema": STR},
+                        },
+                    ),
+                    "202": PENDING,
+                    **err(400, 409, 415, 422, 503),
+                    **user_errors,
+                },
+            ),
+            "delete": op(
+                "orders", "cancelAllOrders", "Cancel all the caller's open orders",
+                tag="orders", security=USER,
+                parameters=[query("market", STR, "only this market"), IDEMPOTENCY],
+                responses={
+                    "200": ok("What was cancelled", obj({"orders": array(ref("Order"))})),
+                    "202": PENDING,
+                    **err(400, 422, 503),
+                    **user_errors,
+                },
+            ),
+        },
+        "/v1/orders/{order_id}": {
+            "get": op(
+                "queries", "getOrder", "One of the caller's orders", tag="orders",
+                security=USER, parameters=[path_param("order_id")],
+                responses={"200": ok("The order", ref("Order")), **err(400, 404), **user_errors},
+            ),
+            "delete": op(
+                "orders", "cancelOrder", "Cancel one of the caller's orders", tag="orders",
+                security=USER, parameters=[path_param("order_id"), IDEMPOTENCY],
+                responses={
+                    "200": ok("The cancelled order", ref("Order")),
+                    "202": PENDING,
+                    **err(400, 404, 422, 503),
+                    **user_errors,
+                },
+            ),
+        },
+        "/v1/orders/by-client-id/{client_order_id}": {
+            "get": op(
+                "queries", "getOrderByClientId", "The caller's newest order with a client id",
+                tag="orders", security=USER, parameters=[path_param("client_order_id")],
+                responses={"200": ok("The order", ref("Order")), **err(400, 404), **user_errors},
+            ),
+            "delete": op(
+                "orders", "cancelOrderByClientId", "Cancel the open order with a client id",
+                tag="orders", security=USER,
+                parameters=[path_param("client_order_id"), IDEMPOTENCY],
+                responses={
+                    "200": ok("The cancelled order", ref("Order")),
+                    "202": PENDING,
+                    **err(400, 404, 422, 503),
+                    **user_errors,
+                },
+            ),
+        },
+        "/v1/trades": {
+            "get": op(
+                "queries", "listOwnTrades", "The caller's fills, newest first", tag="account",
+                security=USER, parameters=[query("market", STR), LIMIT, CURSOR],
+                responses={"200": ok("A page", ref("OwnTradeList")), **err(400), **user_errors},
+            )
+        },
+        "/v1/ledger": {
+            "get": op(
+                "queries", "getLedger", "The caller's balance history, newest first",
+                tag="account", security=USER, parameters=[query("asset", STR), LIMIT, CURSOR],
+                responses={"200": ok("A page", ref("Ledger")), **err(400), **user_errors},
+            )
+        },
+        "/v1/commands/{id}": {
+            "get": op(
+                "orders", "getCommand", "The fate of a command the caller sent",
+                tag="orders", security=USER,
+                parameters=[path_param("id", description="the command id of a 202 answer")],
+                responses={
+                    "200": ok("Applied or rejected", ref("CommandStatus")),
+                    "202": PENDING,
+                    **err(404, 503),
+                    **user_errors,
+                },
+            )
+        },
+        # ------------------------------------------------------------ admin
+        "/v1/admin/assets": {
+            "post": op(
+                "admin", "createAsset", "List an asset", tag="admin", security=ADMIN,
+                body="NewAsset",
+                responses={
+                    "201": ok("Listed", ref("Asset")),
+                    "202": PENDING,
+                    **err(400, 401, 403, 409, 415, 503),
+                },
+            )
+        },
+        "/v1/admin/markets": {
+            "post": op(
+                "admin", "createMarket", "Open a market", tag="admin", security=ADMIN,
+                body="NewMarket",
+                responses={
+                    "201": ok("Created", ref("Market")),
+                    "202": PENDING,
+                    **err(400, 401, 403, 409, 415, 503),
+                },
+            )
+        },
+        "/v1/admin/markets/{market}": {
+            "patch": op(
+                "admin", "updateMarket", "Change a market's fees, halt or resume it",
+                tag="admin", security=ADMIN, parameters=[MARKET_PARAM], body="MarketChange",
+                responses={
+                    "200": ok("The market now", ref("Market")),
+                    "202": PENDING,
+                    **err(400, 401, 403, 404, 415, 503),
+                },
+            )
+        },
+        "/v1/admin/deposits": {
+            "post": op(
+                "admin", "creditDeposit", "Credit a user (until the wallet watcher does)",
+                tag="admin", security=ADMIN, body="NewDeposit",
+                responses={
+                    "201": ok("Credited", ref("DepositCredited")),
+                    "202": PENDING,
+                    **err(400, 401, 403, 409, 415, 503),
+                },
+            )
+        },
+        "/v1/admin/users/{id_or_email}": {
+            "get": op(
+                "admin", "findUser", "A user by id or email", tag="admin", security=ADMIN,
+                parameters=[path_param("id_or_email")],
+                responses={"200": ok("The user", ref("AdminUser")), **err(401, 403, 404)},
+            )
+        },
+        "/v1/admin/audit": {
+            "get": op(
+                "admin", "audit", "Run the conservation check over the database", tag="admin",
+                security=ADMIN,
+                description=(
+                    "Per asset: sum of all balances (fees included) == deposits - settled "
+                    "withdrawals; no negative balance; every account's frozen == its open "
+                    "orders' holds + its held withdrawals. ok is false when anything differs."
+                ),
+                responses={"200": ok("The report", ref("Audit")), **err(401, 403, 503)},
+            )
+        },
+        # ------------------------------------------------------------ this document
+        "/v1/openapi.json": {
+            "get": op(
+                "docs", "openapi", "This document", tag="meta", security=PUBLIC,
+                responses={"200": ok("OpenAPI 3.1", {"type": "object"})},
+            )
+        },
+    }  # fmt: skip
+
+
+_DESCRIPTION: Final = """\
+The public API of the exchange: JSON over HTTPS under one base URL.
+
+- **Money** is always an exact decimal string (`"0.15"`), never a JSON number; a number where a
+  decimal string belongs is refused (400). Amounts are in the market's base asset, prices and
+  quote values in its quote asset, each with at most the asset's precision.
+- **Errors** are `{"error": {"code", "message"}}` with a fitting status; `code` is stable.
+  Someone else's ids answer 404, as unknown ones do.
+- **Authentication**: `Authorization: Bearer <access token>` (from `/v1/auth/login`), or an API
+  key: `X-API-Key`, `X-API-Timestamp` (ms since the epoch) and `X-API-Signature`, the lowercase
+  hex HMAC-SHA256 with the key's secret of `timestamp + METHOD + path + ("?" + query) + body`.
+  A signature is accepted once and within a few seconds of the server's clock. API keys carry
+  scopes: `read`, `trade`, `withdraw`. Admin routes need an admin's access token.
+- **Orders are asynchronous underneath**: a write answers 201/200 with the matcher's verdict
+  when it comes within a short wait, else 202 with a `command_id` to poll at
+  `/v1/commands/{id}`. An `Idempotency-Key` header makes a retry return the first attempt's
+  result instead of placing a second order.
+- Every response carries `X-Request-Id`. Rate limits answer 429 with `Retry-After`.
+"""
+
+
+@cache
+def document() -> JSON:
+    """The document (built once; treat it as read-only)."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Exchange API",
+            "version": "1.0.0",
+            "description": _DESCRIPTION,
+            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
+        },
+        "servers": [{"url": "http://127.0.0.1:8080", "description": "the local exchange"}],
+        "tags": [
+            {"name": "auth", "description": "accounts and sessions"},
+            {"name": "api-keys", "description": "scoped keys for programs"},
+            {"name": "market data", "description": "public, from the matcher's market data"},
+            {"name": "account", "description": "the caller's balances and history"},
+            {"name": "orders", "description": "placing, cancelling, following orders"},
+            {"name": "admin", "description": "operators only"},
+            {"name": "meta", "description": "this document"},
+        ],
+        "security": USER,
+        "paths": _paths(),
+        "components": {
+            "schemas": _schemas(),
+            "responses": _responses(),
+            "parameters": {
+                "Limit": query("limit", {"type": "integer", "minimum": 1}, "page size"),
+                "Cursor": query(
+                    "cursor",
+                    {"type": "string", "pattern": "^[1-9][0-9]{0,17}$"},
+                    "next_cursor of the previous page",
+                ),
+                "IdempotencyKey": {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
+                    "description": (
+                        "Retrying with the same key and the same request answers with the "
+                        "first attempt's command (kept 24 h); another request with the key: "
+                        "422 idempotency_key_reused."
+                    ),
+                },
+            },
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "apiTimestamp": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-API-Timestamp",
+                    "description": "milliseconds since the epoch; part of the signature",
+                },
+                "apiSignature": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-API-Signature",
+                    "description": "hex HMAC-SHA256 of timestamp + METHOD + path[?query] + body",
+                },
+            },
+        },
+    }
