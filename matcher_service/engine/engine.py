@@ -623,18 +623,15 @@ class Engine:
                     )
                 )  # fmt: skip
                 # The fee account's changes, base asset first.
-                for fee_asset, fee_now in (
-                    ((get_asset, t_fee_now), (pay_asset, m_fee_now))
-                    if is_buy
-                    else ((pay_asset, m_fee_now), (get_asset, t_fee_now))
-                ):
-                    if fee_now:
-                        fees[fee_asset] = f = fees.get(fee_asset, 0) + fee_now
-                        append(
-                            BalanceChanged(
-                                FEE_ACCOUNT, fee_asset, f, 0, fee_now, 0, "trade_fee", t_ref
-                            )
-                        )
+                base_fee, quote_fee = (t_fee_now, m_fee_now) if is_buy else (m_fee_now, t_fee_now)
+                if base_fee:
+                    fees[base] = f = fees.get(base, 0) + base_fee
+                    append(BalanceChanged(FEE_ACCOUNT, base, f, 0, base_fee, 0, "trade_fee", t_ref))
+                if quote_fee:
+                    fees[quote] = f = fees.get(quote, 0) + quote_fee
+                    append(
+                        BalanceChanged(FEE_ACCOUNT, quote, f, 0, quote_fee, 0, "trade_fee", t_ref)
+                    )
                 tid += 1
                 t_filled_quote += q
                 t_fee += t_fee_now
