@@ -33,10 +33,11 @@ test: lint ## lint, then the whole test suite (starts the local services it need
 test-fast: venv ## the pure tests only (no local services)
 	$(VENV)/bin/pytest -m "not integration"
 
-run: venv ## the whole local exchange (installs what is missing); Ctrl-C stops it
-	$(PY) -m infra.run
+RUN_ARGS ?=
+run: venv ## the whole local exchange (installs what is missing); Ctrl-C stops it; RUN_ARGS=--help
+	$(PY) -m infra.run $(RUN_ARGS)
 
-reset: ## forget the local exchange's state (.state/)
+reset: ## forget the local exchange's state (.state/: data, users, keys, admin password)
 	rm -rf .state
 
 $(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt

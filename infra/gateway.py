@@ -1,11 +1,17 @@
 """The local API gateway: every HTTP function under one port, routed by path prefix as the
 cloud's single API entry routes them.
 
-    python -m infra.gateway [--host 127.0.0.1] [--port 8080]
+    python -m infra.gateway [--host 127.0.0.1] [--port 8080] [--server auto|gunicorn|werkzeug]
 
 It expects the services' environment (``FIRESTORE_EMULATOR_HOST``, ``REDIS_URL``, ...; what
 ``python -m infra.local_stack up`` prints). Without ``AUTH_KEYS_*`` it makes a development
 secrets document in ``.state/auth-keys.json`` (kept, so tokens survive a restart).
+``make run`` (infra/run.py) starts it with ``AUTH_KEYS_FILE`` pointing into its state dir.
+
+It serves with gunicorn (threaded workers, as in production; it comes with
+functions-framework), or with Werkzeug's threaded development server when gunicorn is not
+installed or ``--server werkzeug`` asks for it. SIGTERM stops it gracefully (in-flight requests
+get a few seconds), SIGINT at once.
 
 Adding a function is one line in ``ROUTES``: a path prefix and the ``module:entry`` that
 functions-framework would serve (``--source functions/<name>/main.py --target <entry>``). The
@@ -21,15 +27,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import flask
 import orjson
+from werkzeug.exceptions import HTTPException
 from werkzeug.serving import run_simple
 
 from infra.local_stack import REPO_ROOT
@@ -106,32 +114,83 @@ def create_app(routes: Sequence[tuple[str, str | Endpoint]] = ROUTES) -> flask.F
     )
     app = flask.Flask("gateway")
 
-    @app.route("/", defaults={"path": ""}, methods=_METHODS)
-    @app.route("/<path:path>", methods=_METHODS)
-    def dispatch(path: str) -> flask.Response:
+    # Every request is dispatched before Flask's own routing would answer it: werkzeug's
+    # rules answer some paths themselves, in HTML (a newline in a path is no match for
+    # "<path:...>", "//" is redirected, an unlisted method is 405), where the cloud's entry
+    # hands any path and method to the function, which answers in the API's format.
+    @app.before_request
+    def dispatch() -> flask.Response:
         request = flask.request
         method = _routing_method(request)
         for only, prefix, endpoint in table:
             if (only is None or only == method) and _prefix_matches(prefix, request.path):
                 return endpoint(request)
-        response = error_response(404, "not_found", f"no route for {request.path}")
-        response.headers[REQUEST_ID_HEADER] = request_id_of(request)
-        return response
+        return _error(request, 404, "not_found", f"no route for {request.path}")
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> flask.Response:
+        code = (exc.name or "error").lower().replace(" ", "_")
+        return _error(flask.request, exc.code or 500, code, exc.description or code)
 
     return app
+
+
+def _error(request: flask.Request, status: int, code: str, message: str) -> flask.Response:
+    response = error_response(status, code, message)
+    response.headers[REQUEST_ID_HEADER] = request_id_of(request)
+    return response
+
+
+def write_dev_keys(path: Path) -> Path:
+    """Make a development secrets document at ``path`` (owner-only) unless one is there."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # made by a concurrent start
+            return path
+        with os.fdopen(fd, "wb") as f:
+            f.write(orjson.dumps(new_secrets_document(), option=orjson.OPT_INDENT_2))
+        log.info("made development auth keys in %s", path)
+    return path
 
 
 def ensure_dev_keys(path: Path = DEV_KEYS_FILE) -> None:
     """Point ``AUTH_KEYS_FILE`` at a development secrets document unless a source is set."""
     if any(os.environ.get(n) for n in ("AUTH_KEYS_SECRET", "AUTH_KEYS_FILE", "AUTH_KEYS_JSON")):
         return
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(orjson.dumps(new_secrets_document(), option=orjson.OPT_INDENT_2))
-        log.info("made development auth keys in %s", path)
-    os.environ["AUTH_KEYS_FILE"] = str(path)
+    os.environ["AUTH_KEYS_FILE"] = str(write_dev_keys(path))
+
+
+def serve_gunicorn(host: str, port: int, workers: int, threads: int) -> None:
+    """Serve ``create_app()`` with gunicorn's threaded workers. The app is built (the functions
+    imported) once, before the workers fork: that is safe because the functions make their
+    clients (gRPC channels, connections) on first use, in the worker."""
+    from gunicorn.app.base import BaseApplication
+
+    class Gateway(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            options: dict[str, Any] = {
+                "bind": f"{host}:{port}",
+                "workers": workers,
+                "threads": threads,
+                "worker_class": "gthread",
+                "preload_app": True,
+                "timeout": 120,
+                "graceful_timeout": 5,
+                "keepalive": 5,
+                "accesslog": None,
+                "errorlog": "-",
+                "loglevel": "warning",
+                "proc_name": "exchange-gateway",
+            }
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> flask.Flask:
+            return create_app()
+
+    Gateway().run()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -139,13 +198,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.gateway", description=summary)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--server", choices=("auto", "gunicorn", "werkzeug"), default="auto")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=16, help="gunicorn threads per worker")
     args = parser.parse_args(argv)
     logs.setup()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the functions log each request
     ensure_dev_keys()
-    app = create_app()
-    log.info("gateway on http://%s:%d", args.host, args.port)
-    run_simple(args.host, args.port, app, threaded=True)
+    server = args.server
+    if server == "auto":
+        server = "gunicorn" if importlib.util.find_spec("gunicorn") else "werkzeug"
+    log.info("gateway on http://%s:%d (%s)", args.host, args.port, server)
+    if server == "gunicorn":
+        serve_gunicorn(args.host, args.port, args.workers, args.threads)
+    else:
+        run_simple(args.host, args.port, create_app(), threaded=True)
     return 0
 
 

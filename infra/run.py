@@ -1,25 +1,74 @@
 """``make run``: the whole local exchange on this machine, stopped cleanly by Ctrl-C.
 
-Starts the local services (Pub/Sub and Firestore emulators, Postgres, Redis, anvil mining a
-block a second), migrates the database, creates the topics, starts the matcher, seeds the
-assets and the ETH-USDT market (idempotent: seeding commands have fixed ids, and the matcher
-applies a command id once), then waits. State lives in ``.state/`` so a second run starts in
-seconds with everything as it was; ``make reset`` forgets it.
+    python -m infra.run [--api-port 8080] [--state-dir .state] [--free-ports] ...
+
+What it starts:
+
+1. the local services (``infra.local_stack``): Pub/Sub and Firestore emulators, Postgres,
+   Redis, anvil mining a block a second (the emulators' JVMs tuned to start quickly);
+2. the API gateway (``python -m infra.gateway``: every HTTP function under one port, on
+   gunicorn) as a child process; it reads the auth keys made once in ``STATE/auth-keys.json``;
+3. meanwhile: the database migrations, the Pub/Sub topics and the matcher (``python -m
+   matcher_service``, a child process); and, in a thread, Firestore's documents of the last
+   run (users, sessions, API keys) imported from ``STATE/firestore`` (the emulator keeps
+   nothing on disk; Postgres and the Pub/Sub emulator keep their data in the state dir, and
+   the matcher rebuilds Redis), then the admin user (``functions.admin.bootstrap``), whose
+   random password is made once and kept in ``STATE/admin.json``, for local use only;
+4. the seed: assets ETH and USDT and the market ETH-USDT (commands with fixed ids: the
+   matcher applies a command id once, so seeding again changes nothing). The assets' chain
+   details (``GET /v1/assets``) are left to the wallet work.
+
+The children's output goes to ``STATE/logs``. Then it prints where everything is and
+watches: a child or service that dies stops the whole exchange. Ctrl-C (SIGINT), SIGTERM or
+SIGHUP stop everything, gateway first, services last, leaving no process behind; Firestore is
+exported on the way (and every minute while up). Should the launcher itself be killed
+(SIGKILL), the kernel stops the matcher and the gateway (``PR_SET_PDEATHSIG``); the services
+are left running then.
+
+State lives in ``.state/`` (git-ignored) so a second run starts in seconds with everything as
+it was; ``make reset`` forgets it. ``--free-ports`` picks free ports for every port not given
+explicitly, so a second exchange (a test's) can run beside a developer's ``make run``.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import json
 import logging
 import os
+import secrets
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
+from typing import IO, Final
 
-from infra.local_stack import REPO_ROOT, Stack, StackConfig
+from google.cloud import firestore
+
+from functions.admin.bootstrap import make_admin
+from infra.gateway import write_dev_keys
+from infra.local_stack import (
+    ALL_SERVICES,
+    REPO_ROOT,
+    LocalStackError,
+    ProcId,
+    Stack,
+    StackConfig,
+    free_port,
+    port_in_use,
+    proc_alive,
+    process_tree,
+)
 from infra.migrate import migrate
 from shared.config import PostgresConfig, PubSubConfig
 from shared.db import connect
@@ -27,85 +76,575 @@ from shared.pubsub import CommandPublisher, ensure_topics
 from shared.schema import AnyCommand, CreateAsset, CreateMarket
 
 log = logging.getLogger("run")
-STATE_DIR = REPO_ROOT / ".state"
-MATCHER_PORT = 8090
 
-SEED: list[AnyCommand] = [
-    CreateAsset(id="seed-asset-ETH", asset="ETH", precision=8),
-    CreateAsset(id="seed-asset-USDT", asset="USDT", precision=6),
-    CreateMarket(
-        id="seed-market-ETH-USDT", market="ETH-USDT", base="ETH", quote="USDT", tick="0.01",
-        step="0.0001", min_amount="0.0001", min_notional="1", maker_fee="0.001",
-        taker_fee="0.002",
-    ),
-]  # fmt: skip
+DEFAULT_STATE_DIR: Final = REPO_ROOT / ".state"
+DEFAULT_API_PORT: Final = 8080
+DEFAULT_MATCHER_PORT: Final = 8090
+DEFAULT_ADMIN_EMAIL: Final = "admin@local.test"
+MARKET: Final = "ETH-USDT"
+FIRESTORE_EXPORT_EVERY_S: Final = 60.0
+CHILD_STOP_TIMEOUT_S: Final = 15.0
+_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_NO_PROXY: Final = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def _wait_http(url: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer within {timeout:.0f}s")
+class RunError(RuntimeError):
+    """The exchange could not start, or a part of it died."""
 
 
-def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    stack = Stack(StackConfig(state_dir=STATE_DIR, keep_state=True, block_time=1.0))
-    children: list[subprocess.Popen[bytes]] = []
+class _Shutdown(BaseException):
+    """Raised from the signal handler to unwind whatever the main thread is doing."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    state_dir: Path
+    stack: StackConfig
+    api_port: int
+    matcher_port: int
+    admin_email: str
+    gateway_workers: int = 2
+    gateway_threads: int = 16
+
+    @property
+    def host(self) -> str:
+        return self.stack.host
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.api_port}"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+
+# --------------------------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------------------------
+
+
+def http_status(url: str, timeout: float = 1.0) -> int | None:
+    """The status ``url`` answers a GET with, or None when nothing answers."""
     try:
-        stack.start()
-        os.environ.update(stack.env())
+        with _NO_PROXY.open(url, timeout=timeout) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except (OSError, urllib.error.URLError, ValueError):
+        return None
+
+
+def _wait(ready: Callable[[], bool], timeout: float, what: str, alive: Callable[[], None]) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        alive()
+        if time.monotonic() > deadline:
+            raise RunError(f"{what} was not ready within {timeout:.0f}s")
+        time.sleep(0.1)
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError as exc:
+        return f"(no log: {exc})"
+    return "\n".join(text[-lines:]) or "(log is empty)"
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` readable by its owner only, atomically."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    tmp.replace(path)
+
+
+# Run first in each child: ask the kernel to SIGTERM it when this launcher dies (a SIGKILL gives
+# the launcher no chance to stop it), then exec the real command. A wrapper rather than a
+# preexec_fn: forking while gRPC threads run is safe only when nothing runs before the exec.
+_DIE_WITH_PARENT: Final = """
+import ctypes, os, signal, sys
+try:
+    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+except (OSError, AttributeError):
+    pass  # not Linux: the launcher's stop() still stops it
+if os.getppid() != int(sys.argv[1]):
+    sys.exit("the launcher is gone")
+os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
+"""
+
+
+class _Background:
+    """A function run in a daemon thread; ``join`` re-raises what it raised."""
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except BaseException as exc:  # handed to join()
+            self._error = exc
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise RunError(f"{self._thread.name} did not finish within {timeout:.0f}s")
+        if self._error is not None:
+            raise self._error
+
+
+# --------------------------------------------------------------------------------------------
+# Child processes (the matcher, the gateway)
+# --------------------------------------------------------------------------------------------
+
+
+class Child:
+    """A Python module run as a child process in a session of its own (so a terminal's Ctrl-C
+    reaches only this launcher, which then stops the children in order), output to a log."""
+
+    def __init__(self, name: str, args: Sequence[str], env: Mapping[str, str], log_path: Path):
+        self.name = name
+        self.log_path = log_path
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *args],
+            env=dict(env),
+            cwd=REPO_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def check(self) -> None:
+        if self.proc.poll() is not None:
+            raise RunError(
+                f"{self.name} exited with code {self.proc.returncode}. "
+                f"Last lines of {self.log_path}:\n{_tail(self.log_path)}"
+            )
+
+    def stop(self, timeout: float = CHILD_STOP_TIMEOUT_S) -> None:
+        """SIGTERM to its process group (gunicorn's workers are in it), then SIGKILL to the
+        group and every process that descended from it."""
+        procs: set[ProcId] = process_tree(self.proc.pid)
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.proc.poll()
+            if not any(proc_alive(p) for p in procs):
+                break
+            time.sleep(0.05)
+        else:
+            log.warning("%s: still running after SIGTERM, sending SIGKILL", self.name)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            for pid, start in procs:
+                if proc_alive((pid, start)):
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)
+        self._log.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Firestore: the emulator keeps nothing on disk, so the launcher exports and imports
+# --------------------------------------------------------------------------------------------
+
+
+def _firestore_call(host: str, project: str, action: str, directory: str) -> None:
+    body = json.dumps(
+        {"database": f"projects/{project}/databases/(default)", "export_directory": directory}
+    ).encode()
+    request = urllib.request.Request(
+        f"http://{host}/emulator/v1/projects/{project}:{action}",
+        data=body,
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with _NO_PROXY.open(request, timeout=30) as resp:
+        resp.read()
+
+
+def firestore_export(host: str, project: str, state_dir: Path) -> None:
+    """Export the project's documents to ``STATE/firestore`` (replaced only once the new
+    export is complete)."""
+    target = state_dir / "firestore"
+    tmp = state_dir / f"firestore.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        _firestore_call(host, project, "export", str(tmp))
+        old = state_dir / f"firestore.{os.getpid()}.old"
+        if target.exists():
+            target.rename(old)
+        tmp.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def firestore_import(host: str, project: str, state_dir: Path) -> bool:
+    """Import the last export, if there is one (or the one before, should the launcher have
+    died while swapping them)."""
+    for pattern in (
+        "firestore/*/*.overall_export_metadata",
+        "firestore.*.old/*/*.overall_export_metadata",
+    ):
+        found = sorted(state_dir.glob(pattern))
+        if found:
+            _firestore_call(host, project, "import", str(found[-1]))
+            return True
+    return False
+
+
+# --------------------------------------------------------------------------------------------
+# State made once: auth keys, the admin's password
+# --------------------------------------------------------------------------------------------
+
+
+def admin_credentials(state_dir: Path, email: str) -> tuple[str, str]:
+    """(email, password) of the local admin; the password is random, made once per email and
+    kept in ``STATE/admin.json`` (owner-only)."""
+    path = state_dir / "admin.json"
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        stored = json.loads(path.read_text())
+        if stored["email"] == email and isinstance(stored["password"], str):
+            return email, stored["password"]
+    password = secrets.token_urlsafe(18)
+    note = "local use only: the admin of this machine's exchange (make run)"
+    doc = {"email": email, "password": password, "note": note}
+    _write_private(path, json.dumps(doc, indent=2).encode() + b"\n")
+    return email, password
+
+
+def ensure_admin(email: str, password: str) -> str:
+    """The admin user (created, or promoted and given the stored password); its user id."""
+    db = firestore.Client(project=os.environ["GOOGLE_CLOUD_PROJECT"])
+    try:
+        user_id, _created = make_admin(db, email, password, reset_password=True)
+    finally:
+        db.close()  # type: ignore[no-untyped-call]
+    return user_id
+
+
+# --------------------------------------------------------------------------------------------
+# The exchange
+# --------------------------------------------------------------------------------------------
+
+
+class Exchange:
+    def __init__(self, cfg: RunConfig) -> None:
+        self.cfg = cfg
+        self.stack = Stack(cfg.stack)
+        self.children: dict[str, Child] = {}
+        self.env: dict[str, str] = {}
+        self.admin: tuple[str, str] = ("", "")
+        self._firestore_ready = False
+        self._last_export = 0.0
+        self._t = 0.0
+        self.phases: list[tuple[str, float]] = []
+        self._background: _Background | None = None
+        self.started_in = 0.0
+
+    # -- start -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        t0 = time.monotonic()
+        cfg = self.cfg
+        busy = [p for p in (cfg.api_port, cfg.matcher_port) if port_in_use(p, cfg.host)]
+        if busy:
+            raise RunError(
+                f"port {', '.join(map(str, busy))} is already in use on {cfg.host} (another "
+                "make run?). Stop it, or choose others: --api-port, --matcher-port, --free-ports"
+            )
+        cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        self._t = time.monotonic()
+        self.stack.start()
+        self._phase("services")
+        self.env = self._child_env()
+        os.environ.update(self.env)
+        # The gateway needs nothing but the services to boot (importing the functions takes
+        # seconds): it starts now, in parallel with the rest.
+        gateway_args = [
+            "-m", "infra.gateway", "--host", cfg.host, "--port", str(cfg.api_port),
+            "--workers", str(cfg.gateway_workers), "--threads", str(cfg.gateway_threads),
+        ]  # fmt: skip
+        self.children["gateway"] = Child(
+            "gateway", gateway_args, self.env, cfg.logs_dir / "gateway.log"
+        )
+        # Firestore's documents and the admin (the emulator's first requests are slow while its
+        # JVM warms up) while Postgres and Pub/Sub are set up and the children boot.
+        self._background = accounts = _Background(self._accounts)
         db = connect(PostgresConfig.load(), "run")
-        migrate(db)
-        db.close()
+        try:
+            migrate(db)
+        finally:
+            db.close()
         pubsub = PubSubConfig.load()
         ensure_topics(pubsub)
-        logs = STATE_DIR / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "PORT": str(MATCHER_PORT), "PYTHONPATH": str(REPO_ROOT)}
-        with (logs / "matcher.log").open("ab") as out:
-            children.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "matcher_service"], env=env, stdout=out, stderr=out
-                )
-            )
-        _wait_http(f"http://127.0.0.1:{MATCHER_PORT}/readyz", 60)
-        publisher = CommandPublisher(pubsub)
-        for cmd in SEED:
-            publisher.publish(cmd, "admin")
-        print(
-            "\nThe local exchange is up:\n"
-            f"  matcher        http://127.0.0.1:{MATCHER_PORT}/readyz"
-            f"   (log: {Path('.state/logs/matcher.log')})\n"
-            + "".join(f"  {k:<24} {v}\n" for k, v in sorted(stack.env().items()))
-            + "Market ETH-USDT is seeded. Ctrl-C stops everything.\n",
-            flush=True,
+        self.children["matcher"] = Child(
+            "matcher", ["-m", "matcher_service"], self.env, cfg.logs_dir / "matcher.log"
         )
-        while not stop.is_set():
-            for child in children:
-                if child.poll() is not None:
-                    raise RuntimeError(f"{child.args!r} exited with {child.returncode}")
-            stop.wait(1.0)
-    except KeyboardInterrupt:
-        pass
+        self._phase("migrations and topics")
+        accounts.join(60)
+        self._phase("firestore import and admin")
+
+        matcher_url = f"http://{cfg.host}:{cfg.matcher_port}/readyz"
+        _wait(lambda: http_status(matcher_url) == 200, 90, "the matcher", self.check)
+        self._phase("matcher ready")
+        self._seed(pubsub)
+        time_url = f"{cfg.api_url}/v1/time"
+        _wait(lambda: http_status(time_url) == 200, 60, "the gateway", self.check)
+        self._phase("gateway ready")
+        market_url = f"{cfg.api_url}/v1/markets/{MARKET}"
+        _wait(lambda: http_status(market_url) == 200, 30, f"market {MARKET}", self.check)
+        self._phase("market seeded")
+        self.started_in = time.monotonic() - t0
+        log.info(
+            "up in %.1fs: %s",
+            self.started_in,
+            ", ".join(f"{what} {seconds:.1f}s" for what, seconds in self.phases),
+        )
+
+    def _accounts(self) -> None:
+        cfg = self.cfg
+        host, project = self.env["FIRESTORE_EMULATOR_HOST"], self.env["GOOGLE_CLOUD_PROJECT"]
+        if firestore_import(host, project, cfg.state_dir):
+            log.info("firestore: imported the documents of the last run")
+        self._firestore_ready = True
+        self.admin = admin_credentials(cfg.state_dir, cfg.admin_email)
+        ensure_admin(*self.admin)
+        self._export_firestore()  # the admin survives even a hard kill of this launcher
+
+    def _phase(self, what: str) -> None:
+        """Note how long the step that just ended took (shown once the exchange is up)."""
+        now = time.monotonic()
+        self.phases.append((what, now - self._t))
+        self._t = now
+
+    def _child_env(self) -> dict[str, str]:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("AUTH_KEYS_SECRET", "AUTH_KEYS_JSON", "CLOUD_SQL_INSTANCE")
+        }
+        env.update(self.stack.env())
+        keys = write_dev_keys(self.cfg.state_dir / "auth-keys.json")
+        env.update(
+            PYTHONPATH=str(REPO_ROOT),
+            PORT=str(self.cfg.matcher_port),
+            AUTH_KEYS_FILE=str(keys),
+            PYTHONUNBUFFERED="1",
+        )
+        return env
+
+    def _seed(self, pubsub: PubSubConfig) -> None:
+        """Assets and the market, as commands with fixed ids (applied once, ever)."""
+        seed: list[AnyCommand] = [
+            CreateAsset(id="seed-asset-ETH", asset="ETH", precision=8),
+            CreateAsset(id="seed-asset-USDT", asset="USDT", precision=6),
+            CreateMarket(
+                id="seed-market-ETH-USDT", market=MARKET, base="ETH", quote="USDT",
+                tick="0.01", step="0.0001", min_amount="0.0001", min_notional="1",
+                maker_fee="0.001", taker_fee="0.002",
+            ),
+        ]  # fmt: skip
+        publisher = CommandPublisher(pubsub)
+        for cmd in seed:
+            publisher.publish(cmd, "admin")
+
+    def _export_firestore(self) -> None:
+        if not self._firestore_ready:
+            return
+        self._last_export = time.monotonic()
+        try:
+            firestore_export(
+                self.env["FIRESTORE_EMULATOR_HOST"], self.env["GOOGLE_CLOUD_PROJECT"],
+                self.cfg.state_dir,
+            )  # fmt: skip
+        except (OSError, urllib.error.URLError) as exc:
+            log.warning("firestore export failed: %s", exc)
+
+    # -- while up ----------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Raise when a child or a service has died."""
+        for child in self.children.values():
+            child.check()
+        dead = self.stack.dead_services()
+        if dead:
+            name = dead[0]
+            raise RunError(
+                f"{name} exited unexpectedly. Last lines of {self.stack.log_path(name)}:\n"
+                f"{_tail(self.stack.log_path(name))}"
+            )
+
+    def watch(self) -> None:
+        while True:
+            self.check()
+            if time.monotonic() - self._last_export > FIRESTORE_EXPORT_EVERY_S:
+                self._export_firestore()
+            time.sleep(0.5)
+
+    # -- stop --------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        t0 = time.monotonic()
+        if self._background is not None:  # interrupted while it ran: let it finish first
+            with contextlib.suppress(BaseException):
+                self._background.join(30)
+        for name in ("gateway", "matcher"):
+            child = self.children.pop(name, None)
+            if child is not None:
+                child.stop()
+        if self._firestore_ready and "firestore" not in self.stack.dead_services():
+            self._export_firestore()
+        self._firestore_ready = False
+        self.stack.stop()
+        log.info("stopped everything in %.1fs", time.monotonic() - t0)
+
+    # -- what to tell the user ---------------------------------------------------------------
+
+    def summary(self) -> str:
+        cfg, st = self.cfg, self.stack.config
+        try:
+            shown_state = cfg.state_dir.relative_to(Path.cwd())
+        except ValueError:
+            shown_state = cfg.state_dir
+        email, password = self.admin
+        rows = [
+            ("API base URL", cfg.api_url, f"try: curl {cfg.api_url}/v1/markets"),
+            ("OpenAPI", f"{cfg.api_url}/v1/openapi.json", ""),
+            ("admin", f"{email} / {password}", f"LOCAL USE ONLY; in {shown_state}/admin.json"),
+            ("market", f"{MARKET} (assets ETH, USDT)", "maker fee 0.1%, taker fee 0.2%"),
+            ("matcher", f"http://{cfg.host}:{cfg.matcher_port}/readyz", ""),
+            ("Pub/Sub", f"{cfg.host}:{st.pubsub_port}", "emulator"),
+            ("Firestore", f"{cfg.host}:{st.firestore_port}", "emulator"),
+            ("Postgres", self.stack.url("postgres"), ""),
+            ("Redis", self.stack.url("redis"), ""),
+            ("anvil", self.stack.url("anvil"), f"chain id {st.chain_id}, a block a second"),
+            ("logs", f"{shown_state}/logs/", ""),
+            ("environment", f"source {shown_state}/env", "for python -m matcher_service.replay"),
+        ]
+        width = max(len(r[1]) for r in rows)
+        lines = [f"  {name:<13} {value:<{width}}  {note}".rstrip() for name, value, note in rows]
+        return (
+            f"\nThe local exchange is up (started in {self.started_in:.1f}s):\n"
+            + "\n".join(lines)
+            + "\n\nYour first trade: README.md, 'Your first trade'. Ctrl-C stops everything.\n"
+        )
+
+    def write_env_file(self) -> None:
+        env = {**self.stack.env(), "API": self.cfg.api_url}
+        text = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
+        (self.cfg.state_dir / "env").write_text(text)
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.run", description=(__doc__ or "").split("\n")[0]
+    )
+    parser.add_argument(
+        "--state-dir", type=Path, default=DEFAULT_STATE_DIR, help="default: .state/ here"
+    )
+    parser.add_argument("--api-port", type=int, help=f"the gateway (default {DEFAULT_API_PORT})")
+    parser.add_argument("--matcher-port", type=int, help=f"default {DEFAULT_MATCHER_PORT}")
+    defaults = StackConfig()
+    for name in ALL_SERVICES:
+        parser.add_argument(f"--{name}-port", type=int, help=f"default {defaults.port(name)}")
+    parser.add_argument(
+        "--free-ports", action="store_true", help="free ports for every port not given"
+    )
+    parser.add_argument("--admin-email", default=DEFAULT_ADMIN_EMAIL)
+    parser.add_argument("--gateway-workers", type=int, default=2)
+    parser.add_argument("--gateway-threads", type=int, default=16)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    defaults = StackConfig()
+    taken: list[int] = [
+        p
+        for p in [args.api_port, args.matcher_port]
+        + [getattr(args, f"{n}_port") for n in ALL_SERVICES]
+        if p is not None
+    ]
+
+    def port(given: int | None, default: int) -> int:
+        if given is not None:
+            return given
+        if not args.free_ports:
+            return default
+        chosen = free_port(defaults.host, exclude=taken)
+        taken.append(chosen)
+        return chosen
+
+    stack_ports = {
+        f"{n}_port": port(getattr(args, f"{n}_port"), defaults.port(n)) for n in ALL_SERVICES
+    }
+    state_dir = Path(args.state_dir).resolve()
+    return RunConfig(
+        state_dir=state_dir,
+        stack=StackConfig(
+            state_dir=state_dir, keep_state=True, block_time=1.0, jvm_quick_start=True
+        ).replace(**stack_ports),
+        api_port=port(args.api_port, DEFAULT_API_PORT),
+        matcher_port=port(args.matcher_port, DEFAULT_MATCHER_PORT),
+        admin_email=args.admin_email,
+        gateway_workers=args.gateway_workers,
+        gateway_threads=args.gateway_threads,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    cfg = config_from_args(args)
+    exchange = Exchange(cfg)
+    stopping = False
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if not stopping:
+            raise _Shutdown(signum)
+
+    for sig in _SIGNALS:
+        signal.signal(sig, on_signal)
+    code = 0
+    try:
+        exchange.start()
+        exchange.write_env_file()
+        print(exchange.summary(), flush=True)
+        exchange.watch()
+    except _Shutdown as exc:
+        log.info("received %s, stopping", signal.Signals(exc.signum).name)
+    except (RunError, LocalStackError) as exc:
+        log.error("%s", exc)
+        code = 1
     finally:
-        for child in children:
-            child.terminate()
-        for child in children:
-            try:
-                child.wait(20)
-            except subprocess.TimeoutExpired:
-                child.kill()
-        stack.stop()
+        stopping = True
+        for sig in _SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        exchange.stop()
         print("stopped", flush=True)
-    return 0
+    return code
 
 
 if __name__ == "__main__":

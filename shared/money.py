@@ -27,7 +27,8 @@ def parse_decimal(value: object, field: str = "value") -> Decimal:
     """Parse a non-negative decimal string. Floats and ints are refused: they lose exactness."""
     if not isinstance(value, str):
         raise MoneyError(f'{field} must be a decimal string such as "0.15"')
-    if len(value) > MAX_DIGITS + 1 or not _DECIMAL_RE.match(value):
+    # fullmatch: with match, "$" would also match before a final newline ("1\n").
+    if len(value) > MAX_DIGITS + 1 or not _DECIMAL_RE.fullmatch(value):
         raise MoneyError(f"{field} must be a plain non-negative decimal string, got {value!r}")
     try:
         return Decimal(value)

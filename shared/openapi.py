@@ -34,6 +34,7 @@ def obj(
     *,
     closed: bool = False,
     description: str | None = None,
+    examples: list[JSON] | None = None,
 ) -> JSON:
     """An object schema; ``closed`` (request bodies) refuses unknown fields, as the API does."""
     out: JSON = {"type": "object", "properties": {**required, **(optional or {})}}
@@ -43,6 +44,8 @@ def obj(
         out["additionalProperties"] = False
     if description:
         out["description"] = description
+    if examples:
+        out["examples"] = examples
     return out
 
 
@@ -119,6 +122,7 @@ def _schemas() -> dict[str, JSON]:
                 "password": {"type": "string", "maxLength": 256},
             },
             closed=True,
+            examples=[{"email": "alice@example.com", "password": "correct horse battery"}],
         ),
         "SignedUp": obj({"user_id": STR}),
         "TokenPair": obj(
@@ -149,6 +153,7 @@ def _schemas() -> dict[str, JSON]:
                 "scopes": {**array(ref("Scope")), "minItems": 1, "maxItems": 3},
             },
             closed=True,
+            examples=[{"label": "my bot", "scopes": ["read", "trade"]}],
         ),
         "ApiKey": obj(
             {
@@ -283,6 +288,26 @@ def _schemas() -> dict[str, JSON]:
                 "market's tick, amounts on its step and at least min_amount, price x amount "
                 "(or quote_amount) at least min_notional."
             ),
+            examples=[
+                {
+                    "market": "ETH-USDT",
+                    "side": "buy",
+                    "type": "limit",
+                    "price": "1995.5",
+                    "amount": "0.15",
+                    "client_order_id": "my-order-1",
+                },
+                {
+                    "market": "ETH-USDT",
+                    "side": "sell",
+                    "type": "limit",
+                    "price": "2100",
+                    "amount": "0.2",
+                    "time_in_force": "GTC",
+                    "post_only": True,
+                },
+                {"market": "ETH-USDT", "side": "buy", "type": "market", "quote_amount": "100"},
+            ],
         ),
         "Order": obj(
             order_fields_required,
@@ -379,6 +404,17 @@ def _schemas() -> dict[str, JSON]:
             },
             {"chain": nullable(ref("NewChain"))},
             closed=True,
+            examples=[
+                {
+                    "asset": "LINK",
+                    "precision": 8,
+                    "chain": {
+                        "kind": "erc20",
+                        "contract": "0x514910771AF9Ca656af840dff83E8264EcF986CA",
+                        "decimals": 18,
+                    },
+                },
+            ],
         ),
         "NewMarket": obj(
             {
@@ -396,6 +432,18 @@ def _schemas() -> dict[str, JSON]:
                 "status": {**ref("MarketStatus"), "default": "open"},
             },
             closed=True,
+            examples=[
+                {
+                    "base": "LINK",
+                    "quote": "USDT",
+                    "tick": "0.001",
+                    "step": "0.01",
+                    "min_amount": "0.1",
+                    "min_notional": "5",
+                    "maker_fee": "0.001",
+                    "taker_fee": "0.002",
+                },
+            ],
         ),
         "MarketChange": obj(
             {},
@@ -406,6 +454,7 @@ def _schemas() -> dict[str, JSON]:
             },
             closed=True,
             description="At least one field; status halted stops new orders, open resumes.",
+            examples=[{"maker_fee": "0.0005", "taker_fee": "0.0015"}],
         ),
         "NewDeposit": obj(
             {
@@ -420,6 +469,14 @@ def _schemas() -> dict[str, JSON]:
                 },
             },
             closed=True,
+            examples=[
+                {
+                    "user_id": "3f9c2a1e8b7d4c6f9a0b1c2d3e4f5a6b",
+                    "asset": "USDT",
+                    "amount": "1000",
+                    "ref": "0x5c504ed432cb51138bcf09aa5e8a410dd4a1e204ef84bfed1be16dfba1b22060:0",
+                },
+            ],
         ),
         "DepositCredited": obj(
             {
@@ -492,6 +549,7 @@ _ERRORS: Final = {
     403: ("Forbidden", "Authenticated, but not allowed (scope, role)."),
     404: ("NotFound", "No such thing, or someone else's."),
     409: ("Conflict", "Clashes with the current state (duplicates, a halted market)."),
+    413: ("PayloadTooLarge", "The body is over the size limit (API_MAX_BODY_BYTES, 64 KiB)."),
     415: ("UnsupportedMediaType", "The body must be application/json."),
     422: (
         "Unprocessable",
@@ -499,7 +557,11 @@ _ERRORS: Final = {
         "idempotency_key_reused).",
     ),
     429: ("TooManyRequests", "Over a rate limit; retry after Retry-After seconds."),
-    503: ("Unavailable", "A backing service is unavailable; nothing was done. Retry."),
+    503: (
+        "Unavailable",
+        "A backing service (the database, market data, the queue, an identity provider's "
+        "keys) is unavailable; nothing was done. Retry.",
+    ),
 }
 
 
@@ -538,10 +600,14 @@ PENDING: Final[JSON] = ok(
 )
 
 
-def path_param(name: str, schema: JSON | None = None, description: str | None = None) -> JSON:
+def path_param(
+    name: str, schema: JSON | None = None, description: str | None = None, example: str = ""
+) -> JSON:
     out: JSON = {"name": name, "in": "path", "required": True, "schema": schema or STR}
     if description:
         out["description"] = description
+    if example:
+        out["examples"] = {"example": {"value": example}}
     return out
 
 
@@ -552,7 +618,10 @@ def query(name: str, schema: JSON, description: str | None = None, required: boo
     return out
 
 
-MARKET_PARAM: Final = path_param("market", {"type": "string", "pattern": MARKET_PATTERN})
+MARKET_PARAM: Final = path_param(
+    "market", {"type": "string", "pattern": MARKET_PATTERN}, example="ETH-USDT"
+)
+CLIENT_ORDER_ID: Final = path_param("client_order_id", example="my-order-1")
 LIMIT: Final = {"$ref": "#/components/parameters/Limit"}
 CURSOR: Final = {"$ref": "#/components/parameters/Cursor"}
 IDEMPOTENCY: Final = {"$ref": "#/components/parameters/IdempotencyKey"}
@@ -586,13 +655,18 @@ def op(
             "required": True,
             "content": {"application/json": {"schema": ref(body)}},
         }
-    out["responses"] = responses
+        responses = {**responses, **err(413)}  # any body may be too large (shared.http)
+    out["responses"] = dict(sorted(responses.items()))
     return out
 
 
 def _paths() -> dict[str, dict[str, JSON]]:
     auth_errors = err(400, 415, 429)
-    user_errors = err(401, 403, 429)
+    # A token or API key: 503 when an OIDC issuer's keys cannot be fetched (shared.auth).
+    user_errors = err(401, 403, 429, 503)
+    # Market data is read from Redis (and Postgres when Redis lacks a definition): 503 when
+    # they cannot be read (functions/queries).
+    public = err(400, 503)
     return {
         # ------------------------------------------------------------ auth
         "/v1/auth/signup": {
@@ -626,7 +700,7 @@ def _paths() -> dict[str, dict[str, JSON]]:
         "/v1/auth/me": {
             "get": op(
                 "auth", "me", "Who is calling", tag="auth", security=USER,
-                responses={"200": ok("The caller", ref("Me")), **err(401)},
+                responses={"200": ok("The caller", ref("Me")), **err(401, 503)},
             )
         },
         "/v1/api-keys": {
@@ -635,74 +709,74 @@ def _paths() -> dict[str, dict[str, JSON]]:
                 tag="api-keys", security=SESSION, body="NewApiKey",
                 responses={
                     "201": ok("Created", ref("ApiKeyCreated")),
-                    **err(400, 401, 403, 409, 415),
+                    **err(400, 401, 403, 409, 415, 503),
                 },
             ),
             "get": op(
                 "auth", "listApiKeys", "The caller's API keys", tag="api-keys",
                 security=SESSION,
-                responses={"200": ok("Keys", ref("ApiKeyList")), **err(401, 403)},
+                responses={"200": ok("Keys", ref("ApiKeyList")), **err(401, 403, 503)},
             ),
         },
         "/v1/api-keys/{id}": {
             "delete": op(
                 "auth", "deleteApiKey", "Revoke an API key", tag="api-keys", security=SESSION,
-                parameters=[path_param("id")],
-                responses={"204": ok("Revoked"), **err(401, 403, 404)},
+                parameters=[path_param("id", example="ak_0123456789abcdef01234567")],
+                responses={"204": ok("Revoked"), **err(401, 403, 404, 503)},
             )
         },
         # ------------------------------------------------------------ market data
         "/v1/time": {
             "get": op(
                 "queries", "serverTime", "The server's clock", tag="market data",
-                security=PUBLIC, responses={"200": ok("Now", ref("ServerTime")), **err(400)},
+                security=PUBLIC, responses={"200": ok("Now", ref("ServerTime")), **public},
             )
         },
         "/v1/assets": {
             "get": op(
                 "queries", "listAssets", "Assets, with their chain details", tag="market data",
-                security=PUBLIC, responses={"200": ok("Assets", ref("AssetList")), **err(400)},
+                security=PUBLIC, responses={"200": ok("Assets", ref("AssetList")), **public},
             )
         },
         "/v1/markets": {
             "get": op(
                 "queries", "listMarkets", "Markets", tag="market data", security=PUBLIC,
-                responses={"200": ok("Markets", ref("MarketList")), **err(400)},
+                responses={"200": ok("Markets", ref("MarketList")), **public},
             )
         },
         "/v1/markets/{market}": {
             "get": op(
                 "queries", "getMarket", "One market", tag="market data", security=PUBLIC,
                 parameters=[MARKET_PARAM],
-                responses={"200": ok("The market", ref("Market")), **err(400, 404)},
+                responses={"200": ok("The market", ref("Market")), **public, **err(404)},
             )
         },
         "/v1/markets/{market}/depth": {
             "get": op(
                 "queries", "getDepth", "The order book's top levels", tag="market data",
                 security=PUBLIC, parameters=[MARKET_PARAM, LIMIT],
-                responses={"200": ok("Depth", ref("Depth")), **err(400, 404)},
+                responses={"200": ok("Depth", ref("Depth")), **public, **err(404)},
             )
         },
         "/v1/markets/{market}/ticker": {
             "get": op(
                 "queries", "getTicker", "The 24 h ticker", tag="market data", security=PUBLIC,
                 parameters=[MARKET_PARAM],
-                responses={"200": ok("Ticker", ref("Ticker")), **err(400, 404)},
+                responses={"200": ok("Ticker", ref("Ticker")), **public, **err(404)},
             )
         },
         "/v1/tickers": {
             "get": op(
                 "queries", "listTickers", "Every market's 24 h ticker", tag="market data",
                 security=PUBLIC,
-                responses={"200": ok("Tickers", ref("TickerList")), **err(400)},
+                responses={"200": ok("Tickers", ref("TickerList")), **public},
             )
         },
         "/v1/markets/{market}/trades": {
             "get": op(
                 "queries", "listPublicTrades", "Recent trades, newest first",
                 tag="market data", security=PUBLIC, parameters=[MARKET_PARAM, LIMIT],
-                responses={"200": ok("Trades", ref("PublicTradeList")), **err(400, 404)},
+                responses={"200": ok("Trades", ref("PublicTradeList")), **public, **err(404)},
             )
         },
         "/v1/markets/{market}/klines": {
@@ -720,7 +794,7 @@ def _paths() -> dict[str, dict[str, JSON]]:
                     query("end", {"type": "integer", "minimum": 0}, "open time, ms"),
                     LIMIT,
                 ],
-                responses={"200": ok("Candles", ref("KlineList")), **err(400, 404)},
+                responses={"200": ok("Candles", ref("KlineList")), **public, **err(404)},
             )
         },
         # ------------------------------------------------------------ account
@@ -784,12 +858,12 @@ def _paths() -> dict[str, dict[str, JSON]]:
         "/v1/orders/{order_id}": {
             "get": op(
                 "queries", "getOrder", "One of the caller's orders", tag="orders",
-                security=USER, parameters=[path_param("order_id")],
+                security=USER, parameters=[path_param("order_id", example="1")],
                 responses={"200": ok("The order", ref("Order")), **err(400, 404), **user_errors},
             ),
             "delete": op(
                 "orders", "cancelOrder", "Cancel one of the caller's orders", tag="orders",
-                security=USER, parameters=[path_param("order_id"), IDEMPOTENCY],
+                security=USER, parameters=[path_param("order_id", example="1"), IDEMPOTENCY],
                 responses={
                     "200": ok("The cancelled order", ref("Order")),
                     "202": PENDING,
@@ -801,13 +875,13 @@ def _paths() -> dict[str, dict[str, JSON]]:
         "/v1/orders/by-client-id/{client_order_id}": {
             "get": op(
                 "queries", "getOrderByClientId", "The caller's newest order with a client id",
-                tag="orders", security=USER, parameters=[path_param("client_order_id")],
+                tag="orders", security=USER, parameters=[CLIENT_ORDER_ID],
                 responses={"200": ok("The order", ref("Order")), **err(400, 404), **user_errors},
             ),
             "delete": op(
                 "orders", "cancelOrderByClientId", "Cancel the open order with a client id",
                 tag="orders", security=USER,
-                parameters=[path_param("client_order_id"), IDEMPOTENCY],
+                parameters=[CLIENT_ORDER_ID, IDEMPOTENCY],
                 responses={
                     "200": ok("The cancelled order", ref("Order")),
                     "202": PENDING,
@@ -891,8 +965,8 @@ def _paths() -> dict[str, dict[str, JSON]]:
         "/v1/admin/users/{id_or_email}": {
             "get": op(
                 "admin", "findUser", "A user by id or email", tag="admin", security=ADMIN,
-                parameters=[path_param("id_or_email")],
-                responses={"200": ok("The user", ref("AdminUser")), **err(401, 403, 404)},
+                parameters=[path_param("id_or_email", example="alice@example.com")],
+                responses={"200": ok("The user", ref("AdminUser")), **err(401, 403, 404, 503)},
             )
         },
         "/v1/admin/audit": {
