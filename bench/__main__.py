@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-SUITES = ["bench.engine", "bench.pipeline"]
+SUITES = ["bench.engine", "bench.pipeline", "bench.api"]
 
 
 def main() -> int:

@@ -54,7 +54,7 @@ class Market:
 
 
 def check_asset(asset: str, precision: int) -> None:
-    if not ASSET_RE.match(asset):
+    if not ASSET_RE.fullmatch(asset):
         raise Rejected(Reason.INVALID, "asset code must be 2-12 of A-Z, 0-9")
     if not 0 <= precision <= MAX_PRECISION:
         raise Rejected(Reason.INVALID, f"precision must be 0 to {MAX_PRECISION}")
