@@ -18,7 +18,7 @@ buckets of the rolling 24 h ticker and the last price.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Iterable
 from typing import Any, Final
 
@@ -292,7 +292,7 @@ class MarketData:
         ttl = self.reply_ttl_s
 
         sides: dict[int, bool] = {}  # order id -> is buy, for orders seen in this batch
-        private: dict[str, list[JSON]] = {}
+        private: defaultdict[str, list[JSON]] = defaultdict(list)
         depth_changed: set[str] = set()
         traded: dict[str, _MarketState] = {}
         new_markets: list[str] = []
@@ -322,11 +322,7 @@ class MarketData:
                             "reason": ev.reason,
                             "ref": ev.ref,
                         }
-                        box = private.get(user)
-                        if box is None:
-                            private[user] = [msg]
-                        else:
-                            box.append(msg)
+                        private[user].append(msg)
                 elif type(ev) is OrderUpdated:
                     oid = ev.order_id
                     m = markets[ev.market]
@@ -350,11 +346,7 @@ class MarketData:
                         "frozen": fmt(ev.frozen, qp if is_buy else bp),
                         "reason": ev.reason,
                     }
-                    box = private.get(ev.user)
-                    if box is None:
-                        private[ev.user] = [msg]
-                    else:
-                        box.append(msg)
+                    private[ev.user].append(msg)
                     depth_changed.add(ev.market)
                     if accepted is not None and oid == accepted.order_id:
                         final = ev
@@ -397,11 +389,7 @@ class MarketData:
                         "client_order_id": ev.client_order_id,
                         "ts": ev.ts,
                     }
-                    box = private.get(ev.user)
-                    if box is None:
-                        private[ev.user] = [msg]
-                    else:
-                        box.append(msg)
+                    private[ev.user].append(msg)
                 elif type(ev) is OrderRejected:
                     msg = {
                         "channel": "orders",
@@ -411,11 +399,7 @@ class MarketData:
                         "client_order_id": ev.client_order_id,
                         "reason": ev.reason,
                     }
-                    box = private.get(ev.user)
-                    if box is None:
-                        private[ev.user] = [msg]
-                    else:
-                        box.append(msg)
+                    private[ev.user].append(msg)
                 elif type(ev) is MarketChanged:
                     pipe.hset(MARKETS_KEY, ev.market, _market_json(ev))
                     if ev.market not in states:
@@ -493,7 +477,7 @@ class MarketData:
         states: dict[str, _MarketState],
         traded: dict[str, _MarketState],
         sides: dict[int, bool],
-        private: dict[str, list[JSON]],
+        private: defaultdict[str, list[JSON]],
         mark: int,
     ) -> None:
         name = ev.market
@@ -527,11 +511,7 @@ class MarketData:
                 "fee_asset": m.base if is_buy else m.quote,
                 "ts": ev.ts,
             }
-            box = private.get(user)
-            if box is None:
-                private[user] = [msg]
-            else:
-                box.append(msg)
+            private[user].append(msg)
         _on_trade(st, ev, mark)
 
     def _add_state(self, name: str) -> _MarketState:
