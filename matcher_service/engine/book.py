@@ -85,21 +85,6 @@ class Book:
         level.qty += order.remaining
         level.count += 1
 
-    def remove(self, order: Order) -> None:
-        """Take a live order out of its level (it may sit anywhere in the queue)."""
-        if order.is_buy:
-            side, key = self.bids, -order.price
-        else:
-            side, key = self.asks, order.price
-        level = side[key]
-        level.qty -= order.remaining
-        level.count -= 1
-        order.remaining = 0
-        if level.count == 0:
-            del side[key]
-        elif len(level.orders) > 2 * level.count + 16:
-            level.compact()
-
     def best_bid(self) -> int | None:
         return self.bids.peekitem(0)[1].price if self.bids else None
 

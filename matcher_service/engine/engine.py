@@ -14,7 +14,7 @@ from typing import Any
 from matcher_service.engine.accounts import Accounts
 from matcher_service.engine.book import Book, Level, Order
 from matcher_service.engine.markets import Market, Rejected, check_asset, new_market
-from shared.money import MoneyError, format_units, parse_fee_rate
+from shared.money import MoneyError, parse_fee_rate
 from shared.schema import (
     FEE_ACCOUNT,
     AnyCommand,
@@ -682,9 +682,3 @@ class Engine:
         taker.filled_quote = t_filled_quote
         taker.fee = t_fee
         return stop
-
-    def asset_precision(self, asset: str) -> int:
-        return self.assets[asset]
-
-    def format_amount(self, asset: str, units: int) -> str:
-        return format_units(units, self.assets[asset])
