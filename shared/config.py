@@ -259,3 +259,207 @@ class ApiConfig:
         if cfg.password_min_length < 8:
             raise ConfigError("environment variable PASSWORD_MIN_LENGTH must be at least 8")
         return cfg
+
+
+def _wei_from_gwei(name: str, default: str) -> int:
+    from decimal import Decimal, InvalidOperation
+
+    raw = os.environ.get(name) or default
+    try:
+        wei = Decimal(raw) * 10**9
+    except InvalidOperation:
+        raise ConfigError(
+            f"environment variable {name} must be a number of gwei, got {raw!r}"
+        ) from None
+    if wei < 0 or wei != wei.to_integral_value():
+        raise ConfigError(f"environment variable {name} must be a whole number of wei in gwei")
+    return int(wei)
+
+
+@dataclass(frozen=True, slots=True)
+class SecretSource:
+    """Where one wallet secret comes from: exactly one of ``{P}`` (the value, development
+    only), ``{P}_FILE`` (a local file) or ``{P}_SECRET`` (a Secret Manager version name)."""
+
+    name: str
+    value: str | None = field(default=None, repr=False)
+    file: str | None = None
+    secret: str | None = None
+
+    @staticmethod
+    def load(prefix: str) -> SecretSource:
+        given = {suffix: _optional(prefix + suffix) for suffix in ("", "_FILE", "_SECRET")}
+        named = [prefix + s for s, v in given.items() if v is not None]
+        if len(named) > 1:
+            raise ConfigError(f"give at most one of {', '.join(named)}")
+        return SecretSource(prefix, given[""], given["_FILE"], given["_SECRET"])
+
+    @property
+    def configured(self) -> bool:
+        return self.value is not None or self.file is not None or self.secret is not None
+
+    def read(self) -> str:
+        """The secret's text; never logged. Fails with the variable names when unset."""
+        if self.value is not None:
+            return self.value.strip()
+        if self.file is not None:
+            try:
+                with open(self.file, encoding="utf-8") as f:
+                    return f.read().strip()
+            except OSError as exc:
+                raise ConfigError(f"{self.name}_FILE cannot be read: {exc.strerror}") from None
+        if self.secret is not None:
+            from shared.auth import secret_manager_payload
+
+            return secret_manager_payload(self.secret).decode().strip()
+        raise ConfigError(f"one of {self.name}, {self.name}_FILE or {self.name}_SECRET is required")
+
+
+@dataclass(frozen=True, slots=True)
+class WalletConfig:
+    """The Ethereum wallet's jobs and routes (shared/wallet, docs/wallet.md)."""
+
+    rpc_url: str
+    chain_id: int
+    mnemonic: SecretSource
+    """The HD wallet of the deposit addresses (m/44'/60'/0'/0/i): the wallet API, the sweep."""
+    hot_wallet_key: SecretSource
+    """The hot wallet's private key: the withdrawal sender only."""
+    gas_wallet_key: SecretSource
+    """The gas wallet's private key (tops deposit addresses up for token sweeps): the sweep."""
+    hot_wallet_address: str | None
+    """Where sweeps go; required by the sweep (the sender derives it from its key)."""
+    gas_wallet_address: str | None
+    """Its top-ups are not deposits: the watcher skips transfers from it."""
+    confirmations: int = 12
+    """Default confirmations for an asset whose chain details do not set them."""
+    max_fee_wei: int = 200 * 10**9
+    """The cap on maxFeePerGas for every transaction the wallet signs."""
+    priority_fee_wei: int = 10**9
+    start_block: int | None = None
+    """Where the watcher's first run starts (default: the head at that run)."""
+    max_blocks_per_run: int = 200
+    reorg_window: int = 128
+    """How many recent block hashes the watcher keeps to notice a reorganisation."""
+    replace_after_s: int = 120
+    """A withdrawal not mined after this long is re-sent at the same nonce with a higher fee."""
+    fee_bump_percent: int = 25
+
+    @staticmethod
+    def load() -> WalletConfig:
+        start = _optional("WATCHER_START_BLOCK")
+        if start is not None and not start.isdigit():
+            raise ConfigError("environment variable WATCHER_START_BLOCK must be a block number")
+        cfg = WalletConfig(
+            rpc_url=_get("ETH_RPC_URL", "http://127.0.0.1:8545"),
+            chain_id=_int("CHAIN_ID", 31337),
+            mnemonic=SecretSource.load("WALLET_MNEMONIC"),
+            hot_wallet_key=SecretSource.load("HOT_WALLET_KEY"),
+            gas_wallet_key=SecretSource.load("GAS_WALLET_KEY"),
+            hot_wallet_address=_optional("HOT_WALLET_ADDRESS"),
+            gas_wallet_address=_optional("GAS_WALLET_ADDRESS"),
+            confirmations=_int("DEPOSIT_CONFIRMATIONS", 12),
+            max_fee_wei=_wei_from_gwei("MAX_FEE_GWEI", "200"),
+            priority_fee_wei=_wei_from_gwei("PRIORITY_FEE_GWEI", "1"),
+            start_block=None if start is None else int(start),
+            max_blocks_per_run=_int("WATCHER_MAX_BLOCKS", 200),
+            reorg_window=_int("WATCHER_REORG_WINDOW", 128),
+            replace_after_s=_int("WITHDRAWAL_REPLACE_AFTER_S", 120),
+            fee_bump_percent=_int("WITHDRAWAL_FEE_BUMP_PERCENT", 25),
+        )
+        for name, value in (
+            ("CHAIN_ID", cfg.chain_id),
+            ("DEPOSIT_CONFIRMATIONS", cfg.confirmations),
+            ("WATCHER_MAX_BLOCKS", cfg.max_blocks_per_run),
+            ("WATCHER_REORG_WINDOW", cfg.reorg_window),
+            ("WITHDRAWAL_REPLACE_AFTER_S", cfg.replace_after_s),
+        ):
+            if value <= 0:
+                raise ConfigError(f"environment variable {name} must be positive, got {value}")
+        if cfg.fee_bump_percent < 10:
+            # Nodes refuse a replacement that does not raise both fees by at least 10 %.
+            raise ConfigError("environment variable WITHDRAWAL_FEE_BUMP_PERCENT must be >= 10")
+        if cfg.priority_fee_wei > cfg.max_fee_wei:
+            raise ConfigError("PRIORITY_FEE_GWEI cannot exceed MAX_FEE_GWEI")
+        for name, addr in (
+            ("HOT_WALLET_ADDRESS", cfg.hot_wallet_address),
+            ("GAS_WALLET_ADDRESS", cfg.gas_wallet_address),
+        ):
+            if addr is not None and not (
+                len(addr) == 42 and addr.startswith("0x") and _is_hex(addr[2:])
+            ):
+                raise ConfigError(f"environment variable {name} must be an address (0x + 40 hex)")
+        return cfg
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdefABCDEF" for c in text)
+
+
+@dataclass(frozen=True, slots=True)
+class WsConfig:
+    """The ws service (``python -m ws_service``, docs/ws.md): where it listens, the Redis it
+    reads market data from, its heartbeats and limits. Authentication reads ``ApiConfig`` (the
+    same JWT keys and API keys as the HTTP functions)."""
+
+    host: str
+    port: int
+    redis_url: str
+    max_message_bytes: int
+    """Largest message a client may send (larger: closed with 1009)."""
+    max_subscriptions: int
+    """Channels one connection may hold at once."""
+    max_connections: int
+    """Open connections per process; more are refused (HTTP 503) until some close."""
+    max_buffer_bytes: int
+    """Bytes waiting for one client beyond its socket; more: closed as a slow consumer."""
+    write_limit_bytes: int
+    """The socket's write buffer high-water mark (asyncio), before messages wait in line."""
+    ping_interval_s: float
+    ping_timeout_s: float
+    """A client that does not answer a ping within this is dead and is closed."""
+    idle_timeout_s: float
+    """A connection without any subscription for this long is closed."""
+    close_timeout_s: float
+    messages_per_s: float
+    """Client messages per second per connection (bursts up to max_subscriptions more)."""
+    subscribe_timeout_s: float
+    """How long a subscription may wait for the market-data feed before failing."""
+
+    @staticmethod
+    def load() -> WsConfig:
+        cfg = WsConfig(
+            host=_get("WS_HOST", "0.0.0.0"),
+            port=_int("PORT", 8081),
+            redis_url=_get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+            max_message_bytes=_int("WS_MAX_MESSAGE_BYTES", 16 * 1024),
+            max_subscriptions=_int("WS_MAX_SUBSCRIPTIONS", 50),
+            max_connections=_int("WS_MAX_CONNECTIONS", 10_000),
+            max_buffer_bytes=_int("WS_MAX_BUFFER_BYTES", 1024 * 1024),
+            write_limit_bytes=_int("WS_WRITE_LIMIT_BYTES", 64 * 1024),
+            ping_interval_s=_float("WS_PING_INTERVAL_S", 20.0),
+            ping_timeout_s=_float("WS_PING_TIMEOUT_S", 20.0),
+            idle_timeout_s=_float("WS_IDLE_TIMEOUT_S", 60.0),
+            close_timeout_s=_float("WS_CLOSE_TIMEOUT_S", 5.0),
+            messages_per_s=_float("WS_MESSAGES_PER_S", 20.0),
+            subscribe_timeout_s=_float("WS_SUBSCRIBE_TIMEOUT_S", 10.0),
+        )
+        for name, value in (
+            ("PORT", cfg.port),
+            ("WS_MAX_MESSAGE_BYTES", cfg.max_message_bytes),
+            ("WS_MAX_SUBSCRIPTIONS", cfg.max_subscriptions),
+            ("WS_MAX_CONNECTIONS", cfg.max_connections),
+            ("WS_MAX_BUFFER_BYTES", cfg.max_buffer_bytes),
+            ("WS_WRITE_LIMIT_BYTES", cfg.write_limit_bytes),
+            ("WS_PING_INTERVAL_S", cfg.ping_interval_s),
+            ("WS_PING_TIMEOUT_S", cfg.ping_timeout_s),
+            ("WS_IDLE_TIMEOUT_S", cfg.idle_timeout_s),
+            ("WS_CLOSE_TIMEOUT_S", cfg.close_timeout_s),
+            ("WS_MESSAGES_PER_S", cfg.messages_per_s),
+            ("WS_SUBSCRIBE_TIMEOUT_S", cfg.subscribe_timeout_s),
+        ):
+            if value <= 0:
+                raise ConfigError(f"environment variable {name} must be positive, got {value}")
+        if cfg.max_message_bytes < 1024:
+            raise ConfigError("environment variable WS_MAX_MESSAGE_BYTES must be at least 1024")
+        return cfg

@@ -1,0 +1,131 @@
+"""The wallet's scheduled jobs wired to the environment: what functions/{watcher,sweep,sender}
+run on each Cloud Scheduler call (and what ``make run``'s local scheduler runs).
+
+Each run opens its own Postgres connection (its advisory lock dies with it if the instance
+does), reads the assets' chain details from Redis and the deposit addresses from Firestore,
+and returns a report that is logged and answered as JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from functools import cache
+from typing import Any, TypeVar
+
+import orjson
+import redis
+
+from shared.config import PostgresConfig, PubSubConfig, WalletConfig
+from shared.db import Database, connect
+from shared.pubsub import CommandPublisher
+from shared.schema import AnyCommand
+from shared.wallet import addresses, chain
+from shared.wallet.assets import load_asset_chains
+from shared.wallet.keys import HdWallet, single_key
+from shared.wallet.sender import run_sender
+from shared.wallet.sweep import run_sweep
+from shared.wallet.watcher import run_watcher
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Runtime:
+    cfg: WalletConfig
+    postgres: PostgresConfig
+    redis: redis.Redis
+    firestore: Any
+    publisher: Callable[[], CommandPublisher]
+
+    def publish(self, cmd: AnyCommand, ordering_key: str) -> None:
+        self.publisher().publish(cmd, ordering_key)
+
+    def verdict(self, command_id: str) -> dict[str, Any] | None:
+        raw = self.redis.get(f"cmd:{command_id}")
+        return None if raw is None else dict(orjson.loads(raw))
+
+
+@cache
+def runtime() -> Runtime:
+    from google.cloud import firestore  # type: ignore[attr-defined, unused-ignore]
+
+    cfg = WalletConfig.load()
+    pubsub = PubSubConfig.load()
+    redis_url = redis.Redis.from_url(_redis_url())
+    return Runtime(
+        cfg=cfg,
+        postgres=PostgresConfig.load(),
+        redis=redis_url,
+        firestore=firestore.Client(project=pubsub.project),
+        publisher=cache(lambda: CommandPublisher(pubsub)),
+    )
+
+
+def _redis_url() -> str:
+    import os
+
+    return os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+
+
+def _with_db(rt: Runtime, name: str, fn: Callable[[Database], T]) -> T:
+    db = connect(rt.postgres, f"wallet-{name}")
+    try:
+        return fn(db)
+    finally:
+        db.close()
+
+
+def report_json(report: Any) -> dict[str, Any]:
+    return dataclasses.asdict(report)
+
+
+def watch_once(rt: Runtime | None = None) -> dict[str, Any]:
+    rt = rt or runtime()
+    w3 = chain.connect(rt.cfg)
+    assets = load_asset_chains(rt.redis, rt.cfg.confirmations)
+    owners = addresses.owners(rt.firestore, rt.cfg.chain_id)
+    return report_json(
+        _with_db(
+            rt, "watcher",
+            lambda db: run_watcher(
+                db, w3, rt.cfg, assets, owners, lambda c: rt.publish(c, c.user), rt.verdict
+            ),
+        )
+    )  # fmt: skip
+
+
+@cache
+def _hd(source_id: int, rt: Runtime) -> HdWallet:
+    return HdWallet.from_source(rt.cfg.mnemonic)
+
+
+def sweep_once(rt: Runtime | None = None) -> dict[str, Any]:
+    rt = rt or runtime()
+    if rt.cfg.hot_wallet_address is None:
+        from shared.config import ConfigError
+
+        raise ConfigError("environment variable HOT_WALLET_ADDRESS is required by the sweep")
+    w3 = chain.connect(rt.cfg)
+    assets = load_asset_chains(rt.redis, rt.cfg.confirmations)
+    owners = addresses.owners(rt.firestore, rt.cfg.chain_id)
+    hd = _hd(id(rt.cfg.mnemonic), rt)
+    gas = single_key(rt.cfg.gas_wallet_key)
+    hot = rt.cfg.hot_wallet_address
+    return report_json(
+        _with_db(rt, "sweep", lambda db: run_sweep(db, w3, rt.cfg, assets, owners, hd, gas, hot))
+    )
+
+
+def send_once(rt: Runtime | None = None) -> dict[str, Any]:
+    rt = rt or runtime()
+    w3 = chain.connect(rt.cfg)
+    assets = load_asset_chains(rt.redis, rt.cfg.confirmations)
+    hot = single_key(rt.cfg.hot_wallet_key)
+    return report_json(
+        _with_db(
+            rt, "sender",
+            lambda db: run_sender(db, w3, rt.cfg, assets, hot, rt.publish, rt.verdict, time.time),
+        )
+    )  # fmt: skip
