@@ -172,6 +172,9 @@ class StackConfig:
     block_time: float | None = None
     #: anvil: never mine on its own, only on ``evm_mine``.
     no_mining: bool = False
+    #: anvil: keep the chain (blocks, accounts, contracts) in this file, written every few
+    #: seconds and on exit, loaded at start; ``None``: a new chain each time.
+    anvil_state: Path | None = None
     chain_id: int = ANVIL_CHAIN_ID
     #: postgres: fsync=off, synchronous_commit=off, full_page_writes=off (fine for a
     #: throwaway cluster: only an OS crash could lose data).
@@ -781,6 +784,8 @@ class Stack:
                 cmd += ["--block-time", f"{cfg.block_time:g}"]
             if cfg.no_mining:
                 cmd.append("--no-mining")
+            if cfg.anvil_state is not None:
+                cmd += ["--state", str(cfg.anvil_state), "--state-interval", "5"]
             url = f"http://{host}:{port}"
             self._spawn(name, cmd, lambda: _anvil_ready(url, cfg.chain_id))
         elif name == "postgres":

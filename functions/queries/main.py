@@ -426,7 +426,21 @@ def _chain(raw: bytes | str | None) -> dict[str, Any] | None:
     if doc["kind"] == "erc20":
         chain["contract"] = doc.get("contract")
     chain["decimals"] = decimals if isinstance(decimals, int) else None
+    # The wallet's rules, when set (decimal strings in the asset's precision).
+    if isinstance(doc.get("confirmations"), int):
+        chain["confirmations"] = doc["confirmations"]
+    for rule in _CHAIN_RULES:
+        if isinstance(doc.get(rule), str):
+            chain[rule] = doc[rule]
     return chain
+
+
+_CHAIN_RULES: Final = (
+    "min_deposit",
+    "withdrawal_fee",
+    "min_withdrawal",
+    "withdrawal_daily_limit",
+)
 
 
 @route("GET", "/v1/assets")

@@ -102,7 +102,7 @@ def run_watcher(
             report.scanned_to = number
             report.blocks += 1
         _credit(db, cfg, head, publish, verdict, report)
-    if report.blocks or report.found or report.credited or report.reorg_to is not None:
+    if report.found or report.credited or report.reorg_to is not None:
         log.info(
             "watcher run",
             extra={"head": head, "scanned_to": report.scanned_to, "found": report.found,
