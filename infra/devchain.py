@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,7 +27,6 @@ from typing import Any, Final
 from eth_account import Account
 from web3 import Web3
 
-from infra.local_stack import REPO_ROOT
 from infra.token import USDT_DECIMALS, USDT_NAME, USDT_SYMBOL, deploy_token, mint, transfer
 from shared.wallet.keys import new_mnemonic
 
@@ -146,6 +146,17 @@ def faucet(rpc_url: str, to: str, eth: Decimal, usdt: Decimal, state_dir: Path) 
         print(f"sent {usdt} USDT ({token}) to {to}")
 
 
+def _rpc_of(state_dir: Path) -> str:
+    """ETH_RPC_URL as ``make run`` wrote it in STATE/env (it may use other ports)."""
+    env = state_dir / "env"
+    if env.is_file():
+        for line in env.read_text().splitlines():
+            name, _, value = line.removeprefix("export ").partition("=")
+            if name == "ETH_RPC_URL":
+                return shlex.split(value)[0]
+    return os.environ.get("ETH_RPC_URL", "http://127.0.0.1:8545")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m infra.devchain", description=__doc__.split("\n\n")[0]
@@ -155,10 +166,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     f.add_argument("address")
     f.add_argument("--eth", type=Decimal, default=Decimal(0))
     f.add_argument("--usdt", type=Decimal, default=Decimal(0))
-    f.add_argument("--rpc", default=os.environ.get("ETH_RPC_URL", "http://127.0.0.1:8545"))
-    f.add_argument("--state-dir", type=Path, default=REPO_ROOT / ".state")
+    f.add_argument("--state-dir", type=Path, default=Path(".state"), help="make run's state")
+    f.add_argument("--rpc", help="the node (default: make run's anvil, from STATE/env)")
     args = parser.parse_args(argv)
-    faucet(args.rpc, args.address, args.eth, args.usdt, args.state_dir)
+    faucet(args.rpc or _rpc_of(args.state_dir), args.address, args.eth, args.usdt, args.state_dir)
     return 0
 
 
