@@ -63,6 +63,8 @@ ROUTES: Final[tuple[tuple[str, str], ...]] = (
     ("/v1/ledger", "functions.queries.main:queries"),
     ("/v1/orders", "functions.orders.main:orders"),  # POST, DELETE (GET: queries, above)
     ("/v1/commands", "functions.orders.main:orders"),
+    ("/v1/deposits", "functions.wallet.main:wallet"),
+    ("/v1/withdrawals", "functions.wallet.main:wallet"),
     ("/v1/admin", "functions.admin.main:admin"),
     ("/v1/openapi.json", "functions.docs.main:docs"),
 )

@@ -61,6 +61,30 @@ DEC: Final[JSON] = ref("Decimal")
 SDEC: Final[JSON] = ref("SignedDecimal")
 
 
+DATETIME: Final[JSON] = {"type": "string", "format": "date-time"}
+ADDRESS: Final[JSON] = {"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$"}
+CHAIN_RULES: Final[dict[str, JSON]] = {
+    "confirmations": {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 10000,
+        "description": "blocks before a deposit is credited (default: DEPOSIT_CONFIRMATIONS)",
+    },
+    "min_deposit": {**DEC, "description": "smaller deposits are recorded, never credited"},
+    "withdrawal_fee": {**DEC, "description": "charged on top of each withdrawal's amount"},
+    "min_withdrawal": DEC,
+    "withdrawal_daily_limit": {**DEC, "description": "per user, rolling 24 h; none if absent"},
+    "sweep_threshold": {**DEC, "description": "a deposit address holding this much is swept"},
+}
+"""The wallet's rules of an asset (shared.wallet.assets), in the asset's precision."""
+WITHDRAWAL_STATES: Final = [
+    "requested", "rejected", "signed", "broadcast", "confirmed", "failed", "refunded",
+]  # fmt: skip
+DEPOSIT_STATUSES: Final = [
+    "pending", "crediting", "credited", "orphaned", "below_minimum", "rejected",
+]  # fmt: skip
+
+
 def _schemas() -> dict[str, JSON]:
     order_fields_required = {
         "order_id": INT,
@@ -177,8 +201,14 @@ def _schemas() -> dict[str, JSON]:
                 "kind": {"type": "string", "enum": ["native", "erc20"]},
                 "decimals": nullable({"type": "integer", "minimum": 0}),
             },
-            {"contract": nullable({"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$"})},
-            description="Where the asset lives on chain: the native coin or an ERC-20 token.",
+            {
+                "contract": nullable({"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$"}),
+                **CHAIN_RULES,
+            },
+            description=(
+                "Where the asset lives on chain: the native coin or an ERC-20 token (and, in "
+                "admin answers, the wallet's rules that were set)."
+            ),
         ),
         "Asset": obj(
             {
@@ -388,14 +418,104 @@ def _schemas() -> dict[str, JSON]:
             },
             {"orders": {**array(ref("Order")), "description": "cancel all: what it cancelled"}},
         ),
+        # -------------------------------------------------------------- wallet
+        "DepositAddress": obj(
+            {
+                "asset": STR,
+                "chain_id": INT,
+                "address": {**ADDRESS, "description": "EIP-55 checksummed"},
+                "kind": {"type": "string", "enum": ["native", "erc20"]},
+                "contract": nullable(ADDRESS),
+                "decimals": INT,
+                "confirmations": {"type": "integer", "description": "needed before crediting"},
+                "min_deposit": {**DEC, "description": "smaller deposits are not credited"},
+            },
+            description="The caller's address on the asset's chain (one per user and chain).",
+        ),
+        "ChainDeposit": obj(
+            {
+                "id": {"type": "string", "description": "chain id : tx hash : log index"},
+                "asset": STR,
+                "amount": DEC,
+                "tx_hash": STR,
+                "log_index": {"type": "integer", "description": "-1 for a native transfer"},
+                "block_number": INT,
+                "confirmations": INT,
+                "confirmations_required": INT,
+                "status": {"type": "string", "enum": DEPOSIT_STATUSES},
+                "dust": {
+                    "type": "string",
+                    "pattern": "^[0-9]+$",
+                    "description": "token units below the asset's precision, not credited",
+                },
+                "address": STR,
+                "created_at": DATETIME,
+                "credited_at": nullable(DATETIME),
+            }
+        ),
+        "DepositList": obj({"deposits": array(ref("ChainDeposit")), "next_cursor": nullable(STR)}),
+        "NewWithdrawal": obj(
+            {
+                "asset": {"type": "string", "maxLength": 12},
+                "amount": {**DEC, "description": "what arrives; the fee is charged on top"},
+                "address": {**ADDRESS, "description": "EIP-55 checksummed (mixed case)"},
+            },
+            closed=True,
+            examples=[
+                {
+                    "asset": "ETH",
+                    "amount": "0.05",
+                    "address": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+                }
+            ],
+        ),
+        "Withdrawal": obj(
+            {
+                "id": STR,
+                "asset": STR,
+                "amount": DEC,
+                "fee": DEC,
+                "address": STR,
+                "state": {"type": "string", "enum": WITHDRAWAL_STATES},
+                "tx_hash": nullable(STR),
+                "error": nullable(STR),
+                "created_at": DATETIME,
+                "updated_at": DATETIME,
+            }
+        ),
+        "WithdrawalList": obj(
+            {"withdrawals": array(ref("Withdrawal")), "next_cursor": nullable(STR)}
+        ),
+        "WithdrawalPending": obj(
+            {
+                "withdrawal_id": STR,
+                "command_id": STR,
+                "state": {"type": "string", "const": "requested"},
+            },
+            description="Stored and queued; the matcher has not answered in time.",
+        ),
         # -------------------------------------------------------------- admin
         "NewChain": obj(
             {
                 "kind": {"type": "string", "enum": ["native", "erc20"]},
                 "decimals": {"type": "integer", "minimum": 0, "maximum": 77},
             },
-            {"contract": nullable({"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$"})},
+            {
+                "contract": nullable({"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$"}),
+                **{name: nullable(rule) for name, rule in CHAIN_RULES.items()},
+            },
             closed=True,
+            description="Decimal rules within the asset's precision; kept only when given.",
+        ),
+        "ChainRules": obj(
+            {},
+            {name: nullable(rule) for name, rule in CHAIN_RULES.items()},
+            closed=True,
+            description=(
+                "At least one field: a value replaces the rule, null removes it (the "
+                "wallet's default applies), an absent field keeps it."
+            ),
+            examples=[{"withdrawal_fee": "0.001", "withdrawal_daily_limit": "50"}],
         ),
         "NewAsset": obj(
             {
@@ -554,7 +674,7 @@ _ERRORS: Final = {
     422: (
         "Unprocessable",
         "Well formed, but refused now (insufficient_funds, would_take, fok_not_filled, "
-        "idempotency_key_reused).",
+        "daily_limit_exceeded, idempotency_key_reused).",
     ),
     429: ("TooManyRequests", "Over a rate limit; retry after Retry-After seconds."),
     503: (
@@ -625,6 +745,7 @@ CLIENT_ORDER_ID: Final = path_param("client_order_id", example="my-order-1")
 LIMIT: Final = {"$ref": "#/components/parameters/Limit"}
 CURSOR: Final = {"$ref": "#/components/parameters/Cursor"}
 IDEMPOTENCY: Final = {"$ref": "#/components/parameters/IdempotencyKey"}
+WALLET_CURSOR: Final = {"$ref": "#/components/parameters/WalletCursor"}
 
 
 def op(
@@ -917,6 +1038,91 @@ def _paths() -> dict[str, dict[str, JSON]]:
                 },
             )
         },
+        # ------------------------------------------------------------ wallet
+        "/v1/deposits/address": {
+            "get": op(
+                "wallet", "getDepositAddress", "The caller's deposit address for an asset",
+                tag="wallet", security=USER,
+                parameters=[
+                    query("asset", {"type": "string", "pattern": ASSET_PATTERN}, required=True)
+                ],
+                description=(
+                    "Needs the read scope. Made on the first call, the same afterwards; one "
+                    "per user and chain (ETH and its tokens share it). unknown_asset, "
+                    "no_chain (the asset is not on a chain): 400."
+                ),
+                responses={
+                    "200": ok("The address", ref("DepositAddress")),
+                    **err(400),
+                    **user_errors,
+                },
+            )
+        },
+        "/v1/deposits": {
+            "get": op(
+                "wallet", "listDeposits", "The caller's chain deposits, newest first",
+                tag="wallet", security=USER,
+                parameters=[query("asset", STR), LIMIT, WALLET_CURSOR],
+                description=(
+                    "Needs the read scope. Every transfer seen to the caller's address, "
+                    "pending ones with their confirmations so far."
+                ),
+                responses={"200": ok("A page", ref("DepositList")), **err(400), **user_errors},
+            )
+        },
+        "/v1/withdrawals": {
+            "get": op(
+                "wallet", "listWithdrawals", "The caller's withdrawals, newest first",
+                tag="wallet", security=USER,
+                parameters=[query("asset", STR), LIMIT, WALLET_CURSOR],
+                responses={
+                    "200": ok("A page", ref("WithdrawalList")), **err(400), **user_errors,
+                },
+            ),
+            "post": op(
+                "wallet", "requestWithdrawal", "Withdraw to an address on the chain",
+                tag="wallet", security=USER, parameters=[IDEMPOTENCY], body="NewWithdrawal",
+                description=(
+                    "Needs the withdraw scope. Checked before anything is stored (400: "
+                    "unknown_asset, no_chain, bad_amount, below_min_withdrawal, "
+                    "invalid_address, address_not_checksummed, invalid_checksum); the "
+                    "asset's daily limit per user (422 daily_limit_exceeded). The matcher "
+                    "holds amount + fee (422 insufficient_funds); 202 when it has not "
+                    "answered in time. A retry with the same Idempotency-Key answers with "
+                    "the same withdrawal (409 idempotency_key_in_use while the first is "
+                    "still being stored)."
+                ),
+                responses={
+                    "201": ok(
+                        "Held by the matcher; the sender signs and sends it",
+                        ref("Withdrawal"),
+                        {
+                            "Location": {"schema": STR, "description": "/v1/withdrawals/{id}"},
+                            "X-Command-Id": {"schema": STR},
+                        },
+                    ),
+                    "202": ok(
+                        "Stored and queued; the matcher has not answered in time",
+                        ref("WithdrawalPending"),
+                        {"Location": {"schema": STR, "description": "/v1/withdrawals/{id}"}},
+                    ),
+                    **err(400, 409, 415, 422, 503),
+                    **user_errors,
+                },
+            ),
+        },
+        "/v1/withdrawals/{id}": {
+            "get": op(
+                "wallet", "getWithdrawal", "One of the caller's withdrawals", tag="wallet",
+                security=USER,
+                parameters=[path_param("id", example="wd_0123456789abcdef0123456789abcdef")],
+                responses={
+                    "200": ok("The withdrawal", ref("Withdrawal")),
+                    **err(400, 404),
+                    **user_errors,
+                },
+            )
+        },
         # ------------------------------------------------------------ admin
         "/v1/admin/assets": {
             "post": op(
@@ -926,6 +1132,20 @@ def _paths() -> dict[str, dict[str, JSON]]:
                     "201": ok("Listed", ref("Asset")),
                     "202": PENDING,
                     **err(400, 401, 403, 409, 415, 503),
+                },
+            )
+        },
+        "/v1/admin/assets/{asset}/chain": {
+            "patch": op(
+                "admin", "updateAssetChain", "Change an asset's deposit and withdrawal rules",
+                tag="admin", security=ADMIN,
+                parameters=[
+                    path_param("asset", {"type": "string", "pattern": ASSET_PATTERN}, example="ETH")
+                ],
+                body="ChainRules",
+                responses={
+                    "200": ok("The asset now", ref("Asset")),
+                    **err(400, 401, 403, 404, 415, 503),
                 },
             )
         },
@@ -1030,6 +1250,7 @@ def document() -> JSON:
             {"name": "market data", "description": "public, from the matcher's market data"},
             {"name": "account", "description": "the caller's balances and history"},
             {"name": "orders", "description": "placing, cancelling, following orders"},
+            {"name": "wallet", "description": "deposit addresses, deposits, withdrawals"},
             {"name": "admin", "description": "operators only"},
             {"name": "meta", "description": "this document"},
         ],
@@ -1044,6 +1265,11 @@ def document() -> JSON:
                     "cursor",
                     {"type": "string", "pattern": "^[1-9][0-9]{0,17}$"},
                     "next_cursor of the previous page",
+                ),
+                "WalletCursor": query(
+                    "cursor",
+                    {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,400}$"},
+                    "next_cursor of the previous page (opaque)",
                 ),
                 "IdempotencyKey": {
                     "name": "Idempotency-Key",

@@ -4,6 +4,7 @@
 method   path                              what
 =======  ================================  ======================================================
 POST     /v1/admin/assets                  ``{asset, precision, chain?}`` -> 201 the asset
+PATCH    /v1/admin/assets/{asset}/chain    the asset's chain rules -> 200 the asset
 POST     /v1/admin/markets                 a market definition -> 201 the market
 PATCH    /v1/admin/markets/{market}        ``{maker_fee?, taker_fee?, status?}`` -> 200 the market
 POST     /v1/admin/deposits                ``{user_id, asset, amount, ref}`` -> 201 (credits a
@@ -25,8 +26,12 @@ after them), the credited user for deposits. Each answers with the result, or 20
 
 An asset's chain details (``native`` or ``erc20`` with its contract and token decimals) are not
 the engine's business: they are kept in Firestore (``assets/{asset}``) and in Redis
-(``HSET md:asset_chains {asset} {"kind", "contract", "decimals"}``), where ``GET /v1/assets``
-reads them.
+(``HSET md:asset_chains {asset} {"kind", "contract", "decimals", ...}``), where ``GET /v1/assets``
+reads them. The wallet's rules for the asset (shared.wallet.assets) go with them when given:
+``confirmations`` (1 to 10000) and the decimal strings ``min_deposit``, ``withdrawal_fee``,
+``min_withdrawal``, ``withdrawal_daily_limit``, ``sweep_threshold`` (within the asset's
+precision; kept as given). ``PATCH /v1/admin/assets/{asset}/chain`` changes them (null removes
+one: the wallet's default applies); the chain itself (kind, contract, decimals) never changes.
 
 The first admin: ``python -m functions.admin.bootstrap --email ... --password ...``.
 """
@@ -77,6 +82,7 @@ from shared.schema import (
     Reason,
     UpdateMarket,
 )
+from shared.wallet.assets import RULE_FIELDS
 
 logs.setup()
 log = logging.getLogger("api.admin")
@@ -94,10 +100,32 @@ _LOOKUP_RE: Final = re.compile(r"[A-Za-z0-9._@+\-]{1,254}")
 Decimal = Annotated[str, msgspec.Meta(max_length=64)]
 
 
+Confirmations = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
+
+
 class Chain(Body):
     kind: Literal["native", "erc20"]
     decimals: Annotated[int, msgspec.Meta(ge=0, le=77)]
     contract: Annotated[str, msgspec.Meta(max_length=42)] | None = None
+    # The wallet's rules (shared.wallet.assets): kept only when given.
+    confirmations: Confirmations | None = None
+    min_deposit: Decimal | None = None
+    withdrawal_fee: Decimal | None = None
+    min_withdrawal: Decimal | None = None
+    withdrawal_daily_limit: Decimal | None = None
+    sweep_threshold: Decimal | None = None
+
+
+class ChainRules(Body):
+    """A change of an asset's chain rules: a field given replaces the rule, null removes it
+    (the wallet's default applies again), an absent one keeps it."""
+
+    confirmations: Confirmations | msgspec.UnsetType | None = msgspec.UNSET
+    min_deposit: Decimal | msgspec.UnsetType | None = msgspec.UNSET
+    withdrawal_fee: Decimal | msgspec.UnsetType | None = msgspec.UNSET
+    min_withdrawal: Decimal | msgspec.UnsetType | None = msgspec.UNSET
+    withdrawal_daily_limit: Decimal | msgspec.UnsetType | None = msgspec.UNSET
+    sweep_threshold: Decimal | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class NewAsset(Body):
@@ -175,6 +203,20 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _check_rules(rules: dict[str, Any], precision: int) -> None:
+    """The decimal-string rules fit the asset's precision (400 ``invalid_chain``)."""
+    for name in RULE_FIELDS:
+        value = rules.get(name)
+        if value is None:
+            continue
+        try:
+            parse_units(value, precision, name)
+        except MoneyError as exc:
+            raise bad_request(
+                f"{exc} (the asset's precision is {precision})", "invalid_chain"
+            ) from None
+
+
 # --------------------------------------------------------------------------------------------
 # assets and markets
 # --------------------------------------------------------------------------------------------
@@ -203,6 +245,13 @@ def create_asset(req: ApiRequest) -> flask.Response:
             "contract": c.contract.lower() if c.contract else None,
             "decimals": c.decimals,
         }
+        rules = {
+            name: getattr(c, name)
+            for name in ("confirmations", *RULE_FIELDS)
+            if getattr(c, name) is not None
+        }
+        _check_rules(rules, body.precision)
+        chain.update(rules)
     if svc.redis.hexists(ASSETS_KEY, body.asset):
         raise conflict(f"asset {body.asset} exists", Reason.DUPLICATE_ASSET)
     svc.auth.firestore.collection(ASSETS).document(body.asset).set(
@@ -224,6 +273,45 @@ def create_asset(req: ApiRequest) -> flask.Response:
     return json_response(
         {"asset": body.asset, "precision": body.precision, "chain": chain}, status=201
     )
+
+
+@api.route("PATCH", "/v1/admin/assets/{asset}/chain")
+def update_asset_chain(req: ApiRequest) -> flask.Response:
+    svc = services()
+    principal = _admin(req, svc)
+    asset = req.params["asset"]
+    body = req.json(ChainRules)
+    given = {
+        name: value
+        for name in ("confirmations", *RULE_FIELDS)
+        if (value := getattr(body, name)) is not msgspec.UNSET
+    }
+    if not given:
+        raise bad_request("give at least one of confirmations, " + ", ".join(RULE_FIELDS))
+    pipe = svc.redis.pipeline(transaction=False)
+    pipe.hget(ASSETS_KEY, asset)
+    pipe.hget(ASSET_CHAINS_KEY, asset)
+    raw_asset, raw_chain = pipe.execute()
+    if raw_asset is None:
+        raise not_found(f"no asset {asset}", "asset_not_found")
+    if raw_chain is None:
+        raise not_found(f"asset {asset} has no chain details", "no_chain")
+    precision = int(orjson.loads(raw_asset)["precision"])
+    _check_rules(given, precision)
+    chain: dict[str, Any] = orjson.loads(raw_chain)
+    for name, value in given.items():
+        if value is None:
+            chain.pop(name, None)
+        else:
+            chain[name] = value
+    svc.auth.firestore.collection(ASSETS).document(asset).set(
+        {"asset": asset, "precision": precision, "chain": chain, "updated_at": _now(),
+         "updated_by": principal.user_id},
+        merge=["asset", "precision", "chain", "updated_at", "updated_by"],  # chain: replaced
+    )  # fmt: skip
+    svc.redis.hset(ASSET_CHAINS_KEY, asset, orjson.dumps(chain))
+    log.info("chain rules changed", extra={"asset": asset, "by": principal.user_id})
+    return json_response({"asset": asset, "precision": precision, "chain": chain})
 
 
 @api.route("POST", "/v1/admin/markets")

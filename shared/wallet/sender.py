@@ -332,11 +332,19 @@ def _settle(db: Database, cfg: WalletConfig, publish: Publish, report: SendRepor
         " UNION ALL"
         " SELECT r.withdrawal_id, r.user_id, r.state, w.state FROM withdrawal_requests r"
         " JOIN withdrawals w USING (withdrawal_id)"
-        " WHERE r.chain_id = :c AND r.state = 'failed' AND w.state = 'refunded'",
+        " WHERE r.chain_id = :c AND r.state = 'failed' AND w.state = 'refunded'"
+        # The API answered 503 (the publish timed out) yet the command got through: the user
+        # was told it failed, so the hold goes back.
+        " UNION ALL"
+        " SELECT r.withdrawal_id, r.user_id, r.state, w.state FROM withdrawal_requests r"
+        " JOIN withdrawals w USING (withdrawal_id)"
+        " WHERE r.chain_id = :c AND r.state = 'rejected' AND w.state = 'held'",
         c=cfg.chain_id,
     )
     for wid, user, state, held in rows:
-        if held == "refunded":
+        if state == "rejected":
+            publish(RefundWithdrawal(id=f"refund:{wid}", withdrawal_id=wid), user)
+        elif held == "refunded":
             _set_state(db, wid, "refunded")
             report.refunded.append(wid)
         elif state == "confirmed":

@@ -37,6 +37,7 @@ from schemathesis import Case as GenericCase
 from schemathesis.config import SchemathesisConfig
 
 from functions.queries import main as queries
+from functions.wallet import main as wallet
 from infra.gateway import create_app
 from infra.local_stack import Stack
 from shared.auth import new_secrets_document
@@ -143,8 +144,12 @@ def live(stack: Stack) -> Iterator[Live]:
                 mp.setenv(name, value)
             reset_services()
             queries.reset()
+            wallet.reset()
 
-        for name in ("AUTH_KEYS_FILE", "AUTH_KEYS_SECRET", "OIDC_ISSUER", "API_CORS_ORIGINS"):
+        for name in (
+            "AUTH_KEYS_FILE", "AUTH_KEYS_SECRET", "OIDC_ISSUER", "API_CORS_ORIGINS",
+            "WALLET_MNEMONIC_FILE", "WALLET_MNEMONIC_SECRET",
+        ):  # fmt: skip
             mp.delenv(name, raising=False)
         configure(
             AUTH_KEYS_JSON=orjson.dumps(new_secrets_document()).decode(),
@@ -160,6 +165,9 @@ def live(stack: Stack) -> Iterator[Live]:
             AUTH_RATE_PER_EMAIL="100000",
             TRADE_RATE_PER_USER="100000",
             TRADE_RATE_PER_IP="100000",
+            # The wallet routes: anvil's dev mnemonic (deposit addresses are its accounts).
+            WALLET_MNEMONIC="test test test test test test test test test test test junk",
+            CHAIN_ID="31337",
         )
         app = create_app()
         exchange = ex.Exchange(app.test_client(), cfg, fs, rds, configure)
@@ -185,6 +193,7 @@ def live(stack: Stack) -> Iterator[Live]:
             gateway.app = None
             reset_services()
             queries.reset()
+            wallet.reset()
             fs.close()  # type: ignore[no-untyped-call]
             host = os.environ["FIRESTORE_EMULATOR_HOST"]
             url = f"http://{host}/emulator/v1/projects/{project}/databases/(default)/documents"

@@ -1,0 +1,721 @@
+"""The wallet function: the caller's deposit address and deposits, and withdrawals.
+
+=======  ==========================================  =============================================
+method   path                                        what
+=======  ==========================================  =============================================
+GET      /v1/deposits/address?asset=                 the caller's deposit address for the asset's
+                                                     chain (made on first call)
+GET      /v1/deposits?asset=&limit=&cursor=          ``{deposits, next_cursor}``, newest first
+POST     /v1/withdrawals                             ``{asset, amount, address}`` -> 201 the
+                                                     withdrawal, 202 ``{withdrawal_id, command_id,
+                                                     state: "requested"}``
+GET      /v1/withdrawals?asset=&limit=&cursor=       ``{withdrawals, next_cursor}``, newest first
+GET      /v1/withdrawals/{id}                        one withdrawal (someone else's -> 404)
+=======  ==========================================  =============================================
+
+Reads need a token or an API key with the ``read`` scope (the withdrawal routes also take a
+``withdraw`` key, so a key can follow what it sent). ``POST /v1/withdrawals`` needs the
+``withdraw`` scope and counts against the trade rate limits (``TRADE_RATE_*``).
+
+Deposit addresses: one per user and chain (ETH and its tokens share it), BIP-44 index from the
+Postgres sequence ``deposit_address_index``, kept in Firestore (shared.wallet.addresses). The HD
+wallet comes from ``WALLET_MNEMONIC`` / ``_FILE`` / ``_SECRET`` (shared.config.WalletConfig),
+read once per instance; neither it nor any key is ever logged or answered.
+
+A withdrawal is checked before anything is stored: the asset is known (``unknown_asset``) and
+listed on the chain (``no_chain``); the amount is a decimal string within the asset's precision
+and positive (``bad_amount``) and at least the asset's minimum (``below_min_withdrawal``); the
+address is ``0x`` + 40 hex (``invalid_address``), checksummed (EIP-55:
+``address_not_checksummed`` for an all-lower or all-upper case one, ``invalid_checksum`` for a
+wrong one) and not the zero address (``invalid_address``). All 400. The asset's withdrawal fee
+is charged on top of the amount (the matcher holds amount + fee). Then, under a per-user
+advisory lock in one Postgres transaction, the rolling 24 h sum of the user's requests for the
+asset (all but rejected and refunded ones) plus this one must stay within the asset's daily
+limit (422 ``daily_limit_exceeded``), and the ``withdrawal_requests`` row is inserted
+(``requested``). The ``RequestWithdrawal`` command goes to the matcher with the user as ordering
+key; its refusal (422 ``insufficient_funds``, ...) marks the row ``rejected``; no verdict within
+``API_REPLY_WAIT_S`` answers 202. A publish that fails (503) marks the row rejected
+(``not_queued``): nothing was held. The withdrawal sender (shared.wallet.sender) moves it on.
+
+``Idempotency-Key``: a retry with the same key and request answers with the first request's
+withdrawal (the withdrawal id is derived from the command id), never storing a second one.
+
+Cursors are opaque strings (``next_cursor``; null on the last page); query parameters are strict
+as in the queries function (unknown, repeated or empty ones answer 400).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import functools
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final, TypeVar
+
+import flask
+import msgspec
+import orjson
+import redis
+from eth_utils.address import is_checksum_address
+from werkzeug.datastructures import MultiDict
+
+from shared import logs
+from shared.auth import Principal, authenticate, require_scope
+from shared.commands import Idempotency, Services, fingerprint, new_command_id, rejection, services
+from shared.config import ConfigError, WalletConfig
+from shared.db import Database
+from shared.http import (
+    Api,
+    ApiError,
+    ApiRequest,
+    Body,
+    Handler,
+    bad_request,
+    conflict,
+    json_response,
+    not_found,
+    unavailable,
+)
+from shared.markets import ASSET_CHAINS_KEY, ASSETS_KEY
+from shared.money import MoneyError, format_units, parse_units
+from shared.schema import Reason, RequestWithdrawal
+from shared.wallet.addresses import allocate, next_index_from
+from shared.wallet.assets import AssetChain
+from shared.wallet.keys import HdWallet
+
+logs.setup()
+log = logging.getLogger("api.wallet")
+
+api = Api("wallet")
+
+PAGE_DEFAULT, PAGE_MAX = 50, 500
+WITHDRAWAL_PREFIX: Final = "wd_"
+_WITHDRAWAL_ID_RE: Final = re.compile(r"wd_[0-9a-f]{32}")
+_ADDRESS_RE: Final = re.compile(r"0x[0-9a-fA-F]{40}")
+_ZERO_ADDRESS: Final = "0x" + "0" * 40
+_INT_RE: Final = re.compile(r"0|[1-9][0-9]{0,17}")
+_CURSOR_RE: Final = re.compile(r"[A-Za-z0-9_\-]{1,400}")
+_MAX_CURSOR_KEY: Final = 200
+_LOCK_CLASS: Final = 0x77D1  # the first key of the per-user withdrawal advisory lock
+STATES_NOT_COUNTED: Final = ("rejected", "refunded")
+"""Withdrawal requests that do not count against the daily limit: nothing left the exchange."""
+
+
+class NewWithdrawal(Body):
+    asset: Annotated[str, msgspec.Meta(max_length=12)]
+    amount: Annotated[str, msgspec.Meta(max_length=64)]
+    address: Annotated[str, msgspec.Meta(max_length=64)]
+
+
+def wallet(request: flask.Request) -> flask.Response:
+    """The functions-framework entry point."""
+    return api(request)
+
+
+# --------------------------------------------------------------------------------------------
+# configuration: the chain and the HD wallet, once per instance
+# --------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def wallet_config() -> WalletConfig:
+    return WalletConfig.load()
+
+
+@functools.cache
+def hd_wallet() -> HdWallet:
+    """The deposit addresses' HD wallet (the seed is derived once: PBKDF2 is slow)."""
+    return HdWallet.from_source(wallet_config().mnemonic)
+
+
+def reset() -> None:
+    """Forget the wallet configuration and keys (tests that change the environment)."""
+    hd_wallet.cache_clear()
+    wallet_config.cache_clear()
+
+
+def _config() -> WalletConfig:
+    try:
+        return wallet_config()
+    except ConfigError as exc:
+        log.error("wallet configuration", extra={"error": str(exc)})
+        raise unavailable("the wallet is not configured; try again later") from None
+
+
+def _wallet() -> HdWallet:
+    try:
+        return hd_wallet()
+    except ConfigError as exc:  # the message names variables, never the secret
+        log.error("wallet configuration", extra={"error": str(exc)})
+        raise unavailable("the wallet is not configured; try again later") from None
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _reader(req: ApiRequest, svc: Services, *also: str) -> Principal:
+    """The caller, with the ``read`` scope (or one of ``also``)."""
+    principal = authenticate(req, svc.auth)
+    if not any(scope in principal.scopes for scope in also):
+        require_scope(principal, "read")
+    return principal
+
+
+def _withdrawer(req: ApiRequest, svc: Services) -> Principal:
+    principal = authenticate(req, svc.auth)
+    require_scope(principal, "withdraw")
+    cfg, limiter = svc.config, svc.auth.limiter
+    limiter.hit("trade:user", principal.user_id, cfg.trade_rate_per_user, cfg.trade_rate_window_s)
+    limiter.hit("trade:ip", req.client_ip, cfg.trade_rate_per_ip, cfg.trade_rate_window_s)
+    return principal
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class Precisions:
+    """Asset precisions from Redis; an asset Redis lacks (flushed, rebuild pending) is looked
+    up in the ``assets`` table."""
+
+    def __init__(self, svc: Services) -> None:
+        self._svc = svc
+        self._known = {
+            _text(k): int(orjson.loads(v)["precision"])
+            for k, v in svc.redis.hgetall(ASSETS_KEY).items()
+        }
+        self._complete = False
+
+    def __call__(self, asset: str) -> int:
+        if asset not in self._known and not self._complete:
+            self._complete = True
+            rows = _db(self._svc, lambda db: db.run("SELECT asset, precision FROM assets"))
+            for name, precision in rows:
+                self._known.setdefault(name, int(precision))
+        if asset not in self._known:
+            raise LookupError(f"no definition of asset {asset!r}")
+        return self._known[asset]
+
+
+def _asset_chain(svc: Services, asset: str) -> AssetChain:
+    """The asset's chain rules; 400 ``unknown_asset`` or ``no_chain``."""
+    pipe = svc.redis.pipeline(transaction=False)
+    pipe.hget(ASSETS_KEY, asset)
+    pipe.hget(ASSET_CHAINS_KEY, asset)
+    raw_asset, raw_chain = pipe.execute()
+    if raw_asset is None:
+        raise bad_request(f"unknown asset {asset!r}", Reason.UNKNOWN_ASSET)
+    if raw_chain is None:
+        raise bad_request(
+            f"asset {asset} is not listed on a chain: no deposits or withdrawals", "no_chain"
+        )
+    precision = int(orjson.loads(raw_asset)["precision"])
+    default_confirmations = _config().confirmations
+    try:
+        return AssetChain.parse(asset, precision, orjson.loads(raw_chain), default_confirmations)
+    except (KeyError, TypeError, ValueError, orjson.JSONDecodeError) as exc:
+        log.error("malformed chain details", extra={"asset": asset, "error": repr(exc)})
+        raise unavailable(f"the chain details of {asset} are unavailable; try again") from None
+
+
+T = TypeVar("T")
+
+
+def _db(svc: Services, fn: Callable[[Database], T]) -> T:
+    """``svc.db.call(fn)``, a database failure answered 503."""
+    try:
+        return svc.db.call(fn)
+    except ApiError:
+        raise
+    except Exception:
+        log.exception("postgres failed")
+        raise unavailable("the database is unavailable; try again") from None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+class Params:
+    """The query string, checked: only ``allowed`` names, each at most once, none empty."""
+
+    def __init__(self, req: ApiRequest, *allowed: str) -> None:
+        args: MultiDict[str, str] = req.raw.args
+        for name in args:
+            if name not in allowed:
+                expected = ", ".join(allowed) or "none"
+                raise bad_request(
+                    f"unknown query parameter {name!r} (expected: {expected})", "unknown_parameter"
+                )
+            values = args.getlist(name)
+            if len(values) > 1:
+                raise bad_request(f"query parameter {name!r} is given more than once")
+            if values[0] == "":
+                raise bad_request(f"query parameter {name!r} is empty")
+        self._args = args
+
+    def text(self, name: str) -> str | None:
+        value: str | None = self._args.get(name)
+        return value
+
+    def limit(self) -> int:
+        raw = self._args.get("limit")
+        if raw is None:
+            return PAGE_DEFAULT
+        if not _INT_RE.fullmatch(raw) or not 1 <= int(raw) <= PAGE_MAX:
+            raise bad_request(f"limit must be an integer from 1 to {PAGE_MAX}", "invalid_limit")
+        return int(raw)
+
+    def cursor(self) -> tuple[datetime, str] | None:
+        raw = self._args.get("cursor")
+        if raw is None:
+            return None
+        return _decode_cursor(raw)
+
+
+def _encode_cursor(ts: datetime, key: str) -> str:
+    text = f"{ts.astimezone(UTC).isoformat()}|{key}".encode()
+    return base64.urlsafe_b64encode(text).decode().rstrip("=")
+
+
+def _decode_cursor(raw: str) -> tuple[datetime, str]:
+    invalid = bad_request("cursor is not one this API returned", "invalid_cursor")
+    if not _CURSOR_RE.fullmatch(raw):
+        raise invalid
+    try:
+        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+        stamp, sep, key = text.partition("|")
+        ts = datetime.fromisoformat(stamp)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise invalid from None
+    if not sep or not key or len(key) > _MAX_CURSOR_KEY or ts.tzinfo is None:
+        raise invalid
+    return ts, key
+
+
+def _page(
+    items: list[dict[str, Any]], rows: Sequence[Sequence[Any]], limit: int, name: str,
+    ts_col: int, key_col: int,
+) -> dict[str, Any]:  # fmt: skip
+    """``limit + 1`` rows were read: the extra one only says that another page exists."""
+    more = len(items) > limit
+    cursor = None
+    if more:
+        last = rows[limit - 1]
+        cursor = _encode_cursor(last[ts_col], str(last[key_col]))
+    return {name: items[:limit], "next_cursor": cursor}
+
+
+def _asset_param(params: Params, precision: Precisions) -> str | None:
+    asset = params.text("asset")
+    if asset is not None:
+        try:
+            precision(asset)
+        except LookupError:
+            raise bad_request(f"unknown asset {asset!r}", Reason.UNKNOWN_ASSET) from None
+    return asset
+
+
+def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
+    """``api.route`` with Redis failures answered 503 instead of 500."""
+
+    def register(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        def guarded(req: ApiRequest) -> flask.Response:
+            try:
+                return handler(req)
+            except redis.RedisError as exc:
+                log.warning("redis failed", extra={"error": repr(exc)})
+                raise unavailable("a backing service is unavailable; try again") from None
+
+        api.route(method, pattern)(guarded)
+        return handler
+
+    return register
+
+
+# --------------------------------------------------------------------------------------------
+# deposits
+# --------------------------------------------------------------------------------------------
+
+
+@route("GET", "/v1/deposits/address")
+def deposit_address(req: ApiRequest) -> flask.Response:
+    svc = services()
+    principal = _reader(req, svc)
+    params = Params(req, "asset")
+    asset = params.text("asset")
+    if asset is None:
+        raise bad_request("query parameter 'asset' is required", "missing_parameter")
+    chain = _asset_chain(svc, asset)
+    chain_id = _config().chain_id
+    hd = _wallet()
+
+    def next_index() -> int:
+        return int(svc.db.call(lambda db: next_index_from(lambda: db)()))
+
+    try:
+        address = allocate(svc.auth.firestore, next_index, hd, chain_id, principal.user_id)
+    except ApiError:
+        raise
+    except Exception:
+        log.exception("could not allocate a deposit address", extra={"user_id": principal.user_id})
+        raise unavailable("the deposit address could not be made; try again") from None
+    return json_response(
+        {
+            "asset": chain.asset,
+            "chain_id": chain_id,
+            "address": address,
+            "kind": chain.kind,
+            "contract": chain.contract,
+            "decimals": chain.decimals,
+            "confirmations": chain.confirmations,
+            "min_deposit": format_units(chain.min_deposit, chain.precision),
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+_DEPOSIT_SQL: Final = """
+SELECT d.ref, d.asset, d.amount, d.tx_hash, d.log_index, d.block_number,
+       d.confirmations_required, d.status, d.dust, d.address, d.seen_at, d.credited_at, c.head
+FROM chain_deposits d LEFT JOIN chain_cursor c ON c.chain_id = d.chain_id
+WHERE {where} ORDER BY d.seen_at DESC, d.ref LIMIT :n
+"""
+
+
+def _confirmations(status: str, block: int, required: int, head: int | None) -> int:
+    if status == "orphaned" or head is None:
+        return 0
+    seen = max(0, head - block + 1)
+    return min(seen, required) if status == "pending" else seen
+
+
+def _deposit_json(row: Sequence[Any], precision: Callable[[str], int]) -> dict[str, Any]:
+    (ref, asset, amount, tx_hash, log_index, block, required, status, dust, address, seen_at,
+     credited_at, head) = row  # fmt: skip
+    return {
+        "id": ref,
+        "asset": asset,
+        "amount": format_units(int(amount), precision(asset)),
+        "tx_hash": tx_hash,
+        "log_index": int(log_index),
+        "block_number": int(block),
+        "confirmations": _confirmations(
+            status, int(block), int(required), None if head is None else int(head)
+        ),
+        "confirmations_required": int(required),
+        "status": status,
+        "dust": str(int(dust)),
+        "address": address,
+        "created_at": _iso(seen_at),
+        "credited_at": _iso(credited_at),
+    }
+
+
+@route("GET", "/v1/deposits")
+def list_deposits(req: ApiRequest) -> flask.Response:
+    svc = services()
+    principal = _reader(req, svc)
+    params = Params(req, "asset", "limit", "cursor")
+    limit = params.limit()
+    cursor = params.cursor()
+    precision = Precisions(svc)
+    asset = _asset_param(params, precision)
+    where = ["d.user_id = :u"]
+    args: dict[str, Any] = {"u": principal.user_id, "n": limit + 1}
+    if asset is not None:
+        where.append("d.asset = :a")
+        args["a"] = asset
+    if cursor is not None:
+        where.append("(d.seen_at < :t OR (d.seen_at = :t AND d.ref > :k))")
+        args["t"], args["k"] = cursor
+    sql = _DEPOSIT_SQL.format(where=" AND ".join(where))
+    rows = _db(svc, lambda db: db.run(sql, **args))
+    items = [_deposit_json(row, precision) for row in rows]
+    return json_response(_page(items, rows, limit, "deposits", 10, 0))
+
+
+# --------------------------------------------------------------------------------------------
+# withdrawals
+# --------------------------------------------------------------------------------------------
+
+_WITHDRAWAL_COLUMNS: Final = (
+    "withdrawal_id, asset, amount, fee, address, state, tx_hash, error, created_at, updated_at"
+)
+
+
+def _withdrawal_json(row: Sequence[Any], precision: Callable[[str], int]) -> dict[str, Any]:
+    wid, asset, amount, fee, address, state, tx_hash, error, created_at, updated_at = row
+    p = precision(asset)
+    return {
+        "id": wid,
+        "asset": asset,
+        "amount": format_units(int(amount), p),
+        "fee": format_units(int(fee), p),
+        "address": address,
+        "state": state,
+        "tx_hash": tx_hash,
+        "error": error,
+        "created_at": _iso(created_at),
+        "updated_at": _iso(updated_at),
+    }
+
+
+def _check_address(address: str) -> None:
+    if not _ADDRESS_RE.fullmatch(address):
+        raise bad_request(
+            "address must be an Ethereum address: 0x followed by 40 hex digits",
+            "invalid_address",
+        )
+    if address.lower() == _ZERO_ADDRESS:
+        raise bad_request("the zero address cannot receive a withdrawal", "invalid_address")
+    if is_checksum_address(address):
+        return
+    digits = address[2:]
+    if digits in (digits.lower(), digits.upper()):
+        raise bad_request(
+            "a checksummed (EIP-55, mixed-case) address is required, so that a mistyped "
+            "address is caught; copy it from a wallet that shows the checksum",
+            "address_not_checksummed",
+        )
+    raise bad_request(
+        "the address's EIP-55 checksum does not match: it is probably mistyped",
+        "invalid_checksum",
+    )
+
+
+def _get_withdrawal(svc: Services, user: str, wid: str) -> list[Any] | None:
+    rows = _db(
+        svc,
+        lambda db: db.run(
+            f"SELECT {_WITHDRAWAL_COLUMNS} FROM withdrawal_requests"
+            " WHERE withdrawal_id = :w AND user_id = :u",
+            w=wid,
+            u=user,
+        ),
+    )
+    return list(rows[0]) if rows else None
+
+
+def _mark_rejected(svc: Services, wid: str, reason: str) -> None:
+    _db(
+        svc,
+        lambda db: db.run(
+            "UPDATE withdrawal_requests SET state = 'rejected', error = :e, updated_at = now()"
+            " WHERE withdrawal_id = :w AND state = 'requested'",
+            e=reason,
+            w=wid,
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    withdrawal_id: str
+    command_id: str
+    user: str
+    chain: AssetChain
+    amount: int
+    fee: int
+    address: str
+    chain_id: int
+
+
+def _store(db: Database, r: _Request) -> int | None:
+    """Insert the request under the user's advisory lock; None when stored (or found stored
+    by an earlier try of this same transaction), else the units left of the daily limit."""
+    db.run("BEGIN")
+    try:
+        db.run("SELECT pg_advisory_xact_lock(:c, hashtext(:u))", c=_LOCK_CLASS, u=r.user)
+        if db.run("SELECT 1 FROM withdrawal_requests WHERE withdrawal_id = :w", w=r.withdrawal_id):
+            db.run("ROLLBACK")
+            return None
+        limit = r.chain.withdrawal_daily_limit
+        if limit is not None:
+            used = db.run(
+                "SELECT coalesce(sum(amount), 0) FROM withdrawal_requests WHERE user_id = :u"
+                " AND asset = :a AND created_at > now() - interval '24 hours'"
+                " AND state NOT IN ('rejected', 'refunded')",
+                u=r.user,
+                a=r.chain.asset,
+            )[0][0]
+            if int(used) + r.amount > limit:
+                db.run("ROLLBACK")
+                return max(0, limit - int(used))
+        db.run(
+            "INSERT INTO withdrawal_requests (withdrawal_id, user_id, asset, amount, fee,"
+            " token_amount, address, chain_id, state, command_id)"
+            " VALUES (:w, :u, :a, :amount, :fee, :token, :addr, :chain, 'requested', :cmd)",
+            w=r.withdrawal_id, u=r.user, a=r.chain.asset, amount=r.amount, fee=r.fee,
+            token=r.chain.to_token(r.amount), addr=r.address, chain=r.chain_id,
+            cmd=r.command_id,
+        )  # fmt: skip
+        db.run("COMMIT")
+        return None
+    except BaseException:
+        with contextlib.suppress(Exception):
+            db.run("ROLLBACK")
+        raise
+
+
+def _pending(wid: str, command_id: str) -> flask.Response:
+    return json_response(
+        {"withdrawal_id": wid, "command_id": command_id, "state": "requested"},
+        status=202,
+        headers={"Location": f"/v1/withdrawals/{wid}"},
+    )
+
+
+def _created(svc: Services, user: str, wid: str, command_id: str) -> flask.Response:
+    row = _get_withdrawal(svc, user, wid)
+    if row is None:  # pragma: no cover - the row was stored before publishing
+        raise unavailable("the withdrawal could not be read back; try again")
+    return json_response(
+        _withdrawal_json(row, Precisions(svc)),
+        status=201,
+        headers={"Location": f"/v1/withdrawals/{wid}", "X-Command-Id": command_id},
+    )
+
+
+def _verdict(
+    svc: Services, user: str, wid: str, command_id: str, reply: dict[str, Any] | None
+) -> flask.Response:
+    if reply is None:
+        return _pending(wid, command_id)
+    if not reply["ok"]:
+        _mark_rejected(svc, wid, str(reply.get("reason") or "rejected"))
+        raise rejection(reply)
+    return _created(svc, user, wid, command_id)
+
+
+def _repeat(svc: Services, user: str, command_id: str) -> flask.Response:
+    """The answer to a retry with the same ``Idempotency-Key``: the first request's."""
+    wid = WITHDRAWAL_PREFIX + command_id
+    row = _get_withdrawal(svc, user, wid)
+    if row is None:
+        raise conflict(
+            "the first request with this Idempotency-Key is still being processed; retry",
+            "idempotency_key_in_use",
+        )
+    state, error = row[5], row[7]
+    if state == "rejected":
+        raise rejection({"ok": False, "reason": error, "command_id": command_id})
+    if state != "requested":
+        return _created(svc, user, wid, command_id)
+    reply = svc.commands.result(command_id) or svc.commands.poll(command_id, svc.commands.wait_s)
+    return _verdict(svc, user, wid, command_id, reply)
+
+
+@route("POST", "/v1/withdrawals")
+def request_withdrawal(req: ApiRequest) -> flask.Response:
+    svc = services()
+    principal = _withdrawer(req, svc)
+    user = principal.user_id
+    key = Idempotency.key_of(req)  # a malformed key is refused before anything else
+    body = req.json(NewWithdrawal)
+    chain = _asset_chain(svc, body.asset)
+    try:
+        amount = parse_units(body.amount, chain.precision, "amount")
+    except MoneyError as exc:
+        raise bad_request(str(exc), Reason.BAD_AMOUNT) from None
+    if amount <= 0:
+        raise bad_request("amount must be positive", Reason.BAD_AMOUNT)
+    if amount < chain.min_withdrawal:
+        minimum = format_units(chain.min_withdrawal, chain.precision)
+        raise bad_request(
+            f"the smallest withdrawal of {chain.asset} is {minimum}", "below_min_withdrawal"
+        )
+    _check_address(body.address)
+    chain_id = _config().chain_id
+
+    command_id = new_command_id()
+    if key is not None:
+        request_fp = fingerprint("POST /v1/withdrawals", msgspec.json.encode(body))
+        first = svc.idempotency.begin(user, key, request_fp, command_id)
+        if first is not None:
+            return _repeat(svc, user, first)
+    r = _Request(
+        withdrawal_id=WITHDRAWAL_PREFIX + command_id, command_id=command_id, user=user,
+        chain=chain, amount=amount, fee=chain.withdrawal_fee, address=body.address,
+        chain_id=chain_id,
+    )  # fmt: skip
+    try:
+        left = _db(svc, lambda db: _store(db, r))
+    except Exception:
+        if key is not None:
+            svc.idempotency.abandon(user, key, command_id)
+        raise
+    if left is not None:
+        if key is not None:  # nothing was done: a retry with the key is a new request
+            svc.idempotency.abandon(user, key, command_id)
+        assert chain.withdrawal_daily_limit is not None
+        p = chain.precision
+        raise ApiError(
+            422,
+            "daily_limit_exceeded",
+            f"this would exceed the daily withdrawal limit of "
+            f"{format_units(chain.withdrawal_daily_limit, p)} {chain.asset} "
+            f"(left for the last 24 hours: {format_units(left, p)})",
+        )
+    cmd = RequestWithdrawal(
+        id=command_id, user=user, asset=chain.asset, amount=amount, fee=r.fee,
+        withdrawal_id=r.withdrawal_id,
+    )  # fmt: skip
+    try:
+        reply = svc.commands.send(cmd, ordering_key=user, owner=user)
+    except ApiError:
+        # Not queued: nothing was held. The row stays as a record, rejected.
+        _mark_rejected(svc, r.withdrawal_id, "not_queued")
+        if key is not None:
+            svc.idempotency.abandon(user, key, command_id)
+        raise
+    return _verdict(svc, user, r.withdrawal_id, command_id, reply)
+
+
+@route("GET", "/v1/withdrawals")
+def list_withdrawals(req: ApiRequest) -> flask.Response:
+    svc = services()
+    principal = _reader(req, svc, "withdraw")
+    params = Params(req, "asset", "limit", "cursor")
+    limit = params.limit()
+    cursor = params.cursor()
+    precision = Precisions(svc)
+    asset = _asset_param(params, precision)
+    where = ["user_id = :u"]
+    args: dict[str, Any] = {"u": principal.user_id, "n": limit + 1}
+    if asset is not None:
+        where.append("asset = :a")
+        args["a"] = asset
+    if cursor is not None:
+        where.append("(created_at < :t OR (created_at = :t AND withdrawal_id > :k))")
+        args["t"], args["k"] = cursor
+    sql = (
+        f"SELECT {_WITHDRAWAL_COLUMNS} FROM withdrawal_requests WHERE {' AND '.join(where)}"
+        " ORDER BY created_at DESC, withdrawal_id LIMIT :n"
+    )
+    rows = _db(svc, lambda db: db.run(sql, **args))
+    items = [_withdrawal_json(row, precision) for row in rows]
+    return json_response(_page(items, rows, limit, "withdrawals", 8, 0))
+
+
+@route("GET", "/v1/withdrawals/{id}")
+def get_withdrawal(req: ApiRequest) -> flask.Response:
+    svc = services()
+    principal = _reader(req, svc, "withdraw")
+    Params(req)
+    wid = req.params["id"]
+    missing = not_found("no such withdrawal", "withdrawal_not_found")
+    if not _WITHDRAWAL_ID_RE.fullmatch(wid):
+        raise missing
+    row = _get_withdrawal(svc, principal.user_id, wid)
+    if row is None:
+        raise missing
+    return json_response(_withdrawal_json(row, Precisions(svc)))
