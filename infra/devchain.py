@@ -27,7 +27,15 @@ from typing import Any, Final
 from eth_account import Account
 from web3 import Web3
 
-from infra.token import USDT_DECIMALS, USDT_NAME, USDT_SYMBOL, deploy_token, mint, transfer
+from infra.token import (
+    USDT_DECIMALS,
+    USDT_NAME,
+    USDT_SYMBOL,
+    deploy_token,
+    mint,
+    token_contract,
+    transfer,
+)
 from shared.wallet.keys import new_mnemonic
 
 DEV_MNEMONIC: Final = "test test test test test test test test test test test junk"
@@ -168,9 +176,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     f.add_argument("--usdt", type=Decimal, default=Decimal(0))
     f.add_argument("--state-dir", type=Path, default=Path(".state"), help="make run's state")
     f.add_argument("--rpc", help="the node (default: make run's anvil, from STATE/env)")
+    b = sub.add_parser("balance", help="an address's ETH and USDT on the local chain, as JSON")
+    b.add_argument("address")
+    b.add_argument("--state-dir", type=Path, default=Path(".state"), help="make run's state")
+    b.add_argument("--rpc", help="the node (default: make run's anvil, from STATE/env)")
     args = parser.parse_args(argv)
-    faucet(args.rpc or _rpc_of(args.state_dir), args.address, args.eth, args.usdt, args.state_dir)
+    rpc = args.rpc or _rpc_of(args.state_dir)
+    if args.cmd == "faucet":
+        faucet(rpc, args.address, args.eth, args.usdt, args.state_dir)
+    else:
+        print(json.dumps(balances(rpc, args.address, args.state_dir)))
     return 0
+
+
+def balances(rpc_url: str, address: str, state_dir: Path) -> dict[str, str]:
+    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 10}))
+    holder = Web3.to_checksum_address(address)
+    token = json.loads((state_dir / "chain.json").read_text())["usdt"]
+    usdt = token_contract(w3, token).functions.balanceOf(holder).call()
+    return {
+        "address": holder,
+        "ETH": _decimal(int(w3.eth.get_balance(holder)), 18),
+        "USDT": _decimal(int(usdt), USDT_DECIMALS),
+    }
+
+
+def _decimal(units: int, decimals: int) -> str:
+    text = f"{Decimal(units).scaleb(-decimals):f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 if __name__ == "__main__":

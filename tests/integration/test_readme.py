@@ -36,6 +36,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 README = REPO_ROOT / "README.md"
 BLOCK_RE = re.compile(r"^<!-- walkthrough -->\n```sh\n(.*?)^```$", re.S | re.M)
+CHAIN_BLOCK_RE = re.compile(r"^<!-- chain walkthrough -->\n```sh\n(.*?)^```$", re.S | re.M)
 MARKER = "@@walkthrough block {} ok@@"
 # What a developer's shell might hold that must not leak into the exchange under test.
 _CONFIG_PREFIXES = (
@@ -122,7 +123,7 @@ class Walkthrough:
     text: list[str]
 
 
-def run_walkthrough(ex: LocalExchange, blocks: list[str]) -> Walkthrough:
+def run_walkthrough(ex: LocalExchange, blocks: list[str], **env: str) -> Walkthrough:
     script = ["set -euo pipefail"]
     for i, block in enumerate(blocks):
         script += [block, f"printf '\\n{MARKER.format(i)}\\n'"]
@@ -131,11 +132,11 @@ def run_walkthrough(ex: LocalExchange, blocks: list[str]) -> Walkthrough:
     result = subprocess.run(
         ["bash", str(path)],
         cwd=ex.workdir,
-        env=clean_env(API=ex.api),
+        env=clean_env(API=ex.api, **env),
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
-        timeout=150,
+        timeout=180,
     )
     out = result.stdout
     texts: list[str] = []
@@ -283,3 +284,34 @@ def test_your_first_trade(workdir: Path) -> None:
                  "ok": True},
     }  # fmt: skip
     assert alice_id != bob_id
+
+
+def test_deposit_trade_and_withdraw_on_the_local_chain(workdir: Path) -> None:
+    blocks = CHAIN_BLOCK_RE.findall(README.read_text())
+    assert len(blocks) == 4
+    with local_exchange(workdir) as ex:
+        out = run_walkthrough(ex, blocks, PY=sys.executable, PYTHONPATH=str(REPO_ROOT)).blocks
+    addresses, deposits, trade, withdrawals = out
+    [dave_address] = addresses
+    assert dave_address["asset"] == "USDT" and dave_address["confirmations"] == 3
+    assert dave_address["address"].startswith("0x") and dave_address["kind"] == "erc20"
+    carol_deposits, dave_balances = deposits
+    [credited] = carol_deposits["deposits"]
+    assert (credited["asset"], credited["amount"], credited["status"]) == ("ETH", "2", "credited")
+    assert credited["confirmations"] >= credited["confirmations_required"] == 3
+    assert dave_balances["USDT"] == {"available": "5000", "frozen": "0"}
+    sell, buy = trade
+    assert sell["status"] == "open" and buy["status"] == "filled"
+    w1, carol, dave, outside_usdt, outside_eth = withdrawals
+    assert (w1["state"], w1["amount"], w1["fee"]) == ("confirmed", "1000", "1")
+    assert w1["tx_hash"].startswith("0x")
+    assert carol == {
+        "ETH": {"available": "1", "frozen": "0"},
+        "USDT": {"available": "997", "frozen": "0"},
+    }
+    assert dave == {
+        "ETH": {"available": "0.497", "frozen": "0"},
+        "USDT": {"available": "3000", "frozen": "0"},
+    }
+    assert (outside_usdt["USDT"], outside_usdt["ETH"]) == ("1000", "0")
+    assert (outside_eth["USDT"], outside_eth["ETH"]) == ("0", "0.5")
