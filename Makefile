@@ -30,8 +30,8 @@ format: venv ## apply ruff's fixes and formatting
 test: lint ## lint, then the whole test suite (starts the local services it needs)
 	$(VENV)/bin/pytest
 
-test-fast: venv ## the pure tests only (no local services)
-	$(VENV)/bin/pytest -m "not integration"
+test-fast: venv ## the pure tests only (no local services, no tool installs)
+	$(VENV)/bin/pytest -m "not integration and not tools"
 
 RUN_ARGS ?=
 run: venv ## the whole local exchange (installs what is missing); Ctrl-C stops it; RUN_ARGS=--help

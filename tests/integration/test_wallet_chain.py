@@ -9,6 +9,7 @@ confirmations are counted exactly; every test runs between an ``evm_snapshot`` a
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -406,7 +407,8 @@ def _funded_alice(w: Wallet) -> None:
     w.sweep_until_quiet()
 
 
-def test_withdrawals_end_to_end(w: Wallet) -> None:
+def test_withdrawals_end_to_end(w: Wallet, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     _funded_alice(w)
     outside = Account.create().address
     wid = w.request_withdrawal("alice", "ETH", 100_000_000, 50_000, outside)  # 1 ETH + fee
@@ -426,6 +428,10 @@ def test_withdrawals_end_to_end(w: Wallet) -> None:
     assert w.usdt_of(outside) == 120 * USDT_UNIT
     assert w.balance("alice", "USDT") == (500 * USDT_UNIT - 121 * USDT_UNIT, 0)
     assert w.audit() == {"ETH": 0, "USDT": 0}
+    # Nothing secret was logged, at any level, by the jobs or the libraries under them.
+    secrets = [w.cfg.mnemonic.read(), w.hot.key.hex(), w.gas.key.hex()]
+    secrets += [w.hd.account(i).key.hex() for i in range(2)]
+    assert caplog.records and not [s for s in secrets if s.removeprefix("0x") in caplog.text]
 
 
 def _hot_sent(w: Wallet) -> int:

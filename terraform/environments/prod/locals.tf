@@ -1,0 +1,196 @@
+# What each deployable is and needs, in one place. Everything else (service accounts, IAM,
+# environment, secrets) is derived from these tables; tests/deploy/test_terraform.py asserts
+# the security-relevant facts about them.
+
+locals {
+  prefix = "${var.name}-${var.environment}"
+  labels = merge(var.labels, {
+    app         = var.name
+    environment = var.environment
+    managed-by  = "terraform"
+  })
+
+  manifest = var.functions_manifest != "" ? var.functions_manifest : "${path.root}/../../../build/functions/manifest.json"
+  registry = "${var.region}-docker.pkg.dev/${var.project_id}/${var.artifact_repository}"
+  images = {
+    matcher = "${local.registry}/matcher:${var.image_tag}"
+    ws      = "${local.registry}/ws:${var.image_tag}"
+  }
+
+  # The Cloud Functions: functions/NAME/main.py, entry point NAME. HTTP ones sit behind the
+  # load balancer; scheduled ones are invoked by Cloud Scheduler only. max 1 / concurrency 1
+  # for the scheduled ones: one run at a time (each also takes a Postgres advisory lock).
+  functions = {
+    auth = {
+      description     = "Accounts, sessions and API keys: /v1/auth, /v1/api-keys"
+      trigger         = "http"
+      schedule        = ""
+      memory          = "1Gi" # argon2id hashes take 64 MiB each
+      cpu             = "1"
+      timeout_seconds = 60
+      min_instances   = 0
+      max_instances   = var.http_max_instances
+      concurrency     = 8
+    }
+    orders = {
+      description     = "Place and cancel orders, the fate of a command: /v1/orders, /v1/commands"
+      trigger         = "http"
+      schedule        = ""
+      memory          = "512Mi"
+      cpu             = "1"
+      timeout_seconds = 60
+      min_instances   = 0
+      max_instances   = var.http_max_instances
+      concurrency     = 20
+    }
+    queries = {
+      description     = "Market data and the caller's history: /v1/markets, /v1/balances, GET /v1/orders, ..."
+      trigger         = "http"
+      schedule        = ""
+      memory          = "512Mi"
+      cpu             = "1"
+      timeout_seconds = 60
+      min_instances   = 0
+      max_instances   = var.http_max_instances
+      concurrency     = 20
+    }
+    admin = {
+      description     = "Assets, markets, credits, users, the audit: /v1/admin"
+      trigger         = "http"
+      schedule        = ""
+      memory          = "512Mi"
+      cpu             = "1"
+      timeout_seconds = 120
+      min_instances   = 0
+      max_instances   = 2
+      concurrency     = 4
+    }
+    docs = {
+      description     = "The OpenAPI document: /v1/openapi.json (and the 404 of unknown paths)"
+      trigger         = "http"
+      schedule        = ""
+      memory          = "256Mi"
+      cpu             = "0.167"
+      timeout_seconds = 30
+      min_instances   = 0
+      max_instances   = 2
+      concurrency     = 1
+    }
+    wallet = {
+      description     = "Deposit addresses, deposits and withdrawals: /v1/deposits, /v1/withdrawals"
+      trigger         = "http"
+      schedule        = ""
+      memory          = "512Mi"
+      cpu             = "1"
+      timeout_seconds = 60
+      min_instances   = 0
+      max_instances   = var.http_max_instances
+      concurrency     = 20
+    }
+    watcher = {
+      description     = "the deposit watcher"
+      trigger         = "schedule"
+      schedule        = var.schedules["watcher"]
+      memory          = "512Mi"
+      cpu             = "1"
+      timeout_seconds = 300
+      min_instances   = 0
+      max_instances   = 1
+      concurrency     = 1
+    }
+    sweep = {
+      description     = "the sweep of deposit addresses to the hot wallet"
+      trigger         = "schedule"
+      schedule        = var.schedules["sweep"]
+      memory          = "512Mi"
+      cpu             = "1"
+      timeout_seconds = 300
+      min_instances   = 0
+      max_instances   = 1
+      concurrency     = 1
+    }
+    sender = {
+      description     = "the withdrawal sender"
+      trigger         = "schedule"
+      schedule        = var.schedules["sender"]
+      memory          = "512Mi"
+      cpu             = "1"
+      timeout_seconds = 300
+      min_instances   = 0
+      max_instances   = 1
+      concurrency     = 1
+    }
+  }
+
+  # Every deployable (the functions, the two Cloud Run services, the migration job) and its
+  # service account's short name.
+  deployables = concat(keys(local.functions), ["matcher", "ws", "migrate"])
+  account_of  = { for d in local.deployables : d => contains(keys(local.functions), d) ? "fn-${d}" : d }
+
+  # Who uses what. Each list grants exactly that access and the environment that goes with it.
+  firestore_users     = ["auth", "orders", "queries", "admin", "wallet", "watcher", "sweep"]
+  firestore_readers   = ["ws"] # API-key authentication reads api_keys
+  postgres_users      = ["matcher", "migrate", "orders", "queries", "admin", "wallet", "watcher", "sweep", "sender"]
+  redis_users         = ["matcher", "ws", "auth", "orders", "queries", "admin", "wallet", "watcher", "sweep", "sender"]
+  api_users           = ["auth", "orders", "queries", "admin", "docs", "wallet", "ws"]
+  wallet_users        = ["wallet", "watcher", "sweep", "sender"]
+  commands_publishers = ["orders", "admin", "wallet", "watcher", "sender"]
+  commands_consumers  = ["matcher"]
+  events_publishers   = ["matcher"]
+  pubsub_users        = distinct(concat(local.commands_publishers, local.commands_consumers, local.events_publishers))
+
+  # Secret Manager: who may read which secret. Nothing else gets a binding.
+  secret_readers = {
+    auth_keys       = ["auth", "orders", "queries", "admin", "wallet", "ws"]
+    wallet_mnemonic = ["wallet", "sweep"]
+    hot_wallet_key  = ["sender"]
+    gas_wallet_key  = ["sweep"]
+    eth_rpc_url     = local.wallet_users
+    db_password     = local.postgres_users
+    redis_url       = local.redis_users
+  }
+  secrets = {
+    auth_keys       = "The API's JWT signing keys and API-key masters (python -m shared.auth new)."
+    wallet_mnemonic = "The BIP-39 mnemonic of the deposit addresses."
+    hot_wallet_key  = "The hot wallet's private key (pays withdrawals)."
+    gas_wallet_key  = "The gas wallet's private key (tops deposit addresses up for token sweeps)."
+    eth_rpc_url     = "The Ethereum JSON-RPC URL (ETH_RPC_URL; often carries the provider's API key)."
+    db_password     = "The application's Postgres password (written by Terraform)."
+    redis_url       = "REDIS_URL with Memorystore's AUTH string (written by Terraform)."
+  }
+  # Secrets the code reads itself by version name (VARIABLE_SECRET=projects/P/secrets/S/versions/V).
+  secret_version_env = {
+    auth_keys       = "AUTH_KEYS_SECRET"
+    wallet_mnemonic = "WALLET_MNEMONIC_SECRET"
+    hot_wallet_key  = "HOT_WALLET_KEY_SECRET"
+    gas_wallet_key  = "GAS_WALLET_KEY_SECRET"
+  }
+  # Secrets the platform injects as plain environment variables.
+  secret_value_env = {
+    db_password = "PGPASSWORD"
+    redis_url   = "REDIS_URL"
+    eth_rpc_url = "ETH_RPC_URL"
+  }
+
+  # The load balancer's routes, in precedence order (infra/gateway.py's ROUTES, plus the
+  # wallet's and the WebSocket's). A method-specific route comes before the plain one.
+  routes = [
+    { prefix = "/v1/orders", method = "GET", backend = "queries" },
+    { prefix = "/v1/auth", method = "", backend = "auth" },
+    { prefix = "/v1/api-keys", method = "", backend = "auth" },
+    { prefix = "/v1/time", method = "", backend = "queries" },
+    { prefix = "/v1/assets", method = "", backend = "queries" },
+    { prefix = "/v1/markets", method = "", backend = "queries" },
+    { prefix = "/v1/tickers", method = "", backend = "queries" },
+    { prefix = "/v1/balances", method = "", backend = "queries" },
+    { prefix = "/v1/trades", method = "", backend = "queries" },
+    { prefix = "/v1/ledger", method = "", backend = "queries" },
+    { prefix = "/v1/orders", method = "", backend = "orders" },
+    { prefix = "/v1/commands", method = "", backend = "orders" },
+    { prefix = "/v1/admin", method = "", backend = "admin" },
+    { prefix = "/v1/openapi.json", method = "", backend = "docs" },
+    { prefix = "/v1/deposits", method = "", backend = "wallet" },
+    { prefix = "/v1/withdrawals", method = "", backend = "wallet" },
+    { prefix = "/v1/ws", method = "", backend = "ws" },
+  ]
+}
