@@ -9,11 +9,13 @@ What it starts:
 2. the API gateway (``python -m infra.gateway``: every HTTP function under one port, on
    gunicorn) as a child process; it reads the auth keys made once in ``STATE/auth-keys.json``;
 3. meanwhile: the database migrations, the Pub/Sub topics and the matcher (``python -m
-   matcher_service``, a child process); and, in a thread, Firestore's documents of the last
-   run (users, sessions, API keys) imported from ``STATE/firestore`` (the emulator keeps
-   nothing on disk; Postgres and the Pub/Sub emulator keep their data in the state dir, and
-   the matcher rebuilds Redis), then the admin user (``functions.admin.bootstrap``), whose
-   random password is made once and kept in ``STATE/admin.json``, for local use only;
+   matcher_service``, a child process), the ws service (``python -m ws_service``, the live
+   feed at ``ws://HOST:8081/v1/ws``, a child process with the same auth keys); and, in a
+   thread, Firestore's documents of the last run (users, sessions, API keys) imported from
+   ``STATE/firestore`` (the emulator keeps nothing on disk; Postgres and the Pub/Sub emulator
+   keep their data in the state dir, and the matcher rebuilds Redis), then the admin user
+   (``functions.admin.bootstrap``), whose random password is made once and kept in
+   ``STATE/admin.json``, for local use only;
 4. the seed: assets ETH and USDT and the market ETH-USDT (commands with fixed ids: the
    matcher applies a command id once, so seeding again changes nothing). The assets' chain
    details (``GET /v1/assets``) are left to the wallet work.
@@ -53,9 +55,11 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Final
 
+import redis
 from google.cloud import firestore
 
 from functions.admin.bootstrap import make_admin
+from infra.devchain import CONFIRMATIONS, LocalWallet, asset_chains, ensure_chain, wallet_keys
 from infra.gateway import write_dev_keys
 from infra.local_stack import (
     ALL_SERVICES,
@@ -72,6 +76,7 @@ from infra.local_stack import (
 from infra.migrate import migrate
 from shared.config import PostgresConfig, PubSubConfig
 from shared.db import connect
+from shared.markets import ASSET_CHAINS_KEY
 from shared.pubsub import CommandPublisher, ensure_topics
 from shared.schema import AnyCommand, CreateAsset, CreateMarket
 
@@ -80,6 +85,7 @@ log = logging.getLogger("run")
 DEFAULT_STATE_DIR: Final = REPO_ROOT / ".state"
 DEFAULT_API_PORT: Final = 8080
 DEFAULT_MATCHER_PORT: Final = 8090
+DEFAULT_WS_PORT: Final = 8081
 DEFAULT_ADMIN_EMAIL: Final = "admin@local.test"
 MARKET: Final = "ETH-USDT"
 FIRESTORE_EXPORT_EVERY_S: Final = 60.0
@@ -109,10 +115,15 @@ class RunConfig:
     admin_email: str
     gateway_workers: int = 2
     gateway_threads: int = 16
+    ws_port: int = DEFAULT_WS_PORT
 
     @property
     def host(self) -> str:
         return self.stack.host
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.ws_port}/v1/ws"
 
     @property
     def api_url(self) -> str:
@@ -358,17 +369,21 @@ class Exchange:
         self.phases: list[tuple[str, float]] = []
         self._background: _Background | None = None
         self.started_in = 0.0
+        self.wallet: LocalWallet | None = None
+        self.usdt = ""
 
     # -- start -------------------------------------------------------------------------------
 
     def start(self) -> None:
         t0 = time.monotonic()
         cfg = self.cfg
-        busy = [p for p in (cfg.api_port, cfg.matcher_port) if port_in_use(p, cfg.host)]
+        ports = (cfg.api_port, cfg.matcher_port, cfg.ws_port)
+        busy = [p for p in ports if port_in_use(p, cfg.host)]
         if busy:
             raise RunError(
                 f"port {', '.join(map(str, busy))} is already in use on {cfg.host} (another "
-                "make run?). Stop it, or choose others: --api-port, --matcher-port, --free-ports"
+                "make run?). Stop it, or choose others: --api-port, --matcher-port, --ws-port, "
+                "--free-ports"
             )
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
         self._t = time.monotonic()
@@ -398,6 +413,8 @@ class Exchange:
         self.children["matcher"] = Child(
             "matcher", ["-m", "matcher_service"], self.env, cfg.logs_dir / "matcher.log"
         )
+        ws_args = ["-m", "ws_service", "--host", cfg.host, "--port", str(cfg.ws_port)]
+        self.children["ws"] = Child("ws", ws_args, self.env, cfg.logs_dir / "ws.log")
         self._phase("migrations and topics")
         accounts.join(60)
         self._phase("firestore import and admin")
@@ -412,12 +429,38 @@ class Exchange:
         market_url = f"{cfg.api_url}/v1/markets/{MARKET}"
         _wait(lambda: http_status(market_url) == 200, 30, f"market {MARKET}", self.check)
         self._phase("market seeded")
+        ws_ready = f"http://{cfg.host}:{cfg.ws_port}/readyz"
+        _wait(lambda: http_status(ws_ready) == 200, 30, "the ws service", self.check)
+        self._phase("ws ready")
+        self._chain()
+        self._phase("chain: token, wallet, scheduler")
         self.started_in = time.monotonic() - t0
         log.info(
             "up in %.1fs: %s",
             self.started_in,
             ", ".join(f"{what} {seconds:.1f}s" for what, seconds in self.phases),
         )
+
+    def _chain(self) -> None:
+        """The USDT token on anvil, the wallet funded, the assets' chain details (as the admin
+        route stores them), then the local scheduler of the wallet's jobs."""
+        assert self.wallet is not None
+        self.usdt = ensure_chain(self.stack.url("anvil"), self.cfg.state_dir, self.wallet)
+        chains = asset_chains(self.usdt)
+        client = redis.Redis.from_url(self.env["REDIS_URL"])
+        try:
+            client.hset(ASSET_CHAINS_KEY, mapping={a: json.dumps(c) for a, c in chains.items()})
+        finally:
+            client.close()
+        fs = firestore.Client(project=self.env["GOOGLE_CLOUD_PROJECT"])
+        for asset, chain in chains.items():
+            fs.collection("assets").document(asset).set(
+                {"asset": asset, "chain": chain}, merge=True
+            )
+        self.children["scheduler"] = Child(
+            "scheduler", ["-m", "infra.scheduler", "--every", "2"], self.env,
+            self.cfg.logs_dir / "scheduler.log",
+        )  # fmt: skip
 
     def _accounts(self) -> None:
         cfg = self.cfg
@@ -443,6 +486,8 @@ class Exchange:
         }
         env.update(self.stack.env())
         keys = write_dev_keys(self.cfg.state_dir / "auth-keys.json")
+        self.wallet = wallet_keys(self.cfg.state_dir)
+        env.update(self.wallet.env(), CHAIN_ID=str(self.stack.config.chain_id))
         env.update(
             PYTHONPATH=str(REPO_ROOT),
             PORT=str(self.cfg.matcher_port),
@@ -506,7 +551,7 @@ class Exchange:
         if self._background is not None:  # interrupted while it ran: let it finish first
             with contextlib.suppress(BaseException):
                 self._background.join(30)
-        for name in ("gateway", "matcher"):
+        for name in reversed(list(self.children)):  # the last started stops first
             child = self.children.pop(name, None)
             if child is not None:
                 child.stop()
@@ -531,11 +576,18 @@ class Exchange:
             ("admin", f"{email} / {password}", f"LOCAL USE ONLY; in {shown_state}/admin.json"),
             ("market", f"{MARKET} (assets ETH, USDT)", "maker fee 0.1%, taker fee 0.2%"),
             ("matcher", f"http://{cfg.host}:{cfg.matcher_port}/readyz", ""),
+            ("live feed", cfg.ws_url, "WebSocket; docs/ws.md, examples/ws_client.py"),
             ("Pub/Sub", f"{cfg.host}:{st.pubsub_port}", "emulator"),
             ("Firestore", f"{cfg.host}:{st.firestore_port}", "emulator"),
             ("Postgres", self.stack.url("postgres"), ""),
             ("Redis", self.stack.url("redis"), ""),
             ("anvil", self.stack.url("anvil"), f"chain id {st.chain_id}, a block a second"),
+            ("USDT", self.usdt, "ERC-20, 6 decimals; python -m infra.devchain faucet ADDR"),
+            (
+                "wallet jobs",
+                "watcher, sweep, sender every 2 s",
+                f"deposits confirm after {CONFIRMATIONS} blocks",
+            ),
             ("logs", f"{shown_state}/logs/", ""),
             ("environment", f"source {shown_state}/env", "for python -m matcher_service.replay"),
         ]
@@ -548,7 +600,7 @@ class Exchange:
         )
 
     def write_env_file(self) -> None:
-        env = {**self.stack.env(), "API": self.cfg.api_url}
+        env = {**self.stack.env(), "API": self.cfg.api_url, "WS": self.cfg.ws_url}
         text = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
         (self.cfg.state_dir / "env").write_text(text)
 
@@ -567,6 +619,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--api-port", type=int, help=f"the gateway (default {DEFAULT_API_PORT})")
     parser.add_argument("--matcher-port", type=int, help=f"default {DEFAULT_MATCHER_PORT}")
+    parser.add_argument("--ws-port", type=int, help=f"the ws service (default {DEFAULT_WS_PORT})")
     defaults = StackConfig()
     for name in ALL_SERVICES:
         parser.add_argument(f"--{name}-port", type=int, help=f"default {defaults.port(name)}")
@@ -583,7 +636,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     defaults = StackConfig()
     taken: list[int] = [
         p
-        for p in [args.api_port, args.matcher_port]
+        for p in [args.api_port, args.matcher_port, args.ws_port]
         + [getattr(args, f"{n}_port") for n in ALL_SERVICES]
         if p is not None
     ]
@@ -604,10 +657,15 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return RunConfig(
         state_dir=state_dir,
         stack=StackConfig(
-            state_dir=state_dir, keep_state=True, block_time=1.0, jvm_quick_start=True
+            state_dir=state_dir,
+            keep_state=True,
+            block_time=1.0,
+            jvm_quick_start=True,
+            anvil_state=state_dir / "anvil-state.json",
         ).replace(**stack_ports),
         api_port=port(args.api_port, DEFAULT_API_PORT),
         matcher_port=port(args.matcher_port, DEFAULT_MATCHER_PORT),
+        ws_port=port(args.ws_port, DEFAULT_WS_PORT),
         admin_email=args.admin_email,
         gateway_workers=args.gateway_workers,
         gateway_threads=args.gateway_threads,

@@ -415,6 +415,8 @@ class WsConfig:
     """Bytes waiting for one client beyond its socket; more: closed as a slow consumer."""
     write_limit_bytes: int
     """The socket's write buffer high-water mark (asyncio), before messages wait in line."""
+    send_buffer_bytes: int
+    """SO_SNDBUF of each client socket; 0: the kernel's (autotuned: megabytes on loopback)."""
     ping_interval_s: float
     ping_timeout_s: float
     """A client that does not answer a ping within this is dead and is closed."""
@@ -437,6 +439,7 @@ class WsConfig:
             max_connections=_int("WS_MAX_CONNECTIONS", 10_000),
             max_buffer_bytes=_int("WS_MAX_BUFFER_BYTES", 1024 * 1024),
             write_limit_bytes=_int("WS_WRITE_LIMIT_BYTES", 64 * 1024),
+            send_buffer_bytes=_int("WS_SEND_BUFFER_BYTES", 0),
             ping_interval_s=_float("WS_PING_INTERVAL_S", 20.0),
             ping_timeout_s=_float("WS_PING_TIMEOUT_S", 20.0),
             idle_timeout_s=_float("WS_IDLE_TIMEOUT_S", 60.0),
@@ -462,4 +465,6 @@ class WsConfig:
                 raise ConfigError(f"environment variable {name} must be positive, got {value}")
         if cfg.max_message_bytes < 1024:
             raise ConfigError("environment variable WS_MAX_MESSAGE_BYTES must be at least 1024")
+        if cfg.send_buffer_bytes < 0:
+            raise ConfigError("environment variable WS_SEND_BUFFER_BYTES must not be negative")
         return cfg

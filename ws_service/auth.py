@@ -1,0 +1,96 @@
+"""Who is on a socket: the HTTP API's own checks (``shared.auth.authenticate``), reused.
+
+Two ways, the same credentials as HTTP:
+
+- in the opening handshake: ``Authorization: Bearer <jwt>``, or ``X-API-Key``,
+  ``X-API-Timestamp``, ``X-API-Signature`` signing the request ``GET /v1/ws`` (with its query,
+  if any) exactly as for any HTTP request;
+- on the open socket: ``{"op": "auth", "token": "<jwt>"}`` or ``{"op": "auth", "api_key":
+  "ak_...", "timestamp": 1718000000000, "signature": "<hex>"}`` where the signature is the
+  HTTP one of ``GET /v1/ws`` with no query and no body: lowercase hex HMAC-SHA256, keyed with
+  the key's secret, of ``f"{timestamp}GET/v1/ws"`` (``shared.auth.sign_request(secret,
+  timestamp, "GET", "/v1/ws")``). Timestamp window and replay refusal as for HTTP.
+
+An API key needs the ``read`` scope. The checks are synchronous (Firestore for API keys, Redis
+for replays), so they run in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Mapping
+from typing import Any, Final
+
+import flask
+import jwt
+from werkzeug.test import EnvironBuilder
+
+from shared.auth import AuthContext, Principal, authenticate, require_scope
+from shared.http import ApiError, ApiRequest
+from ws_service.protocol import ProtocolError
+
+WS_PATH: Final = "/v1/ws"
+
+
+def _request(path: str, query: str, headers: Mapping[str, str], peer: str) -> ApiRequest:
+    environ = EnvironBuilder(
+        method="GET", path=path, query_string=query, headers=list(headers.items())
+    ).get_environ()
+    return ApiRequest(raw=flask.Request(environ), request_id=uuid.uuid4().hex, client_ip=peer)
+
+
+def _expiry(principal: Principal, headers: Mapping[str, str]) -> float | None:
+    """When a token's access ends (its ``exp``); None for an API key."""
+    if principal.via == "api_key":
+        return None
+    token = headers["Authorization"].partition(" ")[2].strip()
+    exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
+    return float(exp) if isinstance(exp, int | float) else None
+
+
+class SocketAuth:
+    def __init__(self, ctx: AuthContext) -> None:
+        self.ctx = ctx
+
+    def verify(
+        self, headers: Mapping[str, str], peer: str, path: str = WS_PATH, query: str = ""
+    ) -> tuple[Principal, float | None]:
+        """The principal of these credentials and when its access ends, or ``ApiError``."""
+        principal = authenticate(_request(path, query, headers, peer), self.ctx)
+        require_scope(principal, "read")
+        return principal, _expiry(principal, headers)
+
+    async def verify_op(
+        self, fields: Mapping[str, Any], peer: str
+    ) -> tuple[Principal, float | None]:
+        """The ``auth`` message's credentials, checked; ``ProtocolError`` otherwise."""
+        headers = op_headers(fields)
+        try:
+            return await asyncio.to_thread(self.verify, headers, peer)
+        except ApiError as exc:
+            raise ProtocolError(exc.code, exc.message) from None
+
+
+def op_headers(fields: Mapping[str, Any]) -> dict[str, str]:
+    """The HTTP headers an ``auth`` message stands for."""
+    token, key = fields.get("token"), fields.get("api_key")
+    if (token is None) == (key is None):
+        raise ProtocolError(
+            "invalid_request",
+            'auth needs either "token" or "api_key" with "timestamp" and "signature"',
+        )
+    if token is not None:
+        if not isinstance(token, str) or not token:
+            raise ProtocolError("invalid_token", "token must be a non-empty string")
+        return {"Authorization": f"Bearer {token}"}
+    timestamp, signature = fields.get("timestamp"), fields.get("signature")
+    if not isinstance(key, str) or not isinstance(signature, str):
+        raise ProtocolError("invalid_api_key", "api_key and signature must be strings")
+    if isinstance(timestamp, bool) or not isinstance(timestamp, int | str):
+        raise ProtocolError("invalid_timestamp", "timestamp must be milliseconds since the epoch")
+    return {"X-API-Key": key, "X-API-Timestamp": str(timestamp), "X-API-Signature": signature}
+
+
+def has_credentials(headers: Mapping[str, str]) -> bool:
+    return "Authorization" in headers or "X-API-Key" in headers
