@@ -94,3 +94,18 @@ def load_asset_chains(client: redis.Redis, default_confirmations: int) -> dict[s
         chain = orjson.loads(raw_chain)
         out[name] = AssetChain.parse(name, precisions[name], chain, default_confirmations)
     return out
+
+
+def restore_asset_chains(client: redis.Redis, firestore: Any) -> int:
+    """Put the assets' chain details back into Redis from Firestore (their durable copy) when
+    Redis has lost them (a restarted Memorystore keeps nothing); the number restored."""
+    if client.exists(ASSET_CHAINS_KEY):
+        return 0
+    chains = {}
+    for snap in firestore.collection("assets").stream():
+        doc = snap.to_dict() or {}
+        if isinstance(doc.get("chain"), dict):
+            chains[snap.id] = orjson.dumps(doc["chain"])
+    if chains:
+        client.hset(ASSET_CHAINS_KEY, mapping=chains)
+    return len(chains)

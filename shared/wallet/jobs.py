@@ -22,7 +22,7 @@ from shared.db import Database, connect
 from shared.pubsub import CommandPublisher
 from shared.schema import AnyCommand
 from shared.wallet import addresses, chain
-from shared.wallet.assets import load_asset_chains
+from shared.wallet.assets import AssetChain, load_asset_chains, restore_asset_chains
 from shared.wallet.keys import HdWallet, single_key
 from shared.wallet.sender import run_sender
 from shared.wallet.sweep import run_sweep
@@ -77,6 +77,11 @@ def _with_db(rt: Runtime, name: str, fn: Callable[[Database], T]) -> T:
         db.close()
 
 
+def _assets(rt: Runtime) -> dict[str, AssetChain]:
+    restore_asset_chains(rt.redis, rt.firestore)
+    return load_asset_chains(rt.redis, rt.cfg.confirmations)
+
+
 def report_json(report: Any) -> dict[str, Any]:
     return dataclasses.asdict(report)
 
@@ -84,7 +89,7 @@ def report_json(report: Any) -> dict[str, Any]:
 def watch_once(rt: Runtime | None = None) -> dict[str, Any]:
     rt = rt or runtime()
     w3 = chain.connect(rt.cfg)
-    assets = load_asset_chains(rt.redis, rt.cfg.confirmations)
+    assets = _assets(rt)
     owners = addresses.owners(rt.firestore, rt.cfg.chain_id)
     return report_json(
         _with_db(
@@ -97,8 +102,8 @@ def watch_once(rt: Runtime | None = None) -> dict[str, Any]:
 
 
 @cache
-def _hd(source_id: int, rt: Runtime) -> HdWallet:
-    return HdWallet.from_source(rt.cfg.mnemonic)
+def _hd(rt: Runtime) -> HdWallet:
+    return HdWallet.from_source(rt.cfg.mnemonic)  # the seed is derived once per instance
 
 
 def sweep_once(rt: Runtime | None = None) -> dict[str, Any]:
@@ -108,9 +113,9 @@ def sweep_once(rt: Runtime | None = None) -> dict[str, Any]:
 
         raise ConfigError("environment variable HOT_WALLET_ADDRESS is required by the sweep")
     w3 = chain.connect(rt.cfg)
-    assets = load_asset_chains(rt.redis, rt.cfg.confirmations)
+    assets = _assets(rt)
     owners = addresses.owners(rt.firestore, rt.cfg.chain_id)
-    hd = _hd(id(rt.cfg.mnemonic), rt)
+    hd = _hd(rt)
     gas = single_key(rt.cfg.gas_wallet_key)
     hot = rt.cfg.hot_wallet_address
     return report_json(
@@ -121,7 +126,7 @@ def sweep_once(rt: Runtime | None = None) -> dict[str, Any]:
 def send_once(rt: Runtime | None = None) -> dict[str, Any]:
     rt = rt or runtime()
     w3 = chain.connect(rt.cfg)
-    assets = load_asset_chains(rt.redis, rt.cfg.confirmations)
+    assets = _assets(rt)
     hot = single_key(rt.cfg.hot_wallet_key)
     return report_json(
         _with_db(

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
 
+import orjson
 import pytest
 import redis
 from eth_account import Account
@@ -510,3 +511,19 @@ def test_a_stuck_withdrawal_is_replaced_at_the_same_nonce(w: Wallet) -> None:
     assert attempts[0][1] == attempts[1][1]
     assert int(attempts[1][3]) >= int(attempts[0][3]) * 125 // 100
     assert w.audit() == {"ETH": 0, "USDT": 0}
+
+
+def test_chain_details_lost_by_redis_come_back_from_firestore(w: Wallet) -> None:
+    redis_db, fs = w.rt.redis, w.rt.firestore
+    saved = redis_db.hgetall("md:asset_chains")
+    for asset, chain in saved.items():
+        name = asset.decode() if isinstance(asset, bytes) else asset
+        fs.collection("assets").document(name).set({"asset": name, "chain": orjson.loads(chain)})
+    redis_db.delete("md:asset_chains")  # Memorystore restarted
+    w.send_eth(OUTSIDER_KEY, w.addr["alice"], ETHER)
+    w.mine(N)
+    w.watch_until_credited("alice", "ETH", 100_000_000)
+    restored = redis_db.hgetall("md:asset_chains")
+    assert {k: orjson.loads(v) for k, v in restored.items()} == {
+        k: orjson.loads(v) for k, v in saved.items()
+    }
