@@ -9,9 +9,15 @@ confirmations are counted exactly; every test runs between an ``evm_snapshot`` a
 
 from __future__ import annotations
 
+import http.server
 import logging
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -26,7 +32,7 @@ from eth_account.signers.local import LocalAccount
 from google.cloud import firestore
 from web3 import Web3
 
-from infra.local_stack import Stack, StackConfig, eth_rpc
+from infra.local_stack import REPO_ROOT, Stack, StackConfig, eth_rpc
 from infra.token import USDT_DECIMALS, deploy_token, mint, transfer
 from shared.config import MatcherConfig, PostgresConfig, SecretSource, WalletConfig
 from shared.db import Database, connect
@@ -527,3 +533,85 @@ def test_chain_details_lost_by_redis_come_back_from_firestore(w: Wallet) -> None
     assert {k: orjson.loads(v) for k, v in restored.items()} == {
         k: orjson.loads(v) for k, v in saved.items()
     }
+
+
+class _StallingNode:
+    """A JSON-RPC proxy in front of anvil that stalls ``eth_sendRawTransaction`` forever, after
+    forwarding it or not: a sender process killed there has crashed before, or just after, the
+    network got its transaction."""
+
+    def __init__(self, upstream: str, forward_sends: bool) -> None:
+        self.sends = threading.Event()
+        self.release = threading.Event()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if orjson.loads(body).get("method") == "eth_sendRawTransaction":
+                    if forward_sends:
+                        _forward(upstream, body)
+                    proxy.sends.set()
+                    proxy.release.wait(60)  # the client is killed meanwhile
+                    return
+                reply = _forward(upstream, body)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+
+
+def _forward(upstream: str, body: bytes) -> bytes:
+    request = urllib.request.Request(
+        upstream, data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        return bytes(resp.read())
+
+
+@pytest.mark.parametrize("network_got_it", [False, True], ids=["before-send", "after-send"])
+def test_a_sender_killed_mid_broadcast_sends_one_transaction(
+    w: Wallet, pg: PostgresConfig, matcher_cfg: MatcherConfig, network_got_it: bool
+) -> None:
+    _funded_alice(w)
+    outside = Account.create().address
+    wid = w.request_withdrawal("alice", "ETH", 100_000_000, 50_000, outside)
+    sent_before = _hot_sent(w)
+    node = _StallingNode(w.url, forward_sends=network_got_it)
+    env = {
+        **os.environ,
+        "ETH_RPC_URL": node.url, "CHAIN_ID": str(CHAIN_ID), "HOT_WALLET_KEY": w.hot.key.hex(),
+        "PGDATABASE": pg.database, "COMMANDS_TOPIC": matcher_cfg.pubsub.commands_topic,
+        "DEPOSIT_CONFIRMATIONS": str(N),
+    }  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from shared.wallet.jobs import send_once; send_once()"],
+        env=env, cwd=REPO_ROOT,
+    )  # fmt: skip
+    try:
+        assert node.sends.wait(60), "the sender never broadcast"
+        # Signed and stored before the broadcast began; killed in the middle of it.
+        assert w.withdrawal(wid)[0] == "signed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        proc.kill()
+        node.close()
+    stored = w.withdrawal(wid)[1]
+    assert _hot_sent(w) == sent_before + (1 if network_got_it else 0)
+    w.send_until(wid, "confirmed", "settled")
+    assert w.withdrawal(wid)[1] == stored  # the same transaction, never signed again
+    assert _hot_sent(w) == sent_before + 1 and w.eth_of(outside) == ETHER
+    assert w.audit() == {"ETH": 0, "USDT": 0}
