@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-SUITES = ["bench.engine", "bench.pipeline", "bench.api"]
+SUITES = ["bench.engine", "bench.pipeline", "bench.api", "bench.ws"]
 
 
 def main() -> int:
