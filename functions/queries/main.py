@@ -71,7 +71,6 @@ import flask
 import orjson
 import pg8000.exceptions
 import redis
-from werkzeug.datastructures import MultiDict
 
 from shared import logs
 from shared.auth import authenticate, require_scope
@@ -88,6 +87,7 @@ from shared.http import (
     unavailable,
 )
 from shared.money import format_units
+from shared.params import INT_RE, QueryParams
 
 logs.setup()
 log = logging.getLogger("queries")
@@ -114,7 +114,6 @@ MARKETS_KEY: Final = "md:markets"
 ASSET_CHAINS_KEY: Final = "md:asset_chains"
 
 _MAX_TS: Final = 2**53
-_INT_RE: Final = re.compile(r"0|[1-9][0-9]{0,17}")
 _ID_RE: Final = re.compile(r"[1-9][0-9]{0,17}")
 """Order ids, trade ids, ledger ids and cursors: positive BIGINTs (18 digits stay below 2**63)."""
 _MAX_CLIENT_ORDER_ID: Final = 128
@@ -139,7 +138,7 @@ class QueriesConfig:
     @staticmethod
     def load() -> QueriesConfig:
         raw = os.environ.get("DEPTH_LEVELS") or "50"
-        if not _INT_RE.fullmatch(raw) or int(raw) < 1:
+        if not INT_RE.fullmatch(raw) or int(raw) < 1:
             raise ConfigError(
                 f"environment variable DEPTH_LEVELS must be a positive integer, got {raw!r}"
             )
@@ -251,40 +250,8 @@ def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
 # --------------------------------------------------------------------------------------------
 
 
-class Params:
-    """The query string, checked: only ``allowed`` names, each at most once, none empty."""
-
-    def __init__(self, req: ApiRequest, *allowed: str) -> None:
-        args: MultiDict[str, str] = req.raw.args
-        for name in args:
-            if name not in allowed:
-                expected = ", ".join(allowed) or "none"
-                raise bad_request(
-                    f"unknown query parameter {name!r} (expected: {expected})", "unknown_parameter"
-                )
-            values = args.getlist(name)
-            if len(values) > 1:
-                raise bad_request(f"query parameter {name!r} is given more than once")
-            if values[0] == "":
-                raise bad_request(f"query parameter {name!r} is empty")
-        self._args = args
-
-    def text(self, name: str) -> str | None:
-        value: str | None = self._args.get(name)
-        return value
-
-    def integer(self, name: str, low: int, high: int, default: int | None = None) -> int | None:
-        raw = self._args.get(name)
-        if raw is None:
-            return default
-        if not _INT_RE.fullmatch(raw) or not low <= int(raw) <= high:
-            raise bad_request(f"{name} must be an integer from {low} to {high}", f"invalid_{name}")
-        return int(raw)
-
-    def limit(self, default: int, maximum: int) -> int:
-        value = self.integer("limit", 1, maximum, default)
-        assert value is not None
-        return value
+class Params(QueryParams):
+    """The query string, checked (shared.params), with this function's cursors."""
 
     def cursor(self) -> int | None:
         raw = self._args.get("cursor")

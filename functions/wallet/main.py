@@ -62,7 +62,6 @@ import msgspec
 import orjson
 import redis
 from eth_utils.address import is_checksum_address
-from werkzeug.datastructures import MultiDict
 
 from shared import logs
 from shared.auth import Principal, authenticate, require_scope
@@ -83,6 +82,7 @@ from shared.http import (
 )
 from shared.markets import ASSET_CHAINS_KEY, ASSETS_KEY
 from shared.money import MoneyError, format_units, parse_units
+from shared.params import QueryParams
 from shared.schema import Reason, RequestWithdrawal
 from shared.wallet.addresses import allocate, next_index_from
 from shared.wallet.assets import AssetChain
@@ -98,7 +98,6 @@ WITHDRAWAL_PREFIX: Final = "wd_"
 _WITHDRAWAL_ID_RE: Final = re.compile(r"wd_[0-9a-f]{32}")
 _ADDRESS_RE: Final = re.compile(r"0x[0-9a-fA-F]{40}")
 _ZERO_ADDRESS: Final = "0x" + "0" * 40
-_INT_RE: Final = re.compile(r"0|[1-9][0-9]{0,17}")
 _CURSOR_RE: Final = re.compile(r"[A-Za-z0-9_\-]{1,400}")
 _MAX_CURSOR_KEY: Final = 200
 _LOCK_CLASS: Final = 0x77D1  # the first key of the per-user withdrawal advisory lock
@@ -243,35 +242,8 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat()
 
 
-class Params:
-    """The query string, checked: only ``allowed`` names, each at most once, none empty."""
-
-    def __init__(self, req: ApiRequest, *allowed: str) -> None:
-        args: MultiDict[str, str] = req.raw.args
-        for name in args:
-            if name not in allowed:
-                expected = ", ".join(allowed) or "none"
-                raise bad_request(
-                    f"unknown query parameter {name!r} (expected: {expected})", "unknown_parameter"
-                )
-            values = args.getlist(name)
-            if len(values) > 1:
-                raise bad_request(f"query parameter {name!r} is given more than once")
-            if values[0] == "":
-                raise bad_request(f"query parameter {name!r} is empty")
-        self._args = args
-
-    def text(self, name: str) -> str | None:
-        value: str | None = self._args.get(name)
-        return value
-
-    def limit(self) -> int:
-        raw = self._args.get("limit")
-        if raw is None:
-            return PAGE_DEFAULT
-        if not _INT_RE.fullmatch(raw) or not 1 <= int(raw) <= PAGE_MAX:
-            raise bad_request(f"limit must be an integer from 1 to {PAGE_MAX}", "invalid_limit")
-        return int(raw)
+class Params(QueryParams):
+    """The query string, checked (shared.params), with this function's cursors."""
 
     def cursor(self) -> tuple[datetime, str] | None:
         raw = self._args.get("cursor")
@@ -425,7 +397,7 @@ def list_deposits(req: ApiRequest) -> flask.Response:
     svc = services()
     principal = _reader(req, svc)
     params = Params(req, "asset", "limit", "cursor")
-    limit = params.limit()
+    limit = params.limit(PAGE_DEFAULT, PAGE_MAX)
     cursor = params.cursor()
     precision = Precisions(svc)
     asset = _asset_param(params, precision)
@@ -685,7 +657,7 @@ def list_withdrawals(req: ApiRequest) -> flask.Response:
     svc = services()
     principal = _reader(req, svc, "withdraw")
     params = Params(req, "asset", "limit", "cursor")
-    limit = params.limit()
+    limit = params.limit(PAGE_DEFAULT, PAGE_MAX)
     cursor = params.cursor()
     precision = Precisions(svc)
     asset = _asset_param(params, precision)
