@@ -15,10 +15,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 from typing import Any
@@ -31,6 +28,7 @@ from functions.admin.bootstrap import make_admin
 from infra.local_stack import REPO_ROOT, free_port
 from shared.auth import new_secrets_document
 from shared.config import MatcherConfig
+from tests.integration.http_client import HttpClient
 from tests.integration.matcher_helpers import MatcherProcess, matcher_env, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -39,7 +37,6 @@ PASSWORD = "a long test password"
 ADMIN_EMAIL = "admin@example.com"
 MARKET = "ETH-USDT"
 CONTRACT = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def fee(received: str, rate: str, precision: int) -> str:
@@ -49,38 +46,7 @@ def fee(received: str, rate: str, precision: int) -> str:
     return format(charged.normalize(), "f")
 
 
-@dataclass
-class Api:
-    base: str
-
-    def call(
-        self, method: str, path: str, body: Any = None, token: str | None = None
-    ) -> tuple[int, Any]:
-        headers = {"Accept": "application/json"}
-        data = None
-        if body is not None:
-            data = orjson.dumps(body)
-            headers["Content-Type"] = "application/json"
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        request = urllib.request.Request(self.base + path, data, headers, method=method)
-        try:
-            with _NO_PROXY.open(request, timeout=30) as resp:
-                status, raw = int(resp.status), resp.read()
-        except urllib.error.HTTPError as exc:
-            status, raw = int(exc.code), exc.read()
-        return status, orjson.loads(raw) if raw else None
-
-    def ok(
-        self, method: str, path: str, body: Any = None, token: str | None = None, status: int = 200
-    ) -> Any:
-        got, doc = self.call(method, path, body, token)
-        assert got == status, (method, path, got, doc)
-        return doc
-
-    def get(self, path: str, token: str | None = None) -> Any:
-        return self.ok("GET", path, token=token)
-
+class Api(HttpClient):
     def user(self, email: str) -> tuple[str, str]:
         """(user id, access token) of a new user."""
         created = self.ok(

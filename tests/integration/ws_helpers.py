@@ -27,11 +27,12 @@ from functions.admin.bootstrap import make_admin
 from infra.local_stack import REPO_ROOT, free_port
 from shared.auth import new_secrets_document
 from shared.config import MatcherConfig
+from tests.integration.http_client import NO_PROXY, HttpClient
 from tests.integration.matcher_helpers import MatcherProcess, matcher_env, wait_for
 
 MARKET = "ETH-USDT"
 PASSWORD = "a long test password"
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
 
 WS_TEST_ENV = {
     "WS_PING_INTERVAL_S": "1",
@@ -47,42 +48,12 @@ WS_TEST_ENV = {
 # ---------------------------------------------------------------- HTTP
 
 
-@dataclass
-class Http:
-    base: str
-
-    def call(
-        self, method: str, path: str, body: Any = None, token: str | None = None
-    ) -> tuple[int, Any]:
-        headers = {"Accept": "application/json"}
-        data = None
-        if body is not None:
-            data = orjson.dumps(body)
-            headers["Content-Type"] = "application/json"
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        request = urllib.request.Request(self.base + path, data, headers, method=method)
-        try:
-            with _NO_PROXY.open(request, timeout=30) as resp:
-                status, raw = int(resp.status), resp.read()
-        except urllib.error.HTTPError as exc:
-            status, raw = int(exc.code), exc.read()
-        return status, orjson.loads(raw) if raw else None
-
-    def ok(
-        self, method: str, path: str, body: Any = None, token: str | None = None, status: int = 200
-    ) -> Any:
-        got, doc = self.call(method, path, body, token)
-        assert got == status, (method, path, got, doc)
-        return doc
-
-    def get(self, path: str, token: str | None = None) -> Any:
-        return self.ok("GET", path, token=token)
+Http = HttpClient
 
 
 def get_json(url: str) -> tuple[int, Any]:
     try:
-        with _NO_PROXY.open(url, timeout=5) as resp:
+        with NO_PROXY.open(url, timeout=5) as resp:
             return int(resp.status), orjson.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return int(exc.code), None
