@@ -24,9 +24,7 @@ ASSETS_KEY: Final = "md:assets"
 ASSET_CHAINS_KEY: Final = "md:asset_chains"
 """Hash: asset -> JSON ``{kind, contract, decimals}``; written by the admin function."""
 
-ASSET_RE: Final = re.compile(r"[A-Z0-9]{2,12}")
 MARKET_RE: Final = re.compile(r"[A-Z0-9]{2,12}-[A-Z0-9]{2,12}")
-MAX_PRECISION: Final = 18
 MAX_CLIENT_ORDER_ID: Final = 64
 
 

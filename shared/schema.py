@@ -10,6 +10,7 @@ not track millions of them.
 
 from __future__ import annotations
 
+import re
 from typing import Final, Literal
 
 import msgspec
@@ -22,6 +23,10 @@ MarketStatus = Literal["open", "halted"]
 OrderStatus = Literal["open", "partially_filled", "filled", "cancelled"]
 
 FEE_ACCOUNT: Final = "@fees"
+ASSET_RE: Final = re.compile(r"[A-Z0-9]{2,12}")
+"""A valid asset name (use ``fullmatch``): what the engine and the API both accept."""
+MAX_PRECISION: Final = 18
+"""The most decimals an asset may have."""
 """The account every fee is paid into; no user id can take this form."""
 
 

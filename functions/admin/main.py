@@ -63,7 +63,6 @@ from shared.http import (
 )
 from shared.markets import (
     ASSET_CHAINS_KEY,
-    ASSET_RE,
     ASSETS_KEY,
     MARKETS_KEY,
     asset_precisions,
@@ -73,6 +72,7 @@ from shared.markets import (
 )
 from shared.money import MoneyError, format_units, parse_units
 from shared.schema import (
+    ASSET_RE,
     FEE_ACCOUNT,
     AnyCommand,
     CreateAsset,

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from shared.money import MoneyError, format_units, parse_fee_rate, parse_units
-from shared.schema import CreateMarket, MarketChanged, MarketStatus, Reason
-
-ASSET_RE = re.compile(r"^[A-Z0-9]{2,12}$")
-MAX_PRECISION = 18
+from shared.schema import (
+    ASSET_RE,
+    MAX_PRECISION,
+    CreateMarket,
+    MarketChanged,
+    MarketStatus,
+    Reason,
+)
 
 
 class Rejected(Exception):  # noqa: N818 - a verdict, not a fault
