@@ -326,10 +326,11 @@ def http_status(url: str) -> int | None:
         return None
 
 
-def wait_until(ready: Callable[[], bool], timeout: float, what: str, child: Child) -> None:
+def wait_until(ready: Callable[[], bool], timeout: float, what: str, *children: Child) -> None:
     deadline = time.monotonic() + timeout
     while not ready():
-        child.check()
+        for child in children:
+            child.check()
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out waiting for {what}")
         time.sleep(0.1)

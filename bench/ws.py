@@ -50,7 +50,6 @@ import math
 import multiprocessing as mp
 import os
 import random
-import subprocess
 import sys
 import tempfile
 import threading
@@ -58,7 +57,7 @@ import time
 import urllib.error
 import urllib.request
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -68,6 +67,7 @@ from typing import Any, Final
 import orjson
 import redis
 
+from bench.api import Child, http_status, wait_until
 from infra.local_stack import REPO_ROOT, Stack, StackConfig, free_port
 from infra.migrate import migrate
 from matcher_service.engine import Engine
@@ -91,53 +91,6 @@ log = logging.getLogger("bench.ws")
 
 
 # ---------------------------------------------------------------- the exchange
-
-
-class Child:
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
-        self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, *args], env=env, cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
-            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-
-    def check(self) -> None:
-        if self.proc.poll() is not None:
-            tail = "\n".join(self.log_path.read_text(errors="replace").splitlines()[-30:])
-            raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{tail}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._log.close()
-
-
-def http_status(url: str) -> int | None:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url, timeout=2.0) as resp:
-            return int(resp.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-    except (OSError, urllib.error.URLError):
-        return None
-
-
-def wait_until(ready: Callable[[], bool], timeout: float, what: str, *children: Child) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        for child in children:
-            child.check()
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 @dataclass
