@@ -22,10 +22,10 @@ from werkzeug.test import TestResponse
 from functions.admin.bootstrap import main as bootstrap_main
 from functions.admin.bootstrap import make_admin
 from infra.gateway import ROUTES, create_app
-from shared.auth import new_secrets_document, sign_request
-from shared.commands import reset_services
+from shared.auth import sign_request
 from shared.config import MatcherConfig
 from shared.db import Database, connect
+from tests.integration.function_env import point_functions_at, reset_functions
 from tests.integration.matcher_helpers import running, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -77,28 +77,12 @@ def exchange(
     ps = matcher_cfg.pubsub
     assert ps.project == os.environ["GOOGLE_CLOUD_PROJECT"]
 
-    def configure(**env: str) -> None:
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        reset_services()
-
-    for name in ("AUTH_KEYS_FILE", "AUTH_KEYS_SECRET", "OIDC_ISSUER", "API_CORS_ORIGINS"):
-        monkeypatch.delenv(name, raising=False)
-    configure(
-        AUTH_KEYS_JSON=orjson.dumps(new_secrets_document()).decode(),
-        COMMANDS_TOPIC=ps.commands_topic,
-        COMMANDS_SUBSCRIPTION=ps.commands_subscription,
-        EVENTS_TOPIC=ps.events_topic,
-        DEAD_LETTER_TOPIC=ps.dead_letter_topic,
-        PGDATABASE=matcher_cfg.postgres.database,
-        REDIS_URL=matcher_cfg.redis_url,
-        API_REPLY_WAIT_S="10",
-    )
+    configure = point_functions_at(monkeypatch, matcher_cfg)
     # The functions of this work (the queries function is tested on its own).
     routes = [row for row in ROUTES if "queries" not in row[1]]
     client = create_app(routes).test_client()
     yield Exchange(client, matcher_cfg, firestore_db, redis_db, configure)
-    reset_services()
+    reset_functions()
 
 
 @pytest.fixture

@@ -36,18 +36,15 @@ from hypothesis import HealthCheck, settings
 from schemathesis import Case as GenericCase
 from schemathesis.config import SchemathesisConfig
 
-from functions.queries import main as queries
-from functions.wallet import main as wallet
 from infra.gateway import create_app
 from infra.local_stack import Stack
-from shared.auth import new_secrets_document
-from shared.commands import reset_services
 from shared.config import MatcherConfig, PostgresConfig, PubSubConfig
 from shared.db import connect
 from shared.openapi import document
 from shared.pubsub import ensure_topics
 from tests.integration import test_orders_admin as ex
 from tests.integration.conftest import TEMPLATE_DB
+from tests.integration.function_env import point_functions_at, reset_functions
 from tests.integration.matcher_helpers import running
 
 Case = GenericCase[Any]
@@ -139,36 +136,15 @@ def live(stack: Stack) -> Iterator[Live]:
             depth_levels=20,
         )  # fmt: skip
 
-        def configure(**env: str) -> None:
-            for name, value in env.items():
-                mp.setenv(name, value)
-            reset_services()
-            queries.reset()
-            wallet.reset()
-
-        for name in (
-            "AUTH_KEYS_FILE", "AUTH_KEYS_SECRET", "OIDC_ISSUER", "API_CORS_ORIGINS",
-            "WALLET_MNEMONIC_FILE", "WALLET_MNEMONIC_SECRET",
-        ):  # fmt: skip
-            mp.delenv(name, raising=False)
-        configure(
-            AUTH_KEYS_JSON=orjson.dumps(new_secrets_document()).decode(),
-            COMMANDS_TOPIC=ps.commands_topic,
-            COMMANDS_SUBSCRIPTION=ps.commands_subscription,
-            EVENTS_TOPIC=ps.events_topic,
-            DEAD_LETTER_TOPIC=ps.dead_letter_topic,
-            PGDATABASE=pg.database,
-            REDIS_URL=cfg.redis_url,
-            API_REPLY_WAIT_S="10",
+        configure = point_functions_at(
+            mp, cfg,
             # Schemathesis sends many requests from one address, as one user.
-            AUTH_RATE_PER_IP="100000",
-            AUTH_RATE_PER_EMAIL="100000",
-            TRADE_RATE_PER_USER="100000",
-            TRADE_RATE_PER_IP="100000",
+            AUTH_RATE_PER_IP="100000", AUTH_RATE_PER_EMAIL="100000",
+            TRADE_RATE_PER_USER="100000", TRADE_RATE_PER_IP="100000",
             # The wallet routes: anvil's dev mnemonic (deposit addresses are its accounts).
             WALLET_MNEMONIC="test test test test test test test test test test test junk",
             CHAIN_ID="31337",
-        )
+        )  # fmt: skip
         app = create_app()
         exchange = ex.Exchange(app.test_client(), cfg, fs, rds, configure)
         try:
@@ -191,9 +167,7 @@ def live(stack: Stack) -> Iterator[Live]:
                 yield Live(app, exchange, alice, alice_token, ex.as_admin(exchange))
         finally:
             gateway.app = None
-            reset_services()
-            queries.reset()
-            wallet.reset()
+            reset_functions()
             fs.close()  # type: ignore[no-untyped-call]
             host = os.environ["FIRESTORE_EMULATOR_HOST"]
             url = f"http://{host}/emulator/v1/projects/{project}/databases/(default)/documents"

@@ -19,14 +19,12 @@ import redis
 from google.cloud import firestore
 from werkzeug.test import TestResponse
 
-from functions.queries import main as queries
-from functions.wallet import main as wallet
 from infra.gateway import ROUTES, create_app
-from shared.auth import new_secrets_document, sign_request
-from shared.commands import reset_services
+from shared.auth import sign_request
 from shared.config import MatcherConfig
 from shared.pubsub import CommandPublisher
 from shared.wallet.keys import HdWallet
+from tests.integration.function_env import point_functions_at, reset_functions
 from tests.integration.matcher_helpers import running, wait_for
 from tests.integration.test_orders_admin import (
     CONTRACT,
@@ -64,38 +62,13 @@ def wallet_ex(
 ) -> Iterator[Exchange]:
     """Every function behind the gateway (balances come from queries), pointed at this test's
     services, with the anvil dev mnemonic as the deposit wallet."""
-    ps = matcher_cfg.pubsub
-
-    def configure(**env: str) -> None:
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        reset_services()
-        queries.reset()
-        wallet.reset()
-
-    for name in (
-        "AUTH_KEYS_FILE", "AUTH_KEYS_SECRET", "OIDC_ISSUER", "API_CORS_ORIGINS",
-        "WALLET_MNEMONIC_FILE", "WALLET_MNEMONIC_SECRET",
-    ):  # fmt: skip
-        monkeypatch.delenv(name, raising=False)
-    configure(
-        AUTH_KEYS_JSON=orjson.dumps(new_secrets_document()).decode(),
-        COMMANDS_TOPIC=ps.commands_topic,
-        COMMANDS_SUBSCRIPTION=ps.commands_subscription,
-        EVENTS_TOPIC=ps.events_topic,
-        DEAD_LETTER_TOPIC=ps.dead_letter_topic,
-        PGDATABASE=matcher_cfg.postgres.database,
-        REDIS_URL=matcher_cfg.redis_url,
-        API_REPLY_WAIT_S="10",
-        WALLET_MNEMONIC=MNEMONIC,
-        CHAIN_ID=str(CHAIN_ID),
-        DEPOSIT_CONFIRMATIONS="3",
-    )
+    configure = point_functions_at(
+        monkeypatch, matcher_cfg,
+        WALLET_MNEMONIC=MNEMONIC, CHAIN_ID=str(CHAIN_ID), DEPOSIT_CONFIRMATIONS="3",
+    )  # fmt: skip
     client = create_app(list(ROUTES)).test_client()
     yield Exchange(client, matcher_cfg, firestore_db, redis_db, configure)
-    reset_services()
-    queries.reset()
-    wallet.reset()
+    reset_functions()
 
 
 @pytest.fixture

@@ -1,0 +1,55 @@
+"""Pointing the HTTP functions, run in-process, at a test's own services."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import orjson
+import pytest
+
+from functions.queries import main as queries
+from functions.wallet import main as wallet
+from shared.auth import new_secrets_document
+from shared.commands import reset_services
+from shared.config import MatcherConfig
+
+# Sources of configuration a developer's shell may hold that must not reach the functions.
+_FOREIGN = (
+    "AUTH_KEYS_FILE", "AUTH_KEYS_SECRET", "OIDC_ISSUER", "API_CORS_ORIGINS",
+    "WALLET_MNEMONIC_FILE", "WALLET_MNEMONIC_SECRET",
+)  # fmt: skip
+
+
+def reset_functions() -> None:
+    """Forget the functions' cached configuration and clients."""
+    reset_services()
+    queries.reset()
+    wallet.reset()
+
+
+def point_functions_at(
+    mp: pytest.MonkeyPatch, cfg: MatcherConfig, **extra: str
+) -> Callable[..., None]:
+    """Set the functions' environment to ``cfg``'s Pub/Sub names, database and Redis, with
+    fresh auth keys and ``extra``; returns ``configure(**env)``, which changes more of it."""
+
+    def configure(**env: str) -> None:
+        for name, value in env.items():
+            mp.setenv(name, value)
+        reset_functions()
+
+    for name in _FOREIGN:
+        mp.delenv(name, raising=False)
+    ps = cfg.pubsub
+    configure(
+        AUTH_KEYS_JSON=orjson.dumps(new_secrets_document()).decode(),
+        COMMANDS_TOPIC=ps.commands_topic,
+        COMMANDS_SUBSCRIPTION=ps.commands_subscription,
+        EVENTS_TOPIC=ps.events_topic,
+        DEAD_LETTER_TOPIC=ps.dead_letter_topic,
+        PGDATABASE=cfg.postgres.database,
+        REDIS_URL=cfg.redis_url,
+        API_REPLY_WAIT_S="10",
+        **extra,
+    )
+    return configure
