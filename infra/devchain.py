@@ -108,7 +108,9 @@ def wallet_keys(state_dir: Path) -> LocalWallet:
     return LocalWallet(files["mnemonic"], files["hot"], files["gas"], hot, gas)
 
 
-def _send_eth(w3: Web3, key: str, to: str, value: int) -> None:
+def send_eth(w3: Web3, key: str, to: str, value: int) -> bytes:
+    """Send ``value`` wei from ``key``'s account and wait for it to be mined; the signed bytes
+    (a test may send them again)."""
     account = Account.from_key(key)
     base = int(w3.eth.get_block("latest")["baseFeePerGas"])
     tx = {
@@ -119,7 +121,8 @@ def _send_eth(w3: Web3, key: str, to: str, value: int) -> None:
     }  # fmt: skip
     signed = account.sign_transaction(tx)
     w3.eth.send_raw_transaction(signed.raw_transaction)
-    w3.eth.wait_for_transaction_receipt(signed.hash, timeout=60, poll_latency=0.2)
+    w3.eth.wait_for_transaction_receipt(signed.hash, timeout=60, poll_latency=0.1)
+    return bytes(signed.raw_transaction)
 
 
 def ensure_chain(rpc_url: str, state_dir: Path, wallet: LocalWallet) -> str:
@@ -135,9 +138,9 @@ def ensure_chain(rpc_url: str, state_dir: Path, wallet: LocalWallet) -> str:
         mint(w3, SETUP_KEY, usdt, Account.from_key(FAUCET_KEY).address, FAUCET_USDT)
         path.write_text(json.dumps({"usdt": usdt}) + "\n")
     if w3.eth.get_balance(Web3.to_checksum_address(wallet.gas_address)) < GAS_WALLET_FUNDING // 2:
-        _send_eth(w3, SETUP_KEY, wallet.gas_address, GAS_WALLET_FUNDING)
+        send_eth(w3, SETUP_KEY, wallet.gas_address, GAS_WALLET_FUNDING)
     if w3.eth.get_balance(Web3.to_checksum_address(wallet.hot_address)) == 0:
-        _send_eth(w3, SETUP_KEY, wallet.hot_address, HOT_WALLET_FUNDING)
+        send_eth(w3, SETUP_KEY, wallet.hot_address, HOT_WALLET_FUNDING)
     return Web3.to_checksum_address(usdt)
 
 
@@ -146,7 +149,7 @@ def faucet(rpc_url: str, to: str, eth: Decimal, usdt: Decimal, state_dir: Path) 
     if not Web3.is_checksum_address(to) and not Web3.is_address(to):
         raise SystemExit(f"not an address: {to}")
     if eth > 0:
-        _send_eth(w3, FAUCET_KEY, to, int(eth * ETHER))
+        send_eth(w3, FAUCET_KEY, to, int(eth * ETHER))
         print(f"sent {eth} ETH to {to}")
     if usdt > 0:
         token = json.loads((state_dir / "chain.json").read_text())["usdt"]

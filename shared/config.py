@@ -327,6 +327,8 @@ class WalletConfig:
     """The hot wallet's private key: the withdrawal sender only."""
     gas_wallet_key: SecretSource
     """The gas wallet's private key (tops deposit addresses up for token sweeps): the sweep."""
+    redis_url: str
+    """Where the assets' chain details and the matcher's verdicts are."""
     hot_wallet_address: str | None
     """Where sweeps go; required by the sweep (the sender derives it from its key)."""
     gas_wallet_address: str | None
@@ -356,6 +358,7 @@ class WalletConfig:
             mnemonic=SecretSource.load("WALLET_MNEMONIC"),
             hot_wallet_key=SecretSource.load("HOT_WALLET_KEY"),
             gas_wallet_key=SecretSource.load("GAS_WALLET_KEY"),
+            redis_url=_get("REDIS_URL", "redis://127.0.0.1:6379/0"),
             hot_wallet_address=_optional("HOT_WALLET_ADDRESS"),
             gas_wallet_address=_optional("GAS_WALLET_ADDRESS"),
             confirmations=_int("DEPOSIT_CONFIRMATIONS", 12),

@@ -53,20 +53,13 @@ def runtime() -> Runtime:
 
     cfg = WalletConfig.load()
     pubsub = PubSubConfig.load()
-    redis_url = redis.Redis.from_url(_redis_url())
     return Runtime(
         cfg=cfg,
         postgres=PostgresConfig.load(),
-        redis=redis_url,
+        redis=redis.Redis.from_url(cfg.redis_url),
         firestore=firestore.Client(project=pubsub.project),
         publisher=cache(lambda: CommandPublisher(pubsub)),
     )
-
-
-def _redis_url() -> str:
-    import os
-
-    return os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 
 
 def _with_db(rt: Runtime, name: str, fn: Callable[[Database], T]) -> T:

@@ -116,12 +116,10 @@ def _follow_open(db: Database, w3: Web3, cfg: WalletConfig, report: SweepReport)
         c=cfg.chain_id,
     )
     for tx_hash, raw, status, purpose, sender, recipient in rows:
-        if status == "signed" or not known(w3, tx_hash):
-            rcpt = receipt(w3, tx_hash)
-            if rcpt is None:
-                broadcast(db, w3, tx_hash, bytes(raw))
         rcpt = receipt(w3, tx_hash)
         if rcpt is None:
+            if status == "signed" or not known(w3, tx_hash):
+                broadcast(db, w3, tx_hash, bytes(raw))
             busy.add(recipient if purpose == "gas_topup" else sender)
             continue
         record_mined(db, tx_hash, rcpt)

@@ -32,6 +32,7 @@ from eth_account.signers.local import LocalAccount
 from google.cloud import firestore
 from web3 import Web3
 
+from infra.devchain import send_eth
 from infra.local_stack import REPO_ROOT, Stack, StackConfig, eth_rpc
 from infra.token import USDT_DECIMALS, deploy_token, mint, transfer
 from shared.config import MatcherConfig, PostgresConfig, SecretSource, WalletConfig
@@ -89,17 +90,7 @@ class Wallet:
         return int(self.w3.eth.block_number)
 
     def send_eth(self, key: str, to: str, value: int) -> bytes:
-        account = Account.from_key(key)
-        base = int(self.w3.eth.get_block("latest")["baseFeePerGas"])
-        tx = {
-            "type": 2, "chainId": CHAIN_ID, "to": Web3.to_checksum_address(to), "value": value,
-            "gas": 21_000, "maxFeePerGas": 2 * base + GWEI, "maxPriorityFeePerGas": GWEI,
-            "nonce": self.w3.eth.get_transaction_count(account.address, "pending"),
-        }  # fmt: skip
-        signed = account.sign_transaction(tx)
-        self.w3.eth.send_raw_transaction(signed.raw_transaction)
-        self.w3.eth.wait_for_transaction_receipt(signed.hash, timeout=30)
-        return bytes(signed.raw_transaction)
+        return send_eth(self.w3, key, to, value)
 
     def send_usdt(self, key: str, to: str, amount: int) -> None:
         mint(self.w3, FUNDER_KEY, self.token, Account.from_key(key).address, amount)
@@ -229,7 +220,8 @@ def w(
         mnemonic=SecretSource("WALLET_MNEMONIC", value=hd_words),
         hot_wallet_key=SecretSource("HOT_WALLET_KEY", value=hot.key.hex()),
         gas_wallet_key=SecretSource("GAS_WALLET_KEY", value=gas.key.hex()),
-        hot_wallet_address=hot.address, gas_wallet_address=gas.address, confirmations=N,
+        redis_url=os.environ["REDIS_URL"], hot_wallet_address=hot.address,
+        gas_wallet_address=gas.address, confirmations=N,
         start_block=int(w3.eth.block_number) + 1, replace_after_s=3600,
     )  # fmt: skip
     pubsub = matcher_cfg.pubsub
