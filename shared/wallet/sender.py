@@ -160,25 +160,20 @@ def _sign_held(
         amount = int(token_amount)
         if "@native" not in reserved:
             reserved["@native"] = int(w3.eth.get_balance(hot.address))
-        if asset.kind == "native":
-            gas, to, value, data = ETH_TRANSFER_GAS, address, amount, b""
+        to, value, data, gas = _payout(asset, address, amount)
+        if asset.contract is None:
             needs = {"@native": amount + gas * fees.max_fee}
         else:
-            assert asset.contract is not None
-            gas, to, value = TOKEN_TRANSFER_GAS, asset.contract, 0
-            data = transfer_data(address, amount)
             if asset.asset not in reserved:
                 reserved[asset.asset] = token_balance(w3, asset.contract, hot.address)
             needs = {asset.asset: amount, "@native": gas * fees.max_fee}
-        short = any(reserved[k] < v for k, v in needs.items())
-        if not short:
-            for k, v in needs.items():
-                reserved[k] -= v
-        if short:
+        if any(reserved[k] < v for k, v in needs.items()):
             # The sweep refills the hot wallet; an operator is told. The user's funds stay held.
             log.warning("the hot wallet cannot pay a withdrawal yet", extra={"withdrawal": wid})
             report.waiting.append(wid)
             continue
+        for k, v in needs.items():
+            reserved[k] -= v
 
         def signed(db: Database, tx: StoredTx, wid: str = wid) -> None:
             db.run(
@@ -193,6 +188,14 @@ def _sign_held(
             withdrawal_id=wid, also=signed,
         )  # fmt: skip
         report.signed.append(wid)
+
+
+def _payout(asset: AssetChain, address: str, amount: int) -> tuple[str, int, bytes, int]:
+    """(to, value, data, gas limit) of a transaction paying ``amount`` token units to
+    ``address``: ETH directly, an ERC-20 through its contract's ``transfer``."""
+    if asset.contract is None:
+        return address, amount, b"", ETH_TRANSFER_GAS
+    return asset.contract, 0, transfer_data(address, amount), TOKEN_TRANSFER_GAS
 
 
 def _broadcast_signed(db: Database, w3: Web3, cfg: WalletConfig, report: SendReport) -> None:
@@ -297,11 +300,7 @@ def _replace(
     asset = assets.get(row[0])
     if asset is None:
         return
-    if asset.kind == "native":
-        to, value, data = recipient, token_amount, b""
-    else:
-        assert asset.contract is not None
-        to, value, data = asset.contract, 0, transfer_data(recipient, token_amount)
+    to, value, data, _gas = _payout(asset, recipient, token_amount)
 
     def replaced(db: Database, tx: StoredTx) -> None:
         db.run(
