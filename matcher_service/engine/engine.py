@@ -556,6 +556,13 @@ class Engine:
                     queue.popleft()
                     continue
                 if mo.user == user:
+                    # Self-trade prevention acts only on a maker the taker could trade
+                    # with: a budget that cannot buy one step at this price stops here.
+                    # (A spent amount already ended the loop; so did a price beyond the
+                    # limit.)
+                    if budget is not None and budget * scale // price < step:
+                        stop = Reason.INSUFFICIENT_FUNDS
+                        break
                     if stp == "cancel_taker":
                         stop = Reason.SELF_TRADE
                         break

@@ -587,6 +587,9 @@ class ReferenceEngine:
             budget = cmd.quote_amount if by_quote else self.balance(cmd.user, m.quote)[0]
 
         end: str  # why matching stopped
+        # docs/engine.md's tests before each fill, in its order: nothing left to fill, no
+        # maker that crosses, a budget that cannot buy one step at the maker's price, then
+        # self-trade prevention, and only then a fill.
         while True:
             if not by_quote and taker.remaining == 0:
                 end = "done"
@@ -597,13 +600,6 @@ class ReferenceEngine:
                 break
             maker = makers[0]
             assert maker.price is not None
-            if maker.user == taker.user:
-                if taker.stp in ("cancel_maker", "cancel_both"):
-                    self._cancel_resting(ctx, maker, Reason.SELF_TRADE)
-                if taker.stp in ("cancel_taker", "cancel_both"):
-                    end = "stp"
-                    break
-                continue
             qty = maker.remaining if by_quote else min(taker.remaining, maker.remaining)
             if budget is not None:
                 affordable = (budget * scale // maker.price) // m.step_units * m.step_units
@@ -611,6 +607,14 @@ class ReferenceEngine:
                 if qty == 0:
                     end = "budget"
                     break
+            # Only now, with a maker the taker could trade with, self-trade prevention.
+            if maker.user == taker.user:
+                if taker.stp in ("cancel_maker", "cancel_both"):
+                    self._cancel_resting(ctx, maker, Reason.SELF_TRADE)
+                if taker.stp in ("cancel_taker", "cancel_both"):
+                    end = "stp"
+                    break
+                continue
             quote = maker.price * qty // scale
             if budget is not None:
                 budget -= quote

@@ -454,6 +454,166 @@ def test_stp_cancel_both(eng: AnyEngine) -> None:
     assert eng.balance("alice", "ETH")[1] == 0 and eng.balance("alice", "USDT")[1] == 0
 
 
+STPS = ["cancel_taker", "cancel_maker", "cancel_both"]
+
+
+def untouched(e: AnyEngine, res: Applied, order_id: int, remaining: int) -> None:
+    """A resting order that the command neither traded with, cancelled nor released."""
+    assert not any(
+        (isinstance(ev, OrderUpdated) and ev.order_id == order_id)
+        or (isinstance(ev, BalanceChanged) and ev.ref == str(order_id))
+        or (isinstance(ev, Trade) and ev.maker_order_id == order_id)
+        for ev in res.events
+    ), res.events
+    o = e.order(order_id)
+    assert o is not None and o.remaining == remaining
+
+
+@pytest.mark.parametrize("stp", STPS)
+@pytest.mark.parametrize("budget", [usdt(20), usdt(20.19)])
+def test_spent_quote_budget_stops_before_self_trade_prevention(
+    eng: AnyEngine, stp: str, budget: int
+) -> None:
+    """Issue #19: a budget spent (exactly, or down to less than one step at the next
+    price) on another user's ask ends the buy ``filled``; the buyer's own ask next in line,
+    which it could not have traded with, is left alone in every mode."""
+    bob = order_id_of(ok(eng, limit("bob", "sell", price(2000), eth(0.01))))
+    own = order_id_of(ok(eng, limit("alice", "sell", price(2000), eth(0.01))))
+    carol = order_id_of(ok(eng, limit("carol", "sell", price(2000), eth(0.01))))
+    res = ok(eng, market_order("alice", "buy", quote_amount=budget, stp=stp))
+    assert [(t.maker_order_id, t.amount, t.quote) for t in trades(res)] == [
+        (bob, eth(0.01), usdt(20))
+    ]
+    end = final_update(res)
+    assert (end.status, end.reason, end.filled) == ("filled", None, eth(0.01))
+    untouched(eng, res, own, eth(0.01))
+    untouched(eng, res, carol, eth(0.01))
+    assert eng.balance("alice", "ETH")[1] == eth(0.01)  # the own ask's hold stays
+    assert eng.book(MARKET)[1] == [
+        (price(2000), [(own, "alice", eth(0.01)), (carol, "carol", eth(0.01))])
+    ]
+    check_invariants(eng)
+
+
+@pytest.mark.parametrize("stp", STPS)
+@pytest.mark.parametrize("partly_filled", [False, True])
+def test_quote_budget_below_one_step_at_own_best_ask(
+    eng: AnyEngine, stp: str, partly_filled: bool
+) -> None:
+    """Issue #19, the small form: a budget too small for one step at the best ask is
+    ``insufficient_funds`` even when that ask is the buyer's own, and the ask (partly filled
+    or not) stays."""
+    own = order_id_of(ok(eng, limit("alice", "sell", price(20_000), eth(0.01))))
+    left = eth(0.01)
+    if partly_filled:
+        ok(eng, limit("bob", "buy", price(20_000), eth(0.004)))
+        left = eth(0.006)
+    before = eng.balances()
+    res = ok(eng, market_order("alice", "buy", quote_amount=usdt(1.5), stp=stp))  # a step: 2
+    assert trades(res) == []
+    end = final_update(res)
+    assert (end.status, end.reason, end.filled) == ("cancelled", Reason.INSUFFICIENT_FUNDS, 0)
+    untouched(eng, res, own, left)
+    assert eng.balances() == before
+    check_invariants(eng)
+
+
+@pytest.mark.parametrize("stp", STPS)
+def test_spent_budget_of_a_market_buy_by_amount_stops_before_own_ask(
+    eng: AnyEngine, stp: str
+) -> None:
+    """The same rule for a buy by ``amount``, whose budget is all its available quote: it
+    ran out of quote while the book still had asks (``insufficient_funds``)."""
+    run(eng, [deposit("dave", "USDT", usdt(20.1)), deposit("dave", "ETH", eth(1))])
+    bob = order_id_of(ok(eng, limit("bob", "sell", price(2000), eth(0.01))))
+    own = order_id_of(ok(eng, limit("dave", "sell", price(2001), eth(0.01))))
+    res = ok(eng, market_order("dave", "buy", amount=eth(0.02), stp=stp))
+    assert [t.maker_order_id for t in trades(res)] == [bob]
+    end = final_update(res)
+    assert (end.status, end.reason, end.filled) == (
+        "cancelled", Reason.INSUFFICIENT_FUNDS, eth(0.01),
+    )  # fmt: skip
+    untouched(eng, res, own, eth(0.01))
+    assert eng.balance("dave", "USDT") == (usdt(0.1), 0)
+    check_invariants(eng)
+
+
+@pytest.mark.parametrize("stp", STPS)
+def test_quote_budget_that_can_still_buy_a_step_meets_stp(eng: AnyEngine, stp: str) -> None:
+    """The other side of the rule: 0.2 USDT left buys one step at 2000, so the own ask is
+    one the taker could trade with and self-trade prevention applies as documented."""
+    ok(eng, limit("bob", "sell", price(2000), eth(0.01)))
+    own = order_id_of(ok(eng, limit("alice", "sell", price(2000), eth(0.01))))
+    carol = order_id_of(ok(eng, limit("carol", "sell", price(2000), eth(0.01))))
+    res = ok(eng, market_order("alice", "buy", quote_amount=usdt(20.2), stp=stp))
+    end = final_update(res)
+    cancelled = [
+        e.order_id
+        for e in res.events
+        if isinstance(e, OrderUpdated)
+        and e.reason == Reason.SELF_TRADE
+        and e.order_id != end.order_id
+    ]
+    if stp == "cancel_taker":
+        assert (end.status, end.reason, end.filled) == (
+            "cancelled", Reason.SELF_TRADE, eth(0.01),
+        )  # fmt: skip
+        untouched(eng, res, own, eth(0.01))
+    elif stp == "cancel_maker":
+        assert cancelled == [own]
+        assert [(t.maker_order_id, t.amount) for t in trades(res)][-1] == (carol, STEP)
+        assert (end.status, end.reason, end.filled) == ("filled", None, eth(0.0101))
+    else:
+        assert cancelled == [own]
+        assert (end.status, end.reason, end.filled) == (
+            "cancelled", Reason.SELF_TRADE, eth(0.01),
+        )  # fmt: skip
+        untouched(eng, res, carol, eth(0.01))
+    check_invariants(eng)
+
+
+@pytest.mark.parametrize("stp", STPS)
+def test_market_sell_with_nothing_left_leaves_own_bid(eng: AnyEngine, stp: str) -> None:
+    """A market sell by amount stops at remaining 0, before the seller's own bid."""
+    bob = order_id_of(ok(eng, limit("bob", "buy", price(2000), eth(0.01))))
+    own = order_id_of(ok(eng, limit("alice", "buy", price(2000), eth(0.01))))
+    res = ok(eng, market_order("alice", "sell", amount=eth(0.01), stp=stp))
+    assert [t.maker_order_id for t in trades(res)] == [bob]
+    end = final_update(res)
+    assert (end.status, end.reason, end.filled) == ("filled", None, eth(0.01))
+    untouched(eng, res, own, eth(0.01))
+
+
+@pytest.mark.parametrize("stp", STPS)
+def test_filled_limit_order_leaves_own_maker(eng: AnyEngine, stp: str) -> None:
+    bob = order_id_of(ok(eng, limit("bob", "sell", price(2000), eth(0.01))))
+    own = order_id_of(ok(eng, limit("alice", "sell", price(2000), eth(0.01))))
+    res = ok(eng, limit("alice", "buy", price(2000), eth(0.01), stp=stp))
+    assert [t.maker_order_id for t in trades(res)] == [bob]
+    assert (final_update(res).status, final_update(res).reason) == ("filled", None)
+    untouched(eng, res, own, eth(0.01))
+
+
+@pytest.mark.parametrize("stp", STPS)
+@pytest.mark.parametrize("tif", ["GTC", "IOC"])
+def test_limit_order_not_crossing_own_maker(eng: AnyEngine, stp: str, tif: str) -> None:
+    """The own ask is beyond the buy's limit: the buy stops on its price, never on
+    self-trade prevention; a GTC remainder rests, an IOC one expires."""
+    bob = order_id_of(ok(eng, limit("bob", "sell", price(2000), eth(0.01))))
+    own = order_id_of(ok(eng, limit("alice", "sell", price(2000.01), eth(0.01))))
+    res = ok(eng, limit("alice", "buy", price(2000), eth(0.02), time_in_force=tif, stp=stp))
+    assert [t.maker_order_id for t in trades(res)] == [bob]
+    end = final_update(res)
+    if tif == "GTC":
+        assert (end.status, end.reason, end.filled) == ("partially_filled", None, eth(0.01))
+        assert eng.book(MARKET)[0] == [(price(2000), [(end.order_id, "alice", eth(0.01))])]
+    else:
+        assert (end.status, end.reason, end.filled) == (
+            "cancelled", Reason.IOC_EXPIRED, eth(0.01),
+        )  # fmt: skip
+    untouched(eng, res, own, eth(0.01))
+
+
 # ---------------------------------------------------------------- post-only
 
 

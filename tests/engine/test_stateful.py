@@ -4,7 +4,9 @@ After every command both must agree on the result (seq, ok, reason, every event 
 field by field -- and the taker's end), on every balance, fee, total, the book and each open
 order; the fast engine must pass its audit, survive a snapshot round trip, and reproduce
 both its results and its state hash when the commands since the last snapshot (taken every
-10 commands) are replayed on the restored snapshot.
+10 commands) are replayed on the restored snapshot. Independently of both engines, no order
+may be cancelled by self-trade prevention against a taker that could not have traded with it
+(:func:`check_self_trade_prevention`).
 
 Profiles (``HYPOTHESIS_PROFILE``): ``default`` (about 50k commands, 60-90 s on 2 cores),
 ``quick`` (a few seconds), ``long`` (about 400k commands, 15-20 min, no timeout).
@@ -34,17 +36,20 @@ from shared.schema import (
     CancelAll,
     CancelOrder,
     Deposit,
+    OrderAccepted,
     OrderUpdated,
     PlaceOrder,
+    Reason,
     RefundWithdrawal,
     RequestWithdrawal,
     SelfTrade,
     SettleWithdrawal,
     Side,
+    TimeInForce,
     Trade,
     UpdateMarket,
 )
-from tests.engine.helpers import MARKET, STEP, TICK, next_id, price, setup_commands
+from tests.engine.helpers import ETH, MARKET, STEP, TICK, next_id, price, setup_commands
 from tests.engine.reference import ReferenceEngine
 
 settings.register_profile(
@@ -246,6 +251,32 @@ def market_updates(draw: st.DrawFn) -> UpdateMarket:
     )
 
 
+def limit_sell(user: str, at: int, amount: int) -> PlaceOrder:
+    return PlaceOrder(
+        id=next_id(), user=user, market=MARKET, side="sell", type="limit", price=at, amount=amount
+    )
+
+
+def limit_buy(user: str, at: int, amount: int, tif: TimeInForce) -> PlaceOrder:
+    return PlaceOrder(
+        id=next_id(), user=user, market=MARKET, side="buy", type="limit", price=at,
+        amount=amount, time_in_force=tif,
+    )  # fmt: skip
+
+
+def market_buy(
+    user: str,
+    tif: TimeInForce,
+    stp: SelfTrade,
+    amount: int | None = None,
+    quote_amount: int | None = None,
+) -> PlaceOrder:
+    return PlaceOrder(
+        id=next_id(), user=user, market=MARKET, side="buy", type="market", amount=amount,
+        quote_amount=quote_amount, time_in_force=tif, stp=stp,
+    )  # fmt: skip
+
+
 other_commands: st.SearchStrategy[AnyCommand] = st.one_of(
     deposits(),
     withdrawal_requests(),
@@ -284,6 +315,76 @@ def open_orders_view(engine: Any, ids: list[int]) -> list[tuple[Any, ...]]:
     return out
 
 
+Makers = dict[int, tuple[int, str]]
+"""Resting orders of one side before a command: order id -> (price, user)."""
+
+
+def resting_side(ref: ReferenceEngine, side: Side) -> Makers:
+    return {o.order_id: (o.price or 0, o.user) for o in ref.side_orders(MARKET, side)}
+
+
+def check_self_trade_prevention(
+    cmd: PlaceOrder, applied: Applied, makers: Makers, quote_available: int, after: Makers
+) -> None:
+    """No order is cancelled by self-trade prevention against a taker that could not have
+    traded with it (docs/engine.md, the tests before each fill): at that point the taker
+    still had an amount to fill, the maker's price crossed its limit, and a budget could buy
+    one step at that price. ``makers`` is the opposite side before the command, ``after``
+    that side after it, ``quote_available`` the taker's available quote before it.
+
+    Independent of both engines: it reads only the command, its events and the books."""
+    if not applied.ok:
+        return
+    accepted = applied.events[0]
+    assert isinstance(accepted, OrderAccepted)
+    taker_id, user, is_buy = accepted.order_id, cmd.user, cmd.side == "buy"
+    remaining = cmd.amount  # None: a market buy by quote, only its budget ends it
+    budget: int | None = None
+    if cmd.type == "market" and is_buy:
+        budget = quote_available if cmd.quote_amount is None else cmd.quote_amount
+
+    def could_trade(maker_price: int) -> bool:
+        if remaining is not None and remaining <= 0:
+            return False
+        limit = cmd.price
+        if limit is not None and (maker_price > limit if is_buy else maker_price < limit):
+            return False
+        return budget is None or budget * ETH // maker_price >= STEP
+
+    taker_end = None
+    makers_cancelled = 0
+    for e in applied.events:
+        if isinstance(e, Trade):
+            if remaining is not None:
+                remaining -= e.amount
+            if budget is not None:
+                budget -= e.quote
+        elif isinstance(e, OrderUpdated) and e.reason == Reason.SELF_TRADE:
+            if e.order_id == taker_id:
+                taker_end = e
+                continue
+            maker_price, maker_user = makers[e.order_id]
+            assert maker_user == user, (cmd, e)
+            assert could_trade(maker_price), (cmd, e, remaining, budget, applied.events)
+            makers_cancelled += 1
+            STATS["stp: maker cancelled"] += 1
+    head = next(iter(after.values()), None)
+    if taker_end is not None:
+        STATS[f"stp: taker cancelled ({cmd.stp})"] += 1
+        assert cmd.stp != "cancel_maker", (cmd, applied)
+        if cmd.stp == "cancel_both":
+            assert makers_cancelled, (cmd, applied)
+        else:  # cancel_taker: the maker that stopped it stays first in line
+            assert head is not None and head[1] == user and could_trade(head[0]), (cmd, applied)
+    own_next = head is not None and head[1] == user
+    spent = budget is not None and remaining != 0 and head is not None and not could_trade(head[0])
+    if own_next and spent:
+        # Coverage of issue #19: a budget spent before the user's own ask.
+        how = "by quote" if cmd.quote_amount is not None else "by amount"
+        bought = "" if any(isinstance(e, Trade) for e in applied.events) else ", none bought"
+        STATS[f"market buy {how}: budget spent before own ask{bought}"] += 1
+
+
 class EngineVsReference(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
@@ -298,9 +399,19 @@ class EngineVsReference(RuleBasedStateMachine):
     def apply(self, cmd: AnyCommand) -> None:
         """Apply to both engines and check everything (rules may apply several commands,
         so the checks run here, after each one, rather than as ``@invariant``s)."""
+        order = isinstance(cmd, PlaceOrder) and cmd.market == MARKET and MARKET in self.ref.markets
+        if order:
+            assert isinstance(cmd, PlaceOrder)
+            opposite: Side = "sell" if cmd.side == "buy" else "buy"
+            makers = resting_side(self.ref, opposite)
+            quote_available = self.ref.balance(cmd.user, "USDT")[0]
         expected = self.ref.apply(cmd)
         got = self.fast.apply(cmd)
         self.compare_results(cmd, got, expected)
+        if order:
+            assert isinstance(cmd, PlaceOrder)
+            after = resting_side(self.ref, opposite)
+            check_self_trade_prevention(cmd, got, makers, quote_available, after)
         self.record(cmd, got)
         self.compare_state()
         assert audit(self.fast) == []
@@ -398,6 +509,88 @@ class EngineVsReference(RuleBasedStateMachine):
         """Money movements, malformed orders, cancels by client id, cancel_all, admin."""
         for cmd in cmds:
             self.apply(cmd)
+
+    @rule(
+        data=st.data(),
+        user=users,
+        stp=stps,
+        by_quote=st.sampled_from([True, True, False]),
+        small=st.sampled_from([False, False, True]),
+    )
+    def buy_up_to_own_ask(
+        self, data: st.DataObject, user: str, stp: SelfTrade, by_quote: bool, small: bool
+    ) -> None:
+        """A market buy whose budget ends at, or just around, the buyer's own ask (random
+        streams almost never line this up). The budget pays for every ask ahead of the own
+        one plus a slack of up to one step at the own price. ``small``: the asks are cancelled
+        by their owners and the own ask, alone at a price where one step costs more than the
+        minimum notional, is the best; the budget is below one step there. A buy by amount
+        gets the budget as its available quote: the rest is held by a withdrawal, refunded
+        after."""
+        others = [u for u in USERS if u != user]
+        if small:
+            for o in self.ref.side_orders(MARKET, "sell"):
+                self.apply(CancelOrder(id=next_id(), user=o.user, order_id=o.order_id))
+            own_price = data.draw(
+                st.sampled_from([price(10_000.01), price(12_345.67), price(25_000)])
+            )
+            self.apply(limit_sell(user, own_price, data.draw(amounts)))
+            if data.draw(st.booleans()):  # partly filled
+                buyer = data.draw(st.sampled_from(others))
+                part = data.draw(st.integers(1, 5)) * STEP
+                self.apply(limit_buy(buyer, own_price, part, "IOC"))
+        else:
+            ahead_price = data.draw(prices)
+            self.apply(
+                limit_sell(data.draw(st.sampled_from(others)), ahead_price, data.draw(amounts))
+            )
+            own_price = data.draw(st.sampled_from([p for p in PRICES if p >= ahead_price]))
+            self.apply(limit_sell(user, own_price, data.draw(amounts)))
+        # What the asks ahead of the user's first one cost, in book order.
+        ahead_quote = ahead_amount = 0
+        for o in self.ref.side_orders(MARKET, "sell"):
+            assert o.price is not None
+            if o.user == user:
+                own_price = o.price
+                break
+            ahead_quote += o.price * o.remaining // ETH
+            ahead_amount += o.remaining
+        step_cost = own_price * STEP // ETH
+        slack = data.draw(
+            st.one_of(st.sampled_from([0, step_cost - 1, step_cost]), st.integers(0, step_cost))
+        )
+        budget = max(ahead_quote + slack, 10**6)  # the minimum notional
+        tif: TimeInForce = data.draw(st.sampled_from(["GTC", "IOC"]))
+        if by_quote:
+            self.apply(market_buy(user, tif, stp, quote_amount=budget))
+            return
+        available = self.ref.balance(user, "USDT")[0]
+        if available < budget:
+            self.apply(
+                Deposit(
+                    id=next_id(),
+                    user=user,
+                    asset="USDT",
+                    amount=budget - available,
+                    ref=next_id("r"),
+                )
+            )
+        hold = next_id("w")
+        if available > budget:
+            self.apply(
+                RequestWithdrawal(
+                    id=next_id(),
+                    user=user,
+                    asset="USDT",
+                    amount=available - budget,
+                    fee=0,
+                    withdrawal_id=hold,
+                )
+            )
+        amount = ahead_amount + data.draw(st.integers(1, 40)) * STEP
+        self.apply(market_buy(user, tif, stp, amount=amount))
+        if available > budget:
+            self.apply(RefundWithdrawal(id=next_id(), withdrawal_id=hold))
 
     @precondition(lambda self: self.steps % 4 == 0)  # keeps this rule from crowding out others
     @rule(
