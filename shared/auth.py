@@ -103,6 +103,8 @@ class Principal:
     scopes: frozenset[str]
     via: Via
     key_id: str | None = None
+    expires_at: float | None = None
+    """When a token's access ends (its ``exp``, seconds since the epoch); None for an API key."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -326,7 +328,13 @@ def verify_access_token(token: str, secrets: AuthSecrets, cfg: ApiConfig) -> Pri
     role = claims.get("role")
     if role not in ROLES:
         raise unauthorized("invalid token: role missing or unknown", "invalid_token")
-    return Principal(user_id=claims["sub"], role=role, scopes=ALL_SCOPES, via="jwt")
+    return Principal(
+        user_id=claims["sub"],
+        role=role,
+        scopes=ALL_SCOPES,
+        via="jwt",
+        expires_at=float(claims["exp"]),
+    )
 
 
 class OidcVerifier:
@@ -363,6 +371,7 @@ class OidcVerifier:
             role=self._role(claims),
             scopes=ALL_SCOPES,
             via="oidc",
+            expires_at=float(claims["exp"]),
         )
 
     def _role(self, claims: Mapping[str, Any]) -> Role:

@@ -930,3 +930,49 @@ def test_over_real_http(configure: Configure) -> None:
     finally:
         server.shutdown()
         thread.join()
+
+
+def test_header_names_in_any_case_over_real_http(configure: Configure) -> None:
+    """HTTP/2 proxies send header names in lower case: every header the API reads (the
+    bearer token, the API-key trio, the request id, CORS's Origin) is found in any case."""
+    app = create_app((*ROUTES, ("/v1/probe", probe)))
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    port = server.socket.getsockname()[1]
+
+    def call(method: str, path: str, headers: list[tuple[str, str]], body: bytes = b"") -> Any:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.putrequest(method, path)
+        for name, value in [("content-type", JSON), ("content-length", str(len(body))),
+                            *headers]:  # fmt: skip
+            conn.putheader(name, value)
+        conn.endheaders(body)
+        resp = conn.getresponse()
+        data = resp.read()
+        conn.close()
+        return resp.status, resp.headers, orjson.loads(data) if data else None
+
+    try:
+        credentials = orjson.dumps({"email": "case@example.com", "password": PASSWORD})
+        assert call("POST", "/v1/auth/signup", [], credentials)[0] == 201
+        status, _, tokens = call("POST", "/v1/auth/login", [], credentials)
+        assert status == 200
+        token = tokens["access_token"]
+        for name in ("authorization", "AUTHORIZATION"):
+            status, _, who = call("GET", "/v1/auth/me", [(name, f"bearer {token}")])
+            assert status == 200 and who["via"] == "jwt", name
+        auth = [("authorization", f"Bearer {token}")]
+        status, _, key = call("POST", "/v1/api-keys", auth, b'{"label":"n","scopes":["read"]}')
+        assert status == 201, key
+        lower = [(n.lower(), v) for n, v in signed(key, "GET", "/v1/auth/me").items()]
+        status, _, who = call("GET", "/v1/auth/me", lower)
+        assert status == 200 and who["via"] == "api_key"
+        status, headers, _ = call(
+            "GET", "/v1/auth/me", [("x-request-id", "case-1"), ("origin", "https://app.example")]
+        )
+        assert status == 401 and headers["X-Request-Id"] == "case-1"
+        assert headers["Access-Control-Allow-Origin"] == "https://app.example"
+    finally:
+        server.shutdown()
+        thread.join()
