@@ -73,6 +73,7 @@ from google.cloud import firestore
 
 from shared.config import ApiConfig, ConfigError, OidcConfig
 from shared.http import ApiError, ApiRequest, RateLimiter, api_config, unauthorized, unavailable
+from shared.throttle import FailureLimiter
 
 log = logging.getLogger("auth")
 
@@ -491,6 +492,7 @@ class AuthContext:
     firestore: Any  # google.cloud.firestore.Client (untyped)
     oidc: OidcVerifier | None
     limiter: RateLimiter
+    failures: FailureLimiter
 
     @staticmethod
     def from_config(cfg: ApiConfig) -> AuthContext:
@@ -502,6 +504,7 @@ class AuthContext:
             firestore=firestore.Client(project=cfg.project),
             oidc=OidcVerifier(cfg.oidc, cfg.jwt_leeway_s) if cfg.oidc is not None else None,
             limiter=RateLimiter(client),
+            failures=FailureLimiter(client, cfg.failure_window_s),
         )
 
 

@@ -26,8 +26,12 @@ Firestore:
   every token of it (the thief's and the user's) stops working;
 - ``api_keys/{key_id}``: see ``shared.auth`` (no secret stored).
 
-Signup and login are limited per client IP and per email address (``AUTH_RATE_*``): 429 with
-``Retry-After``. Access tokens outlive a logout or a role change by at most their lifetime
+Signup is limited per client IP and per email address (``AUTH_RATE_*``): 429 with
+``Retry-After``. Password tries are limited by their failures only, per (email, client address)
+and per client address (``AUTH_FAILURES_*``, ``shared.throttle``): nobody can lock an owner out
+by failing at their address, and a client that keeps failing gets 429.
+
+Access tokens outlive a logout or a role change by at most their lifetime
 (``ACCESS_TOKEN_TTL_S``, 15 minutes by default); refresh picks up the current role.
 """
 
@@ -75,6 +79,7 @@ from shared.http import (
     not_found,
     unauthorized,
 )
+from shared.throttle import PasswordTry, account_key, limit_subject
 
 logs.setup()
 
@@ -145,10 +150,40 @@ def _dummy_hash() -> str:
 def _limit(ctx: AuthContext, req: ApiRequest, action: str, email: str | None) -> None:
     cfg = ctx.config
     if email is None:
-        ctx.limiter.hit(action + ":ip", req.client_ip, cfg.rate_per_ip, cfg.rate_window_s)
+        subject = limit_subject(req.client_ip)
+        ctx.limiter.hit(action + ":ip", subject, cfg.rate_per_ip, cfg.rate_window_s)
     else:
-        subject = hashlib.sha256(email.encode()).hexdigest()[:32]
-        ctx.limiter.hit(action + ":email", subject, cfg.rate_per_email, cfg.rate_window_s)
+        ctx.limiter.hit(
+            action + ":email", account_key(email), cfg.rate_per_email, cfg.rate_window_s
+        )
+
+
+def _password_try(ctx: AuthContext, req: ApiRequest, email: str) -> PasswordTry:
+    cfg = ctx.config
+    return PasswordTry.of(email, req.client_ip, cfg.failures_per_email_ip, cfg.failures_per_ip)
+
+
+def _verify_password(
+    ctx: AuthContext, attempt: PasswordTry, stored_hash: str | None, password: str
+) -> bool:
+    """Whether ``password`` matches ``stored_hash`` (None: no such user, still as slow), as a
+    try counted by ``shared.throttle`` (429 when this client has failed too often)."""
+    ctx.failures.reserve(attempt)
+    try:
+        ok = _password_matches(stored_hash, password)
+    except BaseException:
+        ctx.failures.undecided(attempt)
+        raise
+    if ok:
+        ctx.failures.succeeded(attempt)
+    return ok
+
+
+def _password_matches(stored_hash: str | None, password: str) -> bool:
+    try:
+        return _hasher.verify(stored_hash or _dummy_hash(), password) and stored_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
 
 
 def _token_pair(
@@ -221,11 +256,11 @@ def signup(req: ApiRequest) -> flask.Response:
 @api.route("POST", "/v1/auth/login")
 def login(req: ApiRequest) -> flask.Response:
     ctx = default_context()
-    _limit(ctx, req, "login", None)
     body = req.json(Credentials)
     email = _normalise_email(body.email)
-    if email is not None:
-        _limit(ctx, req, "login", email)
+    # Only failures count, per (email, client) and per client (shared.throttle): nobody can
+    # lock the owner out by failing at their address.
+    attempt = _password_try(ctx, req, email or body.email.strip().lower())
     db = ctx.firestore
     user: dict[str, Any] | None = None
     user_id = ""
@@ -235,11 +270,9 @@ def login(req: ApiRequest) -> flask.Response:
             user_id = link.get("user_id")
             snap = db.collection(USERS).document(user_id).get()
             user = snap.to_dict() if snap.exists else None
-    try:
-        _hasher.verify(user["password_hash"] if user else _dummy_hash(), body.password)
-    except (VerificationError, InvalidHashError):
-        user = None
-    if user is None:
+    stored = user.get("password_hash") if user else None
+    # Verified (and counted) even for an unknown email: both failures look and take alike.
+    if not _verify_password(ctx, attempt, stored, body.password) or user is None:
         raise unauthorized("wrong email or password", "invalid_credentials")
     if _hasher.check_needs_rehash(user["password_hash"]):
         db.collection(USERS).document(user_id).update(

@@ -710,24 +710,128 @@ def test_scopes(client: FlaskClient, trade_key: dict[str, Any]) -> None:
 # -------------------------------------------------------------------------------- rate limits
 
 
-def test_login_rate_limited_per_email_and_per_ip(client: FlaskClient, configure: Configure) -> None:
-    configure(AUTH_RATE_PER_EMAIL="3", AUTH_RATE_PER_IP="5", AUTH_RATE_WINDOW_S="60")
-    signup(client, "alice@example.com")
-    statuses = []
-    for i in range(4):  # from different addresses: the per-email limit
-        client.environ_base["REMOTE_ADDR"] = f"10.0.0.{i + 1}"
-        statuses.append(login(client, "alice@example.com", "guess " * 3).status_code)
-    assert statuses == [401, 401, 401, 429]
-    client.environ_base["REMOTE_ADDR"] = "10.0.0.9"
-    resp = login(client, "alice@example.com")
-    assert resp.status_code == 429 and error(resp) == "rate_limited"
-    assert 1 <= int(resp.headers["Retry-After"]) <= 60
+def _from(client: FlaskClient, address: str, **headers: str) -> FlaskClient:
+    client.environ_base["REMOTE_ADDR"] = address
+    client.environ_base.update({f"HTTP_{k.upper()}": v for k, v in headers.items()})
+    return client
 
-    client.environ_base["REMOTE_ADDR"] = "10.9.9.9"  # one address, many emails: per-IP limit
-    statuses = [login(client, f"u{i}@example.com").status_code for i in range(6)]
+
+WRONG = "not the password"
+
+
+def test_failing_at_an_address_does_not_lock_its_owner_out(
+    client: FlaskClient, configure: Configure
+) -> None:
+    configure(AUTH_FAILURES_PER_EMAIL_IP="3", AUTH_FAILURES_PER_IP="5")
+    signup(client, "alice@example.com")
+    # One guesser: three wrong passwords, then refused (even the right one: it has been
+    # failing), with a Retry-After within the window.
+    guesser = _from(client.application.test_client(), "10.6.6.6")
+    assert [login(guesser, "alice@example.com", WRONG).status_code for _ in range(3)] == [401] * 3
+    resp = login(guesser, "alice@example.com", WRONG)
+    assert resp.status_code == 429 and error(resp) == "rate_limited"
+    assert 1 <= int(resp.headers["Retry-After"]) <= 900
+    assert login(guesser, "alice@example.com").status_code == 429
+    # Many guessers, two tries each: 40 failures at alice's address in all.
+    for i in range(20):
+        other = _from(client.application.test_client(), f"10.7.0.{i + 1}")
+        assert [login(other, "alice@example.com", WRONG).status_code for _ in range(2)] == [401] * 2
+    # Alice, from her own address, with her password: in.
+    owner = _from(client.application.test_client(), "10.0.0.9")
+    assert login(owner, "alice@example.com").status_code == 200
+    # And a typo of hers counts against her address only.
+    assert login(owner, "alice@example.com", WRONG).status_code == 401
+    assert login(owner, "alice@example.com").status_code == 200
+
+
+def test_right_passwords_never_count_and_forgive_the_pair(
+    client: FlaskClient, configure: Configure
+) -> None:
+    configure(AUTH_FAILURES_PER_EMAIL_IP="3", AUTH_FAILURES_PER_IP="7")
+    signup(client, "alice@example.com")
+    me_ = _from(client, "10.0.0.9")
+    assert [login(me_, "alice@example.com").status_code for _ in range(8)] == [200] * 8
+    for _ in range(3):  # two typos then the password, three times over: never refused
+        assert login(me_, "alice@example.com", WRONG).status_code == 401
+        assert login(me_, "alice@example.com", WRONG).status_code == 401
+        assert login(me_, "alice@example.com").status_code == 200
+    # The address's own budget (7) still counts every failure: the 8th try is refused.
+    assert login(me_, "alice@example.com", WRONG).status_code == 401
+    assert login(me_, "alice@example.com", WRONG).status_code == 429
+
+
+def test_failures_per_address_across_emails(client: FlaskClient, configure: Configure) -> None:
+    configure(AUTH_FAILURES_PER_EMAIL_IP="3", AUTH_FAILURES_PER_IP="5")
+    signup(client, "alice@example.com")
+    sprayer = _from(client.application.test_client(), "10.9.9.9")
+    statuses = [login(sprayer, f"u{i}@example.com").status_code for i in range(6)]
     assert statuses == [401] * 5 + [429]
-    client.environ_base["REMOTE_ADDR"] = "10.9.9.10"
-    assert login(client, "u9@example.com").status_code == 401
+    assert login(sprayer, "alice@example.com").status_code == 429
+    # Invalid emails are failures too (no cheap probing around the limit).
+    other = _from(client.application.test_client(), "10.9.9.10")
+    statuses = [login(other, f"not-an-email-{i}").status_code for i in range(6)]
+    assert statuses == [401] * 5 + [429]
+    # Another address is not concerned.
+    assert login(_from(client, "10.9.9.11"), "alice@example.com").status_code == 200
+
+
+def test_concurrent_guesses_cannot_pass_the_limit(
+    client: FlaskClient, configure: Configure
+) -> None:
+    configure(AUTH_FAILURES_PER_EMAIL_IP="3", AUTH_FAILURES_PER_IP="50")
+    signup(client, "alice@example.com")
+    statuses: list[int] = []
+
+    def guess() -> None:
+        c = _from(client.application.test_client(), "10.6.6.6")
+        statuses.append(login(c, "alice@example.com", WRONG).status_code)
+
+    threads = [threading.Thread(target=guess) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == [401] * 3 + [429] * 9
+
+
+def test_forwarded_for_cannot_dodge_the_address_limit(
+    client: FlaskClient, configure: Configure
+) -> None:
+    """Locally nothing in front appends X-Forwarded-For: it is ignored. Behind the cloud's
+    load balancer (two entries appended: the client, the balancer) only the client's entry
+    the balancer wrote counts, never one the client wrote further left."""
+    configure(AUTH_FAILURES_PER_EMAIL_IP="3", AUTH_FAILURES_PER_IP="5")
+    statuses = [
+        login(
+            _from(client, "10.6.6.6", X_Forwarded_For=f"192.0.2.{i}"), f"u{i}@example.com"
+        ).status_code
+        for i in range(6)
+    ]
+    assert statuses == [401] * 5 + [429]
+
+    configure(API_TRUSTED_PROXY_HOPS="2")
+    lb = "35.191.0.1"
+    statuses = [
+        login(
+            _from(client, lb, X_Forwarded_For=f"192.0.2.{i}, 198.51.100.7, {lb}"),
+            f"v{i}@example.com",
+        ).status_code
+        for i in range(6)
+    ]
+    assert statuses == [401] * 5 + [429]
+    # Another client behind the same balancer has its own budget.
+    resp = login(_from(client, lb, X_Forwarded_For=f"198.51.100.8, {lb}"), "w@example.com")
+    assert resp.status_code == 401
+
+
+def test_ipv6_clients_count_per_64(client: FlaskClient, configure: Configure) -> None:
+    configure(AUTH_FAILURES_PER_EMAIL_IP="3", AUTH_FAILURES_PER_IP="5")
+    statuses = [
+        login(_from(client, f"2001:db8:1:2::{i:x}"), "alice@example.com").status_code
+        for i in range(1, 5)
+    ]
+    assert statuses == [401] * 3 + [429]
+    assert login(_from(client, "2001:db8:1:3::1"), "alice@example.com").status_code == 401
 
 
 def test_signup_rate_limited_per_ip(client: FlaskClient, configure: Configure) -> None:

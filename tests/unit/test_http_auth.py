@@ -32,6 +32,7 @@ from shared.http import (
     compile_pattern,
     json_response,
 )
+from shared.throttle import PasswordTry, limit_subject
 
 
 def test_patterns() -> None:
@@ -53,6 +54,29 @@ def test_client_ip() -> None:
         assert client_ip(flask.request, 1) == "1.2.3.4"  # what our proxy saw
         assert client_ip(flask.request, 2) == "6.6.6.6"
         assert client_ip(flask.request, 3) == "10.0.0.1"  # fewer entries than proxies
+
+
+def test_client_ip_reads_every_forwarded_line_in_order() -> None:
+    app = flask.Flask("t")
+    env = {"REMOTE_ADDR": "10.0.0.1", "HTTP_X_FORWARDED_FOR": "6.6.6.6, 1.2.3.4, 35.191.0.1"}
+    with app.test_request_context(environ_base=env):
+        assert client_ip(flask.request, 2) == "1.2.3.4"
+    # Two header lines (a client's and the balancer's) read as one list.
+    headers = [("X-Forwarded-For", "6.6.6.6"), ("X-Forwarded-For", "1.2.3.4, 35.191.0.1")]
+    with app.test_request_context(headers=headers, environ_base={"REMOTE_ADDR": "10.0.0.1"}):
+        assert client_ip(flask.request, 2) == "1.2.3.4"
+
+
+def test_limit_subjects() -> None:
+    assert limit_subject("203.0.113.7") == "203.0.113.7"
+    assert limit_subject("2001:db8:1:2::7") == limit_subject("2001:db8:1:2:ffff::1")
+    assert limit_subject("2001:db8:1:2::7") == "2001:db8:1:2::/64"
+    assert limit_subject("2001:db8:1:3::7") != limit_subject("2001:db8:1:2::7")
+    assert limit_subject("::ffff:203.0.113.7") == "203.0.113.7"
+    assert limit_subject("unknown") == "unknown"
+    a = PasswordTry.of("alice@example.com", "203.0.113.7", 3, 5)
+    assert "alice" not in a.pair_key and a.address_key == "authfail:ip:203.0.113.7"
+    assert a.pair_key != PasswordTry.of("bob@example.com", "203.0.113.7", 3, 5).pair_key
 
 
 def test_signature_payload() -> None:
