@@ -198,6 +198,8 @@ class ApiConfig:
     """Wrong passwords per (email, client address) and window; then 429 for that client."""
     failures_per_ip: int
     """Wrong passwords per client address (any email) and window; then 429 for it."""
+    fresh_auth_max_age_s: int
+    """How recent a proof of who the caller is (password) sensitive actions need."""
     reply_wait_s: float = 2.0
     """How long a function waits for the matcher's reply before answering 202."""
     idempotency_ttl_s: int = 24 * 3600
@@ -243,6 +245,7 @@ class ApiConfig:
             failure_window_s=_int("AUTH_FAILURE_WINDOW_S", 900),
             failures_per_email_ip=_int("AUTH_FAILURES_PER_EMAIL_IP", 10),
             failures_per_ip=_int("AUTH_FAILURES_PER_IP", 100),
+            fresh_auth_max_age_s=_int("FRESH_AUTH_MAX_AGE_S", 300),
             reply_wait_s=_float("API_REPLY_WAIT_S", 2.0),
             idempotency_ttl_s=_int("API_IDEMPOTENCY_TTL_S", 24 * 3600),
             trade_rate_window_s=_int("TRADE_RATE_WINDOW_S", 10),
@@ -260,6 +263,7 @@ class ApiConfig:
             ("AUTH_FAILURE_WINDOW_S", cfg.failure_window_s),
             ("AUTH_FAILURES_PER_EMAIL_IP", cfg.failures_per_email_ip),
             ("AUTH_FAILURES_PER_IP", cfg.failures_per_ip),
+            ("FRESH_AUTH_MAX_AGE_S", cfg.fresh_auth_max_age_s),
             ("API_IDEMPOTENCY_TTL_S", cfg.idempotency_ttl_s),
             ("TRADE_RATE_WINDOW_S", cfg.trade_rate_window_s),
             ("TRADE_RATE_PER_USER", cfg.trade_rate_per_user),

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,7 +34,9 @@ from typing import Final
 
 import redis
 
-from shared.http import too_many_requests
+from shared.http import too_many_requests, unavailable
+
+log = logging.getLogger("throttle")
 
 IPV6_PREFIX: Final = 64
 
@@ -120,12 +123,15 @@ class FailureLimiter:
 
     def reserve(self, attempt: PasswordTry) -> None:
         """Count ``attempt`` as a failure until it succeeds; 429 when a budget is spent."""
-        wait_ms = int(
-            self._reserve(
-                keys=[attempt.pair_key, attempt.address_key],
-                args=[attempt.pair_limit, attempt.address_limit, self._window_ms],
+        try:
+            wait_ms = int(
+                self._reserve(
+                    keys=[attempt.pair_key, attempt.address_key],
+                    args=[attempt.pair_limit, attempt.address_limit, self._window_ms],
+                )
             )
-        )
+        except redis.RedisError:  # no password is checked without its count
+            raise unavailable("password checks are unavailable now; try again") from None
         if wait_ms > 0:
             raise too_many_requests(
                 math.ceil(wait_ms / 1000), "too many failed password attempts; retry later"
@@ -134,11 +140,17 @@ class FailureLimiter:
     def succeeded(self, attempt: PasswordTry) -> None:
         """The password was right: the pair's failures are forgiven, the address's
         reservation given back (its earlier failures stay counted)."""
-        self._give_back(keys=[attempt.pair_key, attempt.address_key], args=[1])
+        self._settle(attempt, clear=1)
 
     def undecided(self, attempt: PasswordTry) -> None:
         """The try ended without a verdict on the password (an error): not a failure."""
-        self._give_back(keys=[attempt.pair_key, attempt.address_key], args=[0])
+        self._settle(attempt, clear=0)
+
+    def _settle(self, attempt: PasswordTry, clear: int) -> None:
+        try:
+            self._give_back(keys=[attempt.pair_key, attempt.address_key], args=[clear])
+        except redis.RedisError as exc:  # the try stays counted: at worst one failure too many
+            log.warning("could not give a password try back: %r", exc)
 
     def failures(self, attempt: PasswordTry) -> Sequence[int]:
         """The failures counted now (pair, address); for tests and operators."""

@@ -7,8 +7,9 @@ It talks to the Firestore of ``GOOGLE_CLOUD_PROJECT`` (locally the emulator name
 ``FIRESTORE_EMULATOR_HOST``: the environment ``python -m infra.local_stack up`` prints), and
 writes the same documents as ``POST /v1/auth/signup`` (``emails/{email}``, ``users/{id}``;
 password hashed with argon2id). An existing user keeps their password unless
-``--reset-password`` is given. A token issued before the promotion still says ``user``: log in
-again.
+``--reset-password`` is given. A promotion or a reset ends every session of the user at once
+(``shared.sessions``; with ``REDIS_URL`` set, as the services' environment has it; without,
+within ``shared.sessions.CACHE_TTL_S``): they log in again.
 """
 
 from __future__ import annotations
@@ -22,9 +23,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
+import redis
 from argon2 import PasswordHasher
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
+
+from shared.sessions import SessionStore
 
 USERS: Final = "users"
 EMAILS: Final = "emails"
@@ -38,9 +42,16 @@ class BootstrapError(RuntimeError):
 
 
 def make_admin(
-    db: Any, email: str, password: str | None, *, reset_password: bool = False
+    db: Any,
+    email: str,
+    password: str | None,
+    *,
+    reset_password: bool = False,
+    sessions: SessionStore | None = None,
 ) -> tuple[str, bool]:
-    """(user id, created?) for the admin ``email``; creates the user when missing."""
+    """(user id, created?) for the admin ``email``; creates the user when missing. A change
+    of an existing user's role or password ends their sessions (through ``sessions`` when
+    given, else in Firestore alone)."""
     email = email.strip().lower()
     if not _EMAIL_RE.fullmatch(email):
         raise BootstrapError(f"not an email address: {email!r}")
@@ -51,12 +62,19 @@ def make_admin(
     link = db.collection(EMAILS).document(email).get()
     if link.exists:
         user_id = str((link.to_dict() or {})["user_id"])
+        ref = db.collection(USERS).document(user_id)
+        was_admin = (ref.get().to_dict() or {}).get("role") == "admin"
         change: dict[str, Any] = {"role": "admin"}
         if reset_password:
             if password is None:
                 raise BootstrapError("--reset-password needs --password")
             change["password_hash"] = hasher.hash(password)
-        db.collection(USERS).document(user_id).update(change)
+        ref.update(change)
+        if reset_password or not was_admin:
+            if sessions is not None:
+                sessions.end_all(user_id)
+            else:
+                ref.update({"session_epoch": firestore.Increment(1)})
         return user_id, False
     if password is None:
         raise BootstrapError(f"no user {email}: give --password to create one")
@@ -90,15 +108,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     project = os.environ.get("GOOGLE_CLOUD_PROJECT") or "local-exchange"
     db = firestore.Client(project=project)
+    redis_url = os.environ.get("REDIS_URL")
+    client = redis.Redis.from_url(redis_url) if redis_url else None
+    # An ended session stays refused as long as its access tokens could live.
+    retain_s = int(os.environ.get("ACCESS_TOKEN_TTL_S") or 900) + int(
+        os.environ.get("JWT_LEEWAY_S") or 30
+    )
+    sessions = SessionStore(client, db, retain_s) if client is not None else None
     try:
         user_id, created = make_admin(
-            db, args.email, args.password, reset_password=args.reset_password
+            db, args.email, args.password, reset_password=args.reset_password, sessions=sessions
         )
     except BootstrapError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
     finally:
         db.close()  # type: ignore[no-untyped-call]
+        if client is not None:
+            client.close()
     verb = "created" if created else "promoted"
     sys.stdout.write(f"{verb} admin {args.email.strip().lower()} (user id {user_id})\n")
     return 0

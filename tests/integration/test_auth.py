@@ -166,8 +166,9 @@ def test_signup_login_me(client: FlaskClient, firestore_db: firestore.Client) ->
     header = jwt.get_unverified_header(tokens["access_token"])
     assert header["alg"] == "EdDSA" and header["kid"]
     claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
-    assert {"exp", "iat", "iss", "aud", "sub", "role"} <= set(claims)
+    assert {"exp", "iat", "iss", "aud", "sub", "role", "sid", "epoch", "auth_time"} <= set(claims)
     assert claims["exp"] - claims["iat"] == 900
+    assert abs(claims["auth_time"] - time.time()) < 60 and claims["epoch"] == 0
 
     resp = me(client, tokens["access_token"])
     assert resp.status_code == 200
@@ -178,6 +179,7 @@ def test_signup_login_me(client: FlaskClient, firestore_db: firestore.Client) ->
         "via": "jwt",
         "scopes": ["read", "trade", "withdraw"],
         "api_key_id": None,
+        "auth_time": claims["auth_time"],
     }
 
 
@@ -271,6 +273,93 @@ def test_logout_revokes_the_session(client: FlaskClient) -> None:
     assert resp.status_code == 401
 
 
+def test_logout_ends_the_sessions_access_tokens_at_once(client: FlaskClient) -> None:
+    tokens = session(client)
+    other = login(client, "alice@example.com").get_json()  # a second session of alice's
+    refreshed = client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    newer = refreshed.get_json()
+    assert me(client, tokens["access_token"]).status_code == 200
+    assert (
+        client.post("/v1/auth/logout", json={"refresh_token": newer["refresh_token"]}).status_code
+        == 204
+    )
+    # Every access token of the session, old and new, stops now, not when it expires.
+    for token in (tokens["access_token"], newer["access_token"]):
+        resp = me(client, token)
+        assert resp.status_code == 401 and error(resp) == "session_revoked"
+        assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+    # The other session goes on.
+    assert me(client, other["access_token"]).status_code == 200
+    resp = client.post("/v1/auth/refresh", json={"refresh_token": other["refresh_token"]})
+    assert resp.status_code == 200
+
+
+def test_a_reused_refresh_token_ends_the_access_tokens_too(client: FlaskClient) -> None:
+    first = session(client)
+    second = client.post(
+        "/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}
+    ).get_json()
+    resp = client.post("/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert error(resp) == "refresh_token_reused"
+    for token in (first["access_token"], second["access_token"]):  # the thief's, the owner's
+        assert error(me(client, token)) == "session_revoked"
+
+
+def test_sessions_survive_a_redis_flush(client: FlaskClient, redis_db: Any) -> None:
+    """Firestore holds the sessions' state; Redis only a copy of it."""
+    tokens = session(client)
+    other = login(client, "alice@example.com").get_json()
+    client.post("/v1/auth/logout", json={"refresh_token": tokens["refresh_token"]})
+    redis_db.flushall()
+    assert error(me(client, tokens["access_token"])) == "session_revoked"
+    assert me(client, other["access_token"]).status_code == 200
+
+
+def test_password_change_ends_every_session(client: FlaskClient) -> None:
+    a = session(client)
+    b = login(client, "alice@example.com").get_json()
+
+    def change(token: str, current: str, new: str) -> TestResponse:
+        return client.post(
+            "/v1/auth/password",
+            json={"password": current, "new_password": new},
+            headers=bearer(token),
+        )
+
+    resp = change(a["access_token"], "not the password", "a new long password")
+    assert resp.status_code == 401 and error(resp) == "invalid_credentials"
+    resp = change(a["access_token"], PASSWORD, "short")
+    assert resp.status_code == 400 and error(resp) == "weak_password"
+    resp = change(a["access_token"], PASSWORD, "a new long password")
+    assert resp.status_code == 200, resp.get_json()
+    fresh = resp.get_json()
+    assert set(fresh) == {"access_token", "refresh_token", "token_type", "expires_in"}
+    # Both earlier sessions are over, access and refresh tokens alike; the new one works.
+    for old in (a, b):
+        assert error(me(client, old["access_token"])) == "session_revoked"
+        resp = client.post("/v1/auth/refresh", json={"refresh_token": old["refresh_token"]})
+        assert resp.status_code == 401 and error(resp) == "invalid_refresh_token"
+    assert me(client, fresh["access_token"]).status_code == 200
+    resp = client.post("/v1/auth/refresh", json={"refresh_token": fresh["refresh_token"]})
+    assert resp.status_code == 200
+    assert login(client, "alice@example.com").status_code == 401
+    assert login(client, "alice@example.com", "a new long password").status_code == 200
+
+
+def test_password_checks_need_a_person_with_a_password(
+    client: FlaskClient, trade_key: dict[str, Any]
+) -> None:
+    body = orjson.dumps({"password": PASSWORD})
+    for path in ("/v1/auth/reauth", "/v1/auth/password"):
+        resp = client.post(path, data=body, content_type=JSON)
+        assert resp.status_code == 401, path
+        headers = signed(trade_key, "POST", path, body=body)
+        resp = client.post(path, data=body, headers=headers, content_type=JSON)
+        assert resp.status_code == 403 and error(resp) == "session_required", path
+    resp = client.post("/v1/auth/reauth", json={"password": 1}, headers=bearer(trade_key["token"]))
+    assert resp.status_code == 400
+
+
 def test_refresh_with_unknown_token(client: FlaskClient) -> None:
     resp = client.post("/v1/auth/refresh", json={"refresh_token": "rt_" + "A" * 43})
     assert resp.status_code == 401 and error(resp) == "invalid_refresh_token"
@@ -292,6 +381,8 @@ def _claims(user_id: str, **changes: Any) -> dict[str, Any]:
         "role": "user",
         "iat": now,
         "exp": now + 600,
+        "sid": "forged-session",
+        "epoch": 0,
     }
     for name, value in changes.items():
         if value is None:
@@ -355,7 +446,7 @@ def test_hs256_with_the_public_key_as_secret_is_refused(client: FlaskClient, for
         _refused(client, signing_input + "." + _b64(signature))
 
 
-@pytest.mark.parametrize("missing", ["exp", "iat", "iss", "aud", "sub", "role"])
+@pytest.mark.parametrize("missing", ["exp", "iat", "iss", "aud", "sub", "role", "sid", "epoch"])
 def test_missing_claims_are_refused(client: FlaskClient, forge: Forge, missing: str) -> None:
     _refused(client, forge.sign(_claims(forge.user_id, **{missing: None})))
 
@@ -373,6 +464,13 @@ def test_expired_token_is_refused(client: FlaskClient, forge: Forge) -> None:
         {"aud": "another-api"},
         {"role": "superuser"},
         {"iat": int(time.time()) + 3600, "exp": int(time.time()) + 7200},  # issued in the future
+        {"sid": ""},
+        {"sid": ["s"]},
+        {"sid": "a/b"},
+        {"epoch": "0"},
+        {"epoch": -1},
+        {"epoch": True},
+        {"role": ["admin"]},
     ],
 )
 def test_wrong_claims_are_refused(client: FlaskClient, forge: Forge, changes: Any) -> None:
@@ -471,7 +569,8 @@ def idp(configure: Configure) -> Iterator[tuple[JwksServer, rsa.RSAPrivateKey]]:
 
 def _idp_claims(issuer: str, **changes: Any) -> dict[str, Any]:
     claims = _claims("auth0|42", iss=issuer, aud=["https://api.exchange.test", "userinfo"])
-    claims.pop("role")
+    for ours in ("role", "sid", "epoch"):
+        claims.pop(ours)
     claims.update(changes)
     return claims
 
@@ -705,6 +804,100 @@ def test_scopes(client: FlaskClient, trade_key: dict[str, Any]) -> None:
     assert resp.status_code == 403 and error(resp) == "session_required"
     resp = client.get("/v1/api-keys", headers=signed(trade_key, "GET", "/v1/api-keys"))
     assert resp.status_code == 403
+
+
+# -------------------------------------------------------------------------------- fresh proof
+
+
+def test_a_stolen_token_cannot_make_a_trading_or_withdrawing_key(
+    client: FlaskClient, forge: Forge, configure: Configure
+) -> None:
+    """A token whose password proof is older than FRESH_AUTH_MAX_AGE_S (a stolen one, say)
+    may make a read-only key but not one that trades or withdraws; the password again
+    (reauth) makes it fresh."""
+    configure(FRESH_AUTH_MAX_AGE_S="300")
+    real = login(client, "mallory@example.com").get_json()["access_token"]
+    sid = jwt.decode(real, options={"verify_signature": False})["sid"]
+    stale = forge.sign(_claims(forge.user_id, sid=sid, auth_time=int(time.time()) - 301))
+    unproved = forge.sign(_claims(forge.user_id, sid=sid))  # no auth_time at all
+    for token in (stale, unproved):
+        for scopes in (["withdraw"], ["read", "trade"], ["trade", "withdraw"]):
+            resp = client.post(
+                "/v1/api-keys", json={"label": "x", "scopes": scopes}, headers=bearer(token)
+            )
+            assert resp.status_code == 401 and error(resp) == "fresh_auth_required", scopes
+            challenge = resp.headers["WWW-Authenticate"]
+            assert 'error="insufficient_user_authentication"' in challenge
+            assert "max_age=300" in challenge
+        assert create_key(client, token, ["read"])["scopes"] == ["read"]
+
+    resp = client.post("/v1/auth/reauth", json={"password": "guess"}, headers=bearer(stale))
+    assert resp.status_code == 401 and error(resp) == "invalid_credentials"
+    resp = client.post("/v1/auth/reauth", json={"password": PASSWORD}, headers=bearer(stale))
+    assert resp.status_code == 200, resp.get_json()
+    fresh = resp.get_json()
+    assert set(fresh) == {"access_token", "token_type", "expires_in", "auth_time"}
+    assert abs(fresh["auth_time"] - time.time()) < 60
+    claims = jwt.decode(fresh["access_token"], options={"verify_signature": False})
+    assert (claims["sid"], claims["auth_time"]) == (sid, fresh["auth_time"])
+    assert create_key(client, fresh["access_token"], ["read", "withdraw"])["scopes"] == [
+        "read", "withdraw",
+    ]  # fmt: skip
+    # A session that does not exist cannot be made fresh.
+    ghost = forge.sign(_claims(forge.user_id, auth_time=int(time.time()) - 301))
+    resp = client.post("/v1/auth/reauth", json={"password": PASSWORD}, headers=bearer(ghost))
+    assert resp.status_code == 401 and error(resp) == "session_revoked"
+
+
+def test_a_refresh_keeps_the_proofs_age_and_reauth_renews_it(
+    client: FlaskClient, configure: Configure
+) -> None:
+    tokens = session(client)
+    auth_time = jwt.decode(tokens["access_token"], options={"verify_signature": False})["auth_time"]
+    time.sleep(1.1)
+    refreshed = client.post(
+        "/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
+    ).get_json()
+    claims = jwt.decode(refreshed["access_token"], options={"verify_signature": False})
+    assert claims["auth_time"] == auth_time  # a refresh proves nothing
+    assert me(client, refreshed["access_token"]).get_json()["auth_time"] == auth_time
+    # Stale after FRESH_AUTH_MAX_AGE_S (1 s here): a refresh does not help, reauth does,
+    # and later refreshes of the session carry the new proof.
+    configure(FRESH_AUTH_MAX_AGE_S="1")
+    resp = client.post(
+        "/v1/api-keys", json={"label": "x", "scopes": ["trade"]},
+        headers=bearer(refreshed["access_token"]),
+    )  # fmt: skip
+    assert error(resp) == "fresh_auth_required"
+    resp = client.post(
+        "/v1/auth/reauth", json={"password": PASSWORD}, headers=bearer(refreshed["access_token"])
+    )
+    renewed = resp.get_json()["auth_time"]
+    assert renewed > auth_time
+    again = client.post(
+        "/v1/auth/refresh", json={"refresh_token": refreshed["refresh_token"]}
+    ).get_json()
+    claims = jwt.decode(again["access_token"], options={"verify_signature": False})
+    assert (
+        claims["auth_time"] == renewed
+        and claims["sid"]
+        == jwt.decode(tokens["access_token"], options={"verify_signature": False})["sid"]
+    )
+
+
+def test_reauth_guesses_count_as_login_failures(client: FlaskClient, configure: Configure) -> None:
+    """A stolen token is no way around the password's limits."""
+    configure(AUTH_FAILURES_PER_EMAIL_IP="3", AUTH_FAILURES_PER_IP="100")
+    token = session(client)["access_token"]
+    statuses = [
+        client.post(
+            "/v1/auth/reauth", json={"password": f"guess {i}"}, headers=bearer(token)
+        ).status_code
+        for i in range(4)
+    ]
+    assert statuses == [401, 401, 401, 429]
+    assert login(client, "alice@example.com").status_code == 429  # the same (email, address)
+    assert login(_from(client, "10.0.0.2"), "alice@example.com").status_code == 200
 
 
 # -------------------------------------------------------------------------------- rate limits

@@ -1,10 +1,15 @@
-"""The ws service's opening handshake with credentials in its headers, over a raw socket (so
-every byte of the request is ours): header names in any case (HTTP/2 proxies send them in
-lower case), duplicated, empty or not ASCII, both kinds of credentials at once, odd queries.
-Each answer is 101 (a good credential) or a 4xx in the API's error format, never a 5xx.
+"""Who may use the ws service, and for how long.
+
+- The opening handshake with credentials in its headers, over a raw socket (so every byte of
+  the request is ours): header names in any case (HTTP/2 proxies send them in lower case),
+  duplicated, empty or not ASCII, both kinds of credentials at once, odd queries. Each answer
+  is 101 (a good credential) or a 4xx in the API's error format, never a 5xx.
+- Ended sessions (shared.sessions): refused at connect and on ``auth``, and live connections
+  lose their private subscriptions at once: a logout, every session of a user, a deleted key.
 
 The ws service alone, on this test's Redis and Firestore project; its tokens are made here
-with its keys, its API key written to Firestore as the auth function writes one.
+with its keys, its API key written to Firestore as the auth function writes one, sessions
+ended with ``SessionStore`` as the auth function ends them.
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ from shared.auth import (
     sign_request,
 )
 from shared.config import ApiConfig
-from tests.integration.ws_helpers import WS_TEST_ENV, WsProcess
+from shared.sessions import SessionStore
+from tests.integration.ws_helpers import WS_TEST_ENV, Feed, WsProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -49,8 +55,8 @@ class Service:
     cfg: ApiConfig
     key_secret: str
 
-    def token(self, user: str = "u1") -> str:
-        return issue_access_token(self.secrets, self.cfg, user, "user")
+    def token(self, user: str = "u1", sid: str = "s1", epoch: int = 0) -> str:
+        return issue_access_token(self.secrets, self.cfg, user, "user", session_id=sid, epoch=epoch)
 
     def signed(self, query: str = "", ts: int | None = None) -> list[tuple[str, str]]:
         stamp = ts if ts is not None else int(time.time() * 1000)
@@ -73,6 +79,8 @@ def service(
     secrets = parse_secrets(keys.encode())
     master = secrets.api_key_master_id
     secret = api_key_secret(secrets, master, KEY_ID)
+    for user in ("u1", "u2"):
+        firestore_db.collection("users").document(user).set({"email": f"{user}@example.com"})
     firestore_db.collection("api_keys").document(KEY_ID).set(
         {"user_id": "u2", "label": "ws", "scopes": ["read"], "master_id": master,
          "secret_sha256": secret_fingerprint(secret), "created_at": datetime.now(UTC)}
@@ -178,3 +186,61 @@ def test_odd_combinations_are_refused_not_failed(service: Service) -> None:
     assert code_of(handshake(port, [("authorization", f"Bearer {token}")], "/v1/ws?%")) == (
         101, None,
     )  # fmt: skip
+
+
+# ---------------------------------------------------------------- ended sessions
+
+
+def test_ended_sessions_are_refused_and_cut_off(
+    service: Service, firestore_db: firestore.Client, redis_db: redis.Redis
+) -> None:
+    store = SessionStore(redis_db, firestore_db, retain_s=960)
+    port = service.ws.port
+    # Alice (u1) on two sessions, one by the handshake, one by op auth; Bob (u2) by his key.
+    by_header = Feed(
+        service.ws.url, additional_headers={"Authorization": f"Bearer {service.token()}"}
+    )
+    by_header.subscribe("orders")
+    by_op = Feed(service.ws.url)
+    assert by_op.call(op="auth", token=service.token(sid="s2"))["type"] == "authenticated"
+    by_op.subscribe("balances")
+    by_key = Feed(service.ws.url)
+    stamp = int(time.time() * 1000)
+    signature = sign_request(service.key_secret, stamp, "GET", "/v1/ws")
+    answer = by_key.call(op="auth", api_key=KEY_ID, timestamp=stamp, signature=signature)
+    assert answer["type"] == "authenticated"
+    by_key.subscribe("orders")
+
+    # Logout of session s1: its connection loses orders at once; s2 keeps balances.
+    store.end_session("u1", "s1")
+    ended = by_header.of("error")
+    assert (ended["code"], ended["channels"]) == ("session_revoked", ["orders"])
+    assert by_header.call(op="subscribe", channel="orders")["code"] == "auth_required"
+    assert code_of(handshake(port, [("authorization", f"Bearer {service.token()}")])) == (
+        401, "session_revoked",
+    )  # fmt: skip
+    assert Feed(service.ws.url).call(op="auth", token=service.token())["code"] == (
+        "session_revoked"
+    )
+    assert by_op.call(op="ping")["type"] == "pong"
+    assert not [m for m in by_op.backlog if m["type"] == "error"]
+
+    # Every session of u1 (a password change): s2 ends too, and tokens of a new session at
+    # the new epoch work.
+    epoch = store.end_all("u1")
+    ended = by_op.of("error")
+    assert (ended["code"], ended["channels"]) == ("session_revoked", ["balances"])
+    assert code_of(handshake(port, [("authorization", f"Bearer {service.token(sid='s3')}")])) == (
+        401, "session_revoked",
+    )  # fmt: skip
+    fresh = service.token(sid="s4", epoch=epoch)
+    assert code_of(handshake(port, [("authorization", f"Bearer {fresh}")])) == (101, None)
+
+    # Bob's key deleted: his connection is told; nobody else's is touched.
+    firestore_db.collection("api_keys").document(KEY_ID).delete()
+    store.api_key_deleted("u2", KEY_ID)
+    ended = by_key.of("error")
+    assert (ended["code"], ended["channels"]) == ("session_revoked", ["orders"])
+    assert by_key.call(op="ping")["type"] == "pong"  # the connection itself goes on
+    for feed in (by_header, by_op, by_key):
+        feed.close()
