@@ -7,9 +7,9 @@ It talks to the Firestore of ``GOOGLE_CLOUD_PROJECT`` (locally the emulator name
 ``FIRESTORE_EMULATOR_HOST``: the environment ``python -m infra.local_stack up`` prints), and
 writes the same documents as ``POST /v1/auth/signup`` (``emails/{email}``, ``users/{id}``;
 password hashed with argon2id). An existing user keeps their password unless
-``--reset-password`` is given. A promotion or a reset ends every session of the user at once
-(``shared.sessions``; with ``REDIS_URL`` set, as the services' environment has it; without,
-within ``shared.sessions.CACHE_TTL_S``): they log in again.
+``--reset-password`` is given. A promotion or a new password ends every session of the user
+at once (``shared.sessions``; with ``REDIS_URL`` set, as the services' environment has it;
+without, within ``shared.sessions.CACHE_TTL_S``): they log in again.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any, Final
 
 import redis
 from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
@@ -63,14 +64,16 @@ def make_admin(
     if link.exists:
         user_id = str((link.to_dict() or {})["user_id"])
         ref = db.collection(USERS).document(user_id)
-        was_admin = (ref.get().to_dict() or {}).get("role") == "admin"
+        current = ref.get().to_dict() or {}
         change: dict[str, Any] = {"role": "admin"}
+        new_password = False
         if reset_password:
             if password is None:
                 raise BootstrapError("--reset-password needs --password")
+            new_password = not _same_password(hasher, current.get("password_hash"), password)
             change["password_hash"] = hasher.hash(password)
         ref.update(change)
-        if reset_password or not was_admin:
+        if new_password or current.get("role") != "admin":
             if sessions is not None:
                 sessions.end_all(user_id)
             else:
@@ -96,6 +99,15 @@ def make_admin(
     except gexc.AlreadyExists:  # signed up in between: promote instead
         return make_admin(db, email, password, reset_password=reset_password)
     return user_id, True
+
+
+def _same_password(hasher: PasswordHasher, stored: Any, password: str) -> bool:
+    """Whether ``password`` is the one already stored (a reset to it changes nothing: ``make
+    run`` resets the local admin's at every start)."""
+    try:
+        return isinstance(stored, str) and hasher.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return False
 
 
 def main(argv: Sequence[str] | None = None) -> int:

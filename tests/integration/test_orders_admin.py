@@ -846,6 +846,15 @@ def test_bootstrap_creates_then_promotes(
     token = login(ex, "dave@example.com")
     resp = ex.client.get("/v1/admin/users/dave@example.com", headers=bearer(token))
     assert resp.status_code == 200
+    # A reset to the password he has changes nothing (make run resets its admin's each
+    # start); a new one ends his sessions.
+    assert bootstrap_main(["--email", "dave@example.com", "--password", PASSWORD,
+                           "--reset-password"]) == 0  # fmt: skip
+    assert ex.client.get("/v1/auth/me", headers=bearer(token)).status_code == 200
+    assert bootstrap_main(["--email", "dave@example.com", "--password", "another long one",
+                           "--reset-password"]) == 0  # fmt: skip
+    resp = ex.client.get("/v1/auth/me", headers=bearer(token))
+    assert (resp.status_code, error(resp)) == (401, "session_revoked")
     assert bootstrap_main(["--email", "nobody@example.com"]) == 2
     assert bootstrap_main(["--email", "x@example.com", "--password", "short"]) == 2
 
