@@ -28,7 +28,6 @@ import hashlib
 import ipaddress
 import logging
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -151,8 +150,3 @@ class FailureLimiter:
             self._give_back(keys=[attempt.pair_key, attempt.address_key], args=[clear])
         except redis.RedisError as exc:  # the try stays counted: at worst one failure too many
             log.warning("could not give a password try back: %r", exc)
-
-    def failures(self, attempt: PasswordTry) -> Sequence[int]:
-        """The failures counted now (pair, address); for tests and operators."""
-        values = self._redis.mget([attempt.pair_key, attempt.address_key])
-        return [int(v) if v is not None else 0 for v in values]

@@ -472,9 +472,10 @@ def reauth(req: ApiRequest) -> flask.Response:
         )
     except gexc.NotFound:  # no such session (any more)
         raise session_revoked() from None
+    # The session's own epoch, not the user's latest: a session ended meanwhile stays ended.
     access = issue_access_token(
         ctx.secrets, ctx.config, principal.user_id, _role_of(user),
-        session_id=principal.session_id, epoch=ctx.sessions.epoch(user), auth_time=auth_time,
+        session_id=principal.session_id, epoch=principal.epoch, auth_time=auth_time,
     )  # fmt: skip
     return json_response(
         {
