@@ -3,9 +3,10 @@
 ``authenticate(req) -> Principal`` accepts one of
 
 - ``Authorization: Bearer <jwt>``: our own access token (EdDSA/Ed25519, ``kid`` header, claims
-  ``iss aud sub role iat exp`` all required), or, when ``OIDC_ISSUER`` is set and the token's
-  ``iss`` names it, a token of that issuer checked against its JWKS (cached ``PyJWKClient``)
-  with its own audience and pinned asymmetric algorithms;
+  ``iss aud sub role iat exp sid epoch`` all required, ``auth_time`` when known), whose session
+  has not ended (``shared.sessions``: one Redis read), or, when ``OIDC_ISSUER`` is set and the
+  token's ``iss`` names it, a token of that issuer checked against its JWKS (cached
+  ``PyJWKClient``) with its own audience and pinned asymmetric algorithms;
 - ``X-API-Key``, ``X-API-Timestamp`` (milliseconds since the epoch) and ``X-API-Signature``
   (lowercase hex HMAC-SHA256, keyed with the key's secret, of
   ``timestamp + METHOD + path + ("?" + query if there is one) + body``; e.g.
@@ -14,8 +15,22 @@
   ``API_KEY_WINDOW_MS`` of the server's clock, and a signature is accepted once (Redis
   ``SET NX`` for longer than the window), so a captured request cannot be replayed.
 
-Then ``require_scope(p, "trade")``, ``require_role(p, "admin")`` and ``require_session(p)``
-(JWT only, for managing credentials) guard a handler.
+Then ``require_scope(p, "trade")``, ``require_role(p, "admin")``, ``require_session(p)``
+(JWT only, for managing credentials) and ``require_fresh(p, cfg)`` guard a handler.
+
+Fresh proof
+-----------
+Some actions need the person to have proved who they are within the last
+``FRESH_AUTH_MAX_AGE_S`` (5 minutes), not merely to hold a token: creating an API key with the
+``trade`` or ``withdraw`` scope, a withdrawal made with a token, a role change (and, when they
+exist, turning a second factor off or adding a withdrawal address). The proof's time is the
+token's ``auth_time`` claim: set at login with the password, renewed by ``POST
+/v1/auth/reauth`` (the password again; a second factor is meant to renew it the same way), kept
+as it was by a refresh. Older, or absent: 401 ``fresh_auth_required`` with ``WWW-Authenticate:
+Bearer error="insufficient_user_authentication", max_age=...`` (RFC 9470). An external OIDC
+token carries its issuer's ``auth_time`` (ask the issuer with ``max_age`` for a fresh one). An
+API key needs no fresh proof: making one with ``trade`` or ``withdraw`` needed it, and its
+secret signs each request; that is the standing proof a program holding it can give.
 
 The secrets document
 --------------------
@@ -62,7 +77,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final, Literal, TypeGuard, cast, get_args
 
 import jwt
 import orjson
@@ -73,6 +88,8 @@ from google.cloud import firestore
 
 from shared.config import ApiConfig, ConfigError, OidcConfig
 from shared.http import ApiError, ApiRequest, RateLimiter, api_config, unauthorized, unavailable
+from shared.sessions import SessionStore
+from shared.throttle import FailureLimiter
 
 log = logging.getLogger("auth")
 
@@ -90,6 +107,7 @@ API_KEY_PREFIX: Final = "ak_"
 _API_KEY_ID_RE: Final = re.compile(r"ak_[0-9a-f]{24}")
 _API_KEY_INFO: Final = b"exchange api key v1\x00"
 _SIGNATURE_RE: Final = re.compile(r"[0-9a-f]{64}")
+_SESSION_ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _TIMESTAMP_RE: Final = re.compile(r"[0-9]{1,15}")
 
 
@@ -103,6 +121,14 @@ class Principal:
     scopes: frozenset[str]
     via: Via
     key_id: str | None = None
+    expires_at: float | None = None
+    """When a token's access ends (its ``exp``, seconds since the epoch); None for an API key."""
+    session_id: str | None = None
+    """Our token's session (claim ``sid``: its refresh family)."""
+    epoch: int = 0
+    """The user's session epoch when our token was issued (``shared.sessions``)."""
+    auth_time: int | None = None
+    """When the person last proved who they are (password; seconds since the epoch)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -264,10 +290,20 @@ def rotate_signing_key(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def issue_access_token(
-    secrets: AuthSecrets, cfg: ApiConfig, user_id: str, role: Role, now: float | None = None
+    secrets: AuthSecrets,
+    cfg: ApiConfig,
+    user_id: str,
+    role: Role,
+    *,
+    session_id: str,
+    epoch: int = 0,
+    auth_time: int | None = None,
+    now: float | None = None,
 ) -> str:
+    """An access token of session ``session_id``, issued at the user's session ``epoch``;
+    ``auth_time``: when the person last proved who they are (None: unknown, never fresh)."""
     issued = int(time.time() if now is None else now)
-    claims = {
+    claims: dict[str, Any] = {
         "iss": cfg.jwt_issuer,
         "aud": cfg.jwt_audience,
         "sub": user_id,
@@ -275,7 +311,11 @@ def issue_access_token(
         "iat": issued,
         "exp": issued + cfg.access_ttl_s,
         "jti": uuid.uuid4().hex,
+        "sid": session_id,
+        "epoch": epoch,
     }
+    if auth_time is not None:
+        claims["auth_time"] = auth_time
     return jwt.encode(
         claims, secrets.signing_key, algorithm=JWT_ALGORITHM, headers={"kid": secrets.signing_kid}
     )
@@ -323,10 +363,28 @@ def verify_access_token(token: str, secrets: AuthSecrets, cfg: ApiConfig) -> Pri
     claims = _decode(
         token, key, [JWT_ALGORITHM], cfg.jwt_audience, cfg.jwt_issuer, cfg.jwt_leeway_s
     )
-    role = claims.get("role")
-    if role not in ROLES:
+    role, sid, epoch = claims.get("role"), claims.get("sid"), claims.get("epoch")
+    if not isinstance(role, str) or role not in ROLES:
         raise unauthorized("invalid token: role missing or unknown", "invalid_token")
-    return Principal(user_id=claims["sub"], role=role, scopes=ALL_SCOPES, via="jwt")
+    if not isinstance(sid, str) or not _SESSION_ID_RE.fullmatch(sid):
+        raise unauthorized("invalid token: sid missing or malformed", "invalid_token")
+    if not _is_count(epoch):
+        raise unauthorized("invalid token: epoch missing or malformed", "invalid_token")
+    auth_time = claims.get("auth_time")
+    return Principal(
+        user_id=claims["sub"],
+        role=cast(Role, role),
+        scopes=ALL_SCOPES,
+        via="jwt",
+        expires_at=float(claims["exp"]),
+        session_id=sid,
+        epoch=epoch,
+        auth_time=auth_time if _is_count(auth_time) else None,
+    )
+
+
+def _is_count(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53
 
 
 class OidcVerifier:
@@ -363,6 +421,8 @@ class OidcVerifier:
             role=self._role(claims),
             scopes=ALL_SCOPES,
             via="oidc",
+            expires_at=float(claims["exp"]),
+            auth_time=claims["auth_time"] if _is_count(claims.get("auth_time")) else None,
         )
 
     def _role(self, claims: Mapping[str, Any]) -> Role:
@@ -482,17 +542,23 @@ class AuthContext:
     firestore: Any  # google.cloud.firestore.Client (untyped)
     oidc: OidcVerifier | None
     limiter: RateLimiter
+    failures: FailureLimiter
+    sessions: SessionStore
 
     @staticmethod
     def from_config(cfg: ApiConfig) -> AuthContext:
         client = redis.Redis.from_url(cfg.redis_url)
+        db = firestore.Client(project=cfg.project)
         return AuthContext(
             config=cfg,
             secrets=parse_secrets(read_secrets_payload(cfg)),
             redis=client,
-            firestore=firestore.Client(project=cfg.project),
+            firestore=db,
             oidc=OidcVerifier(cfg.oidc, cfg.jwt_leeway_s) if cfg.oidc is not None else None,
             limiter=RateLimiter(client),
+            failures=FailureLimiter(client, cfg.failure_window_s),
+            # An ended session is refused as long as one of its tokens could be valid.
+            sessions=SessionStore(client, db, cfg.access_ttl_s + cfg.jwt_leeway_s),
         )
 
 
@@ -533,6 +599,8 @@ def authenticate(req: ApiRequest, ctx: AuthContext | None = None) -> Principal:
             principal = ctx.oidc.verify(token)
         else:
             principal = verify_access_token(token, ctx.secrets, ctx.config)
+            assert principal.session_id is not None  # verify_access_token requires it
+            ctx.sessions.check(principal.user_id, principal.session_id, principal.epoch)
     elif has_key:
         principal = _authenticate_api_key(req, ctx)
     else:
@@ -557,6 +625,31 @@ def require_session(principal: Principal) -> None:
     """403 for API keys: managing credentials needs a signed-in person (a token)."""
     if principal.via == "api_key":
         raise ApiError(403, "session_required", "this needs a signed-in session, not an API key")
+
+
+def require_fresh(principal: Principal, cfg: ApiConfig, now: float | None = None) -> None:
+    """401 ``fresh_auth_required`` unless the person proved who they are within
+    ``FRESH_AUTH_MAX_AGE_S`` (see the module); an API key is its own proof."""
+    if principal.via == "api_key":
+        return
+    max_age = cfg.fresh_auth_max_age_s
+    current = time.time() if now is None else now
+    if principal.auth_time is not None and current - principal.auth_time <= max_age:
+        return
+    how = (
+        "POST /v1/auth/reauth with your password, then retry with the access token it returns"
+        if principal.via == "jwt"
+        else f"sign in again at your identity provider (max_age={max_age})"
+    )
+    raise ApiError(
+        401,
+        "fresh_auth_required",
+        f"this needs a proof of who you are from the last {max_age} seconds: {how}",
+        {
+            "WWW-Authenticate": 'Bearer realm="api", error="insufficient_user_authentication", '
+            f'error_description="a more recent authentication is required", max_age={max_age}'
+        },
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -173,7 +173,8 @@ class ApiConfig:
     """Origins allowed to call from a browser; ``*`` allows any; empty allows none."""
     max_body_bytes: int
     trusted_proxy_hops: int
-    """Proxies in front that append to X-Forwarded-For (0 locally: use the peer address)."""
+    """X-Forwarded-For entries, from the right, that the deployment's own proxies append (0
+    locally: the TCP peer; 2 behind the cloud's load balancer). shared.http.client_ip."""
     keys_secret: str | None
     keys_file: str | None
     keys_json: str | None = field(repr=False)
@@ -188,9 +189,17 @@ class ApiConfig:
     password_min_length: int
     rate_window_s: int
     rate_per_ip: int
-    """Login and signup attempts per client IP and window."""
+    """Signups per client IP and window."""
     rate_per_email: int
-    """Login and signup attempts per email address and window."""
+    """Signups per email address and window."""
+    failure_window_s: int
+    """How long a password failure counts (shared.throttle): from a budget's first failure."""
+    failures_per_email_ip: int
+    """Wrong passwords per (email, client address) and window; then 429 for that client."""
+    failures_per_ip: int
+    """Wrong passwords per client address (any email) and window; then 429 for it."""
+    fresh_auth_max_age_s: int
+    """How recent a proof of who the caller is (password) sensitive actions need."""
     reply_wait_s: float = 2.0
     """How long a function waits for the matcher's reply before answering 202."""
     idempotency_ttl_s: int = 24 * 3600
@@ -233,6 +242,10 @@ class ApiConfig:
             rate_window_s=_int("AUTH_RATE_WINDOW_S", 60),
             rate_per_ip=_int("AUTH_RATE_PER_IP", 30),
             rate_per_email=_int("AUTH_RATE_PER_EMAIL", 10),
+            failure_window_s=_int("AUTH_FAILURE_WINDOW_S", 900),
+            failures_per_email_ip=_int("AUTH_FAILURES_PER_EMAIL_IP", 10),
+            failures_per_ip=_int("AUTH_FAILURES_PER_IP", 100),
+            fresh_auth_max_age_s=_int("FRESH_AUTH_MAX_AGE_S", 300),
             reply_wait_s=_float("API_REPLY_WAIT_S", 2.0),
             idempotency_ttl_s=_int("API_IDEMPOTENCY_TTL_S", 24 * 3600),
             trade_rate_window_s=_int("TRADE_RATE_WINDOW_S", 10),
@@ -247,6 +260,10 @@ class ApiConfig:
             ("AUTH_RATE_WINDOW_S", cfg.rate_window_s),
             ("AUTH_RATE_PER_IP", cfg.rate_per_ip),
             ("AUTH_RATE_PER_EMAIL", cfg.rate_per_email),
+            ("AUTH_FAILURE_WINDOW_S", cfg.failure_window_s),
+            ("AUTH_FAILURES_PER_EMAIL_IP", cfg.failures_per_email_ip),
+            ("AUTH_FAILURES_PER_IP", cfg.failures_per_ip),
+            ("FRESH_AUTH_MAX_AGE_S", cfg.fresh_auth_max_age_s),
             ("API_IDEMPOTENCY_TTL_S", cfg.idempotency_ttl_s),
             ("TRADE_RATE_WINDOW_S", cfg.trade_rate_window_s),
             ("TRADE_RATE_PER_USER", cfg.trade_rate_per_user),
@@ -254,6 +271,8 @@ class ApiConfig:
         ):
             if value <= 0:
                 raise ConfigError(f"environment variable {name} must be positive, got {value}")
+        if not 0 <= cfg.trusted_proxy_hops <= 5:
+            raise ConfigError("environment variable API_TRUSTED_PROXY_HOPS must be 0 to 5")
         if not 0 <= cfg.reply_wait_s <= 60:
             raise ConfigError("environment variable API_REPLY_WAIT_S must be 0 to 60 seconds")
         if cfg.password_min_length < 8:

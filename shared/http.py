@@ -241,11 +241,20 @@ class ApiRequest:
 
 def client_ip(request: flask.Request, trusted_proxy_hops: int) -> str:
     """The caller's address: behind ``n`` trusted proxies, the n-th address from the right of
-    X-Forwarded-For (entries further left are whatever the client claimed)."""
+    X-Forwarded-For (entries further left are whatever the client claimed).
+
+    Only what the deployment itself puts there is trusted. Locally (``n`` = 0) the gateway is
+    the server: the TCP peer, and X-Forwarded-For is ignored. In the cloud the load balancer
+    appends ``<client address>, <its own address>`` to whatever the client sent, so the
+    second from the right (``API_TRUSTED_PROXY_HOPS=2``) is the address it saw; the functions
+    take traffic from the load balancer only (ingress ``ALLOW_INTERNAL_AND_GCLB``). Several
+    X-Forwarded-For lines count as one list, in order; fewer entries than ``n`` (not through
+    the load balancer) fall back to the peer."""
     if trusted_proxy_hops > 0:
         forwarded = [
             part.strip()
-            for part in request.headers.get("X-Forwarded-For", "").split(",")
+            for line in request.headers.getlist("X-Forwarded-For")
+            for part in line.split(",")
             if part.strip()
         ]
         if len(forwarded) >= trusted_proxy_hops:

@@ -157,6 +157,40 @@ def _schemas() -> dict[str, JSON]:
                 "expires_in": {"type": "integer", "description": "seconds"},
             }
         ),
+        "Reauth": obj(
+            {"password": {"type": "string", "maxLength": 256}},
+            closed=True,
+            examples=[{"password": "correct horse battery"}],
+        ),
+        "FreshToken": obj(
+            {
+                "access_token": {"type": "string", "description": "a JWT (EdDSA)"},
+                "token_type": {"type": "string", "const": "Bearer"},
+                "expires_in": {"type": "integer", "description": "seconds"},
+                "auth_time": {
+                    "type": "integer",
+                    "description": "seconds since the epoch: now (the token's auth_time claim)",
+                },
+            },
+            description="An access token of the same session, proved now.",
+        ),
+        "PasswordChange": obj(
+            {
+                "password": {
+                    "type": "string",
+                    "maxLength": 256,
+                    "description": "the current password: the proof",
+                },
+                "new_password": {"type": "string", "maxLength": 256},
+            },
+            closed=True,
+            examples=[{"password": "correct horse battery", "new_password": "a new long phrase"}],
+        ),
+        "RoleChange": obj(
+            {"role": {"type": "string", "enum": ["user", "admin"]}},
+            closed=True,
+            examples=[{"role": "user"}],
+        ),
         "RefreshRequest": obj(
             {"refresh_token": {"type": "string", "minLength": 1, "maxLength": 200}},
             closed=True,
@@ -169,6 +203,13 @@ def _schemas() -> dict[str, JSON]:
                 "via": {"type": "string", "enum": ["jwt", "oidc", "api_key"]},
                 "scopes": array(ref("Scope")),
                 "api_key_id": nullable(STR),
+                "auth_time": nullable(
+                    {
+                        "type": "integer",
+                        "description": "when the password was last given (seconds since the "
+                        "epoch): login or reauth; null for an API key",
+                    }
+                ),
             }
         ),
         "NewApiKey": obj(
@@ -665,7 +706,13 @@ ADMIN: Final[list[JSON]] = [{"bearerAuth": []}]
 
 _ERRORS: Final = {
     400: ("BadRequest", "The request does not fit the rules (the code names the rule)."),
-    401: ("Unauthorized", "No valid token or API-key signature."),
+    401: (
+        "Unauthorized",
+        "No valid token or API-key signature (invalid_token, token_expired; session_revoked: "
+        "the token's session ended: a logout, a password or role change), or a sensitive "
+        "action without a recent proof of who the caller is (fresh_auth_required: POST "
+        "/v1/auth/reauth, then retry with the new token).",
+    ),
     403: ("Forbidden", "Authenticated, but not allowed (scope, role)."),
     404: ("NotFound", "No such thing, or someone else's."),
     409: ("Conflict", "Clashes with the current state (duplicates, a halted market)."),
@@ -695,6 +742,16 @@ def _responses() -> dict[str, JSON]:
         if status == 429:
             response["headers"] = {
                 "Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}
+            }
+        if status == 401:
+            response["headers"] = {
+                "WWW-Authenticate": {
+                    "schema": {"type": "string"},
+                    "description": (
+                        'Bearer realm="api"; for fresh_auth_required also '
+                        'error="insufficient_user_authentication" and max_age (RFC 9470)'
+                    ),
+                }
             }
         out[name] = response
     return out
@@ -801,6 +858,12 @@ def _paths() -> dict[str, dict[str, JSON]]:
             "post": op(
                 "auth", "login", "Log in: an access token and a refresh token", tag="auth",
                 security=PUBLIC, body="Credentials",
+                description=(
+                    "Wrong passwords are limited per (email, client address) and per client "
+                    "address (AUTH_FAILURES_*): a client that keeps failing gets 429 with "
+                    "Retry-After; a client that has not been failing is never refused. The "
+                    "access token carries sid (its session), epoch and auth_time (now)."
+                ),
                 responses={"200": ok("Tokens", ref("TokenPair")), **auth_errors, **err(401)},
             )
         },
@@ -815,7 +878,47 @@ def _paths() -> dict[str, dict[str, JSON]]:
             "post": op(
                 "auth", "logout", "End the session of a refresh token", tag="auth",
                 security=PUBLIC, body="RefreshRequest",
-                responses={"204": ok("Logged out"), **err(400, 401, 415)},
+                description=(
+                    "Its refresh tokens and its access tokens stop working at once (401 "
+                    "session_revoked), on the HTTP API and the live feed."
+                ),
+                responses={"204": ok("Logged out"), **err(400, 401, 415, 503)},
+            )
+        },
+        "/v1/auth/reauth": {
+            "post": op(
+                "auth", "reauth", "Prove who you are again: a fresh access token", tag="auth",
+                security=SESSION, body="Reauth",
+                description=(
+                    "The password again, for the actions that need a proof from the last "
+                    "few minutes (FRESH_AUTH_MAX_AGE_S, 5 by default): creating an API key "
+                    "with trade or withdraw, a withdrawal with a token, a role change. "
+                    "Answers an access token of the same session whose auth_time is now; "
+                    "later refreshes of the session keep that auth_time. Wrong passwords "
+                    "count as login failures do (429). 403 for an API key, or for an "
+                    "external identity (external_identity: prove it at the identity "
+                    "provider)."
+                ),
+                responses={
+                    "200": ok("A fresh token", ref("FreshToken")),
+                    **err(400, 401, 403, 415, 429, 503),
+                },
+            )
+        },
+        "/v1/auth/password": {
+            "post": op(
+                "auth", "changePassword", "Change the password; every session ends",
+                tag="auth", security=SESSION, body="PasswordChange",
+                description=(
+                    "The current password is the proof (wrong: 401 invalid_credentials, "
+                    "counted as login failures: 429). Every session of the user ends at once "
+                    "(this one too: its tokens answer 401 session_revoked); the answer is a "
+                    "new session's pair. 400 weak_password for a short new one."
+                ),
+                responses={
+                    "200": ok("A new session", ref("TokenPair")),
+                    **err(400, 401, 403, 415, 429, 503),
+                },
             )
         },
         "/v1/auth/me": {
@@ -828,6 +931,10 @@ def _paths() -> dict[str, dict[str, JSON]]:
             "post": op(
                 "auth", "createApiKey", "Create an API key (its secret is shown once)",
                 tag="api-keys", security=SESSION, body="NewApiKey",
+                description=(
+                    "A key with the trade or withdraw scope outlives any token: making one "
+                    "needs a recent proof (401 fresh_auth_required: POST /v1/auth/reauth)."
+                ),
                 responses={
                     "201": ok("Created", ref("ApiKeyCreated")),
                     **err(400, 401, 403, 409, 415, 503),
@@ -1083,7 +1190,9 @@ def _paths() -> dict[str, dict[str, JSON]]:
                 "wallet", "requestWithdrawal", "Withdraw to an address on the chain",
                 tag="wallet", security=USER, parameters=[IDEMPOTENCY], body="NewWithdrawal",
                 description=(
-                    "Needs the withdraw scope. Checked before anything is stored (400: "
+                    "Needs the withdraw scope; with a token also a recent proof (401 "
+                    "fresh_auth_required: POST /v1/auth/reauth); an API key with the withdraw "
+                    "scope is its own proof. Checked before anything is stored (400: "
                     "unknown_asset, no_chain, bad_amount, below_min_withdrawal, "
                     "invalid_address, address_not_checksummed, invalid_checksum); the "
                     "asset's daily limit per user (422 daily_limit_exceeded). The matcher "
@@ -1187,7 +1296,20 @@ def _paths() -> dict[str, dict[str, JSON]]:
                 "admin", "findUser", "A user by id or email", tag="admin", security=ADMIN,
                 parameters=[path_param("id_or_email", example="alice@example.com")],
                 responses={"200": ok("The user", ref("AdminUser")), **err(401, 403, 404, 503)},
-            )
+            ),
+            "patch": op(
+                "admin", "changeRole", "Give a user a role", tag="admin", security=ADMIN,
+                parameters=[path_param("id_or_email", example="alice@example.com")],
+                body="RoleChange",
+                description=(
+                    "A change ends every session of the user at once (their tokens name the "
+                    "old role). Needs the admin's recent proof (401 fresh_auth_required)."
+                ),
+                responses={
+                    "200": ok("The user", ref("AdminUser")),
+                    **err(400, 401, 403, 404, 415, 503),
+                },
+            ),
         },
         "/v1/admin/audit": {
             "get": op(
@@ -1224,6 +1346,11 @@ The public API of the exchange: JSON over HTTPS under one base URL.
   hex HMAC-SHA256 with the key's secret of `timestamp + METHOD + path + ("?" + query) + body`.
   A signature is accepted once and within a few seconds of the server's clock. API keys carry
   scopes: `read`, `trade`, `withdraw`. Admin routes need an admin's access token.
+- **Sessions end at once**: a logout ends its session's tokens, a password or role change all of
+  the user's (401 `session_revoked`). **Sensitive actions** (an API key with `trade` or
+  `withdraw`, a withdrawal with a token, a role change) need a proof of who you are from the
+  last few minutes: the token's `auth_time` (login, or `POST /v1/auth/reauth` with the
+  password); else 401 `fresh_auth_required`.
 - **Orders are asynchronous underneath**: a write answers 201/200 with the matcher's verdict
   when it comes within a short wait, else 202 with a `command_id` to poll at
   `/v1/commands/{id}`. An `Idempotency-Key` header makes a retry return the first attempt's
@@ -1284,7 +1411,16 @@ def document() -> JSON:
                 },
             },
             "securitySchemes": {
-                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": (
+                        "An access token: EdDSA, claims iss aud sub role iat exp, sid (its "
+                        "session), epoch (the user's session epoch at issue) and auth_time "
+                        "(when the password was last given; absent when unknown)."
+                    ),
+                },
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
                 "apiTimestamp": {
                     "type": "apiKey",

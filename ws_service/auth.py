@@ -13,17 +13,20 @@ Two ways, the same credentials as HTTP:
 
 An API key needs the ``read`` scope. The checks are synchronous (Firestore for API keys, Redis
 for replays), so they run in a worker thread.
+
+Header names are case-insensitive, as in HTTP (HTTP/2 proxies send them in lower case): the
+handshake's headers reach ``authenticate`` as a list of (name, value), read through Werkzeug's
+case-insensitive headers, and nothing here looks a header up by its exact spelling.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import flask
-import jwt
 from werkzeug.test import EnvironBuilder
 
 from shared.auth import AuthContext, Principal, authenticate, require_scope
@@ -33,20 +36,15 @@ from ws_service.protocol import ProtocolError
 WS_PATH: Final = "/v1/ws"
 
 
-def _request(path: str, query: str, headers: Mapping[str, str], peer: str) -> ApiRequest:
+Headers = Iterable[tuple[str, str]]
+"""(name, value) pairs as received: any case, repeats kept."""
+
+
+def _request(path: str, query: str, headers: Headers, peer: str) -> ApiRequest:
     environ = EnvironBuilder(
-        method="GET", path=path, query_string=query, headers=list(headers.items())
+        method="GET", path=path, query_string=query, headers=list(headers)
     ).get_environ()
     return ApiRequest(raw=flask.Request(environ), request_id=uuid.uuid4().hex, client_ip=peer)
-
-
-def _expiry(principal: Principal, headers: Mapping[str, str]) -> float | None:
-    """When a token's access ends (its ``exp``); None for an API key."""
-    if principal.via == "api_key":
-        return None
-    token = headers["Authorization"].partition(" ")[2].strip()
-    exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
-    return float(exp) if isinstance(exp, int | float) else None
 
 
 class SocketAuth:
@@ -54,12 +52,12 @@ class SocketAuth:
         self.ctx = ctx
 
     def verify(
-        self, headers: Mapping[str, str], peer: str, path: str = WS_PATH, query: str = ""
+        self, headers: Headers, peer: str, path: str = WS_PATH, query: str = ""
     ) -> tuple[Principal, float | None]:
         """The principal of these credentials and when its access ends, or ``ApiError``."""
         principal = authenticate(_request(path, query, headers, peer), self.ctx)
         require_scope(principal, "read")
-        return principal, _expiry(principal, headers)
+        return principal, principal.expires_at
 
     async def verify_op(
         self, fields: Mapping[str, Any], peer: str
@@ -67,7 +65,7 @@ class SocketAuth:
         """The ``auth`` message's credentials, checked; ``ProtocolError`` otherwise."""
         headers = op_headers(fields)
         try:
-            return await asyncio.to_thread(self.verify, headers, peer)
+            return await asyncio.to_thread(self.verify, headers.items(), peer)
         except ApiError as exc:
             raise ProtocolError(exc.code, exc.message) from None
 
@@ -92,5 +90,9 @@ def op_headers(fields: Mapping[str, Any]) -> dict[str, str]:
     return {"X-API-Key": key, "X-API-Timestamp": str(timestamp), "X-API-Signature": signature}
 
 
-def has_credentials(headers: Mapping[str, str]) -> bool:
-    return "Authorization" in headers or "X-API-Key" in headers
+def has_credentials(names: Iterable[str]) -> bool:
+    """Whether a request with these header names carries credentials (in any case)."""
+    return any(name.lower() in _CREDENTIAL_HEADERS for name in names)
+
+
+_CREDENTIAL_HEADERS: Final = frozenset({"authorization", "x-api-key"})

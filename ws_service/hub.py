@@ -6,6 +6,11 @@ one leaving makes it UNSUBSCRIBE. So an instance receives only what its own clie
 ``PSUBSCRIBE live:*`` would bring every user's private messages and every market to every
 instance).
 
+The same connection carries ``sessions:revoked`` (shared.sessions): a logout, a password or
+role change, or a deleted API key ends the private subscriptions of the connections it
+concerns at once (``Session.revoked``); one remembered for ``RECENT_REVOCATIONS_S`` also stops
+a connection that was authenticating while it was published.
+
 The feed is watched end to end: every two seconds the hub PUBLISHes to a channel of its own
 and expects to receive it. When Redis cannot be reached or the heartbeat stops, messages may
 have been lost, so every client is closed (1013, "reconnect") and the hub reconnects; new
@@ -19,6 +24,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections import deque
 from typing import TYPE_CHECKING, Any, Final
 
 import redis.asyncio as aioredis
@@ -26,6 +32,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from shared.auth import Principal
+from shared.sessions import REVOCATIONS_CHANNEL, Revocation, parse_revocation
 from ws_service.protocol import Channel, Ident, error
 from ws_service.topics import LIVE, WAITING, Topic, make_topic
 
@@ -42,6 +50,9 @@ MAX_RUN: Final = 100
 """Most messages handled before the frames they made are written."""
 """No heartbeat back for this long: the feed is lost."""
 MARKETS_KEY: Final = "md:markets"
+RECENT_REVOCATIONS_S: Final = 30.0
+"""Longer than a credential check takes (its Redis read happens before the session knows its
+principal): a revocation published meanwhile is still caught."""
 CLOSE_FEED_LOST: Final = (1013, "market data feed interrupted: reconnect")
 
 
@@ -69,6 +80,7 @@ class Hub:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._dirty: list[Session] = []
+        self._revocations: deque[tuple[float, Revocation]] = deque()
         self._flush_soon = False
         self._reading = False
 
@@ -111,7 +123,8 @@ class Hub:
             )
         )
         self._pubsub = self._client.pubsub()
-        await self._pubsub.subscribe(self._beat_channel)
+        # Revocations first: the feed counts as up (the heartbeat's confirmation) only after.
+        await self._pubsub.subscribe(REVOCATIONS_CHANNEL, self._beat_channel)
         self._last_beat = time.monotonic()
 
     # -- writing: the frames of one turn, together -------------------------------------------
@@ -165,6 +178,10 @@ class Hub:
                 self.ready = True
                 log.info("market data feed up")
             return
+        if channel == REVOCATIONS_CHANNEL:
+            if kind == "message":
+                self._revoke(msg["data"])
+            return
         if kind == "message":
             topic = self.topics.get(channel)
             if topic is None:
@@ -188,6 +205,28 @@ class Hub:
             topic = self.topics.get(channel)
             if kind == "subscribe" and topic is not None and topic.status == WAITING:
                 self._load(topic)
+
+    # -- revocations ---------------------------------------------------------------------------
+
+    def _revoke(self, data: bytes) -> None:
+        revocation = parse_revocation(data)
+        if revocation is None:
+            log.error("malformed revocation: %r", data[:200])
+            return
+        now = time.monotonic()
+        self._revocations.append((now, revocation))
+        while self._revocations and now - self._revocations[0][0] > RECENT_REVOCATIONS_S:
+            self._revocations.popleft()
+        for session in list(self.sessions):
+            if session.principal is not None and ends(revocation, session.principal):
+                session.revoked()
+
+    def revoked(self, principal: Principal) -> bool:
+        """Whether a revocation published lately ends ``principal`` (one just checked)."""
+        now = time.monotonic()
+        return any(
+            now - at <= RECENT_REVOCATIONS_S and ends(r, principal) for at, r in self._revocations
+        )
 
     async def _heartbeat(self) -> None:
         while self._client is not None and not self._stopping.is_set():
@@ -315,3 +354,8 @@ class Hub:
             self._markets.add(market)
             return True
         return False
+
+
+def ends(revocation: Revocation, principal: Principal) -> bool:
+    p = principal
+    return revocation.ends(p.user_id, p.via, p.session_id, p.epoch, p.key_id)

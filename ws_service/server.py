@@ -18,6 +18,8 @@ from http import HTTPStatus
 from typing import Any, Final, cast
 
 import orjson
+from google.api_core.exceptions import GoogleAPIError
+from redis.exceptions import RedisError
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
@@ -147,14 +149,21 @@ class WsServer:
             return _json_error(
                 HTTPStatus.SERVICE_UNAVAILABLE, "too_many_connections", "server full: retry"
             )
-        if has_credentials(request.headers):
-            headers = dict(request.headers.raw_items())
+        if has_credentials(request.headers.keys()):
+            headers = list(request.headers.raw_items())
             try:
                 conn.principal, conn.token_expires = await asyncio.to_thread(
                     self.auth.verify, headers, _peer(conn), path, query
                 )
             except ApiError as exc:
                 return _json_error(HTTPStatus(exc.status), exc.code, exc.message)
+            except (RedisError, GoogleAPIError, OSError) as exc:
+                log.warning("handshake auth: a backing service failed: %r", exc)
+                text = "credentials cannot be checked now: retry"
+                return _json_error(HTTPStatus.SERVICE_UNAVAILABLE, "unavailable", text)
+            except Exception:  # a bug: answered in the API's format, logged with its trace
+                log.exception("handshake auth failed")
+                return _json_error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal", "internal error")
         return None
 
     # -- WebSocket -------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ log = logging.getLogger("ws.session")
 _OPEN: Final = State.OPEN
 CLOSE_SLOW: Final = (1008, "slow consumer: buffer overflow")
 CLOSE_RATE: Final = (1008, "too many messages")
+_REVOKED: Final = "the session ended (a logout, a password or role change, a deleted API key)"
 
 
 class FeedConnection(ServerConnection):
@@ -90,7 +91,10 @@ class Session:
         self._expiry: asyncio.TimerHandle | None = None
         self._closer: asyncio.Task[None] | None = None
         if conn.principal is not None:
-            self._authenticated(conn.principal, conn.token_expires)
+            if hub.revoked(conn.principal):  # ended while the handshake was being checked
+                self.push(error("session_revoked", _REVOKED))
+            else:
+                self._authenticated(conn.principal, conn.token_expires)
         self._arm_idle()
 
     @property
@@ -250,6 +254,8 @@ class Session:
 
     async def _auth(self, op: Op) -> None:
         principal, expires = await self.auth.verify_op(op.fields, self.peer)
+        if self.hub.revoked(principal):  # ended while it was being checked
+            raise ProtocolError("session_revoked", _REVOKED)
         if self.principal is not None and self.principal.user_id != principal.user_id:
             raise ProtocolError(
                 "already_authenticated",
@@ -278,14 +284,24 @@ class Session:
     def _token_expired(self) -> None:
         """The access token expired: private subscriptions end until a new one is given."""
         self._expiry = None
+        self._end_private("token_expired", "the access token expired")
+
+    def revoked(self) -> None:
+        """The credentials' session ended (shared.sessions): as for an expired token."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        self._end_private("session_revoked", _REVOKED)
+
+    def _end_private(self, code: str, why: str) -> None:
         self.principal = None
         private = {n: rc for n, rc in self.channels.items() if n in PRIVATE_KINDS}
         for name in private:
             del self.channels[name]
         self.push(
             error(
-                "token_expired",
-                "the access token expired: send a new one (op auth) and subscribe again "
+                code,
+                f"{why}: send new credentials (op auth) and subscribe again "
                 "to " + (", ".join(private) or "orders and balances"),
                 channels=list(private),
             )

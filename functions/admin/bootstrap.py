@@ -7,8 +7,9 @@ It talks to the Firestore of ``GOOGLE_CLOUD_PROJECT`` (locally the emulator name
 ``FIRESTORE_EMULATOR_HOST``: the environment ``python -m infra.local_stack up`` prints), and
 writes the same documents as ``POST /v1/auth/signup`` (``emails/{email}``, ``users/{id}``;
 password hashed with argon2id). An existing user keeps their password unless
-``--reset-password`` is given. A token issued before the promotion still says ``user``: log in
-again.
+``--reset-password`` is given. A promotion or a new password ends every session of the user
+at once (``shared.sessions``; with ``REDIS_URL`` set, as the services' environment has it;
+without, within ``shared.sessions.CACHE_TTL_S``): they log in again.
 """
 
 from __future__ import annotations
@@ -22,9 +23,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
+import redis
 from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
+
+from shared.sessions import SessionStore
 
 USERS: Final = "users"
 EMAILS: Final = "emails"
@@ -38,9 +43,16 @@ class BootstrapError(RuntimeError):
 
 
 def make_admin(
-    db: Any, email: str, password: str | None, *, reset_password: bool = False
+    db: Any,
+    email: str,
+    password: str | None,
+    *,
+    reset_password: bool = False,
+    sessions: SessionStore | None = None,
 ) -> tuple[str, bool]:
-    """(user id, created?) for the admin ``email``; creates the user when missing."""
+    """(user id, created?) for the admin ``email``; creates the user when missing. A change
+    of an existing user's role or password ends their sessions (through ``sessions`` when
+    given, else in Firestore alone)."""
     email = email.strip().lower()
     if not _EMAIL_RE.fullmatch(email):
         raise BootstrapError(f"not an email address: {email!r}")
@@ -51,12 +63,21 @@ def make_admin(
     link = db.collection(EMAILS).document(email).get()
     if link.exists:
         user_id = str((link.to_dict() or {})["user_id"])
+        ref = db.collection(USERS).document(user_id)
+        current = ref.get().to_dict() or {}
         change: dict[str, Any] = {"role": "admin"}
+        new_password = False
         if reset_password:
             if password is None:
                 raise BootstrapError("--reset-password needs --password")
+            new_password = not _same_password(hasher, current.get("password_hash"), password)
             change["password_hash"] = hasher.hash(password)
-        db.collection(USERS).document(user_id).update(change)
+        ref.update(change)
+        if new_password or current.get("role") != "admin":
+            if sessions is not None:
+                sessions.end_all(user_id)
+            else:
+                ref.update({"session_epoch": firestore.Increment(1)})
         return user_id, False
     if password is None:
         raise BootstrapError(f"no user {email}: give --password to create one")
@@ -80,6 +101,15 @@ def make_admin(
     return user_id, True
 
 
+def _same_password(hasher: PasswordHasher, stored: Any, password: str) -> bool:
+    """Whether ``password`` is the one already stored (a reset to it changes nothing: ``make
+    run`` resets the local admin's at every start)."""
+    try:
+        return isinstance(stored, str) and hasher.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m functions.admin.bootstrap", description=(__doc__ or "").split("\n")[0]
@@ -90,15 +120,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     project = os.environ.get("GOOGLE_CLOUD_PROJECT") or "local-exchange"
     db = firestore.Client(project=project)
+    redis_url = os.environ.get("REDIS_URL")
+    client = redis.Redis.from_url(redis_url) if redis_url else None
+    # An ended session stays refused as long as its access tokens could live.
+    retain_s = int(os.environ.get("ACCESS_TOKEN_TTL_S") or 900) + int(
+        os.environ.get("JWT_LEEWAY_S") or 30
+    )
+    sessions = SessionStore(client, db, retain_s) if client is not None else None
     try:
         user_id, created = make_admin(
-            db, args.email, args.password, reset_password=args.reset_password
+            db, args.email, args.password, reset_password=args.reset_password, sessions=sessions
         )
     except BootstrapError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
     finally:
         db.close()  # type: ignore[no-untyped-call]
+        if client is not None:
+            client.close()
     verb = "created" if created else "promoted"
     sys.stdout.write(f"{verb} admin {args.email.strip().lower()} (user id {user_id})\n")
     return 0

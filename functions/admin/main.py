@@ -10,6 +10,8 @@ PATCH    /v1/admin/markets/{market}        ``{maker_fee?, taker_fee?, status?}``
 POST     /v1/admin/deposits                ``{user_id, asset, amount, ref}`` -> 201 (credits a
                                            user until the wallet watcher does it from the chain)
 GET      /v1/admin/users/{id_or_email}     a user from Firestore
+PATCH    /v1/admin/users/{id_or_email}     ``{role}`` -> 200 the user; a change ends every
+                                           session of the user (needs a fresh proof)
 GET      /v1/admin/audit                   the conservation check over Postgres
 =======  ================================  ======================================================
 
@@ -48,7 +50,7 @@ import msgspec
 import orjson
 
 from shared import logs
-from shared.auth import Principal, authenticate, require_role
+from shared.auth import Principal, Role, authenticate, require_fresh, require_role
 from shared.commands import Services, new_command_id, rejection, services
 from shared.http import (
     Api,
@@ -158,6 +160,10 @@ class NewDeposit(Body):
     asset: Annotated[str, msgspec.Meta(max_length=12)]
     amount: Decimal
     ref: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class RoleChange(Body):
+    role: Role
 
 
 def admin(request: flask.Request) -> flask.Response:
@@ -415,11 +421,9 @@ def _iso(value: Any) -> str | None:
     return value.astimezone(UTC).isoformat() if isinstance(value, datetime) else None
 
 
-@api.route("GET", "/v1/admin/users/{id_or_email}")
-def find_user(req: ApiRequest) -> flask.Response:
-    svc = services()
-    _admin(req, svc)
-    wanted = req.params["id_or_email"].strip()
+def _lookup(svc: Services, wanted: str) -> tuple[str, dict[str, Any]]:
+    """(user id, user document) of an id or an email; 404 ``user_not_found``."""
+    wanted = wanted.strip()
     missing = not_found("no such user", "user_not_found")
     if not _LOOKUP_RE.fullmatch(wanted) or wanted.startswith("__") or set(wanted) == {"."}:
         raise missing
@@ -433,15 +437,43 @@ def find_user(req: ApiRequest) -> flask.Response:
     snap = db.collection(USERS).document(user_id).get()
     if not snap.exists:
         raise missing
-    user = snap.to_dict() or {}
-    return json_response(
-        {
-            "user_id": user_id,
-            "email": user.get("email"),
-            "role": user.get("role", "user"),
-            "created_at": _iso(user.get("created_at")),
-        }
-    )
+    return user_id, snap.to_dict() or {}
+
+
+def _user_json(user_id: str, user: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "user_id": user_id,
+        "email": user.get("email"),
+        "role": user.get("role", "user"),
+        "created_at": _iso(user.get("created_at")),
+    }
+
+
+@api.route("GET", "/v1/admin/users/{id_or_email}")
+def find_user(req: ApiRequest) -> flask.Response:
+    svc = services()
+    _admin(req, svc)
+    return json_response(_user_json(*_lookup(svc, req.params["id_or_email"])))
+
+
+@api.route("PATCH", "/v1/admin/users/{id_or_email}")
+def change_role(req: ApiRequest) -> flask.Response:
+    """``{role}``: the user's role; a change ends every session of the user at once (their
+    tokens say the old role). Granting or taking a role needs the admin's fresh proof."""
+    svc = services()
+    principal = _admin(req, svc)
+    body = req.json(RoleChange)
+    require_fresh(principal, svc.config)
+    user_id, user = _lookup(svc, req.params["id_or_email"])
+    if user.get("role", "user") != body.role:
+        svc.auth.firestore.collection(USERS).document(user_id).update({"role": body.role})
+        svc.auth.sessions.end_all(user_id)
+        log.info(
+            "role changed",
+            extra={"user_id": user_id, "role": body.role, "by": principal.user_id},
+        )
+        user = {**user, "role": body.role}
+    return json_response(_user_json(user_id, user))
 
 
 # --------------------------------------------------------------------------------------------

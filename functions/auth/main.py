@@ -5,30 +5,47 @@ method   path                         what
 =======  ===========================  ==========================================================
 POST     /v1/auth/signup              ``{email, password}`` -> 201 ``{user_id}``
 POST     /v1/auth/login               ``{email, password}`` -> ``{access_token, refresh_token,
-                                      token_type, expires_in}``
+                                      token_type, expires_in}``: a new session, proved now
 POST     /v1/auth/refresh             ``{refresh_token}`` -> a new pair; the old one is spent
-POST     /v1/auth/logout              ``{refresh_token}`` -> 204; the whole session ends
+POST     /v1/auth/logout              ``{refresh_token}`` -> 204; the whole session ends, its
+                                      access tokens included, at once
+POST     /v1/auth/reauth              ``{password}`` (token) -> ``{access_token, token_type,
+                                      expires_in, auth_time}``: the same session, proved now
+POST     /v1/auth/password            ``{password, new_password}`` (token) -> a new pair; every
+                                      session of the user ends
 GET      /v1/auth/me                  the caller (token or API key)
-POST     /v1/api-keys                 ``{label, scopes}`` -> 201 with the secret, shown once
+POST     /v1/api-keys                 ``{label, scopes}`` -> 201 with the secret, shown once;
+                                      ``trade`` or ``withdraw`` needs a fresh proof
 GET      /v1/api-keys                 the caller's keys (no secrets)
 DELETE   /v1/api-keys/{id}            204; someone else's or an unknown id -> 404
 =======  ===========================  ==========================================================
 
 Firestore:
 
-- ``users/{user_id}``: email, password_hash (argon2id), role (``user`` / ``admin``), created_at;
+- ``users/{user_id}``: email, password_hash (argon2id), role (``user`` / ``admin``), created_at,
+  and the sessions' state (``session_epoch``, ``ended_sessions``: ``shared.sessions``);
 - ``emails/{normalised email}``: user_id. Created in the same transaction as the user, so an
   address is taken once (409 for the second signup);
-- ``refresh_families/{family_id}``: one login session: user_id, revoked;
+- ``refresh_families/{family_id}``: one login session: user_id, revoked, the user's session
+  epoch at login (a later epoch refuses its refresh tokens) and auth_time (when the password
+  was last given in it: at login, at reauth);
 - ``refresh_tokens/{sha256(token)}``: user_id, family_id, status (``active`` / ``rotated``),
   expires_at. A refresh spends the token and issues the next one of the family in one
   transaction; presenting a spent token again means it leaked, so the family is revoked and
-  every token of it (the thief's and the user's) stops working;
+  every token of it (the thief's and the user's, access tokens included) stops working;
 - ``api_keys/{key_id}``: see ``shared.auth`` (no secret stored).
 
-Signup and login are limited per client IP and per email address (``AUTH_RATE_*``): 429 with
-``Retry-After``. Access tokens outlive a logout or a role change by at most their lifetime
-(``ACCESS_TOKEN_TTL_S``, 15 minutes by default); refresh picks up the current role.
+Access tokens carry their session (``sid``), the user's session epoch (``epoch``) and
+``auth_time``; each request checks the session is still on (``shared.sessions``): a logout ends
+its session's access tokens at once, a password change or a role change all of the user's.
+Sensitive actions need a recent ``auth_time`` (``shared.auth.require_fresh``); ``reauth``
+renews it with the password.
+
+Signup is limited per client IP and per email address (``AUTH_RATE_*``): 429 with
+``Retry-After``. Password tries (login, reauth, password change) are limited by their failures
+only, per (email, client address) and per client address (``AUTH_FAILURES_*``,
+``shared.throttle``): nobody can lock an owner out by failing at their address, and a client
+that keeps failing gets 429.
 """
 
 from __future__ import annotations
@@ -36,6 +53,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -61,11 +79,13 @@ from shared.auth import (
     is_api_key_id,
     issue_access_token,
     new_api_key_id,
+    require_fresh,
     require_session,
     secret_fingerprint,
 )
 from shared.http import (
     Api,
+    ApiError,
     ApiRequest,
     Body,
     bad_request,
@@ -75,6 +95,8 @@ from shared.http import (
     not_found,
     unauthorized,
 )
+from shared.sessions import session_revoked
+from shared.throttle import PasswordTry, account_key, limit_subject
 
 logs.setup()
 
@@ -84,6 +106,8 @@ FAMILIES: Final = "refresh_families"
 REFRESH_TOKENS: Final = "refresh_tokens"
 MAX_API_KEYS: Final = 20
 MAX_PASSWORD: Final = 256
+SENSITIVE_SCOPES: Final = frozenset({"trade", "withdraw"})
+"""API keys with these need a fresh proof to be made (shared.auth.require_fresh)."""
 
 # Lowercase after normalising; no "/" so the address is a valid Firestore document id.
 _EMAIL_RE: Final = re.compile(
@@ -102,6 +126,16 @@ class Credentials(Body):
 
 class RefreshBody(Body):
     refresh_token: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class Reauth(Body):
+    password: Annotated[str, msgspec.Meta(max_length=MAX_PASSWORD)]
+
+
+class PasswordChange(Body):
+    password: Annotated[str, msgspec.Meta(max_length=MAX_PASSWORD)]
+    """The current one: the proof."""
+    new_password: Annotated[str, msgspec.Meta(max_length=MAX_PASSWORD)]
 
 
 class NewApiKey(Body):
@@ -145,35 +179,99 @@ def _dummy_hash() -> str:
 def _limit(ctx: AuthContext, req: ApiRequest, action: str, email: str | None) -> None:
     cfg = ctx.config
     if email is None:
-        ctx.limiter.hit(action + ":ip", req.client_ip, cfg.rate_per_ip, cfg.rate_window_s)
+        subject = limit_subject(req.client_ip)
+        ctx.limiter.hit(action + ":ip", subject, cfg.rate_per_ip, cfg.rate_window_s)
     else:
-        subject = hashlib.sha256(email.encode()).hexdigest()[:32]
-        ctx.limiter.hit(action + ":email", subject, cfg.rate_per_email, cfg.rate_window_s)
+        ctx.limiter.hit(
+            action + ":email", account_key(email), cfg.rate_per_email, cfg.rate_window_s
+        )
+
+
+def _password_try(ctx: AuthContext, req: ApiRequest, email: str) -> PasswordTry:
+    cfg = ctx.config
+    return PasswordTry.of(email, req.client_ip, cfg.failures_per_email_ip, cfg.failures_per_ip)
+
+
+def _verify_password(
+    ctx: AuthContext, attempt: PasswordTry, stored_hash: str | None, password: str
+) -> bool:
+    """Whether ``password`` matches ``stored_hash`` (None: no such user, still as slow), as a
+    try counted by ``shared.throttle`` (429 when this client has failed too often)."""
+    ctx.failures.reserve(attempt)
+    try:
+        ok = _password_matches(stored_hash, password)
+    except BaseException:
+        ctx.failures.undecided(attempt)
+        raise
+    if ok:
+        ctx.failures.succeeded(attempt)
+    return ok
+
+
+def _password_matches(stored_hash: str | None, password: str) -> bool:
+    try:
+        return _hasher.verify(stored_hash or _dummy_hash(), password) and stored_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
 
 
 def _token_pair(
-    ctx: AuthContext, writer: Any, user_id: str, role: Role, family_id: str
+    ctx: AuthContext,
+    writer: Any,
+    user_id: str,
+    role: Role,
+    session: dict[str, Any],
 ) -> dict[str, Any]:
-    """A new access token, and a new refresh token of ``family_id`` written with ``writer``
-    (a transaction or batch)."""
+    """A new access token of the session (its family document's ``family_id``, ``epoch``,
+    ``auth_time``), and a new refresh token of it written with ``writer`` (a transaction or
+    batch)."""
     refresh_token = "rt_" + secrets.token_urlsafe(32)
     now = _now()
     writer.create(
         ctx.firestore.collection(REFRESH_TOKENS).document(_hash_token(refresh_token)),
         {
             "user_id": user_id,
-            "family_id": family_id,
+            "family_id": session["family_id"],
             "status": "active",
             "created_at": now,
             "expires_at": now + timedelta(seconds=ctx.config.refresh_ttl_s),
         },
     )
+    access = issue_access_token(
+        ctx.secrets, ctx.config, user_id, role, session_id=session["family_id"],
+        epoch=session["epoch"], auth_time=session.get("auth_time"),
+    )  # fmt: skip
     return {
-        "access_token": issue_access_token(ctx.secrets, ctx.config, user_id, role),
+        "access_token": access,
         "refresh_token": refresh_token,
         "token_type": "Bearer",
         "expires_in": ctx.config.access_ttl_s,
     }
+
+
+def _new_session(
+    ctx: AuthContext, user_id: str, user: dict[str, Any], epoch: int | None = None
+) -> dict[str, Any]:
+    """A new login session (a refresh family) of ``user``, proved with the password now: its
+    first token pair."""
+    db = ctx.firestore
+    session = {
+        "family_id": uuid.uuid4().hex,
+        "user_id": user_id,
+        "revoked": False,
+        "created_at": _now(),
+        "epoch": ctx.sessions.epoch(user) if epoch is None else epoch,
+        "auth_time": int(time.time()),
+    }
+    batch = db.batch()
+    batch.create(db.collection(FAMILIES).document(session["family_id"]), session)
+    pair = _token_pair(ctx, batch, user_id, _role_of(user), session)
+    batch.commit()
+    return pair
+
+
+def _role_of(user: dict[str, Any]) -> Role:
+    return "admin" if user.get("role") == "admin" else "user"
 
 
 # --------------------------------------------------------------------------------------------
@@ -221,11 +319,11 @@ def signup(req: ApiRequest) -> flask.Response:
 @api.route("POST", "/v1/auth/login")
 def login(req: ApiRequest) -> flask.Response:
     ctx = default_context()
-    _limit(ctx, req, "login", None)
     body = req.json(Credentials)
     email = _normalise_email(body.email)
-    if email is not None:
-        _limit(ctx, req, "login", email)
+    # Only failures count, per (email, client) and per client (shared.throttle): nobody can
+    # lock the owner out by failing at their address.
+    attempt = _password_try(ctx, req, email or body.email.strip().lower())
     db = ctx.firestore
     user: dict[str, Any] | None = None
     user_id = ""
@@ -235,26 +333,15 @@ def login(req: ApiRequest) -> flask.Response:
             user_id = link.get("user_id")
             snap = db.collection(USERS).document(user_id).get()
             user = snap.to_dict() if snap.exists else None
-    try:
-        _hasher.verify(user["password_hash"] if user else _dummy_hash(), body.password)
-    except (VerificationError, InvalidHashError):
-        user = None
-    if user is None:
+    stored = user.get("password_hash") if user else None
+    # Verified (and counted) even for an unknown email: both failures look and take alike.
+    if not _verify_password(ctx, attempt, stored, body.password) or user is None:
         raise unauthorized("wrong email or password", "invalid_credentials")
     if _hasher.check_needs_rehash(user["password_hash"]):
         db.collection(USERS).document(user_id).update(
             {"password_hash": _hasher.hash(body.password)}
         )
-    family_id = uuid.uuid4().hex
-    batch = db.batch()
-    batch.create(
-        db.collection(FAMILIES).document(family_id),
-        {"user_id": user_id, "revoked": False, "created_at": _now()},
-    )
-    role: Role = "admin" if user.get("role") == "admin" else "user"
-    pair = _token_pair(ctx, batch, user_id, role, family_id)
-    batch.commit()
-    return json_response(pair)
+    return json_response(_new_session(ctx, user_id, user))
 
 
 RefreshOutcome = Literal["ok", "invalid", "reused", "expired"]
@@ -275,22 +362,34 @@ def refresh(req: ApiRequest) -> flask.Response:
         token = snap.to_dict()
         family_ref = db.collection(FAMILIES).document(token["family_id"])
         family = family_ref.get(transaction=tx)
-        user = db.collection(USERS).document(token["user_id"]).get(transaction=tx)
-        if not family.exists or family.get("revoked") or not user.exists:
+        user_snap = db.collection(USERS).document(token["user_id"]).get(transaction=tx)
+        if not family.exists or family.get("revoked") or not user_snap.exists:
+            return "invalid", None
+        user = user_snap.to_dict() or {}
+        epoch = ctx.sessions.epoch(user)
+        if (family.to_dict() or {}).get("epoch", 0) < epoch:  # every session ended since
             return "invalid", None
         if token["status"] != "active":  # spent before: it leaked; end the whole session
             tx.update(
                 family_ref, {"revoked": True, "revoked_reason": "reuse", "revoked_at": _now()}
             )
-            return "reused", None
+            return "reused", token
         if token["expires_at"] <= _now():
             return "expired", None
         tx.update(token_ref, {"status": "rotated", "rotated_at": _now()})
-        role: Role = "admin" if user.get("role") == "admin" else "user"
-        return "ok", _token_pair(ctx, tx, token["user_id"], role, token["family_id"])
+        # The session's proof of who the person is stays as old as it was: a refresh is none.
+        session = {
+            "family_id": token["family_id"],
+            "epoch": epoch,
+            "auth_time": (family.to_dict() or {}).get("auth_time"),
+        }
+        return "ok", _token_pair(ctx, tx, token["user_id"], _role_of(user), session)
 
     outcome, pair = rotate(db.transaction())
     if outcome == "reused":
+        assert pair is not None  # the spent token's record
+        # Its access tokens end too: the thief's as well as the owner's.
+        ctx.sessions.end_session(pair["user_id"], pair["family_id"])
         raise unauthorized(
             "refresh token already used; the session is revoked", "refresh_token_reused"
         )
@@ -309,9 +408,12 @@ def logout(req: ApiRequest) -> flask.Response:
     snap = db.collection(REFRESH_TOKENS).document(_hash_token(body.refresh_token)).get()
     if not snap.exists:
         raise unauthorized("invalid refresh token", "invalid_refresh_token")
-    db.collection(FAMILIES).document(snap.get("family_id")).update(
+    family_id, user_id = snap.get("family_id"), snap.get("user_id")
+    db.collection(FAMILIES).document(family_id).update(
         {"revoked": True, "revoked_reason": "logout", "revoked_at": _now()}
     )
+    # The session's access tokens stop now, not when they expire (shared.sessions).
+    ctx.sessions.end_session(user_id, family_id)
     return no_content()
 
 
@@ -333,8 +435,78 @@ def me(req: ApiRequest) -> flask.Response:
             "via": principal.via,
             "scopes": sorted(principal.scopes),
             "api_key_id": principal.key_id,
+            "auth_time": principal.auth_time,
         }
     )
+
+
+def _password_user(ctx: AuthContext, principal: Principal) -> dict[str, Any]:
+    """The signed-in caller's user document, for a password check (403 for an API key or an
+    external identity, which have no password here)."""
+    require_session(principal)
+    if principal.via != "jwt":
+        raise ApiError(403, "external_identity", "this account signs in at its identity provider")
+    snap = ctx.firestore.collection(USERS).document(principal.user_id).get()
+    if not snap.exists:
+        raise unauthorized("this user no longer exists", "invalid_token")
+    return snap.to_dict() or {}
+
+
+@api.route("POST", "/v1/auth/reauth")
+def reauth(req: ApiRequest) -> flask.Response:
+    """The password again: a new access token of the same session, fresh (``auth_time`` now),
+    for the actions that need a recent proof (``shared.auth.require_fresh``)."""
+    ctx = default_context()
+    principal = authenticate(req, ctx)
+    user = _password_user(ctx, principal)
+    body = req.json(Reauth)
+    attempt = _password_try(ctx, req, str(user.get("email")))
+    if not _verify_password(ctx, attempt, user.get("password_hash"), body.password):
+        raise unauthorized("wrong password", "invalid_credentials")
+    assert principal.session_id is not None  # our token: it has one
+    auth_time = int(time.time())
+    # Later refreshes of the session carry this proof (until it is too old to count).
+    try:
+        ctx.firestore.collection(FAMILIES).document(principal.session_id).update(
+            {"auth_time": auth_time}
+        )
+    except gexc.NotFound:  # no such session (any more)
+        raise session_revoked() from None
+    # The session's own epoch, not the user's latest: a session ended meanwhile stays ended.
+    access = issue_access_token(
+        ctx.secrets, ctx.config, principal.user_id, _role_of(user),
+        session_id=principal.session_id, epoch=principal.epoch, auth_time=auth_time,
+    )  # fmt: skip
+    return json_response(
+        {
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": ctx.config.access_ttl_s,
+            "auth_time": auth_time,
+        }
+    )
+
+
+@api.route("POST", "/v1/auth/password")
+def change_password(req: ApiRequest) -> flask.Response:
+    """A new password, proved with the current one: every session of the user ends (this
+    one too) and the caller gets a new one."""
+    ctx = default_context()
+    principal = authenticate(req, ctx)
+    user = _password_user(ctx, principal)
+    body = req.json(PasswordChange)
+    attempt = _password_try(ctx, req, str(user.get("email")))
+    if not _verify_password(ctx, attempt, user.get("password_hash"), body.password):
+        raise unauthorized("wrong password", "invalid_credentials")
+    if len(body.new_password) < ctx.config.password_min_length:
+        raise bad_request(
+            f"password must have at least {ctx.config.password_min_length} characters",
+            "weak_password",
+        )
+    ref = ctx.firestore.collection(USERS).document(principal.user_id)
+    ref.update({"password_hash": _hasher.hash(body.new_password), "password_changed_at": _now()})
+    epoch = ctx.sessions.end_all(principal.user_id)
+    return json_response(_new_session(ctx, principal.user_id, user, epoch))
 
 
 # --------------------------------------------------------------------------------------------
@@ -372,6 +544,9 @@ def create_api_key(req: ApiRequest) -> flask.Response:
     label = body.label.strip()
     if not label:
         raise bad_request("label must not be blank")
+    if SENSITIVE_SCOPES & set(body.scopes):
+        # A key that trades or withdraws outlives any token: a stolen token must not make one.
+        require_fresh(principal, ctx.config)
     if len(_own_keys(ctx, principal.user_id)) >= MAX_API_KEYS:
         raise conflict(f"at most {MAX_API_KEYS} API keys per user", "too_many_api_keys")
     key_id = new_api_key_id()
@@ -409,5 +584,6 @@ def delete_api_key(req: ApiRequest) -> flask.Response:
     snap = ref.get()
     if not snap.exists or snap.get("user_id") != principal.user_id:
         raise not_found("no such API key")
-    ref.delete()
+    ref.delete()  # HTTP requests read the key each time: refused from now on
+    ctx.sessions.api_key_deleted(principal.user_id, key_id)  # and live sockets are told
     return no_content()

@@ -15,7 +15,10 @@ GET      /v1/withdrawals/{id}                        one withdrawal (someone els
 
 Reads need a token or an API key with the ``read`` scope (the withdrawal routes also take a
 ``withdraw`` key, so a key can follow what it sent). ``POST /v1/withdrawals`` needs the
-``withdraw`` scope and counts against the trade rate limits (``TRADE_RATE_*``).
+``withdraw`` scope and counts against the trade rate limits (``TRADE_RATE_*``). With a token it
+also needs a fresh proof (``auth_time`` within ``FRESH_AUTH_MAX_AGE_S``: login or
+``POST /v1/auth/reauth``; else 401 ``fresh_auth_required``); an API key with the ``withdraw``
+scope is its own proof (making it needed one, and its secret signs each request).
 
 Deposit addresses: one per user and chain (ETH and its tokens share it), BIP-44 index from the
 Postgres sequence ``deposit_address_index``, kept in Firestore (shared.wallet.addresses). The HD
@@ -64,7 +67,7 @@ import redis
 from eth_utils.address import is_checksum_address
 
 from shared import logs
-from shared.auth import Principal, authenticate, require_scope
+from shared.auth import Principal, authenticate, require_fresh, require_scope
 from shared.commands import Idempotency, Services, fingerprint, new_command_id, rejection, services
 from shared.config import ConfigError, WalletConfig
 from shared.db import Database
@@ -170,6 +173,7 @@ def _reader(req: ApiRequest, svc: Services, *also: str) -> Principal:
 def _withdrawer(req: ApiRequest, svc: Services) -> Principal:
     principal = authenticate(req, svc.auth)
     require_scope(principal, "withdraw")
+    require_fresh(principal, svc.config)  # a token alone is not enough to move funds out
     cfg, limiter = svc.config, svc.auth.limiter
     limiter.hit("trade:user", principal.user_id, cfg.trade_rate_per_user, cfg.trade_rate_window_s)
     limiter.hit("trade:ip", req.client_ip, cfg.trade_rate_per_ip, cfg.trade_rate_window_s)

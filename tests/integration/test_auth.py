@@ -166,8 +166,9 @@ def test_signup_login_me(client: FlaskClient, firestore_db: firestore.Client) ->
     header = jwt.get_unverified_header(tokens["access_token"])
     assert header["alg"] == "EdDSA" and header["kid"]
     claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
-    assert {"exp", "iat", "iss", "aud", "sub", "role"} <= set(claims)
+    assert {"exp", "iat", "iss", "aud", "sub", "role", "sid", "epoch", "auth_time"} <= set(claims)
     assert claims["exp"] - claims["iat"] == 900
+    assert abs(claims["auth_time"] - time.time()) < 60 and claims["epoch"] == 0
 
     resp = me(client, tokens["access_token"])
     assert resp.status_code == 200
@@ -178,6 +179,7 @@ def test_signup_login_me(client: FlaskClient, firestore_db: firestore.Client) ->
         "via": "jwt",
         "scopes": ["read", "trade", "withdraw"],
         "api_key_id": None,
+        "auth_time": claims["auth_time"],
     }
 
 
@@ -271,6 +273,93 @@ def test_logout_revokes_the_session(client: FlaskClient) -> None:
     assert resp.status_code == 401
 
 
+def test_logout_ends_the_sessions_access_tokens_at_once(client: FlaskClient) -> None:
+    tokens = session(client)
+    other = login(client, "alice@example.com").get_json()  # a second session of alice's
+    refreshed = client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    newer = refreshed.get_json()
+    assert me(client, tokens["access_token"]).status_code == 200
+    assert (
+        client.post("/v1/auth/logout", json={"refresh_token": newer["refresh_token"]}).status_code
+        == 204
+    )
+    # Every access token of the session, old and new, stops now, not when it expires.
+    for token in (tokens["access_token"], newer["access_token"]):
+        resp = me(client, token)
+        assert resp.status_code == 401 and error(resp) == "session_revoked"
+        assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+    # The other session goes on.
+    assert me(client, other["access_token"]).status_code == 200
+    resp = client.post("/v1/auth/refresh", json={"refresh_token": other["refresh_token"]})
+    assert resp.status_code == 200
+
+
+def test_a_reused_refresh_token_ends_the_access_tokens_too(client: FlaskClient) -> None:
+    first = session(client)
+    second = client.post(
+        "/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}
+    ).get_json()
+    resp = client.post("/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert error(resp) == "refresh_token_reused"
+    for token in (first["access_token"], second["access_token"]):  # the thief's, the owner's
+        assert error(me(client, token)) == "session_revoked"
+
+
+def test_sessions_survive_a_redis_flush(client: FlaskClient, redis_db: Any) -> None:
+    """Firestore holds the sessions' state; Redis only a copy of it."""
+    tokens = session(client)
+    other = login(client, "alice@example.com").get_json()
+    client.post("/v1/auth/logout", json={"refresh_token": tokens["refresh_token"]})
+    redis_db.flushall()
+    assert error(me(client, tokens["access_token"])) == "session_revoked"
+    assert me(client, other["access_token"]).status_code == 200
+
+
+def test_password_change_ends_every_session(client: FlaskClient) -> None:
+    a = session(client)
+    b = login(client, "alice@example.com").get_json()
+
+    def change(token: str, current: str, new: str) -> TestResponse:
+        return client.post(
+            "/v1/auth/password",
+            json={"password": current, "new_password": new},
+            headers=bearer(token),
+        )
+
+    resp = change(a["access_token"], "not the password", "a new long password")
+    assert resp.status_code == 401 and error(resp) == "invalid_credentials"
+    resp = change(a["access_token"], PASSWORD, "short")
+    assert resp.status_code == 400 and error(resp) == "weak_password"
+    resp = change(a["access_token"], PASSWORD, "a new long password")
+    assert resp.status_code == 200, resp.get_json()
+    fresh = resp.get_json()
+    assert set(fresh) == {"access_token", "refresh_token", "token_type", "expires_in"}
+    # Both earlier sessions are over, access and refresh tokens alike; the new one works.
+    for old in (a, b):
+        assert error(me(client, old["access_token"])) == "session_revoked"
+        resp = client.post("/v1/auth/refresh", json={"refresh_token": old["refresh_token"]})
+        assert resp.status_code == 401 and error(resp) == "invalid_refresh_token"
+    assert me(client, fresh["access_token"]).status_code == 200
+    resp = client.post("/v1/auth/refresh", json={"refresh_token": fresh["refresh_token"]})
+    assert resp.status_code == 200
+    assert login(client, "alice@example.com").status_code == 401
+    assert login(client, "alice@example.com", "a new long password").status_code == 200
+
+
+def test_password_checks_need_a_person_with_a_password(
+    client: FlaskClient, trade_key: dict[str, Any]
+) -> None:
+    body = orjson.dumps({"password": PASSWORD})
+    for path in ("/v1/auth/reauth", "/v1/auth/password"):
+        resp = client.post(path, data=body, content_type=JSON)
+        assert resp.status_code == 401, path
+        headers = signed(trade_key, "POST", path, body=body)
+        resp = client.post(path, data=body, headers=headers, content_type=JSON)
+        assert resp.status_code == 403 and error(resp) == "session_required", path
+    resp = client.post("/v1/auth/reauth", json={"password": 1}, headers=bearer(trade_key["token"]))
+    assert resp.status_code == 400
+
+
 def test_refresh_with_unknown_token(client: FlaskClient) -> None:
     resp = client.post("/v1/auth/refresh", json={"refresh_token": "rt_" + "A" * 43})
     assert resp.status_code == 401 and error(resp) == "invalid_refresh_token"
@@ -292,6 +381,8 @@ def _claims(user_id: str, **changes: Any) -> dict[str, Any]:
         "role": "user",
         "iat": now,
         "exp": now + 600,
+        "sid": "forged-session",
+        "epoch": 0,
     }
     for name, value in changes.items():
         if value is None:
@@ -355,7 +446,7 @@ def test_hs256_with_the_public_key_as_secret_is_refused(client: FlaskClient, for
         _refused(client, signing_input + "." + _b64(signature))
 
 
-@pytest.mark.parametrize("missing", ["exp", "iat", "iss", "aud", "sub", "role"])
+@pytest.mark.parametrize("missing", ["exp", "iat", "iss", "aud", "sub", "role", "sid", "epoch"])
 def test_missing_claims_are_refused(client: FlaskClient, forge: Forge, missing: str) -> None:
     _refused(client, forge.sign(_claims(forge.user_id, **{missing: None})))
 
@@ -373,6 +464,13 @@ def test_expired_token_is_refused(client: FlaskClient, forge: Forge) -> None:
         {"aud": "another-api"},
         {"role": "superuser"},
         {"iat": int(time.time()) + 3600, "exp": int(time.time()) + 7200},  # issued in the future
+        {"sid": ""},
+        {"sid": ["s"]},
+        {"sid": "a/b"},
+        {"epoch": "0"},
+        {"epoch": -1},
+        {"epoch": True},
+        {"role": ["admin"]},
     ],
 )
 def test_wrong_claims_are_refused(client: FlaskClient, forge: Forge, changes: Any) -> None:
@@ -471,7 +569,8 @@ def idp(configure: Configure) -> Iterator[tuple[JwksServer, rsa.RSAPrivateKey]]:
 
 def _idp_claims(issuer: str, **changes: Any) -> dict[str, Any]:
     claims = _claims("auth0|42", iss=issuer, aud=["https://api.exchange.test", "userinfo"])
-    claims.pop("role")
+    for ours in ("role", "sid", "epoch"):
+        claims.pop(ours)
     claims.update(changes)
     return claims
 
@@ -707,27 +806,225 @@ def test_scopes(client: FlaskClient, trade_key: dict[str, Any]) -> None:
     assert resp.status_code == 403
 
 
+# -------------------------------------------------------------------------------- fresh proof
+
+
+def test_a_stolen_token_cannot_make_a_trading_or_withdrawing_key(
+    client: FlaskClient, forge: Forge, configure: Configure
+) -> None:
+    """A token whose password proof is older than FRESH_AUTH_MAX_AGE_S (a stolen one, say)
+    may make a read-only key but not one that trades or withdraws; the password again
+    (reauth) makes it fresh."""
+    configure(FRESH_AUTH_MAX_AGE_S="300")
+    real = login(client, "mallory@example.com").get_json()["access_token"]
+    sid = jwt.decode(real, options={"verify_signature": False})["sid"]
+    stale = forge.sign(_claims(forge.user_id, sid=sid, auth_time=int(time.time()) - 301))
+    unproved = forge.sign(_claims(forge.user_id, sid=sid))  # no auth_time at all
+    for token in (stale, unproved):
+        for scopes in (["withdraw"], ["read", "trade"], ["trade", "withdraw"]):
+            resp = client.post(
+                "/v1/api-keys", json={"label": "x", "scopes": scopes}, headers=bearer(token)
+            )
+            assert resp.status_code == 401 and error(resp) == "fresh_auth_required", scopes
+            challenge = resp.headers["WWW-Authenticate"]
+            assert 'error="insufficient_user_authentication"' in challenge
+            assert "max_age=300" in challenge
+        assert create_key(client, token, ["read"])["scopes"] == ["read"]
+
+    resp = client.post("/v1/auth/reauth", json={"password": "guess"}, headers=bearer(stale))
+    assert resp.status_code == 401 and error(resp) == "invalid_credentials"
+    resp = client.post("/v1/auth/reauth", json={"password": PASSWORD}, headers=bearer(stale))
+    assert resp.status_code == 200, resp.get_json()
+    fresh = resp.get_json()
+    assert set(fresh) == {"access_token", "token_type", "expires_in", "auth_time"}
+    assert abs(fresh["auth_time"] - time.time()) < 60
+    claims = jwt.decode(fresh["access_token"], options={"verify_signature": False})
+    assert (claims["sid"], claims["auth_time"]) == (sid, fresh["auth_time"])
+    assert create_key(client, fresh["access_token"], ["read", "withdraw"])["scopes"] == [
+        "read", "withdraw",
+    ]  # fmt: skip
+    # A session that does not exist cannot be made fresh.
+    ghost = forge.sign(_claims(forge.user_id, auth_time=int(time.time()) - 301))
+    resp = client.post("/v1/auth/reauth", json={"password": PASSWORD}, headers=bearer(ghost))
+    assert resp.status_code == 401 and error(resp) == "session_revoked"
+
+
+def test_a_refresh_keeps_the_proofs_age_and_reauth_renews_it(
+    client: FlaskClient, configure: Configure
+) -> None:
+    tokens = session(client)
+    auth_time = jwt.decode(tokens["access_token"], options={"verify_signature": False})["auth_time"]
+    time.sleep(1.1)
+    refreshed = client.post(
+        "/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
+    ).get_json()
+    claims = jwt.decode(refreshed["access_token"], options={"verify_signature": False})
+    assert claims["auth_time"] == auth_time  # a refresh proves nothing
+    assert me(client, refreshed["access_token"]).get_json()["auth_time"] == auth_time
+    # Stale after FRESH_AUTH_MAX_AGE_S (1 s here): a refresh does not help, reauth does,
+    # and later refreshes of the session carry the new proof.
+    configure(FRESH_AUTH_MAX_AGE_S="1")
+    resp = client.post(
+        "/v1/api-keys", json={"label": "x", "scopes": ["trade"]},
+        headers=bearer(refreshed["access_token"]),
+    )  # fmt: skip
+    assert error(resp) == "fresh_auth_required"
+    resp = client.post(
+        "/v1/auth/reauth", json={"password": PASSWORD}, headers=bearer(refreshed["access_token"])
+    )
+    renewed = resp.get_json()["auth_time"]
+    assert renewed > auth_time
+    again = client.post(
+        "/v1/auth/refresh", json={"refresh_token": refreshed["refresh_token"]}
+    ).get_json()
+    claims = jwt.decode(again["access_token"], options={"verify_signature": False})
+    assert (
+        claims["auth_time"] == renewed
+        and claims["sid"]
+        == jwt.decode(tokens["access_token"], options={"verify_signature": False})["sid"]
+    )
+
+
+def test_reauth_guesses_count_as_login_failures(client: FlaskClient, configure: Configure) -> None:
+    """A stolen token is no way around the password's limits."""
+    configure(AUTH_FAILURES_PER_EMAIL_IP="3", AUTH_FAILURES_PER_IP="100")
+    token = session(client)["access_token"]
+    statuses = [
+        client.post(
+            "/v1/auth/reauth", json={"password": f"guess {i}"}, headers=bearer(token)
+        ).status_code
+        for i in range(4)
+    ]
+    assert statuses == [401, 401, 401, 429]
+    assert login(client, "alice@example.com").status_code == 429  # the same (email, address)
+    assert login(_from(client, "10.0.0.2"), "alice@example.com").status_code == 200
+
+
 # -------------------------------------------------------------------------------- rate limits
 
 
-def test_login_rate_limited_per_email_and_per_ip(client: FlaskClient, configure: Configure) -> None:
-    configure(AUTH_RATE_PER_EMAIL="3", AUTH_RATE_PER_IP="5", AUTH_RATE_WINDOW_S="60")
-    signup(client, "alice@example.com")
-    statuses = []
-    for i in range(4):  # from different addresses: the per-email limit
-        client.environ_base["REMOTE_ADDR"] = f"10.0.0.{i + 1}"
-        statuses.append(login(client, "alice@example.com", "guess " * 3).status_code)
-    assert statuses == [401, 401, 401, 429]
-    client.environ_base["REMOTE_ADDR"] = "10.0.0.9"
-    resp = login(client, "alice@example.com")
-    assert resp.status_code == 429 and error(resp) == "rate_limited"
-    assert 1 <= int(resp.headers["Retry-After"]) <= 60
+def _from(client: FlaskClient, address: str, **headers: str) -> FlaskClient:
+    client.environ_base["REMOTE_ADDR"] = address
+    client.environ_base.update({f"HTTP_{k.upper()}": v for k, v in headers.items()})
+    return client
 
-    client.environ_base["REMOTE_ADDR"] = "10.9.9.9"  # one address, many emails: per-IP limit
-    statuses = [login(client, f"u{i}@example.com").status_code for i in range(6)]
+
+WRONG = "not the password"
+
+
+def test_failing_at_an_address_does_not_lock_its_owner_out(
+    client: FlaskClient, configure: Configure
+) -> None:
+    configure(AUTH_FAILURES_PER_EMAIL_IP="3", AUTH_FAILURES_PER_IP="5")
+    signup(client, "alice@example.com")
+    # One guesser: three wrong passwords, then refused (even the right one: it has been
+    # failing), with a Retry-After within the window.
+    guesser = _from(client.application.test_client(), "10.6.6.6")
+    assert [login(guesser, "alice@example.com", WRONG).status_code for _ in range(3)] == [401] * 3
+    resp = login(guesser, "alice@example.com", WRONG)
+    assert resp.status_code == 429 and error(resp) == "rate_limited"
+    assert 1 <= int(resp.headers["Retry-After"]) <= 900
+    assert login(guesser, "alice@example.com").status_code == 429
+    # Many guessers, two tries each: 40 failures at alice's address in all.
+    for i in range(20):
+        other = _from(client.application.test_client(), f"10.7.0.{i + 1}")
+        assert [login(other, "alice@example.com", WRONG).status_code for _ in range(2)] == [401] * 2
+    # Alice, from her own address, with her password: in.
+    owner = _from(client.application.test_client(), "10.0.0.9")
+    assert login(owner, "alice@example.com").status_code == 200
+    # And a typo of hers counts against her address only.
+    assert login(owner, "alice@example.com", WRONG).status_code == 401
+    assert login(owner, "alice@example.com").status_code == 200
+
+
+def test_right_passwords_never_count_and_forgive_the_pair(
+    client: FlaskClient, configure: Configure
+) -> None:
+    configure(AUTH_FAILURES_PER_EMAIL_IP="3", AUTH_FAILURES_PER_IP="7")
+    signup(client, "alice@example.com")
+    me_ = _from(client, "10.0.0.9")
+    assert [login(me_, "alice@example.com").status_code for _ in range(8)] == [200] * 8
+    for _ in range(3):  # two typos then the password, three times over: never refused
+        assert login(me_, "alice@example.com", WRONG).status_code == 401
+        assert login(me_, "alice@example.com", WRONG).status_code == 401
+        assert login(me_, "alice@example.com").status_code == 200
+    # The address's own budget (7) still counts every failure: the 8th try is refused.
+    assert login(me_, "alice@example.com", WRONG).status_code == 401
+    assert login(me_, "alice@example.com", WRONG).status_code == 429
+
+
+def test_failures_per_address_across_emails(client: FlaskClient, configure: Configure) -> None:
+    configure(AUTH_FAILURES_PER_EMAIL_IP="3", AUTH_FAILURES_PER_IP="5")
+    signup(client, "alice@example.com")
+    sprayer = _from(client.application.test_client(), "10.9.9.9")
+    statuses = [login(sprayer, f"u{i}@example.com").status_code for i in range(6)]
     assert statuses == [401] * 5 + [429]
-    client.environ_base["REMOTE_ADDR"] = "10.9.9.10"
-    assert login(client, "u9@example.com").status_code == 401
+    assert login(sprayer, "alice@example.com").status_code == 429
+    # Invalid emails are failures too (no cheap probing around the limit).
+    other = _from(client.application.test_client(), "10.9.9.10")
+    statuses = [login(other, f"not-an-email-{i}").status_code for i in range(6)]
+    assert statuses == [401] * 5 + [429]
+    # Another address is not concerned.
+    assert login(_from(client, "10.9.9.11"), "alice@example.com").status_code == 200
+
+
+def test_concurrent_guesses_cannot_pass_the_limit(
+    client: FlaskClient, configure: Configure
+) -> None:
+    configure(AUTH_FAILURES_PER_EMAIL_IP="3", AUTH_FAILURES_PER_IP="50")
+    signup(client, "alice@example.com")
+    statuses: list[int] = []
+
+    def guess() -> None:
+        c = _from(client.application.test_client(), "10.6.6.6")
+        statuses.append(login(c, "alice@example.com", WRONG).status_code)
+
+    threads = [threading.Thread(target=guess) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == [401] * 3 + [429] * 9
+
+
+def test_forwarded_for_cannot_dodge_the_address_limit(
+    client: FlaskClient, configure: Configure
+) -> None:
+    """Locally nothing in front appends X-Forwarded-For: it is ignored. Behind the cloud's
+    load balancer (two entries appended: the client, the balancer) only the client's entry
+    the balancer wrote counts, never one the client wrote further left."""
+    configure(AUTH_FAILURES_PER_EMAIL_IP="3", AUTH_FAILURES_PER_IP="5")
+    statuses = [
+        login(
+            _from(client, "10.6.6.6", X_Forwarded_For=f"192.0.2.{i}"), f"u{i}@example.com"
+        ).status_code
+        for i in range(6)
+    ]
+    assert statuses == [401] * 5 + [429]
+
+    configure(API_TRUSTED_PROXY_HOPS="2")
+    lb = "35.191.0.1"
+    statuses = [
+        login(
+            _from(client, lb, X_Forwarded_For=f"192.0.2.{i}, 198.51.100.7, {lb}"),
+            f"v{i}@example.com",
+        ).status_code
+        for i in range(6)
+    ]
+    assert statuses == [401] * 5 + [429]
+    # Another client behind the same balancer has its own budget.
+    resp = login(_from(client, lb, X_Forwarded_For=f"198.51.100.8, {lb}"), "w@example.com")
+    assert resp.status_code == 401
+
+
+def test_ipv6_clients_count_per_64(client: FlaskClient, configure: Configure) -> None:
+    configure(AUTH_FAILURES_PER_EMAIL_IP="3", AUTH_FAILURES_PER_IP="5")
+    statuses = [
+        login(_from(client, f"2001:db8:1:2::{i:x}"), "alice@example.com").status_code
+        for i in range(1, 5)
+    ]
+    assert statuses == [401] * 3 + [429]
+    assert login(_from(client, "2001:db8:1:3::1"), "alice@example.com").status_code == 401
 
 
 def test_signup_rate_limited_per_ip(client: FlaskClient, configure: Configure) -> None:
@@ -927,6 +1224,52 @@ def test_over_real_http(configure: Configure) -> None:
         assert status == 200 and answer["note"] == "over the wire"
         status, _, answer = call("POST", "/v1/auth/signup", b"x" * 200_000)
         assert status == 413 and answer["error"]["code"] == "payload_too_large"
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+def test_header_names_in_any_case_over_real_http(configure: Configure) -> None:
+    """HTTP/2 proxies send header names in lower case: every header the API reads (the
+    bearer token, the API-key trio, the request id, CORS's Origin) is found in any case."""
+    app = create_app((*ROUTES, ("/v1/probe", probe)))
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    port = server.socket.getsockname()[1]
+
+    def call(method: str, path: str, headers: list[tuple[str, str]], body: bytes = b"") -> Any:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.putrequest(method, path)
+        for name, value in [("content-type", JSON), ("content-length", str(len(body))),
+                            *headers]:  # fmt: skip
+            conn.putheader(name, value)
+        conn.endheaders(body)
+        resp = conn.getresponse()
+        data = resp.read()
+        conn.close()
+        return resp.status, resp.headers, orjson.loads(data) if data else None
+
+    try:
+        credentials = orjson.dumps({"email": "case@example.com", "password": PASSWORD})
+        assert call("POST", "/v1/auth/signup", [], credentials)[0] == 201
+        status, _, tokens = call("POST", "/v1/auth/login", [], credentials)
+        assert status == 200
+        token = tokens["access_token"]
+        for name in ("authorization", "AUTHORIZATION"):
+            status, _, who = call("GET", "/v1/auth/me", [(name, f"bearer {token}")])
+            assert status == 200 and who["via"] == "jwt", name
+        auth = [("authorization", f"Bearer {token}")]
+        status, _, key = call("POST", "/v1/api-keys", auth, b'{"label":"n","scopes":["read"]}')
+        assert status == 201, key
+        lower = [(n.lower(), v) for n, v in signed(key, "GET", "/v1/auth/me").items()]
+        status, _, who = call("GET", "/v1/auth/me", lower)
+        assert status == 200 and who["via"] == "api_key"
+        status, headers, _ = call(
+            "GET", "/v1/auth/me", [("x-request-id", "case-1"), ("origin", "https://app.example")]
+        )
+        assert status == 401 and headers["X-Request-Id"] == "case-1"
+        assert headers["Access-Control-Allow-Origin"] == "https://app.example"
     finally:
         server.shutdown()
         thread.join()

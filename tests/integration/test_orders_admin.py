@@ -569,6 +569,7 @@ ADMIN_CALLS: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/v1/admin/deposits", {"user_id": "x", "asset": "ETH", "amount": "1",
                                     "ref": "r"}),
     ("GET", f"/v1/admin/users/{ADMIN_EMAIL}", None),
+    ("PATCH", f"/v1/admin/users/{ADMIN_EMAIL}", {"role": "user"}),
     ("GET", "/v1/admin/audit", None),
 ]  # fmt: skip
 
@@ -773,6 +774,56 @@ def test_admin_deposit_and_the_audit(exchange: Exchange, matcher: None) -> None:
     assert (frozen["user_id"], frozen["actual"], frozen["expected"]) == (alice, "1005", "1000")
 
 
+def test_a_role_change_ends_every_session(exchange: Exchange) -> None:
+    ex = exchange
+    admin_token = as_admin(ex)
+    carol, carol_token = user(ex, "carol")
+    other = login(ex, "carol@example.com")
+    refresh = ex.client.post(
+        "/v1/auth/login", json={"email": "carol@example.com", "password": PASSWORD}
+    ).get_json()["refresh_token"]
+
+    def set_role(target: str, role: Any, token: str = admin_token) -> TestResponse:
+        return ex.client.patch(
+            f"/v1/admin/users/{target}", json={"role": role}, headers=bearer(token)
+        )
+
+    for bad in ("root", None, 1):
+        assert set_role(carol, bad).status_code == 400
+    assert error(set_role("nobody@example.com", "admin")) == "user_not_found"
+    # Unchanged: nothing ends.
+    resp = set_role("carol@example.com", "user")
+    assert resp.status_code == 200 and resp.get_json()["role"] == "user"
+    assert ex.client.get("/v1/auth/me", headers=bearer(carol_token)).status_code == 200
+
+    resp = set_role(carol, "admin")
+    assert resp.status_code == 200, resp.get_json()
+    assert (resp.get_json()["user_id"], resp.get_json()["role"]) == (carol, "admin")
+    # Every session of carol's ends at once: tokens naming the old role, refresh tokens.
+    for token in (carol_token, other):
+        resp = ex.client.get("/v1/auth/me", headers=bearer(token))
+        assert (resp.status_code, error(resp)) == (401, "session_revoked")
+    resp = ex.client.post("/v1/auth/refresh", json={"refresh_token": refresh})
+    assert (resp.status_code, error(resp)) == (401, "invalid_refresh_token")
+    carol_admin = login(ex, "carol@example.com")
+    assert ex.client.get("/v1/admin/audit", headers=bearer(carol_admin)).status_code == 200
+
+    # Demoted again by the first admin: carol's admin token stops everywhere, at once.
+    assert set_role(carol, "user").status_code == 200
+    resp = ex.client.get("/v1/auth/me", headers=bearer(carol_admin))
+    assert (resp.status_code, error(resp)) == (401, "session_revoked")
+
+    # A role change needs the admin's recent proof of who they are.
+    ex.configure(FRESH_AUTH_MAX_AGE_S="1")
+    time.sleep(1.1)
+    resp = set_role(carol, "admin")
+    assert (resp.status_code, error(resp)) == (401, "fresh_auth_required")
+    fresh = ex.client.post(
+        "/v1/auth/reauth", json={"password": PASSWORD}, headers=bearer(admin_token)
+    ).get_json()["access_token"]
+    assert set_role(carol, "admin", fresh).status_code == 200
+
+
 def test_bootstrap_creates_then_promotes(
     exchange: Exchange, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -786,12 +837,24 @@ def test_bootstrap_creates_then_promotes(
     me = ex.client.get("/v1/auth/me", headers=bearer(boss.get_json()["access_token"]))
     assert me.get_json()["role"] == "admin"
 
-    user_id, _ = user(ex, "dave")
+    user_id, before = user(ex, "dave")
     assert bootstrap_main(["--email", "dave@example.com"]) == 0
     assert f"promoted admin dave@example.com (user id {user_id})" in capsys.readouterr().out
+    # The promotion ended dave's sessions (their tokens say "user"): he logs in again.
+    resp = ex.client.get("/v1/auth/me", headers=bearer(before))
+    assert (resp.status_code, error(resp)) == (401, "session_revoked")
     token = login(ex, "dave@example.com")
     resp = ex.client.get("/v1/admin/users/dave@example.com", headers=bearer(token))
     assert resp.status_code == 200
+    # A reset to the password he has changes nothing (make run resets its admin's each
+    # start); a new one ends his sessions.
+    assert bootstrap_main(["--email", "dave@example.com", "--password", PASSWORD,
+                           "--reset-password"]) == 0  # fmt: skip
+    assert ex.client.get("/v1/auth/me", headers=bearer(token)).status_code == 200
+    assert bootstrap_main(["--email", "dave@example.com", "--password", "another long one",
+                           "--reset-password"]) == 0  # fmt: skip
+    resp = ex.client.get("/v1/auth/me", headers=bearer(token))
+    assert (resp.status_code, error(resp)) == (401, "session_revoked")
     assert bootstrap_main(["--email", "nobody@example.com"]) == 2
     assert bootstrap_main(["--email", "x@example.com", "--password", "short"]) == 2
 

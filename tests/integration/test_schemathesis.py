@@ -140,6 +140,7 @@ def live(stack: Stack) -> Iterator[Live]:
             mp, cfg,
             # Schemathesis sends many requests from one address, as one user.
             AUTH_RATE_PER_IP="100000", AUTH_RATE_PER_EMAIL="100000",
+            AUTH_FAILURES_PER_IP="100000", AUTH_FAILURES_PER_EMAIL_IP="100000",
             TRADE_RATE_PER_USER="100000", TRADE_RATE_PER_IP="100000",
             # The wallet routes: anvil's dev mnemonic (deposit addresses are its accounts).
             WALLET_MNEMONIC="test test test test test test test test test test test junk",

@@ -28,6 +28,7 @@ from tests.integration.function_env import point_functions_at, reset_functions
 from tests.integration.matcher_helpers import running, wait_for
 from tests.integration.test_orders_admin import (
     CONTRACT,
+    PASSWORD,
     Exchange,
     admin_post,
     as_admin,
@@ -436,6 +437,38 @@ def test_withdrawals(wallet_ex: Exchange, matcher: None) -> None:
     # The audit holds: frozen == the held withdrawals.
     report = ex.client.get("/v1/admin/audit", headers=bearer(as_admin(ex))).get_json()
     assert report["ok"] is True, report
+
+
+def test_a_withdrawal_with_a_token_needs_a_fresh_proof(wallet_ex: Exchange, matcher: None) -> None:
+    """A stolen access token must not move funds out: a withdrawal made with a token needs the
+    password within FRESH_AUTH_MAX_AGE_S (login, or reauth). A withdraw key is its own proof."""
+    ex = wallet_ex
+    list_market(ex)
+    alice, token = user(ex, "alice")
+    assert deposit(ex, alice, "USDT", "1000").status_code == 201
+    key = api_key(ex, token, ["withdraw"])  # made while the login is fresh
+    ex.configure(FRESH_AUTH_MAX_AGE_S="1")
+    time.sleep(1.1)
+
+    resp = withdraw(ex, token, "10", asset="USDT")
+    assert (resp.status_code, error(resp)) == (401, "fresh_auth_required")
+    assert "max_age=1" in resp.headers["WWW-Authenticate"]
+    assert ex.sql("SELECT count(*) FROM withdrawal_requests") == [[0]]
+    resp = ex.client.post(
+        "/v1/api-keys", json={"label": "late", "scopes": ["withdraw"]}, headers=bearer(token)
+    )
+    assert (resp.status_code, error(resp)) == (401, "fresh_auth_required")
+
+    body = {"asset": "USDT", "amount": "10", "address": TO}
+    resp = signed(ex, key, "POST", "/v1/withdrawals", body)
+    assert resp.status_code == 201, resp.get_json()
+
+    fresh = ex.client.post(
+        "/v1/auth/reauth", json={"password": PASSWORD}, headers=bearer(token)
+    ).get_json()["access_token"]
+    resp = withdraw(ex, fresh, "10", asset="USDT")
+    assert resp.status_code == 201, resp.get_json()
+    assert ex.sql("SELECT count(*) FROM withdrawal_requests") == [[2]]
 
 
 def test_withdrawal_scopes_and_idempotency(wallet_ex: Exchange, matcher: None) -> None:

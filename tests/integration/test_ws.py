@@ -464,7 +464,7 @@ def test_private_subscriptions_end_when_the_token_expires(
     try:
         # A token that expires in 3 s.
         issued = time.time() - cfg.access_ttl_s + 3
-        token = issue_access_token(secrets, cfg, "u1", "user", now=issued)
+        token = issue_access_token(secrets, cfg, "u1", "user", session_id="s1", now=issued)
         feed = Feed(ws.url)
         answer = feed.call(op="auth", token=token)
         assert (answer["type"], answer["user_id"]) == ("authenticated", "u1")
@@ -490,10 +490,10 @@ def test_private_subscriptions_end_when_the_token_expires(
         refused = feed.call(op="subscribe", channel="orders")
         assert refused["code"] == "auth_required"
         # A fresh token of the same user: subscribed again. Another user's: refused.
-        fresh = issue_access_token(secrets, cfg, "u1", "user")
+        fresh = issue_access_token(secrets, cfg, "u1", "user", session_id="s1")
         assert feed.call(op="auth", token=fresh)["type"] == "authenticated"
         feed.subscribe("orders")
-        other = issue_access_token(secrets, cfg, "u2", "user")
+        other = issue_access_token(secrets, cfg, "u2", "user", session_id="s2")
         assert feed.call(op="auth", token=other)["code"] == "already_authenticated"
         private("u1", 3)
         assert [e["order_id"] for e in feed.of("update", "orders")["data"]] == [3]

@@ -14,9 +14,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from shared.auth import (
     ALL_SCOPES,
+    Principal,
+    Via,
     issue_access_token,
     new_secrets_document,
     parse_secrets,
+    require_fresh,
     rotate_signing_key,
     sign_request,
     signature_payload,
@@ -32,6 +35,7 @@ from shared.http import (
     compile_pattern,
     json_response,
 )
+from shared.throttle import PasswordTry, limit_subject
 
 
 def test_patterns() -> None:
@@ -53,6 +57,29 @@ def test_client_ip() -> None:
         assert client_ip(flask.request, 1) == "1.2.3.4"  # what our proxy saw
         assert client_ip(flask.request, 2) == "6.6.6.6"
         assert client_ip(flask.request, 3) == "10.0.0.1"  # fewer entries than proxies
+
+
+def test_client_ip_reads_every_forwarded_line_in_order() -> None:
+    app = flask.Flask("t")
+    env = {"REMOTE_ADDR": "10.0.0.1", "HTTP_X_FORWARDED_FOR": "6.6.6.6, 1.2.3.4, 35.191.0.1"}
+    with app.test_request_context(environ_base=env):
+        assert client_ip(flask.request, 2) == "1.2.3.4"
+    # Two header lines (a client's and the balancer's) read as one list.
+    headers = [("X-Forwarded-For", "6.6.6.6"), ("X-Forwarded-For", "1.2.3.4, 35.191.0.1")]
+    with app.test_request_context(headers=headers, environ_base={"REMOTE_ADDR": "10.0.0.1"}):
+        assert client_ip(flask.request, 2) == "1.2.3.4"
+
+
+def test_limit_subjects() -> None:
+    assert limit_subject("203.0.113.7") == "203.0.113.7"
+    assert limit_subject("2001:db8:1:2::7") == limit_subject("2001:db8:1:2:ffff::1")
+    assert limit_subject("2001:db8:1:2::7") == "2001:db8:1:2::/64"
+    assert limit_subject("2001:db8:1:3::7") != limit_subject("2001:db8:1:2::7")
+    assert limit_subject("::ffff:203.0.113.7") == "203.0.113.7"
+    assert limit_subject("unknown") == "unknown"
+    a = PasswordTry.of("alice@example.com", "203.0.113.7", 3, 5)
+    assert "alice" not in a.pair_key and a.address_key == "authfail:ip:203.0.113.7"
+    assert a.pair_key != PasswordTry.of("bob@example.com", "203.0.113.7", 3, 5).pair_key
 
 
 def test_signature_payload() -> None:
@@ -135,15 +162,40 @@ def test_token_round_trip(monkeypatch: pytest.MonkeyPatch) -> None:
     _env(monkeypatch, AUTH_KEYS_JSON="{}")
     cfg = ApiConfig.load()
     secrets = parse_secrets(orjson.dumps(new_secrets_document()))
-    token = issue_access_token(secrets, cfg, "u1", "admin")
+    token = issue_access_token(secrets, cfg, "u1", "admin", session_id="s1", epoch=3, auth_time=7)
     principal = verify_access_token(token, secrets, cfg)
     assert (principal.user_id, principal.role, principal.via) == ("u1", "admin", "jwt")
+    assert (principal.session_id, principal.epoch, principal.auth_time) == ("s1", 3, 7)
     assert principal.scopes == ALL_SCOPES
+    unproved = issue_access_token(secrets, cfg, "u1", "user", session_id="s1")
+    assert verify_access_token(unproved, secrets, cfg).auth_time is None
     assert jwt.get_unverified_header(token)["kid"] == secrets.signing_kid
     other = parse_secrets(orjson.dumps(new_secrets_document()))
     with pytest.raises(ApiError) as caught:
         verify_access_token(token, other, cfg)
     assert caught.value.status == 401
+
+
+def test_fresh_proof(monkeypatch: pytest.MonkeyPatch) -> None:
+    _env(monkeypatch, AUTH_KEYS_JSON="{}", FRESH_AUTH_MAX_AGE_S="300")
+    cfg = ApiConfig.load()
+    now = 1_000_000.0
+
+    def person(auth_time: int | None, via: Via = "jwt") -> Principal:
+        return Principal("u1", "user", ALL_SCOPES, via, session_id="s1", auth_time=auth_time)
+
+    require_fresh(person(int(now) - 300), cfg, now)
+    require_fresh(person(int(now) - 10, "oidc"), cfg, now)
+    for stale in (person(int(now) - 301), person(None), person(None, "oidc")):
+        with pytest.raises(ApiError) as caught:
+            require_fresh(stale, cfg, now)
+        assert (caught.value.status, caught.value.code) == (401, "fresh_auth_required")
+        challenge = caught.value.headers["WWW-Authenticate"]
+        assert 'error="insufficient_user_authentication"' in challenge
+        assert "max_age=300" in challenge
+    # An API key (made with a fresh proof, its secret signing each request) needs none.
+    key = Principal("u1", "user", frozenset({"withdraw"}), "api_key", key_id="ak_1")
+    require_fresh(key, cfg, now)
 
 
 def test_api_without_services() -> None:
