@@ -43,7 +43,7 @@ from werkzeug.serving import run_simple
 from infra.local_stack import REPO_ROOT
 from shared import logs
 from shared.auth import new_secrets_document
-from shared.http import REQUEST_ID_HEADER, error_response, request_id_of
+from shared.http import REQUEST_ID_HEADER, add_security_headers, error_response, request_id_of
 
 log = logging.getLogger("gateway")
 
@@ -140,6 +140,7 @@ def create_app(routes: Sequence[tuple[str, str | Endpoint]] = ROUTES) -> flask.F
 def _error(request: flask.Request, status: int, code: str, message: str) -> flask.Response:
     response = error_response(status, code, message)
     response.headers[REQUEST_ID_HEADER] = request_id_of(request)
+    add_security_headers(response)
     return response
 
 
