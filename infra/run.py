@@ -492,6 +492,7 @@ class Exchange:
             PYTHONPATH=str(REPO_ROOT),
             PORT=str(self.cfg.matcher_port),
             AUTH_KEYS_FILE=str(keys),
+            MATCHER_HOST=self.cfg.host,
             PYTHONUNBUFFERED="1",
         )
         return env

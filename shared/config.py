@@ -100,6 +100,9 @@ class MatcherConfig:
     snapshot_seconds: float
     reply_ttl_s: int
     depth_levels: int
+    host: str = "127.0.0.1"
+    """Where the health server (``/healthz``, ``/readyz``) listens: loopback unless told
+    otherwise (``MATCHER_HOST``); the container image says ``0.0.0.0`` for Cloud Run."""
 
     @staticmethod
     def load() -> MatcherConfig:
@@ -114,6 +117,7 @@ class MatcherConfig:
             snapshot_seconds=_float("SNAPSHOT_SECONDS", 300.0),
             reply_ttl_s=_int("REPLY_TTL_S", 3600),
             depth_levels=_int("DEPTH_LEVELS", 50),
+            host=_get("MATCHER_HOST", "127.0.0.1"),
         )
 
 
