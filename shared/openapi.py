@@ -458,7 +458,13 @@ def _schemas() -> dict[str, JSON]:
             {
                 "asset": {"type": "string", "maxLength": 12},
                 "amount": {**DEC, "description": "what arrives; the fee is charged on top"},
-                "address": {**ADDRESS, "description": "EIP-55 checksummed (mixed case)"},
+                "address": {
+                    **ADDRESS,
+                    "description": (
+                        "EIP-55: mixed case with a valid checksum, or all lowercase or all "
+                        "uppercase (no checksum); stored and shown checksummed"
+                    ),
+                },
             },
             closed=True,
             examples=[
@@ -1085,7 +1091,7 @@ def _paths() -> dict[str, dict[str, JSON]]:
                 description=(
                     "Needs the withdraw scope. Checked before anything is stored (400: "
                     "unknown_asset, no_chain, bad_amount, below_min_withdrawal, "
-                    "invalid_address, address_not_checksummed, invalid_checksum); the "
+                    "invalid_address, invalid_checksum); the "
                     "asset's daily limit per user (422 daily_limit_exceeded). The matcher "
                     "holds amount + fee (422 insufficient_funds); 202 when it has not "
                     "answered in time. A retry with the same Idempotency-Key answers with "

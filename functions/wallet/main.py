@@ -25,17 +25,19 @@ read once per instance; neither it nor any key is ever logged or answered.
 A withdrawal is checked before anything is stored: the asset is known (``unknown_asset``) and
 listed on the chain (``no_chain``); the amount is a decimal string within the asset's precision
 and positive (``bad_amount``) and at least the asset's minimum (``below_min_withdrawal``); the
-address is ``0x`` + 40 hex (``invalid_address``), checksummed (EIP-55:
-``address_not_checksummed`` for an all-lower or all-upper case one, ``invalid_checksum`` for a
-wrong one) and not the zero address (``invalid_address``). All 400. The asset's withdrawal fee
-is charged on top of the amount (the matcher holds amount + fee). Then, under a per-user
-advisory lock in one Postgres transaction, the rolling 24 h sum of the user's requests for the
-asset (all but rejected and refunded ones) plus this one must stay within the asset's daily
-limit (422 ``daily_limit_exceeded``), and the ``withdrawal_requests`` row is inserted
-(``requested``). The ``RequestWithdrawal`` command goes to the matcher with the user as ordering
-key; its refusal (422 ``insufficient_funds``, ...) marks the row ``rejected``; no verdict within
-``API_REPLY_WAIT_S`` answers 202. A publish that fails (503) marks the row rejected
-(``not_queued``): nothing was held. The withdrawal sender (shared.wallet.sender) moves it on.
+address is ``0x`` + 40 hex (``invalid_address``), not the zero address (``invalid_address``),
+and, when it mixes upper and lower case, carries a valid EIP-55 checksum (``invalid_checksum``;
+all lowercase or all uppercase hex carries none and is accepted, as wallets and explorers show
+addresses both ways). All 400. The address is stored and shown checksummed. The asset's
+withdrawal fee is charged on top of the amount (the matcher holds amount + fee). Then, under
+a per-user advisory lock in one Postgres transaction, the rolling 24 h sum of the user's
+requests for the asset (all but rejected and refunded ones) plus this one must stay within the
+asset's daily limit (422 ``daily_limit_exceeded``), and the ``withdrawal_requests`` row is
+inserted (``requested``). The ``RequestWithdrawal`` command goes to the matcher with the user as
+ordering key; its refusal (422 ``insufficient_funds``, ...) marks the row ``rejected``; no
+verdict within ``API_REPLY_WAIT_S`` answers 202. A publish that fails (503) marks the row
+rejected (``not_queued``): nothing was held. The withdrawal sender (shared.wallet.sender)
+moves it on.
 
 ``Idempotency-Key``: a retry with the same key and request answers with the first request's
 withdrawal (the withdrawal id is derived from the command id), never storing a second one.
@@ -61,7 +63,7 @@ import flask
 import msgspec
 import orjson
 import redis
-from eth_utils.address import is_checksum_address
+from eth_utils.address import is_checksum_address, to_checksum_address
 
 from shared import logs
 from shared.auth import Principal, authenticate, require_scope
@@ -432,7 +434,7 @@ def _withdrawal_json(row: Sequence[Any], precision: Callable[[str], int]) -> dic
         "asset": asset,
         "amount": format_units(int(amount), p),
         "fee": format_units(int(fee), p),
-        "address": address,
+        "address": to_checksum_address(address),
         "state": state,
         "tx_hash": tx_hash,
         "error": error,
@@ -441,7 +443,9 @@ def _withdrawal_json(row: Sequence[Any], precision: Callable[[str], int]) -> dic
     }
 
 
-def _check_address(address: str) -> None:
+def _checked_address(address: str) -> str:
+    """The address in its checksummed form (EIP-55). All lowercase or all uppercase hex
+    carries no checksum and is taken as it is; mixed case must carry a valid one."""
     if not _ADDRESS_RE.fullmatch(address):
         raise bad_request(
             "address must be an Ethereum address: 0x followed by 40 hex digits",
@@ -449,19 +453,14 @@ def _check_address(address: str) -> None:
         )
     if address.lower() == _ZERO_ADDRESS:
         raise bad_request("the zero address cannot receive a withdrawal", "invalid_address")
-    if is_checksum_address(address):
-        return
     digits = address[2:]
-    if digits in (digits.lower(), digits.upper()):
+    if digits not in (digits.lower(), digits.upper()) and not is_checksum_address(address):
         raise bad_request(
-            "a checksummed (EIP-55, mixed-case) address is required, so that a mistyped "
-            "address is caught; copy it from a wallet that shows the checksum",
-            "address_not_checksummed",
+            "the address's EIP-55 checksum (its mix of upper and lower case) does not match: "
+            "it is probably mistyped",
+            "invalid_checksum",
         )
-    raise bad_request(
-        "the address's EIP-55 checksum does not match: it is probably mistyped",
-        "invalid_checksum",
-    )
+    return to_checksum_address(address)
 
 
 def _get_withdrawal(svc: Services, user: str, wid: str) -> list[Any] | None:
@@ -605,7 +604,7 @@ def request_withdrawal(req: ApiRequest) -> flask.Response:
         raise bad_request(
             f"the smallest withdrawal of {chain.asset} is {minimum}", "below_min_withdrawal"
         )
-    _check_address(body.address)
+    address = _checked_address(body.address)
     chain_id = _config().chain_id
 
     command_id = new_command_id()
@@ -616,7 +615,7 @@ def request_withdrawal(req: ApiRequest) -> flask.Response:
             return _repeat(svc, user, first)
     r = _Request(
         withdrawal_id=WITHDRAWAL_PREFIX + command_id, command_id=command_id, user=user,
-        chain=chain, amount=amount, fee=chain.withdrawal_fee, address=body.address,
+        chain=chain, amount=amount, fee=chain.withdrawal_fee, address=address,
         chain_id=chain_id,
     )  # fmt: skip
     try:
