@@ -49,18 +49,17 @@ written by whoever lists the asset on the chain (the local stack's seeding, the 
 function); ``chain`` is null for an asset without an entry.
 
 Postgres: one connection per instance, made on first use and kept across invocations
-(requests of one instance take turns on it); a connection error reconnects once, then 503.
+(requests of one instance take turns on it; shared.db.SharedConnection): a connection error
+reconnects once, then 503; any failure other than a clean SQL error discards the connection.
 A Redis error answers 503 as well.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -69,13 +68,12 @@ from typing import Any, Final
 
 import flask
 import orjson
-import pg8000.exceptions
 import redis
 
 from shared import logs
 from shared.auth import authenticate, require_scope
 from shared.config import ConfigError, PostgresConfig
-from shared.db import Database, connect
+from shared.db import DatabaseUnavailableError, SharedConnection
 from shared.http import (
     Api,
     ApiRequest,
@@ -157,63 +155,10 @@ def market_redis() -> redis.Redis:
     )
 
 
-class Postgres:
-    """One connection, made on first use, kept for the instance's life and shared by its
-    requests in turn. A connection-level failure closes it and tries once more with a new
-    one (the statements are reads: running one again is harmless); then 503."""
-
-    def __init__(self, connector: Callable[[], Database]) -> None:
-        self._connector = connector
-        self._conn: Database | None = None
-        self._lock = threading.Lock()
-
-    def run(self, sql: str, **params: Any) -> list[list[Any]]:
-        with self._lock:
-            for attempt in (1, 2):
-                try:
-                    if self._conn is None:
-                        self._conn = self._connector()
-                    rows: list[list[Any]] = self._conn.run(sql, **params)
-                    return rows
-                except Exception as exc:
-                    if not _connection_error(exc):
-                        raise
-                    self._discard()
-                    log.warning(
-                        "postgres connection failed", extra={"attempt": attempt, "error": repr(exc)}
-                    )
-            raise unavailable("the database is unavailable; try again")
-
-    def close(self) -> None:
-        with self._lock:
-            self._discard()
-
-    def _discard(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):  # a broken one may fail to close cleanly
-                conn.close()
-
-
-def _connection_error(exc: Exception) -> bool:
-    """Errors that mean the connection (not the statement) is bad: network failures, the
-    server shutting down or terminating the backend, failed connects."""
-    if isinstance(exc, OSError | pg8000.exceptions.InterfaceError):
-        return True
-    if isinstance(exc, pg8000.exceptions.DatabaseError) and exc.args:
-        info = exc.args[0]
-        code = str(info.get("C", "")) if isinstance(info, dict) else ""
-        return code.startswith(("08", "57P"))
-    return False
-
-
-def _connect() -> Database:
-    return connect(PostgresConfig.load(), "queries")
-
-
 @functools.cache
-def database() -> Postgres:
-    return Postgres(_connect)
+def database() -> SharedConnection:
+    """Postgres: one connection per instance (shared.db.SharedConnection)."""
+    return SharedConnection(PostgresConfig.load(), "queries")
 
 
 def reset() -> None:
@@ -228,7 +173,7 @@ def reset() -> None:
 
 
 def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
-    """``api.route`` with Redis failures answered 503 instead of 500."""
+    """``api.route`` with Redis and Postgres outages answered 503 instead of 500."""
 
     def register(handler: Handler) -> Handler:
         @functools.wraps(handler)
@@ -238,6 +183,9 @@ def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
             except redis.RedisError as exc:
                 log.warning("redis failed", extra={"error": repr(exc)})
                 raise unavailable("market data is unavailable; try again") from None
+            except DatabaseUnavailableError as exc:
+                log.warning("postgres failed", extra={"error": repr(exc)})
+                raise unavailable("the database is unavailable; try again") from None
 
         api.route(method, pattern)(guarded)
         return handler
@@ -290,14 +238,14 @@ class Catalog:
         self,
         assets: dict[str, dict[str, Any]],
         markets: dict[str, dict[str, Any]],
-        postgres: Postgres | None = None,
+        postgres: SharedConnection | None = None,
     ) -> None:
         self.assets = assets
         self.markets = markets
         self._postgres = postgres
 
     @staticmethod
-    def load(client: redis.Redis, postgres: Postgres | None = None) -> Catalog:
+    def load(client: redis.Redis, postgres: SharedConnection | None = None) -> Catalog:
         pipe = client.pipeline(transaction=False)
         pipe.hgetall(ASSETS_KEY)
         pipe.hgetall(MARKETS_KEY)

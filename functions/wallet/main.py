@@ -57,7 +57,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final, TypeVar
+from typing import Annotated, Any, Final
 
 import flask
 import msgspec
@@ -69,7 +69,7 @@ from shared import logs
 from shared.auth import Principal, authenticate, require_scope
 from shared.commands import Idempotency, Services, fingerprint, new_command_id, rejection, services
 from shared.config import ConfigError, WalletConfig
-from shared.db import Database
+from shared.db import Database, DatabaseUnavailableError
 from shared.http import (
     Api,
     ApiError,
@@ -197,7 +197,7 @@ class Precisions:
     def __call__(self, asset: str) -> int:
         if asset not in self._known and not self._complete:
             self._complete = True
-            rows = _db(self._svc, lambda db: db.run("SELECT asset, precision FROM assets"))
+            rows = self._svc.db.run("SELECT asset, precision FROM assets")
             for name, precision in rows:
                 self._known.setdefault(name, int(precision))
         if asset not in self._known:
@@ -224,20 +224,6 @@ def _asset_chain(svc: Services, asset: str) -> AssetChain:
     except (KeyError, TypeError, ValueError, orjson.JSONDecodeError) as exc:
         log.error("malformed chain details", extra={"asset": asset, "error": repr(exc)})
         raise unavailable(f"the chain details of {asset} are unavailable; try again") from None
-
-
-T = TypeVar("T")
-
-
-def _db(svc: Services, fn: Callable[[Database], T]) -> T:
-    """``svc.db.call(fn)``, a database failure answered 503."""
-    try:
-        return svc.db.call(fn)
-    except ApiError:
-        raise
-    except Exception:
-        log.exception("postgres failed")
-        raise unavailable("the database is unavailable; try again") from None
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -298,7 +284,7 @@ def _asset_param(params: Params, precision: Precisions) -> str | None:
 
 
 def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
-    """``api.route`` with Redis failures answered 503 instead of 500."""
+    """``api.route`` with Redis and Postgres outages answered 503 instead of 500."""
 
     def register(handler: Handler) -> Handler:
         @functools.wraps(handler)
@@ -308,6 +294,9 @@ def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
             except redis.RedisError as exc:
                 log.warning("redis failed", extra={"error": repr(exc)})
                 raise unavailable("a backing service is unavailable; try again") from None
+            except DatabaseUnavailableError as exc:
+                log.warning("postgres failed", extra={"error": repr(exc)})
+                raise unavailable("the database is unavailable; try again") from None
 
         api.route(method, pattern)(guarded)
         return handler
@@ -412,7 +401,7 @@ def list_deposits(req: ApiRequest) -> flask.Response:
         where.append("(d.seen_at < :t OR (d.seen_at = :t AND d.ref > :k))")
         args["t"], args["k"] = cursor
     sql = _DEPOSIT_SQL.format(where=" AND ".join(where))
-    rows = _db(svc, lambda db: db.run(sql, **args))
+    rows = svc.db.run(sql, **args)
     items = [_deposit_json(row, precision) for row in rows]
     return json_response(_page(items, rows, limit, "deposits", 10, 0))
 
@@ -464,27 +453,21 @@ def _checked_address(address: str) -> str:
 
 
 def _get_withdrawal(svc: Services, user: str, wid: str) -> list[Any] | None:
-    rows = _db(
-        svc,
-        lambda db: db.run(
-            f"SELECT {_WITHDRAWAL_COLUMNS} FROM withdrawal_requests"
-            " WHERE withdrawal_id = :w AND user_id = :u",
-            w=wid,
-            u=user,
-        ),
+    rows = svc.db.run(
+        f"SELECT {_WITHDRAWAL_COLUMNS} FROM withdrawal_requests"
+        " WHERE withdrawal_id = :w AND user_id = :u",
+        w=wid,
+        u=user,
     )
     return list(rows[0]) if rows else None
 
 
 def _mark_rejected(svc: Services, wid: str, reason: str) -> None:
-    _db(
-        svc,
-        lambda db: db.run(
-            "UPDATE withdrawal_requests SET state = 'rejected', error = :e, updated_at = now()"
-            " WHERE withdrawal_id = :w AND state = 'requested'",
-            e=reason,
-            w=wid,
-        ),
+    svc.db.run(
+        "UPDATE withdrawal_requests SET state = 'rejected', error = :e, updated_at = now()"
+        " WHERE withdrawal_id = :w AND state = 'requested'",
+        e=reason,
+        w=wid,
     )
 
 
@@ -619,7 +602,7 @@ def request_withdrawal(req: ApiRequest) -> flask.Response:
         chain_id=chain_id,
     )  # fmt: skip
     try:
-        left = _db(svc, lambda db: _store(db, r))
+        left = svc.db.call(lambda db: _store(db, r))
     except Exception:
         if key is not None:
             svc.idempotency.abandon(user, key, command_id)
@@ -672,7 +655,7 @@ def list_withdrawals(req: ApiRequest) -> flask.Response:
         f"SELECT {_WITHDRAWAL_COLUMNS} FROM withdrawal_requests WHERE {' AND '.join(where)}"
         " ORDER BY created_at DESC, withdrawal_id LIMIT :n"
     )
-    rows = _db(svc, lambda db: db.run(sql, **args))
+    rows = svc.db.run(sql, **args)
     items = [_withdrawal_json(row, precision) for row in rows]
     return json_response(_page(items, rows, limit, "withdrawals", 8, 0))
 
