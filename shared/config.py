@@ -320,6 +320,36 @@ class SecretSource:
 
 
 @dataclass(frozen=True, slots=True)
+class CursorConfig:
+    """The key that signs page cursors (shared.cursors), read by the functions that list
+    pages (queries, wallet): exactly one of ``CURSOR_KEY`` (the value, development only),
+    ``CURSOR_KEY_FILE`` or ``CURSOR_KEY_SECRET`` (a Secret Manager version name, in the
+    cloud), as the auth keys are given; at least 32 characters (``secrets.token_urlsafe(32)``).
+    """
+
+    MIN_KEY_BYTES = 32
+
+    key: SecretSource
+
+    @staticmethod
+    def load() -> CursorConfig:
+        source = SecretSource.load("CURSOR_KEY")
+        if not source.configured:
+            raise ConfigError("one of CURSOR_KEY, CURSOR_KEY_FILE or CURSOR_KEY_SECRET is required")
+        return CursorConfig(source)
+
+    def read_key(self) -> bytes:
+        """The key's bytes; never logged."""
+        key = self.key.read().encode()
+        if len(key) < CursorConfig.MIN_KEY_BYTES:
+            raise ConfigError(
+                f"the cursor key (CURSOR_KEY*) must be at least {CursorConfig.MIN_KEY_BYTES}"
+                " characters"
+            )
+        return key
+
+
+@dataclass(frozen=True, slots=True)
 class WalletConfig:
     """The Ethereum wallet's jobs and routes (shared/wallet, docs/wallet.md)."""
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 from functools import cache
 from typing import Any, Final
 
+from shared.params import TIME_MS_MAX
+
 JSON = dict[str, Any]
 
 DECIMAL_PATTERN: Final = r"^(0|[1-9][0-9]*)(\.[0-9]+)?$"
@@ -63,6 +65,7 @@ SDEC: Final[JSON] = ref("SignedDecimal")
 
 DATETIME: Final[JSON] = {"type": "string", "format": "date-time"}
 ADDRESS: Final[JSON] = {"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$"}
+TIME_MS: Final[JSON] = {"type": "integer", "minimum": 0, "maximum": TIME_MS_MAX}
 CHAIN_RULES: Final[dict[str, JSON]] = {
     "confirmations": {
         "type": "integer",
@@ -751,7 +754,6 @@ CLIENT_ORDER_ID: Final = path_param("client_order_id", example="my-order-1")
 LIMIT: Final = {"$ref": "#/components/parameters/Limit"}
 CURSOR: Final = {"$ref": "#/components/parameters/Cursor"}
 IDEMPOTENCY: Final = {"$ref": "#/components/parameters/IdempotencyKey"}
-WALLET_CURSOR: Final = {"$ref": "#/components/parameters/WalletCursor"}
 
 
 def op(
@@ -917,8 +919,8 @@ def _paths() -> dict[str, dict[str, JSON]]:
                         {"type": "string", "enum": ["1m", "5m", "15m", "1h", "4h", "1d"]},
                         required=True,
                     ),
-                    query("start", {"type": "integer", "minimum": 0}, "open time, ms"),
-                    query("end", {"type": "integer", "minimum": 0}, "open time, ms"),
+                    query("start", TIME_MS, "open time, ms"),
+                    query("end", TIME_MS, "open time, ms"),
                     LIMIT,
                 ],
                 responses={"200": ok("Candles", ref("KlineList")), **public, **err(404)},
@@ -1068,7 +1070,7 @@ def _paths() -> dict[str, dict[str, JSON]]:
             "get": op(
                 "wallet", "listDeposits", "The caller's chain deposits, newest first",
                 tag="wallet", security=USER,
-                parameters=[query("asset", STR), LIMIT, WALLET_CURSOR],
+                parameters=[query("asset", STR), LIMIT, CURSOR],
                 description=(
                     "Needs the read scope. Every transfer seen to the caller's address, "
                     "pending ones with their confirmations so far."
@@ -1080,7 +1082,7 @@ def _paths() -> dict[str, dict[str, JSON]]:
             "get": op(
                 "wallet", "listWithdrawals", "The caller's withdrawals, newest first",
                 tag="wallet", security=USER,
-                parameters=[query("asset", STR), LIMIT, WALLET_CURSOR],
+                parameters=[query("asset", STR), LIMIT, CURSOR],
                 responses={
                     "200": ok("A page", ref("WithdrawalList")), **err(400), **user_errors,
                 },
@@ -1269,13 +1271,13 @@ def document() -> JSON:
                 "Limit": query("limit", {"type": "integer", "minimum": 1}, "page size"),
                 "Cursor": query(
                     "cursor",
-                    {"type": "string", "pattern": "^[1-9][0-9]{0,17}$"},
-                    "next_cursor of the previous page",
-                ),
-                "WalletCursor": query(
-                    "cursor",
-                    {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,400}$"},
-                    "next_cursor of the previous page (opaque)",
+                    {
+                        "type": "string",
+                        "maxLength": 512,
+                        "pattern": "^[A-Za-z0-9_-]+[.][A-Za-z0-9_-]{22}$",
+                    },
+                    "next_cursor of the previous page: opaque and signed, valid only for the "
+                    "listing and the user it was made for (else 400 invalid_cursor)",
                 ),
                 "IdempotencyKey": {
                     "name": "Idempotency-Key",

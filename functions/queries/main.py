@@ -33,9 +33,11 @@ GET      /v1/ledger?asset=&limit=&cursor=            ``{ledger, next_cursor}``: 
 =======  ==========================================  =============================================
 
 Query parameters are strict: an unknown or repeated parameter, an empty value, a limit that
-is not a plain integer in range, a bad interval or cursor answer 400; an unknown market in a
-path answers 404, in a query 400. Cursors are opaque strings (today the last id of the page);
-``next_cursor`` is null on the last page.
+is not a plain integer in range, a bad interval, a time (``start``, ``end``: milliseconds since
+the epoch, up to the end of year 9999) out of range or a bad cursor answer 400; an unknown
+market in a path answers 404, in a query 400. Cursors are opaque, signed strings
+(shared.cursors), valid for the listing and the user they were made for; ``next_cursor`` is
+null on the last page.
 
 Money is formatted with the precision of its asset (``md:assets``): prices and quote values
 in the quote asset's, amounts in the base asset's, a fee in the asset it is paid in (the
@@ -73,6 +75,8 @@ import redis
 from shared import logs
 from shared.auth import authenticate, require_scope
 from shared.config import ConfigError, PostgresConfig
+from shared.cursors import default_cursors
+from shared.cursors import reset_default as reset_default_cursors
 from shared.db import DatabaseUnavailableError, SharedConnection
 from shared.http import (
     Api,
@@ -111,9 +115,8 @@ ASSETS_KEY: Final = "md:assets"
 MARKETS_KEY: Final = "md:markets"
 ASSET_CHAINS_KEY: Final = "md:asset_chains"
 
-_MAX_TS: Final = 2**53
 _ID_RE: Final = re.compile(r"[1-9][0-9]{0,17}")
-"""Order ids, trade ids, ledger ids and cursors: positive BIGINTs (18 digits stay below 2**63)."""
+"""Order ids in paths: positive BIGINTs (18 digits stay below 2**63)."""
 _MAX_CLIENT_ORDER_ID: Final = 128
 
 
@@ -170,6 +173,7 @@ def reset() -> None:
         market_redis().close()
     market_redis.cache_clear()
     config.cache_clear()
+    reset_default_cursors()
 
 
 def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
@@ -201,20 +205,21 @@ def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
 class Params(QueryParams):
     """The query string, checked (shared.params), with this function's cursors."""
 
-    def cursor(self) -> int | None:
-        raw = self._args.get("cursor")
-        if raw is None:
-            return None
-        if not _ID_RE.fullmatch(raw):
-            raise bad_request("cursor is not one this API returned", "invalid_cursor")
-        return int(raw)
+    def cursor(self, listing: str, user: str) -> int | None:
+        """The id a page of ``listing`` starts after (shared.cursors); 400 unless this API
+        made the cursor for this listing and user."""
+        raw = self.text("cursor")
+        return None if raw is None else default_cursors().open_id(listing, user, raw)
 
 
-def _page(items: list[dict[str, Any]], limit: int, key: str, id_field: str) -> dict[str, Any]:
+def _page(
+    items: list[dict[str, Any]], limit: int, key: str, id_field: str, user: str
+) -> dict[str, Any]:
     """``limit + 1`` rows were read: the extra one only says that another page exists."""
     more = len(items) > limit
     items = items[:limit]
-    return {key: items, "next_cursor": str(items[-1][id_field]) if more else None}
+    cursor = default_cursors().make_id(key, user, items[-1][id_field]) if more else None
+    return {key: items, "next_cursor": cursor}
 
 
 # --------------------------------------------------------------------------------------------
@@ -477,8 +482,8 @@ def klines(req: ApiRequest) -> flask.Response:
     interval = params.text("interval")
     if interval not in INTERVALS:
         raise bad_request(f"interval must be one of {', '.join(INTERVALS)}", "invalid_interval")
-    start = params.integer("start", 0, _MAX_TS)
-    end = params.integer("end", 0, _MAX_TS)
+    start = params.time_ms("start")
+    end = params.time_ms("end")
     if start is not None and end is not None and start > end:
         raise bad_request("start must not be after end", "invalid_range")
     limit = params.limit(KLINES_DEFAULT, KLINES_MAX)
@@ -595,8 +600,8 @@ def list_orders(req: ApiRequest) -> flask.Response:
     if status not in (None, "open", "closed"):
         raise bad_request("status must be open or closed", "invalid_status")
     limit = params.limit(PAGE_DEFAULT, PAGE_MAX)
-    cursor = params.cursor()
     user_id = _caller(req)
+    cursor = params.cursor("orders", user_id)
     catalog = _private_catalog()
     market = _market_param(params, catalog)
     where = ["user_id = :u"]
@@ -616,7 +621,7 @@ def list_orders(req: ApiRequest) -> flask.Response:
         **args,
     )
     items = [_order_json(row, catalog) for row in rows]
-    return json_response(_page(items, limit, "orders", "order_id"))
+    return json_response(_page(items, limit, "orders", "order_id", user_id))
 
 
 @route("GET", "/v1/orders/{order_id}")
@@ -696,8 +701,8 @@ def _fills_sql(role: str, market: bool, cursor: bool) -> str:
 def own_trades(req: ApiRequest) -> flask.Response:
     params = Params(req, "market", "limit", "cursor")
     limit = params.limit(PAGE_DEFAULT, PAGE_MAX)
-    cursor = params.cursor()
     user_id = _caller(req)
+    cursor = params.cursor("trades", user_id)
     catalog = _private_catalog()
     market = _market_param(params, catalog)
     args: dict[str, Any] = {"u": user_id, "n": limit + 1}
@@ -713,15 +718,15 @@ def own_trades(req: ApiRequest) -> flask.Response:
         **args,
     )
     items = [_fill_json(row, catalog) for row in rows]
-    return json_response(_page(items, limit, "trades", "trade_id"))
+    return json_response(_page(items, limit, "trades", "trade_id", user_id))
 
 
 @route("GET", "/v1/ledger")
 def ledger(req: ApiRequest) -> flask.Response:
     params = Params(req, "asset", "limit", "cursor")
     limit = params.limit(PAGE_DEFAULT, PAGE_MAX)
-    cursor = params.cursor()
     user_id = _caller(req)
+    cursor = params.cursor("ledger", user_id)
     catalog = _private_catalog()
     asset = params.text("asset")
     if asset is not None and not catalog.has_asset(asset):
@@ -740,7 +745,7 @@ def ledger(req: ApiRequest) -> flask.Response:
         **args,
     )
     items = [_ledger_json(row, catalog) for row in rows]
-    return json_response(_page(items, limit, "ledger", "id"))
+    return json_response(_page(items, limit, "ledger", "id", user_id))
 
 
 def _ledger_json(row: Sequence[Any], catalog: Catalog) -> dict[str, Any]:

@@ -42,14 +42,13 @@ moves it on.
 ``Idempotency-Key``: a retry with the same key and request answers with the first request's
 withdrawal (the withdrawal id is derived from the command id), never storing a second one.
 
-Cursors are opaque strings (``next_cursor``; null on the last page); query parameters are strict
-as in the queries function (unknown, repeated or empty ones answer 400).
+Cursors are opaque, signed strings (``next_cursor``; null on the last page; shared.cursors),
+valid for the listing and the user they were made for; query parameters are strict as in the
+queries function (unknown, repeated or empty ones, a bad cursor answer 400).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import functools
 import logging
@@ -69,6 +68,8 @@ from shared import logs
 from shared.auth import Principal, authenticate, require_scope
 from shared.commands import Idempotency, Services, fingerprint, new_command_id, rejection, services
 from shared.config import ConfigError, WalletConfig
+from shared.cursors import default_cursors
+from shared.cursors import reset_default as reset_default_cursors
 from shared.db import Database, DatabaseUnavailableError
 from shared.http import (
     Api,
@@ -100,8 +101,6 @@ WITHDRAWAL_PREFIX: Final = "wd_"
 _WITHDRAWAL_ID_RE: Final = re.compile(r"wd_[0-9a-f]{32}")
 _ADDRESS_RE: Final = re.compile(r"0x[0-9a-fA-F]{40}")
 _ZERO_ADDRESS: Final = "0x" + "0" * 40
-_CURSOR_RE: Final = re.compile(r"[A-Za-z0-9_\-]{1,400}")
-_MAX_CURSOR_KEY: Final = 200
 _LOCK_CLASS: Final = 0x77D1  # the first key of the per-user withdrawal advisory lock
 STATES_NOT_COUNTED: Final = ("rejected", "refunded")
 """Withdrawal requests that do not count against the daily limit: nothing left the exchange."""
@@ -138,6 +137,7 @@ def reset() -> None:
     """Forget the wallet configuration and keys (tests that change the environment)."""
     hd_wallet.cache_clear()
     wallet_config.cache_clear()
+    reset_default_cursors()
 
 
 def _config() -> WalletConfig:
@@ -233,43 +233,23 @@ def _iso(value: datetime | None) -> str | None:
 class Params(QueryParams):
     """The query string, checked (shared.params), with this function's cursors."""
 
-    def cursor(self) -> tuple[datetime, str] | None:
-        raw = self._args.get("cursor")
-        if raw is None:
-            return None
-        return _decode_cursor(raw)
-
-
-def _encode_cursor(ts: datetime, key: str) -> str:
-    text = f"{ts.astimezone(UTC).isoformat()}|{key}".encode()
-    return base64.urlsafe_b64encode(text).decode().rstrip("=")
-
-
-def _decode_cursor(raw: str) -> tuple[datetime, str]:
-    invalid = bad_request("cursor is not one this API returned", "invalid_cursor")
-    if not _CURSOR_RE.fullmatch(raw):
-        raise invalid
-    try:
-        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
-        stamp, sep, key = text.partition("|")
-        ts = datetime.fromisoformat(stamp)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise invalid from None
-    if not sep or not key or len(key) > _MAX_CURSOR_KEY or ts.tzinfo is None:
-        raise invalid
-    return ts, key
+    def cursor(self, listing: str, user: str) -> tuple[datetime, str] | None:
+        """The (time, key) a page of ``listing`` starts after (shared.cursors); 400 unless
+        this API made the cursor for this listing and user."""
+        raw = self.text("cursor")
+        return None if raw is None else default_cursors().open_time_key(listing, user, raw)
 
 
 def _page(
     items: list[dict[str, Any]], rows: Sequence[Sequence[Any]], limit: int, name: str,
-    ts_col: int, key_col: int,
+    user: str, ts_col: int, key_col: int,
 ) -> dict[str, Any]:  # fmt: skip
     """``limit + 1`` rows were read: the extra one only says that another page exists."""
     more = len(items) > limit
     cursor = None
     if more:
         last = rows[limit - 1]
-        cursor = _encode_cursor(last[ts_col], str(last[key_col]))
+        cursor = default_cursors().make_time_key(name, user, last[ts_col], str(last[key_col]))
     return {name: items[:limit], "next_cursor": cursor}
 
 
@@ -389,7 +369,7 @@ def list_deposits(req: ApiRequest) -> flask.Response:
     principal = _reader(req, svc)
     params = Params(req, "asset", "limit", "cursor")
     limit = params.limit(PAGE_DEFAULT, PAGE_MAX)
-    cursor = params.cursor()
+    cursor = params.cursor("deposits", principal.user_id)
     precision = Precisions(svc)
     asset = _asset_param(params, precision)
     where = ["d.user_id = :u"]
@@ -403,7 +383,7 @@ def list_deposits(req: ApiRequest) -> flask.Response:
     sql = _DEPOSIT_SQL.format(where=" AND ".join(where))
     rows = svc.db.run(sql, **args)
     items = [_deposit_json(row, precision) for row in rows]
-    return json_response(_page(items, rows, limit, "deposits", 10, 0))
+    return json_response(_page(items, rows, limit, "deposits", principal.user_id, 10, 0))
 
 
 # --------------------------------------------------------------------------------------------
@@ -640,7 +620,7 @@ def list_withdrawals(req: ApiRequest) -> flask.Response:
     principal = _reader(req, svc, "withdraw")
     params = Params(req, "asset", "limit", "cursor")
     limit = params.limit(PAGE_DEFAULT, PAGE_MAX)
-    cursor = params.cursor()
+    cursor = params.cursor("withdrawals", principal.user_id)
     precision = Precisions(svc)
     asset = _asset_param(params, precision)
     where = ["user_id = :u"]
@@ -657,7 +637,7 @@ def list_withdrawals(req: ApiRequest) -> flask.Response:
     )
     rows = svc.db.run(sql, **args)
     items = [_withdrawal_json(row, precision) for row in rows]
-    return json_response(_page(items, rows, limit, "withdrawals", 8, 0))
+    return json_response(_page(items, rows, limit, "withdrawals", principal.user_id, 8, 0))
 
 
 @route("GET", "/v1/withdrawals/{id}")
