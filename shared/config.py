@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from shared import logs
+
 
 class ConfigError(RuntimeError):
     pass
@@ -303,7 +305,13 @@ class SecretSource:
         return self.value is not None or self.file is not None or self.secret is not None
 
     def read(self) -> str:
-        """The secret's text; never logged. Fails with the variable names when unset."""
+        """The secret's text, never logged (shared.logs redacts it from here on). Fails with
+        the variable names when unset."""
+        text = self._read()
+        logs.hide(text)
+        return text
+
+    def _read(self) -> str:
         if self.value is not None:
             return self.value.strip()
         if self.file is not None:
