@@ -17,6 +17,7 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 from typing import Any
@@ -63,12 +64,12 @@ class Api(HttpClient):
         return token
 
 
-@pytest.fixture
-def api(
-    firestore_db: firestore.Client, matcher_cfg: MatcherConfig, tmp_path: Path
-) -> Iterator[Api]:
-    """The matcher and the gateway as processes, on this test's database, topics, Redis and
-    Firestore project (firestore_db comes first: the Pub/Sub names live in its project)."""
+@contextmanager
+def served(
+    matcher_cfg: MatcherConfig, tmp_path: Path, **extra_env: str
+) -> Iterator[tuple[Api, dict[str, str]]]:
+    """The matcher and the gateway as processes, on ``matcher_cfg``'s database, topics and
+    Redis and the current Firestore project; the client and the gateway's environment."""
     assert matcher_cfg.pubsub.project == os.environ["GOOGLE_CLOUD_PROJECT"]
     matcher = MatcherProcess(matcher_cfg, tmp_path, "matcher")
     port = free_port()
@@ -80,6 +81,7 @@ def api(
         CURSOR_KEY=secrets.token_urlsafe(32),
         API_REPLY_WAIT_S="15",
         FIRESTORE_EMULATOR_HOST=os.environ["FIRESTORE_EMULATOR_HOST"],
+        **extra_env,
     )
     log_path = tmp_path / "gateway.log"
     with open(log_path, "wb") as log:
@@ -100,7 +102,7 @@ def api(
                 return False
 
         wait_for(answers, 60, "the gateway")
-        yield client
+        yield client, env
     finally:
         gateway.terminate()  # gunicorn: graceful stop, workers included
         try:
@@ -109,6 +111,16 @@ def api(
             os.killpg(gateway.pid, 9)
             gateway.wait(5)
         matcher.stop()
+
+
+@pytest.fixture
+def api(
+    firestore_db: firestore.Client, matcher_cfg: MatcherConfig, tmp_path: Path
+) -> Iterator[Api]:
+    """The matcher and the gateway as processes, on this test's database, topics, Redis and
+    Firestore project (firestore_db comes first: the Pub/Sub names live in its project)."""
+    with served(matcher_cfg, tmp_path) as (client, _):
+        yield client
 
 
 def order(api: Api, token: str, **fields: Any) -> dict[str, Any]:
