@@ -37,6 +37,7 @@ import logging
 import math
 import os
 import random
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -357,6 +358,7 @@ def exchange(args: argparse.Namespace, log_dir: Path) -> Iterator[int]:
             "PYTHONPATH": str(REPO_ROOT),
             "PYTHONUNBUFFERED": "1",
             "AUTH_KEYS_JSON": orjson.dumps(new_secrets_document()).decode(),
+            "CURSOR_KEY": secrets.token_urlsafe(32),
             "PORT": str(matcher_port),
             # One address sends everything, a few users send a lot: lift the limits.
             "AUTH_RATE_PER_IP": "1000000",
@@ -365,9 +367,13 @@ def exchange(args: argparse.Namespace, log_dir: Path) -> Iterator[int]:
             "TRADE_RATE_PER_IP": "1000000",
             "ACCESS_TOKEN_TTL_S": "3600",
         }
-        for name in ("AUTH_KEYS_FILE", "AUTH_KEYS_SECRET", "OIDC_ISSUER", "CLOUD_SQL_INSTANCE"):
+        for name in (
+            "AUTH_KEYS_FILE", "AUTH_KEYS_SECRET", "OIDC_ISSUER", "CLOUD_SQL_INSTANCE",
+            "CURSOR_KEY_FILE", "CURSOR_KEY_SECRET",
+        ):  # fmt: skip
             env.pop(name, None)
         os.environ["AUTH_KEYS_JSON"] = env["AUTH_KEYS_JSON"]
+        os.environ["CURSOR_KEY"] = env["CURSOR_KEY"]
         matcher = Child("matcher", ["-m", "matcher_service"], env, log_dir)
         children.append(matcher)
         gateway = Child(

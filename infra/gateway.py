@@ -5,8 +5,10 @@ cloud's single API entry routes them.
 
 It expects the services' environment (``FIRESTORE_EMULATOR_HOST``, ``REDIS_URL``, ...; what
 ``python -m infra.local_stack up`` prints). Without ``AUTH_KEYS_*`` it makes a development
-secrets document in ``.state/auth-keys.json`` (kept, so tokens survive a restart).
-``make run`` (infra/run.py) starts it with ``AUTH_KEYS_FILE`` pointing into its state dir.
+secrets document in ``.state/auth-keys.json`` (kept, so tokens survive a restart), without
+``CURSOR_KEY*`` a development cursor key in ``.state/cursor-key``. ``make run``
+(infra/run.py) starts it with ``AUTH_KEYS_FILE`` and ``CURSOR_KEY_FILE`` pointing into its
+state dir.
 
 It serves with gunicorn (threaded workers, as in production; it comes with
 functions-framework), or with Werkzeug's threaded development server when gunicorn is not
@@ -30,6 +32,7 @@ import importlib
 import importlib.util
 import logging
 import os
+import secrets
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -43,7 +46,7 @@ from werkzeug.serving import run_simple
 from infra.local_stack import REPO_ROOT
 from shared import logs
 from shared.auth import new_secrets_document
-from shared.http import REQUEST_ID_HEADER, error_response, request_id_of
+from shared.http import REQUEST_ID_HEADER, add_security_headers, error_response, request_id_of
 
 log = logging.getLogger("gateway")
 
@@ -71,6 +74,7 @@ ROUTES: Final[tuple[tuple[str, str], ...]] = (
 
 _METHODS: Final = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 DEV_KEYS_FILE: Final = REPO_ROOT / ".state" / "auth-keys.json"
+DEV_CURSOR_KEY_FILE: Final = REPO_ROOT / ".state" / "cursor-key"
 
 
 def load_endpoint(target: str) -> Endpoint:
@@ -140,11 +144,12 @@ def create_app(routes: Sequence[tuple[str, str | Endpoint]] = ROUTES) -> flask.F
 def _error(request: flask.Request, status: int, code: str, message: str) -> flask.Response:
     response = error_response(status, code, message)
     response.headers[REQUEST_ID_HEADER] = request_id_of(request)
+    add_security_headers(response)
     return response
 
 
-def write_dev_keys(path: Path) -> Path:
-    """Make a development secrets document at ``path`` (owner-only) unless one is there."""
+def _write_once(path: Path, make: Callable[[], bytes], what: str) -> Path:
+    """Write ``make()`` to ``path`` (owner-only) unless a file is there."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -152,16 +157,34 @@ def write_dev_keys(path: Path) -> Path:
         except FileExistsError:  # made by a concurrent start
             return path
         with os.fdopen(fd, "wb") as f:
-            f.write(orjson.dumps(new_secrets_document(), option=orjson.OPT_INDENT_2))
-        log.info("made development auth keys in %s", path)
+            f.write(make())
+        log.info("made %s in %s", what, path)
     return path
 
 
-def ensure_dev_keys(path: Path = DEV_KEYS_FILE) -> None:
-    """Point ``AUTH_KEYS_FILE`` at a development secrets document unless a source is set."""
-    if any(os.environ.get(n) for n in ("AUTH_KEYS_SECRET", "AUTH_KEYS_FILE", "AUTH_KEYS_JSON")):
-        return
-    os.environ["AUTH_KEYS_FILE"] = str(write_dev_keys(path))
+def write_dev_keys(path: Path) -> Path:
+    """Make a development secrets document at ``path`` (owner-only) unless one is there."""
+    return _write_once(
+        path,
+        lambda: orjson.dumps(new_secrets_document(), option=orjson.OPT_INDENT_2),
+        "development auth keys",
+    )
+
+
+def write_dev_cursor_key(path: Path) -> Path:
+    """Make a development cursor key (shared.cursors) at ``path`` unless one is there."""
+    return _write_once(path, lambda: secrets.token_urlsafe(32).encode(), "a development cursor key")
+
+
+def ensure_dev_keys(
+    path: Path = DEV_KEYS_FILE, cursor_key_path: Path = DEV_CURSOR_KEY_FILE
+) -> None:
+    """Point ``AUTH_KEYS_FILE`` at a development secrets document and ``CURSOR_KEY_FILE`` at
+    a development cursor key, each unless a source of it is set."""
+    if not any(os.environ.get(n) for n in ("AUTH_KEYS_SECRET", "AUTH_KEYS_FILE", "AUTH_KEYS_JSON")):
+        os.environ["AUTH_KEYS_FILE"] = str(write_dev_keys(path))
+    if not any(os.environ.get(n) for n in ("CURSOR_KEY", "CURSOR_KEY_FILE", "CURSOR_KEY_SECRET")):
+        os.environ["CURSOR_KEY_FILE"] = str(write_dev_cursor_key(cursor_key_path))
 
 
 def serve_gunicorn(host: str, port: int, workers: int, threads: int) -> None:

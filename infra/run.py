@@ -60,7 +60,7 @@ from google.cloud import firestore
 
 from functions.admin.bootstrap import make_admin
 from infra.devchain import CONFIRMATIONS, LocalWallet, asset_chains, ensure_chain, wallet_keys
-from infra.gateway import write_dev_keys
+from infra.gateway import write_dev_cursor_key, write_dev_keys
 from infra.local_stack import (
     ALL_SERVICES,
     REPO_ROOT,
@@ -92,6 +92,10 @@ FIRESTORE_EXPORT_EVERY_S: Final = 60.0
 CHILD_STOP_TIMEOUT_S: Final = 15.0
 _SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _NO_PROXY: Final = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+_NOT_INHERITED: Final = (
+    "AUTH_KEYS_SECRET", "AUTH_KEYS_JSON", "CURSOR_KEY", "CURSOR_KEY_SECRET", "CLOUD_SQL_INSTANCE",
+)  # fmt: skip
+"""The shell's sources of what ``make run`` provides itself (its state dir's keys, Postgres)."""
 
 
 class RunError(RuntimeError):
@@ -479,19 +483,18 @@ class Exchange:
         self._t = now
 
     def _child_env(self) -> dict[str, str]:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in ("AUTH_KEYS_SECRET", "AUTH_KEYS_JSON", "CLOUD_SQL_INSTANCE")
-        }
+        env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
         env.update(self.stack.env())
         keys = write_dev_keys(self.cfg.state_dir / "auth-keys.json")
+        cursor_key = write_dev_cursor_key(self.cfg.state_dir / "cursor-key")
         self.wallet = wallet_keys(self.cfg.state_dir)
         env.update(self.wallet.env(), CHAIN_ID=str(self.stack.config.chain_id))
         env.update(
             PYTHONPATH=str(REPO_ROOT),
             PORT=str(self.cfg.matcher_port),
+            MATCHER_HOST=self.cfg.host,
             AUTH_KEYS_FILE=str(keys),
+            CURSOR_KEY_FILE=str(cursor_key),
             PYTHONUNBUFFERED="1",
         )
         return env

@@ -19,7 +19,7 @@ def main() -> int:
         return 2
     matcher = Matcher(cfg)
     install_signal_handlers(matcher)
-    server = serve(cfg.port, matcher.ready)
+    server = serve(cfg.port, matcher.ready, cfg.host)
     try:
         matcher.run()
     finally:

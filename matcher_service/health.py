@@ -1,5 +1,6 @@
 """``/healthz`` (the process answers) and ``/readyz`` (recovered, holding the lease,
-consuming) on ``$PORT``, as Cloud Run's probes expect."""
+consuming) on ``$MATCHER_HOST:$PORT``, as Cloud Run's probes expect (the image binds
+``0.0.0.0``; anything else, ``make run`` included, loopback)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-def serve(port: int, ready: threading.Event, host: str = "0.0.0.0") -> ThreadingHTTPServer:
+def serve(port: int, ready: threading.Event, host: str) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path == "/healthz":

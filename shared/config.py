@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from shared import logs
+
 
 class ConfigError(RuntimeError):
     pass
@@ -100,6 +102,9 @@ class MatcherConfig:
     snapshot_seconds: float
     reply_ttl_s: int
     depth_levels: int
+    host: str = "127.0.0.1"
+    """Where the health server (``/healthz``, ``/readyz``) listens: loopback unless told
+    otherwise (``MATCHER_HOST``); the container image says ``0.0.0.0`` for Cloud Run."""
 
     @staticmethod
     def load() -> MatcherConfig:
@@ -114,6 +119,7 @@ class MatcherConfig:
             snapshot_seconds=_float("SNAPSHOT_SECONDS", 300.0),
             reply_ttl_s=_int("REPLY_TTL_S", 3600),
             depth_levels=_int("DEPTH_LEVELS", 50),
+            host=_get("MATCHER_HOST", "127.0.0.1"),
         )
 
 
@@ -318,7 +324,13 @@ class SecretSource:
         return self.value is not None or self.file is not None or self.secret is not None
 
     def read(self) -> str:
-        """The secret's text; never logged. Fails with the variable names when unset."""
+        """The secret's text, never logged (shared.logs redacts it from here on). Fails with
+        the variable names when unset."""
+        text = self._read()
+        logs.hide(text)
+        return text
+
+    def _read(self) -> str:
         if self.value is not None:
             return self.value.strip()
         if self.file is not None:
@@ -332,6 +344,36 @@ class SecretSource:
 
             return secret_manager_payload(self.secret).decode().strip()
         raise ConfigError(f"one of {self.name}, {self.name}_FILE or {self.name}_SECRET is required")
+
+
+@dataclass(frozen=True, slots=True)
+class CursorConfig:
+    """The key that signs page cursors (shared.cursors), read by the functions that list
+    pages (queries, wallet): exactly one of ``CURSOR_KEY`` (the value, development only),
+    ``CURSOR_KEY_FILE`` or ``CURSOR_KEY_SECRET`` (a Secret Manager version name, in the
+    cloud), as the auth keys are given; at least 32 characters (``secrets.token_urlsafe(32)``).
+    """
+
+    MIN_KEY_BYTES = 32
+
+    key: SecretSource
+
+    @staticmethod
+    def load() -> CursorConfig:
+        source = SecretSource.load("CURSOR_KEY")
+        if not source.configured:
+            raise ConfigError("one of CURSOR_KEY, CURSOR_KEY_FILE or CURSOR_KEY_SECRET is required")
+        return CursorConfig(source)
+
+    def read_key(self) -> bytes:
+        """The key's bytes; never logged."""
+        key = self.key.read().encode()
+        if len(key) < CursorConfig.MIN_KEY_BYTES:
+            raise ConfigError(
+                f"the cursor key (CURSOR_KEY*) must be at least {CursorConfig.MIN_KEY_BYTES}"
+                " characters"
+            )
+        return key
 
 
 @dataclass(frozen=True, slots=True)

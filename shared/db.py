@@ -67,18 +67,39 @@ def connect(cfg: PostgresConfig, application_name: str = "exchange") -> Database
     return native
 
 
+class DatabaseUnavailableError(RuntimeError):
+    """Postgres cannot be reached, or the connection broke again on the retry (an HTTP
+    function answers 503)."""
+
+
 class SharedConnection:
     """One connection per function instance, opened on first use, shared by its threads (a
-    lock serialises them: pg8000 connections are not thread-safe). When the connection is
-    found broken (the server restarted, an idle socket was cut), it is opened again and the
-    work retried once; SQL errors are not retried.
+    lock serialises them: pg8000 connections are not thread-safe).
 
     ``call(fn)`` runs ``fn(db)`` holding the connection, for work of several statements (a
-    read-only transaction, say); ``fn`` may run twice, so it must be safe to repeat."""
+    read-only transaction, say); ``fn`` may run twice, so it must be safe to repeat. What
+    becomes of the connection when ``fn`` fails:
 
-    def __init__(self, cfg: PostgresConfig, application_name: str = "exchange-api") -> None:
-        self._cfg = cfg
-        self._name = application_name
+    - a clean server-side error (pg8000's ``DatabaseError`` with an SQLSTATE outside classes
+      08 and 57P: pg8000 has read the server's answer up to ReadyForQuery) keeps it, after a
+      ROLLBACK in case a transaction was open; the error is raised;
+    - a connection-level error (``InterfaceError``, ``OSError``, SQLSTATE 08xxx or 57Pxx: the
+      server restarted, an idle socket was cut, the backend was terminated) discards it; the
+      work is retried once on a new one, then ``DatabaseUnavailableError``;
+    - anything else (``OverflowError`` or ``UnicodeEncodeError`` while pg8000 encodes a
+      parameter, a row it cannot decode, an interrupt, a bug in ``fn``) discards it too and is
+      raised: it may have struck between two messages of one exchange with the server, after
+      which the next statement would read the previous one's answer. No exception but the
+      first kind leaves a connection in use.
+    """
+
+    def __init__(
+        self,
+        cfg: PostgresConfig,
+        application_name: str = "exchange-api",
+        connector: Callable[[], Database] | None = None,
+    ) -> None:
+        self._connect = connector or (lambda: connect(cfg, application_name))
         self._conn: Database | None = None
         self._lock = threading.Lock()
 
@@ -88,18 +109,21 @@ class SharedConnection:
     def call(self, fn: Callable[[Database], T]) -> T:
         with self._lock:
             for attempt in (1, 2):
-                if self._conn is None:
-                    self._conn = connect(self._cfg, self._name)
                 try:
+                    if self._conn is None:
+                        self._conn = self._connect()
                     return fn(self._conn)
-                except _BROKEN:
-                    self._drop()
-                    if attempt == 2:
+                except Exception as exc:
+                    if server_error(exc) and not connection_failed(exc):
+                        self._rollback()
                         raise
-                except pg8000.exceptions.DatabaseError:
-                    # A failed statement inside a transaction leaves it aborted.
-                    with contextlib.suppress(Exception):
-                        self._conn.run("ROLLBACK")
+                    self._drop()
+                    if not connection_failed(exc):
+                        raise
+                    if attempt == 2:
+                        raise DatabaseUnavailableError(str(exc)) from exc
+                except BaseException:
+                    self._drop()
                     raise
             raise AssertionError("unreachable")  # pragma: no cover
 
@@ -107,12 +131,39 @@ class SharedConnection:
         with self._lock:
             self._drop()
 
+    def _rollback(self) -> None:
+        """End a transaction a failed statement left aborted; a connection that cannot even
+        do that is dropped (the statement's error is the one worth raising)."""
+        if self._conn is None:
+            return
+        try:
+            self._conn.run("ROLLBACK")
+        except BaseException as exc:
+            self._drop()
+            if not isinstance(exc, Exception):
+                raise
+
     def _drop(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                self._conn.close()
-        self._conn = None
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):  # a broken one may fail to close cleanly
+                conn.close()
 
 
-# A connection that cannot be used any more: pg8000 wraps socket failures in InterfaceError.
-_BROKEN = (pg8000.exceptions.InterfaceError, OSError)
+def server_error(exc: BaseException) -> bool:
+    """An error the server answered (pg8000 raises those with the server's fields, SQLSTATE
+    under ``C``, and has read the rest of the exchange); client-side ``DatabaseError``
+    subclasses (pg8000.dbapi's ``ProgrammingError``, ...) carry a plain message."""
+    if not isinstance(exc, pg8000.exceptions.DatabaseError) or not exc.args:
+        return False
+    info = exc.args[0]
+    return isinstance(info, dict) and isinstance(info.get("C"), str)
+
+
+def connection_failed(exc: BaseException) -> bool:
+    """The connection is gone, not just the statement: a network failure (pg8000 wraps them
+    in ``InterfaceError``), or a server error of class 08 (connection exception) or 57P
+    (operator intervention: shutdown, terminated backend)."""
+    if isinstance(exc, pg8000.exceptions.InterfaceError | OSError):
+        return True
+    return server_error(exc) and str(exc.args[0]["C"]).startswith(("08", "57P"))

@@ -144,6 +144,19 @@ def no_content() -> flask.Response:
     return flask.Response(status=204)
 
 
+SECURITY_HEADERS: Final[tuple[tuple[str, str], ...]] = (
+    ("Cache-Control", "no-store"),  # the default; public market data sets its own max-age
+    ("X-Content-Type-Options", "nosniff"),
+)
+"""What every answer of the API carries unless it set the header itself: the functions' and
+the local gateway's own (its 404 for a path no function serves)."""
+
+
+def add_security_headers(response: flask.Response) -> None:
+    for name, value in SECURITY_HEADERS:
+        response.headers.setdefault(name, value)
+
+
 def error_response(
     status: int, code: str, message: str, headers: Mapping[str, str] | None = None
 ) -> flask.Response:
@@ -418,8 +431,7 @@ class Api:
     def _finish(req: ApiRequest, response: flask.Response, settings: HttpSettings | None) -> None:
         headers = response.headers
         headers[REQUEST_ID_HEADER] = req.request_id
-        headers.setdefault("Cache-Control", "no-store")
-        headers.setdefault("X-Content-Type-Options", "nosniff")
+        add_security_headers(response)
         if settings is None:
             return
         allow = _cors_origin(req.header("Origin"), settings)

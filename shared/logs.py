@@ -2,18 +2,79 @@
 
 Cloud Run and Cloud Functions parse one JSON object per line: ``severity`` sets the level,
 ``message`` the summary, and every other field lands in ``jsonPayload`` for queries.
+
+Secrets never reach a line: whatever registers a secret (``hide``, ``hide_url``; the wallet
+jobs their RPC URL, Redis URL and Postgres password, ``SecretSource.read`` every secret it
+reads) has it replaced by ``[redacted]`` in the message, the stack trace and every field. A
+node provider's URL carries its API key, and web3 and requests put the URL, or its path
+alone, into their exceptions' messages.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
-from typing import Any
+from typing import Any, Final
+from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
+REDACTED: Final = "[redacted]"
+_MIN_SECRET: Final = 8
+"""Shorter strings are not taken as secrets: replacing them would mangle every line."""
+_secrets: tuple[str, ...] = ()
+_secrets_lock = threading.Lock()
+
+
+def hide(*secrets: str | None) -> None:
+    """Never log these strings (those of at least 8 characters)."""
+    global _secrets
+    with _secrets_lock:
+        known = {*_secrets, *(s for s in secrets if s and len(s) >= _MIN_SECRET)}
+        _secrets = tuple(sorted(known, key=len, reverse=True))  # a longer one first
+
+
+def hide_url(url: str | None) -> None:
+    """Never log this URL, nor the parts of it that carry a key when they appear alone: the
+    password, the path's segments and the query's values (a provider's API key sits in one;
+    the host and a short path are no secret and stay readable)."""
+    if not url:
+        return
+    parts = urlsplit(url)
+    hide(
+        url,
+        parts.username,
+        parts.password,
+        parts.path if len(parts.path.strip("/")) >= _MIN_SECRET else None,
+        parts.query,
+        *parts.path.split("/"),
+        *(value for _, value in parse_qsl(parts.query)),
+    )
+
+
+def redact(text: str) -> str:
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def _fallback(value: Any) -> str:
+    """What orjson cannot encode, as text (an exception in ``extra``, say), redacted."""
+    return redact(str(value))
 
 
 class JsonFormatter(logging.Formatter):
@@ -31,7 +92,9 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["stack_trace"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode()
+        if _secrets:
+            entry = _scrub(entry)
+        return orjson.dumps(entry, default=_fallback).decode()
 
 
 def setup(level: str = "INFO") -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from functools import cache
 from typing import Any, Final
 
+from shared.params import TIME_MS_MAX
+
 JSON = dict[str, Any]
 
 DECIMAL_PATTERN: Final = r"^(0|[1-9][0-9]*)(\.[0-9]+)?$"
@@ -63,6 +65,7 @@ SDEC: Final[JSON] = ref("SignedDecimal")
 
 DATETIME: Final[JSON] = {"type": "string", "format": "date-time"}
 ADDRESS: Final[JSON] = {"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$"}
+TIME_MS: Final[JSON] = {"type": "integer", "minimum": 0, "maximum": TIME_MS_MAX}
 CHAIN_RULES: Final[dict[str, JSON]] = {
     "confirmations": {
         "type": "integer",
@@ -499,7 +502,13 @@ def _schemas() -> dict[str, JSON]:
             {
                 "asset": {"type": "string", "maxLength": 12},
                 "amount": {**DEC, "description": "what arrives; the fee is charged on top"},
-                "address": {**ADDRESS, "description": "EIP-55 checksummed (mixed case)"},
+                "address": {
+                    **ADDRESS,
+                    "description": (
+                        "EIP-55: mixed case with a valid checksum, or all lowercase or all "
+                        "uppercase (no checksum); stored and shown checksummed"
+                    ),
+                },
             },
             closed=True,
             examples=[
@@ -802,7 +811,6 @@ CLIENT_ORDER_ID: Final = path_param("client_order_id", example="my-order-1")
 LIMIT: Final = {"$ref": "#/components/parameters/Limit"}
 CURSOR: Final = {"$ref": "#/components/parameters/Cursor"}
 IDEMPOTENCY: Final = {"$ref": "#/components/parameters/IdempotencyKey"}
-WALLET_CURSOR: Final = {"$ref": "#/components/parameters/WalletCursor"}
 
 
 def op(
@@ -1018,8 +1026,8 @@ def _paths() -> dict[str, dict[str, JSON]]:
                         {"type": "string", "enum": ["1m", "5m", "15m", "1h", "4h", "1d"]},
                         required=True,
                     ),
-                    query("start", {"type": "integer", "minimum": 0}, "open time, ms"),
-                    query("end", {"type": "integer", "minimum": 0}, "open time, ms"),
+                    query("start", TIME_MS, "open time, ms"),
+                    query("end", TIME_MS, "open time, ms"),
                     LIMIT,
                 ],
                 responses={"200": ok("Candles", ref("KlineList")), **public, **err(404)},
@@ -1169,7 +1177,7 @@ def _paths() -> dict[str, dict[str, JSON]]:
             "get": op(
                 "wallet", "listDeposits", "The caller's chain deposits, newest first",
                 tag="wallet", security=USER,
-                parameters=[query("asset", STR), LIMIT, WALLET_CURSOR],
+                parameters=[query("asset", STR), LIMIT, CURSOR],
                 description=(
                     "Needs the read scope. Every transfer seen to the caller's address, "
                     "pending ones with their confirmations so far."
@@ -1181,7 +1189,7 @@ def _paths() -> dict[str, dict[str, JSON]]:
             "get": op(
                 "wallet", "listWithdrawals", "The caller's withdrawals, newest first",
                 tag="wallet", security=USER,
-                parameters=[query("asset", STR), LIMIT, WALLET_CURSOR],
+                parameters=[query("asset", STR), LIMIT, CURSOR],
                 responses={
                     "200": ok("A page", ref("WithdrawalList")), **err(400), **user_errors,
                 },
@@ -1194,7 +1202,7 @@ def _paths() -> dict[str, dict[str, JSON]]:
                     "fresh_auth_required: POST /v1/auth/reauth); an API key with the withdraw "
                     "scope is its own proof. Checked before anything is stored (400: "
                     "unknown_asset, no_chain, bad_amount, below_min_withdrawal, "
-                    "invalid_address, address_not_checksummed, invalid_checksum); the "
+                    "invalid_address, invalid_checksum); the "
                     "asset's daily limit per user (422 daily_limit_exceeded). The matcher "
                     "holds amount + fee (422 insufficient_funds); 202 when it has not "
                     "answered in time. A retry with the same Idempotency-Key answers with "
@@ -1390,13 +1398,13 @@ def document() -> JSON:
                 "Limit": query("limit", {"type": "integer", "minimum": 1}, "page size"),
                 "Cursor": query(
                     "cursor",
-                    {"type": "string", "pattern": "^[1-9][0-9]{0,17}$"},
-                    "next_cursor of the previous page",
-                ),
-                "WalletCursor": query(
-                    "cursor",
-                    {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,400}$"},
-                    "next_cursor of the previous page (opaque)",
+                    {
+                        "type": "string",
+                        "maxLength": 512,
+                        "pattern": "^[A-Za-z0-9_-]+[.][A-Za-z0-9_-]{22}$",
+                    },
+                    "next_cursor of the previous page: opaque and signed, valid only for the "
+                    "listing and the user it was made for (else 400 invalid_cursor)",
                 ),
                 "IdempotencyKey": {
                     "name": "Idempotency-Key",

@@ -1,5 +1,5 @@
 """Query strings, checked the same way by every function: only the names a route allows, each
-at most once, none empty; integers in range. Errors are 400s in the API's format."""
+at most once, none empty; integers and times in range. Errors are 400s in the API's format."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from werkzeug.datastructures import MultiDict
 from shared.http import ApiRequest, bad_request
 
 INT_RE: Final = re.compile(r"0|[1-9][0-9]{0,17}")
+TIME_MS_MAX: Final = 253_402_300_799_999
+"""The last millisecond of year 9999 UTC: the latest time a query parameter may name."""
 
 
 class QueryParams:
@@ -42,6 +44,10 @@ class QueryParams:
         if not INT_RE.fullmatch(raw) or not low <= int(raw) <= high:
             raise bad_request(f"{name} must be an integer from {low} to {high}", f"invalid_{name}")
         return int(raw)
+
+    def time_ms(self, name: str) -> int | None:
+        """A time in milliseconds since the epoch, from 0 to ``TIME_MS_MAX``."""
+        return self.integer(name, 0, TIME_MS_MAX)
 
     def limit(self, default: int, maximum: int) -> int:
         value = self.integer("limit", 1, maximum, default)

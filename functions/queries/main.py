@@ -33,9 +33,11 @@ GET      /v1/ledger?asset=&limit=&cursor=            ``{ledger, next_cursor}``: 
 =======  ==========================================  =============================================
 
 Query parameters are strict: an unknown or repeated parameter, an empty value, a limit that
-is not a plain integer in range, a bad interval or cursor answer 400; an unknown market in a
-path answers 404, in a query 400. Cursors are opaque strings (today the last id of the page);
-``next_cursor`` is null on the last page.
+is not a plain integer in range, a bad interval, a time (``start``, ``end``: milliseconds since
+the epoch, up to the end of year 9999) out of range or a bad cursor answer 400; an unknown
+market in a path answers 404, in a query 400. Cursors are opaque, signed strings
+(shared.cursors), valid for the listing and the user they were made for; ``next_cursor`` is
+null on the last page.
 
 Money is formatted with the precision of its asset (``md:assets``): prices and quote values
 in the quote asset's, amounts in the base asset's, a fee in the asset it is paid in (the
@@ -49,18 +51,17 @@ written by whoever lists the asset on the chain (the local stack's seeding, the 
 function); ``chain`` is null for an asset without an entry.
 
 Postgres: one connection per instance, made on first use and kept across invocations
-(requests of one instance take turns on it); a connection error reconnects once, then 503.
+(requests of one instance take turns on it; shared.db.SharedConnection): a connection error
+reconnects once, then 503; any failure other than a clean SQL error discards the connection.
 A Redis error answers 503 as well.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -69,13 +70,14 @@ from typing import Any, Final
 
 import flask
 import orjson
-import pg8000.exceptions
 import redis
 
 from shared import logs
 from shared.auth import authenticate, require_scope
 from shared.config import ConfigError, PostgresConfig
-from shared.db import Database, connect
+from shared.cursors import default_cursors
+from shared.cursors import reset_default as reset_default_cursors
+from shared.db import DatabaseUnavailableError, SharedConnection
 from shared.http import (
     Api,
     ApiRequest,
@@ -113,9 +115,8 @@ ASSETS_KEY: Final = "md:assets"
 MARKETS_KEY: Final = "md:markets"
 ASSET_CHAINS_KEY: Final = "md:asset_chains"
 
-_MAX_TS: Final = 2**53
 _ID_RE: Final = re.compile(r"[1-9][0-9]{0,17}")
-"""Order ids, trade ids, ledger ids and cursors: positive BIGINTs (18 digits stay below 2**63)."""
+"""Order ids in paths: positive BIGINTs (18 digits stay below 2**63)."""
 _MAX_CLIENT_ORDER_ID: Final = 128
 
 
@@ -157,63 +158,10 @@ def market_redis() -> redis.Redis:
     )
 
 
-class Postgres:
-    """One connection, made on first use, kept for the instance's life and shared by its
-    requests in turn. A connection-level failure closes it and tries once more with a new
-    one (the statements are reads: running one again is harmless); then 503."""
-
-    def __init__(self, connector: Callable[[], Database]) -> None:
-        self._connector = connector
-        self._conn: Database | None = None
-        self._lock = threading.Lock()
-
-    def run(self, sql: str, **params: Any) -> list[list[Any]]:
-        with self._lock:
-            for attempt in (1, 2):
-                try:
-                    if self._conn is None:
-                        self._conn = self._connector()
-                    rows: list[list[Any]] = self._conn.run(sql, **params)
-                    return rows
-                except Exception as exc:
-                    if not _connection_error(exc):
-                        raise
-                    self._discard()
-                    log.warning(
-                        "postgres connection failed", extra={"attempt": attempt, "error": repr(exc)}
-                    )
-            raise unavailable("the database is unavailable; try again")
-
-    def close(self) -> None:
-        with self._lock:
-            self._discard()
-
-    def _discard(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):  # a broken one may fail to close cleanly
-                conn.close()
-
-
-def _connection_error(exc: Exception) -> bool:
-    """Errors that mean the connection (not the statement) is bad: network failures, the
-    server shutting down or terminating the backend, failed connects."""
-    if isinstance(exc, OSError | pg8000.exceptions.InterfaceError):
-        return True
-    if isinstance(exc, pg8000.exceptions.DatabaseError) and exc.args:
-        info = exc.args[0]
-        code = str(info.get("C", "")) if isinstance(info, dict) else ""
-        return code.startswith(("08", "57P"))
-    return False
-
-
-def _connect() -> Database:
-    return connect(PostgresConfig.load(), "queries")
-
-
 @functools.cache
-def database() -> Postgres:
-    return Postgres(_connect)
+def database() -> SharedConnection:
+    """Postgres: one connection per instance (shared.db.SharedConnection)."""
+    return SharedConnection(PostgresConfig.load(), "queries")
 
 
 def reset() -> None:
@@ -225,10 +173,11 @@ def reset() -> None:
         market_redis().close()
     market_redis.cache_clear()
     config.cache_clear()
+    reset_default_cursors()
 
 
 def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
-    """``api.route`` with Redis failures answered 503 instead of 500."""
+    """``api.route`` with Redis and Postgres outages answered 503 instead of 500."""
 
     def register(handler: Handler) -> Handler:
         @functools.wraps(handler)
@@ -238,6 +187,9 @@ def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
             except redis.RedisError as exc:
                 log.warning("redis failed", extra={"error": repr(exc)})
                 raise unavailable("market data is unavailable; try again") from None
+            except DatabaseUnavailableError as exc:
+                log.warning("postgres failed", extra={"error": repr(exc)})
+                raise unavailable("the database is unavailable; try again") from None
 
         api.route(method, pattern)(guarded)
         return handler
@@ -253,20 +205,21 @@ def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
 class Params(QueryParams):
     """The query string, checked (shared.params), with this function's cursors."""
 
-    def cursor(self) -> int | None:
-        raw = self._args.get("cursor")
-        if raw is None:
-            return None
-        if not _ID_RE.fullmatch(raw):
-            raise bad_request("cursor is not one this API returned", "invalid_cursor")
-        return int(raw)
+    def cursor(self, listing: str, user: str) -> int | None:
+        """The id a page of ``listing`` starts after (shared.cursors); 400 unless this API
+        made the cursor for this listing and user."""
+        raw = self.text("cursor")
+        return None if raw is None else default_cursors().open_id(listing, user, raw)
 
 
-def _page(items: list[dict[str, Any]], limit: int, key: str, id_field: str) -> dict[str, Any]:
+def _page(
+    items: list[dict[str, Any]], limit: int, key: str, id_field: str, user: str
+) -> dict[str, Any]:
     """``limit + 1`` rows were read: the extra one only says that another page exists."""
     more = len(items) > limit
     items = items[:limit]
-    return {key: items, "next_cursor": str(items[-1][id_field]) if more else None}
+    cursor = default_cursors().make_id(key, user, items[-1][id_field]) if more else None
+    return {key: items, "next_cursor": cursor}
 
 
 # --------------------------------------------------------------------------------------------
@@ -290,14 +243,14 @@ class Catalog:
         self,
         assets: dict[str, dict[str, Any]],
         markets: dict[str, dict[str, Any]],
-        postgres: Postgres | None = None,
+        postgres: SharedConnection | None = None,
     ) -> None:
         self.assets = assets
         self.markets = markets
         self._postgres = postgres
 
     @staticmethod
-    def load(client: redis.Redis, postgres: Postgres | None = None) -> Catalog:
+    def load(client: redis.Redis, postgres: SharedConnection | None = None) -> Catalog:
         pipe = client.pipeline(transaction=False)
         pipe.hgetall(ASSETS_KEY)
         pipe.hgetall(MARKETS_KEY)
@@ -529,8 +482,8 @@ def klines(req: ApiRequest) -> flask.Response:
     interval = params.text("interval")
     if interval not in INTERVALS:
         raise bad_request(f"interval must be one of {', '.join(INTERVALS)}", "invalid_interval")
-    start = params.integer("start", 0, _MAX_TS)
-    end = params.integer("end", 0, _MAX_TS)
+    start = params.time_ms("start")
+    end = params.time_ms("end")
     if start is not None and end is not None and start > end:
         raise bad_request("start must not be after end", "invalid_range")
     limit = params.limit(KLINES_DEFAULT, KLINES_MAX)
@@ -647,8 +600,8 @@ def list_orders(req: ApiRequest) -> flask.Response:
     if status not in (None, "open", "closed"):
         raise bad_request("status must be open or closed", "invalid_status")
     limit = params.limit(PAGE_DEFAULT, PAGE_MAX)
-    cursor = params.cursor()
     user_id = _caller(req)
+    cursor = params.cursor("orders", user_id)
     catalog = _private_catalog()
     market = _market_param(params, catalog)
     where = ["user_id = :u"]
@@ -668,7 +621,7 @@ def list_orders(req: ApiRequest) -> flask.Response:
         **args,
     )
     items = [_order_json(row, catalog) for row in rows]
-    return json_response(_page(items, limit, "orders", "order_id"))
+    return json_response(_page(items, limit, "orders", "order_id", user_id))
 
 
 @route("GET", "/v1/orders/{order_id}")
@@ -748,8 +701,8 @@ def _fills_sql(role: str, market: bool, cursor: bool) -> str:
 def own_trades(req: ApiRequest) -> flask.Response:
     params = Params(req, "market", "limit", "cursor")
     limit = params.limit(PAGE_DEFAULT, PAGE_MAX)
-    cursor = params.cursor()
     user_id = _caller(req)
+    cursor = params.cursor("trades", user_id)
     catalog = _private_catalog()
     market = _market_param(params, catalog)
     args: dict[str, Any] = {"u": user_id, "n": limit + 1}
@@ -765,15 +718,15 @@ def own_trades(req: ApiRequest) -> flask.Response:
         **args,
     )
     items = [_fill_json(row, catalog) for row in rows]
-    return json_response(_page(items, limit, "trades", "trade_id"))
+    return json_response(_page(items, limit, "trades", "trade_id", user_id))
 
 
 @route("GET", "/v1/ledger")
 def ledger(req: ApiRequest) -> flask.Response:
     params = Params(req, "asset", "limit", "cursor")
     limit = params.limit(PAGE_DEFAULT, PAGE_MAX)
-    cursor = params.cursor()
     user_id = _caller(req)
+    cursor = params.cursor("ledger", user_id)
     catalog = _private_catalog()
     asset = params.text("asset")
     if asset is not None and not catalog.has_asset(asset):
@@ -792,7 +745,7 @@ def ledger(req: ApiRequest) -> flask.Response:
         **args,
     )
     items = [_ledger_json(row, catalog) for row in rows]
-    return json_response(_page(items, limit, "ledger", "id"))
+    return json_response(_page(items, limit, "ledger", "id", user_id))
 
 
 def _ledger_json(row: Sequence[Any], catalog: Catalog) -> dict[str, Any]:

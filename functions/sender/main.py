@@ -12,8 +12,8 @@ import logging
 import flask
 
 from shared import logs
-from shared.http import json_response
-from shared.wallet.jobs import send_once
+from shared.http import error_response, json_response
+from shared.wallet.jobs import run_job, send_once
 
 logs.setup()
 log = logging.getLogger("wallet.sender")
@@ -21,4 +21,7 @@ log = logging.getLogger("wallet.sender")
 
 def sender(request: flask.Request) -> flask.Response:
     """The functions-framework entry point."""
-    return json_response(send_once())
+    report = run_job("sender", send_once)
+    if report is None:  # logged, redacted; the answer says nothing of the cause
+        return error_response(500, "job_failed", "the sender run failed; see the logs")
+    return json_response(report)

@@ -11,8 +11,8 @@ import logging
 import flask
 
 from shared import logs
-from shared.http import json_response
-from shared.wallet.jobs import sweep_once
+from shared.http import error_response, json_response
+from shared.wallet.jobs import run_job, sweep_once
 
 logs.setup()
 log = logging.getLogger("wallet.sweep")
@@ -20,4 +20,7 @@ log = logging.getLogger("wallet.sweep")
 
 def sweep(request: flask.Request) -> flask.Response:
     """The functions-framework entry point."""
-    return json_response(sweep_once())
+    report = run_job("sweep", sweep_once)
+    if report is None:  # logged, redacted; the answer says nothing of the cause
+        return error_response(500, "job_failed", "the sweep run failed; see the logs")
+    return json_response(report)

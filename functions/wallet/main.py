@@ -28,29 +28,30 @@ read once per instance; neither it nor any key is ever logged or answered.
 A withdrawal is checked before anything is stored: the asset is known (``unknown_asset``) and
 listed on the chain (``no_chain``); the amount is a decimal string within the asset's precision
 and positive (``bad_amount``) and at least the asset's minimum (``below_min_withdrawal``); the
-address is ``0x`` + 40 hex (``invalid_address``), checksummed (EIP-55:
-``address_not_checksummed`` for an all-lower or all-upper case one, ``invalid_checksum`` for a
-wrong one) and not the zero address (``invalid_address``). All 400. The asset's withdrawal fee
-is charged on top of the amount (the matcher holds amount + fee). Then, under a per-user
-advisory lock in one Postgres transaction, the rolling 24 h sum of the user's requests for the
-asset (all but rejected and refunded ones) plus this one must stay within the asset's daily
-limit (422 ``daily_limit_exceeded``), and the ``withdrawal_requests`` row is inserted
-(``requested``). The ``RequestWithdrawal`` command goes to the matcher with the user as ordering
-key; its refusal (422 ``insufficient_funds``, ...) marks the row ``rejected``; no verdict within
-``API_REPLY_WAIT_S`` answers 202. A publish that fails (503) marks the row rejected
-(``not_queued``): nothing was held. The withdrawal sender (shared.wallet.sender) moves it on.
+address is ``0x`` + 40 hex (``invalid_address``), not the zero address (``invalid_address``),
+and, when it mixes upper and lower case, carries a valid EIP-55 checksum (``invalid_checksum``;
+all lowercase or all uppercase hex carries none and is accepted, as wallets and explorers show
+addresses both ways). All 400. The address is stored and shown checksummed. The asset's
+withdrawal fee is charged on top of the amount (the matcher holds amount + fee). Then, under
+a per-user advisory lock in one Postgres transaction, the rolling 24 h sum of the user's
+requests for the asset (all but rejected and refunded ones) plus this one must stay within the
+asset's daily limit (422 ``daily_limit_exceeded``), and the ``withdrawal_requests`` row is
+inserted (``requested``). The ``RequestWithdrawal`` command goes to the matcher with the user as
+ordering key; its refusal (422 ``insufficient_funds``, ...) marks the row ``rejected``; no
+verdict within ``API_REPLY_WAIT_S`` answers 202. A publish that fails (503) marks the row
+rejected (``not_queued``): nothing was held. The withdrawal sender (shared.wallet.sender)
+moves it on.
 
 ``Idempotency-Key``: a retry with the same key and request answers with the first request's
 withdrawal (the withdrawal id is derived from the command id), never storing a second one.
 
-Cursors are opaque strings (``next_cursor``; null on the last page); query parameters are strict
-as in the queries function (unknown, repeated or empty ones answer 400).
+Cursors are opaque, signed strings (``next_cursor``; null on the last page; shared.cursors),
+valid for the listing and the user they were made for; query parameters are strict as in the
+queries function (unknown, repeated or empty ones, a bad cursor answer 400).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import functools
 import logging
@@ -58,19 +59,21 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final, TypeVar
+from typing import Annotated, Any, Final
 
 import flask
 import msgspec
 import orjson
 import redis
-from eth_utils.address import is_checksum_address
+from eth_utils.address import is_checksum_address, to_checksum_address
 
 from shared import logs
 from shared.auth import Principal, authenticate, require_fresh, require_scope
 from shared.commands import Idempotency, Services, fingerprint, new_command_id, rejection, services
 from shared.config import ConfigError, WalletConfig
-from shared.db import Database
+from shared.cursors import default_cursors
+from shared.cursors import reset_default as reset_default_cursors
+from shared.db import Database, DatabaseUnavailableError
 from shared.http import (
     Api,
     ApiError,
@@ -101,8 +104,6 @@ WITHDRAWAL_PREFIX: Final = "wd_"
 _WITHDRAWAL_ID_RE: Final = re.compile(r"wd_[0-9a-f]{32}")
 _ADDRESS_RE: Final = re.compile(r"0x[0-9a-fA-F]{40}")
 _ZERO_ADDRESS: Final = "0x" + "0" * 40
-_CURSOR_RE: Final = re.compile(r"[A-Za-z0-9_\-]{1,400}")
-_MAX_CURSOR_KEY: Final = 200
 _LOCK_CLASS: Final = 0x77D1  # the first key of the per-user withdrawal advisory lock
 STATES_NOT_COUNTED: Final = ("rejected", "refunded")
 """Withdrawal requests that do not count against the daily limit: nothing left the exchange."""
@@ -139,6 +140,7 @@ def reset() -> None:
     """Forget the wallet configuration and keys (tests that change the environment)."""
     hd_wallet.cache_clear()
     wallet_config.cache_clear()
+    reset_default_cursors()
 
 
 def _config() -> WalletConfig:
@@ -199,7 +201,7 @@ class Precisions:
     def __call__(self, asset: str) -> int:
         if asset not in self._known and not self._complete:
             self._complete = True
-            rows = _db(self._svc, lambda db: db.run("SELECT asset, precision FROM assets"))
+            rows = self._svc.db.run("SELECT asset, precision FROM assets")
             for name, precision in rows:
                 self._known.setdefault(name, int(precision))
         if asset not in self._known:
@@ -228,20 +230,6 @@ def _asset_chain(svc: Services, asset: str) -> AssetChain:
         raise unavailable(f"the chain details of {asset} are unavailable; try again") from None
 
 
-T = TypeVar("T")
-
-
-def _db(svc: Services, fn: Callable[[Database], T]) -> T:
-    """``svc.db.call(fn)``, a database failure answered 503."""
-    try:
-        return svc.db.call(fn)
-    except ApiError:
-        raise
-    except Exception:
-        log.exception("postgres failed")
-        raise unavailable("the database is unavailable; try again") from None
-
-
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat()
 
@@ -249,43 +237,23 @@ def _iso(value: datetime | None) -> str | None:
 class Params(QueryParams):
     """The query string, checked (shared.params), with this function's cursors."""
 
-    def cursor(self) -> tuple[datetime, str] | None:
-        raw = self._args.get("cursor")
-        if raw is None:
-            return None
-        return _decode_cursor(raw)
-
-
-def _encode_cursor(ts: datetime, key: str) -> str:
-    text = f"{ts.astimezone(UTC).isoformat()}|{key}".encode()
-    return base64.urlsafe_b64encode(text).decode().rstrip("=")
-
-
-def _decode_cursor(raw: str) -> tuple[datetime, str]:
-    invalid = bad_request("cursor is not one this API returned", "invalid_cursor")
-    if not _CURSOR_RE.fullmatch(raw):
-        raise invalid
-    try:
-        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
-        stamp, sep, key = text.partition("|")
-        ts = datetime.fromisoformat(stamp)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise invalid from None
-    if not sep or not key or len(key) > _MAX_CURSOR_KEY or ts.tzinfo is None:
-        raise invalid
-    return ts, key
+    def cursor(self, listing: str, user: str) -> tuple[datetime, str] | None:
+        """The (time, key) a page of ``listing`` starts after (shared.cursors); 400 unless
+        this API made the cursor for this listing and user."""
+        raw = self.text("cursor")
+        return None if raw is None else default_cursors().open_time_key(listing, user, raw)
 
 
 def _page(
     items: list[dict[str, Any]], rows: Sequence[Sequence[Any]], limit: int, name: str,
-    ts_col: int, key_col: int,
+    user: str, ts_col: int, key_col: int,
 ) -> dict[str, Any]:  # fmt: skip
     """``limit + 1`` rows were read: the extra one only says that another page exists."""
     more = len(items) > limit
     cursor = None
     if more:
         last = rows[limit - 1]
-        cursor = _encode_cursor(last[ts_col], str(last[key_col]))
+        cursor = default_cursors().make_time_key(name, user, last[ts_col], str(last[key_col]))
     return {name: items[:limit], "next_cursor": cursor}
 
 
@@ -300,7 +268,7 @@ def _asset_param(params: Params, precision: Precisions) -> str | None:
 
 
 def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
-    """``api.route`` with Redis failures answered 503 instead of 500."""
+    """``api.route`` with Redis and Postgres outages answered 503 instead of 500."""
 
     def register(handler: Handler) -> Handler:
         @functools.wraps(handler)
@@ -310,6 +278,9 @@ def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
             except redis.RedisError as exc:
                 log.warning("redis failed", extra={"error": repr(exc)})
                 raise unavailable("a backing service is unavailable; try again") from None
+            except DatabaseUnavailableError as exc:
+                log.warning("postgres failed", extra={"error": repr(exc)})
+                raise unavailable("the database is unavailable; try again") from None
 
         api.route(method, pattern)(guarded)
         return handler
@@ -402,7 +373,7 @@ def list_deposits(req: ApiRequest) -> flask.Response:
     principal = _reader(req, svc)
     params = Params(req, "asset", "limit", "cursor")
     limit = params.limit(PAGE_DEFAULT, PAGE_MAX)
-    cursor = params.cursor()
+    cursor = params.cursor("deposits", principal.user_id)
     precision = Precisions(svc)
     asset = _asset_param(params, precision)
     where = ["d.user_id = :u"]
@@ -414,9 +385,9 @@ def list_deposits(req: ApiRequest) -> flask.Response:
         where.append("(d.seen_at < :t OR (d.seen_at = :t AND d.ref > :k))")
         args["t"], args["k"] = cursor
     sql = _DEPOSIT_SQL.format(where=" AND ".join(where))
-    rows = _db(svc, lambda db: db.run(sql, **args))
+    rows = svc.db.run(sql, **args)
     items = [_deposit_json(row, precision) for row in rows]
-    return json_response(_page(items, rows, limit, "deposits", 10, 0))
+    return json_response(_page(items, rows, limit, "deposits", principal.user_id, 10, 0))
 
 
 # --------------------------------------------------------------------------------------------
@@ -436,7 +407,7 @@ def _withdrawal_json(row: Sequence[Any], precision: Callable[[str], int]) -> dic
         "asset": asset,
         "amount": format_units(int(amount), p),
         "fee": format_units(int(fee), p),
-        "address": address,
+        "address": to_checksum_address(address),
         "state": state,
         "tx_hash": tx_hash,
         "error": error,
@@ -445,7 +416,9 @@ def _withdrawal_json(row: Sequence[Any], precision: Callable[[str], int]) -> dic
     }
 
 
-def _check_address(address: str) -> None:
+def _checked_address(address: str) -> str:
+    """The address in its checksummed form (EIP-55). All lowercase or all uppercase hex
+    carries no checksum and is taken as it is; mixed case must carry a valid one."""
     if not _ADDRESS_RE.fullmatch(address):
         raise bad_request(
             "address must be an Ethereum address: 0x followed by 40 hex digits",
@@ -453,43 +426,32 @@ def _check_address(address: str) -> None:
         )
     if address.lower() == _ZERO_ADDRESS:
         raise bad_request("the zero address cannot receive a withdrawal", "invalid_address")
-    if is_checksum_address(address):
-        return
     digits = address[2:]
-    if digits in (digits.lower(), digits.upper()):
+    if digits not in (digits.lower(), digits.upper()) and not is_checksum_address(address):
         raise bad_request(
-            "a checksummed (EIP-55, mixed-case) address is required, so that a mistyped "
-            "address is caught; copy it from a wallet that shows the checksum",
-            "address_not_checksummed",
+            "the address's EIP-55 checksum (its mix of upper and lower case) does not match: "
+            "it is probably mistyped",
+            "invalid_checksum",
         )
-    raise bad_request(
-        "the address's EIP-55 checksum does not match: it is probably mistyped",
-        "invalid_checksum",
-    )
+    return to_checksum_address(address)
 
 
 def _get_withdrawal(svc: Services, user: str, wid: str) -> list[Any] | None:
-    rows = _db(
-        svc,
-        lambda db: db.run(
-            f"SELECT {_WITHDRAWAL_COLUMNS} FROM withdrawal_requests"
-            " WHERE withdrawal_id = :w AND user_id = :u",
-            w=wid,
-            u=user,
-        ),
+    rows = svc.db.run(
+        f"SELECT {_WITHDRAWAL_COLUMNS} FROM withdrawal_requests"
+        " WHERE withdrawal_id = :w AND user_id = :u",
+        w=wid,
+        u=user,
     )
     return list(rows[0]) if rows else None
 
 
 def _mark_rejected(svc: Services, wid: str, reason: str) -> None:
-    _db(
-        svc,
-        lambda db: db.run(
-            "UPDATE withdrawal_requests SET state = 'rejected', error = :e, updated_at = now()"
-            " WHERE withdrawal_id = :w AND state = 'requested'",
-            e=reason,
-            w=wid,
-        ),
+    svc.db.run(
+        "UPDATE withdrawal_requests SET state = 'rejected', error = :e, updated_at = now()"
+        " WHERE withdrawal_id = :w AND state = 'requested'",
+        e=reason,
+        w=wid,
     )
 
 
@@ -609,7 +571,7 @@ def request_withdrawal(req: ApiRequest) -> flask.Response:
         raise bad_request(
             f"the smallest withdrawal of {chain.asset} is {minimum}", "below_min_withdrawal"
         )
-    _check_address(body.address)
+    address = _checked_address(body.address)
     chain_id = _config().chain_id
 
     command_id = new_command_id()
@@ -620,11 +582,11 @@ def request_withdrawal(req: ApiRequest) -> flask.Response:
             return _repeat(svc, user, first)
     r = _Request(
         withdrawal_id=WITHDRAWAL_PREFIX + command_id, command_id=command_id, user=user,
-        chain=chain, amount=amount, fee=chain.withdrawal_fee, address=body.address,
+        chain=chain, amount=amount, fee=chain.withdrawal_fee, address=address,
         chain_id=chain_id,
     )  # fmt: skip
     try:
-        left = _db(svc, lambda db: _store(db, r))
+        left = svc.db.call(lambda db: _store(db, r))
     except Exception:
         if key is not None:
             svc.idempotency.abandon(user, key, command_id)
@@ -662,7 +624,7 @@ def list_withdrawals(req: ApiRequest) -> flask.Response:
     principal = _reader(req, svc, "withdraw")
     params = Params(req, "asset", "limit", "cursor")
     limit = params.limit(PAGE_DEFAULT, PAGE_MAX)
-    cursor = params.cursor()
+    cursor = params.cursor("withdrawals", principal.user_id)
     precision = Precisions(svc)
     asset = _asset_param(params, precision)
     where = ["user_id = :u"]
@@ -677,9 +639,9 @@ def list_withdrawals(req: ApiRequest) -> flask.Response:
         f"SELECT {_WITHDRAWAL_COLUMNS} FROM withdrawal_requests WHERE {' AND '.join(where)}"
         " ORDER BY created_at DESC, withdrawal_id LIMIT :n"
     )
-    rows = _db(svc, lambda db: db.run(sql, **args))
+    rows = svc.db.run(sql, **args)
     items = [_withdrawal_json(row, precision) for row in rows]
-    return json_response(_page(items, rows, limit, "withdrawals", 8, 0))
+    return json_response(_page(items, rows, limit, "withdrawals", principal.user_id, 8, 0))
 
 
 @route("GET", "/v1/withdrawals/{id}")

@@ -11,8 +11,8 @@ import logging
 import flask
 
 from shared import logs
-from shared.http import json_response
-from shared.wallet.jobs import watch_once
+from shared.http import error_response, json_response
+from shared.wallet.jobs import run_job, watch_once
 
 logs.setup()
 log = logging.getLogger("wallet.watcher")
@@ -20,4 +20,7 @@ log = logging.getLogger("wallet.watcher")
 
 def watcher(request: flask.Request) -> flask.Response:
     """The functions-framework entry point."""
-    return json_response(watch_once())
+    report = run_job("watcher", watch_once)
+    if report is None:  # logged, redacted; the answer says nothing of the cause
+        return error_response(500, "job_failed", "the watcher run failed; see the logs")
+    return json_response(report)

@@ -4,11 +4,17 @@ run on each Cloud Scheduler call (and what ``make run``'s local scheduler runs).
 Each run opens its own Postgres connection (its advisory lock dies with it if the instance
 does), reads the assets' chain details from Redis and the deposit addresses from Firestore,
 and returns a report that is logged and answered as JSON.
+
+``run_job`` is the boundary every caller goes through: a run that fails is logged there, with
+``ETH_RPC_URL`` (a provider's URL carries its API key; web3's exceptions quote the URL or its
+path), the Redis URL and the Postgres password redacted (shared.logs), and answered without
+any detail.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable
 from functools import cache
@@ -17,6 +23,7 @@ from typing import Any, TypeVar
 import orjson
 import redis
 
+from shared import logs
 from shared.config import PostgresConfig, PubSubConfig, WalletConfig
 from shared.db import Database, connect
 from shared.pubsub import CommandPublisher
@@ -29,6 +36,7 @@ from shared.wallet.sweep import run_sweep
 from shared.wallet.watcher import run_watcher
 
 T = TypeVar("T")
+log = logging.getLogger("wallet.jobs")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -52,10 +60,14 @@ def runtime() -> Runtime:
     from google.cloud import firestore  # type: ignore[attr-defined, unused-ignore]
 
     cfg = WalletConfig.load()
+    postgres = PostgresConfig.load()
+    logs.hide_url(cfg.rpc_url)
+    logs.hide_url(cfg.redis_url)
+    logs.hide(postgres.password)
     pubsub = PubSubConfig.load()
     return Runtime(
         cfg=cfg,
-        postgres=PostgresConfig.load(),
+        postgres=postgres,
         redis=redis.Redis.from_url(cfg.redis_url),
         firestore=firestore.Client(project=pubsub.project),
         publisher=cache(lambda: CommandPublisher(pubsub)),
@@ -127,3 +139,14 @@ def send_once(rt: Runtime | None = None) -> dict[str, Any]:
             lambda db: run_sender(db, w3, rt.cfg, assets, hot, rt.publish, rt.verdict, time.time),
         )
     )  # fmt: skip
+
+
+def run_job(name: str, job: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+    """One run of ``job``: its report, or None when it failed (logged, secrets redacted)."""
+    try:
+        return job()
+    except Exception as exc:
+        log.exception(
+            "%s run failed: %s", name, type(exc).__name__, extra={"job": name, "error": str(exc)}
+        )
+        return None

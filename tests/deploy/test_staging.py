@@ -33,6 +33,7 @@ from tests.deploy.tools import (
 DEPLOYED_ENV = {
     "GOOGLE_CLOUD_PROJECT": "staging-test",
     "AUTH_KEYS_SECRET": "projects/staging-test/secrets/exchange-prod-auth-keys/versions/latest",
+    "CURSOR_KEY_SECRET": "projects/staging-test/secrets/exchange-prod-cursor-key/versions/latest",
     "JWT_ISSUER": "https://api.example.com",
     "JWT_AUDIENCE": "exchange-api",
     "API_CORS_ORIGINS": "",

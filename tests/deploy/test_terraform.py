@@ -318,6 +318,7 @@ def test_network_gives_private_services_access_and_a_connector() -> None:
 def test_secrets_are_readable_only_by_the_deployables_that_need_them() -> None:
     readers = {k: set(v) for k, v in env_local("secret_readers").items()}
     assert readers["auth_keys"] == {"auth", "orders", "queries", "admin", "wallet", "ws"}
+    assert readers["cursor_key"] == {"queries", "wallet"}
     assert readers["wallet_mnemonic"] == {"wallet", "sweep"}
     assert readers["hot_wallet_key"] == {"sender"}
     assert readers["gas_wallet_key"] == {"sweep"}
@@ -353,8 +354,9 @@ def test_no_secret_access_granted_any_other_way() -> None:
 def test_operator_secrets_have_no_value_in_terraform() -> None:
     generated = call("secrets")["generated"]
     assert set(generated) == {"db_password", "redis_url"}
-    for key in ("auth_keys", "wallet_mnemonic", "hot_wallet_key", "gas_wallet_key"):
+    for key in ("auth_keys", "cursor_key", "wallet_mnemonic", "hot_wallet_key", "gas_wallet_key"):
         assert key not in generated
+    assert env_local("secret_version_env")["cursor_key"] == "CURSOR_KEY_SECRET"
 
 
 # ------------------------------------------------------------------------------- IAM

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 
 import orjson
@@ -14,9 +15,9 @@ from shared.commands import reset_services
 from shared.config import MatcherConfig
 
 # Sources of configuration a developer's shell may hold that must not reach the functions.
-_FOREIGN = (
+FOREIGN = (
     "AUTH_KEYS_FILE", "AUTH_KEYS_SECRET", "OIDC_ISSUER", "API_CORS_ORIGINS",
-    "WALLET_MNEMONIC_FILE", "WALLET_MNEMONIC_SECRET",
+    "WALLET_MNEMONIC_FILE", "WALLET_MNEMONIC_SECRET", "CURSOR_KEY_FILE", "CURSOR_KEY_SECRET",
 )  # fmt: skip
 
 
@@ -38,11 +39,12 @@ def point_functions_at(
             mp.setenv(name, value)
         reset_functions()
 
-    for name in _FOREIGN:
+    for name in FOREIGN:
         mp.delenv(name, raising=False)
     ps = cfg.pubsub
     configure(
         AUTH_KEYS_JSON=orjson.dumps(new_secrets_document()).decode(),
+        CURSOR_KEY=secrets.token_urlsafe(32),
         COMMANDS_TOPIC=ps.commands_topic,
         COMMANDS_SUBSCRIPTION=ps.commands_subscription,
         EVENTS_TOPIC=ps.events_topic,

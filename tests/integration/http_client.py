@@ -19,20 +19,33 @@ class HttpClient:
     def call(
         self, method: str, path: str, body: Any = None, token: str | None = None
     ) -> tuple[int, Any]:
-        headers = {"Accept": "application/json"}
+        headers = {}
         data = None
         if body is not None:
             data = orjson.dumps(body)
             headers["Content-Type"] = "application/json"
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
-        request = urllib.request.Request(self.base + path, data, headers, method=method)
+        status, doc, _ = self.raw(method, path, data, headers)
+        return status, doc
+
+    def raw(
+        self,
+        method: str,
+        path: str,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any, dict[str, str]]:
+        """Any request as given: (status, the body's JSON or None, the response's headers)."""
+        request = urllib.request.Request(
+            self.base + path, data, {"Accept": "application/json", **(headers or {})}, method=method
+        )
         try:
             with NO_PROXY.open(request, timeout=30) as resp:
-                status, raw = int(resp.status), resp.read()
+                status, raw, got = int(resp.status), resp.read(), dict(resp.headers)
         except urllib.error.HTTPError as exc:
-            status, raw = int(exc.code), exc.read()
-        return status, orjson.loads(raw) if raw else None
+            status, raw, got = int(exc.code), exc.read(), dict(exc.headers)
+        return status, orjson.loads(raw) if raw else None, got
 
     def ok(
         self, method: str, path: str, body: Any = None, token: str | None = None, status: int = 200

@@ -13,9 +13,11 @@ a partial fill with Alice as taker, then Bob cancels the rest of his bid. Balanc
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from functions.admin.bootstrap import make_admin
 from infra.local_stack import REPO_ROOT, free_port
 from shared.auth import new_secrets_document
 from shared.config import MatcherConfig
+from tests.integration.function_env import FOREIGN
 from tests.integration.http_client import HttpClient
 from tests.integration.matcher_helpers import MatcherProcess, matcher_env, wait_for
 
@@ -61,22 +64,24 @@ class Api(HttpClient):
         return token
 
 
-@pytest.fixture
-def api(
-    firestore_db: firestore.Client, matcher_cfg: MatcherConfig, tmp_path: Path
-) -> Iterator[Api]:
-    """The matcher and the gateway as processes, on this test's database, topics, Redis and
-    Firestore project (firestore_db comes first: the Pub/Sub names live in its project)."""
+@contextmanager
+def served(
+    matcher_cfg: MatcherConfig, tmp_path: Path, **extra_env: str
+) -> Iterator[tuple[Api, dict[str, str]]]:
+    """The matcher and the gateway as processes, on ``matcher_cfg``'s database, topics and
+    Redis and the current Firestore project; the client and the gateway's environment."""
     assert matcher_cfg.pubsub.project == os.environ["GOOGLE_CLOUD_PROJECT"]
     matcher = MatcherProcess(matcher_cfg, tmp_path, "matcher")
     port = free_port()
     env = matcher_env(matcher_cfg, port)
-    for name in ("PORT", "AUTH_KEYS_FILE", "AUTH_KEYS_SECRET", "OIDC_ISSUER"):
+    for name in ("PORT", *FOREIGN):
         env.pop(name, None)
     env.update(
         AUTH_KEYS_JSON=orjson.dumps(new_secrets_document()).decode(),
+        CURSOR_KEY=secrets.token_urlsafe(32),
         API_REPLY_WAIT_S="15",
         FIRESTORE_EMULATOR_HOST=os.environ["FIRESTORE_EMULATOR_HOST"],
+        **extra_env,
     )
     log_path = tmp_path / "gateway.log"
     with open(log_path, "wb") as log:
@@ -97,7 +102,7 @@ def api(
                 return False
 
         wait_for(answers, 60, "the gateway")
-        yield client
+        yield client, env
     finally:
         gateway.terminate()  # gunicorn: graceful stop, workers included
         try:
@@ -106,6 +111,16 @@ def api(
             os.killpg(gateway.pid, 9)
             gateway.wait(5)
         matcher.stop()
+
+
+@pytest.fixture
+def api(
+    firestore_db: firestore.Client, matcher_cfg: MatcherConfig, tmp_path: Path
+) -> Iterator[Api]:
+    """The matcher and the gateway as processes, on this test's database, topics, Redis and
+    Firestore project (firestore_db comes first: the Pub/Sub names live in its project)."""
+    with served(matcher_cfg, tmp_path) as (client, _):
+        yield client
 
 
 def order(api: Api, token: str, **fields: Any) -> dict[str, Any]:

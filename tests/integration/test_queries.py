@@ -8,6 +8,7 @@ depth ``seq`` counts batches that changed the book)."""
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from shared.db import connect
 from shared.money import parse_units
 from shared.pubsub import CommandPublisher
 from shared.schema import AnyCommand, CancelOrder, PlaceOrder, Side
+from tests.integration.function_env import FOREIGN
 from tests.integration.matcher_helpers import ETH, funded, key_of, market_setup, running
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -117,9 +119,10 @@ def configure(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[None]:
     """The functions' environment: auth secrets, this test's database; fresh clients."""
-    for name in ("AUTH_KEYS_FILE", "AUTH_KEYS_SECRET", "OIDC_ISSUER", "DEPTH_LEVELS"):
+    for name in (*FOREIGN, "DEPTH_LEVELS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AUTH_KEYS_JSON", orjson.dumps(new_secrets_document()).decode())
+    monkeypatch.setenv("CURSOR_KEY", secrets.token_urlsafe(32))
     monkeypatch.setenv("PGDATABASE", matcher_cfg.postgres.database)
     reset_defaults()
     queries.reset()
@@ -344,9 +347,21 @@ def test_private_reads(exchange: Exchange) -> None:
     assert ids("/v1/orders?status=closed") == [8, 4, 3]
     assert ids(f"/v1/orders?status=closed&market={M}") == [8, 4, 3]
     open_page = ex.ok("/v1/orders?status=open&limit=3", "bob")
-    assert open_page["next_cursor"] == "9"
-    assert ids("/v1/orders?status=open&limit=3&cursor=9") == [7, 5]
-    assert ids("/v1/orders?status=open&limit=2&cursor=7") == [5]
+    after_9 = open_page["next_cursor"]
+    assert ids(f"/v1/orders?status=open&limit=3&cursor={after_9}") == [7, 5]
+    assert ids(f"/v1/orders?status=open&limit=1&cursor={after_9}") == [7]
+    # A cursor is opaque and signed: made for bob's orders, it is refused to alice, on
+    # another listing, and altered by one character.
+    for user, path in [
+        ("alice", f"/v1/orders?cursor={after_9}"),
+        ("bob", f"/v1/trades?cursor={after_9}"),
+        ("bob", f"/v1/ledger?cursor={after_9}"),
+        ("bob", f"/v1/orders?cursor={after_9[:-1]}{'A' if after_9[-1] != 'A' else 'B'}"),
+        ("bob", "/v1/orders?cursor=9"),
+    ]:
+        resp = ex.get(path, user)
+        assert resp.status_code == 400, (user, path, resp.get_json())
+        assert resp.get_json()["error"]["code"] == "invalid_cursor"
     assert ids("/v1/orders") == ids(f"/v1/orders?market={M}&limit=500")
     assert ids("/v1/orders", "alice") == [6, 2, 1]
 
@@ -385,11 +400,9 @@ def test_private_reads(exchange: Exchange) -> None:
          "ts": T0 + 61 * SEC},
     ]  # fmt: skip
     assert ex.ok("/v1/trades", "alice") == {"trades": alice_trades, "next_cursor": None}
-    assert ex.ok(f"/v1/trades?market={M}&limit=3", "alice") == {
-        "trades": alice_trades[:3],
-        "next_cursor": "2",
-    }
-    assert ex.ok("/v1/trades?limit=3&cursor=2", "alice") == {
+    first_three = ex.ok(f"/v1/trades?market={M}&limit=3", "alice")
+    assert first_three["trades"] == alice_trades[:3]
+    assert ex.ok(f"/v1/trades?limit=3&cursor={first_three['next_cursor']}", "alice") == {
         "trades": alice_trades[3:],
         "next_cursor": None,
     }

@@ -329,9 +329,8 @@ def test_withdrawal_checks_publish_nothing(wallet_ex: Exchange, matcher: None) -
     before = ex.oplog_count()
 
     cases: list[tuple[dict[str, Any], int, str]] = [
-        ({"address": TO.lower()}, 400, "address_not_checksummed"),
-        ({"address": "0x" + TO[2:].upper()}, 400, "address_not_checksummed"),
         ({"address": TO[:-1] + "c"}, 400, "invalid_checksum"),
+        ({"address": TO.replace("C", "c", 1)}, 400, "invalid_checksum"),
         ({"address": "0x" + "0" * 40}, 400, "invalid_address"),
         ({"address": "0x1234"}, 400, "invalid_address"),
         ({"address": TO[2:]}, 400, "invalid_address"),
@@ -350,10 +349,32 @@ def test_withdrawal_checks_publish_nothing(wallet_ex: Exchange, matcher: None) -
         body = {"asset": "ETH", "amount": "0.1", "address": TO, **change}
         resp = ex.client.post("/v1/withdrawals", json=body, headers=bearer(token))
         assert (resp.status_code, error(resp)) == (status, code), change
-    msg = withdraw(ex, token, "0.1", TO.lower()).get_json()["error"]["message"]
-    assert "checksummed" in msg
+    msg = withdraw(ex, token, "0.1", TO[:-1] + "c").get_json()["error"]["message"]
+    assert "checksum" in msg
     assert ex.oplog_count() == before
     assert ex.sql("SELECT count(*) FROM withdrawal_requests") == [[0]]
+
+
+def test_addresses_without_checksum_are_accepted_and_stored_checksummed(
+    wallet_ex: Exchange, matcher: None
+) -> None:
+    """EIP-55: all lowercase or all uppercase hex carries no checksum; what users paste."""
+    ex = wallet_ex
+    list_market(ex)
+    assert (
+        set_rules(ex, "ETH", {"withdrawal_fee": "0.001", "min_withdrawal": "0.01"}).status_code
+        == 200
+    )
+    alice, token = user(ex, "alice")
+    assert deposit(ex, alice, "ETH", "1").status_code == 201
+    for pasted in (TO.lower(), "0x" + TO[2:].upper(), TO):
+        resp = withdraw(ex, token, "0.1", pasted)
+        assert resp.status_code == 201, (pasted, resp.get_json())
+        assert resp.get_json()["address"] == TO, pasted
+    stored = ex.sql("SELECT DISTINCT address FROM withdrawal_requests WHERE user_id = :u", u=alice)
+    assert stored == [[TO]]
+    listed = ex.client.get("/v1/withdrawals", headers=bearer(token)).get_json()["withdrawals"]
+    assert [w["address"] for w in listed] == [TO, TO, TO]
 
 
 def test_withdrawals(wallet_ex: Exchange, matcher: None) -> None:

@@ -5,6 +5,7 @@ clients (the library's sync client: a background thread reads, the test reads it
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from functions.admin.bootstrap import make_admin
 from infra.local_stack import REPO_ROOT, free_port
 from shared.auth import new_secrets_document
 from shared.config import MatcherConfig
+from tests.integration.function_env import FOREIGN
 from tests.integration.http_client import NO_PROXY, HttpClient
 from tests.integration.matcher_helpers import MatcherProcess, matcher_env, wait_for
 
@@ -189,10 +191,11 @@ def exchange(
     matcher = MatcherProcess(matcher_cfg, tmp_path, "matcher")
     port = free_port()
     env = matcher_env(matcher_cfg, port)
-    for name in ("PORT", "AUTH_KEYS_FILE", "AUTH_KEYS_SECRET", "OIDC_ISSUER"):
+    for name in ("PORT", *FOREIGN):
         env.pop(name, None)
     env.update(
         AUTH_KEYS_JSON=orjson.dumps(new_secrets_document()).decode(),
+        CURSOR_KEY=secrets.token_urlsafe(32),
         API_REPLY_WAIT_S="15",
         FIRESTORE_EMULATOR_HOST=os.environ["FIRESTORE_EMULATOR_HOST"],
         TRADE_RATE_PER_USER="100000",

@@ -7,7 +7,9 @@ import flask
 import pytest
 from flask.testing import FlaskClient
 
+from functions.docs.main import docs
 from infra.gateway import ROUTES, Endpoint, create_app
+from shared.http import REQUEST_ID_HEADER, SECURITY_HEADERS
 
 
 def _answer(name: str) -> Endpoint:
@@ -50,6 +52,17 @@ def test_unknown_path_and_bad_method_prefix() -> None:
     assert resp.get_json()["error"]["code"] == "not_found"
     with pytest.raises(ValueError, match="unknown method"):
         create_app([("FETCH /v1/x", _answer("x"))])
+
+
+def test_the_gateways_own_404_carries_the_functions_security_headers() -> None:
+    client = create_app([("/v1/openapi.json", docs)]).test_client()
+    from_function = client.get("/v1/openapi.json/nothing")  # the docs function's own 404
+    from_gateway = client.get("/v1/nothing")  # no function serves it
+    assert (from_function.status_code, from_gateway.status_code) == (404, 404)
+    for name, value in SECURITY_HEADERS:
+        assert from_function.headers.get(name) == value, (name, from_function.headers)
+        assert from_gateway.headers.get(name) == value, (name, from_gateway.headers)
+    assert from_gateway.headers.get(REQUEST_ID_HEADER)
 
 
 def test_every_read_of_orders_is_routed_to_queries() -> None:

@@ -142,6 +142,7 @@ locals {
   # Secret Manager: who may read which secret. Nothing else gets a binding.
   secret_readers = {
     auth_keys       = ["auth", "orders", "queries", "admin", "wallet", "ws"]
+    cursor_key      = ["queries", "wallet"]
     wallet_mnemonic = ["wallet", "sweep"]
     hot_wallet_key  = ["sender"]
     gas_wallet_key  = ["sweep"]
@@ -151,6 +152,7 @@ locals {
   }
   secrets = {
     auth_keys       = "The API's JWT signing keys and API-key masters (python -m shared.auth new)."
+    cursor_key      = "The key that signs page cursors (32+ random characters)."
     wallet_mnemonic = "The BIP-39 mnemonic of the deposit addresses."
     hot_wallet_key  = "The hot wallet's private key (pays withdrawals)."
     gas_wallet_key  = "The gas wallet's private key (tops deposit addresses up for token sweeps)."
@@ -161,6 +163,7 @@ locals {
   # Secrets the code reads itself by version name (VARIABLE_SECRET=projects/P/secrets/S/versions/V).
   secret_version_env = {
     auth_keys       = "AUTH_KEYS_SECRET"
+    cursor_key      = "CURSOR_KEY_SECRET"
     wallet_mnemonic = "WALLET_MNEMONIC_SECRET"
     hot_wallet_key  = "HOT_WALLET_KEY_SECRET"
     gas_wallet_key  = "GAS_WALLET_KEY_SECRET"
