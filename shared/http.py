@@ -45,7 +45,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, Final, TypeVar
+from typing import Any, ClassVar, Final, Literal, TypeVar
 
 import flask
 import msgspec
@@ -204,7 +204,13 @@ def default_settings() -> HttpSettings:
 class Body(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Base of request bodies: a JSON object whose fields have exactly these types (no
     coercion: ``1`` is not a string, ``1.5`` is not an integer); unknown fields are refused.
-    Bound strings and lists with ``Annotated[str, msgspec.Meta(max_length=...)]``."""
+    Bound strings and lists with ``Annotated[str, msgspec.Meta(max_length=...)]``.
+
+    Its JSON schema in the API's document comes from msgspec (``description``s and examples
+    of fields in their ``msgspec.Meta``); ``schema_extra`` adds keywords to the struct's own
+    (examples of a whole body)."""
+
+    schema_extra: ClassVar[dict[str, Any]] = {}
 
 
 @dataclass(slots=True)
@@ -326,12 +332,38 @@ class RateLimiter:
 Handler = Callable[[ApiRequest], flask.Response]
 
 
+Auth = Literal["none", "user", "session", "admin"]
+"""Who may call a route: anyone; a user (an access token or a signed API key); a user's
+access token only (no API key); an admin's access token."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RouteDoc:
+    """What the API's document says of one route, declared with it (``Api.route``'s keywords;
+    shared.openapi builds the OpenAPI operation from it)."""
+
+    summary: str
+    operation_id: str
+    tag: str
+    auth: Auth = "user"
+    body: type[Body] | None = None
+    """The request body's struct: its JSON schema comes from msgspec."""
+    params: tuple[Mapping[str, Any], ...] = ()
+    """OpenAPI parameter objects (path, query, header) or references to shared ones."""
+    responses: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
+    """The success answers by status (shared.openapi.ok)."""
+    errors: tuple[int, ...] = ()
+    """The error statuses it may answer (a route with a body may also answer 413)."""
+    description: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class _Route:
     method: str
     pattern: str
     regex: re.Pattern[str]
     handler: Handler
+    doc: RouteDoc | None = None
 
 
 def compile_pattern(pattern: str) -> re.Pattern[str]:
@@ -356,15 +388,26 @@ class Api:
         self._settings = settings
         self._routes: list[_Route] = []
 
-    def route(self, method: str, pattern: str) -> Callable[[Handler], Handler]:
-        """Decorator: ``handler`` answers ``method`` on paths matching ``pattern``."""
+    def route(
+        self,
+        method: str,
+        pattern: str,
+        doc: RouteDoc | None = None,
+        **described: Any,
+    ) -> Callable[[Handler], Handler]:
+        """Decorator: ``handler`` answers ``method`` on paths matching ``pattern``. The
+        keywords (or ``doc``) are the route's ``RouteDoc``: what the API's document says."""
         method = method.upper()
         regex = compile_pattern(pattern)
+        if described:
+            if doc is not None:
+                raise TypeError("give a RouteDoc or its keywords, not both")
+            doc = RouteDoc(**described)
 
         def register(handler: Handler) -> Handler:
             if any(r.method == method and r.pattern == pattern for r in self._routes):
                 raise ValueError(f"duplicate route {method} {pattern}")
-            self._routes.append(_Route(method, pattern, regex, handler))
+            self._routes.append(_Route(method, pattern, regex, handler, doc))
             return handler
 
         return register
@@ -373,6 +416,11 @@ class Api:
     def routes(self) -> list[tuple[str, str]]:
         """(method, pattern) of every route, for the OpenAPI check and the gateway."""
         return [(r.method, r.pattern) for r in self._routes]
+
+    @property
+    def documented(self) -> list[tuple[str, str, RouteDoc | None]]:
+        """(method, pattern, doc) of every route, in the order they were declared."""
+        return [(r.method, r.pattern, r.doc) for r in self._routes]
 
     def __call__(self, request: flask.Request) -> flask.Response:
         """The functions-framework entry point: never raises, never leaks a stack trace."""

@@ -73,6 +73,7 @@ from shared.markets import (
     market_json,
 )
 from shared.money import MoneyError, format_units, parse_units
+from shared.openapi import ASSET_PATTERN, MARKET_PARAM, PENDING, ok, path_param
 from shared.schema import (
     ASSET_RE,
     FEE_ACCOUNT,
@@ -105,7 +106,7 @@ Decimal = Annotated[str, msgspec.Meta(max_length=64)]
 Confirmations = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
 
 
-class Chain(Body):
+class NewChain(Body):
     kind: Literal["native", "erc20"]
     decimals: Annotated[int, msgspec.Meta(ge=0, le=77)]
     contract: Annotated[str, msgspec.Meta(max_length=42)] | None = None
@@ -133,7 +134,7 @@ class ChainRules(Body):
 class NewAsset(Body):
     asset: Annotated[str, msgspec.Meta(max_length=12)]
     precision: Annotated[int, msgspec.Meta(ge=0, le=18)]
-    chain: Chain | None = None
+    chain: NewChain | None = None
 
 
 class NewMarket(Body):
@@ -228,7 +229,24 @@ def _check_rules(rules: dict[str, Any], precision: int) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-@api.route("POST", "/v1/admin/assets")
+@api.route(
+    "POST",
+    "/v1/admin/assets",
+    summary="List an asset",
+    operation_id="createAsset",
+    tag="admin",
+    auth="admin",
+    body=NewAsset,
+    responses={201: ok("Listed", "Asset"), 202: PENDING},
+    errors=(
+        400,
+        401,
+        403,
+        409,
+        415,
+        503,
+    ),
+)
 def create_asset(req: ApiRequest) -> flask.Response:
     svc = services()
     principal = _admin(req, svc)
@@ -281,7 +299,25 @@ def create_asset(req: ApiRequest) -> flask.Response:
     )
 
 
-@api.route("PATCH", "/v1/admin/assets/{asset}/chain")
+@api.route(
+    "PATCH",
+    "/v1/admin/assets/{asset}/chain",
+    summary="Change an asset's deposit and withdrawal rules",
+    operation_id="updateAssetChain",
+    tag="admin",
+    auth="admin",
+    body=ChainRules,
+    params=(path_param("asset", {"type": "string", "pattern": ASSET_PATTERN}, example="ETH"),),
+    responses={200: ok("The asset now", "Asset")},
+    errors=(
+        400,
+        401,
+        403,
+        404,
+        415,
+        503,
+    ),
+)
 def update_asset_chain(req: ApiRequest) -> flask.Response:
     svc = services()
     principal = _admin(req, svc)
@@ -320,7 +356,24 @@ def update_asset_chain(req: ApiRequest) -> flask.Response:
     return json_response({"asset": asset, "precision": precision, "chain": chain})
 
 
-@api.route("POST", "/v1/admin/markets")
+@api.route(
+    "POST",
+    "/v1/admin/markets",
+    summary="Open a market",
+    operation_id="createMarket",
+    tag="admin",
+    auth="admin",
+    body=NewMarket,
+    responses={201: ok("Created", "Market"), 202: PENDING},
+    errors=(
+        400,
+        401,
+        403,
+        409,
+        415,
+        503,
+    ),
+)
 def create_market(req: ApiRequest) -> flask.Response:
     svc = services()
     principal = _admin(req, svc)
@@ -346,7 +399,25 @@ def create_market(req: ApiRequest) -> flask.Response:
     return json_response(market_json(svc.redis, name) or definition, status=201)
 
 
-@api.route("PATCH", "/v1/admin/markets/{market}")
+@api.route(
+    "PATCH",
+    "/v1/admin/markets/{market}",
+    summary="Change a market's fees, halt or resume it",
+    operation_id="updateMarket",
+    tag="admin",
+    auth="admin",
+    body=MarketChange,
+    params=(MARKET_PARAM,),
+    responses={200: ok("The market now", "Market"), 202: PENDING},
+    errors=(
+        400,
+        401,
+        403,
+        404,
+        415,
+        503,
+    ),
+)
 def update_market(req: ApiRequest) -> flask.Response:
     svc = services()
     principal = _admin(req, svc)
@@ -374,7 +445,24 @@ def update_market(req: ApiRequest) -> flask.Response:
 # --------------------------------------------------------------------------------------------
 
 
-@api.route("POST", "/v1/admin/deposits")
+@api.route(
+    "POST",
+    "/v1/admin/deposits",
+    summary="Credit a user (until the wallet watcher does)",
+    operation_id="creditDeposit",
+    tag="admin",
+    auth="admin",
+    body=NewDeposit,
+    responses={201: ok("Credited", "DepositCredited"), 202: PENDING},
+    errors=(
+        400,
+        401,
+        403,
+        409,
+        415,
+        503,
+    ),
+)
 def credit(req: ApiRequest) -> flask.Response:
     svc = services()
     principal = _admin(req, svc)
@@ -449,14 +537,51 @@ def _user_json(user_id: str, user: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@api.route("GET", "/v1/admin/users/{id_or_email}")
+@api.route(
+    "GET",
+    "/v1/admin/users/{id_or_email}",
+    summary="A user by id or email",
+    operation_id="findUser",
+    tag="admin",
+    auth="admin",
+    params=(path_param("id_or_email", example="alice@example.com"),),
+    responses={200: ok("The user", "AdminUser")},
+    errors=(
+        401,
+        403,
+        404,
+        503,
+    ),
+)
 def find_user(req: ApiRequest) -> flask.Response:
     svc = services()
     _admin(req, svc)
     return json_response(_user_json(*_lookup(svc, req.params["id_or_email"])))
 
 
-@api.route("PATCH", "/v1/admin/users/{id_or_email}")
+@api.route(
+    "PATCH",
+    "/v1/admin/users/{id_or_email}",
+    summary="Give a user a role",
+    operation_id="changeRole",
+    tag="admin",
+    auth="admin",
+    body=RoleChange,
+    params=(path_param("id_or_email", example="alice@example.com"),),
+    responses={200: ok("The user", "AdminUser")},
+    errors=(
+        400,
+        401,
+        403,
+        404,
+        415,
+        503,
+    ),
+    description=(
+        "A change ends every session of the user at once (their tokens name the old role). Needs "
+        "the admin's recent proof (401 fresh_auth_required)."
+    ),
+)
 def change_role(req: ApiRequest) -> flask.Response:
     """``{role}``: the user's role; a change ends every session of the user at once (their
     tokens say the old role). Granting or taking a role needs the admin's fresh proof."""
@@ -585,7 +710,25 @@ def _audit(db: Any) -> dict[str, Any]:
     }
 
 
-@api.route("GET", "/v1/admin/audit")
+@api.route(
+    "GET",
+    "/v1/admin/audit",
+    summary="Run the conservation check over the database",
+    operation_id="audit",
+    tag="admin",
+    auth="admin",
+    responses={200: ok("The report", "Audit")},
+    errors=(
+        401,
+        403,
+        503,
+    ),
+    description=(
+        "Per asset: sum of all balances (fees included) == deposits - settled withdrawals; no "
+        "negative balance; every account's frozen == its open orders' holds + its held "
+        "withdrawals. ok is false when anything differs."
+    ),
+)
 def audit(req: ApiRequest) -> flask.Response:
     svc = services()
     _admin(req, svc)

@@ -95,6 +95,7 @@ from shared.http import (
     not_found,
     unauthorized,
 )
+from shared.openapi import ok, path_param
 from shared.sessions import session_revoked
 from shared.throttle import PasswordTry, account_key, limit_subject
 
@@ -124,7 +125,7 @@ class Credentials(Body):
     password: Annotated[str, msgspec.Meta(max_length=MAX_PASSWORD)]
 
 
-class RefreshBody(Body):
+class RefreshRequest(Body):
     refresh_token: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 
@@ -279,7 +280,22 @@ def _role_of(user: dict[str, Any]) -> Role:
 # --------------------------------------------------------------------------------------------
 
 
-@api.route("POST", "/v1/auth/signup")
+@api.route(
+    "POST",
+    "/v1/auth/signup",
+    summary="Create an account",
+    operation_id="signup",
+    tag="auth",
+    auth="none",
+    body=Credentials,
+    responses={201: ok("Created", "SignedUp")},
+    errors=(
+        400,
+        409,
+        415,
+        429,
+    ),
+)
 def signup(req: ApiRequest) -> flask.Response:
     ctx = default_context()
     _limit(ctx, req, "signup", None)
@@ -316,7 +332,28 @@ def signup(req: ApiRequest) -> flask.Response:
     return json_response({"user_id": user_id}, status=201)
 
 
-@api.route("POST", "/v1/auth/login")
+@api.route(
+    "POST",
+    "/v1/auth/login",
+    summary="Log in: an access token and a refresh token",
+    operation_id="login",
+    tag="auth",
+    auth="none",
+    body=Credentials,
+    responses={200: ok("Tokens", "TokenPair")},
+    errors=(
+        400,
+        401,
+        415,
+        429,
+    ),
+    description=(
+        "Wrong passwords are limited per (email, client address) and per client address "
+        "(AUTH_FAILURES_*): a client that keeps failing gets 429 with Retry-After; a client that "
+        "has not been failing is never refused. The access token carries sid (its session), epoch"
+        " and auth_time (now)."
+    ),
+)
 def login(req: ApiRequest) -> flask.Response:
     ctx = default_context()
     body = req.json(Credentials)
@@ -347,10 +384,24 @@ def login(req: ApiRequest) -> flask.Response:
 RefreshOutcome = Literal["ok", "invalid", "reused", "expired"]
 
 
-@api.route("POST", "/v1/auth/refresh")
+@api.route(
+    "POST",
+    "/v1/auth/refresh",
+    summary="Trade a refresh token for a new pair (it is spent)",
+    operation_id="refresh",
+    tag="auth",
+    auth="none",
+    body=RefreshRequest,
+    responses={200: ok("Tokens", "TokenPair")},
+    errors=(
+        400,
+        401,
+        415,
+    ),
+)
 def refresh(req: ApiRequest) -> flask.Response:
     ctx = default_context()
-    body = req.json(RefreshBody)
+    body = req.json(RefreshRequest)
     db = ctx.firestore
     token_ref = db.collection(REFRESH_TOKENS).document(_hash_token(body.refresh_token))
 
@@ -400,10 +451,29 @@ def refresh(req: ApiRequest) -> flask.Response:
     return json_response(pair)
 
 
-@api.route("POST", "/v1/auth/logout")
+@api.route(
+    "POST",
+    "/v1/auth/logout",
+    summary="End the session of a refresh token",
+    operation_id="logout",
+    tag="auth",
+    auth="none",
+    body=RefreshRequest,
+    responses={204: ok("Logged out")},
+    errors=(
+        400,
+        401,
+        415,
+        503,
+    ),
+    description=(
+        "Its refresh tokens and its access tokens stop working at once (401 session_revoked), on "
+        "the HTTP API and the live feed."
+    ),
+)
 def logout(req: ApiRequest) -> flask.Response:
     ctx = default_context()
-    body = req.json(RefreshBody)
+    body = req.json(RefreshRequest)
     db = ctx.firestore
     snap = db.collection(REFRESH_TOKENS).document(_hash_token(body.refresh_token)).get()
     if not snap.exists:
@@ -417,7 +487,18 @@ def logout(req: ApiRequest) -> flask.Response:
     return no_content()
 
 
-@api.route("GET", "/v1/auth/me")
+@api.route(
+    "GET",
+    "/v1/auth/me",
+    summary="Who is calling",
+    operation_id="me",
+    tag="auth",
+    responses={200: ok("The caller", "Me")},
+    errors=(
+        401,
+        503,
+    ),
+)
 def me(req: ApiRequest) -> flask.Response:
     ctx = default_context()
     principal = authenticate(req, ctx)
@@ -452,7 +533,32 @@ def _password_user(ctx: AuthContext, principal: Principal) -> dict[str, Any]:
     return snap.to_dict() or {}
 
 
-@api.route("POST", "/v1/auth/reauth")
+@api.route(
+    "POST",
+    "/v1/auth/reauth",
+    summary="Prove who you are again: a fresh access token",
+    operation_id="reauth",
+    tag="auth",
+    auth="session",
+    body=Reauth,
+    responses={200: ok("A fresh token", "FreshToken")},
+    errors=(
+        400,
+        401,
+        403,
+        415,
+        429,
+        503,
+    ),
+    description=(
+        "The password again, for the actions that need a proof from the last few minutes "
+        "(FRESH_AUTH_MAX_AGE_S, 5 by default): creating an API key with trade or withdraw, a "
+        "withdrawal with a token, a role change. Answers an access token of the same session "
+        "whose auth_time is now; later refreshes of the session keep that auth_time. Wrong "
+        "passwords count as login failures do (429). 403 for an API key, or for an external "
+        "identity (external_identity: prove it at the identity provider)."
+    ),
+)
 def reauth(req: ApiRequest) -> flask.Response:
     """The password again: a new access token of the same session, fresh (``auth_time`` now),
     for the actions that need a recent proof (``shared.auth.require_fresh``)."""
@@ -487,7 +593,30 @@ def reauth(req: ApiRequest) -> flask.Response:
     )
 
 
-@api.route("POST", "/v1/auth/password")
+@api.route(
+    "POST",
+    "/v1/auth/password",
+    summary="Change the password; every session ends",
+    operation_id="changePassword",
+    tag="auth",
+    auth="session",
+    body=PasswordChange,
+    responses={200: ok("A new session", "TokenPair")},
+    errors=(
+        400,
+        401,
+        403,
+        415,
+        429,
+        503,
+    ),
+    description=(
+        "The current password is the proof (wrong: 401 invalid_credentials, counted as login "
+        "failures: 429). Every session of the user ends at once (this one too: its tokens answer "
+        "401 session_revoked); the answer is a new session's pair. 400 weak_password for a short "
+        "new one."
+    ),
+)
 def change_password(req: ApiRequest) -> flask.Response:
     """A new password, proved with the current one: every session of the user ends (this
     one too) and the caller gets a new one."""
@@ -536,7 +665,28 @@ def _own_keys(ctx: AuthContext, user_id: str) -> list[Any]:
     return list(query.stream())
 
 
-@api.route("POST", "/v1/api-keys")
+@api.route(
+    "POST",
+    "/v1/api-keys",
+    summary="Create an API key (its secret is shown once)",
+    operation_id="createApiKey",
+    tag="api-keys",
+    auth="session",
+    body=NewApiKey,
+    responses={201: ok("Created", "ApiKeyCreated")},
+    errors=(
+        400,
+        401,
+        403,
+        409,
+        415,
+        503,
+    ),
+    description=(
+        "A key with the trade or withdraw scope outlives any token: making one needs a recent "
+        "proof (401 fresh_auth_required: POST /v1/auth/reauth)."
+    ),
+)
 def create_api_key(req: ApiRequest) -> flask.Response:
     ctx = default_context()
     principal = _session(req, ctx)
@@ -564,7 +714,20 @@ def create_api_key(req: ApiRequest) -> flask.Response:
     return json_response({**_key_view(key_id, record), "secret": secret}, status=201)
 
 
-@api.route("GET", "/v1/api-keys")
+@api.route(
+    "GET",
+    "/v1/api-keys",
+    summary="The caller's API keys",
+    operation_id="listApiKeys",
+    tag="api-keys",
+    auth="session",
+    responses={200: ok("Keys", "ApiKeyList")},
+    errors=(
+        401,
+        403,
+        503,
+    ),
+)
 def list_api_keys(req: ApiRequest) -> flask.Response:
     ctx = default_context()
     principal = _session(req, ctx)
@@ -573,7 +736,22 @@ def list_api_keys(req: ApiRequest) -> flask.Response:
     return json_response({"api_keys": keys})
 
 
-@api.route("DELETE", "/v1/api-keys/{id}")
+@api.route(
+    "DELETE",
+    "/v1/api-keys/{id}",
+    summary="Revoke an API key",
+    operation_id="deleteApiKey",
+    tag="api-keys",
+    auth="session",
+    params=(path_param("id", example="ak_0123456789abcdef01234567"),),
+    responses={204: ok("Revoked")},
+    errors=(
+        401,
+        403,
+        404,
+        503,
+    ),
+)
 def delete_api_key(req: ApiRequest) -> flask.Response:
     ctx = default_context()
     principal = _session(req, ctx)

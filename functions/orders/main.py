@@ -59,16 +59,19 @@ from shared.commands import (
 from shared.http import Api, ApiRequest, Body, bad_request, json_response, not_found, unavailable
 from shared.markets import MAX_CLIENT_ORDER_ID, check_order, load_market
 from shared.money import format_units
+from shared.openapi import CLIENT_ORDER_ID, IDEMPOTENCY, PENDING, STR, ok, path_param, query
 from shared.schema import (
     AnyCommand,
     CancelAll,
     CancelOrder,
     OrderType,
-    PlaceOrder,
     Reason,
     SelfTrade,
     Side,
     TimeInForce,
+)
+from shared.schema import (
+    PlaceOrder as PlaceOrderCommand,
 )
 
 logs.setup()
@@ -80,7 +83,7 @@ _MAX_ORDER_ID: Final = 10**18
 Answer = Callable[[dict[str, Any]], flask.Response]
 
 
-class PlaceOrderBody(Body):
+class PlaceOrder(Body):
     market: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
     side: Side
     type: OrderType
@@ -179,12 +182,48 @@ def _cancelled_all(reply: dict[str, Any]) -> flask.Response:
 # --------------------------------------------------------------------------------------------
 
 
-@api.route("POST", "/v1/orders")
+@api.route(
+    "POST",
+    "/v1/orders",
+    summary="Place an order",
+    operation_id="placeOrder",
+    tag="orders",
+    body=PlaceOrder,
+    params=(IDEMPOTENCY,),
+    responses={
+        201: ok(
+            "Accepted by the matcher: the order's state",
+            "Order",
+            {
+                "Location": {"schema": {"type": "string"}, "description": "/v1/orders/{order_id}"},
+                "X-Command-Id": {"schema": {"type": "string"}},
+            },
+        ),
+        202: PENDING,
+    },
+    errors=(
+        400,
+        401,
+        403,
+        409,
+        415,
+        422,
+        429,
+        503,
+    ),
+    description=(
+        "Needs the trade scope. Checked against the market before anything is queued (codes: "
+        "unknown_market, market_halted, bad_price, bad_tick, bad_amount, bad_step, "
+        "below_min_amount, below_min_notional, invalid_order); then the matcher's verdict within "
+        "a short wait: 201 with the order, or 202 while it is pending. The engine's refusals: "
+        "insufficient_funds, would_take, fok_not_filled (422), duplicate_client_order_id (409)."
+    ),
+)
 def place_order(req: ApiRequest) -> flask.Response:
     svc = services()
     principal = _trader(req, svc)
     Idempotency.key_of(req)  # a malformed key is refused before anything else
-    body = req.json(PlaceOrderBody)
+    body = req.json(PlaceOrder)
     market = load_market(svc.redis, body.market)
     if market is None:
         raise bad_request(f"unknown market {body.market!r}", Reason.UNKNOWN_MARKET)
@@ -193,7 +232,7 @@ def place_order(req: ApiRequest) -> flask.Response:
         quote_amount=body.quote_amount, time_in_force=body.time_in_force,
         post_only=body.post_only, client_order_id=body.client_order_id,
     )  # fmt: skip
-    cmd = PlaceOrder(
+    cmd = PlaceOrderCommand(
         id=new_command_id(), user=principal.user_id, market=market.name, side=body.side,
         type=body.type, price=units.price, amount=units.amount, quote_amount=units.quote_amount,
         time_in_force=body.time_in_force, post_only=body.post_only,
@@ -203,7 +242,27 @@ def place_order(req: ApiRequest) -> flask.Response:
     return _send(svc, req, principal.user_id, cmd, request_fp, _placed)
 
 
-@api.route("DELETE", "/v1/orders/{order_id}")
+@api.route(
+    "DELETE",
+    "/v1/orders/{order_id}",
+    summary="Cancel one of the caller's orders",
+    operation_id="cancelOrder",
+    tag="orders",
+    params=(
+        path_param("order_id", example="1"),
+        IDEMPOTENCY,
+    ),
+    responses={200: ok("The cancelled order", "Order"), 202: PENDING},
+    errors=(
+        400,
+        401,
+        403,
+        404,
+        422,
+        429,
+        503,
+    ),
+)
 def cancel_order(req: ApiRequest) -> flask.Response:
     svc = services()
     principal = _trader(req, svc)
@@ -217,7 +276,27 @@ def cancel_order(req: ApiRequest) -> flask.Response:
     return _send(svc, req, principal.user_id, cmd, request_fp, _cancelled)
 
 
-@api.route("DELETE", "/v1/orders/by-client-id/{client_order_id}")
+@api.route(
+    "DELETE",
+    "/v1/orders/by-client-id/{client_order_id}",
+    summary="Cancel the open order with a client id",
+    operation_id="cancelOrderByClientId",
+    tag="orders",
+    params=(
+        CLIENT_ORDER_ID,
+        IDEMPOTENCY,
+    ),
+    responses={200: ok("The cancelled order", "Order"), 202: PENDING},
+    errors=(
+        400,
+        401,
+        403,
+        404,
+        422,
+        429,
+        503,
+    ),
+)
 def cancel_by_client_id(req: ApiRequest) -> flask.Response:
     svc = services()
     principal = _trader(req, svc)
@@ -230,7 +309,38 @@ def cancel_by_client_id(req: ApiRequest) -> flask.Response:
     return _send(svc, req, principal.user_id, cmd, request_fp, _cancelled)
 
 
-@api.route("DELETE", "/v1/orders")
+@api.route(
+    "DELETE",
+    "/v1/orders",
+    summary="Cancel all the caller's open orders",
+    operation_id="cancelAllOrders",
+    tag="orders",
+    params=(
+        query("market", STR, "only this market"),
+        IDEMPOTENCY,
+    ),
+    responses={
+        200: ok(
+            "What was cancelled",
+            {
+                "type": "object",
+                "properties": {
+                    "orders": {"type": "array", "items": {"$ref": "#/components/schemas/Order"}}
+                },
+                "required": ["orders"],
+            },
+        ),
+        202: PENDING,
+    },
+    errors=(
+        400,
+        401,
+        403,
+        422,
+        429,
+        503,
+    ),
+)
 def cancel_all(req: ApiRequest) -> flask.Response:
     svc = services()
     principal = _trader(req, svc)
@@ -243,7 +353,22 @@ def cancel_all(req: ApiRequest) -> flask.Response:
     return _send(svc, req, principal.user_id, cmd, request_fp, _cancelled_all)
 
 
-@api.route("GET", "/v1/commands/{id}")
+@api.route(
+    "GET",
+    "/v1/commands/{id}",
+    summary="The fate of a command the caller sent",
+    operation_id="getCommand",
+    tag="orders",
+    params=(path_param("id", description="the command id of a 202 answer"),),
+    responses={200: ok("Applied or rejected", "CommandStatus"), 202: PENDING},
+    errors=(
+        401,
+        403,
+        404,
+        429,
+        503,
+    ),
+)
 def command_status(req: ApiRequest) -> flask.Response:
     svc = services()
     principal = authenticate(req, svc.auth)

@@ -89,6 +89,17 @@ from shared.http import (
     unavailable,
 )
 from shared.money import format_units
+from shared.openapi import (
+    CLIENT_ORDER_ID,
+    CURSOR,
+    LIMIT,
+    MARKET_PARAM,
+    STR,
+    TIME_MS,
+    ok,
+    path_param,
+    query,
+)
 from shared.params import INT_RE, QueryParams
 
 logs.setup()
@@ -176,8 +187,9 @@ def reset() -> None:
     reset_default_cursors()
 
 
-def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
-    """``api.route`` with Redis and Postgres outages answered 503 instead of 500."""
+def route(method: str, pattern: str, **described: Any) -> Callable[[Handler], Handler]:
+    """``api.route`` (its keywords: the route's ``RouteDoc``) with Redis and Postgres outages
+    answered 503 instead of 500."""
 
     def register(handler: Handler) -> Handler:
         @functools.wraps(handler)
@@ -191,7 +203,7 @@ def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
                 log.warning("postgres failed", extra={"error": repr(exc)})
                 raise unavailable("the database is unavailable; try again") from None
 
-        api.route(method, pattern)(guarded)
+        api.route(method, pattern, **described)(guarded)
         return handler
 
     return register
@@ -325,7 +337,19 @@ def _raw_json(body: bytes | str, cache_control: str) -> flask.Response:
 # --------------------------------------------------------------------------------------------
 
 
-@route("GET", "/v1/time")
+@route(
+    "GET",
+    "/v1/time",
+    summary="The server's clock",
+    operation_id="serverTime",
+    tag="market data",
+    auth="none",
+    responses={200: ok("Now", "ServerTime")},
+    errors=(
+        400,
+        503,
+    ),
+)
 def server_time(req: ApiRequest) -> flask.Response:
     Params(req)
     return json_response({"server_time": time.time_ns() // 1_000_000})
@@ -363,7 +387,19 @@ _CHAIN_RULES: Final = (
 )
 
 
-@route("GET", "/v1/assets")
+@route(
+    "GET",
+    "/v1/assets",
+    summary="Assets, with their chain details",
+    operation_id="listAssets",
+    tag="market data",
+    auth="none",
+    responses={200: ok("Assets", "AssetList")},
+    errors=(
+        400,
+        503,
+    ),
+)
 def list_assets(req: ApiRequest) -> flask.Response:
     Params(req)
     pipe = market_redis().pipeline(transaction=False)
@@ -378,14 +414,40 @@ def list_assets(req: ApiRequest) -> flask.Response:
     return _cached({"assets": assets}, CACHE_DEFINITIONS)
 
 
-@route("GET", "/v1/markets")
+@route(
+    "GET",
+    "/v1/markets",
+    summary="Markets",
+    operation_id="listMarkets",
+    tag="market data",
+    auth="none",
+    responses={200: ok("Markets", "MarketList")},
+    errors=(
+        400,
+        503,
+    ),
+)
 def list_markets(req: ApiRequest) -> flask.Response:
     Params(req)
     markets = _decode_hash(market_redis().hgetall(MARKETS_KEY))
     return _cached({"markets": [markets[m] for m in sorted(markets)]}, CACHE_DEFINITIONS)
 
 
-@route("GET", "/v1/markets/{market}")
+@route(
+    "GET",
+    "/v1/markets/{market}",
+    summary="One market",
+    operation_id="getMarket",
+    tag="market data",
+    auth="none",
+    params=(MARKET_PARAM,),
+    responses={200: ok("The market", "Market")},
+    errors=(
+        400,
+        404,
+        503,
+    ),
+)
 def get_market(req: ApiRequest) -> flask.Response:
     Params(req)
     market = req.params["market"]
@@ -400,7 +462,24 @@ def get_market(req: ApiRequest) -> flask.Response:
 # --------------------------------------------------------------------------------------------
 
 
-@route("GET", "/v1/markets/{market}/depth")
+@route(
+    "GET",
+    "/v1/markets/{market}/depth",
+    summary="The order book's top levels",
+    operation_id="getDepth",
+    tag="market data",
+    auth="none",
+    params=(
+        MARKET_PARAM,
+        LIMIT,
+    ),
+    responses={200: ok("Depth", "Depth")},
+    errors=(
+        400,
+        404,
+        503,
+    ),
+)
 def depth(req: ApiRequest) -> flask.Response:
     params = Params(req, "limit")
     limit = params.limit(min(DEPTH_DEFAULT, config().depth_levels), config().depth_levels)
@@ -430,7 +509,21 @@ def _empty_ticker(market: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-@route("GET", "/v1/markets/{market}/ticker")
+@route(
+    "GET",
+    "/v1/markets/{market}/ticker",
+    summary="The 24 h ticker",
+    operation_id="getTicker",
+    tag="market data",
+    auth="none",
+    params=(MARKET_PARAM,),
+    responses={200: ok("Ticker", "Ticker")},
+    errors=(
+        400,
+        404,
+        503,
+    ),
+)
 def ticker(req: ApiRequest) -> flask.Response:
     Params(req)
     market = req.params["market"]
@@ -445,7 +538,19 @@ def ticker(req: ApiRequest) -> flask.Response:
     return _raw_json(raw, CACHE_LIVE)
 
 
-@route("GET", "/v1/tickers")
+@route(
+    "GET",
+    "/v1/tickers",
+    summary="Every market's 24 h ticker",
+    operation_id="listTickers",
+    tag="market data",
+    auth="none",
+    responses={200: ok("Tickers", "TickerList")},
+    errors=(
+        400,
+        503,
+    ),
+)
 def tickers(req: ApiRequest) -> flask.Response:
     Params(req)
     client = market_redis()
@@ -458,7 +563,24 @@ def tickers(req: ApiRequest) -> flask.Response:
     return _cached({"tickers": out}, CACHE_LIVE)
 
 
-@route("GET", "/v1/markets/{market}/trades")
+@route(
+    "GET",
+    "/v1/markets/{market}/trades",
+    summary="Recent trades, newest first",
+    operation_id="listPublicTrades",
+    tag="market data",
+    auth="none",
+    params=(
+        MARKET_PARAM,
+        LIMIT,
+    ),
+    responses={200: ok("Trades", "PublicTradeList")},
+    errors=(
+        400,
+        404,
+        503,
+    ),
+)
 def public_trades(req: ApiRequest) -> flask.Response:
     limit = Params(req, "limit").limit(PUBLIC_TRADES_DEFAULT, PUBLIC_TRADES_MAX)
     market = req.params["market"]
@@ -476,7 +598,31 @@ _KLINE_FIELDS: Final = (
 )  # fmt: skip
 
 
-@route("GET", "/v1/markets/{market}/klines")
+@route(
+    "GET",
+    "/v1/markets/{market}/klines",
+    summary="OHLCV candles, oldest first",
+    operation_id="listKlines",
+    tag="market data",
+    auth="none",
+    params=(
+        MARKET_PARAM,
+        query(
+            "interval",
+            {"type": "string", "enum": ["1m", "5m", "15m", "1h", "4h", "1d"]},
+            required=True,
+        ),
+        query("start", TIME_MS, "open time, ms"),
+        query("end", TIME_MS, "open time, ms"),
+        LIMIT,
+    ),
+    responses={200: ok("Candles", "KlineList")},
+    errors=(
+        400,
+        404,
+        503,
+    ),
+)
 def klines(req: ApiRequest) -> flask.Response:
     params = Params(req, "interval", "start", "end", "limit")
     interval = params.text("interval")
@@ -529,7 +675,22 @@ def _private_catalog() -> Catalog:
     return Catalog.load(market_redis(), database())
 
 
-@route("GET", "/v1/balances")
+@route(
+    "GET",
+    "/v1/balances",
+    summary="The caller's balances",
+    operation_id="getBalances",
+    tag="account",
+    responses={200: ok("Balances", "Balances")},
+    errors=(
+        400,
+        401,
+        403,
+        429,
+        503,
+    ),
+    description="Needs the read scope.",
+)
 def balances(req: ApiRequest) -> flask.Response:
     Params(req)
     user_id = _caller(req)
@@ -593,7 +754,27 @@ def _market_param(params: Params, catalog: Catalog) -> str | None:
     return market
 
 
-@route("GET", "/v1/orders")
+@route(
+    "GET",
+    "/v1/orders",
+    summary="The caller's orders, newest first",
+    operation_id="listOrders",
+    tag="orders",
+    params=(
+        query("market", STR),
+        query("status", {"type": "string", "enum": ["open", "closed"]}),
+        LIMIT,
+        CURSOR,
+    ),
+    responses={200: ok("A page", "OrderList")},
+    errors=(
+        400,
+        401,
+        403,
+        429,
+        503,
+    ),
+)
 def list_orders(req: ApiRequest) -> flask.Response:
     params = Params(req, "market", "status", "limit", "cursor")
     status = params.text("status")
@@ -624,7 +805,23 @@ def list_orders(req: ApiRequest) -> flask.Response:
     return json_response(_page(items, limit, "orders", "order_id", user_id))
 
 
-@route("GET", "/v1/orders/{order_id}")
+@route(
+    "GET",
+    "/v1/orders/{order_id}",
+    summary="One of the caller's orders",
+    operation_id="getOrder",
+    tag="orders",
+    params=(path_param("order_id", example="1"),),
+    responses={200: ok("The order", "Order")},
+    errors=(
+        400,
+        401,
+        403,
+        404,
+        429,
+        503,
+    ),
+)
 def get_order(req: ApiRequest) -> flask.Response:
     Params(req)
     user_id = _caller(req)
@@ -641,7 +838,23 @@ def get_order(req: ApiRequest) -> flask.Response:
     return json_response(_order_json(rows[0], _private_catalog()))
 
 
-@route("GET", "/v1/orders/by-client-id/{client_order_id}")
+@route(
+    "GET",
+    "/v1/orders/by-client-id/{client_order_id}",
+    summary="The caller's newest order with a client id",
+    operation_id="getOrderByClientId",
+    tag="orders",
+    params=(CLIENT_ORDER_ID,),
+    responses={200: ok("The order", "Order")},
+    errors=(
+        400,
+        401,
+        403,
+        404,
+        429,
+        503,
+    ),
+)
 def get_order_by_client_id(req: ApiRequest) -> flask.Response:
     Params(req)
     user_id = _caller(req)
@@ -697,7 +910,26 @@ def _fills_sql(role: str, market: bool, cursor: bool) -> str:
     )
 
 
-@route("GET", "/v1/trades")
+@route(
+    "GET",
+    "/v1/trades",
+    summary="The caller's fills, newest first",
+    operation_id="listOwnTrades",
+    tag="account",
+    params=(
+        query("market", STR),
+        LIMIT,
+        CURSOR,
+    ),
+    responses={200: ok("A page", "OwnTradeList")},
+    errors=(
+        400,
+        401,
+        403,
+        429,
+        503,
+    ),
+)
 def own_trades(req: ApiRequest) -> flask.Response:
     params = Params(req, "market", "limit", "cursor")
     limit = params.limit(PAGE_DEFAULT, PAGE_MAX)
@@ -721,7 +953,26 @@ def own_trades(req: ApiRequest) -> flask.Response:
     return json_response(_page(items, limit, "trades", "trade_id", user_id))
 
 
-@route("GET", "/v1/ledger")
+@route(
+    "GET",
+    "/v1/ledger",
+    summary="The caller's balance history, newest first",
+    operation_id="getLedger",
+    tag="account",
+    params=(
+        query("asset", STR),
+        LIMIT,
+        CURSOR,
+    ),
+    responses={200: ok("A page", "Ledger")},
+    errors=(
+        400,
+        401,
+        403,
+        429,
+        503,
+    ),
+)
 def ledger(req: ApiRequest) -> flask.Response:
     params = Params(req, "asset", "limit", "cursor")
     limit = params.limit(PAGE_DEFAULT, PAGE_MAX)

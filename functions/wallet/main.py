@@ -88,6 +88,7 @@ from shared.http import (
 )
 from shared.markets import ASSET_CHAINS_KEY, ASSETS_KEY
 from shared.money import MoneyError, format_units, parse_units
+from shared.openapi import ASSET_PATTERN, CURSOR, IDEMPOTENCY, LIMIT, STR, ok, path_param, query
 from shared.params import QueryParams
 from shared.schema import Reason, RequestWithdrawal
 from shared.wallet.addresses import allocate, next_index_from
@@ -267,8 +268,9 @@ def _asset_param(params: Params, precision: Precisions) -> str | None:
     return asset
 
 
-def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
-    """``api.route`` with Redis and Postgres outages answered 503 instead of 500."""
+def route(method: str, pattern: str, **described: Any) -> Callable[[Handler], Handler]:
+    """``api.route`` (its keywords: the route's ``RouteDoc``) with Redis and Postgres outages
+    answered 503 instead of 500."""
 
     def register(handler: Handler) -> Handler:
         @functools.wraps(handler)
@@ -282,7 +284,7 @@ def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
                 log.warning("postgres failed", extra={"error": repr(exc)})
                 raise unavailable("the database is unavailable; try again") from None
 
-        api.route(method, pattern)(guarded)
+        api.route(method, pattern, **described)(guarded)
         return handler
 
     return register
@@ -293,7 +295,27 @@ def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
 # --------------------------------------------------------------------------------------------
 
 
-@route("GET", "/v1/deposits/address")
+@route(
+    "GET",
+    "/v1/deposits/address",
+    summary="The caller's deposit address for an asset",
+    operation_id="getDepositAddress",
+    tag="wallet",
+    params=(query("asset", {"type": "string", "pattern": ASSET_PATTERN}, required=True),),
+    responses={200: ok("The address", "DepositAddress")},
+    errors=(
+        400,
+        401,
+        403,
+        429,
+        503,
+    ),
+    description=(
+        "Needs the read scope. Made on the first call, the same afterwards; one per user and "
+        "chain (ETH and its tokens share it). unknown_asset, no_chain (the asset is not on a "
+        "chain): 400."
+    ),
+)
 def deposit_address(req: ApiRequest) -> flask.Response:
     svc = services()
     principal = _reader(req, svc)
@@ -367,7 +389,30 @@ def _deposit_json(row: Sequence[Any], precision: Callable[[str], int]) -> dict[s
     }
 
 
-@route("GET", "/v1/deposits")
+@route(
+    "GET",
+    "/v1/deposits",
+    summary="The caller's chain deposits, newest first",
+    operation_id="listDeposits",
+    tag="wallet",
+    params=(
+        query("asset", STR),
+        LIMIT,
+        CURSOR,
+    ),
+    responses={200: ok("A page", "DepositList")},
+    errors=(
+        400,
+        401,
+        403,
+        429,
+        503,
+    ),
+    description=(
+        "Needs the read scope. Every transfer seen to the caller's address, pending ones with "
+        "their confirmations so far."
+    ),
+)
 def list_deposits(req: ApiRequest) -> flask.Response:
     svc = services()
     principal = _reader(req, svc)
@@ -552,7 +597,50 @@ def _repeat(svc: Services, user: str, command_id: str) -> flask.Response:
     return _verdict(svc, user, wid, command_id, reply)
 
 
-@route("POST", "/v1/withdrawals")
+@route(
+    "POST",
+    "/v1/withdrawals",
+    summary="Withdraw to an address on the chain",
+    operation_id="requestWithdrawal",
+    tag="wallet",
+    body=NewWithdrawal,
+    params=(IDEMPOTENCY,),
+    responses={
+        201: ok(
+            "Held by the matcher; the sender signs and sends it",
+            "Withdrawal",
+            {
+                "Location": {"schema": {"type": "string"}, "description": "/v1/withdrawals/{id}"},
+                "X-Command-Id": {"schema": {"type": "string"}},
+            },
+        ),
+        202: ok(
+            "Stored and queued; the matcher has not answered in time",
+            "WithdrawalPending",
+            {"Location": {"schema": {"type": "string"}, "description": "/v1/withdrawals/{id}"}},
+        ),
+    },
+    errors=(
+        400,
+        401,
+        403,
+        409,
+        415,
+        422,
+        429,
+        503,
+    ),
+    description=(
+        "Needs the withdraw scope; with a token also a recent proof (401 fresh_auth_required: "
+        "POST /v1/auth/reauth); an API key with the withdraw scope is its own proof. Checked "
+        "before anything is stored (400: unknown_asset, no_chain, bad_amount, "
+        "below_min_withdrawal, invalid_address, invalid_checksum); the asset's daily limit per "
+        "user (422 daily_limit_exceeded). The matcher holds amount + fee (422 "
+        "insufficient_funds); 202 when it has not answered in time. A retry with the same "
+        "Idempotency-Key answers with the same withdrawal (409 idempotency_key_in_use while the "
+        "first is still being stored)."
+    ),
+)
 def request_withdrawal(req: ApiRequest) -> flask.Response:
     svc = services()
     principal = _withdrawer(req, svc)
@@ -618,7 +706,26 @@ def request_withdrawal(req: ApiRequest) -> flask.Response:
     return _verdict(svc, user, r.withdrawal_id, command_id, reply)
 
 
-@route("GET", "/v1/withdrawals")
+@route(
+    "GET",
+    "/v1/withdrawals",
+    summary="The caller's withdrawals, newest first",
+    operation_id="listWithdrawals",
+    tag="wallet",
+    params=(
+        query("asset", STR),
+        LIMIT,
+        CURSOR,
+    ),
+    responses={200: ok("A page", "WithdrawalList")},
+    errors=(
+        400,
+        401,
+        403,
+        429,
+        503,
+    ),
+)
 def list_withdrawals(req: ApiRequest) -> flask.Response:
     svc = services()
     principal = _reader(req, svc, "withdraw")
@@ -644,7 +751,23 @@ def list_withdrawals(req: ApiRequest) -> flask.Response:
     return json_response(_page(items, rows, limit, "withdrawals", principal.user_id, 8, 0))
 
 
-@route("GET", "/v1/withdrawals/{id}")
+@route(
+    "GET",
+    "/v1/withdrawals/{id}",
+    summary="One of the caller's withdrawals",
+    operation_id="getWithdrawal",
+    tag="wallet",
+    params=(path_param("id", example="wd_0123456789abcdef0123456789abcdef"),),
+    responses={200: ok("The withdrawal", "Withdrawal")},
+    errors=(
+        400,
+        401,
+        403,
+        404,
+        429,
+        503,
+    ),
+)
 def get_withdrawal(req: ApiRequest) -> flask.Response:
     svc = services()
     principal = _reader(req, svc, "withdraw")

@@ -1,7 +1,8 @@
 """The OpenAPI document against the running code, by schemathesis, and bad input by hand.
 
-Schemathesis reads the document (``shared.openapi``, what ``GET /v1/openapi.json`` serves) and
-sends generated requests to every operation of the local gateway (every function behind it):
+Schemathesis reads the document the routes make (``infra.api_spec``, what
+``GET /v1/openapi.json`` must serve) and sends generated requests to every operation of the
+local gateway (every function behind it):
 the document's examples, its coverage cases (boundaries, each constraint broken in turn) and a
 modest number of random ones, valid and invalid, derandomized so that a run is repeatable.
 Each answer must not be a 5xx, must have a documented status code, a documented content type,
@@ -36,11 +37,11 @@ from hypothesis import HealthCheck, settings
 from schemathesis import Case as GenericCase
 from schemathesis.config import SchemathesisConfig
 
+from infra.api_spec import document
 from infra.gateway import create_app
 from infra.local_stack import Stack
 from shared.config import MatcherConfig, PostgresConfig, PubSubConfig
 from shared.db import connect
-from shared.openapi import document
 from shared.pubsub import ensure_topics
 from tests.integration import test_orders_admin as ex
 from tests.integration.conftest import TEMPLATE_DB

@@ -1,0 +1,435 @@
+"""The named schemas of the API's answers, for the OpenAPI document (shared.openapi).
+
+Request bodies are not here: their schemas come from their msgspec structs, declared with
+the routes. These are the answers' shapes, written by hand until each has a struct of its
+own; a route names one in ``ok("...", "Order")``.
+"""
+
+from __future__ import annotations
+
+from shared.openapi import (
+    ADDRESS,
+    ASSET_PATTERN,
+    BOOL,
+    CHAIN_RULES,
+    DATETIME,
+    DEC,
+    DECIMAL_PATTERN,
+    DEPOSIT_STATUSES,
+    INT,
+    JSON,
+    MARKET_PATTERN,
+    MS,
+    SDEC,
+    SIGNED_DECIMAL_PATTERN,
+    STR,
+    WITHDRAWAL_STATES,
+    array,
+    nullable,
+    obj,
+    ref,
+)
+
+
+def schemas() -> dict[str, JSON]:
+    """The named schemas of answers (and the conventions), by name."""
+    order_fields_required = {
+        "order_id": INT,
+        "market": STR,
+        "side": ref("Side"),
+        "status": ref("OrderStatus"),
+        "filled": DEC,
+        "filled_quote": DEC,
+        "fee": DEC,
+    }
+    return {
+        # -------------------------------------------------------------- conventions
+        "Decimal": {
+            "type": "string",
+            "pattern": DECIMAL_PATTERN,
+            "maxLength": 41,
+            "description": "An exact non-negative decimal as a string (never a JSON number).",
+            "examples": ["0.15", "2000", "0"],
+        },
+        "SignedDecimal": {
+            "type": "string",
+            "pattern": SIGNED_DECIMAL_PATTERN,
+            "description": "An exact decimal as a string; may be negative (changes, deltas).",
+            "examples": ["-0.01"],
+        },
+        "Error": obj(
+            {
+                "error": obj(
+                    {
+                        "code": {
+                            "type": "string",
+                            "description": "stable snake_case code to branch on",
+                            "examples": ["insufficient_funds"],
+                        },
+                        "message": {"type": "string", "description": "for people"},
+                    },
+                    closed=True,
+                )
+            },
+            closed=True,
+        ),
+        "Side": {"type": "string", "enum": ["buy", "sell"]},
+        "OrderType": {"type": "string", "enum": ["limit", "market"]},
+        "TimeInForce": {"type": "string", "enum": ["GTC", "IOC", "FOK"]},
+        "SelfTradePrevention": {
+            "type": "string",
+            "enum": ["cancel_taker", "cancel_maker", "cancel_both"],
+        },
+        "OrderStatus": {
+            "type": "string",
+            "enum": ["open", "partially_filled", "filled", "cancelled"],
+        },
+        "MarketStatus": {"type": "string", "enum": ["open", "halted"]},
+        "Scope": {"type": "string", "enum": ["read", "trade", "withdraw"]},
+        # -------------------------------------------------------------- auth
+        "SignedUp": obj({"user_id": STR}),
+        "TokenPair": obj(
+            {
+                "access_token": {"type": "string", "description": "a JWT (EdDSA)"},
+                "refresh_token": STR,
+                "token_type": {"type": "string", "const": "Bearer"},
+                "expires_in": {"type": "integer", "description": "seconds"},
+            }
+        ),
+        "FreshToken": obj(
+            {
+                "access_token": {"type": "string", "description": "a JWT (EdDSA)"},
+                "token_type": {"type": "string", "const": "Bearer"},
+                "expires_in": {"type": "integer", "description": "seconds"},
+                "auth_time": {
+                    "type": "integer",
+                    "description": "seconds since the epoch: now (the token's auth_time claim)",
+                },
+            },
+            description="An access token of the same session, proved now.",
+        ),
+        "Me": obj(
+            {
+                "user_id": STR,
+                "email": nullable(STR),
+                "role": {"type": "string", "enum": ["user", "admin"]},
+                "via": {"type": "string", "enum": ["jwt", "oidc", "api_key"]},
+                "scopes": array(ref("Scope")),
+                "api_key_id": nullable(STR),
+                "auth_time": nullable(
+                    {
+                        "type": "integer",
+                        "description": "when the password was last given (seconds since the "
+                        "epoch): login or reauth; null for an API key",
+                    }
+                ),
+            }
+        ),
+        "ApiKey": obj(
+            {
+                "id": {"type": "string", "pattern": "^ak_[0-9a-f]{24}$"},
+                "label": STR,
+                "scopes": array(ref("Scope")),
+                "created_at": nullable({"type": "string", "format": "date-time"}),
+            }
+        ),
+        "ApiKeyCreated": {
+            "allOf": [
+                ref("ApiKey"),
+                obj({"secret": {"type": "string", "description": "shown once, never again"}}),
+            ]
+        },
+        "ApiKeyList": obj({"api_keys": array(ref("ApiKey"))}),
+        # -------------------------------------------------------------- market data
+        "ServerTime": obj({"server_time": MS}),
+        "Chain": obj(
+            {
+                "kind": {"type": "string", "enum": ["native", "erc20"]},
+                "decimals": nullable({"type": "integer", "minimum": 0}),
+            },
+            {
+                "contract": nullable({"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$"}),
+                **CHAIN_RULES,
+            },
+            description=(
+                "Where the asset lives on chain: the native coin or an ERC-20 token (and, in "
+                "admin answers, the wallet's rules that were set)."
+            ),
+        ),
+        "Asset": obj(
+            {
+                "asset": {"type": "string", "pattern": ASSET_PATTERN},
+                "precision": {"type": "integer", "minimum": 0, "maximum": 18},
+            },
+            {"chain": nullable(ref("Chain"))},
+        ),
+        "AssetList": obj({"assets": array(ref("Asset"))}),
+        "Market": obj(
+            {
+                "market": {"type": "string", "pattern": MARKET_PATTERN},
+                "base": STR,
+                "quote": STR,
+                "tick": DEC,
+                "step": DEC,
+                "min_amount": DEC,
+                "min_notional": DEC,
+                "maker_fee": DEC,
+                "taker_fee": DEC,
+                "status": ref("MarketStatus"),
+            }
+        ),
+        "MarketList": obj({"markets": array(ref("Market"))}),
+        "PriceLevel": {
+            "type": "array",
+            "prefixItems": [DEC, DEC],
+            "items": False,
+            "minItems": 2,
+            "description": "[price, total amount]",
+        },
+        "Depth": obj(
+            {
+                "bids": {**array(ref("PriceLevel")), "description": "best (highest) first"},
+                "asks": {**array(ref("PriceLevel")), "description": "best (lowest) first"},
+                "seq": {"type": "integer", "description": "the depth version, +1 per change"},
+            }
+        ),
+        "Ticker": obj(
+            {
+                "market": STR,
+                "last": nullable(DEC),
+                "open": nullable(DEC),
+                "high": nullable(DEC),
+                "low": nullable(DEC),
+                "volume": DEC,
+                "quote_volume": DEC,
+                "change": nullable(SDEC),
+                "trades": INT,
+                "ts": nullable(MS),
+            },
+            description="A rolling 24 h window (docs/marketdata.md).",
+        ),
+        "TickerList": obj({"tickers": array(ref("Ticker"))}),
+        "PublicTrade": obj(
+            {
+                "trade_id": INT,
+                "market": STR,
+                "price": DEC,
+                "amount": DEC,
+                "quote": DEC,
+                "taker_side": ref("Side"),
+                "ts": MS,
+            }
+        ),
+        "PublicTradeList": obj({"trades": array(ref("PublicTrade"))}),
+        "Kline": obj(
+            {
+                "open_time": MS,
+                "open": DEC,
+                "high": DEC,
+                "low": DEC,
+                "close": DEC,
+                "volume": DEC,
+                "quote_volume": DEC,
+                "trades": INT,
+            }
+        ),
+        "KlineList": obj({"klines": array(ref("Kline"))}),
+        # -------------------------------------------------------------- account
+        "Balances": {
+            "type": "object",
+            "additionalProperties": obj({"available": DEC, "frozen": DEC}),
+            "description": "Per asset code.",
+            "examples": [{"ETH": {"available": "1.5", "frozen": "0.1"}}],
+        },
+        "Order": obj(
+            order_fields_required,
+            {
+                "type": ref("OrderType"),
+                "price": nullable(DEC),
+                "amount": nullable(DEC),
+                "quote_amount": nullable(DEC),
+                "time_in_force": ref("TimeInForce"),
+                "post_only": BOOL,
+                "client_order_id": nullable(STR),
+                "reason": nullable(
+                    {
+                        "type": "string",
+                        "description": "why it ended: ioc_expired, no_liquidity, "
+                        "self_trade_prevented, insufficient_funds, cancelled_by_user",
+                    }
+                ),
+                "fee_asset": STR,
+                "frozen": {**DEC, "description": "what the order still holds"},
+                "ts": MS,
+                "updated_ts": MS,
+            },
+            description=(
+                "An order's state. filled in base, filled_quote in quote, fee in what the "
+                "order receives (base for a buy, quote for a sell). A cancel answers with the "
+                "fields it knows (order_id, market, side, status, filled, filled_quote, fee, "
+                "reason)."
+            ),
+        ),
+        "OrderList": obj({"orders": array(ref("Order")), "next_cursor": nullable(STR)}),
+        "OwnTrade": obj(
+            {
+                "trade_id": INT,
+                "market": STR,
+                "order_id": INT,
+                "side": ref("Side"),
+                "role": {"type": "string", "enum": ["maker", "taker"]},
+                "price": DEC,
+                "amount": DEC,
+                "quote": DEC,
+                "fee": DEC,
+                "fee_asset": STR,
+                "ts": MS,
+            }
+        ),
+        "OwnTradeList": obj({"trades": array(ref("OwnTrade")), "next_cursor": nullable(STR)}),
+        "LedgerEntry": obj(
+            {
+                "id": INT,
+                "asset": STR,
+                "delta_available": SDEC,
+                "delta_frozen": SDEC,
+                "available": DEC,
+                "frozen": DEC,
+                "reason": STR,
+                "ref": STR,
+                "seq": INT,
+                "ts": MS,
+            }
+        ),
+        "Ledger": obj({"ledger": array(ref("LedgerEntry")), "next_cursor": nullable(STR)}),
+        "Pending": obj(
+            {
+                "command_id": STR,
+                "status": {"type": "string", "const": "pending"},
+            },
+            description="Queued, not applied yet: poll GET /v1/commands/{id}.",
+        ),
+        "CommandStatus": obj(
+            {
+                "command_id": STR,
+                "status": {"type": "string", "enum": ["applied", "rejected"]},
+                "seq": {"type": "integer", "description": "the matcher's sequence number"},
+                "ok": BOOL,
+                "reason": nullable({"type": "string", "description": "the engine's reason"}),
+                "order": nullable(ref("Order")),
+            },
+            {"orders": {**array(ref("Order")), "description": "cancel all: what it cancelled"}},
+        ),
+        # -------------------------------------------------------------- wallet
+        "DepositAddress": obj(
+            {
+                "asset": STR,
+                "chain_id": INT,
+                "address": {**ADDRESS, "description": "EIP-55 checksummed"},
+                "kind": {"type": "string", "enum": ["native", "erc20"]},
+                "contract": nullable(ADDRESS),
+                "decimals": INT,
+                "confirmations": {"type": "integer", "description": "needed before crediting"},
+                "min_deposit": {**DEC, "description": "smaller deposits are not credited"},
+            },
+            description="The caller's address on the asset's chain (one per user and chain).",
+        ),
+        "ChainDeposit": obj(
+            {
+                "id": {"type": "string", "description": "chain id : tx hash : log index"},
+                "asset": STR,
+                "amount": DEC,
+                "tx_hash": STR,
+                "log_index": {"type": "integer", "description": "-1 for a native transfer"},
+                "block_number": INT,
+                "confirmations": INT,
+                "confirmations_required": INT,
+                "status": {"type": "string", "enum": DEPOSIT_STATUSES},
+                "dust": {
+                    "type": "string",
+                    "pattern": "^[0-9]+$",
+                    "description": "token units below the asset's precision, not credited",
+                },
+                "address": STR,
+                "created_at": DATETIME,
+                "credited_at": nullable(DATETIME),
+            }
+        ),
+        "DepositList": obj({"deposits": array(ref("ChainDeposit")), "next_cursor": nullable(STR)}),
+        "Withdrawal": obj(
+            {
+                "id": STR,
+                "asset": STR,
+                "amount": DEC,
+                "fee": DEC,
+                "address": STR,
+                "state": {"type": "string", "enum": WITHDRAWAL_STATES},
+                "tx_hash": nullable(STR),
+                "error": nullable(STR),
+                "created_at": DATETIME,
+                "updated_at": DATETIME,
+            }
+        ),
+        "WithdrawalList": obj(
+            {"withdrawals": array(ref("Withdrawal")), "next_cursor": nullable(STR)}
+        ),
+        "WithdrawalPending": obj(
+            {
+                "withdrawal_id": STR,
+                "command_id": STR,
+                "state": {"type": "string", "const": "requested"},
+            },
+            description="Stored and queued; the matcher has not answered in time.",
+        ),
+        # -------------------------------------------------------------- admin
+        "DepositCredited": obj(
+            {
+                "command_id": STR,
+                "seq": INT,
+                "user_id": STR,
+                "asset": STR,
+                "amount": DEC,
+                "ref": STR,
+            }
+        ),
+        "AdminUser": obj(
+            {
+                "user_id": STR,
+                "email": nullable(STR),
+                "role": {"type": "string", "enum": ["user", "admin"]},
+                "created_at": nullable({"type": "string", "format": "date-time"}),
+            }
+        ),
+        "AuditAsset": obj(
+            {
+                "balances": {**DEC, "description": "sum of all accounts, fees included"},
+                "fees": DEC,
+                "deposits": DEC,
+                "withdrawals": {**DEC, "description": "settled withdrawals"},
+                "ok": BOOL,
+            }
+        ),
+        "AuditMismatch": obj(
+            {
+                "kind": {"type": "string", "enum": ["conservation", "negative_balance", "frozen"]},
+                "asset": STR,
+                "message": STR,
+            },
+            {
+                "user_id": STR,
+                "actual": SDEC,
+                "expected": SDEC,
+                "available": SDEC,
+                "frozen": SDEC,
+            },
+        ),
+        "Audit": obj(
+            {
+                "ok": BOOL,
+                "checked_at": {"type": "string", "format": "date-time"},
+                "seq": {"type": "integer", "description": "the last command the check saw"},
+                "assets": {"type": "object", "additionalProperties": ref("AuditAsset")},
+                "mismatches": array(ref("AuditMismatch")),
+            }
+        ),
+    }
