@@ -15,7 +15,8 @@ functions-framework), or with Werkzeug's threaded development server when gunico
 installed or ``--server werkzeug`` asks for it. SIGTERM stops it gracefully (in-flight requests
 get a few seconds), SIGINT at once.
 
-Adding a function is one line in ``ROUTES``: a path prefix and the ``module:entry`` that
+``ROUTES`` is made from the functions' own route declarations (infra.api_spec, which also
+writes the cloud load balancer's table): a path prefix and the ``module:entry`` that
 functions-framework would serve (``--source functions/<name>/main.py --target <entry>``). The
 longest matching prefix wins; a prefix matches itself and anything below it
 (``/v1/orders`` matches ``/v1/orders`` and ``/v1/orders/42``, not ``/v1/orders2``). A prefix
@@ -43,6 +44,7 @@ import orjson
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import run_simple
 
+from infra import api_spec
 from infra.local_stack import REPO_ROOT
 from shared import logs
 from shared.auth import new_secrets_document
@@ -52,25 +54,8 @@ log = logging.getLogger("gateway")
 
 Endpoint = Callable[[flask.Request], flask.Response]
 
-ROUTES: Final[tuple[tuple[str, str], ...]] = (
-    # [method] path prefix   functions.<name>.main:<entry point>
-    ("/v1/auth", "functions.auth.main:auth"),
-    ("/v1/api-keys", "functions.auth.main:auth"),
-    ("/v1/time", "functions.queries.main:queries"),
-    ("/v1/assets", "functions.queries.main:queries"),
-    ("/v1/markets", "functions.queries.main:queries"),
-    ("/v1/tickers", "functions.queries.main:queries"),
-    ("/v1/balances", "functions.queries.main:queries"),
-    ("GET /v1/orders", "functions.queries.main:queries"),
-    ("/v1/trades", "functions.queries.main:queries"),
-    ("/v1/ledger", "functions.queries.main:queries"),
-    ("/v1/orders", "functions.orders.main:orders"),  # POST, DELETE (GET: queries, above)
-    ("/v1/commands", "functions.orders.main:orders"),
-    ("/v1/deposits", "functions.wallet.main:wallet"),
-    ("/v1/withdrawals", "functions.wallet.main:wallet"),
-    ("/v1/admin", "functions.admin.main:admin"),
-    ("/v1/openapi.json", "functions.docs.main:docs"),
-)
+ROUTES: Final[tuple[tuple[str, str], ...]] = api_spec.gateway_routes()
+"""``([METHOD ]prefix, "functions.<name>.main:<entry point>")``, from the functions' routes."""
 
 _METHODS: Final = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 DEV_KEYS_FILE: Final = REPO_ROOT / ".state" / "auth-keys.json"

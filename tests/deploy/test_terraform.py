@@ -20,6 +20,7 @@ from tests.deploy.tools import (
     all_resources,
     function_folders,
     gateway_routes,
+    generated_routes,
     load_dir,
     load_tf,
     locals_of,
@@ -474,7 +475,8 @@ def test_function_sources_are_named_by_content_hash() -> None:
 
 
 def test_load_balancer_routes_match_the_local_gateway() -> None:
-    routes = [(r["method"], r["prefix"], r["backend"]) for r in env_local("routes")]
+    assert env_local("routes") == '${jsondecode(file("${path.module}/routes.json"))}'
+    routes = generated_routes()
     http_functions = {k for k, f in env_locals()["functions"].items() if f["trigger"] == "http"}
     assert {b for _, _, b in routes} <= http_functions | {"ws"}
     local = gateway_routes()

@@ -8,9 +8,9 @@ old one is removed). A file lock keeps two test processes from building the same
 
 from __future__ import annotations
 
-import ast
 import fcntl
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -199,25 +199,18 @@ def function_folders() -> list[str]:
 
 
 def gateway_routes() -> list[tuple[str, str, str]]:
-    """infra/gateway.py's ROUTES as ``(method or "", prefix, function)``, read without
-    importing it (the gateway imports every function)."""
-    tree = ast.parse((REPO / "infra" / "gateway.py").read_text())
-    for node in ast.walk(tree):
-        value: ast.expr | None = None
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            value = node.value if node.target.id == "ROUTES" else None
-        elif isinstance(node, ast.Assign) and any(
-            isinstance(t, ast.Name) and t.id == "ROUTES" for t in node.targets
-        ):
-            value = node.value
-        if value is not None:
-            routes: list[tuple[str, str, str]] = []
-            for prefix, target in ast.literal_eval(value):
-                method, _, path = prefix.rpartition(" ")
-                function = target.split(":")[0].split(".")[1]
-                routes.append((method.upper(), path.rstrip("/"), function))
-            return routes
-    raise AssertionError("no ROUTES in infra/gateway.py")
+    """infra/gateway.py's ``ROUTES`` as ``(method or "", prefix, function)``: the table
+    infra.api_spec makes from the functions' route declarations."""
+    from infra.api_spec import route_table
+
+    return route_table()
+
+
+def generated_routes() -> list[tuple[str, str, str]]:
+    """The load balancer's routes as terraform reads them (``routes.json`` beside its
+    locals), ``(method, prefix, backend)``."""
+    rows = json.loads((ENV_ROOT / "routes.json").read_text())
+    return [(r["method"], r["prefix"], r["backend"]) for r in rows]
 
 
 def pinned_requirements(path: Path) -> dict[str, str]:

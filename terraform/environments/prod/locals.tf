@@ -175,25 +175,8 @@ locals {
     eth_rpc_url = "ETH_RPC_URL"
   }
 
-  # The load balancer's routes, in precedence order (infra/gateway.py's ROUTES, plus the
-  # wallet's and the WebSocket's). A method-specific route comes before the plain one.
-  routes = [
-    { prefix = "/v1/orders", method = "GET", backend = "queries" },
-    { prefix = "/v1/auth", method = "", backend = "auth" },
-    { prefix = "/v1/api-keys", method = "", backend = "auth" },
-    { prefix = "/v1/time", method = "", backend = "queries" },
-    { prefix = "/v1/assets", method = "", backend = "queries" },
-    { prefix = "/v1/markets", method = "", backend = "queries" },
-    { prefix = "/v1/tickers", method = "", backend = "queries" },
-    { prefix = "/v1/balances", method = "", backend = "queries" },
-    { prefix = "/v1/trades", method = "", backend = "queries" },
-    { prefix = "/v1/ledger", method = "", backend = "queries" },
-    { prefix = "/v1/orders", method = "", backend = "orders" },
-    { prefix = "/v1/commands", method = "", backend = "orders" },
-    { prefix = "/v1/admin", method = "", backend = "admin" },
-    { prefix = "/v1/openapi.json", method = "", backend = "docs" },
-    { prefix = "/v1/deposits", method = "", backend = "wallet" },
-    { prefix = "/v1/withdrawals", method = "", backend = "wallet" },
-    { prefix = "/v1/ws", method = "", backend = "ws" },
-  ]
+  # The load balancer's routes, in precedence order (a method-specific route before the plain
+  # one of its path): generated from the functions' route declarations, as infra/gateway.py's
+  # ROUTES are, plus the WebSocket's (python -m infra.api_spec --write; tests keep it current).
+  routes = jsondecode(file("${path.module}/routes.json"))
 }
