@@ -45,7 +45,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, ClassVar, Final, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Final, Literal, TypeVar
 
 import flask
 import msgspec
@@ -199,6 +199,16 @@ def default_settings() -> HttpSettings:
 # --------------------------------------------------------------------------------------------
 # Requests
 # --------------------------------------------------------------------------------------------
+
+
+DECIMAL_PATTERN: Final = r"^(0|[1-9][0-9]*)(\.[0-9]+)?$"
+"""An exact non-negative decimal as the API writes it (no sign, exponent or leading zero)."""
+
+DecimalText = Annotated[
+    str, msgspec.Meta(max_length=64, extra_json_schema={"pattern": DECIMAL_PATTERN})
+]
+"""A decimal string field of a body. The decoder bounds only its length; the handler parses
+it (shared.money) and answers its own error codes; the document shows the pattern."""
 
 
 class Body(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

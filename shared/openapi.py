@@ -18,12 +18,13 @@ from typing import Any, Final
 
 import msgspec
 
+from shared.http import DECIMAL_PATTERN as DECIMAL_PATTERN  # one definition, used below
 from shared.http import Api, RouteDoc
+from shared.markets import MAX_CLIENT_ORDER_ID
 from shared.params import TIME_MS_MAX
 
 JSON = dict[str, Any]
 
-DECIMAL_PATTERN: Final = r"^(0|[1-9][0-9]*)(\.[0-9]+)?$"
 SIGNED_DECIMAL_PATTERN: Final = r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?$"
 MARKET_PATTERN: Final = r"^[A-Z0-9]{2,12}-[A-Z0-9]{2,12}$"
 ASSET_PATTERN: Final = r"^[A-Z0-9]{2,12}$"
@@ -204,7 +205,11 @@ def query(name: str, schema: JSON, description: str | None = None, required: boo
 MARKET_PARAM: Final = path_param(
     "market", {"type": "string", "pattern": MARKET_PATTERN}, example="ETH-USDT"
 )
-CLIENT_ORDER_ID: Final = path_param("client_order_id", example="my-order-1")
+CLIENT_ORDER_ID: Final = path_param(
+    "client_order_id",
+    {"type": "string", "minLength": 1, "maxLength": MAX_CLIENT_ORDER_ID},
+    example="my-order-1",
+)
 LIMIT: Final = {"$ref": "#/components/parameters/Limit"}
 CURSOR: Final = {"$ref": "#/components/parameters/Cursor"}
 IDEMPOTENCY: Final = {"$ref": "#/components/parameters/IdempotencyKey"}
@@ -269,6 +274,8 @@ def body_schemas(bodies: list[type[Any]]) -> dict[str, JSON]:
     )
     for schema in components.values():
         schema.pop("title", None)
+        if schema.get("required") == []:
+            del schema["required"]
     for body in bodies:
         components[body.__name__].update(getattr(body, "schema_extra", {}))
     return components

@@ -43,7 +43,7 @@ from __future__ import annotations
 import logging
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 import flask
 import msgspec
@@ -57,6 +57,7 @@ from shared.http import (
     ApiError,
     ApiRequest,
     Body,
+    DecimalText,
     bad_request,
     conflict,
     json_response,
@@ -100,70 +101,158 @@ MAX_USER_ID: Final = 128
 _CONTRACT_RE: Final = re.compile(r"0x[0-9a-fA-F]{40}")
 _LOOKUP_RE: Final = re.compile(r"[A-Za-z0-9._@+\-]{1,254}")
 
-Decimal = Annotated[str, msgspec.Meta(max_length=64)]
+Decimal = DecimalText
 
 
-Confirmations = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
+Confirmations = Annotated[
+    int,
+    msgspec.Meta(
+        ge=1,
+        le=10_000,
+        description="blocks before a deposit is credited (default: DEPOSIT_CONFIRMATIONS)",
+    ),
+]
+MinDeposit = Annotated[
+    Decimal, msgspec.Meta(description="smaller deposits are recorded, never credited")
+]
+WithdrawalFee = Annotated[
+    Decimal, msgspec.Meta(description="charged on top of each withdrawal's amount")
+]
+DailyLimit = Annotated[Decimal, msgspec.Meta(description="per user, rolling 24 h; none if absent")]
+SweepThreshold = Annotated[
+    Decimal, msgspec.Meta(description="a deposit address holding this much is swept")
+]
 
 
 class NewChain(Body):
+    """Decimal rules within the asset's precision; kept only when given."""
+
     kind: Literal["native", "erc20"]
     decimals: Annotated[int, msgspec.Meta(ge=0, le=77)]
-    contract: Annotated[str, msgspec.Meta(max_length=42)] | None = None
+    contract: (
+        Annotated[
+            str,
+            msgspec.Meta(max_length=42, extra_json_schema={"pattern": "^0x[0-9a-fA-F]{40}$"}),
+        ]
+        | None
+    ) = None
     # The wallet's rules (shared.wallet.assets): kept only when given.
     confirmations: Confirmations | None = None
-    min_deposit: Decimal | None = None
-    withdrawal_fee: Decimal | None = None
+    min_deposit: MinDeposit | None = None
+    withdrawal_fee: WithdrawalFee | None = None
     min_withdrawal: Decimal | None = None
-    withdrawal_daily_limit: Decimal | None = None
-    sweep_threshold: Decimal | None = None
+    withdrawal_daily_limit: DailyLimit | None = None
+    sweep_threshold: SweepThreshold | None = None
 
 
 class ChainRules(Body):
-    """A change of an asset's chain rules: a field given replaces the rule, null removes it
-    (the wallet's default applies again), an absent one keeps it."""
+    """At least one field: a value replaces the rule, null removes it (the wallet's default
+    applies again), an absent field keeps it."""
+
+    schema_extra: ClassVar[dict[str, Any]] = {
+        "examples": [{"withdrawal_fee": "0.001", "withdrawal_daily_limit": "50"}]
+    }
 
     confirmations: Confirmations | msgspec.UnsetType | None = msgspec.UNSET
-    min_deposit: Decimal | msgspec.UnsetType | None = msgspec.UNSET
-    withdrawal_fee: Decimal | msgspec.UnsetType | None = msgspec.UNSET
+    min_deposit: MinDeposit | msgspec.UnsetType | None = msgspec.UNSET
+    withdrawal_fee: WithdrawalFee | msgspec.UnsetType | None = msgspec.UNSET
     min_withdrawal: Decimal | msgspec.UnsetType | None = msgspec.UNSET
-    withdrawal_daily_limit: Decimal | msgspec.UnsetType | None = msgspec.UNSET
-    sweep_threshold: Decimal | msgspec.UnsetType | None = msgspec.UNSET
+    withdrawal_daily_limit: DailyLimit | msgspec.UnsetType | None = msgspec.UNSET
+    sweep_threshold: SweepThreshold | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class NewAsset(Body):
-    asset: Annotated[str, msgspec.Meta(max_length=12)]
+    schema_extra: ClassVar[dict[str, Any]] = {
+        "examples": [
+            {
+                "asset": "LINK",
+                "precision": 8,
+                "chain": {
+                    "kind": "erc20",
+                    "contract": "0x514910771AF9Ca656af840dff83E8264EcF986CA",
+                    "decimals": 18,
+                },
+            }
+        ]
+    }
+
+    asset: Annotated[str, msgspec.Meta(max_length=12, extra_json_schema={"pattern": ASSET_PATTERN})]
     precision: Annotated[int, msgspec.Meta(ge=0, le=18)]
     chain: NewChain | None = None
 
 
 class NewMarket(Body):
+    schema_extra: ClassVar[dict[str, Any]] = {
+        "examples": [
+            {
+                "base": "LINK",
+                "quote": "USDT",
+                "tick": "0.001",
+                "step": "0.01",
+                "min_amount": "0.1",
+                "min_notional": "5",
+                "maker_fee": "0.001",
+                "taker_fee": "0.002",
+            }
+        ]
+    }
+
     base: Annotated[str, msgspec.Meta(max_length=12)]
     quote: Annotated[str, msgspec.Meta(max_length=12)]
     tick: Decimal
     step: Decimal
     min_amount: Decimal
     min_notional: Decimal
-    maker_fee: Decimal
+    maker_fee: Annotated[
+        Decimal, msgspec.Meta(description="a fraction below 0.1, 6 decimals at most")
+    ]
     taker_fee: Decimal
-    market: Annotated[str, msgspec.Meta(max_length=25)] | None = None
+    market: (
+        Annotated[str, msgspec.Meta(max_length=25, description="BASE-QUOTE if given")] | None
+    ) = None
     status: MarketStatus = "open"
 
 
 class MarketChange(Body):
+    """At least one field; status halted stops new orders, open resumes."""
+
+    schema_extra: ClassVar[dict[str, Any]] = {
+        "examples": [{"maker_fee": "0.0005", "taker_fee": "0.0015"}]
+    }
+
     maker_fee: Decimal | None = None
     taker_fee: Decimal | None = None
     status: MarketStatus | None = None
 
 
 class NewDeposit(Body):
+    schema_extra: ClassVar[dict[str, Any]] = {
+        "examples": [
+            {
+                "user_id": "3f9c2a1e8b7d4c6f9a0b1c2d3e4f5a6b",
+                "asset": "USDT",
+                "amount": "1000",
+                "ref": "0x5c504ed432cb51138bcf09aa5e8a410dd4a1e204ef84bfed1be16dfba1b22060:0",
+            }
+        ]
+    }
+
     user_id: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_USER_ID)]
     asset: Annotated[str, msgspec.Meta(max_length=12)]
     amount: Decimal
-    ref: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    ref: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1,
+            max_length=200,
+            description="unique: a second deposit with it is refused (409)",
+        ),
+    ]
 
 
 class RoleChange(Body):
+    schema_extra: ClassVar[dict[str, Any]] = {"examples": [{"role": "user"}]}
+
     role: Role
 
 

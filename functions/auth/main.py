@@ -57,7 +57,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 import flask
 import msgspec
@@ -121,7 +121,11 @@ _hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory parameters
 
 
 class Credentials(Body):
-    email: Annotated[str, msgspec.Meta(max_length=254)]
+    schema_extra: ClassVar[dict[str, Any]] = {
+        "examples": [{"email": "alice@example.com", "password": "correct horse battery"}]
+    }
+
+    email: Annotated[str, msgspec.Meta(max_length=254, extra_json_schema={"format": "email"})]
     password: Annotated[str, msgspec.Meta(max_length=MAX_PASSWORD)]
 
 
@@ -130,16 +134,27 @@ class RefreshRequest(Body):
 
 
 class Reauth(Body):
+    schema_extra: ClassVar[dict[str, Any]] = {"examples": [{"password": "correct horse battery"}]}
+
     password: Annotated[str, msgspec.Meta(max_length=MAX_PASSWORD)]
 
 
 class PasswordChange(Body):
-    password: Annotated[str, msgspec.Meta(max_length=MAX_PASSWORD)]
-    """The current one: the proof."""
+    schema_extra: ClassVar[dict[str, Any]] = {
+        "examples": [{"password": "correct horse battery", "new_password": "a new long phrase"}]
+    }
+
+    password: Annotated[
+        str, msgspec.Meta(max_length=MAX_PASSWORD, description="the current password: the proof")
+    ]
     new_password: Annotated[str, msgspec.Meta(max_length=MAX_PASSWORD)]
 
 
 class NewApiKey(Body):
+    schema_extra: ClassVar[dict[str, Any]] = {
+        "examples": [{"label": "my bot", "scopes": ["read", "trade"]}]
+    }
+
     label: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     scopes: Annotated[list[Scope], msgspec.Meta(min_length=1, max_length=3)]
 

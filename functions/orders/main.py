@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, ClassVar, Final
 
 import flask
 import msgspec
@@ -56,7 +56,16 @@ from shared.commands import (
     rejection,
     services,
 )
-from shared.http import Api, ApiRequest, Body, bad_request, json_response, not_found, unavailable
+from shared.http import (
+    Api,
+    ApiRequest,
+    Body,
+    DecimalText,
+    bad_request,
+    json_response,
+    not_found,
+    unavailable,
+)
 from shared.markets import MAX_CLIENT_ORDER_ID, check_order, load_market
 from shared.money import format_units
 from shared.openapi import CLIENT_ORDER_ID, IDEMPOTENCY, PENDING, STR, ok, path_param, query
@@ -84,15 +93,49 @@ Answer = Callable[[dict[str, Any]], flask.Response]
 
 
 class PlaceOrder(Body):
+    """A limit order gives price and amount; a market sell gives amount; a market buy gives
+    exactly one of amount and quote_amount. post_only only with GTC; market orders are GTC or
+    IOC (both: immediate or cancel). Prices on the market's tick, amounts on its step and at
+    least min_amount, price x amount (or quote_amount) at least min_notional."""
+
+    schema_extra: ClassVar[dict[str, Any]] = {
+        "examples": [
+            {
+                "market": "ETH-USDT",
+                "side": "buy",
+                "type": "limit",
+                "price": "1995.5",
+                "amount": "0.15",
+                "client_order_id": "my-order-1",
+            },
+            {
+                "market": "ETH-USDT",
+                "side": "sell",
+                "type": "limit",
+                "price": "2100",
+                "amount": "0.2",
+                "time_in_force": "GTC",
+                "post_only": True,
+            },
+            {"market": "ETH-USDT", "side": "buy", "type": "market", "quote_amount": "100"},
+        ]
+    }
+
     market: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
     side: Side
     type: OrderType
-    price: Annotated[str, msgspec.Meta(max_length=64)] | None = None
-    amount: Annotated[str, msgspec.Meta(max_length=64)] | None = None
-    quote_amount: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    price: Annotated[DecimalText, msgspec.Meta(description="limit orders only")] | None = None
+    amount: Annotated[DecimalText, msgspec.Meta(description="base amount")] | None = None
+    quote_amount: Annotated[DecimalText, msgspec.Meta(description="market buys only")] | None = None
     time_in_force: TimeInForce = "GTC"
     post_only: bool = False
-    client_order_id: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    client_order_id: (
+        Annotated[
+            str,  # an empty one is the engine's rule to refuse (invalid_order), not the decoder's
+            msgspec.Meta(max_length=MAX_CLIENT_ORDER_ID, extra_json_schema={"minLength": 1}),
+        ]
+        | None
+    ) = None
     stp: SelfTrade = "cancel_taker"
 
 

@@ -88,6 +88,7 @@ from shared.http import (
     not_found,
     unavailable,
 )
+from shared.markets import MAX_CLIENT_ORDER_ID
 from shared.money import format_units
 from shared.openapi import (
     CLIENT_ORDER_ID,
@@ -128,7 +129,6 @@ ASSET_CHAINS_KEY: Final = "md:asset_chains"
 
 _ID_RE: Final = re.compile(r"[1-9][0-9]{0,17}")
 """Order ids in paths: positive BIGINTs (18 digits stay below 2**63)."""
-_MAX_CLIENT_ORDER_ID: Final = 128
 
 
 def queries(request: flask.Request) -> flask.Response:
@@ -859,7 +859,7 @@ def get_order_by_client_id(req: ApiRequest) -> flask.Response:
     Params(req)
     user_id = _caller(req)
     client_order_id = req.params["client_order_id"]
-    if len(client_order_id) > _MAX_CLIENT_ORDER_ID:
+    if len(client_order_id) > MAX_CLIENT_ORDER_ID:  # no order has a longer one
         raise not_found("no such order", "order_not_found")
     # A client id is unique among a user's open orders and may be used again once the order
     # is closed: the newest order with it is the open one, if any.

@@ -59,7 +59,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, ClassVar, Final
 
 import flask
 import msgspec
@@ -79,6 +79,7 @@ from shared.http import (
     ApiError,
     ApiRequest,
     Body,
+    DecimalText,
     Handler,
     bad_request,
     conflict,
@@ -111,9 +112,31 @@ STATES_NOT_COUNTED: Final = ("rejected", "refunded")
 
 
 class NewWithdrawal(Body):
+    schema_extra: ClassVar[dict[str, Any]] = {
+        "examples": [
+            {
+                "asset": "ETH",
+                "amount": "0.05",
+                "address": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+            }
+        ]
+    }
+
     asset: Annotated[str, msgspec.Meta(max_length=12)]
-    amount: Annotated[str, msgspec.Meta(max_length=64)]
-    address: Annotated[str, msgspec.Meta(max_length=64)]
+    amount: Annotated[
+        DecimalText, msgspec.Meta(description="what arrives; the fee is charged on top")
+    ]
+    address: Annotated[
+        str,
+        msgspec.Meta(
+            max_length=64,
+            extra_json_schema={"pattern": "^0x[0-9a-fA-F]{40}$"},
+            description=(
+                "EIP-55: mixed case with a valid checksum, or all lowercase or all uppercase "
+                "(no checksum); stored and shown checksummed"
+            ),
+        ),
+    ]
 
 
 def wallet(request: flask.Request) -> flask.Response:
