@@ -1,19 +1,8 @@
 """The admin function: assets, markets, crediting users, user lookup and the audit.
 
-=======  ================================  ======================================================
-method   path                              what
-=======  ================================  ======================================================
-POST     /v1/admin/assets                  ``{asset, precision, chain?}`` -> 201 the asset
-PATCH    /v1/admin/assets/{asset}/chain    the asset's chain rules -> 200 the asset
-POST     /v1/admin/markets                 a market definition -> 201 the market
-PATCH    /v1/admin/markets/{market}        ``{maker_fee?, taker_fee?, status?}`` -> 200 the market
-POST     /v1/admin/deposits                ``{user_id, asset, amount, ref}`` -> 201 (credits a
-                                           user until the wallet watcher does it from the chain)
-GET      /v1/admin/users/{id_or_email}     a user from Firestore
-PATCH    /v1/admin/users/{id_or_email}     ``{role}`` -> 200 the user; a change ends every
-                                           session of the user (needs a fresh proof)
-GET      /v1/admin/audit                   the conservation check over Postgres
-=======  ================================  ======================================================
+Its routes, with their parameters, bodies and answers, are declared below with ``api.route``;
+the OpenAPI document made from them (``GET /v1/openapi.json``, functions/docs/openapi.json) is
+where to read them.
 
 Every route needs the admin role: an access token of ours (never an API key, never an external
 OIDC token) whose user is an admin in Firestore *now* (a demoted admin's token stops working at

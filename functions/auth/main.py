@@ -1,24 +1,8 @@
 """The auth function: accounts, sessions and API keys.
 
-=======  ===========================  ==========================================================
-method   path                         what
-=======  ===========================  ==========================================================
-POST     /v1/auth/signup              ``{email, password}`` -> 201 ``{user_id}``
-POST     /v1/auth/login               ``{email, password}`` -> ``{access_token, refresh_token,
-                                      token_type, expires_in}``: a new session, proved now
-POST     /v1/auth/refresh             ``{refresh_token}`` -> a new pair; the old one is spent
-POST     /v1/auth/logout              ``{refresh_token}`` -> 204; the whole session ends, its
-                                      access tokens included, at once
-POST     /v1/auth/reauth              ``{password}`` (token) -> ``{access_token, token_type,
-                                      expires_in, auth_time}``: the same session, proved now
-POST     /v1/auth/password            ``{password, new_password}`` (token) -> a new pair; every
-                                      session of the user ends
-GET      /v1/auth/me                  the caller (token or API key)
-POST     /v1/api-keys                 ``{label, scopes}`` -> 201 with the secret, shown once;
-                                      ``trade`` or ``withdraw`` needs a fresh proof
-GET      /v1/api-keys                 the caller's keys (no secrets)
-DELETE   /v1/api-keys/{id}            204; someone else's or an unknown id -> 404
-=======  ===========================  ==========================================================
+Its routes, with their parameters, bodies and answers, are declared below with ``api.route``;
+the OpenAPI document made from them (``GET /v1/openapi.json``, functions/docs/openapi.json) is
+where to read them.
 
 Firestore:
 

@@ -1,10 +1,8 @@
-"""The docs function: the OpenAPI 3.1 document of the whole API (``shared.openapi``).
+"""The docs function: the OpenAPI 3.1 document of the whole API at ``GET /v1/openapi.json``
+(public, cacheable for five minutes).
 
-=======  ======================  ===============================================================
-method   path                    what
-=======  ======================  ===============================================================
-GET      /v1/openapi.json        the document; public, cacheable for five minutes
-=======  ======================  ===============================================================
+The document is ``openapi.json`` beside this file, generated from every function's route
+declarations (``python -m infra.api_spec --write``; shared.openapi builds it).
 
 It needs no secrets: only the HTTP settings of the environment (``API_CORS_ORIGINS``, ...).
 """

@@ -1,16 +1,8 @@
 """The orders function: place, cancel and cancel all, and the fate of a command.
 
-=======  ======================  ===============================================================
-method   path                    what
-=======  ======================  ===============================================================
-POST     /v1/orders              place: 201 the order, 202 ``{command_id, status: "pending"}``
-DELETE   /v1/orders/{order_id}   cancel one: 200 the cancelled order (404 unknown or not yours)
-DELETE   /v1/orders/by-client-id/{client_order_id}
-                                 cancel the open order with this client id
-DELETE   /v1/orders?market=      cancel all (of a market): 200 ``{orders: [...]}``
-GET      /v1/commands/{id}       the fate of a command the caller sent: 200 applied or
-                                 rejected, 202 still pending, 404 unknown or someone else's
-=======  ======================  ===============================================================
+Its routes, with their parameters, bodies and answers, are declared below with ``api.route``;
+the OpenAPI document made from them (``GET /v1/openapi.json``, functions/docs/openapi.json) is
+where to read them.
 
 Every write needs a token or an API key with the ``trade`` scope (command status: ``trade`` or
 ``read``) and counts against a per-user and a per-IP limit (``TRADE_RATE_*``; 429 with

@@ -1,36 +1,15 @@
 """The queries function: public market data from Redis, the caller's own history from Postgres.
 
+Its routes, with their parameters, bodies and answers, are declared below with ``api.route``;
+the OpenAPI document made from them (``GET /v1/openapi.json``, functions/docs/openapi.json) is
+where to read them.
+
 Read-only: it never talks to the matcher, only to what the matcher wrote (docs/marketdata.md
 for the Redis keys, infra/migrations for the tables).
 
-Public (anyone; ``Cache-Control: public`` with a short ``max-age``):
-
-=======  ==========================================  =============================================
-method   path                                        what
-=======  ==========================================  =============================================
-GET      /v1/time                                    ``{server_time}`` (ms since the epoch)
-GET      /v1/assets                                  ``{assets: [{asset, precision, chain}]}``
-GET      /v1/markets                                 ``{markets: [market]}``
-GET      /v1/markets/{m}                             one market (404 unknown)
-GET      /v1/markets/{m}/depth?limit=                ``{bids, asks, seq}``, top ``limit`` levels
-GET      /v1/markets/{m}/ticker                      the rolling 24 h ticker
-GET      /v1/tickers                                 ``{tickers: [ticker]}``
-GET      /v1/markets/{m}/trades?limit=               ``{trades: [trade]}``, newest first
-GET      /v1/markets/{m}/klines?interval=&start=     ``{klines: [candle]}``, oldest first
-         &end=&limit=
-=======  ==========================================  =============================================
-
-Private (a token, or an API key with the ``read`` scope; only the caller's own rows;
-``Cache-Control: no-store``):
-
-=======  ==========================================  =============================================
-GET      /v1/balances                                ``{ASSET: {available, frozen}}``
-GET      /v1/orders?market=&status=&limit=&cursor=   ``{orders, next_cursor}``, newest first
-GET      /v1/orders/{id}                             one order (someone else's -> 404)
-GET      /v1/orders/by-client-id/{client_order_id}   the newest order with that client id
-GET      /v1/trades?market=&limit=&cursor=           ``{trades, next_cursor}``: own fills
-GET      /v1/ledger?asset=&limit=&cursor=            ``{ledger, next_cursor}``: balance history
-=======  ==========================================  =============================================
+Public market data (anyone; ``Cache-Control: public`` with a short ``max-age``) and the
+caller's own history (a token, or an API key with the ``read`` scope; only the caller's own
+rows; ``Cache-Control: no-store``).
 
 Query parameters are strict: an unknown or repeated parameter, an empty value, a limit that
 is not a plain integer in range, a bad interval, a time (``start``, ``end``: milliseconds since

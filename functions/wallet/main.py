@@ -1,17 +1,8 @@
 """The wallet function: the caller's deposit address and deposits, and withdrawals.
 
-=======  ==========================================  =============================================
-method   path                                        what
-=======  ==========================================  =============================================
-GET      /v1/deposits/address?asset=                 the caller's deposit address for the asset's
-                                                     chain (made on first call)
-GET      /v1/deposits?asset=&limit=&cursor=          ``{deposits, next_cursor}``, newest first
-POST     /v1/withdrawals                             ``{asset, amount, address}`` -> 201 the
-                                                     withdrawal, 202 ``{withdrawal_id, command_id,
-                                                     state: "requested"}``
-GET      /v1/withdrawals?asset=&limit=&cursor=       ``{withdrawals, next_cursor}``, newest first
-GET      /v1/withdrawals/{id}                        one withdrawal (someone else's -> 404)
-=======  ==========================================  =============================================
+Its routes, with their parameters, bodies and answers, are declared below with ``api.route``;
+the OpenAPI document made from them (``GET /v1/openapi.json``, functions/docs/openapi.json) is
+where to read them.
 
 Reads need a token or an API key with the ``read`` scope (the withdrawal routes also take a
 ``withdraw`` key, so a key can follow what it sent). ``POST /v1/withdrawals`` needs the
