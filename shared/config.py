@@ -100,6 +100,9 @@ class MatcherConfig:
     snapshot_seconds: float
     reply_ttl_s: int
     depth_levels: int
+    seq_hold_ms: int = 3000
+    """How long a gap in a user's commands is held (the missing one may still come) before
+    the later ones are applied past it (docs/decisions/0001)."""
 
     @staticmethod
     def load() -> MatcherConfig:
@@ -114,6 +117,7 @@ class MatcherConfig:
             snapshot_seconds=_float("SNAPSHOT_SECONDS", 300.0),
             reply_ttl_s=_int("REPLY_TTL_S", 3600),
             depth_levels=_int("DEPTH_LEVELS", 50),
+            seq_hold_ms=_int("SEQ_HOLD_MS", 3000),
         )
 
 
