@@ -8,7 +8,7 @@ name       what                                         default port
 pubsub     Pub/Sub emulator (gcloud)                    8681
 firestore  Firestore emulator (gcloud, native mode)     8682
 postgres   throwaway PostgreSQL 15 cluster              55432
-redis      redis-server, no persistence                 56379
+redis      redis-server, kept only with redis_persist   56379
 anvil      anvil Ethereum node, chain id 31337          8545
 ========== ============================================ ==============
 
@@ -181,6 +181,9 @@ class StackConfig:
     pg_fast: bool = True
     pg_user: str = "postgres"
     pg_database: str = "postgres"
+    #: redis: keep the data in the state dir (append-only file, written every second and on
+    #: exit), so a restart finds it again; otherwise Redis starts empty.
+    redis_persist: bool = False
     #: extra ``-c name=value`` settings for postgres.
     pg_settings: Mapping[str, str] = field(default_factory=dict)
     #: emulators (JVMs): only the C1 JIT and the serial GC, so they start and warm up in about
@@ -768,7 +771,8 @@ class Stack:
                 "--bind", host,
                 "--port", str(port),
                 "--save", "",
-                "--appendonly", "no",
+                "--appendonly", "yes" if cfg.redis_persist else "no",
+                "--appendfsync", "everysec",
                 "--daemonize", "no",
                 "--dir", str(redis_dir),
             ]  # fmt: skip

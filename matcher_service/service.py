@@ -35,6 +35,7 @@ from matcher_service.engine.snapshot import restore, snapshot, state_hash
 from matcher_service.marketdata import MarketData
 from matcher_service.persistence import Batch, FencedError, Known, Store
 from matcher_service.sequencer import Sequencer, user_of
+from shared import outbox
 from shared.config import MatcherConfig
 from shared.db import Database, connect
 from shared.pubsub import COMMANDS_ACK_DEADLINE_S
@@ -435,6 +436,9 @@ class Matcher:
             self._queue_events(batch)
         for command_id, result in duplicates:
             self._reply_again(command_id, result)
+        if self.cfg.pubsub.outbox:  # local: in the oplog now, no need to publish it again
+            in_log = [c.id for c, _ in batch] + [c for c, known in duplicates if known]
+            outbox.remove(self.redis, in_log)
         t_done = time.monotonic()
         self.stats["batches"] += 1
         self.stats["commands"] += len(batch)

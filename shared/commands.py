@@ -17,6 +17,10 @@ in one round trip; then publishes with the ordering key (a failed publish resume
 ``CommandPublisher``) and waits on ``BLPOP reply:{id}`` (the matcher pushes the verdict there
 and also keeps it at ``cmd:{id}``; docs/marketdata.md).
 
+Locally (``COMMANDS_OUTBOX=1``) the command is also kept in Redis until the matcher has it in
+the oplog (shared/outbox.py): the emulator forgets unacknowledged messages when it stops, and
+``make run`` publishes again what the last run left. ``queued`` tells whether it still is.
+
 ``Idempotency-Key``: ``Idempotency.begin`` remembers, per user and key, the command id and a
 fingerprint of the request (``SET NX``, 24 h). A retry with the same key and the same request
 gets the first command's id (the caller answers with that command's result, without
@@ -40,6 +44,7 @@ from typing import Any, Final
 import orjson
 import redis
 
+from shared import outbox
 from shared.auth import AuthContext, default_context, reset_defaults
 from shared.config import ApiConfig, PostgresConfig, PubSubConfig
 from shared.db import SharedConnection
@@ -174,8 +179,10 @@ class Commands:
         publisher: Callable[[], CommandPublisher],
         wait_s: float,
         owner_ttl_s: int,
+        use_outbox: bool = False,
     ) -> None:
         self._redis = client
+        self._outbox = use_outbox
         self._make_publisher = publisher
         self._publisher: CommandPublisher | None = None
         self._seqs = UserSeqs(client)
@@ -206,11 +213,15 @@ class Commands:
         done = pipe.execute()
         if sequenced:
             cmd.user_seq = UserSeq(int(done[0][0]), int(done[0][1]))
+        if self._outbox:
+            outbox.add(self._redis, cmd, ordering_key)
         try:
             self.publisher().publish(cmd, ordering_key)
         except Exception:
             log.exception("could not publish command %s", cmd.id)
             self._redis.delete(key)
+            if self._outbox:
+                outbox.remove(self._redis, [cmd.id])
             raise unavailable("the command could not be queued; nothing was done") from None
 
     def wait_reply(self, command_id: str, timeout: float) -> dict[str, Any] | None:
@@ -235,6 +246,11 @@ class Commands:
     def result(self, command_id: str) -> dict[str, Any] | None:
         raw = self._redis.get(f"cmd:{command_id}")
         return None if raw is None else dict(orjson.loads(raw))
+
+    def queued(self, command_id: str) -> bool | None:
+        """Whether the command is still kept for the matcher (the local outbox); None when
+        there is no outbox (Pub/Sub keeps every accepted command until it is applied)."""
+        return outbox.holds(self._redis, command_id) if self._outbox else None
 
     def owner(self, command_id: str) -> str | None:
         raw = self._redis.get(owner_key(command_id))
@@ -335,7 +351,11 @@ def services() -> Services:
     return Services(
         auth=ctx,
         commands=Commands(
-            ctx.redis, lambda: CommandPublisher(pubsub), cfg.reply_wait_s, cfg.idempotency_ttl_s
+            ctx.redis,
+            lambda: CommandPublisher(pubsub),
+            cfg.reply_wait_s,
+            cfg.idempotency_ttl_s,
+            use_outbox=pubsub.outbox,
         ),
         idempotency=Idempotency(ctx.redis, cfg.idempotency_ttl_s),
         db=SharedConnection(PostgresConfig.load()),

@@ -72,6 +72,9 @@ class PubSubConfig:
     events_topic: str
     dead_letter_topic: str
     max_delivery_attempts: int
+    outbox: bool = False
+    """Keep accepted commands in Redis until they are in the oplog (shared/outbox.py): for
+    the local emulator, which forgets unacknowledged messages when it stops."""
 
     @staticmethod
     def load() -> PubSubConfig:
@@ -82,6 +85,7 @@ class PubSubConfig:
             events_topic=_get("EVENTS_TOPIC", "events"),
             dead_letter_topic=_get("DEAD_LETTER_TOPIC", "commands-dead-letter"),
             max_delivery_attempts=_int("MAX_DELIVERY_ATTEMPTS", 10),
+            outbox=os.environ.get("COMMANDS_OUTBOX", "") in ("1", "true", "yes"),
         )
 
 

@@ -410,13 +410,28 @@ def _schemas() -> dict[str, JSON]:
         "CommandStatus": obj(
             {
                 "command_id": STR,
-                "status": {"type": "string", "enum": ["applied", "rejected"]},
-                "seq": {"type": "integer", "description": "the matcher's sequence number"},
+                "status": {"type": "string", "enum": ["applied", "rejected", "lost"]},
+                "seq": nullable(
+                    {"type": "integer", "description": "the matcher's sequence number"}
+                ),
                 "ok": BOOL,
-                "reason": nullable({"type": "string", "description": "the engine's reason"}),
+                "reason": nullable(
+                    {
+                        "type": "string",
+                        "description": "the engine's reason; no_longer_queued when lost",
+                    }
+                ),
                 "order": nullable(ref("Order")),
             },
-            {"orders": {**array(ref("Order")), "description": "cancel all: what it cancelled"}},
+            {
+                "orders": {**array(ref("Order")), "description": "cancel all: what it cancelled"},
+                "message": {**STR, "description": "lost: what happened"},
+            },
+            description=(
+                "applied or rejected by the matcher; lost: accepted, but neither applied nor "
+                "queued any more, so it never will be (only locally, where the Pub/Sub "
+                "emulator forgets messages when it stops; docs/decisions/0003)."
+            ),
         ),
         # -------------------------------------------------------------- wallet
         "DepositAddress": obj(
@@ -1031,7 +1046,7 @@ def _paths() -> dict[str, dict[str, JSON]]:
                 tag="orders", security=USER,
                 parameters=[path_param("id", description="the command id of a 202 answer")],
                 responses={
-                    "200": ok("Applied or rejected", ref("CommandStatus")),
+                    "200": ok("Applied, rejected or lost", ref("CommandStatus")),
                     "202": PENDING,
                     **err(404, 503),
                     **user_errors,

@@ -81,6 +81,10 @@ class CommandPublisher:
             self._client.resume_publish(self._topic, ordering_key)
             raise
 
+    def publish_raw(self, data: bytes, ordering_key: str) -> pubsub_v1.publisher.futures.Future:
+        """Publish a command already encoded (the local outbox's copy)."""
+        return self._client.publish(self._topic, data, ordering_key=ordering_key)
+
     def publish_async(
         self, cmd: AnyCommand, ordering_key: str
     ) -> pubsub_v1.publisher.futures.Future:

@@ -145,7 +145,8 @@ def matcher_env(cfg: MatcherConfig, port: int, snapshot_every: int = 200) -> dic
         PORT=str(port), BATCH_MAX=str(cfg.batch_max), BATCH_WAIT_MS=str(cfg.batch_wait_ms),
         SNAPSHOT_EVERY=str(snapshot_every), SNAPSHOT_SECONDS="3600",
         REPLY_TTL_S=str(cfg.reply_ttl_s), DEPTH_LEVELS=str(cfg.depth_levels),
-        SEQ_HOLD_MS=str(cfg.seq_hold_ms), PUBSUB_EMULATOR_HOST=os.environ["PUBSUB_EMULATOR_HOST"],
+        SEQ_HOLD_MS=str(cfg.seq_hold_ms), COMMANDS_OUTBOX="1" if ps.outbox else "",
+        PUBSUB_EMULATOR_HOST=os.environ["PUBSUB_EMULATOR_HOST"],
     )  # fmt: skip
     if pg.password:
         env["PGPASSWORD"] = pg.password
