@@ -87,11 +87,13 @@ class Sequencer:
                 self._add(Parked(cmd, user, parked_at, durable=True))
 
     def offer(self, cmd: AnyCommand, now_ms: int) -> bool:
-        """True when ``cmd`` is parked (ahead of a missing command of its user); False when
-        it should be applied now. Then ``take`` gives the user's parked commands that follow
-        it."""
+        """True when ``cmd`` is parked (ahead of a missing command of its user, or parked
+        already: a duplicate); False when it should be applied now. Then ``take`` gives the
+        user's parked commands that follow it."""
+        if cmd.id in self._ids:
+            return True
         user = user_of(cmd)
-        if user is None or cmd.id in self._ids:
+        if user is None:
             return False
         assert cmd.user_seq is not None
         if place(self._state(user), cmd.user_seq) != "ahead":

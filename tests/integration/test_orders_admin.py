@@ -486,6 +486,9 @@ def test_local_outbox_pending_then_lost_and_a_retry_sends_it_again(exchange: Exc
         wait_for(lambda: not outbox.holds(ex.redis, sent_id), 15, "the retry applied")
     done = ex.client.get(f"/v1/commands/{sent_id}", headers=bearer(alice_token)).get_json()
     assert done["status"] == "applied" and done["order"]["price"] == "1999"
+    # Alice's second command (the first was lost): applied past the gap the lost one left.
+    [[command]] = ex.sql("SELECT command FROM oplog WHERE command_id = :c", c=sent_id)
+    assert orjson.loads(command)["user_seq"][1] == 2
     final = order(ex, alice_token, headers, side="buy", price="1999", amount="1")
     assert final.status_code == 201 and final.headers["X-Command-Id"] == sent_id
     assert ex.sql("SELECT count(*) FROM orders WHERE user_id = :u", u=alice) == [[1]]

@@ -113,7 +113,8 @@ def test_parked_commands_are_written_once_and_removed_once() -> None:
     h.arrive(cmd(2), 7)
     new, gone = h.seq.changes()
     assert sorted(p.cmd.id for p in new) == [cmd(2).id, cmd(3).id] and gone == []
-    assert h.seq.offer(cmd(3), 9) is False, "already parked: a duplicate"
+    assert h.seq.offer(cmd(3), 9) is True, "already parked: a duplicate"
+    assert len(h.seq) == 2
     assert h.seq.is_parked(cmd(3).id)
     h.seq.committed()
     assert h.seq.changes() == ([], [])
