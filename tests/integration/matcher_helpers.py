@@ -456,6 +456,7 @@ class Verdict(NamedTuple):
     snapshot_seq: int
     open_orders: int
     trades: int
+    state_hash: str
 
 
 def check_exactly_once_and_consistent(cfg: MatcherConfig, published: list[str]) -> Verdict:
@@ -506,6 +507,8 @@ def check_exactly_once_and_consistent(cfg: MatcherConfig, published: list[str]) 
         assert open_ids == set(engine.orders)
         trades = int(db.run("SELECT count(*) FROM trades")[0][0])
         assert trades == engine.next_trade_id - 1
-        return Verdict(count, len(snapshots), rec.snapshot_seq, len(open_ids), trades)
+        return Verdict(
+            count, len(snapshots), rec.snapshot_seq, len(open_ids), trades, state_hash(engine)
+        )
     finally:
         db.close()
