@@ -200,7 +200,8 @@ class Matcher:
 
     def run(self) -> None:
         """Acquire, recover, consume until stopped. Survives Postgres outages."""
-        lease = threading.Thread(target=self._keep_leased, name="lease", daemon=True)
+        done = threading.Event()  # the lease is renewed until the batch in hand is let go
+        lease = threading.Thread(target=self._keep_leased, args=(done,), name="lease", daemon=True)
         lease.start()
         try:
             self.acquire()
@@ -208,7 +209,7 @@ class Matcher:
                 self.start()
                 self._consume()
         finally:
-            self.stopping.set()
+            done.set()
             lease.join(LEASE_EVERY_S + 5)
             self.close()
 
@@ -278,12 +279,12 @@ class Matcher:
             for m in messages:
                 self._leased.pop(m.ack_id, None)
 
-    def _keep_leased(self) -> None:
+    def _keep_leased(self, done: threading.Event) -> None:
         """Every LEASE_EVERY_S, lease the messages in hand for LEASE_S more: a batch being
         applied, or a failed batch held for its retry. Pub/Sub gives a pulled message the
         subscription's deadline (LEASE_S too), so a dead matcher's messages are free again
         within LEASE_S, while a live one keeps what it holds as long as it needs."""
-        while not self.stopping.wait(LEASE_EVERY_S):
+        while not done.wait(LEASE_EVERY_S):
             with self._lease_lock:
                 ids = list(self._leased)
             if ids:

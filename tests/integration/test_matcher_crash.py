@@ -18,22 +18,28 @@ import json
 import logging
 import os
 import random
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 import pytest
 import redis
+from google.api_core import exceptions as gexc
+from google.cloud import pubsub_v1  # type: ignore[attr-defined, unused-ignore]
 
 from matcher_service.engine.snapshot import state_hash
+from matcher_service.persistence import Batch, Store
 from matcher_service.service import LEASE_S
 from shared.commands import UserSeqs
 from shared.config import MatcherConfig
 from shared.db import connect
-from shared.schema import Reason
+from shared.schema import PlaceOrder, Reason
 from tests.integration.matcher_helpers import (
+    ETH,
+    USDT,
     Stream,
     applied_ids,
     check_exactly_once_and_consistent,
@@ -164,3 +170,45 @@ def test_kills_under_a_steady_stream_keep_each_users_order_and_waits_short(
     assert report.refused_out_of_order == 0, report
     assert report.max_wait_s < MAX_WAIT_S, report
     assert dead_letters(cfg.pubsub) == []
+
+
+def test_a_batch_in_hand_stays_leased_for_as_long_as_it_is_held(
+    matcher_cfg: MatcherConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lease is short (LEASE_S) but renewed: a batch whose commit takes longer than the
+    lease is not handed to anyone else meanwhile (a second subscriber pulls all along)."""
+    cfg = matcher_cfg
+    slow = PlaceOrder(id="slow", user="sam", market="ETH-USDT", side="buy", price=USDT,
+                      amount=ETH)  # fmt: skip
+    real_write = Store.write_batch
+    held_for = LEASE_S + 5.0
+    in_hand = threading.Event()
+
+    def write_batch(self: Store, epoch: int, batch: Batch, *args: Any) -> None:
+        if any(c.id == slow.id for c, _ in batch):
+            in_hand.set()
+            time.sleep(held_for)
+        real_write(self, epoch, batch, *args)
+
+    monkeypatch.setattr(Store, "write_batch", write_batch)
+    subscriber = pubsub_v1.SubscriberClient()
+    path = subscriber.subscription_path(cfg.pubsub.project, cfg.pubsub.commands_subscription)
+    with running(cfg) as matcher:
+        setup = [*market_setup(), *funded(["sam"])]
+        publish(cfg.pubsub, setup)
+        wait_applied(cfg, [c.id for c in setup], 30)
+        publish(cfg.pubsub, [slow])
+        wait_for(in_hand.is_set, 10, "the matcher holding the order")
+        stolen = []
+        deadline = time.monotonic() + held_for - 1
+        while time.monotonic() < deadline:
+            try:
+                got = subscriber.pull(request={"subscription": path, "max_messages": 10},
+                                      timeout=1.0)  # fmt: skip
+            except gexc.DeadlineExceeded:
+                continue
+            stolen += [m.message.message_id for m in got.received_messages]
+        wait_applied(cfg, [slow.id], 30)
+        duplicates = matcher.stats["duplicates"]
+    subscriber.close()
+    assert stolen == [] and duplicates == 0
