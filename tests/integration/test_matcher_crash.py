@@ -14,6 +14,7 @@ right after a kill (the dead matcher's batch is leased until its short lease run
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import os
@@ -71,7 +72,7 @@ class Report(NamedTuple):
     max_wait_s: float
     """The longest time from sending a command to its apply."""
     wait_after_kill_s: list[float]
-    """Per kill: the longest wait of a command applied after it and sent before the next."""
+    """Per kill: the longest wait of a command applied after it and before the next kill."""
     median_wait_s: float
     out_of_order: int
     """Pairs of one user's commands applied in the opposite order to the one they were sent."""
@@ -102,11 +103,11 @@ def crash_report(cfg: MatcherConfig, stream: Stream, kills: list[float]) -> Repo
         if index < last_index.get(user, -1):
             inversions += 1
         last_index[user] = max(index, last_index.get(user, -1))
-    after_kill = []
-    for i, killed in enumerate(kills):
-        until = kills[i + 1] if i + 1 < len(kills) else float("inf")
-        hit = [applied - sent for sent, applied in waits if applied >= killed and sent < until]
-        after_kill.append(round(max(hit, default=0.0), 2))
+    after_kill = [0.0] * len(kills)
+    for sent, applied in waits:  # each wait belongs to the last kill before the apply
+        last = bisect.bisect_right(kills, applied) - 1
+        if last >= 0:
+            after_kill[last] = max(after_kill[last], round(applied - sent, 2))
     spans = sorted(applied - sent for sent, applied in waits)
     return Report(
         commands=len(waits), kills=len(kills), max_wait_s=round(spans[-1], 2),
@@ -147,7 +148,9 @@ def test_kills_under_a_steady_stream_keep_each_users_order_and_waits_short(
                     wait_for(caught_up, 60, "the commands sent before now applied")
                 time.sleep(rng.uniform(0.5, 2.5))
                 kills.append(time.time())
-                matcher.kill(frozen_for=rng.choice((0.0, rng.uniform(0.2, 1.0))))
+                # Every other kill comes right after a pull was handed a batch (the matcher
+                # frozen meanwhile): what a successor has to wait for.
+                matcher.kill(frozen_for=rng.uniform(0.5, 1.5) if i % 2 else 0.0)
                 if i + 1 < KILLS:
                     matcher = start()
         except BaseException:
