@@ -530,6 +530,24 @@ def _pg_ready(host: str, port: int, user: str) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
+def _clear_stale_pid_file(data: Path) -> None:
+    """Remove the ``postmaster.pid`` a postmaster killed outright (kill -9) left behind,
+    unless its pid still runs a postgres on ``data``: postgres itself refuses to start when
+    that pid has since been given to another process of the postgres user."""
+    lock = data / "postmaster.pid"
+    try:
+        pid = int(lock.read_text().splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        args = []
+    if str(data).encode() not in args:
+        log.info("postgres: removing the stale %s of pid %d", lock, pid)
+        lock.unlink(missing_ok=True)
+
+
 def _as_postgres(cmd: list[str]) -> list[str]:
     """Run as the postgres OS user when we are root (postgres refuses to run as root)."""
     if os.geteuid() == 0:
@@ -842,6 +860,7 @@ class Stack:
     def _start_postmaster(self) -> None:
         cfg = self.config
         data = self.pg_data_dir
+        _clear_stale_pid_file(data)
         settings = {
             "listen_addresses": cfg.host,
             "port": str(cfg.postgres_port),
