@@ -107,6 +107,8 @@ def make_run(workdir: Path, stop: str) -> Iterator[Run]:
             proc.send_signal(signal.SIGINT)
             assert proc.wait(120) == 0, "\n".join(run.output[-40:])
         reader.join(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
         deadline = time.monotonic() + 15
         while (left := [p for p in every if proc_alive(p)]) and time.monotonic() < deadline:
             time.sleep(0.1)
