@@ -1,5 +1,5 @@
 """Each user's commands in the order the user sent them, whatever order Pub/Sub hands them
-out in (docs/decisions/0001).
+out in (docs/decisions/0006).
 
 The functions number each user's commands (``user_seq``: one Redis increment). The matcher
 offers every command it pulls to the ``Sequencer``: one that is its user's next (or that

@@ -10,7 +10,7 @@
 
 ``send`` first gives a user's own command (an order, a cancel, a withdrawal: ``SEQUENCED``) its
 place among the user's commands (``user_seq``, ``UserSeqs``: one Redis increment; the matcher
-applies each user's commands in that order, docs/decisions/0001) and marks the command's owner
+applies each user's commands in that order, docs/decisions/0006) and marks the command's owner
 in Redis (``cmdowner:{id}``, kept as long as an idempotency key), so ``GET /v1/commands/{id}``
 can answer "pending" to its owner and 404 to anyone else before the matcher has seen it, both
 in one round trip; then publishes with the ordering key (a failed publish resumes the key:

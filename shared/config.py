@@ -106,7 +106,7 @@ class MatcherConfig:
     depth_levels: int
     seq_hold_ms: int = 3000
     """How long a gap in a user's commands is held (the missing one may still come) before
-    the later ones are applied past it (docs/decisions/0001)."""
+    the later ones are applied past it (docs/decisions/0006)."""
 
     @staticmethod
     def load() -> MatcherConfig:

@@ -430,7 +430,7 @@ def _schemas() -> dict[str, JSON]:
             description=(
                 "applied or rejected by the matcher; lost: accepted, but neither applied nor "
                 "queued any more, so it never will be (only locally, where the Pub/Sub "
-                "emulator forgets messages when it stops; docs/decisions/0003)."
+                "emulator forgets messages when it stops; docs/decisions/0008)."
             ),
         ),
         # -------------------------------------------------------------- wallet

@@ -7,7 +7,7 @@ is durable) the API writes each command to the Redis hash ``outbox:commands`` be
 publishing it, the matcher removes it once it is in the oplog, and ``make run`` publishes
 again at start whatever the last run left there (Redis keeps its data in ``.state/redis``).
 ``GET /v1/commands/{id}`` answers ``lost`` for a command its owner sent that is neither in
-the oplog nor in the outbox (docs/decisions/0003).
+the oplog nor in the outbox (docs/decisions/0008).
 """
 
 from __future__ import annotations

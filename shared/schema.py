@@ -68,7 +68,7 @@ class Reason:
 
 
 class UserSeq(msgspec.Struct, array_like=True, frozen=True, gc=False):
-    """Where a command stands among its user's commands (docs/decisions/0001): ``n`` counts
+    """Where a command stands among its user's commands (docs/decisions/0006): ``n`` counts
     the user's commands from 1, one Redis increment in the function that accepted it;
     ``epoch`` is when that counter began (Redis's clock, ms), so a counter that Redis lost
     and began again is told apart from a late command. On the wire ``[epoch, n]``."""

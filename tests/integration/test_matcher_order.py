@@ -1,5 +1,5 @@
 """Each user's commands apply in the order the user sent them, whatever order Pub/Sub hands
-them out in (docs/decisions/0001): messages reordered and duplicated on purpose, a gap that
+them out in (docs/decisions/0006): messages reordered and duplicated on purpose, a gap that
 never fills, a gap held across a crash, a Redis that loses the counters.
 """
 

@@ -1,5 +1,5 @@
 """``make run`` stopped and started again under load loses no command it answered 202 for
-(docs/decisions/0003): once stopped as Ctrl-C stops it, once killed outright, every process
+(docs/decisions/0008): once stopped as Ctrl-C stops it, once killed outright, every process
 of it at once (``kill -9``: the Pub/Sub emulator forgets its messages either way).
 
 The API is told to answer at once (``API_REPLY_WAIT_S=0``), so every order is a 202 and many
