@@ -8,7 +8,7 @@ name       what                                         default port
 pubsub     Pub/Sub emulator (gcloud)                    8681
 firestore  Firestore emulator (gcloud, native mode)     8682
 postgres   throwaway PostgreSQL 15 cluster              55432
-redis      redis-server, no persistence                 56379
+redis      redis-server, kept only with redis_persist   56379
 anvil      anvil Ethereum node, chain id 31337          8545
 ========== ============================================ ==============
 
@@ -181,6 +181,9 @@ class StackConfig:
     pg_fast: bool = True
     pg_user: str = "postgres"
     pg_database: str = "postgres"
+    #: redis: keep the data in the state dir (append-only file, written every second and on
+    #: exit), so a restart finds it again; otherwise Redis starts empty.
+    redis_persist: bool = False
     #: extra ``-c name=value`` settings for postgres.
     pg_settings: Mapping[str, str] = field(default_factory=dict)
     #: emulators (JVMs): only the C1 JIT and the serial GC, so they start and warm up in about
@@ -527,6 +530,24 @@ def _pg_ready(host: str, port: int, user: str) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
+def _clear_stale_pid_file(data: Path) -> None:
+    """Remove the ``postmaster.pid`` a postmaster killed outright (kill -9) left behind,
+    unless its pid still runs a postgres on ``data``: postgres itself refuses to start when
+    that pid has since been given to another process of the postgres user."""
+    lock = data / "postmaster.pid"
+    try:
+        pid = int(lock.read_text().splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        args = []
+    if str(data).encode() not in args:
+        log.info("postgres: removing the stale %s of pid %d", lock, pid)
+        lock.unlink(missing_ok=True)
+
+
 def _as_postgres(cmd: list[str]) -> list[str]:
     """Run as the postgres OS user when we are root (postgres refuses to run as root)."""
     if os.geteuid() == 0:
@@ -768,7 +789,8 @@ class Stack:
                 "--bind", host,
                 "--port", str(port),
                 "--save", "",
-                "--appendonly", "no",
+                "--appendonly", "yes" if cfg.redis_persist else "no",
+                "--appendfsync", "everysec",
                 "--daemonize", "no",
                 "--dir", str(redis_dir),
             ]  # fmt: skip
@@ -838,6 +860,7 @@ class Stack:
     def _start_postmaster(self) -> None:
         cfg = self.config
         data = self.pg_data_dir
+        _clear_stale_pid_file(data)
         settings = {
             "listen_addresses": cfg.host,
             "port": str(cfg.postgres_port),

@@ -12,18 +12,31 @@ What it starts:
    matcher_service``, a child process), the ws service (``python -m ws_service``, the live
    feed at ``ws://HOST:8081/v1/ws``, a child process with the same auth keys); and, in a
    thread, Firestore's documents of the last run (users, sessions, API keys) imported from
-   ``STATE/firestore`` (the emulator keeps nothing on disk; Postgres and the Pub/Sub emulator
-   keep their data in the state dir, and the matcher rebuilds Redis), then the admin user
+   ``STATE/firestore`` (the emulator keeps nothing on disk), then the admin user
    (``functions.admin.bootstrap``), whose random password is made once and kept in
    ``STATE/admin.json``, for local use only;
+   Before the matcher starts, the commands the API accepted in the last run that it did not
+   apply are published again (``shared/outbox.py``);
 4. the seed: assets ETH and USDT and the market ETH-USDT (commands with fixed ids: the
    matcher applies a command id once, so seeding again changes nothing). The assets' chain
    details (``GET /v1/assets``) are left to the wallet work.
 
+What a restart keeps (``STATE``): Postgres (every applied command and its effects), Redis
+(``STATE/redis``, an append-only file: market data, sessions, idempotency keys, each user's
+command count, and the outbox of accepted commands not yet applied), Firestore (exported),
+the chain (anvil's state file). The Pub/Sub emulator keeps its topics and subscriptions but
+forgets every message not yet acknowledged: what the API accepted (answered 201 or 202) and
+the matcher had not applied comes back from the outbox at the next start, even after a
+``kill -9`` of everything (up to the last second of Redis writes should the machine itself
+stop). Deposits the wallet's watcher published are not in the outbox: it publishes them
+again itself until they are credited.
+
 The children's output goes to ``STATE/logs``. Then it prints where everything is and
 watches: a child or service that dies stops the whole exchange. Ctrl-C (SIGINT), SIGTERM or
-SIGHUP stop everything, gateway first, services last, leaving no process behind; Firestore is
-exported on the way (and every minute while up). Should the launcher itself be killed
+SIGHUP stop everything, gateway first (nothing new is accepted), then the wallet's scheduler,
+then, once the matcher has applied what was accepted (at most ``DRAIN_S``), the rest,
+services last, leaving no process behind; Firestore is exported on the way (and every minute
+while up). Should the launcher itself be killed
 (SIGKILL), the kernel stops the matcher and the gateway (``PR_SET_PDEATHSIG``); the services
 are left running then.
 
@@ -74,6 +87,7 @@ from infra.local_stack import (
     process_tree,
 )
 from infra.migrate import migrate
+from shared import outbox
 from shared.config import PostgresConfig, PubSubConfig
 from shared.db import connect
 from shared.markets import ASSET_CHAINS_KEY
@@ -90,6 +104,8 @@ DEFAULT_ADMIN_EMAIL: Final = "admin@local.test"
 MARKET: Final = "ETH-USDT"
 FIRESTORE_EXPORT_EVERY_S: Final = 60.0
 CHILD_STOP_TIMEOUT_S: Final = 15.0
+DRAIN_S: Final = 10.0
+"""At a stop, how long the matcher gets to apply what the API accepted before it stops."""
 _SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _NO_PROXY: Final = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _NOT_INHERITED: Final = (
@@ -414,6 +430,7 @@ class Exchange:
             db.close()
         pubsub = PubSubConfig.load()
         ensure_topics(pubsub)
+        self._republish(pubsub)
         self.children["matcher"] = Child(
             "matcher", ["-m", "matcher_service"], self.env, cfg.logs_dir / "matcher.log"
         )
@@ -476,6 +493,53 @@ class Exchange:
         ensure_admin(*self.admin)
         self._export_firestore()  # the admin survives even a hard kill of this launcher
 
+    def _republish(self, pubsub: PubSubConfig) -> None:
+        """The commands the last run accepted and did not apply, published again (the
+        emulator forgot them): in the order they were accepted, before the matcher starts."""
+        client = redis.Redis.from_url(self.env["REDIS_URL"])
+        db = connect(PostgresConfig.load(), "run")
+        publisher = CommandPublisher(pubsub)
+
+        def durable(ids: list[str]) -> set[str]:
+            rows = db.run(
+                "SELECT command_id FROM oplog WHERE command_id = ANY(CAST(:ids AS text[]))",
+                ids=ids,
+            )
+            return {str(r[0]) for r in rows}
+
+        try:
+            published, done = outbox.republish(client, publisher.publish_raw, durable)
+        finally:
+            db.close()
+            client.close()
+        if published or done:
+            log.info(
+                "outbox: published again %d accepted commands the last run did not apply "
+                "(%d more were applied)",
+                published,
+                done,
+            )
+
+    def _drain(self) -> None:
+        """Wait (at most DRAIN_S) until the matcher has applied what the API accepted."""
+        matcher = self.children.get("matcher")
+        if matcher is None or matcher.proc.poll() is not None or "REDIS_URL" not in self.env:
+            return
+        client = redis.Redis.from_url(self.env["REDIS_URL"], socket_timeout=2)
+        deadline = time.monotonic() + DRAIN_S
+        try:
+            left = -1
+            while time.monotonic() < deadline and matcher.proc.poll() is None:
+                left = outbox.size(client)
+                if not left:
+                    return
+                time.sleep(0.1)
+            log.info("%d accepted commands not applied yet: sent again at the next start", left)
+        except redis.RedisError as exc:
+            log.warning("could not see the outbox: %s", exc)
+        finally:
+            client.close()
+
     def _phase(self, what: str) -> None:
         """Note how long the step that just ended took (shown once the exchange is up)."""
         now = time.monotonic()
@@ -491,6 +555,7 @@ class Exchange:
         env.update(self.wallet.env(), CHAIN_ID=str(self.stack.config.chain_id))
         env.update(
             PYTHONPATH=str(REPO_ROOT),
+            COMMANDS_OUTBOX="1",
             PORT=str(self.cfg.matcher_port),
             MATCHER_HOST=self.cfg.host,
             AUTH_KEYS_FILE=str(keys),
@@ -554,7 +619,14 @@ class Exchange:
         if self._background is not None:  # interrupted while it ran: let it finish first
             with contextlib.suppress(BaseException):
                 self._background.join(30)
-        for name in reversed(list(self.children)):  # the last started stops first
+        # Nothing new comes in (the gateway, the wallet's jobs); the matcher applies what was
+        # accepted; then the rest, the last started first.
+        for name in ("gateway", "scheduler"):
+            child = self.children.pop(name, None)
+            if child is not None:
+                child.stop()
+        self._drain()
+        for name in reversed(list(self.children)):
             child = self.children.pop(name, None)
             if child is not None:
                 child.stop()
@@ -665,6 +737,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             block_time=1.0,
             jvm_quick_start=True,
             anvil_state=state_dir / "anvil-state.json",
+            redis_persist=True,
         ).replace(**stack_ports),
         api_port=port(args.api_port, DEFAULT_API_PORT),
         matcher_port=port(args.matcher_port, DEFAULT_MATCHER_PORT),

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 
+from matcher_service.sequencer import Parked
 from shared.db import Database
 from shared.schema import (
     AnyCommand,
@@ -85,16 +86,25 @@ class Store:
 
     # ------------------------------------------------------------ the batch
 
-    def write_batch(self, epoch: int, batch: Batch, published_seq: int | None = None) -> None:
+    def write_batch(
+        self,
+        epoch: int,
+        batch: Batch,
+        published_seq: int | None = None,
+        parked: Sequence[Parked] = (),
+        unparked: Sequence[str] = (),
+    ) -> None:
         """Everything the batch did, in one transaction, or nothing. ``published_seq``
-        records how far the events topic has been fed (by the batches before this one)."""
+        records how far the events topic has been fed (by the batches before this one);
+        ``parked`` are the commands the batch held back (matcher_service/sequencer.py),
+        ``unparked`` the ids of those held back before that it applied."""
         db = self.db
         db.run("BEGIN")
         try:
             rows = db.run("SELECT epoch FROM matcher_lease WHERE id = 1 FOR SHARE")
             if not rows or rows[0][0] != epoch:
                 raise FencedError(f"lease epoch is {rows[0][0] if rows else None}, mine is {epoch}")
-            self._insert(batch)
+            self._insert(batch, parked, unparked)
             if published_seq is not None:
                 db.run(
                     "UPDATE outbox_cursor SET seq = :s WHERE name = 'events' AND seq < :s",
@@ -105,7 +115,7 @@ class Store:
             db.run("ROLLBACK")
             raise
 
-    def _insert(self, batch: Batch) -> None:
+    def _insert(self, batch: Batch, parked: Sequence[Parked], unparked: Sequence[str]) -> None:
         oplog: list[dict[str, Any]] = []
         ledger: list[dict[str, Any]] = []
         balances: dict[tuple[str, str], dict[str, Any]] = {}
@@ -238,6 +248,22 @@ class Store:
             "ON CONFLICT (withdrawal_id) DO UPDATE SET state = EXCLUDED.state,"
             " seq = EXCLUDED.seq, ts = EXCLUDED.ts",
         )
+        writes.insert(
+            "parked",
+            [
+                {
+                    "command_id": p.cmd.id, "user_id": p.user, "parked_at": p.parked_at,
+                    "command": _json.encode(p.cmd).decode(),
+                }
+                for p in parked
+            ],
+            "ON CONFLICT (command_id) DO NOTHING",
+        )  # fmt: skip
+        writes.add(
+            [{"command_id": cid} for cid in unparked],
+            "DELETE FROM parked USING json_populate_recordset(NULL::parked, CAST(:{param} AS json))"
+            " AS u WHERE parked.command_id = u.command_id",
+        )
         writes.run(self.db)
 
     # ------------------------------------------------------------ reads for the matcher
@@ -252,6 +278,11 @@ class Store:
             ids=_json.encode(list(command_ids)).decode(),
         )
         return {cid: Known(int(seq), ok, reason, oid) for cid, seq, ok, reason, oid in rows}
+
+    def parked(self) -> list[tuple[AnyCommand, int]]:
+        """The commands held back for a missing earlier one, with when (ms)."""
+        rows = self.db.run("SELECT command, parked_at FROM parked ORDER BY parked_at, command_id")
+        return [(command_decoder.decode(text), int(at)) for text, at in rows]
 
     def published_seq(self) -> int:
         return int(self.db.run("SELECT seq FROM outbox_cursor WHERE name = 'events'")[0][0])

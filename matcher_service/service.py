@@ -1,9 +1,12 @@
 """The matcher: the one writer of balances, orders and trades.
 
 Loop: pull a batch of commands (unary pull: many times faster than streaming pull with
-ordering keys, see docs/matcher.md), drop the ones already applied, stamp the time, apply
-them to the engine, write the batch to Postgres in one transaction, and only then
-acknowledge the messages and publish replies, market data and events. If Postgres fails
+ordering keys, see docs/matcher.md), drop the ones already applied, put each user's commands
+in the user's order (``sequencer.py``: one that comes ahead of a missing one is parked),
+stamp the time, apply them to the engine, write the batch to Postgres in one transaction,
+and only then acknowledge the messages and publish replies, market data and events. The
+messages in hand are leased for ``LEASE_S`` at a time and the lease is extended while they
+are, so a successor sees a dead matcher's messages again within seconds. If Postgres fails
 nothing is acknowledged: the engine is rebuilt from Postgres (snapshot + oplog) and the
 batch, kept leased meanwhile, is retried as it was. A second matcher waits on a Postgres
 advisory lock; a fencing epoch, checked in every batch's transaction, stops a matcher that
@@ -31,9 +34,12 @@ from matcher_service.engine import Engine
 from matcher_service.engine.snapshot import restore, snapshot, state_hash
 from matcher_service.marketdata import MarketData
 from matcher_service.persistence import Batch, FencedError, Known, Store
+from matcher_service.sequencer import Sequencer, user_of
+from shared import outbox
 from shared.config import MatcherConfig
 from shared.db import Database, connect
-from shared.schema import AnyCommand, Applied, command_decoder, encode
+from shared.pubsub import COMMANDS_ACK_DEADLINE_S
+from shared.schema import AnyCommand, Applied, Reason, command_decoder, encode
 
 log = logging.getLogger("matcher")
 
@@ -43,7 +49,17 @@ HOLD_ATTEMPTS = 3
 """A failed batch is retried as it was (in hand, leased) this many times with Postgres
 reachable, then handed back to Pub/Sub, whose dead-letter policy deals with a poison message."""
 BACKLOG_PULL = 50  # a pull this full means more are waiting: keep filling the batch
-HOLD_DEADLINE_S = 60  # the lease a held batch is given while the matcher waits to retry it
+LEASE_S = COMMANDS_ACK_DEADLINE_S
+"""How long Pub/Sub leaves the messages in hand to this matcher (the ack deadline, the least
+Pub/Sub allows; the subscription's own deadline is the same). Should the matcher die, its
+messages, and with them every later message of their users, go to the next one after this."""
+LEASE_EVERY_S = 3.0
+"""How often the lease of the messages in hand (a batch, a failed batch held) is renewed."""
+
+
+def _seq_of(cmd: AnyCommand) -> list[int] | None:
+    us = cmd.user_seq
+    return None if us is None else [us.epoch, us.n]
 
 
 class Recovered(NamedTuple):
@@ -111,10 +127,19 @@ class Matcher:
         self._pending_events: list[tuple[int, Any]] = []
         self._held: list[Any] = []  # the batch in hand (messages); retried first after a failure
         self._failures = 0  # failed attempts at the batch in hand
+        self._leased: dict[str, None] = {}  # ack ids of the messages in hand, kept leased
+        self._lease_lock = threading.Lock()
+        self.sequencer = self._new_sequencer()
         self._last_ts = 0
         self._since_snapshot = 0
         self._last_snapshot = time.monotonic()
-        self.stats = {"batches": 0, "commands": 0, "duplicates": 0}
+        self.stats = {
+            "batches": 0, "commands": 0, "duplicates": 0, "parked": 0, "gaps": 0,
+            "out_of_order": 0,
+        }  # fmt: skip
+
+    def _new_sequencer(self) -> Sequencer:
+        return Sequencer(lambda user: self.engine.user_seqs.get(user), self.cfg.seq_hold_ms)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -153,6 +178,11 @@ class Matcher:
         self.published_seq = self.store.published_seq()
         rec = recover(self.store, self._republish, self.published_seq)
         self.engine = rec.engine
+        self.sequencer = self._new_sequencer()
+        self.sequencer.load(self.store.parked())
+        # A predecessor's messages come back when its lease runs out: no gap is applied past
+        # before then, or a command of its batch would be refused as out of order.
+        self.sequencer.hold_floor = self._now() + (LEASE_S + 2) * 1000
         self._flush_events(wait=True)
         self.published_seq = max(self.published_seq, self.engine.seq)
         self._rebuild_market_data()
@@ -163,18 +193,24 @@ class Matcher:
             extra={
                 "seq": self.engine.seq, "snapshot_seq": rec.snapshot_seq,
                 "replayed": rec.replayed, "open_orders": len(self.engine.orders),
+                "parked": len(self.sequencer),
                 "seconds": round(time.monotonic() - t0, 3),
             },
         )  # fmt: skip
 
     def run(self) -> None:
         """Acquire, recover, consume until stopped. Survives Postgres outages."""
+        done = threading.Event()  # the lease is renewed until the batch in hand is let go
+        lease = threading.Thread(target=self._keep_leased, args=(done,), name="lease", daemon=True)
+        lease.start()
         try:
             self.acquire()
             if not self.stopping.is_set():
                 self.start()
                 self._consume()
         finally:
+            done.set()
+            lease.join(LEASE_EVERY_S + 5)
             self.close()
 
     def _consume(self) -> None:
@@ -185,8 +221,7 @@ class Matcher:
                 # every delivery counts toward the dead-letter limit, and a nack lets Pub/Sub
                 # hand out later messages of a key before the failed ones (the emulator does,
                 # and so may Pub/Sub with a dead-letter policy). The batch stays in hand,
-                # leased, and is retried first, in its order.
-                self._set_deadline(self._held, HOLD_DEADLINE_S)
+                # leased (``_keep_leased``), and is retried first, in its order.
                 self.stopping.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
                 if not self.stopping.is_set():
@@ -229,10 +264,35 @@ class Matcher:
     def _nack(self) -> None:
         """Hand the batch in hand back to Pub/Sub now rather than at its deadline."""
         held, self._held, self._failures = self._held, [], 0
-        self._set_deadline(held, 0)
+        self._unlease(held)
+        self._set_deadline([m.ack_id for m in held], 0)
 
-    def _set_deadline(self, messages: list[Any], seconds: int) -> None:
-        ids = [m.ack_id for m in messages]
+    # ------------------------------------------------------------ the lease
+
+    def _lease(self, messages: list[Any]) -> None:
+        with self._lease_lock:
+            for m in messages:
+                self._leased[m.ack_id] = None
+
+    def _unlease(self, messages: list[Any]) -> None:
+        with self._lease_lock:
+            for m in messages:
+                self._leased.pop(m.ack_id, None)
+
+    def _keep_leased(self, done: threading.Event) -> None:
+        """Every LEASE_EVERY_S, lease the messages in hand for LEASE_S more: a batch being
+        applied, or a failed batch held for its retry. Pub/Sub gives a pulled message the
+        subscription's deadline (LEASE_S too), so a dead matcher's messages are free again
+        within LEASE_S, while a live one keeps what it holds as long as it needs."""
+        while not done.wait(LEASE_EVERY_S):
+            with self._lease_lock:
+                ids = list(self._leased)
+            if ids:
+                self._set_deadline(ids, LEASE_S)
+        with self._lease_lock:
+            self._leased.clear()
+
+    def _set_deadline(self, ids: list[str], seconds: int) -> None:
         try:
             for i in range(0, len(ids), 1000):
                 self.subscriber.modify_ack_deadline(
@@ -252,6 +312,10 @@ class Matcher:
             self._connect()
             assert self.store is not None
             self.engine = recover(self.store).engine
+            floor = self.sequencer.hold_floor
+            self.sequencer = self._new_sequencer()
+            self.sequencer.load(self.store.parked())
+            self.sequencer.hold_floor = floor
             self._rebuild_market_data()
             self.ready.set()
         except Exception as exc:
@@ -291,6 +355,7 @@ class Matcher:
             except gexc.DeadlineExceeded:
                 break
             n = len(resp.received_messages)
+            self._lease(list(resp.received_messages))
             got.extend(resp.received_messages)
             if not got:
                 break
@@ -301,9 +366,9 @@ class Matcher:
         return got
 
     def step(self) -> int:
-        """Pull, apply, commit, ack, publish one batch. Returns the commands applied."""
+        """Pull, order, apply, commit, ack, publish one batch. Returns the commands applied."""
         messages = self._held or self.pull()  # a batch that failed is retried first, as it was
-        if not messages:
+        if not messages and not self.sequencer.waiting(self._now()):
             self._maybe_snapshot()
             return 0
         assert self.store is not None
@@ -325,47 +390,89 @@ class Matcher:
         duplicates: list[tuple[str, Known | None]] = []
         ts = max(self._now(), self._last_ts)  # never goes back, whatever the clock does
         self._last_ts = ts
+        sequencer = self.sequencer
+        parked = 0
+
+        def apply(cmd: AnyCommand) -> None:
+            cmd.ts = ts
+            applied = self.engine.apply(cmd)
+            batch.append((cmd, applied))
+            if applied.reason == Reason.OUT_OF_ORDER:
+                self.stats["out_of_order"] += 1
+                log.warning(
+                    "command refused: a later command of its user went first",
+                    extra={"command_id": cmd.id, "user": user_of(cmd), "user_seq": _seq_of(cmd)},
+                )
+
         for cmd in commands:
-            if cmd.id in known or cmd.id in seen:
+            if cmd.id in known or cmd.id in seen or sequencer.is_parked(cmd.id):
                 duplicates.append((cmd.id, known.get(cmd.id)))
                 continue
             seen.add(cmd.id)
-            cmd.ts = ts
-            batch.append((cmd, self.engine.apply(cmd)))
+            if sequencer.offer(cmd, ts):  # ahead of a missing command of its user
+                parked += 1
+                continue
+            apply(cmd)
+            user = user_of(cmd)
+            if user is not None:
+                self._release(user, ts, apply)  # the user's parked ones that follow it
+        for user in sequencer.waiting(ts):  # gaps held long enough: apply past them
+            self._release(user, ts, apply)
         t_apply = time.monotonic()
-        if batch:
+        newly_parked, unparked = sequencer.changes()
+        if batch or newly_parked or unparked:
             self._flush_events(wait=False)
-            self.store.write_batch(self.epoch, batch, self.published_seq)
+            self.store.write_batch(self.epoch, batch, self.published_seq, newly_parked, unparked)
+        sequencer.committed()
         t_commit = time.monotonic()
         # Durable: from here on the batch may be acknowledged and shown.
         for i in range(0, len(ack_ids), 1000):
             self.subscriber.acknowledge(
                 request={"subscription": self.subscription, "ack_ids": ack_ids[i : i + 1000]}
             )
+        self._unlease(messages)
         self._held, self._failures = [], 0
         if batch:
             self.market_data.publish(self.engine, batch)
             self._queue_events(batch)
         for command_id, result in duplicates:
             self._reply_again(command_id, result)
+        if self.cfg.pubsub.outbox:  # local: in the oplog now, no need to publish it again
+            in_log = [c.id for c, _ in batch] + [c for c, known in duplicates if known]
+            outbox.remove(self.redis, in_log)
         t_done = time.monotonic()
         self.stats["batches"] += 1
         self.stats["commands"] += len(batch)
         self.stats["duplicates"] += len(duplicates)
+        self.stats["parked"] += parked
         self._since_snapshot += len(batch)
-        oldest = min(m.message.publish_time.timestamp() for m in messages)
+        oldest = min((m.message.publish_time.timestamp() for m in messages), default=None)
         log.info(
             "batch",
             extra={
                 "size": len(batch), "duplicates": len(duplicates), "bad": len(bad),
+                "parked": parked, "held_back": len(sequencer),
                 "seq": self.engine.seq, "apply_ms": round((t_apply - t0) * 1000, 2),
                 "commit_ms": round((t_commit - t_apply) * 1000, 2),
                 "publish_ms": round((t_done - t_commit) * 1000, 2),
-                "lag_ms": round((time.time() - oldest) * 1000, 1),
+                "lag_ms": None if oldest is None else round((time.time() - oldest) * 1000, 1),
             },
         )  # fmt: skip
         self._maybe_snapshot()
         return len(batch)
+
+    def _release(self, user: str, now: int, apply: Callable[[AnyCommand], None]) -> None:
+        """Apply the user's parked commands that may go now, in the user's order."""
+        while (taken := self.sequencer.take(user, now)) is not None:
+            cmd, waited = taken
+            if waited:
+                self.stats["gaps"] += 1
+                log.warning(
+                    "applied past a gap in a user's commands",
+                    extra={"command_id": cmd.id, "user": user, "user_seq": _seq_of(cmd),
+                           "held_ms": waited},
+                )  # fmt: skip
+            apply(cmd)
 
     # ------------------------------------------------------------ side outputs
 

@@ -8,11 +8,18 @@
     if not reply["ok"]:
         raise rejection(reply)               # the engine's reason, with a fitting status
 
-``send`` first marks the command's owner in Redis (``cmdowner:{id}``, kept as long as an
-idempotency key), so ``GET /v1/commands/{id}`` can answer "pending" to its owner and 404 to
-anyone else before the matcher has seen it; then publishes with the ordering key (a failed
-publish resumes the key: ``CommandPublisher``) and waits on ``BLPOP reply:{id}`` (the matcher
-pushes the verdict there and also keeps it at ``cmd:{id}``; docs/marketdata.md).
+``send`` first gives a user's own command (an order, a cancel, a withdrawal: ``SEQUENCED``) its
+place among the user's commands (``user_seq``, ``UserSeqs``: one Redis increment; the matcher
+applies each user's commands in that order, docs/decisions/0006) and marks the command's owner
+in Redis (``cmdowner:{id}``, kept as long as an idempotency key), so ``GET /v1/commands/{id}``
+can answer "pending" to its owner and 404 to anyone else before the matcher has seen it, both
+in one round trip; then publishes with the ordering key (a failed publish resumes the key:
+``CommandPublisher``) and waits on ``BLPOP reply:{id}`` (the matcher pushes the verdict there
+and also keeps it at ``cmd:{id}``; docs/marketdata.md).
+
+Locally (``COMMANDS_OUTBOX=1``) the command is also kept in Redis until the matcher has it in
+the oplog (shared/outbox.py): the emulator forgets unacknowledged messages when it stops, and
+``make run`` publishes again what the last run left. ``queued`` tells whether it still is.
 
 ``Idempotency-Key``: ``Idempotency.begin`` remembers, per user and key, the command id and a
 fingerprint of the request (``SET NX``, 24 h). A retry with the same key and the same request
@@ -37,12 +44,21 @@ from typing import Any, Final
 import orjson
 import redis
 
+from shared import outbox
 from shared.auth import AuthContext, default_context, reset_defaults
 from shared.config import ApiConfig, PostgresConfig, PubSubConfig
 from shared.db import SharedConnection
 from shared.http import ApiError, ApiRequest, bad_request, unavailable
 from shared.pubsub import CommandPublisher
-from shared.schema import AnyCommand, Reason
+from shared.schema import (
+    AnyCommand,
+    CancelAll,
+    CancelOrder,
+    PlaceOrder,
+    Reason,
+    RequestWithdrawal,
+    UserSeq,
+)
 
 log = logging.getLogger("api.commands")
 
@@ -52,6 +68,44 @@ IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
 COMMAND_ID_RE: Final = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _IDEMPOTENCY_KEY_RE: Final = re.compile(r"[\x21-\x7e]{1,255}")
 _POLL_S: Final = 0.02
+
+
+SEQUENCED: Final = (PlaceOrder, CancelOrder, CancelAll, RequestWithdrawal)
+"""The commands a user sends: each takes its place among the user's commands (``user_seq``)."""
+USER_SEQ_PREFIX: Final = "useq:"
+
+# The user's next number and the epoch of the count, in one step: the epoch is set (from
+# Redis's clock, in ms) when the count begins, so a count begun again after Redis lost its
+# data has a later epoch than the one it replaces.
+_NEXT_SEQ: Final = """
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  local t = redis.call('TIME')
+  epoch = string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000))
+  redis.call('HSET', KEYS[1], 'epoch', epoch)
+end
+return {tonumber(epoch), redis.call('HINCRBY', KEYS[1], 'n', 1)}
+"""
+
+
+class UserSeqs:
+    """Each user's commands numbered in the order the API accepted them (``useq:{user}``, a
+    hash of ``epoch`` and ``n``, kept for good: a user's count goes on from where it is)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._redis = client
+        self._next = client.register_script(_NEXT_SEQ)
+
+    def next(self, user: str, client: Any = None) -> Any:
+        """The user's next ``UserSeq`` (with ``client`` a pipeline: queued, its result is
+        ``[epoch, n]``)."""
+        got = self._next(keys=[USER_SEQ_PREFIX + user], client=client or self._redis)
+        return got if client is not None else UserSeq(int(got[0]), int(got[1]))
+
+    def stamp(self, cmd: AnyCommand) -> None:
+        """Give a user's own command its place, unless it has one."""
+        if isinstance(cmd, SEQUENCED) and cmd.user_seq is None:
+            cmd.user_seq = self.next(cmd.user)
 
 
 def new_command_id() -> str:
@@ -125,10 +179,13 @@ class Commands:
         publisher: Callable[[], CommandPublisher],
         wait_s: float,
         owner_ttl_s: int,
+        use_outbox: bool = False,
     ) -> None:
         self._redis = client
+        self._outbox = use_outbox
         self._make_publisher = publisher
         self._publisher: CommandPublisher | None = None
+        self._seqs = UserSeqs(client)
         self._lock = threading.Lock()
         self.wait_s = wait_s
         self._owner_ttl_s = owner_ttl_s
@@ -148,12 +205,23 @@ class Commands:
 
     def publish(self, cmd: AnyCommand, *, ordering_key: str, owner: str) -> None:
         key = owner_key(cmd.id)
-        self._redis.set(key, owner.encode(), ex=self._owner_ttl_s)
+        pipe = self._redis.pipeline(transaction=False)
+        sequenced = isinstance(cmd, SEQUENCED) and cmd.user == owner and cmd.user_seq is None
+        if sequenced:
+            self._seqs.next(owner, client=pipe)
+        pipe.set(key, owner.encode(), ex=self._owner_ttl_s)
+        done = pipe.execute()
+        if sequenced:
+            cmd.user_seq = UserSeq(int(done[0][0]), int(done[0][1]))
+        if self._outbox:
+            outbox.add(self._redis, cmd, ordering_key)
         try:
             self.publisher().publish(cmd, ordering_key)
         except Exception:
             log.exception("could not publish command %s", cmd.id)
             self._redis.delete(key)
+            if self._outbox:
+                outbox.remove(self._redis, [cmd.id])
             raise unavailable("the command could not be queued; nothing was done") from None
 
     def wait_reply(self, command_id: str, timeout: float) -> dict[str, Any] | None:
@@ -178,6 +246,11 @@ class Commands:
     def result(self, command_id: str) -> dict[str, Any] | None:
         raw = self._redis.get(f"cmd:{command_id}")
         return None if raw is None else dict(orjson.loads(raw))
+
+    def queued(self, command_id: str) -> bool | None:
+        """Whether the command is still kept for the matcher (the local outbox); None when
+        there is no outbox (Pub/Sub keeps every accepted command until it is applied)."""
+        return outbox.holds(self._redis, command_id) if self._outbox else None
 
     def owner(self, command_id: str) -> str | None:
         raw = self._redis.get(owner_key(command_id))
@@ -278,7 +351,11 @@ def services() -> Services:
     return Services(
         auth=ctx,
         commands=Commands(
-            ctx.redis, lambda: CommandPublisher(pubsub), cfg.reply_wait_s, cfg.idempotency_ttl_s
+            ctx.redis,
+            lambda: CommandPublisher(pubsub),
+            cfg.reply_wait_s,
+            cfg.idempotency_ttl_s,
+            use_outbox=pubsub.outbox,
         ),
         idempotency=Idempotency(ctx.redis, cfg.idempotency_ttl_s),
         db=SharedConnection(PostgresConfig.load()),

@@ -74,6 +74,9 @@ class PubSubConfig:
     events_topic: str
     dead_letter_topic: str
     max_delivery_attempts: int
+    outbox: bool = False
+    """Keep accepted commands in Redis until they are in the oplog (shared/outbox.py): for
+    the local emulator, which forgets unacknowledged messages when it stops."""
 
     @staticmethod
     def load() -> PubSubConfig:
@@ -84,6 +87,7 @@ class PubSubConfig:
             events_topic=_get("EVENTS_TOPIC", "events"),
             dead_letter_topic=_get("DEAD_LETTER_TOPIC", "commands-dead-letter"),
             max_delivery_attempts=_int("MAX_DELIVERY_ATTEMPTS", 10),
+            outbox=os.environ.get("COMMANDS_OUTBOX", "") in ("1", "true", "yes"),
         )
 
 
@@ -105,6 +109,9 @@ class MatcherConfig:
     host: str = "127.0.0.1"
     """Where the health server (``/healthz``, ``/readyz``) listens: loopback unless told
     otherwise (``MATCHER_HOST``); the container image says ``0.0.0.0`` for Cloud Run."""
+    seq_hold_ms: int = 3000
+    """How long a gap in a user's commands is held (the missing one may still come) before
+    the later ones are applied past it (docs/decisions/0006)."""
 
     @staticmethod
     def load() -> MatcherConfig:
@@ -120,6 +127,7 @@ class MatcherConfig:
             reply_ttl_s=_int("REPLY_TTL_S", 3600),
             depth_levels=_int("DEPTH_LEVELS", 50),
             host=_get("MATCHER_HOST", "127.0.0.1"),
+            seq_hold_ms=_int("SEQ_HOLD_MS", 3000),
         )
 
 

@@ -312,13 +312,28 @@ def schemas() -> dict[str, JSON]:
         "CommandStatus": obj(
             {
                 "command_id": STR,
-                "status": {"type": "string", "enum": ["applied", "rejected"]},
-                "seq": {"type": "integer", "description": "the matcher's sequence number"},
+                "status": {"type": "string", "enum": ["applied", "rejected", "lost"]},
+                "seq": nullable(
+                    {"type": "integer", "description": "the matcher's sequence number"}
+                ),
                 "ok": BOOL,
-                "reason": nullable({"type": "string", "description": "the engine's reason"}),
+                "reason": nullable(
+                    {
+                        "type": "string",
+                        "description": "the engine's reason; no_longer_queued when lost",
+                    }
+                ),
                 "order": nullable(ref("Order")),
             },
-            {"orders": {**array(ref("Order")), "description": "cancel all: what it cancelled"}},
+            {
+                "orders": {**array(ref("Order")), "description": "cancel all: what it cancelled"},
+                "message": {**STR, "description": "lost: what happened"},
+            },
+            description=(
+                "applied or rejected by the matcher; lost: accepted, but neither applied nor "
+                "queued any more, so it never will be (only locally, where the Pub/Sub "
+                "emulator forgets messages when it stops; docs/decisions/0008)."
+            ),
         ),
         # -------------------------------------------------------------- wallet
         "DepositAddress": obj(

@@ -18,6 +18,11 @@ from shared.schema import AnyCommand, encode
 
 log = logging.getLogger(__name__)
 
+COMMANDS_ACK_DEADLINE_S = 10
+"""The matcher's lease on the commands it pulled (the least Pub/Sub allows): it renews the
+lease while it holds them, so should it die its successor has them, and every later command
+of their users, within seconds (docs/matcher.md). Terraform sets the same."""
+
 
 def ensure_topics(cfg: PubSubConfig) -> None:
     """Create the topics and the matcher's subscription if missing (idempotent). In the cloud
@@ -32,7 +37,7 @@ def ensure_topics(cfg: PubSubConfig) -> None:
         cfg.commands_subscription: {
             "topic": publisher.topic_path(project, cfg.commands_topic),
             "enable_message_ordering": True,
-            "ack_deadline_seconds": 60,
+            "ack_deadline_seconds": COMMANDS_ACK_DEADLINE_S,
             "dead_letter_policy": {
                 "dead_letter_topic": publisher.topic_path(project, cfg.dead_letter_topic),
                 "max_delivery_attempts": cfg.max_delivery_attempts,
@@ -44,10 +49,20 @@ def ensure_topics(cfg: PubSubConfig) -> None:
         },
     }
     for name, spec in subscriptions.items():
-        with contextlib.suppress(exceptions.AlreadyExists):
-            subscriber.create_subscription(
-                request={"name": subscriber.subscription_path(project, name), **spec}
-            )
+        path = subscriber.subscription_path(project, name)
+        try:
+            subscriber.create_subscription(request={"name": path, **spec})
+        except exceptions.AlreadyExists:
+            if "ack_deadline_seconds" in spec:  # made by an older version: 60 s
+                subscriber.update_subscription(
+                    request={
+                        "subscription": {
+                            "name": path,
+                            "ack_deadline_seconds": spec["ack_deadline_seconds"],
+                        },
+                        "update_mask": {"paths": ["ack_deadline_seconds"]},
+                    }
+                )
 
 
 class CommandPublisher:
@@ -65,6 +80,10 @@ class CommandPublisher:
         except Exception:
             self._client.resume_publish(self._topic, ordering_key)
             raise
+
+    def publish_raw(self, data: bytes, ordering_key: str) -> pubsub_v1.publisher.futures.Future:
+        """Publish a command already encoded (the local outbox's copy)."""
+        return self._client.publish(self._topic, data, ordering_key=ordering_key)
 
     def publish_async(
         self, cmd: AnyCommand, ordering_key: str

@@ -54,6 +54,9 @@ class Reason:
     DUPLICATE_DEPOSIT = "duplicate_deposit"
     DUPLICATE_WITHDRAWAL = "duplicate_withdrawal"
     UNKNOWN_WITHDRAWAL = "unknown_withdrawal"
+    OUT_OF_ORDER = "out_of_order"
+    """A user's command that arrived after a later command of the same user had been applied
+    (it was missing for longer than the matcher holds a gap): refused, nothing done."""
     # Why an accepted order ended without filling completely.
     CANCELLED_BY_USER = "cancelled_by_user"
     IOC_EXPIRED = "ioc_expired"
@@ -64,13 +67,25 @@ class Reason:
 # ---------------------------------------------------------------- commands
 
 
+class UserSeq(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """Where a command stands among its user's commands (docs/decisions/0006): ``n`` counts
+    the user's commands from 1, one Redis increment in the function that accepted it;
+    ``epoch`` is when that counter began (Redis's clock, ms), so a counter that Redis lost
+    and began again is told apart from a late command. On the wire ``[epoch, n]``."""
+
+    epoch: int
+    n: int
+
+
 class Command(msgspec.Struct, tag_field="command", kw_only=True, gc=False):
     """Every command carries a unique id (idempotency) and the time the matcher stamped on
     it when it formed the batch (milliseconds since the epoch; part of the oplog so replay is
-    deterministic)."""
+    deterministic). A user's own commands (orders, cancels, withdrawals) also carry their
+    ``user_seq``: the matcher applies each user's commands in that order."""
 
     id: str
     ts: int = 0
+    user_seq: UserSeq | None = None
 
 
 class CreateAsset(Command, tag="create_asset", kw_only=True, gc=False):

@@ -24,7 +24,10 @@ with the first request's command, never publishing a second one (``shared.comman
 
 ``GET /v1/commands/{id}`` reads the verdict in Redis (``cmd:{id}``, an hour) and then in the
 oplog (Postgres: the command with its order's current state); a command published but not yet
-applied is ``pending`` for its owner (``cmdowner:{id}``, set before publishing).
+applied is ``pending`` for its owner (``cmdowner:{id}``, set before publishing). Locally, where
+the outbox keeps accepted commands until they are in the oplog (shared/outbox.py), one that is
+in neither is ``lost``: it never will be applied (a retry with its ``Idempotency-Key`` sends
+the request again).
 """
 
 from __future__ import annotations
@@ -171,6 +174,9 @@ def _send(
     key = Idempotency.key_of(req)
     if key is not None:
         first = svc.idempotency.begin(user, key, request_fingerprint, cmd.id)
+        if first is not None and _lost(svc, first, user):  # never applied: send it now
+            svc.idempotency.abandon(user, key, first)
+            first = svc.idempotency.begin(user, key, request_fingerprint, cmd.id)
         if first is not None:
             reply = svc.commands.result(first) or _from_oplog(svc, first, user)
             if reply is None:
@@ -395,7 +401,7 @@ def cancel_all(req: ApiRequest) -> flask.Response:
     operation_id="getCommand",
     tag="orders",
     params=(path_param("id", description="the command id of a 202 answer"),),
-    responses={200: ok("Applied or rejected", "CommandStatus"), 202: PENDING},
+    responses={200: ok("Applied, rejected or lost", "CommandStatus"), 202: PENDING},
     errors=(
         401,
         403,
@@ -418,16 +424,41 @@ def command_status(req: ApiRequest) -> flask.Response:
     if owner is not None and owner != user:
         raise unknown
     reply = svc.commands.result(command_id) if owner == user else None
+    queued: bool | None = None
     if reply is None:
+        # Whether it is still queued, asked before the oplog: the matcher lets go of a
+        # queued command only once it is in the oplog.
+        queued = svc.commands.queued(command_id) if owner == user else None
         from_log = _from_oplog(svc, command_id, user)
         if from_log is not None:
             # The oplog proved the caller sent it; Redis may still hold the fuller reply.
             reply = svc.commands.result(command_id) or from_log
     if reply is None:
         if owner == user:
-            return _pending(command_id)
+            return _pending(command_id) if queued is not False else _lost_answer(command_id)
         raise unknown
     return json_response({**reply, "status": "applied" if reply["ok"] else "rejected"})
+
+
+def _lost(svc: Services, command_id: str, user: str) -> bool:
+    """The command was accepted but is neither queued nor applied: it never will be."""
+    if svc.commands.queued(command_id) is not False:
+        return False
+    return svc.commands.result(command_id) is None and _from_oplog(svc, command_id, user) is None
+
+
+def _lost_answer(command_id: str) -> flask.Response:
+    return json_response(
+        {
+            "command_id": command_id, "status": "lost", "seq": None, "ok": False,
+            "reason": "no_longer_queued", "order": None,
+            "message": (
+                "accepted, but neither applied nor queued any more: the local Pub/Sub "
+                "emulator was stopped before the matcher applied it and the local outbox "
+                "did not keep it. Nothing was done; send it again."
+            ),
+        }
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from shared.schema import (
     Side,
     Trade,
     UpdateMarket,
+    UserSeq,
     WithdrawalChanged,
 )
 
@@ -47,6 +48,12 @@ Events = list[AnyEvent]
 MAX_USER_LEN = 128
 MAX_CLIENT_ID_LEN = 64
 UNBOUNDED = 1 << 256  # the amount of a market buy by quote: only its budget stops it
+MAX_SKIPPED = 16
+"""Gaps remembered per user (the numbers a user's later command was applied past): a
+command with one of these numbers arriving later is refused as ``out_of_order``."""
+
+SeqState = tuple[int, int, tuple[tuple[int, int], ...]]
+"""Per user: (epoch, last applied n, skipped ranges (first, last) in the order skipped)."""
 
 
 class Withdrawal:
@@ -110,6 +117,7 @@ class Engine:
         self.deposit_refs: set[str] = set()
         self.withdrawal_ids: set[str] = set()
         self.pending: dict[str, Withdrawal] = {}
+        self.user_seqs: dict[str, SeqState] = {}
         self._handlers: dict[type, Callable[[Any, Events], None]] = {
             CreateAsset: self._create_asset,
             CreateMarket: self._create_market,
@@ -129,6 +137,8 @@ class Engine:
         self.seq += 1
         events: Events = []
         try:
+            if cmd.user_seq is not None:
+                self._sequence(cmd, cmd.user_seq)
             self._handlers[type(cmd)](cmd, events)
         except Rejected as rej:
             if type(cmd) is PlaceOrder:
@@ -136,6 +146,32 @@ class Engine:
                 return Applied(self.seq, cmd.id, False, rej.reason, [rejected])
             return Applied(self.seq, cmd.id, False, rej.reason, [])
         return Applied(self.seq, cmd.id, True, None, events)
+
+    def _sequence(self, cmd: AnyCommand, us: UserSeq) -> None:
+        """Record a user's command's place among the user's commands, or refuse it as
+        ``out_of_order`` when a later one was applied before it (docs/engine.md, "Each
+        user's order"). The place counts even when the command itself is then refused."""
+        user = getattr(cmd, "user", None)
+        if user is None:  # not a user's command: nothing to order
+            return
+        _check_user(user)
+        if us.n < 1 or us.epoch < 0:
+            raise Rejected(Reason.INVALID, "bad user_seq")
+        epoch, last, skipped = self.user_seqs.get(user, (0, 0, ()))
+        if us.epoch < epoch:  # from before the counter began again: later ones went first
+            raise Rejected(Reason.OUT_OF_ORDER)
+        if us.epoch > epoch:  # the counter began again (Redis lost it): a fresh count
+            last, skipped = 0, ()
+        n = us.n
+        if n <= last:
+            if any(lo <= n <= hi for lo, hi in skipped):
+                raise Rejected(Reason.OUT_OF_ORDER)
+            # Never skipped, so never seen: the counter was set back (Redis lost its newest
+            # writes) and counts on from here. Numbers from n up are being given out again.
+            skipped = tuple((lo, min(hi, n - 1)) for lo, hi in skipped if lo < n)
+        elif n > last + 1:  # applied past a gap
+            skipped = (*skipped, (last + 1, n - 1))[-MAX_SKIPPED:]
+        self.user_seqs[user] = (us.epoch, n, skipped)
 
     # ------------------------------------------------------------ queries
 

@@ -62,6 +62,9 @@ class Snapshot(msgspec.Struct, array_like=True):
     deposit_refs: list[str]
     withdrawal_ids: list[str]
     pending: list[tuple[str, str, str, int, int]]
+    user_seqs: list[tuple[str, int, int, list[tuple[int, int]]]] = []
+    """Per user: epoch, last applied n, skipped ranges. Left out when empty (``snapshot``):
+    the encoding, and so the hash, of a state without it is what it was before it existed."""
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -110,17 +113,24 @@ def take(engine: Engine) -> Snapshot:
         if bal[0] or bal[1]
     )
     pending = sorted((wid, w.user, w.asset, w.amount, w.fee) for wid, w in engine.pending.items())
+    user_seqs = [
+        (user, epoch, last, [(lo, hi) for lo, hi in skipped])
+        for user, (epoch, last, skipped) in sorted(engine.user_seqs.items())
+    ]
     return Snapshot(
         FORMAT, engine.seq, engine.next_order_id, engine.next_trade_id,
         sorted(engine.assets.items()), markets, balances, _nonzero(acc.fees),
         _nonzero(acc.deposits), _nonzero(acc.withdrawals), sorted(engine.deposit_refs),
-        sorted(engine.withdrawal_ids), pending,
+        sorted(engine.withdrawal_ids), pending, user_seqs,
     )  # fmt: skip
 
 
 def snapshot(engine: Engine) -> bytes:
     """The whole state as canonical MessagePack bytes."""
-    return _encoder.encode(take(engine))
+    snap = take(engine)
+    if snap.user_seqs:
+        return _encoder.encode(snap)
+    return _encoder.encode(msgspec.structs.astuple(snap)[:-1])
 
 
 def state_hash(engine: Engine) -> str:
@@ -145,6 +155,10 @@ def restore(data: bytes) -> Engine:
     engine.deposit_refs = set(snap.deposit_refs)
     engine.withdrawal_ids = set(snap.withdrawal_ids)
     engine.pending = {wid: Withdrawal(u, a, amt, fee) for wid, u, a, amt, fee in snap.pending}
+    engine.user_seqs = {
+        user: (epoch, last, tuple((lo, hi) for lo, hi in skipped))
+        for user, epoch, last, skipped in snap.user_seqs
+    }
     for r in snap.markets:
         m = Market(
             r.name, r.base, r.quote, 10**r.base_precision, r.base_precision, r.quote_precision,

@@ -145,6 +145,7 @@ def matcher_env(cfg: MatcherConfig, port: int, snapshot_every: int = 200) -> dic
         PORT=str(port), BATCH_MAX=str(cfg.batch_max), BATCH_WAIT_MS=str(cfg.batch_wait_ms),
         SNAPSHOT_EVERY=str(snapshot_every), SNAPSHOT_SECONDS="3600",
         REPLY_TTL_S=str(cfg.reply_ttl_s), DEPTH_LEVELS=str(cfg.depth_levels),
+        SEQ_HOLD_MS=str(cfg.seq_hold_ms), COMMANDS_OUTBOX="1" if ps.outbox else "",
         PUBSUB_EMULATOR_HOST=os.environ["PUBSUB_EMULATOR_HOST"],
     )  # fmt: skip
     if pg.password:
@@ -199,9 +200,15 @@ class MatcherProcess:
 
         wait_for(ready, timeout, f"matcher {self.proc.pid} ready\n{self.tail()}")
 
-    def kill(self) -> None:
-        """SIGKILL: no chance to finish the batch, commit, ack or close anything."""
+    def kill(self, frozen_for: float = 0.0) -> None:
+        """SIGKILL: no chance to finish the batch, commit, ack or close anything. With
+        ``frozen_for``, SIGSTOP first and SIGKILL that much later: meanwhile Pub/Sub hands
+        the pull the matcher was waiting on a batch (leased to it) that it never reads, as
+        when a matcher dies right after a pull returned."""
         if self.alive():
+            if frozen_for > 0:
+                os.kill(self.proc.pid, signal.SIGSTOP)
+                time.sleep(frozen_for)
             os.kill(self.proc.pid, signal.SIGKILL)
         self.wait()
 
@@ -319,11 +326,14 @@ class Stream:
     """A publisher thread: a steady random stream of commands over many users (the ordering
     keys): limit orders that rest or cross, IOC and market orders, cancels, deposits.
     ``published`` holds the ids Pub/Sub confirmed, in publish order; ``rate`` (commands per
-    second) may be changed while it runs."""
+    second) may be changed while it runs. ``stamp`` is called on each command just before it
+    is published (the functions' per-user sequence numbers); ``sent_at`` holds when each
+    command was handed to the publisher (``time.time()``)."""
 
     def __init__(
         self, cfg: PubSubConfig, users: list[str], seed: int, rate: float = 250.0,
         chunk: int = 50, limit: int = 6000, prefix: str = "s",
+        stamp: Callable[[AnyCommand], None] | None = None,
     ) -> None:  # fmt: skip
         self.publisher = CommandPublisher(cfg)
         self.users = users
@@ -334,6 +344,8 @@ class Stream:
         self._stop = threading.Event()
         self._n = 0
         self._placed: dict[str, list[str]] = {u: [] for u in users}
+        self._stamp = stamp
+        self.sent_at: dict[str, float] = {}
         self._thread = threading.Thread(target=self._run, name="stream", daemon=True)
 
     @property
@@ -370,7 +382,12 @@ class Stream:
                 size = max(1, min(self.chunk_size, round(self.rate / 5)))  # rate may change
                 period = size / self.rate
                 cmds = [self._next() for _ in range(size)]
-                futures = [self.publisher.publish_async(c, key_of(c)) for c in cmds]
+                futures = []
+                for c in cmds:
+                    if self._stamp is not None:
+                        self._stamp(c)
+                    self.sent_at[c.id] = time.time()
+                    futures.append(self.publisher.publish_async(c, key_of(c)))
                 for future in futures:
                     future.result(timeout=30)  # an error stops the stream and fails the test
                 self.chunks.append(Chunk(t0, time.monotonic(), [c.id for c in cmds]))
@@ -439,6 +456,7 @@ class Verdict(NamedTuple):
     snapshot_seq: int
     open_orders: int
     trades: int
+    state_hash: str
 
 
 def check_exactly_once_and_consistent(cfg: MatcherConfig, published: list[str]) -> Verdict:
@@ -489,6 +507,8 @@ def check_exactly_once_and_consistent(cfg: MatcherConfig, published: list[str]) 
         assert open_ids == set(engine.orders)
         trades = int(db.run("SELECT count(*) FROM trades")[0][0])
         assert trades == engine.next_trade_id - 1
-        return Verdict(count, len(snapshots), rec.snapshot_seq, len(open_ids), trades)
+        return Verdict(
+            count, len(snapshots), rec.snapshot_seq, len(open_ids), trades, state_hash(engine)
+        )
     finally:
         db.close()

@@ -9,19 +9,20 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
 import pytest
 import redis
 from flask.testing import FlaskClient
-from google.cloud import firestore
+from google.cloud import firestore, pubsub_v1  # type: ignore[attr-defined, unused-ignore]
 from werkzeug.test import TestResponse
 
 from functions.admin.bootstrap import main as bootstrap_main
 from functions.admin.bootstrap import make_admin
 from infra.gateway import ROUTES, create_app
+from shared import outbox
 from shared.auth import sign_request
 from shared.config import MatcherConfig
 from shared.db import Database, connect
@@ -439,6 +440,59 @@ def test_pending_while_the_matcher_is_away_then_applied(exchange: Exchange) -> N
     final = order(ex, alice_token, headers, side="buy", price="1999", amount="1")
     assert final.status_code == 201 and final.get_json()["order_id"] == done["order"]["order_id"]
     assert ex.sql("SELECT count(*) FROM orders WHERE user_id = :u", u=alice) == [[1]]
+
+
+def test_local_outbox_pending_then_lost_and_a_retry_sends_it_again(exchange: Exchange) -> None:
+    """Locally the outbox keeps an accepted command until it is in the oplog: pending while
+    it is there; gone from both (the emulator and the outbox forgot it) it is lost, never
+    404; a retry with its Idempotency-Key sends the request again."""
+    ex = exchange
+    ex.configure(COMMANDS_OUTBOX="1")
+    cfg = replace(ex.cfg, pubsub=replace(ex.cfg.pubsub, outbox=True), seq_hold_ms=200)
+    with running(cfg):
+        list_market(ex)
+        alice, alice_token = trader(ex, "alice")
+    ex.configure(COMMANDS_OUTBOX="1", API_REPLY_WAIT_S="0.3")
+
+    headers = {"Idempotency-Key": "k-lost"}
+    resp = order(ex, alice_token, headers, side="buy", price="1999", amount="1")
+    assert resp.status_code == 202, resp.get_json()
+    lost_id = resp.get_json()["command_id"]
+    assert outbox.holds(ex.redis, lost_id)
+    status = ex.client.get(f"/v1/commands/{lost_id}", headers=bearer(alice_token))
+    assert status.status_code == 202 and status.get_json()["status"] == "pending"
+
+    # The emulator forgets it (its message consumed, never applied), and so does the outbox.
+    subscriber = pubsub_v1.SubscriberClient()
+    path = subscriber.subscription_path(ex.cfg.pubsub.project, ex.cfg.pubsub.commands_subscription)
+    got = subscriber.pull(request={"subscription": path, "max_messages": 10}, timeout=10)
+    subscriber.acknowledge(
+        request={"subscription": path, "ack_ids": [m.ack_id for m in got.received_messages]}
+    )
+    subscriber.close()
+    outbox.remove(ex.redis, [lost_id])
+    status = ex.client.get(f"/v1/commands/{lost_id}", headers=bearer(alice_token))
+    assert status.status_code == 200, status.get_json()
+    body = status.get_json()
+    assert (body["status"], body["ok"], body["reason"]) == ("lost", False, "no_longer_queued")
+    assert body["command_id"] == lost_id and "outbox" in body["message"]
+
+    retry = order(ex, alice_token, headers, side="buy", price="1999", amount="1")
+    assert retry.status_code == 202, retry.get_json()
+    sent_id = retry.get_json()["command_id"]
+    assert sent_id != lost_id and outbox.holds(ex.redis, sent_id)
+    with running(cfg) as matcher:
+        matcher.sequencer.hold_floor = 0  # its user_seq comes after the lost one's: a gap
+        wait_for(lambda: not outbox.holds(ex.redis, sent_id), 15, "the retry applied")
+    done = ex.client.get(f"/v1/commands/{sent_id}", headers=bearer(alice_token)).get_json()
+    assert done["status"] == "applied" and done["order"]["price"] == "1999"
+    # Alice's second command (the first was lost): applied past the gap the lost one left.
+    [[command]] = ex.sql("SELECT command FROM oplog WHERE command_id = :c", c=sent_id)
+    assert orjson.loads(command)["user_seq"][1] == 2
+    final = order(ex, alice_token, headers, side="buy", price="1999", amount="1")
+    assert final.status_code == 201 and final.headers["X-Command-Id"] == sent_id
+    assert ex.sql("SELECT count(*) FROM orders WHERE user_id = :u", u=alice) == [[1]]
+    assert outbox.size(ex.redis) == 0
 
 
 def test_idempotency_key_retries_return_the_same_order(exchange: Exchange, matcher: None) -> None:

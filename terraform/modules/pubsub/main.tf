@@ -62,9 +62,11 @@ resource "google_pubsub_subscription" "commands_matcher" {
 
   enable_message_ordering      = true
   enable_exactly_once_delivery = var.commands_exactly_once
-  ack_deadline_seconds         = 60
-  message_retention_duration   = "604800s"
-  retain_acked_messages        = false
+  # The matcher's lease (shared/pubsub.py COMMANDS_ACK_DEADLINE_S), renewed while it holds a
+  # batch: a dead matcher's commands, and every later one of their users, wait at most this.
+  ack_deadline_seconds       = 10
+  message_retention_duration = "604800s"
+  retain_acked_messages      = false
 
   dead_letter_policy {
     dead_letter_topic     = google_pubsub_topic.dead_letter.id
