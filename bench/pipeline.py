@@ -40,9 +40,10 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import redis
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1  # type: ignore[attr-defined,unused-ignore]
@@ -507,7 +508,7 @@ def fresh_db(name: str) -> PostgresConfig:
     admin = connect(PostgresConfig.load())
     admin.run(f"CREATE DATABASE {name}")
     admin.close()
-    cfg = replace(PostgresConfig.load(), database=name)
+    cfg = msgspec.structs.replace(PostgresConfig.load(), database=name)
     db = connect(cfg)
     migrate(db)
     db.close()
@@ -753,7 +754,7 @@ def phase_pubsub(args: argparse.Namespace, rep: Report, redis_url: str) -> None:
     )  # fmt: skip
 
     if args.whatif:
-        nd_ps = replace(ps, commands_subscription=nd_name)
+        nd_ps = msgspec.structs.replace(ps, commands_subscription=nd_name)
         w = matcher_run(nd_ps, "bench_matcher_nd", admin, n, redis_url, nodelay=True)
         rep.row(
             "WHAT-IF matcher + TCP_NODELAY cmds/s", f"{w.rate:,.0f}",

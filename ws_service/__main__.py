@@ -12,6 +12,8 @@ import asyncio
 import logging
 import sys
 
+import msgspec
+
 from shared import logs
 from shared.config import ConfigError, WsConfig
 from ws_service.server import WsServer
@@ -33,9 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ws_service: {exc}", file=sys.stderr)
         return 2
     if args.host is not None or args.port is not None:
-        from dataclasses import replace
-
-        cfg = replace(
+        cfg = msgspec.structs.replace(
             cfg,
             host=args.host if args.host is not None else cfg.host,
             port=args.port if args.port is not None else cfg.port,

@@ -7,11 +7,11 @@ import os
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 
 import pytest
 import redis
 from google.cloud import firestore
+from msgspec.structs import replace
 
 from infra.local_stack import Stack, StackConfig
 from infra.migrate import migrate

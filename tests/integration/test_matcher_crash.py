@@ -21,7 +21,6 @@ import os
 import random
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -30,6 +29,7 @@ import pytest
 import redis
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1  # type: ignore[attr-defined, unused-ignore]
+from msgspec.structs import replace
 
 from matcher_service.engine.snapshot import state_hash
 from matcher_service.persistence import Batch, Store

@@ -14,13 +14,13 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 import redis
+from msgspec.structs import replace
 
 from infra.local_stack import Stack
 from matcher_service.engine import Engine

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import orjson
 import pytest
 import redis
+from msgspec.structs import replace
 
 from matcher_service.engine import Engine
 from shared.commands import USER_SEQ_PREFIX, UserSeqs

@@ -9,7 +9,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -17,6 +17,7 @@ import pytest
 import redis
 from flask.testing import FlaskClient
 from google.cloud import firestore, pubsub_v1  # type: ignore[attr-defined, unused-ignore]
+from msgspec.structs import replace
 from werkzeug.test import TestResponse
 
 from functions.admin.bootstrap import main as bootstrap_main

@@ -24,7 +24,7 @@ import os
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -34,6 +34,7 @@ import schemathesis
 from flask import Flask
 from google.cloud import firestore
 from hypothesis import HealthCheck, settings
+from msgspec.structs import replace
 from schemathesis import Case as GenericCase
 from schemathesis.config import SchemathesisConfig
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 import redis
@@ -489,7 +490,7 @@ def test_a_stuck_withdrawal_is_replaced_at_the_same_nonce(w: Wallet) -> None:
         send_once(w.rt)
         first = w.withdrawal(wid)[1]
         assert w.withdrawal(wid)[0] == "broadcast" and first is not None
-        impatient = replace(w.rt, cfg=replace(w.cfg, replace_after_s=1))
+        impatient = replace(w.rt, cfg=msgspec.structs.replace(w.cfg, replace_after_s=1))
         time.sleep(1.1)
         report = send_once(impatient)
         assert report["replaced"] == [wid]
