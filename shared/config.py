@@ -8,7 +8,7 @@ variable once, in its annotation, together with its constraints::
 
     batch_max: Annotated[int, env("BATCH_MAX", gt=0)] = 1000
 
-``_from_env`` reads those variables (an unset or empty one takes the field's default), turns
+``from_env`` reads those variables (an unset or empty one takes the field's default), turns
 the text of booleans and comma-separated lists into values, and lets ``msgspec.convert``
 (``strict=False``: ``"25"`` becomes 25) check types and constraints; a failure becomes a
 ``ConfigError`` naming the variable, what it must be and what it was.
@@ -139,7 +139,7 @@ _EXPECTED = re.compile(r"Expected `([\w |]+)`(.*)")
 Config = TypeVar("Config", bound=msgspec.Struct)
 
 
-def _from_env(cls: type[Config], environ: Mapping[str, str] | None = None, **given: Any) -> Config:
+def from_env(cls: type[Config], environ: Mapping[str, str] | None = None, **given: Any) -> Config:
     """``cls`` from its fields' environment variables; ``given`` fills the fields that are not
     read from the environment by themselves (nested configs, secret sources)."""
     environ = os.environ if environ is None else environ
@@ -228,7 +228,7 @@ class PostgresConfig(_Config, frozen=True, kw_only=True):
 
     @staticmethod
     def load(environ: Mapping[str, str] | None = None) -> PostgresConfig:
-        return _from_env(PostgresConfig, environ)
+        return from_env(PostgresConfig, environ)
 
 
 class PubSubConfig(_Config, frozen=True, kw_only=True):
@@ -245,7 +245,7 @@ class PubSubConfig(_Config, frozen=True, kw_only=True):
 
     @staticmethod
     def load(environ: Mapping[str, str] | None = None) -> PubSubConfig:
-        return _from_env(PubSubConfig, environ)
+        return from_env(PubSubConfig, environ)
 
 
 class MatcherConfig(_Config, frozen=True, kw_only=True):
@@ -272,7 +272,7 @@ class MatcherConfig(_Config, frozen=True, kw_only=True):
 
     @staticmethod
     def load(environ: Mapping[str, str] | None = None) -> MatcherConfig:
-        return _from_env(
+        return from_env(
             MatcherConfig,
             environ,
             postgres=PostgresConfig.load(environ),
@@ -301,7 +301,7 @@ class OidcConfig(_Config, frozen=True, kw_only=True):
         """None without an issuer."""
         if _unset(OidcConfig, "issuer", environ):
             return None
-        cfg = _from_env(OidcConfig, environ)
+        cfg = from_env(OidcConfig, environ)
         if not cfg.jwks_url:
             url = cfg.issuer.rstrip("/") + "/.well-known/jwks.json"
             cfg = msgspec.structs.replace(cfg, jwks_url=url)
@@ -364,7 +364,7 @@ class ApiConfig(_Config, frozen=True, kw_only=True):
 
     @staticmethod
     def load(environ: Mapping[str, str] | None = None) -> ApiConfig:
-        cfg = _from_env(ApiConfig, environ, oidc=OidcConfig.load(environ))
+        cfg = from_env(ApiConfig, environ, oidc=OidcConfig.load(environ))
         names = env_names(ApiConfig)
         given = [names[f] for f in ApiConfig.KEY_SOURCES if getattr(cfg, f) is not None]
         if len(given) != 1:
@@ -493,7 +493,7 @@ class WalletConfig(_Config, frozen=True, kw_only=True):
 
     @staticmethod
     def load(environ: Mapping[str, str] | None = None) -> WalletConfig:
-        cfg = _from_env(
+        cfg = from_env(
             WalletConfig,
             environ,
             mnemonic=SecretSource.load("WALLET_MNEMONIC", environ),
@@ -538,4 +538,4 @@ class WsConfig(_Config, frozen=True, kw_only=True):
 
     @staticmethod
     def load(environ: Mapping[str, str] | None = None) -> WsConfig:
-        return _from_env(WsConfig, environ)
+        return from_env(WsConfig, environ)

@@ -39,21 +39,21 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 import flask
+import msgspec
 import orjson
 import redis
 
 from shared import logs
 from shared.auth import authenticate, require_scope
-from shared.config import ConfigError, PostgresConfig
+from shared.config import PostgresConfig, env, from_env
 from shared.cursors import default_cursors
 from shared.cursors import reset_default as reset_default_cursors
 from shared.db import DatabaseUnavailableError, SharedConnection
@@ -80,7 +80,7 @@ from shared.openapi import (
     path_param,
     query,
 )
-from shared.params import INT_RE, QueryParams
+from shared.params import QueryParams
 
 logs.setup()
 log = logging.getLogger("queries")
@@ -120,20 +120,14 @@ def queries(request: flask.Request) -> flask.Response:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class QueriesConfig:
-    depth_levels: int
+class QueriesConfig(msgspec.Struct, frozen=True, kw_only=True):
+    depth_levels: Annotated[int, env("DEPTH_LEVELS", gt=0)] = 50
     """The most depth levels per side a caller may ask for: what the matcher keeps in
     ``md:depth:{m}`` (the matcher's ``DEPTH_LEVELS``, default 50)."""
 
     @staticmethod
-    def load() -> QueriesConfig:
-        raw = os.environ.get("DEPTH_LEVELS") or "50"
-        if not INT_RE.fullmatch(raw) or int(raw) < 1:
-            raise ConfigError(
-                f"environment variable DEPTH_LEVELS must be a positive integer, got {raw!r}"
-            )
-        return QueriesConfig(depth_levels=int(raw))
+    def load(environ: Mapping[str, str] | None = None) -> QueriesConfig:
+        return from_env(QueriesConfig, environ)
 
 
 @functools.cache

@@ -463,3 +463,13 @@ def test_gwei_round_trips(gwei: int, wei: int) -> None:
     text = f"{gwei}.{wei:09d}"
     w = WalletConfig.load({"MAX_FEE_GWEI": text, "PRIORITY_FEE_GWEI": "0"})
     assert w.max_fee_wei == gwei * 10**9 + wei
+
+
+def test_the_queries_function_reads_the_matchers_depth_levels() -> None:
+    from functions.queries.main import QueriesConfig
+
+    assert env_names(QueriesConfig) == {"depth_levels": "DEPTH_LEVELS"}
+    assert QueriesConfig.load({}).depth_levels == MatcherConfig.load({}).depth_levels == 50
+    assert QueriesConfig.load({"DEPTH_LEVELS": "20"}).depth_levels == 20
+    with pytest.raises(ConfigError, match="DEPTH_LEVELS must be an integer >= 1, got '0'"):
+        QueriesConfig.load({"DEPTH_LEVELS": "0"})
