@@ -76,6 +76,7 @@ from shared.auth import new_secrets_document
 from shared.config import PostgresConfig, PubSubConfig
 from shared.db import connect
 from shared.pubsub import CommandPublisher, ensure_topics
+from shared.redis_keys import command_key, live_depth_channel
 from shared.schema import AnyCommand, CancelOrder, CreateAsset, CreateMarket, Deposit, PlaceOrder
 
 MARKET: Final = "ETH-USDT"
@@ -161,7 +162,7 @@ def apply_all(pubsub: PubSubConfig, r: redis.Redis, commands: list[AnyCommand]) 
     publisher = CommandPublisher(pubsub)
     for future in [publisher.publish_async(c, key_of(c)) for c in commands]:
         future.result(timeout=60)
-    keys = [f"cmd:{c.id}" for c in commands]
+    keys = [command_key(c.id) for c in commands]
     deadline = time.monotonic() + 120
     while True:
         missing = [k for k, v in zip(keys, r.mget(keys), strict=True) if v is None]
@@ -327,7 +328,7 @@ def side_channel(redis_url: str, conn: Connection) -> None:
     """A direct Redis subscriber of the depth deltas: when each seq arrived."""
     client = redis.Redis.from_url(redis_url)
     ps = client.pubsub()  # type: ignore[no-untyped-call]
-    ps.subscribe(f"live:depth:{MARKET}")
+    ps.subscribe(live_depth_channel(MARKET))
     while True:
         msg = ps.get_message(timeout=1.0)
         if msg is not None and msg["type"] == "subscribe":

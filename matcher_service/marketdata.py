@@ -29,6 +29,24 @@ from matcher_service.engine.book import Book
 from matcher_service.engine.engine import Engine
 from matcher_service.engine.markets import Market
 from shared.money import parse_units
+from shared.redis_keys import (
+    ASSETS_KEY,
+    DAY_MS,
+    KLINE_INTERVALS,
+    MARKETS_KEY,
+    MINUTE_MS,
+    command_key,
+    depth_key,
+    kline_key,
+    live_depth_channel,
+    live_kline_channel,
+    live_ticker_channel,
+    live_trades_channel,
+    live_user_channel,
+    reply_key,
+    ticker_key,
+    trades_key,
+)
 from shared.schema import (
     FEE_ACCOUNT,
     AnyCommand,
@@ -47,18 +65,7 @@ from shared.schema import (
 JSON = dict[str, Any]
 Pipeline = Any  # redis.client.Pipeline; its methods are loosely typed
 
-MINUTE_MS: Final = 60_000
-DAY_MS: Final = 86_400_000
-INTERVALS: Final[tuple[tuple[str, int], ...]] = (
-    ("1m", MINUTE_MS),
-    ("5m", 5 * MINUTE_MS),
-    ("15m", 15 * MINUTE_MS),
-    ("1h", 60 * MINUTE_MS),
-    ("4h", 240 * MINUTE_MS),
-    ("1d", DAY_MS),
-)
-"""Kline intervals and their length in ms; candles open at multiples of the length (UTC)."""
-_SIZES: Final = tuple(size for _, size in INTERVALS)
+_SIZES: Final = tuple(size for _, size in KLINE_INTERVALS)
 TRADES_KEPT: Final = 1000
 """Recent public trades kept per market in ``md:trades:{m}``."""
 KLINES_KEPT: Final = 1500
@@ -109,37 +116,6 @@ thousand commands a second. Same effects as PUBLISH / RPUSH+EXPIRE / SET EX one 
 _FLUSH_CHUNK: Final = 500
 
 
-# ---------------------------------------------------------------- keys and channels
-
-
-def depth_key(market: str) -> str:
-    return f"md:depth:{market}"
-
-
-def trades_key(market: str) -> str:
-    return f"md:trades:{market}"
-
-
-def kline_key(market: str, interval: str) -> str:
-    return f"md:kline:{market}:{interval}"
-
-
-def ticker_key(market: str) -> str:
-    return f"md:ticker:{market}"
-
-
-def reply_key(command_id: str) -> str:
-    return f"reply:{command_id}"
-
-
-def command_key(command_id: str) -> str:
-    return f"cmd:{command_id}"
-
-
-MARKETS_KEY: Final = "md:markets"
-ASSETS_KEY: Final = "md:assets"
-
-
 def rebuild_since(now_ms: int) -> int:
     """The earliest trade time :meth:`MarketData.rebuild` must be given: the UTC midnight at
     or before ``now_ms - 24 h``. From there every candle (all intervals divide a day) and the
@@ -174,8 +150,8 @@ class _MarketState:
         self.depth_seq = 0
         self.bids: dict[int, int] = {}  # last published top-N, price -> amount
         self.asks: dict[int, int] = {}
-        self.candles: list[list[int] | None] = [None] * len(INTERVALS)
-        self.kl_touched: list[list[list[int]]] = [[] for _ in INTERVALS]
+        self.candles: list[list[int] | None] = [None] * len(KLINE_INTERVALS)
+        self.kl_touched: list[list[list[int]]] = [[] for _ in KLINE_INTERVALS]
         self.buckets: deque[list[int]] = deque()
         self.volume = 0
         self.quote_volume = 0
@@ -443,7 +419,7 @@ class MarketData:
             tkey = trades_key(name)
             pipe.lpush(tkey, *items)
             pipe.ltrim(tkey, 0, TRADES_KEPT - 1)
-            pipe.publish(f"live:trades:{name}", b"[" + b",".join(items) + b"]")
+            pipe.publish(live_trades_channel(name), b"[" + b",".join(items) + b"]")
             st.batch_trades = []
             self._write_klines(pipe, st, m)
 
@@ -458,7 +434,7 @@ class MarketData:
         # Private updates, then replies last: a caller that got its reply sees the market data.
         messages: list[str | bytes] = []
         for user, msgs in private.items():
-            messages += (f"live:user:{user}", orjson.dumps(msgs))
+            messages += (live_user_channel(user), orjson.dumps(msgs))
         for start in range(0, max(len(replies), 1), _FLUSH_CHUNK):
             chunk = replies[start : start + _FLUSH_CHUNK]
             keys: list[str] = []
@@ -558,7 +534,7 @@ class MarketData:
             "asks": _side_json(d_asks, qp, bp),
         }
         pipe.set(depth_key(name), orjson.dumps(snapshot))
-        pipe.publish(f"live:depth:{name}", orjson.dumps(delta))
+        pipe.publish(live_depth_channel(name), orjson.dumps(delta))
 
     @staticmethod
     def _write_klines(
@@ -568,7 +544,7 @@ class MarketData:
         ``KLINES_KEPT`` that open at or after ``since``, and announce only the current one."""
         bp, qp = m.base_precision, m.quote_precision
         name = st.name
-        for (iv, _), touched in zip(INTERVALS, st.kl_touched, strict=True):
+        for (iv, _), touched in zip(KLINE_INTERVALS, st.kl_touched, strict=True):
             if not touched:
                 continue
             if rebuilding:
@@ -600,7 +576,7 @@ class MarketData:
             pipe.zremrangebyrank(key, 0, -KLINES_KEPT - 1)
             if rebuilding:
                 out = out[-1:]
-            pipe.publish(f"live:kline:{name}:{iv}", b"[" + b",".join(out) + b"]")
+            pipe.publish(live_kline_channel(name, iv), b"[" + b",".join(out) + b"]")
 
     @staticmethod
     def _expire(st: _MarketState, now: int) -> None:
@@ -643,7 +619,7 @@ class MarketData:
         }
         body = orjson.dumps(ticker)
         pipe.set(ticker_key(st.name), body)
-        pipe.publish(f"live:ticker:{st.name}", body)
+        pipe.publish(live_ticker_channel(st.name), body)
 
     # ------------------------------------------------------------ on start
 

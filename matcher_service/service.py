@@ -39,6 +39,7 @@ from shared import outbox
 from shared.config import MatcherConfig
 from shared.db import Database, connect
 from shared.pubsub import COMMANDS_ACK_DEADLINE_S
+from shared.redis_keys import command_key, reply_key
 from shared.schema import AnyCommand, Applied, Reason, command_decoder, encode
 
 log = logging.getLogger("matcher")
@@ -486,7 +487,7 @@ class Matcher:
 
     def _reply_again(self, command_id: str, known: Known | None) -> None:
         """A redelivered command gets the reply it got the first time."""
-        stored = self.redis.get(f"cmd:{command_id}")
+        stored = self.redis.get(command_key(command_id))
         if stored is None and known is not None:
             stored = encode(
                 {
@@ -496,8 +497,8 @@ class Matcher:
             )  # fmt: skip
         if stored is not None:
             pipe = self.redis.pipeline(transaction=False)
-            pipe.rpush(f"reply:{command_id}", stored)
-            pipe.expire(f"reply:{command_id}", self.cfg.reply_ttl_s)
+            pipe.rpush(reply_key(command_id), stored)
+            pipe.expire(reply_key(command_id), self.cfg.reply_ttl_s)
             pipe.execute()
 
     def _queue_events(self, batch: Batch) -> None:

@@ -88,6 +88,7 @@ from google.cloud import firestore
 
 from shared.config import ApiConfig, ConfigError, OidcConfig
 from shared.http import ApiError, ApiRequest, RateLimiter, api_config, unauthorized, unavailable
+from shared.redis_keys import api_signature_key
 from shared.sessions import SessionStore
 from shared.throttle import FailureLimiter
 
@@ -519,7 +520,7 @@ def _authenticate_api_key(req: ApiRequest, ctx: AuthContext) -> Principal:
     if not hmac.compare_digest(expected, signature):
         raise unauthorized("signature does not match the request", "invalid_signature")
     # Remembered for longer than a timestamp stays acceptable (2 windows plus slack).
-    if not ctx.redis.set(f"apisig:{key_id}:{signature}", b"1", nx=True, px=2 * window + 1000):
+    if not ctx.redis.set(api_signature_key(key_id, signature), b"1", nx=True, px=2 * window + 1000):
         raise unauthorized("this signed request was already used", "replayed_request")
     scopes = frozenset(s for s in record.get("scopes", []) if s in ALL_SCOPES)
     return Principal(

@@ -50,6 +50,13 @@ from shared.config import ApiConfig, PostgresConfig, PubSubConfig
 from shared.db import SharedConnection
 from shared.http import ApiError, ApiRequest, bad_request, unavailable
 from shared.pubsub import CommandPublisher
+from shared.redis_keys import (
+    command_key,
+    command_owner_key,
+    idempotency_key,
+    reply_key,
+    user_seq_key,
+)
 from shared.schema import (
     AnyCommand,
     CancelAll,
@@ -62,8 +69,6 @@ from shared.schema import (
 
 log = logging.getLogger("api.commands")
 
-OWNER_PREFIX: Final = "cmdowner:"
-IDEMPOTENCY_PREFIX: Final = "idem:"
 IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
 COMMAND_ID_RE: Final = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _IDEMPOTENCY_KEY_RE: Final = re.compile(r"[\x21-\x7e]{1,255}")
@@ -72,7 +77,6 @@ _POLL_S: Final = 0.02
 
 SEQUENCED: Final = (PlaceOrder, CancelOrder, CancelAll, RequestWithdrawal)
 """The commands a user sends: each takes its place among the user's commands (``user_seq``)."""
-USER_SEQ_PREFIX: Final = "useq:"
 
 # The user's next number and the epoch of the count, in one step: the epoch is set (from
 # Redis's clock, in ms) when the count begins, so a count begun again after Redis lost its
@@ -99,7 +103,7 @@ class UserSeqs:
     def next(self, user: str, client: Any = None) -> Any:
         """The user's next ``UserSeq`` (with ``client`` a pipeline: queued, its result is
         ``[epoch, n]``)."""
-        got = self._next(keys=[USER_SEQ_PREFIX + user], client=client or self._redis)
+        got = self._next(keys=[user_seq_key(user)], client=client or self._redis)
         return got if client is not None else UserSeq(int(got[0]), int(got[1]))
 
     def stamp(self, cmd: AnyCommand) -> None:
@@ -111,10 +115,6 @@ class UserSeqs:
 def new_command_id() -> str:
     """A fresh command id (functions are not the engine: randomness is fine here)."""
     return uuid.uuid4().hex
-
-
-def owner_key(command_id: str) -> str:
-    return OWNER_PREFIX + command_id
 
 
 # --------------------------------------------------------------------------------------------
@@ -204,7 +204,7 @@ class Commands:
         return self.wait_reply(cmd.id, self.wait_s)
 
     def publish(self, cmd: AnyCommand, *, ordering_key: str, owner: str) -> None:
-        key = owner_key(cmd.id)
+        key = command_owner_key(cmd.id)
         pipe = self._redis.pipeline(transaction=False)
         sequenced = isinstance(cmd, SEQUENCED) and cmd.user == owner and cmd.user_seq is None
         if sequenced:
@@ -228,7 +228,7 @@ class Commands:
         """The reply popped from ``reply:{id}`` within ``timeout`` seconds, else the verdict
         at ``cmd:{id}`` (someone else popped it, or it came just after), else None."""
         if timeout > 0:
-            popped = self._redis.blpop([f"reply:{command_id}"], timeout=timeout)
+            popped = self._redis.blpop([reply_key(command_id)], timeout=timeout)
             if popped is not None:
                 return dict(orjson.loads(popped[1]))
         return self.result(command_id)
@@ -244,7 +244,7 @@ class Commands:
             time.sleep(_POLL_S)
 
     def result(self, command_id: str) -> dict[str, Any] | None:
-        raw = self._redis.get(f"cmd:{command_id}")
+        raw = self._redis.get(command_key(command_id))
         return None if raw is None else dict(orjson.loads(raw))
 
     def queued(self, command_id: str) -> bool | None:
@@ -253,7 +253,7 @@ class Commands:
         return outbox.holds(self._redis, command_id) if self._outbox else None
 
     def owner(self, command_id: str) -> str | None:
-        raw = self._redis.get(owner_key(command_id))
+        raw = self._redis.get(command_owner_key(command_id))
         if raw is None:
             return None
         return raw.decode() if isinstance(raw, bytes) else str(raw)
@@ -279,7 +279,7 @@ class Idempotency:
 
     @staticmethod
     def _redis_key(user: str, key: str) -> str:
-        return f"{IDEMPOTENCY_PREFIX}{user}:{hashlib.sha256(key.encode()).hexdigest()[:40]}"
+        return idempotency_key(user, hashlib.sha256(key.encode()).hexdigest()[:40])
 
     def begin(self, user: str, key: str, fingerprint: str, command_id: str) -> str | None:
         """None when this request is the first with ``key`` (it now owns ``command_id``);

@@ -53,6 +53,7 @@ import orjson
 import redis
 
 from shared.config import ApiConfig
+from shared.redis_keys import rate_limit_key
 
 log = logging.getLogger("api")
 access_log = logging.getLogger("api.access")
@@ -318,13 +319,12 @@ class RateLimiter:
     (a fixed window per subject, so no boundary where two windows' worth pass at once). One
     Redis round trip: INCR, PEXPIRE NX, PTTL in a MULTI."""
 
-    def __init__(self, client: redis.Redis, prefix: str = "rl") -> None:
+    def __init__(self, client: redis.Redis) -> None:
         self._redis = client
-        self._prefix = prefix
 
     def hit(self, scope: str, subject: str, limit: int, window_s: int) -> None:
         """Count one hit; raise 429 with ``Retry-After`` (seconds) once over the limit."""
-        key = f"{self._prefix}:{scope}:{subject}"
+        key = rate_limit_key(scope, subject)
         pipe = self._redis.pipeline(transaction=True)
         pipe.incr(key)
         pipe.pexpire(key, window_s * 1000, nx=True)

@@ -17,12 +17,13 @@ import redis
 
 from shared.http import ApiError, bad_request
 from shared.money import MoneyError, parse_decimal, parse_fee_rate, parse_units, to_units
-from shared.schema import OrderType, Reason, Side, TimeInForce
 
-MARKETS_KEY: Final = "md:markets"
-ASSETS_KEY: Final = "md:assets"
-ASSET_CHAINS_KEY: Final = "md:asset_chains"
-"""Hash: asset -> JSON ``{kind, contract, decimals}``; written by the admin function."""
+# Re-exported for the importers of old (functions/admin, infra/run.py); new code imports
+# them from shared.redis_keys.
+from shared.redis_keys import ASSET_CHAINS_KEY as ASSET_CHAINS_KEY
+from shared.redis_keys import ASSETS_KEY as ASSETS_KEY
+from shared.redis_keys import MARKETS_KEY as MARKETS_KEY
+from shared.schema import OrderType, Reason, Side, TimeInForce
 
 MARKET_RE: Final = re.compile(r"[A-Z0-9]{2,12}-[A-Z0-9]{2,12}")
 MAX_CLIENT_ORDER_ID: Final = 64

@@ -15,15 +15,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, Final, NamedTuple
+from typing import Any, NamedTuple
 
 import msgspec
 
+from shared.redis_keys import OUTBOX_KEY
 from shared.schema import AnyCommand
 
 log = logging.getLogger(__name__)
-
-OUTBOX_KEY: Final = "outbox:commands"
 
 
 class _Entry(msgspec.Struct, array_like=True):

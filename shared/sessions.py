@@ -46,16 +46,14 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.field_path import FieldPath
 
 from shared.http import unauthorized, unavailable
+from shared.redis_keys import REVOCATIONS_CHANNEL, SESSION_ENDED_FIELD_PREFIX, session_key
 
 log = logging.getLogger("sessions")
 
 USERS: Final = "users"
-REVOCATIONS_CHANNEL: Final = "sessions:revoked"
 CACHE_TTL_S: Final = 300
 """How long Redis keeps a user's copy without a write: bounds how long a change made to
 Firestore alone goes unseen (a Firestore read per active user and 5 minutes otherwise)."""
-_KEY: Final = "sess:{}"
-_ENDED: Final = "s:"
 
 # KEYS[1]: the user's copy. ARGV: epoch, ttl_s, now (seconds), then sid, until pairs.
 # The larger epoch wins, ended sessions are added (those past their until are dropped).
@@ -164,7 +162,9 @@ class SessionStore:
         """401 ``session_revoked`` unless the session ``sid`` of ``user_id``, issued at
         ``epoch``, is still on. One Redis read; Firestore when Redis has no copy."""
         with _backing_services():
-            current, ended = self._redis.hmget(_KEY.format(user_id), ["epoch", _ENDED + sid])
+            current, ended = self._redis.hmget(
+                session_key(user_id), ["epoch", SESSION_ENDED_FIELD_PREFIX + sid]
+            )
             if current is None:
                 state = self._load(user_id)
                 current_epoch, is_ended = state.epoch, sid in state.ended
@@ -226,7 +226,7 @@ class SessionStore:
 
     def _write(self, user_id: str, state: SessionState, now: float) -> None:
         pairs = [str(x) for sid, until in state.ended.items() for x in (sid, until)]
-        self._merge(keys=[_KEY.format(user_id)], args=[state.epoch, CACHE_TTL_S, now, *pairs])
+        self._merge(keys=[session_key(user_id)], args=[state.epoch, CACHE_TTL_S, now, *pairs])
 
     def _publish(self, revocation: Revocation) -> None:
         self._redis.publish(REVOCATIONS_CHANNEL, orjson.dumps(msgspec.to_builtins(revocation)))

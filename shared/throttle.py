@@ -34,6 +34,7 @@ from typing import Final
 import redis
 
 from shared.http import too_many_requests, unavailable
+from shared.redis_keys import auth_failures_ip_key, auth_failures_pair_key
 
 log = logging.getLogger("throttle")
 
@@ -104,8 +105,8 @@ class PasswordTry:
     def of(account: str, address: str, pair_limit: int, address_limit: int) -> PasswordTry:
         subject = limit_subject(address)
         return PasswordTry(
-            pair_key=f"authfail:pair:{account_key(account)}:{subject}",
-            address_key=f"authfail:ip:{subject}",
+            pair_key=auth_failures_pair_key(account_key(account), subject),
+            address_key=auth_failures_ip_key(subject),
             pair_limit=pair_limit,
             address_limit=address_limit,
         )

@@ -33,7 +33,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from shared.auth import Principal
-from shared.sessions import REVOCATIONS_CHANNEL, Revocation, parse_revocation
+from shared.redis_keys import MARKETS_KEY, REVOCATIONS_CHANNEL, ws_heartbeat_channel
+from shared.sessions import Revocation, parse_revocation
 from ws_service.protocol import Channel, Ident, error
 from ws_service.topics import LIVE, WAITING, Topic, make_topic
 
@@ -49,7 +50,6 @@ REDIS_CONNECTIONS: Final = 16
 MAX_RUN: Final = 100
 """Most messages handled before the frames they made are written."""
 """No heartbeat back for this long: the feed is lost."""
-MARKETS_KEY: Final = "md:markets"
 RECENT_REVOCATIONS_S: Final = 30.0
 """Longer than a credential check takes (its Redis read happens before the session knows its
 principal): a revocation published meanwhile is still caught."""
@@ -75,7 +75,7 @@ class Hub:
         self._inflight: dict[str, int] = {}
         self._markets: set[str] = set()
         self._market_lookups: dict[str, asyncio.Future[bool]] = {}
-        self._beat_channel = f"ws:heartbeat:{uuid.uuid4().hex}"
+        self._beat_channel = ws_heartbeat_channel(uuid.uuid4().hex)
         self._last_beat = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()

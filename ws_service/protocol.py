@@ -21,13 +21,20 @@ from typing import Any, Final, Literal
 
 import orjson
 
+from shared.redis_keys import (
+    KLINE_INTERVAL_NAMES,
+    live_depth_channel,
+    live_kline_channel,
+    live_ticker_channel,
+    live_trades_channel,
+    live_user_channel,
+)
+
 Ident = str | int | None
 """The ``id`` a client put in a message, echoed in the answers."""
 Kind = Literal["depth", "trades", "ticker", "kline", "orders", "balances"]
 PUBLIC_KINDS: Final = ("depth", "trades", "ticker", "kline")
 PRIVATE_KINDS: Final = ("orders", "balances")
-INTERVALS: Final = ("1m", "5m", "15m", "1h", "4h", "1d")
-"""Kline intervals, as the matcher writes them (docs/marketdata.md)."""
 MARKET_RE: Final = re.compile(r"[A-Z0-9]{2,12}-[A-Z0-9]{2,12}")
 _ID_MAX_CHARS: Final = 64
 
@@ -59,16 +66,18 @@ class Channel:
 
     def redis_channel(self, user_id: str | None = None) -> str:
         """The matcher's PUBLISH channel behind it (``live:user:{user}`` for private ones)."""
+        if self.private:
+            assert user_id is not None, "a private channel needs the user"
+            return live_user_channel(user_id)
+        assert self.market is not None
         if self.kind == "depth":
-            return f"live:depth:{self.market}"
+            return live_depth_channel(self.market)
         if self.kind == "trades":
-            return f"live:trades:{self.market}"
+            return live_trades_channel(self.market)
         if self.kind == "ticker":
-            return f"live:ticker:{self.market}"
-        if self.kind == "kline":
-            return f"live:kline:{self.market}:{self.interval}"
-        assert user_id is not None, "a private channel needs the user"
-        return f"live:user:{user_id}"
+            return live_ticker_channel(self.market)
+        assert self.interval is not None
+        return live_kline_channel(self.market, self.interval)
 
 
 def parse_channel(name: object) -> Channel:
@@ -86,10 +95,11 @@ def parse_channel(name: object) -> Channel:
         )
     if kind == "kline":
         market, _, interval = rest.partition(":")
-        if interval not in INTERVALS:
+        if interval not in KLINE_INTERVAL_NAMES:
             raise ProtocolError(
                 "unknown_interval",
-                f"kline interval must be one of {', '.join(INTERVALS)} (kline:ETH-USDT:1m)",
+                f"kline interval must be one of {', '.join(KLINE_INTERVAL_NAMES)} "
+                "(kline:ETH-USDT:1m)",
             )
     else:
         market, interval = rest, None

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
+from shared.redis_keys import depth_key, kline_key, ticker_key, trades_key
 from ws_service.protocol import Channel, Ident, envelope, message
 
 if TYPE_CHECKING:
@@ -148,7 +149,7 @@ class DepthTopic(Topic):
         self._snapshot: bytes | None = None
 
     async def load(self, client: aioredis.Redis) -> None:
-        raw = await client.get(f"md:depth:{self.market}")
+        raw = await client.get(depth_key(self.market))
         doc: dict[str, Any] = orjson.loads(raw) if raw else {"bids": [], "asks": [], "seq": 0}
         self.seq = int(doc["seq"])
         self.bids = dict(doc["bids"])
@@ -198,6 +199,7 @@ class TradesTopic(Topic):
 
     def __init__(self, redis_channel: str, channel: Channel) -> None:
         super().__init__(redis_channel)
+        assert channel.market is not None
         self.channel = channel.name
         self.market = channel.market
         self.last_id = 0
@@ -205,7 +207,7 @@ class TradesTopic(Topic):
 
     async def load(self, client: aioredis.Redis) -> None:
         items: list[bytes] = await client.lrange(  # type: ignore[assignment]
-            f"md:trades:{self.market}", 0, TRADES_SNAPSHOT - 1
+            trades_key(self.market), 0, TRADES_SNAPSHOT - 1
         )
         self.recent.clear()
         self.recent.extend(reversed(items))  # Redis keeps them newest first
@@ -233,13 +235,14 @@ class TickerTopic(Topic):
 
     def __init__(self, redis_channel: str, channel: Channel) -> None:
         super().__init__(redis_channel)
+        assert channel.market is not None
         self.channel = channel.name
         self.market = channel.market
         self.ts = 0
         self.current = b""
 
     async def load(self, client: aioredis.Redis) -> None:
-        raw: bytes | None = await client.get(f"md:ticker:{self.market}")  # type: ignore[assignment]
+        raw: bytes | None = await client.get(ticker_key(self.market))  # type: ignore[assignment]
         if raw is None:  # never traded: what the HTTP API shows
             raw = orjson.dumps(
                 {
@@ -274,7 +277,8 @@ class KlineTopic(Topic):
     def __init__(self, redis_channel: str, channel: Channel) -> None:
         super().__init__(redis_channel)
         self.channel = channel.name
-        self.key = f"md:kline:{channel.market}:{channel.interval}"
+        assert channel.market is not None and channel.interval is not None
+        self.key = kline_key(channel.market, channel.interval)
         self.candles: dict[int, list[Any]] = {}
 
     async def load(self, client: aioredis.Redis) -> None:

@@ -81,13 +81,22 @@ from shared.openapi import (
     query,
 )
 from shared.params import QueryParams
+from shared.redis_keys import (
+    ASSET_CHAINS_KEY,
+    ASSETS_KEY,
+    KLINE_INTERVAL_NAMES,
+    MARKETS_KEY,
+    depth_key,
+    kline_key,
+    ticker_key,
+    trades_key,
+)
 
 logs.setup()
 log = logging.getLogger("queries")
 
 api = Api("queries")
 
-INTERVALS: Final = ("1m", "5m", "15m", "1h", "4h", "1d")
 DEPTH_DEFAULT: Final = 20
 PUBLIC_TRADES_DEFAULT, PUBLIC_TRADES_MAX = 50, 1000
 """``md:trades:{m}`` keeps 1000."""
@@ -101,10 +110,6 @@ CACHE_LIVE: Final = "public, max-age=1"
 """Depth, tickers, trades, klines: change with every batch."""
 CACHE_DEFINITIONS: Final = "public, max-age=5"
 """Assets and markets: change on admin action only (halting a market shows within 5 s)."""
-
-ASSETS_KEY: Final = "md:assets"
-MARKETS_KEY: Final = "md:markets"
-ASSET_CHAINS_KEY: Final = "md:asset_chains"
 
 _ID_RE: Final = re.compile(r"[1-9][0-9]{0,17}")
 """Order ids in paths: positive BIGINTs (18 digits stay below 2**63)."""
@@ -459,7 +464,7 @@ def depth(req: ApiRequest) -> flask.Response:
     market = req.params["market"]
     pipe = market_redis().pipeline(transaction=False)
     pipe.hexists(MARKETS_KEY, market)
-    pipe.get(f"md:depth:{market}")
+    pipe.get(depth_key(market))
     exists, raw = pipe.execute()
     if not exists:
         raise not_found(f"unknown market {market!r}", "unknown_market")
@@ -502,7 +507,7 @@ def ticker(req: ApiRequest) -> flask.Response:
     market = req.params["market"]
     pipe = market_redis().pipeline(transaction=False)
     pipe.hexists(MARKETS_KEY, market)
-    pipe.get(f"md:ticker:{market}")
+    pipe.get(ticker_key(market))
     exists, raw = pipe.execute()
     if not exists:
         raise not_found(f"unknown market {market!r}", "unknown_market")
@@ -528,7 +533,7 @@ def tickers(req: ApiRequest) -> flask.Response:
     Params(req)
     client = market_redis()
     names = sorted(_text(name) for name in client.hkeys(MARKETS_KEY))
-    raws = client.mget([f"md:ticker:{m}" for m in names]) if names else []
+    raws = client.mget([ticker_key(m) for m in names]) if names else []
     out = [
         orjson.loads(raw) if raw is not None else _empty_ticker(m)
         for m, raw in zip(names, raws, strict=True)
@@ -559,7 +564,7 @@ def public_trades(req: ApiRequest) -> flask.Response:
     market = req.params["market"]
     pipe = market_redis().pipeline(transaction=False)
     pipe.hexists(MARKETS_KEY, market)
-    pipe.lrange(f"md:trades:{market}", 0, limit - 1)
+    pipe.lrange(trades_key(market), 0, limit - 1)
     exists, items = pipe.execute()
     if not exists:
         raise not_found(f"unknown market {market!r}", "unknown_market")
@@ -582,7 +587,7 @@ _KLINE_FIELDS: Final = (
         MARKET_PARAM,
         query(
             "interval",
-            {"type": "string", "enum": ["1m", "5m", "15m", "1h", "4h", "1d"]},
+            {"type": "string", "enum": list(KLINE_INTERVAL_NAMES)},
             required=True,
         ),
         query("start", TIME_MS, "open time, ms"),
@@ -599,15 +604,17 @@ _KLINE_FIELDS: Final = (
 def klines(req: ApiRequest) -> flask.Response:
     params = Params(req, "interval", "start", "end", "limit")
     interval = params.text("interval")
-    if interval not in INTERVALS:
-        raise bad_request(f"interval must be one of {', '.join(INTERVALS)}", "invalid_interval")
+    if interval not in KLINE_INTERVAL_NAMES:
+        raise bad_request(
+            f"interval must be one of {', '.join(KLINE_INTERVAL_NAMES)}", "invalid_interval"
+        )
     start = params.time_ms("start")
     end = params.time_ms("end")
     if start is not None and end is not None and start > end:
         raise bad_request("start must not be after end", "invalid_range")
     limit = params.limit(KLINES_DEFAULT, KLINES_MAX)
     market = req.params["market"]
-    key = f"md:kline:{market}:{interval}"
+    key = kline_key(market, interval)
     pipe = market_redis().pipeline(transaction=False)
     pipe.hexists(MARKETS_KEY, market)
     if start is not None:  # the first `limit` candles from start (to end)

@@ -78,10 +78,10 @@ from shared.http import (
     not_found,
     unavailable,
 )
-from shared.markets import ASSET_CHAINS_KEY, ASSETS_KEY
 from shared.money import MoneyError, format_units, parse_units
 from shared.openapi import ASSET_PATTERN, CURSOR, IDEMPOTENCY, LIMIT, STR, ok, path_param, query
 from shared.params import QueryParams
+from shared.redis_keys import ASSET_CHAINS_KEY, ASSETS_KEY
 from shared.schema import Reason, RequestWithdrawal
 from shared.wallet.addresses import allocate, next_index_from
 from shared.wallet.assets import AssetChain

@@ -17,8 +17,9 @@ from typing import Any
 import orjson
 import redis
 
-from shared.markets import ASSET_CHAINS_KEY, asset_precisions
+from shared.markets import asset_precisions
 from shared.money import parse_units
+from shared.redis_keys import ASSET_CHAINS_KEY
 
 RULE_FIELDS = (
     "min_deposit",

@@ -27,6 +27,7 @@ from shared import logs
 from shared.config import PostgresConfig, PubSubConfig, WalletConfig
 from shared.db import Database, connect
 from shared.pubsub import CommandPublisher
+from shared.redis_keys import command_key
 from shared.schema import AnyCommand
 from shared.wallet import addresses, chain
 from shared.wallet.assets import AssetChain, load_asset_chains, restore_asset_chains
@@ -51,7 +52,7 @@ class Runtime:
         self.publisher().publish(cmd, ordering_key)
 
     def verdict(self, command_id: str) -> dict[str, Any] | None:
-        raw = self.redis.get(f"cmd:{command_id}")
+        raw = self.redis.get(command_key(command_id))
         return None if raw is None else dict(orjson.loads(raw))
 
 

@@ -19,8 +19,9 @@ import pytest
 import redis
 
 from matcher_service.engine.engine import Engine
-from matcher_service.marketdata import INTERVALS, MarketData, fmt, rebuild_since
+from matcher_service.marketdata import MarketData, fmt, rebuild_since
 from shared.money import format_units, parse_units
+from shared.redis_keys import KLINE_INTERVALS
 from shared.schema import (
     AnyCommand,
     Applied,
@@ -604,7 +605,7 @@ def _market_data(client: redis.Redis) -> dict[str, Any]:
         "markets": client.hgetall("md:markets"),
         "assets": client.hgetall("md:assets"),
     }
-    for iv, _ in INTERVALS:
+    for iv, _ in KLINE_INTERVALS:
         out[iv] = client.zrange(f"md:kline:{M}:{iv}", 0, -1, withscores=True)
     depth = get_json(client, f"md:depth:{M}")
     out["depth"] = (depth["bids"], depth["asks"])
@@ -634,7 +635,7 @@ def test_rebuild_from_trades_equals_incremental_publishing(
         assert rebuilt[key] == incremental[key], key
     # Trades and candles before `since` are not rebuilt (they stay when Redis survives).
     assert rebuilt["trades"] == [t for t in incremental["trades"] if orjson.loads(t)["ts"] >= since]
-    for iv, _ in INTERVALS:
+    for iv, _ in KLINE_INTERVALS:
         assert rebuilt[iv] == [c for c in incremental[iv] if c[1] >= since], iv
 
 

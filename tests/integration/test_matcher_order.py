@@ -15,10 +15,11 @@ import redis
 from msgspec.structs import replace
 
 from matcher_service.engine import Engine
-from shared.commands import USER_SEQ_PREFIX, UserSeqs
+from shared.commands import UserSeqs
 from shared.config import MatcherConfig
 from shared.db import connect
 from shared.pubsub import CommandPublisher
+from shared.redis_keys import user_seq_key
 from shared.schema import (
     AnyCommand,
     CancelAll,
@@ -219,7 +220,7 @@ def test_counters_lost_with_redis_go_on_without_a_wait(
         second = orders("b", 3)
         assert [c.user_seq.n for c in second if c.user_seq] == [1, 2, 3]
         publish(cfg.pubsub, second)
-        redis_db.hincrby(USER_SEQ_PREFIX + "yan", "n", -2)  # the newest two lost again
+        redis_db.hincrby(user_seq_key("yan"), "n", -2)  # the newest two lost again
         third = orders("c", 2)
         assert [c.user_seq.n for c in third if c.user_seq] == [2, 3]
         publish(cfg.pubsub, third)

@@ -36,6 +36,7 @@ from websockets.sync.client import connect
 from infra.local_stack import REPO_ROOT, free_port
 from shared.auth import issue_access_token, new_secrets_document, parse_secrets, sign_request
 from shared.config import ApiConfig, MatcherConfig
+from shared.redis_keys import KLINE_INTERVAL_NAMES
 from tests.integration.matcher_helpers import wait_for
 from tests.integration.ws_helpers import (
     MARKET,
@@ -303,9 +304,7 @@ def test_a_slow_client_is_cut_off_while_a_fast_one_keeps_up(
             WS_PING_INTERVAL_S="120", WS_PING_TIMEOUT_S="120", WS_CLOSE_TIMEOUT_S="120",
             WS_IDLE_TIMEOUT_S="120",
         )  # fmt: skip
-        channels = [DEPTH, TRADES, TICKER] + [
-            f"kline:{MARKET}:{iv}" for iv in ("1m", "5m", "15m", "1h", "4h", "1d")
-        ]
+        channels = [DEPTH, TRADES, TICKER] + [f"kline:{MARKET}:{iv}" for iv in KLINE_INTERVAL_NAMES]
         fast = Feed(ws.url)
         book = DepthBook(fast.subscribe(DEPTH))
         for channel in channels[1:]:
@@ -395,7 +394,7 @@ def test_bad_messages_get_errors_and_limits_hold(
         assert answer["code"] == "insufficient_scope"
         # After all that the connection works, up to its subscription limit (10 here).
         assert feed.call(op="ping")["type"] == "pong"
-        names = [f"kline:{MARKET}:{iv}" for iv in ("1m", "5m", "15m", "1h", "4h", "1d")]
+        names = [f"kline:{MARKET}:{iv}" for iv in KLINE_INTERVAL_NAMES]
         for name in [*names, DEPTH, TRADES, TICKER]:
             feed.subscribe(name)
         assert feed.call(op="auth", token=alice.token)["type"] == "authenticated"

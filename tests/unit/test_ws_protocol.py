@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from shared.redis_keys import KLINE_INTERVAL_NAMES
 from ws_service.protocol import (
-    INTERVALS,
     ProtocolError,
     envelope,
     error,
@@ -98,7 +98,7 @@ def test_any_channel_name_parses_or_is_a_protocol_error(name: str) -> None:
     except ProtocolError:
         return
     assert channel.name == name
-    assert channel.interval is None or channel.interval in INTERVALS
+    assert channel.interval is None or channel.interval in KLINE_INTERVAL_NAMES
 
 
 @pytest.mark.parametrize(
