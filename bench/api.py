@@ -57,8 +57,10 @@ import orjson
 from google.cloud import firestore
 
 from functions.admin.bootstrap import make_admin
-from infra.local_stack import REPO_ROOT, Stack, StackConfig, free_port
 from infra.migrate import migrate
+from infra.ports import free_port
+from infra.processes import REPO_ROOT
+from infra.services import Stack, StackConfig
 from shared.auth import new_secrets_document
 from shared.config import PostgresConfig, PubSubConfig
 from shared.db import connect

@@ -68,8 +68,10 @@ import orjson
 import redis
 
 from bench.api import Child, http_status, wait_until
-from infra.local_stack import REPO_ROOT, Stack, StackConfig, free_port
 from infra.migrate import migrate
+from infra.ports import free_port
+from infra.processes import REPO_ROOT
+from infra.services import Stack, StackConfig
 from matcher_service.engine import Engine
 from matcher_service.marketdata import MarketData
 from shared.auth import new_secrets_document

@@ -74,19 +74,11 @@ from google.cloud import firestore
 from functions.admin.bootstrap import make_admin
 from infra.devchain import CONFIRMATIONS, LocalWallet, asset_chains, ensure_chain, wallet_keys
 from infra.gateway import write_dev_cursor_key, write_dev_keys
-from infra.local_stack import (
-    ALL_SERVICES,
-    REPO_ROOT,
-    LocalStackError,
-    ProcId,
-    Stack,
-    StackConfig,
-    free_port,
-    port_in_use,
-    proc_alive,
-    process_tree,
-)
 from infra.migrate import migrate
+from infra.ports import free_port, port_in_use
+from infra.processes import REPO_ROOT, ProcId, proc_alive, process_tree
+from infra.services import LocalStackError, Stack, StackConfig
+from infra.tools import ALL_SERVICES
 from shared import outbox
 from shared.config import PostgresConfig, PubSubConfig
 from shared.db import connect

@@ -20,7 +20,9 @@ from typing import Literal, NamedTuple
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1  # type: ignore[attr-defined, unused-ignore]
 
-from infra.local_stack import PG_BIN_DIR, PG_OS_USER, Stack, free_port
+from infra.ports import free_port
+from infra.services import Stack
+from infra.tools import PG_BIN_DIR, PG_OS_USER
 from matcher_service.engine import Engine
 from matcher_service.engine.audit import audit
 from matcher_service.engine.snapshot import state_hash
@@ -289,7 +291,7 @@ def stop_postgres(stack: Stack) -> None:
     # The stack still holds the postmaster it launched; it has exited now.
     running = stack._running.pop("postgres")
     running.popen.wait(10)
-    running.log_file.close()
+    running.child.close_log()
 
 
 def start_postgres(stack: Stack) -> None:

@@ -27,7 +27,8 @@ import pytest
 from google.cloud import firestore
 
 from functions.admin.bootstrap import make_admin
-from infra.local_stack import REPO_ROOT, free_port
+from infra.ports import free_port
+from infra.processes import REPO_ROOT
 from shared.auth import new_secrets_document
 from shared.config import MatcherConfig
 from tests.integration.function_env import FOREIGN
