@@ -326,37 +326,17 @@ class Exchange:
         self._phase("firestore import and admin")
 
         matcher_url = f"http://{cfg.host}:{cfg.matcher_port}/readyz"
-        wait_until(
-            lambda: http_status(matcher_url) == 200,
-            90,
-            "the matcher",
-            check=self.check,
-            interval=0.1,
-        )
+        self._wait_ok(matcher_url, 90, "the matcher")
         self._phase("matcher ready")
         self._seed(pubsub)
         time_url = f"{cfg.api_url}/v1/time"
-        wait_until(
-            lambda: http_status(time_url) == 200, 60, "the gateway", check=self.check, interval=0.1
-        )
+        self._wait_ok(time_url, 60, "the gateway")
         self._phase("gateway ready")
         market_url = f"{cfg.api_url}/v1/markets/{MARKET}"
-        wait_until(
-            lambda: http_status(market_url) == 200,
-            30,
-            f"market {MARKET}",
-            check=self.check,
-            interval=0.1,
-        )
+        self._wait_ok(market_url, 30, f"market {MARKET}")
         self._phase("market seeded")
         ws_ready = f"http://{cfg.host}:{cfg.ws_port}/readyz"
-        wait_until(
-            lambda: http_status(ws_ready) == 200,
-            30,
-            "the ws service",
-            check=self.check,
-            interval=0.1,
-        )
+        self._wait_ok(ws_ready, 30, "the ws service")
         self._phase("ws ready")
         self._chain()
         self._phase("chain: token, wallet, scheduler")
