@@ -38,13 +38,10 @@ import math
 import os
 import random
 import secrets
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -57,8 +54,10 @@ import orjson
 from google.cloud import firestore
 
 from functions.admin.bootstrap import make_admin
-from infra.local_stack import REPO_ROOT, Stack, StackConfig, free_port
 from infra.migrate import migrate
+from infra.ports import free_port
+from infra.processes import REPO_ROOT, Child, http_status, wait_until
+from infra.services import Stack, StackConfig
 from shared.auth import new_secrets_document
 from shared.config import PostgresConfig, PubSubConfig
 from shared.db import connect
@@ -66,6 +65,7 @@ from shared.pubsub import ensure_topics
 
 MARKET: Final = "ETH-USDT"
 HOST: Final = "127.0.0.1"
+MATCHER_ARGS: Final = ["-m", "matcher_service"]
 PASSWORD: Final = "bench password 1"
 MID_CENTS: Final = 200_000
 """The middle of the book: 2000.00 USDT, in ticks of 0.01."""
@@ -288,55 +288,6 @@ class Trader:
     token: str
 
 
-class Child:
-    """A child process with its output in a log file."""
-
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
-        self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, *args], env=env, cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
-            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-
-    def check(self) -> None:
-        if self.proc.poll() is not None:
-            tail = "\n".join(self.log_path.read_text(errors="replace").splitlines()[-30:])
-            raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{tail}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._log.close()
-
-
-def http_status(url: str) -> int | None:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url, timeout=2.0) as resp:
-            return int(resp.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-    except (OSError, urllib.error.URLError):
-        return None
-
-
-def wait_until(ready: Callable[[], bool], timeout: float, what: str, *children: Child) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        for child in children:
-            child.check()
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 @contextmanager
 def exchange(args: argparse.Namespace, log_dir: Path) -> Iterator[int]:
     """The local stack, the matcher and the gateway; yields the gateway's port."""
@@ -374,17 +325,15 @@ def exchange(args: argparse.Namespace, log_dir: Path) -> Iterator[int]:
             env.pop(name, None)
         os.environ["AUTH_KEYS_JSON"] = env["AUTH_KEYS_JSON"]
         os.environ["CURSOR_KEY"] = env["CURSOR_KEY"]
-        matcher = Child("matcher", ["-m", "matcher_service"], env, log_dir)
+        matcher = Child.python(
+            "matcher", ["-m", "matcher_service"], log_dir / "matcher.log", env=env
+        )
         children.append(matcher)
-        gateway = Child(
-            "gateway",
-            [
-                "-m", "infra.gateway", "--host", HOST, "--port", str(api_port),
-                "--workers", str(args.gateway_workers), "--threads", str(args.gateway_threads),
-            ],
-            env,
-            log_dir,
-        )  # fmt: skip
+        gateway_args = [
+            "-m", "infra.gateway", "--host", HOST, "--port", str(api_port),
+            "--workers", str(args.gateway_workers), "--threads", str(args.gateway_threads),
+        ]  # fmt: skip
+        gateway = Child.python("gateway", gateway_args, log_dir / "gateway.log", env=env)
         children.append(gateway)
         wait_until(
             lambda: http_status(f"http://{HOST}:{matcher_port}/readyz") == 200,
@@ -401,7 +350,7 @@ def exchange(args: argparse.Namespace, log_dir: Path) -> Iterator[int]:
         yield api_port
     finally:
         for child in reversed(children):
-            child.stop()
+            child.stop(20)
         stack.stop()
 
 

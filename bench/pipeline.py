@@ -57,8 +57,8 @@ from bench.streams import (
     mixed_stream,
     place_stream,
 )
-from infra.local_stack import Stack, StackConfig
 from infra.migrate import migrate
+from infra.services import Stack, StackConfig
 from matcher_service.engine import Engine
 from matcher_service.engine.snapshot import snapshot, state_hash
 from matcher_service.marketdata import MarketData

@@ -67,9 +67,10 @@ from typing import Any, Final
 import orjson
 import redis
 
-from bench.api import Child, http_status, wait_until
-from infra.local_stack import REPO_ROOT, Stack, StackConfig, free_port
 from infra.migrate import migrate
+from infra.ports import free_port
+from infra.processes import REPO_ROOT, Child, http_status, wait_until
+from infra.services import Stack, StackConfig
 from matcher_service.engine import Engine
 from matcher_service.marketdata import MarketData
 from shared.auth import new_secrets_document
@@ -81,6 +82,7 @@ from shared.schema import AnyCommand, CancelOrder, CreateAsset, CreateMarket, De
 
 MARKET: Final = "ETH-USDT"
 HOST: Final = "127.0.0.1"
+MATCHER_ARGS: Final = ["-m", "matcher_service"]
 ETH: Final = 10**8
 USDT: Final = 10**6
 TICK: Final = 10**4  # 0.01 USDT in units
@@ -133,13 +135,13 @@ def exchange(log_dir: Path, ws_env: dict[str, str], with_matcher: bool) -> Itera
         }
         for name in ("AUTH_KEYS_FILE", "AUTH_KEYS_SECRET", "OIDC_ISSUER", "CLOUD_SQL_INSTANCE"):
             env.pop(name, None)
-        ws = Child(
-            "ws", ["-m", "ws_service", "--host", HOST, "--port", str(ws_port)],
-            {**env, **ws_env}, log_dir,
-        )  # fmt: skip
+        ws_args = ["-m", "ws_service", "--host", HOST, "--port", str(ws_port)]
+        ws = Child.python("ws", ws_args, log_dir / "ws.log", env={**env, **ws_env})
         children.append(ws)
         if with_matcher:
-            matcher = Child("matcher", ["-m", "matcher_service"], env, log_dir)
+            matcher = Child.python(
+                "matcher", ["-m", "matcher_service"], log_dir / "matcher.log", env=env
+            )
             children.append(matcher)
             wait_until(
                 lambda: http_status(f"http://{HOST}:{matcher_port}/readyz") == 200,
@@ -149,7 +151,7 @@ def exchange(log_dir: Path, ws_env: dict[str, str], with_matcher: bool) -> Itera
         yield Running(ws_port, stack.url("redis"), pubsub, ws)
     finally:
         for child in reversed(children):
-            child.stop()
+            child.stop(20)
         stack.stop()
 
 

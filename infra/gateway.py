@@ -45,7 +45,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.serving import run_simple
 
 from infra import api_spec
-from infra.local_stack import REPO_ROOT
+from infra.processes import REPO_ROOT
 from shared import logs
 from shared.auth import new_secrets_document
 from shared.http import REQUEST_ID_HEADER, add_security_headers, error_response, request_id_of

@@ -56,17 +56,16 @@ import secrets
 import shlex
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import IO, Final
+from typing import Final
 
 import redis
 from google.cloud import firestore
@@ -74,19 +73,11 @@ from google.cloud import firestore
 from functions.admin.bootstrap import make_admin
 from infra.devchain import CONFIRMATIONS, LocalWallet, asset_chains, ensure_chain, wallet_keys
 from infra.gateway import write_dev_cursor_key, write_dev_keys
-from infra.local_stack import (
-    ALL_SERVICES,
-    REPO_ROOT,
-    LocalStackError,
-    ProcId,
-    Stack,
-    StackConfig,
-    free_port,
-    port_in_use,
-    proc_alive,
-    process_tree,
-)
 from infra.migrate import migrate
+from infra.ports import free_port, port_in_use
+from infra.processes import NO_PROXY, REPO_ROOT, Child, LaunchError, http_status, tail, wait_until
+from infra.services import Stack, StackConfig
+from infra.tools import ALL_SERVICES
 from shared import outbox
 from shared.config import PostgresConfig, PubSubConfig
 from shared.db import connect
@@ -103,11 +94,9 @@ DEFAULT_WS_PORT: Final = 8081
 DEFAULT_ADMIN_EMAIL: Final = "admin@local.test"
 MARKET: Final = "ETH-USDT"
 FIRESTORE_EXPORT_EVERY_S: Final = 60.0
-CHILD_STOP_TIMEOUT_S: Final = 15.0
 DRAIN_S: Final = 10.0
 """At a stop, how long the matcher gets to apply what the API accepted before it stops."""
 _SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-_NO_PROXY: Final = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _NOT_INHERITED: Final = (
     "AUTH_KEYS_SECRET", "AUTH_KEYS_JSON", "CURSOR_KEY", "CURSOR_KEY_SECRET", "CLOUD_SQL_INSTANCE",
 )  # fmt: skip
@@ -159,34 +148,6 @@ class RunConfig:
 # --------------------------------------------------------------------------------------------
 
 
-def http_status(url: str, timeout: float = 1.0) -> int | None:
-    """The status ``url`` answers a GET with, or None when nothing answers."""
-    try:
-        with _NO_PROXY.open(url, timeout=timeout) as resp:
-            return int(resp.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-    except (OSError, urllib.error.URLError, ValueError):
-        return None
-
-
-def _wait(ready: Callable[[], bool], timeout: float, what: str, alive: Callable[[], None]) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        alive()
-        if time.monotonic() > deadline:
-            raise RunError(f"{what} was not ready within {timeout:.0f}s")
-        time.sleep(0.1)
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        text = path.read_text(errors="replace").splitlines()
-    except OSError as exc:
-        return f"(no log: {exc})"
-    return "\n".join(text[-lines:]) or "(log is empty)"
-
-
 def _write_private(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` readable by its owner only, atomically."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -194,21 +155,6 @@ def _write_private(path: Path, data: bytes) -> None:
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     tmp.replace(path)
-
-
-# Run first in each child: ask the kernel to SIGTERM it when this launcher dies (a SIGKILL gives
-# the launcher no chance to stop it), then exec the real command. A wrapper rather than a
-# preexec_fn: forking while gRPC threads run is safe only when nothing runs before the exec.
-_DIE_WITH_PARENT: Final = """
-import ctypes, os, signal, sys
-try:
-    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
-except (OSError, AttributeError):
-    pass  # not Linux: the launcher's stop() still stops it
-if os.getppid() != int(sys.argv[1]):
-    sys.exit("the launcher is gone")
-os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
-"""
 
 
 class _Background:
@@ -234,63 +180,6 @@ class _Background:
 
 
 # --------------------------------------------------------------------------------------------
-# Child processes (the matcher, the gateway)
-# --------------------------------------------------------------------------------------------
-
-
-class Child:
-    """A Python module run as a child process in a session of its own (so a terminal's Ctrl-C
-    reaches only this launcher, which then stops the children in order), output to a log."""
-
-    def __init__(self, name: str, args: Sequence[str], env: Mapping[str, str], log_path: Path):
-        self.name = name
-        self.log_path = log_path
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *args],
-            env=dict(env),
-            cwd=REPO_ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def check(self) -> None:
-        if self.proc.poll() is not None:
-            raise RunError(
-                f"{self.name} exited with code {self.proc.returncode}. "
-                f"Last lines of {self.log_path}:\n{_tail(self.log_path)}"
-            )
-
-    def stop(self, timeout: float = CHILD_STOP_TIMEOUT_S) -> None:
-        """SIGTERM to its process group (gunicorn's workers are in it), then SIGKILL to the
-        group and every process that descended from it."""
-        procs: set[ProcId] = process_tree(self.proc.pid)
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.proc.poll()
-            if not any(proc_alive(p) for p in procs):
-                break
-            time.sleep(0.05)
-        else:
-            log.warning("%s: still running after SIGTERM, sending SIGKILL", self.name)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            for pid, start in procs:
-                if proc_alive((pid, start)):
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(5)
-        self._log.close()
-
-
-# --------------------------------------------------------------------------------------------
 # Firestore: the emulator keeps nothing on disk, so the launcher exports and imports
 # --------------------------------------------------------------------------------------------
 
@@ -305,7 +194,7 @@ def _firestore_call(host: str, project: str, action: str, directory: str) -> Non
         headers={"Content-Type": "application/json"},
         method="POST",
     )
-    with _NO_PROXY.open(request, timeout=30) as resp:
+    with NO_PROXY.open(request, timeout=30) as resp:
         resp.read()
 
 
@@ -417,9 +306,7 @@ class Exchange:
             "-m", "infra.gateway", "--host", cfg.host, "--port", str(cfg.api_port),
             "--workers", str(cfg.gateway_workers), "--threads", str(cfg.gateway_threads),
         ]  # fmt: skip
-        self.children["gateway"] = Child(
-            "gateway", gateway_args, self.env, cfg.logs_dir / "gateway.log"
-        )
+        self.children["gateway"] = self._child("gateway", gateway_args)
         # Firestore's documents and the admin (the emulator's first requests are slow while its
         # JVM warms up) while Postgres and Pub/Sub are set up and the children boot.
         self._background = accounts = _Background(self._accounts)
@@ -431,27 +318,25 @@ class Exchange:
         pubsub = PubSubConfig.load()
         ensure_topics(pubsub)
         self._republish(pubsub)
-        self.children["matcher"] = Child(
-            "matcher", ["-m", "matcher_service"], self.env, cfg.logs_dir / "matcher.log"
-        )
+        self.children["matcher"] = self._child("matcher", ["-m", "matcher_service"])
         ws_args = ["-m", "ws_service", "--host", cfg.host, "--port", str(cfg.ws_port)]
-        self.children["ws"] = Child("ws", ws_args, self.env, cfg.logs_dir / "ws.log")
+        self.children["ws"] = self._child("ws", ws_args)
         self._phase("migrations and topics")
         accounts.join(60)
         self._phase("firestore import and admin")
 
         matcher_url = f"http://{cfg.host}:{cfg.matcher_port}/readyz"
-        _wait(lambda: http_status(matcher_url) == 200, 90, "the matcher", self.check)
+        self._wait_ok(matcher_url, 90, "the matcher")
         self._phase("matcher ready")
         self._seed(pubsub)
         time_url = f"{cfg.api_url}/v1/time"
-        _wait(lambda: http_status(time_url) == 200, 60, "the gateway", self.check)
+        self._wait_ok(time_url, 60, "the gateway")
         self._phase("gateway ready")
         market_url = f"{cfg.api_url}/v1/markets/{MARKET}"
-        _wait(lambda: http_status(market_url) == 200, 30, f"market {MARKET}", self.check)
+        self._wait_ok(market_url, 30, f"market {MARKET}")
         self._phase("market seeded")
         ws_ready = f"http://{cfg.host}:{cfg.ws_port}/readyz"
-        _wait(lambda: http_status(ws_ready) == 200, 30, "the ws service", self.check)
+        self._wait_ok(ws_ready, 30, "the ws service")
         self._phase("ws ready")
         self._chain()
         self._phase("chain: token, wallet, scheduler")
@@ -478,10 +363,19 @@ class Exchange:
             fs.collection("assets").document(asset).set(
                 {"asset": asset, "chain": chain}, merge=True
             )
-        self.children["scheduler"] = Child(
-            "scheduler", ["-m", "infra.scheduler", "--every", "2"], self.env,
-            self.cfg.logs_dir / "scheduler.log",
-        )  # fmt: skip
+        self.children["scheduler"] = self._child(
+            "scheduler", ["-m", "infra.scheduler", "--every", "2"]
+        )
+
+    def _wait_ok(self, url: str, timeout: float, what: str) -> None:
+        """Wait until ``url`` answers 200, raising as soon as a child or a service dies."""
+        wait_until(lambda: http_status(url) == 200, timeout, what, check=self.check, interval=0.1)
+
+    def _child(self, name: str, args: list[str]) -> Child:
+        """A Python module of the exchange as a child process, stopped by the kernel should
+        this launcher die, its output appended to ``logs/NAME.log``."""
+        log_path = self.cfg.logs_dir / f"{name}.log"
+        return Child.python(name, args, log_path, env=self.env, die_with_parent=True, append=True)
 
     def _accounts(self) -> None:
         cfg = self.cfg
@@ -602,7 +496,7 @@ class Exchange:
             name = dead[0]
             raise RunError(
                 f"{name} exited unexpectedly. Last lines of {self.stack.log_path(name)}:\n"
-                f"{_tail(self.stack.log_path(name))}"
+                f"{tail(self.stack.log_path(name))}"
             )
 
     def watch(self) -> None:
@@ -769,7 +663,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         exchange.watch()
     except _Shutdown as exc:
         log.info("received %s, stopping", signal.Signals(exc.signum).name)
-    except (RunError, LocalStackError) as exc:
+    except (RunError, LaunchError) as exc:
         log.error("%s", exc)
         code = 1
     finally:

@@ -28,8 +28,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from infra.local_stack import DEFAULT_TOOLS_DIR
 from infra.token import ARTIFACT_PATH, CONTRACT_NAME, SOURCE_PATH, TOKEN_DIR
+from infra.tools import DEFAULT_TOOLS_DIR
 
 log = logging.getLogger("infra.token.build")
 

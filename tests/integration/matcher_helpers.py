@@ -4,28 +4,33 @@ from __future__ import annotations
 
 import os
 import random
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal, NamedTuple
 
+import orjson
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1  # type: ignore[attr-defined, unused-ignore]
 
-from infra.local_stack import PG_BIN_DIR, PG_OS_USER, Stack, free_port
+from infra import processes
+from infra.ports import free_port
+from infra.processes import REPO_ROOT, Child, wait_until
+from infra.services import Stack
+from infra.tools import PG_BIN_DIR, PG_OS_USER
 from matcher_service.engine import Engine
 from matcher_service.engine.audit import audit
 from matcher_service.engine.snapshot import state_hash
 from matcher_service.persistence import Store
 from matcher_service.service import Matcher, recover
+from shared.auth import new_secrets_document
 from shared.config import MatcherConfig, PubSubConfig
 from shared.db import connect
 from shared.pubsub import CommandPublisher
@@ -86,12 +91,7 @@ def publish_many(cfg: PubSubConfig, commands: Sequence[AnyCommand]) -> None:
 
 
 def wait_for(pred: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    wait_until(pred, timeout, what)
 
 
 def oplog_count(cfg: MatcherConfig) -> int:
@@ -128,10 +128,6 @@ def running(cfg: MatcherConfig) -> Iterator[Matcher]:
 # ------------------------------------------------------------ fault tests: processes, outages
 
 
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
 def matcher_env(cfg: MatcherConfig, port: int, snapshot_every: int = 200) -> dict[str, str]:
     """The environment of ``python -m matcher_service`` for ``cfg`` (see shared/config.py)."""
     pg, ps = cfg.postgres, cfg.pubsub
@@ -155,35 +151,23 @@ def matcher_env(cfg: MatcherConfig, port: int, snapshot_every: int = 200) -> dic
 
 def http_status(port: int, path: str) -> int | None:
     """The status the matcher's health server answers, or None when nothing answers."""
-    try:
-        with _NO_PROXY.open(f"http://127.0.0.1:{port}{path}", timeout=2.0) as resp:
-            return int(resp.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-    except (OSError, urllib.error.URLError):
-        return None
+    return processes.http_status(f"http://127.0.0.1:{port}{path}", timeout=2.0)
 
 
-class MatcherProcess:
+class MatcherProcess(Child):
     """``python -m matcher_service`` as a child process, its output in a log file."""
 
     def __init__(self, cfg: MatcherConfig, log_dir: Path, name: str) -> None:
         self.port = free_port()
-        self.log_path = log_dir / f"{name}.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in wait()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "matcher_service"],
-            env=matcher_env(cfg, self.port), cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
-            stdout=self._log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        args = ["-m", "matcher_service"]
+        super().__init__(
+            name, [sys.executable, *args], log_dir / f"{name}.log", env=matcher_env(cfg, self.port)
+        )
 
     @property
     def holder(self) -> str:
         """What the matcher writes into matcher_lease.holder."""
         return f"{socket.gethostname()}:{self.proc.pid}"
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
 
     def answers(self) -> bool:
         """The health server is up (from just before the matcher takes the lock)."""
@@ -193,42 +177,55 @@ class MatcherProcess:
         return http_status(self.port, "/readyz")
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        def ready() -> bool:
-            if not self.alive():
-                raise AssertionError(f"matcher exited with {self.proc.returncode}:\n{self.tail()}")
-            return self.readyz() == 200
+        wait_until(lambda: self.readyz() == 200, timeout, f"matcher {self.proc.pid}", self)
 
-        wait_for(ready, timeout, f"matcher {self.proc.pid} ready\n{self.tail()}")
-
-    def kill(self, frozen_for: float = 0.0) -> None:
+    def kill(self, frozen_for: float = 0.0) -> int | None:
         """SIGKILL: no chance to finish the batch, commit, ack or close anything. With
         ``frozen_for``, SIGSTOP first and SIGKILL that much later: meanwhile Pub/Sub hands
         the pull the matcher was waiting on a batch (leased to it) that it never reads, as
         when a matcher dies right after a pull returned."""
-        if self.alive():
-            if frozen_for > 0:
-                os.kill(self.proc.pid, signal.SIGSTOP)
-                time.sleep(frozen_for)
-            os.kill(self.proc.pid, signal.SIGKILL)
-        self.wait()
+        if self.alive() and frozen_for > 0:
+            os.kill(self.proc.pid, signal.SIGSTOP)
+            time.sleep(frozen_for)
+        return super().kill()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM (as Cloud Run does), SIGKILL if it does not end in time."""
-        if self.alive():
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.wait()
+        return super().stop(timeout)
 
-    def wait(self) -> None:
-        self.proc.wait(15)
-        self._log.close()
 
-    def tail(self, lines: int = 30) -> str:
-        text = self.log_path.read_text(errors="replace").splitlines()
-        return "\n".join(text[-lines:])
+@contextmanager
+def gateway_and_matcher(
+    matcher_cfg: MatcherConfig, tmp_path: Path, **extra_env: str
+) -> Iterator[tuple[str, dict[str, str]]]:
+    """The matcher and the gateway as processes, on ``matcher_cfg``'s database, topics and
+    Redis and the current Firestore project; the gateway's URL and environment."""
+    from tests.integration.function_env import FOREIGN  # imports the functions: only here
+
+    assert matcher_cfg.pubsub.project == os.environ["GOOGLE_CLOUD_PROJECT"]
+    matcher = MatcherProcess(matcher_cfg, tmp_path, "matcher")
+    port = free_port()
+    env = matcher_env(matcher_cfg, port)
+    for name in ("PORT", *FOREIGN):
+        env.pop(name, None)
+    env.update(
+        AUTH_KEYS_JSON=orjson.dumps(new_secrets_document()).decode(),
+        CURSOR_KEY=secrets.token_urlsafe(32),
+        API_REPLY_WAIT_S="15",
+        FIRESTORE_EMULATOR_HOST=os.environ["FIRESTORE_EMULATOR_HOST"],
+        **extra_env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    gateway = Child.python(
+        "gateway", ["-m", "infra.gateway", "--port", str(port)], tmp_path / "gateway.log", env=env
+    )
+    try:
+        matcher.wait_ready(60)
+        wait_until(lambda: http_status(port, "/v1/time") == 200, 60, "the gateway", gateway)
+        yield url, env
+    finally:
+        gateway.stop(20)  # gunicorn: graceful stop, workers included
+        matcher.stop()
 
 
 @contextmanager
@@ -289,7 +286,7 @@ def stop_postgres(stack: Stack) -> None:
     # The stack still holds the postmaster it launched; it has exited now.
     running = stack._running.pop("postgres")
     running.popen.wait(10)
-    running.log_file.close()
+    running.child.close_log()
 
 
 def start_postgres(stack: Stack) -> None:

@@ -12,27 +12,19 @@ a partial fill with Alice as taker, then Bob cancels the rest of his bid. Balanc
 
 from __future__ import annotations
 
-import os
-import secrets
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from google.cloud import firestore
 
 from functions.admin.bootstrap import make_admin
-from infra.local_stack import REPO_ROOT, free_port
-from shared.auth import new_secrets_document
 from shared.config import MatcherConfig
-from tests.integration.function_env import FOREIGN
 from tests.integration.http_client import HttpClient
-from tests.integration.matcher_helpers import MatcherProcess, matcher_env, wait_for
+from tests.integration.matcher_helpers import gateway_and_matcher
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -70,47 +62,8 @@ def served(
 ) -> Iterator[tuple[Api, dict[str, str]]]:
     """The matcher and the gateway as processes, on ``matcher_cfg``'s database, topics and
     Redis and the current Firestore project; the client and the gateway's environment."""
-    assert matcher_cfg.pubsub.project == os.environ["GOOGLE_CLOUD_PROJECT"]
-    matcher = MatcherProcess(matcher_cfg, tmp_path, "matcher")
-    port = free_port()
-    env = matcher_env(matcher_cfg, port)
-    for name in ("PORT", *FOREIGN):
-        env.pop(name, None)
-    env.update(
-        AUTH_KEYS_JSON=orjson.dumps(new_secrets_document()).decode(),
-        CURSOR_KEY=secrets.token_urlsafe(32),
-        API_REPLY_WAIT_S="15",
-        FIRESTORE_EMULATOR_HOST=os.environ["FIRESTORE_EMULATOR_HOST"],
-        **extra_env,
-    )
-    log_path = tmp_path / "gateway.log"
-    with open(log_path, "wb") as log:
-        gateway = subprocess.Popen(
-            [sys.executable, "-m", "infra.gateway", "--port", str(port)],
-            env=env, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    client = Api(f"http://127.0.0.1:{port}")
-    try:
-        matcher.wait_ready(60)
-
-        def answers() -> bool:
-            assert gateway.poll() is None, log_path.read_text()[-3000:]
-            try:
-                return client.call("GET", "/v1/time")[0] == 200
-            except OSError:
-                return False
-
-        wait_for(answers, 60, "the gateway")
-        yield client, env
-    finally:
-        gateway.terminate()  # gunicorn: graceful stop, workers included
-        try:
-            gateway.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(gateway.pid, 9)
-            gateway.wait(5)
-        matcher.stop()
+    with gateway_and_matcher(matcher_cfg, tmp_path, **extra_env) as (url, env):
+        yield Api(url), env
 
 
 @pytest.fixture

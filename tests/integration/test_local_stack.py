@@ -11,7 +11,8 @@ import uuid
 
 import pytest
 
-from infra.local_stack import Stack, StackConfig, proc_alive, process_tree
+from infra.processes import proc_alive, process_tree
+from infra.services import Stack, StackConfig
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

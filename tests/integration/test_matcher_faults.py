@@ -22,7 +22,7 @@ import pytest
 import redis
 from msgspec.structs import replace
 
-from infra.local_stack import Stack
+from infra.services import Stack
 from matcher_service.engine import Engine
 from matcher_service.persistence import Batch, Store
 from shared.config import MatcherConfig, PostgresConfig

@@ -23,7 +23,7 @@ from werkzeug.test import TestResponse
 
 from functions.queries import main as queries
 from infra.gateway import ROUTES, create_app
-from infra.local_stack import free_port
+from infra.ports import free_port
 from matcher_service.service import Matcher
 from shared.auth import new_secrets_document, reset_defaults, sign_request
 from shared.config import MatcherConfig

@@ -30,7 +30,8 @@ from typing import Any
 import orjson
 import pytest
 
-from infra.local_stack import REPO_ROOT, ProcId, free_port, proc_alive, process_tree
+from infra.ports import free_port
+from infra.processes import REPO_ROOT, ProcId, proc_alive, process_tree
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 

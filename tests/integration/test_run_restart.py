@@ -26,7 +26,8 @@ from typing import Any
 
 import pytest
 
-from infra.local_stack import REPO_ROOT, free_port, proc_alive, process_tree
+from infra.ports import free_port
+from infra.processes import REPO_ROOT, proc_alive, process_tree
 from tests.integration.http_client import HttpClient
 from tests.integration.test_readme import clean_env
 

@@ -40,7 +40,7 @@ from schemathesis.config import SchemathesisConfig
 
 from infra.api_spec import document
 from infra.gateway import create_app
-from infra.local_stack import Stack
+from infra.services import Stack
 from shared.config import MatcherConfig, PostgresConfig, PubSubConfig
 from shared.db import connect
 from shared.pubsub import ensure_topics

@@ -13,7 +13,8 @@ from eth_typing import ChecksumAddress
 from web3 import Web3
 from web3.exceptions import ContractLogicError
 
-from infra.local_stack import REPO_ROOT, Stack, StackConfig
+from infra.processes import REPO_ROOT
+from infra.services import Stack, StackConfig
 from infra.token import (
     USDT_DECIMALS,
     USDT_NAME,

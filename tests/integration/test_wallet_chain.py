@@ -34,7 +34,8 @@ from google.cloud import firestore
 from web3 import Web3
 
 from infra.devchain import send_eth
-from infra.local_stack import REPO_ROOT, Stack, StackConfig, eth_rpc
+from infra.processes import REPO_ROOT
+from infra.services import Stack, StackConfig, eth_rpc
 from infra.token import USDT_DECIMALS, deploy_token, mint, transfer
 from shared.config import MatcherConfig, PostgresConfig, SecretSource, WalletConfig
 from shared.db import Database, connect

@@ -29,7 +29,7 @@ import pytest
 import redis
 from google.cloud import firestore
 
-from infra.local_stack import REPO_ROOT
+from infra.processes import REPO_ROOT
 from shared.auth import (
     AuthSecrets,
     api_key_secret,

@@ -4,10 +4,7 @@ clients (the library's sync client: a background thread reads, the test reads it
 
 from __future__ import annotations
 
-import os
-import secrets
 import socket
-import subprocess
 import sys
 import time
 import urllib.error
@@ -25,12 +22,11 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from functions.admin.bootstrap import make_admin
-from infra.local_stack import REPO_ROOT, free_port
-from shared.auth import new_secrets_document
+from infra.ports import free_port
+from infra.processes import Child, wait_until
 from shared.config import MatcherConfig
-from tests.integration.function_env import FOREIGN
 from tests.integration.http_client import NO_PROXY, HttpClient
-from tests.integration.matcher_helpers import MatcherProcess, matcher_env, wait_for
+from tests.integration.matcher_helpers import gateway_and_matcher
 
 MARKET = "ETH-USDT"
 PASSWORD = "a long test password"
@@ -70,19 +66,14 @@ class User:
     token: str
 
 
-class WsProcess:
+class WsProcess(Child):
     """``python -m ws_service`` on a free port, its output in a log file."""
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         self.port = free_port()
-        self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ws_service", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=env, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        wait_for(self._ready, 30, f"the ws service\n{self.tail()}")
+        args = ["-m", "ws_service", "--host", "127.0.0.1", "--port", str(self.port)]
+        super().__init__(log_path.stem, [sys.executable, *args], log_path, env=env)
+        wait_until(self._ready, 30, "the ws service", self)
 
     @property
     def url(self) -> str:
@@ -94,27 +85,16 @@ class WsProcess:
         return dict(doc)
 
     def _ready(self) -> bool:
-        assert self.proc.poll() is None, self.tail()
         try:
             return get_json(f"http://127.0.0.1:{self.port}/readyz")[0] == 200
         except OSError:
             return False
 
-    def stop(self) -> int:
+    def stop(self, timeout: float = 20.0) -> int:
         """SIGTERM, as Cloud Run stops it; its exit code."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
-        return int(self.proc.returncode)
-
-    def tail(self, lines: int = 30) -> str:
-        text = self.log_path.read_text(errors="replace").splitlines()
-        return "\n".join(text[-lines:])
+        code = super().stop(timeout)
+        assert code is not None, f"{self.name} did not exit"
+        return code
 
 
 @dataclass
@@ -187,51 +167,17 @@ def exchange(
     """The matcher and the gateway as processes (as tests/integration/test_e2e.py starts
     them; firestore_db before matcher_cfg in a test's arguments: the Pub/Sub names live in
     its project); ``start_ws`` adds ws services with the same environment and auth keys."""
-    assert matcher_cfg.pubsub.project == os.environ["GOOGLE_CLOUD_PROJECT"]
-    matcher = MatcherProcess(matcher_cfg, tmp_path, "matcher")
-    port = free_port()
-    env = matcher_env(matcher_cfg, port)
-    for name in ("PORT", *FOREIGN):
-        env.pop(name, None)
-    env.update(
-        AUTH_KEYS_JSON=orjson.dumps(new_secrets_document()).decode(),
-        CURSOR_KEY=secrets.token_urlsafe(32),
-        API_REPLY_WAIT_S="15",
-        FIRESTORE_EMULATOR_HOST=os.environ["FIRESTORE_EMULATOR_HOST"],
-        TRADE_RATE_PER_USER="100000",
-        TRADE_RATE_PER_IP="100000",
-        AUTH_RATE_PER_IP="100000",
-    )
-    log_path = tmp_path / "gateway.log"
-    with open(log_path, "wb") as log:
-        gateway = subprocess.Popen(
-            [sys.executable, "-m", "infra.gateway", "--port", str(port)],
-            env=env, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    ex = Exchange(Http(f"http://127.0.0.1:{port}"), env, tmp_path, firestore_db)
-    try:
-        matcher.wait_ready(60)
-
-        def answers() -> bool:
-            assert gateway.poll() is None, log_path.read_text()[-3000:]
-            try:
-                return ex.http.call("GET", "/v1/time")[0] == 200
-            except OSError:
-                return False
-
-        wait_for(answers, 60, "the gateway")
-        yield ex
-    finally:
-        for ws in ex.ws:
-            ws.stop()
-        gateway.terminate()
+    limits = {"TRADE_RATE_PER_USER": "100000", "TRADE_RATE_PER_IP": "100000"}
+    with gateway_and_matcher(matcher_cfg, tmp_path, **limits, AUTH_RATE_PER_IP="100000") as (
+        url,
+        env,
+    ):
+        ex = Exchange(Http(url), env, tmp_path, firestore_db)
         try:
-            gateway.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(gateway.pid, 9)
-            gateway.wait(5)
-        matcher.stop()
+            yield ex
+        finally:
+            for ws in ex.ws:
+                ws.stop()
 
 
 # ---------------------------------------------------------------- clients

@@ -15,7 +15,7 @@ import pytest
 from functions_framework import create_app
 
 from infra import scheduler
-from infra.local_stack import free_port
+from infra.ports import free_port
 from shared import logs
 from shared.wallet import jobs
 

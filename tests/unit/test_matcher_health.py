@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 import matcher_service.__main__ as matcher_main
-from infra.local_stack import StackConfig
 from infra.run import Exchange, RunConfig
+from infra.services import StackConfig
 from matcher_service.health import serve
 from shared.config import MatcherConfig
 from tests.deploy.test_dockerfiles import instructions

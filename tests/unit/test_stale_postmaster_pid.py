@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from infra.local_stack import _clear_stale_pid_file
+from infra.services import _clear_stale_pid_file
 
 
 def lock_file(data: Path, pid: int) -> Path:
