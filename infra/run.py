@@ -76,7 +76,7 @@ from infra.local_stack import (
 from infra.migrate import migrate
 from shared.config import PostgresConfig, PubSubConfig
 from shared.db import connect
-from shared.markets import ASSET_CHAINS_KEY
+from shared.listings import ASSET_CHAINS_KEY
 from shared.pubsub import CommandPublisher, ensure_topics
 from shared.schema import AnyCommand, CreateAsset, CreateMarket
 

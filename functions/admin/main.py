@@ -63,7 +63,7 @@ from shared.http import (
     not_found,
     unavailable,
 )
-from shared.markets import (
+from shared.listings import (
     ASSET_CHAINS_KEY,
     ASSETS_KEY,
     MARKETS_KEY,

@@ -57,7 +57,7 @@ from shared.commands import (
     services,
 )
 from shared.http import Api, ApiRequest, Body, bad_request, json_response, not_found, unavailable
-from shared.markets import MAX_CLIENT_ORDER_ID, check_order, load_market
+from shared.listings import MAX_CLIENT_ORDER_ID, check_order, load_market
 from shared.money import format_units
 from shared.schema import (
     AnyCommand,

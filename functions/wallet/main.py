@@ -86,7 +86,7 @@ from shared.http import (
     not_found,
     unavailable,
 )
-from shared.markets import ASSET_CHAINS_KEY, ASSETS_KEY
+from shared.listings import ASSET_CHAINS_KEY, ASSETS_KEY
 from shared.money import MoneyError, format_units, parse_units
 from shared.params import QueryParams
 from shared.schema import Reason, RequestWithdrawal

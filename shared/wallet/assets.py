@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import redis
 
-from shared.markets import ASSET_CHAINS_KEY, asset_precisions
+from shared.listings import ASSET_CHAINS_KEY, asset_precisions
 from shared.money import parse_units
 
 RULE_FIELDS = (
