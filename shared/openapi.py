@@ -12,6 +12,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any, Final
 
+from shared.order_rules import MAX_CLIENT_ORDER_ID, MAX_USER_ID
 from shared.params import TIME_MS_MAX
 
 JSON = dict[str, Any]
@@ -351,7 +352,9 @@ def _schemas() -> dict[str, JSON]:
                 "quote_amount": nullable({**DEC, "description": "market buys only"}),
                 "time_in_force": {**ref("TimeInForce"), "default": "GTC"},
                 "post_only": {"type": "boolean", "default": False},
-                "client_order_id": nullable({"type": "string", "minLength": 1, "maxLength": 64}),
+                "client_order_id": nullable(
+                    {"type": "string", "minLength": 1, "maxLength": MAX_CLIENT_ORDER_ID}
+                ),
                 "stp": {**ref("SelfTradePrevention"), "default": "cancel_taker"},
             },
             closed=True,
@@ -628,7 +631,7 @@ def _schemas() -> dict[str, JSON]:
         ),
         "NewDeposit": obj(
             {
-                "user_id": {"type": "string", "minLength": 1, "maxLength": 128},
+                "user_id": {"type": "string", "minLength": 1, "maxLength": MAX_USER_ID},
                 "asset": {"type": "string", "maxLength": 12},
                 "amount": DEC,
                 "ref": {

@@ -73,6 +73,7 @@ from shared.listings import (
     market_json,
 )
 from shared.money import MoneyError, format_units, parse_units
+from shared.order_rules import MAX_USER_ID
 from shared.schema import (
     ASSET_RE,
     FEE_ACCOUNT,
@@ -95,7 +96,6 @@ USERS: Final = "users"
 EMAILS: Final = "emails"
 ASSETS: Final = "assets"
 ADMIN_ORDERING_KEY: Final = "admin"
-MAX_USER_ID: Final = 128
 _CONTRACT_RE: Final = re.compile(r"0x[0-9a-fA-F]{40}")
 _LOOKUP_RE: Final = re.compile(r"[A-Za-z0-9._@+\-]{1,254}")
 

@@ -89,6 +89,7 @@ from shared.http import (
     unavailable,
 )
 from shared.money import format_units
+from shared.order_rules import MAX_CLIENT_ORDER_ID
 from shared.params import INT_RE, QueryParams
 
 logs.setup()
@@ -117,7 +118,6 @@ ASSET_CHAINS_KEY: Final = "md:asset_chains"
 
 _ID_RE: Final = re.compile(r"[1-9][0-9]{0,17}")
 """Order ids in paths: positive BIGINTs (18 digits stay below 2**63)."""
-_MAX_CLIENT_ORDER_ID: Final = 128
 
 
 def queries(request: flask.Request) -> flask.Response:
@@ -646,7 +646,7 @@ def get_order_by_client_id(req: ApiRequest) -> flask.Response:
     Params(req)
     user_id = _caller(req)
     client_order_id = req.params["client_order_id"]
-    if len(client_order_id) > _MAX_CLIENT_ORDER_ID:
+    if len(client_order_id) > MAX_CLIENT_ORDER_ID:
         raise not_found("no such order", "order_not_found")
     # A client id is unique among a user's open orders and may be used again once the order
     # is closed: the newest order with it is the open one, if any.
