@@ -2,7 +2,7 @@
 which applies them to every ``place_order`` (docs/engine.md, "Orders", checks 1 to 3), and for
 the API functions, which check an order with them before publishing it.
 
-Pure: no I/O, no clock, only the command and the market's settings in integer units. What
+Pure: no I/O, no clock, only the order's fields and the market's settings in integer units. What
 needs the engine's state (a client order id in use, funds, the book for ``post_only`` and
 ``FOK``) stays in the engine. The limits on identifiers live here too, so every place that
 checks one (request bodies, paths, the OpenAPI document, the engine) uses the same number.

@@ -8,6 +8,8 @@ a rule that needs no state, and when both refuse, the API's code is the engine's
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import msgspec
@@ -241,3 +243,20 @@ def test_the_identifier_limits_have_one_source() -> None:
     client_order_id = schemas["PlaceOrder"]["properties"]["client_order_id"]["anyOf"][0]
     assert client_order_id["maxLength"] == MAX_CLIENT_ORDER_ID
     assert schemas["NewDeposit"]["properties"]["user_id"]["maxLength"] == MAX_USER_ID
+
+
+def test_the_engine_and_the_rules_load_nothing_of_the_services() -> None:
+    """The rules are pure and the engine stays I/O-free: importing them loads no client of a
+    service and nothing of the HTTP layer."""
+    code = (
+        "import sys\n"
+        "before = set(sys.modules)\n"
+        "import matcher_service.engine, shared.order_rules\n"
+        "print(' '.join(sorted(m for m in set(sys.modules) - before if m.split('.')[0] in"
+        " {'redis', 'flask', 'pg8000', 'google', 'requests', 'urllib3', 'socket'}"
+        " or m in {'shared.http', 'shared.listings', 'shared.commands'})))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout.split()
+    assert loaded == []
