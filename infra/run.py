@@ -81,8 +81,8 @@ from infra.tools import ALL_SERVICES
 from shared import outbox
 from shared.config import PostgresConfig, PubSubConfig
 from shared.db import connect
-from shared.markets import ASSET_CHAINS_KEY
 from shared.pubsub import CommandPublisher, ensure_topics
+from shared.redis_keys import ASSET_CHAINS_KEY
 from shared.schema import AnyCommand, CreateAsset, CreateMarket
 
 log = logging.getLogger("run")

@@ -237,6 +237,112 @@ def _asset_json(asset: str, precision: int) -> bytes:
     return orjson.dumps({"asset": asset, "precision": precision})
 
 
+# ---------------------------------------------------------------- private messages and replies
+# One formatter per event kind, as on the ``live:user:{user}`` channel (docs/marketdata.md).
+
+
+def _balance_message(ev: BalanceChanged, precision: int) -> JSON:
+    return {
+        "channel": "balances",
+        "asset": ev.asset,
+        "available": fmt(ev.available, precision),
+        "frozen": fmt(ev.frozen, precision),
+        "delta_available": fmt(ev.delta_available, precision),
+        "delta_frozen": fmt(ev.delta_frozen, precision),
+        "reason": ev.reason,
+        "ref": ev.ref,
+    }
+
+
+def _order_accepted_message(ev: OrderAccepted, m: Market) -> JSON:
+    bp, qp = m.base_precision, m.quote_precision
+    return {
+        "channel": "orders",
+        "event": "order_accepted",
+        "order_id": ev.order_id,
+        "market": ev.market,
+        "side": ev.side,
+        "type": ev.order_type,
+        "price": None if ev.price is None else fmt(ev.price, qp),
+        "amount": None if ev.amount is None else fmt(ev.amount, bp),
+        "quote_amount": None if ev.quote_amount is None else fmt(ev.quote_amount, qp),
+        "time_in_force": ev.time_in_force,
+        "post_only": ev.post_only,
+        "client_order_id": ev.client_order_id,
+        "ts": ev.ts,
+    }
+
+
+def _order_updated_message(ev: OrderUpdated, is_buy: bool, m: Market) -> JSON:
+    """The update of an order that buys when ``is_buy`` (the event does not say)."""
+    bp, qp = m.base_precision, m.quote_precision
+    return {
+        "channel": "orders",
+        "event": "order_updated",
+        "order_id": ev.order_id,
+        "market": ev.market,
+        "side": "buy" if is_buy else "sell",
+        "status": ev.status,
+        "filled": fmt(ev.filled, bp),
+        "filled_quote": fmt(ev.filled_quote, qp),
+        "fee": fmt(ev.fee, bp if is_buy else qp),
+        "frozen": fmt(ev.frozen, qp if is_buy else bp),
+        "reason": ev.reason,
+    }
+
+
+def _cancelled_json(update: JSON) -> JSON:
+    """An order a cancel closed, as its reply lists it: its update's fields but the channel,
+    event and hold."""
+    return {
+        "order_id": update["order_id"],
+        "market": update["market"],
+        "side": update["side"],
+        "status": update["status"],
+        "filled": update["filled"],
+        "filled_quote": update["filled_quote"],
+        "fee": update["fee"],
+        "reason": update["reason"],
+    }
+
+
+def _order_rejected_message(ev: OrderRejected, command_id: str) -> JSON:
+    return {
+        "channel": "orders",
+        "event": "order_rejected",
+        "command_id": command_id,
+        "market": ev.market,
+        "client_order_id": ev.client_order_id,
+        "reason": ev.reason,
+    }
+
+
+def _reply_json(
+    cmd: AnyCommand,
+    ap: Applied,
+    accepted: OrderAccepted | None,
+    final: OrderUpdated | None,
+    cancelled: list[JSON],
+    markets: dict[str, Market],
+) -> bytes:
+    """The reply to one command: its verdict, and the order it placed or cancelled (the
+    orders a cancel-all cancelled)."""
+    reply: JSON = {
+        "command_id": ap.command_id,
+        "seq": ap.seq,
+        "ok": ap.ok,
+        "reason": ap.reason,
+        "order": None,
+    }
+    if accepted is not None:
+        reply["order"] = _order_json(accepted, final, markets[accepted.market])
+    elif type(cmd) is CancelOrder:
+        reply["order"] = cancelled[0] if cancelled else None
+    elif type(cmd) is CancelAll:
+        reply["orders"] = cancelled
+    return orjson.dumps(reply)
+
+
 # ---------------------------------------------------------------- the publisher
 
 
@@ -255,7 +361,11 @@ class MarketData:
 
     def publish(self, engine: Engine, batch: list[tuple[AnyCommand, Applied]]) -> None:
         """Write one applied batch to Redis in one pipeline. Raises Redis errors; after one,
-        the in-memory state may be ahead of Redis: call :meth:`rebuild` before going on."""
+        the in-memory state may be ahead of Redis: call :meth:`rebuild` before going on.
+
+        Each event becomes its owner's private message (one formatter per kind) and marks
+        what it changed; each command gets its reply. Then the market data of what changed:
+        depth, trades and klines, tickers; last the private messages and the replies."""
         if not batch:
             return
         self._mark += 1
@@ -265,7 +375,6 @@ class MarketData:
         markets = engine.markets
         assets = engine.assets
         pipe: Pipeline = self.redis.pipeline(transaction=False)
-        ttl = self.reply_ttl_s
 
         sides: dict[int, bool] = {}  # order id -> is buy, for orders seen in this batch
         private: defaultdict[str, list[JSON]] = defaultdict(list)
@@ -277,105 +386,36 @@ class MarketData:
         for cmd, ap in batch:
             if cmd.ts > now:
                 now = cmd.ts
-            cmd_type = type(cmd)
-            is_cancel = cmd_type is CancelOrder or cmd_type is CancelAll
+            is_cancel = type(cmd) is CancelOrder or type(cmd) is CancelAll
             accepted: OrderAccepted | None = None
             final: OrderUpdated | None = None
             cancelled: list[JSON] = []
             prev: Any = None
             for ev in ap.events:
                 if type(ev) is BalanceChanged:
-                    user = ev.user
-                    if user != FEE_ACCOUNT:
-                        p = assets[ev.asset]
-                        msg: JSON = {
-                            "channel": "balances",
-                            "asset": ev.asset,
-                            "available": fmt(ev.available, p),
-                            "frozen": fmt(ev.frozen, p),
-                            "delta_available": fmt(ev.delta_available, p),
-                            "delta_frozen": fmt(ev.delta_frozen, p),
-                            "reason": ev.reason,
-                            "ref": ev.ref,
-                        }
-                        private[user].append(msg)
+                    if ev.user != FEE_ACCOUNT:
+                        private[ev.user].append(_balance_message(ev, assets[ev.asset]))
                 elif type(ev) is OrderUpdated:
-                    oid = ev.order_id
                     m = markets[ev.market]
-                    is_buy = sides.get(oid)
+                    is_buy = sides.get(ev.order_id)
                     if is_buy is None:
                         is_buy = self._side_of(ev, prev, m, engine)
-                    bp, qp = m.base_precision, m.quote_precision
-                    side = "buy" if is_buy else "sell"
-                    fee = fmt(ev.fee, bp if is_buy else qp)
-                    filled, filled_quote = fmt(ev.filled, bp), fmt(ev.filled_quote, qp)
-                    msg = {
-                        "channel": "orders",
-                        "event": "order_updated",
-                        "order_id": oid,
-                        "market": ev.market,
-                        "side": side,
-                        "status": ev.status,
-                        "filled": filled,
-                        "filled_quote": filled_quote,
-                        "fee": fee,
-                        "frozen": fmt(ev.frozen, qp if is_buy else bp),
-                        "reason": ev.reason,
-                    }
+                    msg = _order_updated_message(ev, is_buy, m)
                     private[ev.user].append(msg)
                     depth_changed.add(ev.market)
-                    if accepted is not None and oid == accepted.order_id:
+                    if accepted is not None and ev.order_id == accepted.order_id:
                         final = ev
                     elif is_cancel:
-                        cancelled.append(
-                            {
-                                "order_id": oid,
-                                "market": ev.market,
-                                "side": side,
-                                "status": ev.status,
-                                "filled": filled,
-                                "filled_quote": filled_quote,
-                                "fee": fee,
-                                "reason": ev.reason,
-                            }
-                        )
+                        cancelled.append(_cancelled_json(msg))
                 elif type(ev) is Trade:
                     self._trade(ev, markets[ev.market], states, traded, sides, private, mark)
                 elif type(ev) is OrderAccepted:
                     accepted = ev
-                    is_buy = ev.side == "buy"
-                    sides[ev.order_id] = is_buy
+                    sides[ev.order_id] = ev.side == "buy"
                     depth_changed.add(ev.market)
-                    m = markets[ev.market]
-                    bp, qp = m.base_precision, m.quote_precision
-                    msg = {
-                        "channel": "orders",
-                        "event": "order_accepted",
-                        "order_id": ev.order_id,
-                        "market": ev.market,
-                        "side": ev.side,
-                        "type": ev.order_type,
-                        "price": None if ev.price is None else fmt(ev.price, qp),
-                        "amount": None if ev.amount is None else fmt(ev.amount, bp),
-                        "quote_amount": (
-                            None if ev.quote_amount is None else fmt(ev.quote_amount, qp)
-                        ),
-                        "time_in_force": ev.time_in_force,
-                        "post_only": ev.post_only,
-                        "client_order_id": ev.client_order_id,
-                        "ts": ev.ts,
-                    }
-                    private[ev.user].append(msg)
+                    private[ev.user].append(_order_accepted_message(ev, markets[ev.market]))
                 elif type(ev) is OrderRejected:
-                    msg = {
-                        "channel": "orders",
-                        "event": "order_rejected",
-                        "command_id": ap.command_id,
-                        "market": ev.market,
-                        "client_order_id": ev.client_order_id,
-                        "reason": ev.reason,
-                    }
-                    private[ev.user].append(msg)
+                    private[ev.user].append(_order_rejected_message(ev, ap.command_id))
                 elif type(ev) is MarketChanged:
                     pipe.hset(MARKETS_KEY, ev.market, _market_json(ev))
                     if ev.market not in states:
@@ -384,57 +424,71 @@ class MarketData:
                 elif type(ev) is AssetCreated:
                     pipe.hset(ASSETS_KEY, ev.asset, _asset_json(ev.asset, ev.precision))
                 prev = ev
-
-            reply: JSON = {
-                "command_id": ap.command_id,
-                "seq": ap.seq,
-                "ok": ap.ok,
-                "reason": ap.reason,
-                "order": None,
-            }
-            if accepted is not None:
-                reply["order"] = _order_json(accepted, final, markets[accepted.market])
-            elif cmd_type is CancelOrder:
-                reply["order"] = cancelled[0] if cancelled else None
-            elif cmd_type is CancelAll:
-                reply["orders"] = cancelled
-            replies.append((ap.command_id, orjson.dumps(reply)))
+            reply = _reply_json(cmd, ap, accepted, final, cancelled, markets)
+            replies.append((ap.command_id, reply))
         self._now = now
 
-        # Depth: diff against the last published top-N; new markets get a first snapshot.
+        self._write_depths(pipe, engine, depth_changed, new_markets, now)
+        self._write_trades(pipe, traded, markets)
+        self._write_tickers(pipe, traded, markets, now)
+        self._write_private(pipe, private, replies)
+        pipe.execute()
+
+    def _write_depths(
+        self, pipe: Pipeline, engine: Engine, changed: set[str], new_markets: list[str], now: int
+    ) -> None:
+        """Depth of the markets whose books changed: a diff against the last published top-N;
+        a new market gets a first snapshot and ticker."""
+        states, markets = self._states, engine.markets
         for name in new_markets:
-            depth_changed.discard(name)
+            changed.discard(name)
             st = states[name]
             m = markets[name]
             self._depth(pipe, st, engine.books[name], m, force=True)
             self._write_ticker(pipe, st, m, now)
-        for name in depth_changed:
+        for name in changed:
             st = states.get(name) or self._add_state(name)
             self._depth(pipe, st, engine.books[name], markets[name], force=False)
 
-        # Trades and klines of the markets that traded.
+    @classmethod
+    def _write_trades(
+        cls, pipe: Pipeline, traded: dict[str, _MarketState], markets: dict[str, Market]
+    ) -> None:
+        """The batch's public trades and the candles they touched, per market that traded."""
         for name, st in traded.items():
-            m = markets[name]
             items = st.batch_trades
             tkey = trades_key(name)
             pipe.lpush(tkey, *items)
             pipe.ltrim(tkey, 0, TRADES_KEPT - 1)
             pipe.publish(live_trades_channel(name), b"[" + b",".join(items) + b"]")
             st.batch_trades = []
-            self._write_klines(pipe, st, m)
+            cls._write_klines(pipe, st, markets[name])
 
-        # Tickers: markets that traded, and markets whose window lost a minute bucket.
+    def _write_tickers(
+        self,
+        pipe: Pipeline,
+        traded: dict[str, _MarketState],
+        markets: dict[str, Market],
+        now: int,
+    ) -> None:
+        """The tickers of the markets that traded and of those whose 24 h window lost a
+        minute bucket."""
         cutoff = now - DAY_MS
-        for name, st in states.items():
+        for name, st in self._states.items():
             buckets = st.buckets
             if name in traded or (buckets and buckets[0][_B_T] <= cutoff):
                 self._expire(st, now)
                 self._write_ticker(pipe, st, markets[name], now)
 
-        # Private updates, then replies last: a caller that got its reply sees the market data.
+    def _write_private(
+        self, pipe: Pipeline, private: dict[str, list[JSON]], replies: list[tuple[str, bytes]]
+    ) -> None:
+        """Private updates, then replies last: a caller that got its reply sees the market
+        data. One script call per chunk of replies (see ``_FLUSH_LUA``)."""
         messages: list[str | bytes] = []
         for user, msgs in private.items():
             messages += (live_user_channel(user), orjson.dumps(msgs))
+        ttl = self.reply_ttl_s
         for start in range(0, max(len(replies), 1), _FLUSH_CHUNK):
             chunk = replies[start : start + _FLUSH_CHUNK]
             keys: list[str] = []
@@ -444,7 +498,6 @@ class MarketData:
                 bodies.append(body)
             pipe.eval(_FLUSH_LUA, len(keys), *keys, ttl, len(chunk), *bodies, *messages)
             messages = []
-        pipe.execute()
 
     def _trade(
         self,

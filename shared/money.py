@@ -37,11 +37,21 @@ def parse_decimal(value: object, field: str = "value") -> Decimal:
 
 
 def to_units(value: Decimal, precision: int, field: str = "value") -> int:
-    """Exact integer count of ``10**-precision`` units; refuses extra decimals."""
-    scaled = value.scaleb(precision)
-    if scaled != scaled.to_integral_value():
-        raise MoneyError(f"{field} has more than {precision} decimal places")
-    return int(scaled)
+    """Exact integer count of ``10**-precision`` units; refuses extra decimals. Counted on the
+    digits with integers: Decimal arithmetic rounds past its context's 28 digits."""
+    sign, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int):
+        raise MoneyError(f"{field} is not a number")
+    units = int("".join(map(str, digits)))
+    shift = exponent + precision
+    scale: int = 10 ** abs(shift)
+    if shift >= 0:
+        units *= scale
+    else:
+        units, rest = divmod(units, scale)
+        if rest:
+            raise MoneyError(f"{field} has more than {precision} decimal places")
+    return -units if sign else units
 
 
 def parse_units(value: object, precision: int, field: str = "value") -> int:

@@ -20,7 +20,7 @@ import msgspec
 
 from shared.http import DECIMAL_PATTERN as DECIMAL_PATTERN  # one definition, used below
 from shared.http import Api, RouteDoc
-from shared.markets import MAX_CLIENT_ORDER_ID
+from shared.order_rules import MAX_CLIENT_ORDER_ID
 from shared.params import TIME_MS_MAX
 
 JSON = dict[str, Any]

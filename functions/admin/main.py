@@ -53,10 +53,7 @@ from shared.http import (
     not_found,
     unavailable,
 )
-from shared.markets import (
-    ASSET_CHAINS_KEY,
-    ASSETS_KEY,
-    MARKETS_KEY,
+from shared.listings import (
     asset_precisions,
     check_fee,
     check_market_definition,
@@ -64,6 +61,8 @@ from shared.markets import (
 )
 from shared.money import MoneyError, format_units, parse_units
 from shared.openapi import ASSET_PATTERN, MARKET_PARAM, PENDING, ok, path_param
+from shared.order_rules import MAX_USER_ID
+from shared.redis_keys import ASSET_CHAINS_KEY, ASSETS_KEY, MARKETS_KEY
 from shared.schema import (
     ASSET_RE,
     FEE_ACCOUNT,
@@ -86,7 +85,6 @@ USERS: Final = "users"
 EMAILS: Final = "emails"
 ASSETS: Final = "assets"
 ADMIN_ORDERING_KEY: Final = "admin"
-MAX_USER_ID: Final = 128
 _CONTRACT_RE: Final = re.compile(r"0x[0-9a-fA-F]{40}")
 _LOOKUP_RE: Final = re.compile(r"[A-Za-z0-9._@+\-]{1,254}")
 

@@ -8,16 +8,17 @@ Every write needs a token or an API key with the ``trade`` scope (command status
 ``read``) and counts against a per-user and a per-IP limit (``TRADE_RATE_*``; 429 with
 ``Retry-After``).
 
-An order is checked against its market (Redis ``md:markets``) before anything is published:
-decimal strings only, the market exists and is open, price on the tick, amount on the step and
-at least the minimum, notional at least the minimum, and fields that fit together
-(docs/engine.md). The answer names the rule: ``unknown_market``, ``market_halted`` (409),
-``bad_price``, ``bad_tick``, ``bad_amount``, ``bad_step``, ``below_min_amount``,
-``below_min_notional``, ``invalid_order`` (400). Then the command goes to Pub/Sub with the user
-as ordering key, and the function waits up to ``API_REPLY_WAIT_S`` (2 s) for the matcher's
-verdict. The engine's refusals: ``insufficient_funds``, ``would_take``, ``fok_not_filled``
-(422), ``duplicate_client_order_id`` (409), ``order_not_found`` (404, also for someone else's
-order); see ``shared.commands.rejection``.
+An order is checked against its market (Redis ``md:markets``) before anything is published,
+with the rules the engine applies (shared/order_rules.py): decimal strings only, the market
+exists and is open, price on the tick, amount on the step and at least the minimum, notional
+at least the minimum, and fields that fit together (docs/engine.md). The answer names the
+rule: ``unknown_market``, ``market_halted`` (409), ``bad_price``, ``bad_tick``, ``bad_amount``,
+``bad_step``, ``below_min_amount``, ``below_min_notional``, ``invalid_order`` (400). Then the
+command goes to Pub/Sub with the user as ordering key, and the function waits up to
+``API_REPLY_WAIT_S`` (2 s) for the matcher's verdict. The engine's refusals:
+``insufficient_funds``, ``would_take``, ``fok_not_filled`` (422), ``duplicate_client_order_id``
+(409), ``order_not_found`` (404, also for someone else's order); see
+``shared.commands.rejection``.
 
 ``Idempotency-Key`` (POST and DELETE): a retry with the same key and the same request answers
 with the first request's command, never publishing a second one (``shared.commands``).
@@ -61,9 +62,10 @@ from shared.http import (
     not_found,
     unavailable,
 )
-from shared.markets import MAX_CLIENT_ORDER_ID, check_order, load_market
+from shared.listings import load_market, order_command
 from shared.money import format_units
 from shared.openapi import CLIENT_ORDER_ID, IDEMPOTENCY, PENDING, STR, ok, path_param, query
+from shared.order_rules import MAX_CLIENT_ORDER_ID
 from shared.schema import (
     AnyCommand,
     CancelAll,
@@ -73,9 +75,6 @@ from shared.schema import (
     SelfTrade,
     Side,
     TimeInForce,
-)
-from shared.schema import (
-    PlaceOrder as PlaceOrderCommand,
 )
 
 logs.setup()
@@ -268,16 +267,11 @@ def place_order(req: ApiRequest) -> flask.Response:
     market = load_market(svc.redis, body.market)
     if market is None:
         raise bad_request(f"unknown market {body.market!r}", Reason.UNKNOWN_MARKET)
-    units = check_order(
-        market, side=body.side, order_type=body.type, price=body.price, amount=body.amount,
+    cmd = order_command(
+        market, command_id=new_command_id(), user=principal.user_id, side=body.side,
+        order_type=body.type, price=body.price, amount=body.amount,
         quote_amount=body.quote_amount, time_in_force=body.time_in_force,
-        post_only=body.post_only, client_order_id=body.client_order_id,
-    )  # fmt: skip
-    cmd = PlaceOrderCommand(
-        id=new_command_id(), user=principal.user_id, market=market.name, side=body.side,
-        type=body.type, price=units.price, amount=units.amount, quote_amount=units.quote_amount,
-        time_in_force=body.time_in_force, post_only=body.post_only,
-        client_order_id=body.client_order_id, stp=body.stp,
+        post_only=body.post_only, client_order_id=body.client_order_id, stp=body.stp,
     )  # fmt: skip
     request_fp = fingerprint("POST /v1/orders", msgspec.json.encode(body))
     return _send(svc, req, principal.user_id, cmd, request_fp, _placed)

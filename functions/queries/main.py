@@ -67,7 +67,6 @@ from shared.http import (
     not_found,
     unavailable,
 )
-from shared.markets import MAX_CLIENT_ORDER_ID
 from shared.money import format_units
 from shared.openapi import (
     CLIENT_ORDER_ID,
@@ -80,6 +79,7 @@ from shared.openapi import (
     path_param,
     query,
 )
+from shared.order_rules import MAX_CLIENT_ORDER_ID
 from shared.params import QueryParams
 from shared.redis_keys import (
     ASSET_CHAINS_KEY,

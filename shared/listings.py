@@ -1,9 +1,8 @@
-"""Markets and assets as the API functions see them: read from Redis (``md:markets``,
-``md:assets``, written by the matcher; see docs/marketdata.md) and turned into integer units,
-so a function can check an order against the market's rules before it publishes anything.
-
-The rules mirror the engine's (docs/engine.md, "Orders", steps 1 to 3); the engine checks
-them again, so a market changed in between is still caught, only later.
+"""The listed assets and markets as the API functions see them: read from Redis
+(``md:markets``, ``md:assets``, written by the matcher; see docs/marketdata.md) and turned into
+integer units, so a function can check an order against the market's rules before it
+publishes anything (the rules themselves: shared/order_rules.py, which the engine applies
+too), and an admin's new market against what the engine would accept.
 """
 
 from __future__ import annotations
@@ -17,16 +16,11 @@ import redis
 
 from shared.http import ApiError, bad_request
 from shared.money import MoneyError, parse_decimal, parse_fee_rate, parse_units, to_units
-
-# Re-exported for the importers of old (functions/admin, infra/run.py); new code imports
-# them from shared.redis_keys.
-from shared.redis_keys import ASSET_CHAINS_KEY as ASSET_CHAINS_KEY
-from shared.redis_keys import ASSETS_KEY as ASSETS_KEY
-from shared.redis_keys import MARKETS_KEY as MARKETS_KEY
-from shared.schema import OrderType, Reason, Side, TimeInForce
+from shared.order_rules import order_violation
+from shared.redis_keys import ASSETS_KEY, MARKETS_KEY
+from shared.schema import OrderType, PlaceOrder, Reason, SelfTrade, Side, TimeInForce
 
 MARKET_RE: Final = re.compile(r"[A-Z0-9]{2,12}-[A-Z0-9]{2,12}")
-MAX_CLIENT_ORDER_ID: Final = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +32,7 @@ class MarketSpec:
     quote: str
     base_precision: int
     quote_precision: int
+    base_scale: int
     tick: int
     step: int
     min_amount: int
@@ -51,7 +46,7 @@ class MarketSpec:
         bp, qp = precisions[data["base"]], precisions[data["quote"]]
         return MarketSpec(
             name=data["market"], base=data["base"], quote=data["quote"], base_precision=bp,
-            quote_precision=qp, tick=parse_units(data["tick"], qp),
+            quote_precision=qp, base_scale=10**bp, tick=parse_units(data["tick"], qp),
             step=parse_units(data["step"], bp), min_amount=parse_units(data["min_amount"], bp),
             min_notional=parse_units(data["min_notional"], qp), status=data["status"], data=data,
         )  # fmt: skip
@@ -94,13 +89,6 @@ def market_json(client: redis.Redis, name: str) -> dict[str, Any] | None:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class OrderUnits:
-    price: int | None
-    amount: int | None
-    quote_amount: int | None
-
-
 def _units(value: str, precision: int, field: str, malformed: str, too_fine: str) -> int:
     """A decimal string in units of ``precision``; 400 ``malformed`` when it is not a plain
     decimal string, ``too_fine`` when it has more decimals than ``precision``."""
@@ -116,13 +104,11 @@ def _units(value: str, precision: int, field: str, malformed: str, too_fine: str
         ) from None
 
 
-def invalid_order(message: str) -> ApiError:
-    return bad_request(message, "invalid_order")
-
-
-def check_order(
+def order_command(
     m: MarketSpec,
     *,
+    command_id: str,
+    user: str,
     side: Side,
     order_type: OrderType,
     price: str | None,
@@ -131,76 +117,54 @@ def check_order(
     time_in_force: TimeInForce,
     post_only: bool,
     client_order_id: str | None,
-) -> OrderUnits:
-    """The order's numbers in units, or the first rule it breaks as a 400 (409 when the
-    market is halted), in the engine's order of checks; the codes are the engine's reasons
-    (``bad_tick``, ``below_min_notional``, ...) and ``invalid_order`` for fields that do not
-    fit together."""
-    if m.status != "open":
-        raise ApiError(409, Reason.MARKET_HALTED, f"market {m.name} is halted")
+    stp: SelfTrade,
+) -> PlaceOrder:
+    """The ``place_order`` command for an order given in decimal strings, or the first rule it
+    breaks (shared/order_rules.py) as an error: 409 ``market_halted``, else 400 with the
+    engine's reason as the code (``bad_tick``, ``below_min_notional``, ...) and
+    ``invalid_order`` for fields that do not fit together.
+
+    A number that is not a plain decimal string, or has more decimals than its asset, breaks
+    the first rule that reads it, where the engine would read it: the price's (``bad_price``;
+    ``bad_tick`` for too many decimals), the amount's (``bad_amount``; ``bad_step``) or the
+    quote amount's (``bad_amount``). So the rules see it as 0, which every such first rule
+    refuses, and the answer names what is wrong with it.
+    """
+    unreadable: dict[str, ApiError] = {}
+
+    def units(
+        value: str | None, precision: int, field: str, malformed: str, too_fine: str
+    ) -> int | None:
+        if value is None:
+            return None
+        try:
+            return _units(value, precision, field, malformed, too_fine)
+        except ApiError as exc:
+            unreadable[field] = exc
+            return 0
+
     bp, qp = m.base_precision, m.quote_precision
-    price_u: int | None = None
-    if order_type == "limit":
-        if price is None:
-            raise bad_request("a limit order needs a price", Reason.BAD_PRICE)
-        price_u = _units(price, qp, "price", Reason.BAD_PRICE, Reason.BAD_TICK)
-        if price_u <= 0:
-            raise bad_request("price must be positive", Reason.BAD_PRICE)
-        if price_u % m.tick:
-            raise bad_request(
-                f"price must be a multiple of the tick {m.data['tick']}", Reason.BAD_TICK
-            )
-        if amount is None:
-            raise invalid_order("a limit order needs an amount")
-        if quote_amount is not None:
-            raise invalid_order("quote_amount is only for market buys")
-        if post_only and time_in_force != "GTC":
-            raise invalid_order("post_only needs time_in_force GTC")
-    else:
-        if price is not None:
-            raise invalid_order("a market order has no price")
-        if post_only:
-            raise invalid_order("a market order cannot be post_only")
-        if time_in_force == "FOK":
-            raise invalid_order("a market order is GTC or IOC (both: immediate or cancel)")
-        if side == "sell" and (amount is None or quote_amount is not None):
-            raise invalid_order("a market sell gives amount (no quote_amount)")
-        if side == "buy" and (amount is None) == (quote_amount is None):
-            raise invalid_order("a market buy gives exactly one of amount and quote_amount")
-    if client_order_id is not None and not 0 < len(client_order_id) <= MAX_CLIENT_ORDER_ID:
-        raise invalid_order(f"client_order_id must be 1 to {MAX_CLIENT_ORDER_ID} characters")
-    amount_u = quote_u = None
-    if amount is not None:
-        amount_u = _units(amount, bp, "amount", Reason.BAD_AMOUNT, Reason.BAD_STEP)
-        if amount_u <= 0:
-            raise bad_request("amount must be positive", Reason.BAD_AMOUNT)
-        if amount_u % m.step:
-            raise bad_request(
-                f"amount must be a multiple of the step {m.data['step']}", Reason.BAD_STEP
-            )
-        if amount_u < m.min_amount:
-            raise bad_request(
-                f"amount is below the minimum {m.data['min_amount']}", Reason.BELOW_MIN_AMOUNT
-            )
-    elif quote_amount is not None:
-        quote_u = _units(quote_amount, qp, "quote_amount", Reason.BAD_AMOUNT, Reason.BAD_AMOUNT)
-        if quote_u <= 0:
-            raise bad_request("quote_amount must be positive", Reason.BAD_AMOUNT)
-        if quote_u < m.min_notional:
-            raise bad_request(
-                f"quote_amount is below the minimum notional {m.data['min_notional']}",
-                Reason.BELOW_MIN_NOTIONAL,
-            )
-    if (
-        price_u is not None
-        and amount_u is not None
-        and price_u * amount_u // 10**bp < m.min_notional
-    ):
-        raise bad_request(
-            f"price times amount is below the minimum notional {m.data['min_notional']}",
-            Reason.BELOW_MIN_NOTIONAL,
-        )
-    return OrderUnits(price_u, amount_u, quote_u)
+    price_u = units(price, qp, "price", Reason.BAD_PRICE, Reason.BAD_TICK)
+    amount_u = units(amount, bp, "amount", Reason.BAD_AMOUNT, Reason.BAD_STEP)
+    quote_u = units(quote_amount, qp, "quote_amount", Reason.BAD_AMOUNT, Reason.BAD_AMOUNT)
+    broken = order_violation(
+        m, user, side, order_type, price_u, amount_u, quote_u, time_in_force, post_only,
+        client_order_id,
+    )  # fmt: skip
+    if broken is None:
+        if unreadable:  # cannot happen: a given number is read or refused for being there
+            raise next(iter(unreadable.values()))
+        return PlaceOrder(
+            id=command_id, user=user, market=m.name, side=side, type=order_type, price=price_u,
+            amount=amount_u, quote_amount=quote_u, time_in_force=time_in_force,
+            post_only=post_only, client_order_id=client_order_id, stp=stp,
+        )  # fmt: skip
+    if broken.field in unreadable:
+        raise unreadable[broken.field]
+    if broken.reason == Reason.MARKET_HALTED:
+        raise ApiError(409, broken.reason, broken.message)
+    code = "invalid_order" if broken.reason == Reason.INVALID else broken.reason
+    raise bad_request(broken.message, code)
 
 
 # --------------------------------------------------------------------------------------------
