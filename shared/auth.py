@@ -1,6 +1,8 @@
 """Who is calling: JWT access tokens, external OIDC tokens and signed API-key requests.
 
-``authenticate(req) -> Principal`` accepts one of
+``verify_credentials(creds) -> Principal`` (``shared.credentials``: method, path, query,
+body, headers and client address of any transport; ``authenticate(req)`` for an HTTP request)
+accepts one of
 
 - ``Authorization: Bearer <jwt>``: our own access token (EdDSA/Ed25519, ``kid`` header, claims
   ``iss aud sub role iat exp sid epoch`` all required, ``auth_time`` when known), whose session
@@ -86,7 +88,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from google.cloud import firestore
 
-from shared.config import ApiConfig, ConfigError, OidcConfig
+from shared.config import ApiConfig, ConfigError, OidcConfig, secret_manager_payload
+from shared.credentials import Credentials
 from shared.http import ApiError, ApiRequest, RateLimiter, api_config, unauthorized, unavailable
 from shared.redis_keys import api_signature_key
 from shared.sessions import SessionStore
@@ -211,20 +214,6 @@ def parse_secrets(payload: bytes) -> AuthSecrets:
         api_key_master_id=master_id,
         api_key_masters=decoded,
     )
-
-
-def secret_manager_payload(name: str) -> bytes:
-    """The payload of a Secret Manager secret version (``projects/P/secrets/S/versions/V``),
-    through its REST API with the runtime's default credentials."""
-    import google.auth
-    from google.auth.transport.requests import AuthorizedSession
-
-    credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
-    session = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
-    response = session.get(f"https://secretmanager.googleapis.com/v1/{name}:access", timeout=10)
-    if response.status_code != 200:
-        raise ConfigError(f"Secret Manager answered {response.status_code} for {name}")
-    return base64.b64decode(response.json()["payload"]["data"])
 
 
 def read_secrets_payload(cfg: ApiConfig) -> bytes:
@@ -486,10 +475,10 @@ def sign_request(
     return hmac.new(secret.encode(), payload, hashlib.sha256).hexdigest()
 
 
-def _authenticate_api_key(req: ApiRequest, ctx: AuthContext) -> Principal:
-    key_id = req.header("X-API-Key") or ""
-    timestamp = req.header("X-API-Timestamp") or ""
-    signature = (req.header("X-API-Signature") or "").lower()
+def _authenticate_api_key(creds: Credentials, ctx: AuthContext) -> Principal:
+    key_id = creds.header("X-API-Key") or ""
+    timestamp = creds.header("X-API-Timestamp") or ""
+    signature = (creds.header("X-API-Signature") or "").lower()
     if not (key_id and timestamp and signature):
         raise unauthorized(
             "X-API-Key, X-API-Timestamp and X-API-Signature are all required", "invalid_api_key"
@@ -516,7 +505,7 @@ def _authenticate_api_key(req: ApiRequest, ctx: AuthContext) -> Principal:
     if not hmac.compare_digest(secret_fingerprint(secret), str(record.get("secret_sha256"))):
         log.error("API key %s does not match its master %s", key_id, record["master_id"])
         raise unauthorized("unknown API key", "invalid_api_key")
-    expected = sign_request(secret, timestamp, req.method, req.path, req.query_string, req.body)
+    expected = sign_request(secret, timestamp, creds.method, creds.path, creds.query, creds.body)
     if not hmac.compare_digest(expected, signature):
         raise unauthorized("signature does not match the request", "invalid_signature")
     # Remembered for longer than a timestamp stays acceptable (2 windows plus slack).
@@ -584,11 +573,12 @@ def _unverified_issuer(token: str) -> Any:
         return None
 
 
-def authenticate(req: ApiRequest, ctx: AuthContext | None = None) -> Principal:
-    """The caller of ``req`` (bearer JWT or signed API-key request), or 401."""
+def verify_credentials(creds: Credentials, ctx: AuthContext | None = None) -> Principal:
+    """The caller presenting ``creds`` (bearer JWT or signed API-key request), or 401. Any
+    transport: HTTP through ``authenticate``, the ws service from its handshake."""
     ctx = ctx if ctx is not None else default_context()
-    authorization = req.header("Authorization")
-    has_key = req.header("X-API-Key") is not None
+    authorization = creds.header("Authorization")
+    has_key = creds.header("X-API-Key") is not None
     if authorization is not None and has_key:
         raise unauthorized("send either Authorization or X-API-Key, not both", "invalid_request")
     if authorization is not None:
@@ -603,9 +593,16 @@ def authenticate(req: ApiRequest, ctx: AuthContext | None = None) -> Principal:
             assert principal.session_id is not None  # verify_access_token requires it
             ctx.sessions.check(principal.user_id, principal.session_id, principal.epoch)
     elif has_key:
-        principal = _authenticate_api_key(req, ctx)
+        principal = _authenticate_api_key(creds, ctx)
     else:
         raise unauthorized("authentication required")
+    return principal
+
+
+def authenticate(req: ApiRequest, ctx: AuthContext | None = None) -> Principal:
+    """The caller of an HTTP request (``verify_credentials`` of its credentials), or 401;
+    names the user in the request's access log."""
+    principal = verify_credentials(req.credentials(), ctx)
     req.user_id = principal.user_id
     return principal
 

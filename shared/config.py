@@ -16,6 +16,7 @@ the text of booleans and comma-separated lists into values, and lets ``msgspec.c
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import types
@@ -385,6 +386,21 @@ def _wei_from_gwei(raw: str) -> int:
     return int(wei)
 
 
+def secret_manager_payload(name: str) -> bytes:
+    """The payload of a Secret Manager secret version (``projects/P/secrets/S/versions/V``),
+    through its REST API with the runtime's default credentials (the JWT keys, the cursor
+    key, the HD wallet's mnemonic)."""
+    import google.auth
+    from google.auth.transport.requests import AuthorizedSession
+
+    credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+    session = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
+    response = session.get(f"https://secretmanager.googleapis.com/v1/{name}:access", timeout=10)
+    if response.status_code != 200:
+        raise ConfigError(f"Secret Manager answered {response.status_code} for {name}")
+    return base64.b64decode(response.json()["payload"]["data"])
+
+
 class SecretSource(_Config, frozen=True):
     """Where one wallet secret comes from: exactly one of ``{P}`` (the value, development
     only), ``{P}_FILE`` (a local file) or ``{P}_SECRET`` (a Secret Manager version name)."""
@@ -424,8 +440,6 @@ class SecretSource(_Config, frozen=True):
             except OSError as exc:
                 raise ConfigError(f"{self.name}_FILE cannot be read: {exc.strerror}") from None
         if self.secret is not None:
-            from shared.auth import secret_manager_payload
-
             return secret_manager_payload(self.secret).decode().strip()
         raise ConfigError(f"one of {self.name}, {self.name}_FILE or {self.name}_SECRET is required")
 

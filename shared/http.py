@@ -53,6 +53,7 @@ import orjson
 import redis
 
 from shared.config import ApiConfig
+from shared.credentials import Credentials, Headers
 from shared.redis_keys import rate_limit_key
 
 log = logging.getLogger("api")
@@ -236,7 +237,8 @@ class ApiRequest:
     body: bytes = b""
     """The raw body, read once (what an API-key signature covers)."""
     user_id: str | None = None
-    """Set by ``shared.auth.authenticate``, for the access log."""
+    """Set by ``shared.auth.authenticate`` (the HTTP entry to ``verify_credentials``), for the
+    access log."""
 
     @property
     def method(self) -> str:
@@ -253,6 +255,17 @@ class ApiRequest:
 
     def header(self, name: str) -> str | None:
         return self.raw.headers.get(name)
+
+    def credentials(self) -> Credentials:
+        """What this request presents to ``shared.auth`` (transport-neutral)."""
+        return Credentials(
+            method=self.method,
+            path=self.path,
+            query=self.query_string,
+            body=self.body,
+            headers=Headers(self.raw.headers.items()),
+            client_ip=self.client_ip,
+        )
 
     def query(self, name: str) -> str | None:
         return self.raw.args.get(name)

@@ -1,4 +1,4 @@
-"""Who is on a socket: the HTTP API's own checks (``shared.auth.authenticate``), reused.
+"""Who is on a socket: the HTTP API's own checks (``shared.auth.verify_credentials``), reused.
 
 Two ways, the same credentials as HTTP:
 
@@ -15,36 +15,34 @@ An API key needs the ``read`` scope. The checks are synchronous (Firestore for A
 for replays), so they run in a worker thread.
 
 Header names are case-insensitive, as in HTTP (HTTP/2 proxies send them in lower case): the
-handshake's headers reach ``authenticate`` as a list of (name, value), read through Werkzeug's
-case-insensitive headers, and nothing here looks a header up by its exact spelling.
+handshake's headers become ``shared.credentials.Headers`` (any case; a repeated name joined
+with ", " as a WSGI server joins it), and nothing here looks a header up by its exact spelling.
+The checks take transport-neutral ``Credentials``; no HTTP request is made up for them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-import flask
-from werkzeug.test import EnvironBuilder
-
-from shared.auth import AuthContext, Principal, authenticate, require_scope
-from shared.http import ApiError, ApiRequest
+from shared.auth import AuthContext, Principal, require_scope, verify_credentials
+from shared.credentials import Credentials, Headers
+from shared.http import ApiError
 from ws_service.protocol import ProtocolError
 
 WS_PATH: Final = "/v1/ws"
 
 
-Headers = Iterable[tuple[str, str]]
+HeaderPairs = Iterable[tuple[str, str]]
 """(name, value) pairs as received: any case, repeats kept."""
 
 
-def _request(path: str, query: str, headers: Headers, peer: str) -> ApiRequest:
-    environ = EnvironBuilder(
-        method="GET", path=path, query_string=query, headers=list(headers)
-    ).get_environ()
-    return ApiRequest(raw=flask.Request(environ), request_id=uuid.uuid4().hex, client_ip=peer)
+def credentials(path: str, query: str, headers: HeaderPairs, peer: str) -> Credentials:
+    """The credentials of a handshake (``GET path?query``, no body) or an ``auth`` message."""
+    return Credentials(
+        method="GET", path=path, query=query.encode(), headers=Headers(headers), client_ip=peer
+    )
 
 
 class SocketAuth:
@@ -52,10 +50,10 @@ class SocketAuth:
         self.ctx = ctx
 
     def verify(
-        self, headers: Headers, peer: str, path: str = WS_PATH, query: str = ""
+        self, headers: HeaderPairs, peer: str, path: str = WS_PATH, query: str = ""
     ) -> tuple[Principal, float | None]:
         """The principal of these credentials and when its access ends, or ``ApiError``."""
-        principal = authenticate(_request(path, query, headers, peer), self.ctx)
+        principal = verify_credentials(credentials(path, query, headers, peer), self.ctx)
         require_scope(principal, "read")
         return principal, principal.expires_at
 

@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from matcher_service.engine.engine import Engine
-from matcher_service.marketdata import MarketData, fmt, rebuild_since
+from matcher_service.marketdata import MarketData, rebuild_since
 from shared.money import format_units, parse_units
 from shared.redis_keys import KLINE_INTERVALS
 from shared.schema import (
@@ -217,16 +217,6 @@ def subscribed(client: redis.Redis, *patterns: str) -> Any:
 
 
 # ---------------------------------------------------------------- exact contents
-
-
-def test_fast_formatter_equals_format_units() -> None:
-    rng = random.Random(3)
-    values = [0, 1, -1, 10**18, -(10**18) + 1, 123_450_000, 10**40 + 7]
-    values += [rng.randint(-(10**20), 10**20) for _ in range(3000)]
-    values += [rng.randint(0, 10**5) * 10 ** rng.randint(0, 12) for _ in range(3000)]
-    for precision in range(19):
-        for v in values:
-            assert fmt(v, precision) == format_units(v, precision), (v, precision)
 
 
 def test_setup_writes_markets_assets_empty_depth_and_ticker(r: CountingRedis) -> None:

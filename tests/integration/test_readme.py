@@ -32,11 +32,10 @@ import pytest
 
 from infra.ports import free_port
 from infra.processes import REPO_ROOT, ProcId, proc_alive, process_tree
+from tests.readme_blocks import README, walkthrough_blocks
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
-README = REPO_ROOT / "README.md"
-BLOCK_RE = re.compile(r"^<!-- walkthrough -->\n```sh\n(.*?)^```$", re.S | re.M)
 CHAIN_BLOCK_RE = re.compile(r"^<!-- chain walkthrough -->\n```sh\n(.*?)^```$", re.S | re.M)
 MARKER = "@@walkthrough block {} ok@@"
 # What a developer's shell might hold that must not leak into the exchange under test.
@@ -44,10 +43,6 @@ _CONFIG_PREFIXES = (
     "PUBSUB_", "FIRESTORE_", "PG", "REDIS_", "GOOGLE_CLOUD_PROJECT", "COMMANDS_", "EVENTS_",
     "DEAD_LETTER_", "AUTH_", "API_", "JWT_", "OIDC_", "DATABASE_URL", "ETH_", "PORT",
 )  # fmt: skip
-
-
-def walkthrough_blocks() -> list[str]:
-    return BLOCK_RE.findall(README.read_text())
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -156,13 +151,6 @@ def run_walkthrough(ex: LocalExchange, blocks: list[str], **env: str) -> Walkthr
 
 def without(doc: dict[str, Any], *keys: str) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if k not in keys}
-
-
-def test_the_walkthrough_blocks_are_there() -> None:
-    blocks = walkthrough_blocks()
-    assert len(blocks) == 8
-    assert blocks[0].startswith("API=${API:-http://127.0.0.1:8080}\n")
-    assert all("$API/v1/" in b for b in blocks)
 
 
 @pytest.fixture
