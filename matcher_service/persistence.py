@@ -80,6 +80,21 @@ class _Writes:
         db.run(f"WITH {ctes} SELECT 1", **self.params)
 
 
+class _Rows(NamedTuple):
+    """One batch's rows by table (Store._rows); dicts are keyed by the row's primary key."""
+
+    oplog: list[dict[str, Any]]
+    ledger: list[dict[str, Any]]
+    balances: dict[tuple[str, str], dict[str, Any]]
+    new_orders: dict[int, dict[str, Any]]
+    updates: dict[int, dict[str, Any]]
+    trades: list[dict[str, Any]]
+    deposits: list[dict[str, Any]]
+    withdrawals: dict[str, dict[str, Any]]
+    assets: list[dict[str, Any]]
+    markets: dict[str, dict[str, Any]]
+
+
 class Store:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -116,6 +131,12 @@ class Store:
             raise
 
     def _insert(self, batch: Batch, parked: Sequence[Parked], unparked: Sequence[str]) -> None:
+        self._statements(self._rows(batch), parked, unparked).run(self.db)
+
+    @staticmethod
+    def _rows(batch: Batch) -> _Rows:
+        """The batch's rows, table by table: every command's oplog entry and the effects of its
+        events, each row keyed so that a later change in the batch replaces an earlier one."""
         oplog: list[dict[str, Any]] = []
         ledger: list[dict[str, Any]] = []
         balances: dict[tuple[str, str], dict[str, Any]] = {}
@@ -212,39 +233,47 @@ class Store:
                 elif kind is MarketChanged:
                     assert isinstance(ev, MarketChanged)
                     markets[ev.market] = {**msgspec.structs.asdict(ev), "seq": seq}
+        return _Rows(
+            oplog, ledger, balances, new_orders, updates, trades, deposits, withdrawals, assets,
+            markets,
+        )  # fmt: skip
 
+    @staticmethod
+    def _statements(rows: _Rows, parked: Sequence[Parked], unparked: Sequence[str]) -> _Writes:
+        """One statement for all of it: each table's rows inserted, upserted or applied as
+        updates, then the parked commands held back and those released."""
         writes = _Writes()
-        writes.insert("oplog", oplog)
-        writes.insert("assets", assets, "ON CONFLICT (asset) DO NOTHING")
+        writes.insert("oplog", rows.oplog)
+        writes.insert("assets", rows.assets, "ON CONFLICT (asset) DO NOTHING")
         writes.insert(
             "markets",
-            list(markets.values()),
+            list(rows.markets.values()),
             "ON CONFLICT (market) DO UPDATE SET maker_fee = EXCLUDED.maker_fee,"
             " taker_fee = EXCLUDED.taker_fee, status = EXCLUDED.status, seq = EXCLUDED.seq",
         )
-        writes.insert("ledger", ledger)
+        writes.insert("ledger", rows.ledger)
         writes.insert(
             "balances",
-            list(balances.values()),
+            list(rows.balances.values()),
             "ON CONFLICT (user_id, asset) DO UPDATE SET available = EXCLUDED.available,"
             " frozen = EXCLUDED.frozen, seq = EXCLUDED.seq",
         )
         # New orders carry their state at the end of the batch; updates touch older orders
         # only, so the two never meet in one statement.
-        writes.insert("orders", list(new_orders.values()))
+        writes.insert("orders", list(rows.new_orders.values()))
         writes.add(
-            list(updates.values()),
+            list(rows.updates.values()),
             "UPDATE orders SET status = u.status, filled = u.filled,"
             " filled_quote = u.filled_quote, fee = u.fee, frozen = u.frozen,"
             " reason = u.reason, updated_seq = u.updated_seq, updated_ts = u.updated_ts"
             " FROM json_populate_recordset(NULL::orders, CAST(:{param} AS json)) AS u"
             " WHERE orders.order_id = u.order_id",
         )
-        writes.insert("trades", trades)
-        writes.insert("deposits", deposits)
+        writes.insert("trades", rows.trades)
+        writes.insert("deposits", rows.deposits)
         writes.insert(
             "withdrawals",
-            list(withdrawals.values()),
+            list(rows.withdrawals.values()),
             "ON CONFLICT (withdrawal_id) DO UPDATE SET state = EXCLUDED.state,"
             " seq = EXCLUDED.seq, ts = EXCLUDED.ts",
         )
@@ -264,7 +293,7 @@ class Store:
             "DELETE FROM parked USING json_populate_recordset(NULL::parked, CAST(:{param} AS json))"
             " AS u WHERE parked.command_id = u.command_id",
         )
-        writes.run(self.db)
+        return writes
 
     # ------------------------------------------------------------ reads for the matcher
 

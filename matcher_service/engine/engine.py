@@ -623,21 +623,10 @@ class Engine:
                     queue.popleft()
                     continue
                 if mo.user == user:
-                    # Self-trade prevention acts only on a maker the taker could trade
-                    # with: a budget that cannot buy one step at this price stops here.
-                    # (A spent amount already ended the loop; so did a price beyond the
-                    # limit.)
-                    if budget is not None and budget * scale // price < step:
-                        stop = Reason.INSUFFICIENT_FUNDS
+                    stop = self._self_trade(mo, price, budget, stp, ev)
+                    if stop is not None:
                         break
-                    if stp == "cancel_taker":
-                        stop = Reason.SELF_TRADE
-                        break
-                    self._close(mo, Reason.SELF_TRADE, ev)
                     queue = level.orders  # closing may have compacted the queue
-                    if stp == "cancel_both":
-                        stop = Reason.SELF_TRADE
-                        break
                     if not level.count:
                         break
                     continue
@@ -747,12 +736,44 @@ class Engine:
                     side_pop(0)
             elif remaining:
                 break  # budget or the loop above stopped inside this level
-        if stop is None and budget == 0 and remaining and (side or taker.amount == UNBOUNDED):
+        self.next_trade_id = tid
+        return self._finish_taker(taker, remaining, t_filled_quote, t_fee, budget, stop, bool(side))
+
+    def _self_trade(
+        self, mo: Order, price: int, budget: int | None, stp: str, ev: Events
+    ) -> str | None:
+        """The taker met ``mo``, a maker of its own user, at ``price``: closes the maker unless
+        the policy keeps it. Returns why the taker stops, or None to go on matching."""
+        # Self-trade prevention acts only on a maker the taker could trade with: a budget
+        # that cannot buy one step at this price stops here. (A spent amount already ended
+        # the loop; so did a price beyond the limit.)
+        m = mo.market
+        if budget is not None and budget * m.base_scale // price < m.step:
+            return Reason.INSUFFICIENT_FUNDS
+        if stp == "cancel_taker":
+            return Reason.SELF_TRADE
+        self._close(mo, Reason.SELF_TRADE, ev)
+        if stp == "cancel_both":
+            return Reason.SELF_TRADE
+        return None
+
+    @staticmethod
+    def _finish_taker(
+        taker: Order,
+        remaining: int,
+        filled_quote: int,
+        fee: int,
+        budget: int | None,
+        stop: str | None,
+        saw_more: bool,
+    ) -> str | None:
+        """Records what matching did to ``taker`` and returns why it stopped early (None if it
+        ran out of amount or prices). ``saw_more``: the opposite side still has orders."""
+        if stop is None and budget == 0 and remaining and (saw_more or taker.amount == UNBOUNDED):
             # Spent to the last unit: a buy by quote is done; a buy by amount that still
             # saw asks ran out of money (one that emptied the book ran out of liquidity).
             stop = Reason.INSUFFICIENT_FUNDS
-        self.next_trade_id = tid
         taker.remaining = remaining
-        taker.filled_quote = t_filled_quote
-        taker.fee = t_fee
+        taker.filled_quote = filled_quote
+        taker.fee = fee
         return stop
