@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+from msgspec.structs import asdict
 
 from matcher_service.engine.snapshot import snapshot, state_hash
 from matcher_service.persistence import Store
