@@ -36,7 +36,7 @@ from infra.token import (
     token_contract,
     transfer,
 )
-from shared.wallet.keys import new_mnemonic
+from wallet.keys import new_mnemonic
 
 DEV_MNEMONIC: Final = "test test test test test test test test test test test junk"
 SETUP_KEY: Final = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"

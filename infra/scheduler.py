@@ -18,7 +18,7 @@ from types import FrameType
 from typing import Any
 
 from shared import logs
-from shared.wallet.jobs import run_job, send_once, sweep_once, watch_once
+from wallet.jobs import run_job, send_once, sweep_once, watch_once
 
 log = logging.getLogger("scheduler")
 

@@ -4,8 +4,12 @@
 
 A function's upload is what Cloud Functions builds on its own: ``functions/<name>/`` (its
 ``main.py`` with the entry point ``<name>``, its other modules and its ``requirements.txt``),
-plus the project's ``shared/`` package beside ``main.py``, so that ``from shared import ...``
-works when the runtime imports ``main.py`` from the folder alone.
+plus, beside ``main.py``, each of the project's packages the function imports (``shared/``,
+``wallet/``), followed through their own imports, so that ``from shared import ...`` works when
+the runtime imports ``main.py`` from the folder alone, and a function carries no package it does
+not load (the HTTP functions no wallet, the wallet's jobs no HTTP layer). Only the packages in
+``LIBRARIES`` can be shipped: a function that imports another of the repository's packages
+(``infra``, ``matcher_service``, ...) is an error.
 
 The requirements are the function's own ``functions/<name>/requirements.txt`` (pinned, the same
 pins as the root ``requirements.txt``), not the root file: a function installs only what it
@@ -32,6 +36,7 @@ Standard library only: Cloud Build runs it in a bare Python image.
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import io
 import json
@@ -53,6 +58,9 @@ _ZIP_DATE: Final = (1980, 1, 1, 0, 0, 0)
 _SKIP_DIRS: Final = frozenset({"__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"})
 _SKIP_SUFFIXES: Final = (".pyc", ".pyo")
 _NAME_RE: Final = re.compile(r"[a-z][a-z0-9_]{0,30}")
+LIBRARIES: Final = ("shared", "wallet")
+"""The project's packages a function may import; each is shipped whole to the functions that
+import it (directly or through another of them)."""
 
 
 class StageError(RuntimeError):
@@ -101,13 +109,49 @@ def _contents(name: str, repo: Path) -> dict[str, Path]:
     entries: dict[str, Path] = {}
     for path in _files(source):
         entries[path.relative_to(source).as_posix()] = path
-    shared = repo / "shared"
-    for path in _files(shared):
-        arcname = "shared/" + path.relative_to(shared).as_posix()
-        if arcname in entries:
-            raise StageError(f"functions/{name}/{arcname} would shadow the project's {arcname}")
-        entries[arcname] = path
+    for package in packages_of(name, repo):
+        for path in _files(repo / package):
+            arcname = f"{package}/" + path.relative_to(repo / package).as_posix()
+            if arcname in entries:
+                raise StageError(f"functions/{name}/{arcname} would shadow the project's {arcname}")
+            entries[arcname] = path
     return dict(sorted(entries.items()))
+
+
+def _imported(root: Path) -> set[str]:
+    """The top-level names every ``.py`` file under ``root`` imports (absolute imports, at any
+    depth of the code: a lazy import inside a function counts)."""
+    names: set[str] = set()
+    for path in _files(root):
+        if path.suffix != ".py":
+            continue
+        for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return names
+
+
+def packages_of(name: str, repo: Path = REPO_ROOT) -> list[str]:
+    """The project's packages function ``name`` imports, directly or through one another,
+    sorted. Importing one of the repository's packages that is not a library is an error."""
+    source = repo / "functions" / name
+    own = {p.stem for p in source.glob("*.py")} | {p.name for p in source.iterdir() if p.is_dir()}
+    project = {p.parent.name for p in repo.glob("*/__init__.py")}
+    found: set[str] = set()
+    todo = [source]
+    while todo:
+        for imported in _imported(todo.pop()) - own - found:
+            if imported in LIBRARIES:
+                found.add(imported)
+                todo.append(repo / imported)
+            elif imported in project:
+                raise StageError(
+                    f"functions/{name} imports {imported}, which is not shipped to functions "
+                    f"(they get {', '.join(LIBRARIES)})"
+                )
+    return sorted(found)
 
 
 def _zip_bytes(entries: dict[str, Path]) -> bytes:

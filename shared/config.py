@@ -474,7 +474,7 @@ class CursorConfig(_Config, frozen=True):
 
 
 class WalletConfig(_Config, frozen=True, kw_only=True):
-    """The Ethereum wallet's jobs and routes (shared/wallet, docs/wallet.md)."""
+    """The Ethereum wallet's jobs and routes (wallet/, docs/wallet.md)."""
 
     rpc_url: Annotated[str, env("ETH_RPC_URL")] = "http://127.0.0.1:8545"
     chain_id: Annotated[int, env("CHAIN_ID", gt=0)] = 31337

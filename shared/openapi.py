@@ -87,7 +87,7 @@ CHAIN_RULES: Final[dict[str, JSON]] = {
     "withdrawal_daily_limit": {**DEC, "description": "per user, rolling 24 h; none if absent"},
     "sweep_threshold": {**DEC, "description": "a deposit address holding this much is swept"},
 }
-"""The wallet's rules of an asset (shared.wallet.assets), in the asset's precision."""
+"""The wallet's rules of an asset (wallet.assets), in the asset's precision."""
 WITHDRAWAL_STATES: Final = [
     "requested", "rejected", "signed", "broadcast", "confirmed", "failed", "refunded",
 ]  # fmt: skip

@@ -18,7 +18,7 @@ after them), the credited user for deposits. Each answers with the result, or 20
 An asset's chain details (``native`` or ``erc20`` with its contract and token decimals) are not
 the engine's business: they are kept in Firestore (``assets/{asset}``) and in Redis
 (``HSET md:asset_chains {asset} {"kind", "contract", "decimals", ...}``), where ``GET /v1/assets``
-reads them. The wallet's rules for the asset (shared.wallet.assets) go with them when given:
+reads them. The wallet's rules for the asset (wallet.assets) go with them when given:
 ``confirmations`` (1 to 10000) and the decimal strings ``min_deposit``, ``withdrawal_fee``,
 ``min_withdrawal``, ``withdrawal_daily_limit``, ``sweep_threshold`` (within the asset's
 precision; kept as given). ``PATCH /v1/admin/assets/{asset}/chain`` changes them (null removes
@@ -74,7 +74,7 @@ from shared.schema import (
     Reason,
     UpdateMarket,
 )
-from shared.wallet.assets import RULE_FIELDS
+from wallet.assets import RULE_FIELDS
 
 logs.setup()
 log = logging.getLogger("api.admin")
@@ -123,7 +123,7 @@ class NewChain(Body):
         ]
         | None
     ) = None
-    # The wallet's rules (shared.wallet.assets): kept only when given.
+    # The wallet's rules (wallet.assets): kept only when given.
     confirmations: Confirmations | None = None
     min_deposit: MinDeposit | None = None
     withdrawal_fee: WithdrawalFee | None = None

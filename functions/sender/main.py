@@ -1,6 +1,6 @@
 """The withdrawal sender, run by Cloud Scheduler (OIDC; the function is not public).
 
-One call is one run (shared/wallet/sender.py): sign held withdrawals from the hot wallet
+One call is one run (wallet/sender.py): sign held withdrawals from the hot wallet
 (stored before broadcast), broadcast, follow to confirmations, settle or refund. Answers the
 run's report as JSON; a crash at any point and a retry never send a second transaction.
 """
@@ -13,7 +13,7 @@ import flask
 
 from shared import logs
 from shared.http import error_response, json_response
-from shared.wallet.jobs import run_job, send_once
+from wallet.jobs import run_job, send_once
 
 logs.setup()
 log = logging.getLogger("wallet.sender")

@@ -1,6 +1,6 @@
 """The sweep, run by Cloud Scheduler (OIDC; the function is not public).
 
-One call is one run (shared/wallet/sweep.py): deposit addresses' ETH and tokens to the hot
+One call is one run (wallet/sweep.py): deposit addresses' ETH and tokens to the hot
 wallet, gas top-ups for token sweeps. Answers the run's report as JSON.
 """
 
@@ -12,7 +12,7 @@ import flask
 
 from shared import logs
 from shared.http import error_response, json_response
-from shared.wallet.jobs import run_job, sweep_once
+from wallet.jobs import run_job, sweep_once
 
 logs.setup()
 log = logging.getLogger("wallet.sweep")

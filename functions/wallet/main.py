@@ -12,7 +12,7 @@ also needs a fresh proof (``auth_time`` within ``FRESH_AUTH_MAX_AGE_S``: login o
 scope is its own proof (making it needed one, and its secret signs each request).
 
 Deposit addresses: one per user and chain (ETH and its tokens share it), BIP-44 index from the
-Postgres sequence ``deposit_address_index``, kept in Firestore (shared.wallet.addresses). The HD
+Postgres sequence ``deposit_address_index``, kept in Firestore (wallet.addresses). The HD
 wallet comes from ``WALLET_MNEMONIC`` / ``_FILE`` / ``_SECRET`` (shared.config.WalletConfig),
 read once per instance; neither it nor any key is ever logged or answered.
 
@@ -30,7 +30,7 @@ asset's daily limit (422 ``daily_limit_exceeded``), and the ``withdrawal_request
 inserted (``requested``). The ``RequestWithdrawal`` command goes to the matcher with the user as
 ordering key; its refusal (422 ``insufficient_funds``, ...) marks the row ``rejected``; no
 verdict within ``API_REPLY_WAIT_S`` answers 202. A publish that fails (503) marks the row
-rejected (``not_queued``): nothing was held. The withdrawal sender (shared.wallet.sender)
+rejected (``not_queued``): nothing was held. The withdrawal sender (wallet.sender)
 moves it on.
 
 ``Idempotency-Key``: a retry with the same key and request answers with the first request's
@@ -83,9 +83,9 @@ from shared.openapi import ASSET_PATTERN, CURSOR, IDEMPOTENCY, LIMIT, STR, ok, p
 from shared.params import QueryParams
 from shared.redis_keys import ASSET_CHAINS_KEY, ASSETS_KEY
 from shared.schema import Reason, RequestWithdrawal
-from shared.wallet.addresses import allocate, next_index_from
-from shared.wallet.assets import AssetChain
-from shared.wallet.keys import HdWallet
+from wallet.addresses import allocate, next_index_from
+from wallet.assets import AssetChain
+from wallet.keys import HdWallet
 
 logs.setup()
 log = logging.getLogger("api.wallet")

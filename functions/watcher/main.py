@@ -1,6 +1,6 @@
 """The deposit watcher, run by Cloud Scheduler (OIDC; the function is not public).
 
-One call is one run (shared/wallet/watcher.py): scan new blocks, follow reorganisations,
+One call is one run (wallet/watcher.py): scan new blocks, follow reorganisations,
 credit confirmed deposits. Answers the run's report as JSON; overlapping calls are safe.
 """
 
@@ -12,7 +12,7 @@ import flask
 
 from shared import logs
 from shared.http import error_response, json_response
-from shared.wallet.jobs import run_job, watch_once
+from wallet.jobs import run_job, watch_once
 
 logs.setup()
 log = logging.getLogger("wallet.watcher")

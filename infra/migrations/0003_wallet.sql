@@ -1,4 +1,4 @@
--- The wallet's own tables (shared/wallet, docs/wallet.md). The matcher never reads them; the
+-- The wallet's own tables (wallet/, docs/wallet.md). The matcher never reads them; the
 -- wallet jobs never write the matcher's tables: money moves only through commands.
 
 -- Deposit addresses are derived at m/44'/60'/0'/0/{index}; the sequence makes an index unique

@@ -1,10 +1,10 @@
 """infra/stage_functions.py: one folder and one deterministic, content-named zip per function
-(its folder, shared/ and its requirements.txt), and a manifest Terraform reads. The staged
-functions are imported the way Cloud Functions imports them: functions-framework's
-``create_app(target=NAME, source="main.py")`` in a clean virtualenv made from that function's
-own requirements.txt alone, with the staged folder as the working directory and nothing of
-the repository on the path: a function that imports what its requirements do not bring in
-fails here, not at its first cold start."""
+(its folder, the project's packages it imports and its requirements.txt), and a manifest
+Terraform reads. The staged functions are imported the way Cloud Functions imports them:
+functions-framework's ``create_app(target=NAME, source="main.py")`` in a clean virtualenv made
+from that function's own requirements.txt alone, with the staged folder as the working
+directory and nothing of the repository on the path: a function that imports what its
+requirements do not bring in fails here, not at its first cold start."""
 
 from __future__ import annotations
 
@@ -118,14 +118,24 @@ def test_staging_is_deterministic(staged: Path, tmp_path: Path) -> None:
 
 def fake_repo(root: Path) -> Path:
     (root / "functions" / "alpha").mkdir(parents=True)
-    (root / "functions" / "alpha" / "main.py").write_text("def alpha(request):\n    return 'a'\n")
+    (root / "functions" / "alpha" / "main.py").write_text(
+        "from shared import util\n\ndef alpha(request):\n    return 'a'\n"
+    )
     (root / "functions" / "alpha" / "requirements.txt").write_text("flask==3.1.3\n")
     (root / "functions" / "beta").mkdir()
-    (root / "functions" / "beta" / "main.py").write_text("def beta(request):\n    return 'b'\n")
+    (root / "functions" / "beta" / "main.py").write_text(
+        "import shared\n\ndef beta(request):\n    return 'b'\n"
+    )
     (root / "functions" / "beta" / "requirements.txt").write_text("flask==3.1.3\n")
     (root / "functions" / "not_a_function").mkdir()
     (root / "shared").mkdir()
     (root / "shared" / "__init__.py").write_text("")
+    (root / "shared" / "util.py").write_text("from wallet import keys\n")
+    (root / "wallet").mkdir()
+    (root / "wallet" / "__init__.py").write_text("")
+    (root / "wallet" / "keys.py").write_text("")
+    (root / "infra").mkdir()
+    (root / "infra" / "__init__.py").write_text("")
     (root / "shared" / "__pycache__").mkdir()
     (root / "shared" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"\0")
     return root
@@ -136,16 +146,39 @@ def test_a_change_gets_a_new_object_name_and_only_there(tmp_path: Path) -> None:
     out = tmp_path / "out"
     first = {s.name: s for s in sf.stage(out, repo=repo)}
     assert sorted(first) == ["alpha", "beta"], "folders without main.py are not functions"
-    (repo / "functions" / "alpha" / "main.py").write_text("def alpha(request):\n    return 'A'\n")
+    (repo / "functions" / "alpha" / "main.py").write_text(
+        "import shared\n\ndef alpha(r):\n    pass\n"
+    )
     second = {s.name: s for s in sf.stage(out, repo=repo)}
     assert second["alpha"].object_name != first["alpha"].object_name
     assert second["beta"].object_name == first["beta"].object_name
     assert sorted(p.name for p in out.glob("alpha-*.zip")) == [second["alpha"].zip_path.name]
     (repo / "shared" / "util.py").write_text("X = 1\n")
     third = {s.name: s for s in sf.stage(out, repo=repo)}
-    assert third["beta"].object_name != second["beta"].object_name, "shared/ is in every zip"
+    assert third["beta"].object_name != second["beta"].object_name, "shared/ is in both zips"
     assert "shared/util.py" in third["alpha"].files
     assert not any("__pycache__" in f for f in third["alpha"].files)
+
+
+def test_a_function_gets_only_the_packages_it_imports(tmp_path: Path) -> None:
+    repo = fake_repo(tmp_path / "repo")
+    assert sf.packages_of("alpha", repo) == ["shared", "wallet"], "through shared/util.py"
+    (repo / "shared" / "util.py").write_text("X = 1\n")
+    assert sf.packages_of("alpha", repo) == ["shared"]
+    staged = {s.name: s for s in sf.stage(tmp_path / "out", repo=repo)}
+    assert not any(f.startswith("wallet/") for f in staged["beta"].files)
+    (repo / "functions" / "beta" / "main.py").write_text("from infra import x\n")
+    with pytest.raises(sf.StageError, match="imports infra"):
+        sf.stage(tmp_path / "out", repo=repo)
+
+
+def test_the_functions_packages() -> None:
+    for name in function_folders():
+        packages = sf.packages_of(name)
+        assert "shared" in packages, name
+        assert ("wallet" in packages) == (
+            name in {"wallet", "watcher", "sweep", "sender", "admin"}
+        ), name
 
 
 def test_a_function_without_requirements_is_refused(tmp_path: Path) -> None:

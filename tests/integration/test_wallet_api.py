@@ -23,7 +23,6 @@ from infra.gateway import ROUTES, create_app
 from shared.auth import sign_request
 from shared.config import MatcherConfig
 from shared.pubsub import CommandPublisher
-from shared.wallet.keys import HdWallet
 from tests.integration.function_env import point_functions_at, reset_functions
 from tests.integration.matcher_helpers import running, wait_for
 from tests.integration.test_orders_admin import (
@@ -39,6 +38,7 @@ from tests.integration.test_orders_admin import (
     list_market,
     user,
 )
+from wallet.keys import HdWallet
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

@@ -41,15 +41,15 @@ from shared.config import MatcherConfig, PostgresConfig, SecretSource, WalletCon
 from shared.db import Database, connect
 from shared.pubsub import CommandPublisher
 from shared.schema import RequestWithdrawal
-from shared.wallet import addresses
-from shared.wallet.assets import load_asset_chains
-from shared.wallet.audit import audit_asset
-from shared.wallet.chain import connect as chain_connect
-from shared.wallet.chain import token_balance
-from shared.wallet.jobs import Runtime, send_once, sweep_once, watch_once
-from shared.wallet.keys import HdWallet, new_mnemonic
-from shared.wallet.sender import Steps, run_sender
 from tests.integration.matcher_helpers import market_setup, publish, running, wait_for
+from wallet import addresses
+from wallet.assets import load_asset_chains
+from wallet.audit import audit_asset
+from wallet.chain import connect as chain_connect
+from wallet.chain import token_balance
+from wallet.jobs import Runtime, send_once, sweep_once, watch_once
+from wallet.keys import HdWallet, new_mnemonic
+from wallet.sender import Steps, run_sender
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -591,7 +591,7 @@ def test_a_sender_killed_mid_broadcast_sends_one_transaction(
         "DEPOSIT_CONFIRMATIONS": str(N),
     }  # fmt: skip
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from shared.wallet.jobs import send_once; send_once()"],
+        [sys.executable, "-c", "from wallet.jobs import send_once; send_once()"],
         env=env, cwd=REPO_ROOT,
     )  # fmt: skip
     try:

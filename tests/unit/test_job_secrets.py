@@ -17,7 +17,7 @@ from functions_framework import create_app
 from infra import scheduler
 from infra.ports import free_port
 from shared import logs
-from shared.wallet import jobs
+from wallet import jobs
 
 FAKE_KEY = "fake0provider0key0c0ffee0123456789abcdef"
 """What a provider puts in the path: https://mainnet.example/v3/<key>."""

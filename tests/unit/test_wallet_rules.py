@@ -8,9 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.config import ConfigError, SecretSource, WalletConfig
-from shared.wallet.assets import AssetChain
-from shared.wallet.chain import Fees, topic_address, transfer_data
-from shared.wallet.keys import HdWallet, new_mnemonic
+from wallet.assets import AssetChain
+from wallet.chain import Fees, topic_address, transfer_data
+from wallet.keys import HdWallet, new_mnemonic
 
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
 

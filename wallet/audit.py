@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from web3 import Web3
 
 from shared.db import Database
-from shared.wallet.assets import AssetChain
-from shared.wallet.chain import token_balance
+from wallet.assets import AssetChain
+from wallet.chain import token_balance
 
 
 @dataclass(frozen=True, slots=True)

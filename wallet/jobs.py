@@ -29,12 +29,12 @@ from shared.db import Database, connect
 from shared.pubsub import CommandPublisher
 from shared.redis_keys import command_key
 from shared.schema import AnyCommand
-from shared.wallet import addresses, chain
-from shared.wallet.assets import AssetChain, load_asset_chains, restore_asset_chains
-from shared.wallet.keys import HdWallet, single_key
-from shared.wallet.sender import run_sender
-from shared.wallet.sweep import run_sweep
-from shared.wallet.watcher import run_watcher
+from wallet import addresses, chain
+from wallet.assets import AssetChain, load_asset_chains, restore_asset_chains
+from wallet.keys import HdWallet, single_key
+from wallet.sender import run_sender
+from wallet.sweep import run_sweep
+from wallet.watcher import run_watcher
 
 T = TypeVar("T")
 log = logging.getLogger("wallet.jobs")

@@ -31,8 +31,8 @@ from web3 import Web3
 from shared.config import WalletConfig
 from shared.db import Database
 from shared.schema import RefundWithdrawal, SettleWithdrawal
-from shared.wallet.assets import AssetChain
-from shared.wallet.chain import (
+from wallet.assets import AssetChain
+from wallet.chain import (
     ETH_TRANSFER_GAS,
     SENDER_LOCK,
     TOKEN_TRANSFER_GAS,

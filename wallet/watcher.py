@@ -35,9 +35,9 @@ from web3.exceptions import BlockNotFound
 from shared.config import WalletConfig
 from shared.db import Database
 from shared.schema import Deposit
-from shared.wallet.addresses import Owner
-from shared.wallet.assets import AssetChain
-from shared.wallet.chain import TRANSFER_TOPIC, WATCHER_LOCK, hexstr, job_lock, topic_address
+from wallet.addresses import Owner
+from wallet.assets import AssetChain
+from wallet.chain import TRANSFER_TOPIC, WATCHER_LOCK, hexstr, job_lock, topic_address
 
 log = logging.getLogger("wallet.watcher")
 

@@ -14,7 +14,7 @@ address that has a credited deposit:
   fee, and the address ends at zero wei.
 
 Every transaction is signed and stored (``wallet_txs``) before it is broadcast, with per-address
-nonces (``shared.wallet.chain``). Runs are serialised by an advisory lock.
+nonces (``wallet.chain``). Runs are serialised by an advisory lock.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from web3 import Web3
 
 from shared.config import WalletConfig
 from shared.db import Database
-from shared.wallet.addresses import Owner
-from shared.wallet.assets import AssetChain
-from shared.wallet.chain import (
+from wallet.addresses import Owner
+from wallet.assets import AssetChain
+from wallet.chain import (
     ETH_TRANSFER_GAS,
     SWEEP_LOCK,
     TOKEN_TRANSFER_GAS,
@@ -45,7 +45,7 @@ from shared.wallet.chain import (
     token_balance,
     transfer_data,
 )
-from shared.wallet.keys import HdWallet
+from wallet.keys import HdWallet
 
 log = logging.getLogger("wallet.sweep")
 

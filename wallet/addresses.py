@@ -18,7 +18,7 @@ from typing import Any, Final
 from google.api_core.exceptions import AlreadyExists
 
 from shared.db import Database
-from shared.wallet.keys import HdWallet
+from wallet.keys import HdWallet
 
 ADDRESSES: Final = "deposit_addresses"
 OWNERS: Final = "deposit_address_owners"
