@@ -54,10 +54,10 @@ import orjson
 from google.cloud import firestore
 
 from functions.admin.bootstrap import make_admin
-from infra.migrate import migrate
 from infra.ports import free_port
 from infra.processes import REPO_ROOT, Child, http_status, wait_until
 from infra.services import Stack, StackConfig
+from migrations.migrate import migrate
 from shared.auth import new_secrets_document
 from shared.config import PostgresConfig, PubSubConfig
 from shared.db import connect

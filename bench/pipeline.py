@@ -57,13 +57,13 @@ from bench.streams import (
     mixed_stream,
     place_stream,
 )
-from infra.migrate import migrate
 from infra.services import Stack, StackConfig
 from matcher_service.engine import Engine
 from matcher_service.engine.snapshot import snapshot, state_hash
 from matcher_service.marketdata import MarketData
 from matcher_service.persistence import Store
 from matcher_service.service import Matcher
+from migrations.migrate import migrate
 from shared.config import MatcherConfig, PostgresConfig, PubSubConfig
 from shared.db import Database, connect
 from shared.pubsub import ensure_topics

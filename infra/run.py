@@ -73,11 +73,11 @@ from google.cloud import firestore
 from functions.admin.bootstrap import make_admin
 from infra.devchain import CONFIRMATIONS, LocalWallet, asset_chains, ensure_chain, wallet_keys
 from infra.gateway import write_dev_cursor_key, write_dev_keys
-from infra.migrate import migrate
 from infra.ports import free_port, port_in_use
 from infra.processes import NO_PROXY, REPO_ROOT, Child, LaunchError, http_status, tail, wait_until
 from infra.services import Stack, StackConfig
 from infra.tools import ALL_SERVICES
+from migrations.migrate import migrate
 from shared import outbox
 from shared.config import PostgresConfig, PubSubConfig
 from shared.db import connect

@@ -5,7 +5,7 @@ the OpenAPI document made from them (``GET /v1/openapi.json``, functions/docs/op
 where to read them.
 
 Read-only: it never talks to the matcher, only to what the matcher wrote (docs/marketdata.md
-for the Redis keys, infra/migrations for the tables).
+for the Redis keys, migrations/ for the tables).
 
 Public market data (anyone; ``Cache-Control: public`` with a short ``max-age``) and the
 caller's own history (a token, or an API key with the ``read`` scope; only the caller's own

@@ -125,7 +125,7 @@ def test_the_migration_job_image_carries_the_migrations() -> None:
         for word, args in instructions(REPO / "matcher_service" / "Dockerfile")
         if word == "COPY"
     )
-    for needed in ("infra/migrate.py", "infra/migrations/", "infra/__init__.py", "shared/"):
+    for needed in ("migrations/", "shared/"):
         assert needed in copied, needed
     assert ignored(".venv/bin/python", dockerignore())
     assert ignored(".state/x", dockerignore())

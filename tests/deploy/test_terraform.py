@@ -254,7 +254,7 @@ def test_ws_service_scales_out_with_affinity_and_long_requests() -> None:
 
 def test_migrations_run_as_a_job_in_the_vpc() -> None:
     job = call("migrate")
-    assert job["command"] == ["python", "-m", "infra.migrate"]
+    assert job["command"] == ["python", "-m", "migrations.migrate"]
     assert job["image"] == '${local.images["matcher"]}'
     assert "migrate" in env_local("postgres_users")
     body = resources(module("run_job"), "google_cloud_run_v2_job")["this"]

@@ -13,8 +13,8 @@ import redis
 from google.cloud import firestore
 from msgspec.structs import replace
 
-from infra.migrate import migrate
 from infra.services import Stack, StackConfig
+from migrations.migrate import migrate
 from shared.config import MatcherConfig, PostgresConfig, PubSubConfig
 from shared.db import connect
 from shared.pubsub import ensure_topics

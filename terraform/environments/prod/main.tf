@@ -281,8 +281,8 @@ module "migrate" {
   region              = var.region
   name                = "${local.prefix}-migrate"
   labels              = local.labels
-  image               = local.images["matcher"] # carries infra/migrate.py and infra/migrations
-  command             = ["python", "-m", "infra.migrate"]
+  image               = local.images["matcher"] # carries migrations/
+  command             = ["python", "-m", "migrations.migrate"]
   service_account     = local.emails["migrate"]
   network             = module.network.network_id
   subnetwork          = module.network.subnet_id

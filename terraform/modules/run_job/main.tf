@@ -1,5 +1,5 @@
-# A Cloud Run job: the database migrations (`python -m infra.migrate`, in the matcher's image,
-# which carries infra/migrate.py and infra/migrations/). Cloud Build runs it after each
+# A Cloud Run job: the database migrations (`python -m migrations.migrate`, in the matcher's
+# image, which carries migrations/). Cloud Build runs it after each
 # `terraform apply` (`gcloud run jobs execute NAME --wait`): it runs inside the VPC (direct VPC
 # egress) where Cloud SQL's private address is, which Cloud Build's own workers cannot reach.
 

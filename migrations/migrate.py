@@ -1,6 +1,6 @@
-"""Apply the SQL files in infra/migrations in order, each once, each in one transaction.
+"""Apply the SQL files in migrations/ in order, each once, each in one transaction.
 
-Usage: ``python -m infra.migrate`` (connection from PG* variables, see shared/config.py).
+Usage: ``python -m migrations.migrate`` (connection from PG* variables, see shared/config.py).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 from shared.config import PostgresConfig
 from shared.db import Database, connect
 
-MIGRATIONS = Path(__file__).with_name("migrations")
+MIGRATIONS = Path(__file__).parent
 log = logging.getLogger("migrate")
 
 
