@@ -53,12 +53,12 @@ from typing import Any, Final
 import orjson
 from google.cloud import firestore
 
+from api.auth import new_secrets_document
 from functions.admin.bootstrap import make_admin
 from infra.ports import free_port
 from infra.processes import REPO_ROOT, Child, http_status, wait_until
 from infra.services import Stack, StackConfig
 from migrations.migrate import migrate
-from shared.auth import new_secrets_document
 from shared.config import PostgresConfig, PubSubConfig
 from shared.db import connect
 from shared.pubsub import ensure_topics

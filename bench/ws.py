@@ -67,13 +67,13 @@ from typing import Any, Final
 import orjson
 import redis
 
+from api.auth import new_secrets_document
 from infra.ports import free_port
 from infra.processes import REPO_ROOT, Child, http_status, wait_until
 from infra.services import Stack, StackConfig
 from matcher_service.engine import Engine
 from matcher_service.marketdata import MarketData
 from migrations.migrate import migrate
-from shared.auth import new_secrets_document
 from shared.config import PostgresConfig, PubSubConfig
 from shared.db import connect
 from shared.pubsub import CommandPublisher, ensure_topics

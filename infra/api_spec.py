@@ -5,9 +5,9 @@ route tables of the local gateway and the cloud's load balancer.
     python -m infra.api_spec --check    # exit 1 when one differs from what the routes make
 
 Every HTTP function (``functions/<name>/main.py``, its ``api``) declares its routes with
-their documentation (``shared.http.Api.route``). From them:
+their documentation (``api.http.Api.route``). From them:
 
-- ``functions/docs/openapi.json``: the OpenAPI document (``shared.openapi.build``), served by
+- ``functions/docs/openapi.json``: the OpenAPI document (``api.openapi.build``), served by
   the docs function at ``GET /v1/openapi.json`` (the deployed docs function has only its own
   folder and shared/, so it serves the file rather than importing the other functions);
 - ``terraform/environments/prod/routes.json``: the load balancer's route table, which
@@ -34,8 +34,8 @@ from typing import Any, Final
 
 import orjson
 
-from shared.http import Api
-from shared.openapi import JSON, build
+from api.http import Api
+from api.openapi import JSON, build
 
 REPO: Final = Path(__file__).resolve().parents[1]
 FUNCTIONS: Final = REPO / "functions"

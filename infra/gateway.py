@@ -44,11 +44,11 @@ import orjson
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import run_simple
 
+from api.auth import new_secrets_document
+from api.http import REQUEST_ID_HEADER, add_security_headers, error_response, request_id_of
 from infra import api_spec
 from infra.processes import REPO_ROOT
 from shared import logs
-from shared.auth import new_secrets_document
-from shared.http import REQUEST_ID_HEADER, add_security_headers, error_response, request_id_of
 
 log = logging.getLogger("gateway")
 
@@ -157,7 +157,7 @@ def write_dev_keys(path: Path) -> Path:
 
 
 def write_dev_cursor_key(path: Path) -> Path:
-    """Make a development cursor key (shared.cursors) at ``path`` unless one is there."""
+    """Make a development cursor key (api.cursors) at ``path`` unless one is there."""
     return _write_once(path, lambda: secrets.token_urlsafe(32).encode(), "a development cursor key")
 
 

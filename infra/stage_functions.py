@@ -5,11 +5,11 @@
 A function's upload is what Cloud Functions builds on its own: ``functions/<name>/`` (its
 ``main.py`` with the entry point ``<name>``, its other modules and its ``requirements.txt``),
 plus, beside ``main.py``, each of the project's packages the function imports (``shared/``,
-``wallet/``), followed through their own imports, so that ``from shared import ...`` works when
-the runtime imports ``main.py`` from the folder alone, and a function carries no package it does
-not load (the HTTP functions no wallet, the wallet's jobs no HTTP layer). Only the packages in
-``LIBRARIES`` can be shipped: a function that imports another of the repository's packages
-(``infra``, ``matcher_service``, ...) is an error.
+``api/``, ``wallet/``), followed through their own imports, so that ``from shared import ...``
+works when the runtime imports ``main.py`` from the folder alone, and a function carries no
+package it does not load (the HTTP functions no wallet). Only the packages in ``LIBRARIES`` can
+be shipped: a function that imports another of the repository's packages (``infra``,
+``matcher_service``, ...) is an error.
 
 The requirements are the function's own ``functions/<name>/requirements.txt`` (pinned, the same
 pins as the root ``requirements.txt``), not the root file: a function installs only what it
@@ -58,7 +58,7 @@ _ZIP_DATE: Final = (1980, 1, 1, 0, 0, 0)
 _SKIP_DIRS: Final = frozenset({"__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"})
 _SKIP_SUFFIXES: Final = (".pyc", ".pyo")
 _NAME_RE: Final = re.compile(r"[a-z][a-z0-9_]{0,30}")
-LIBRARIES: Final = ("shared", "wallet")
+LIBRARIES: Final = ("api", "shared", "wallet")
 """The project's packages a function may import; each is shipped whole to the functions that
 import it (directly or through another of them)."""
 

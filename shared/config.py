@@ -315,7 +315,7 @@ class ApiConfig(_Config, frozen=True, kw_only=True):
 
     The secrets (JWT signing keys, the API-key master secret) come from exactly one of
     ``AUTH_KEYS_SECRET`` (a Secret Manager version name, in the cloud), ``AUTH_KEYS_FILE`` or
-    ``AUTH_KEYS_JSON`` (development); the document's format is in ``shared.auth``.
+    ``AUTH_KEYS_JSON`` (development); the document's format is in ``api.auth``.
     """
 
     project: Annotated[str, env("GOOGLE_CLOUD_PROJECT")] = "local-exchange"
@@ -325,7 +325,7 @@ class ApiConfig(_Config, frozen=True, kw_only=True):
     max_body_bytes: Annotated[int, env("API_MAX_BODY_BYTES", gt=0)] = 64 * 1024
     trusted_proxy_hops: Annotated[int, env("API_TRUSTED_PROXY_HOPS", ge=0, le=5)] = 0
     """X-Forwarded-For entries, from the right, that the deployment's own proxies append (0
-    locally: the TCP peer; 2 behind the cloud's load balancer). shared.http.client_ip."""
+    locally: the TCP peer; 2 behind the cloud's load balancer). api.http.client_ip."""
     keys_secret: Annotated[str | None, env("AUTH_KEYS_SECRET")] = None
     keys_file: Annotated[str | None, env("AUTH_KEYS_FILE")] = None
     keys_json: Annotated[str | None, env("AUTH_KEYS_JSON", secret=True)] = None
@@ -344,7 +344,7 @@ class ApiConfig(_Config, frozen=True, kw_only=True):
     rate_per_email: Annotated[int, env("AUTH_RATE_PER_EMAIL", gt=0)] = 10
     """Signups per email address and window."""
     failure_window_s: Annotated[int, env("AUTH_FAILURE_WINDOW_S", gt=0)] = 900
-    """How long a password failure counts (shared.throttle): from a budget's first failure."""
+    """How long a password failure counts (api.throttle): from a budget's first failure."""
     failures_per_email_ip: Annotated[int, env("AUTH_FAILURES_PER_EMAIL_IP", gt=0)] = 10
     """Wrong passwords per (email, client address) and window; then 429 for that client."""
     failures_per_ip: Annotated[int, env("AUTH_FAILURES_PER_IP", gt=0)] = 100
@@ -445,7 +445,7 @@ class SecretSource(_Config, frozen=True):
 
 
 class CursorConfig(_Config, frozen=True):
-    """The key that signs page cursors (shared.cursors), read by the functions that list
+    """The key that signs page cursors (api.cursors), read by the functions that list
     pages (queries, wallet): exactly one of ``CURSOR_KEY`` (the value, development only),
     ``CURSOR_KEY_FILE`` or ``CURSOR_KEY_SECRET`` (a Secret Manager version name, in the
     cloud), as the auth keys are given; at least 32 characters (``secrets.token_urlsafe(32)``).

@@ -138,7 +138,7 @@ removed by the matcher)."""
 
 def session_key(user: str) -> str:
     """Hash ``epoch`` and ``s:{sid}`` -> until: a user's cached session state; TTL
-    ``shared.sessions.CACHE_TTL_S``, renewed on each write."""
+    ``api.sessions.CACHE_TTL_S``, renewed on each write."""
     return f"sess:{user}"
 
 
@@ -146,7 +146,7 @@ SESSION_ENDED_FIELD_PREFIX: Final = "s:"
 """The prefix of the fields of ``session_key`` that hold an ended session (``s:{sid}``)."""
 
 REVOCATIONS_CHANNEL: Final = "sessions:revoked"
-"""Channel: a ``shared.sessions.Revocation`` JSON each time a session or API key ends."""
+"""Channel: a ``api.sessions.Revocation`` JSON each time a session or API key ends."""
 
 
 def ws_heartbeat_channel(token: str) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import redis
 
-from shared.listings import asset_precisions
+from api.listings import asset_precisions
 from shared.money import parse_units
 from shared.redis_keys import ASSET_CHAINS_KEY
 

@@ -1,4 +1,4 @@
-"""Who is on a socket: the HTTP API's own checks (``shared.auth.verify_credentials``), reused.
+"""Who is on a socket: the HTTP API's own checks (``api.auth.verify_credentials``), reused.
 
 Two ways, the same credentials as HTTP:
 
@@ -8,14 +8,14 @@ Two ways, the same credentials as HTTP:
 - on the open socket: ``{"op": "auth", "token": "<jwt>"}`` or ``{"op": "auth", "api_key":
   "ak_...", "timestamp": 1718000000000, "signature": "<hex>"}`` where the signature is the
   HTTP one of ``GET /v1/ws`` with no query and no body: lowercase hex HMAC-SHA256, keyed with
-  the key's secret, of ``f"{timestamp}GET/v1/ws"`` (``shared.auth.sign_request(secret,
+  the key's secret, of ``f"{timestamp}GET/v1/ws"`` (``api.auth.sign_request(secret,
   timestamp, "GET", "/v1/ws")``). Timestamp window and replay refusal as for HTTP.
 
 An API key needs the ``read`` scope. The checks are synchronous (Firestore for API keys, Redis
 for replays), so they run in a worker thread.
 
 Header names are case-insensitive, as in HTTP (HTTP/2 proxies send them in lower case): the
-handshake's headers become ``shared.credentials.Headers`` (any case; a repeated name joined
+handshake's headers become ``api.credentials.Headers`` (any case; a repeated name joined
 with ", " as a WSGI server joins it), and nothing here looks a header up by its exact spelling.
 The checks take transport-neutral ``Credentials``; no HTTP request is made up for them.
 """
@@ -26,9 +26,9 @@ import asyncio
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from shared.auth import AuthContext, Principal, require_scope, verify_credentials
-from shared.credentials import Credentials, Headers
-from shared.http import ApiError
+from api.auth import AuthContext, Principal, require_scope, verify_credentials
+from api.credentials import Credentials, Headers
+from api.http import ApiError
 from ws_service.protocol import ProtocolError
 
 WS_PATH: Final = "/v1/ws"

@@ -6,7 +6,7 @@ one leaving makes it UNSUBSCRIBE. So an instance receives only what its own clie
 ``PSUBSCRIBE live:*`` would bring every user's private messages and every market to every
 instance).
 
-The same connection carries ``sessions:revoked`` (shared.sessions): a logout, a password or
+The same connection carries ``sessions:revoked`` (api.sessions): a logout, a password or
 role change, or a deleted API key ends the private subscriptions of the connections it
 concerns at once (``Session.revoked``); one remembered for ``RECENT_REVOCATIONS_S`` also stops
 a connection that was authenticating while it was published.
@@ -32,9 +32,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from shared.auth import Principal
+from api.auth import Principal
+from api.sessions import Revocation, parse_revocation
 from shared.redis_keys import MARKETS_KEY, REVOCATIONS_CHANNEL, ws_heartbeat_channel
-from shared.sessions import Revocation, parse_revocation
 from ws_service.protocol import Channel, Ident, error
 from ws_service.topics import LIVE, WAITING, Topic, make_topic
 

@@ -25,9 +25,9 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from shared.auth import AuthContext
+from api.auth import AuthContext
+from api.http import ApiError
 from shared.config import ApiConfig, WsConfig
-from shared.http import ApiError
 from ws_service.auth import WS_PATH, SocketAuth, has_credentials
 from ws_service.hub import Hub
 from ws_service.session import FeedConnection, Session

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Final
 from websockets.asyncio.server import ServerConnection
 from websockets.protocol import State
 
-from shared.auth import Principal
+from api.auth import Principal
 from shared.config import WsConfig
 from ws_service.auth import SocketAuth
 from ws_service.protocol import (
@@ -287,7 +287,7 @@ class Session:
         self._end_private("token_expired", "the access token expired")
 
     def revoked(self) -> None:
-        """The credentials' session ended (shared.sessions): as for an expired token."""
+        """The credentials' session ended (api.sessions): as for an expired token."""
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None

@@ -8,8 +8,8 @@ It talks to the Firestore of ``GOOGLE_CLOUD_PROJECT`` (locally the emulator name
 writes the same documents as ``POST /v1/auth/signup`` (``emails/{email}``, ``users/{id}``;
 password hashed with argon2id). An existing user keeps their password unless
 ``--reset-password`` is given. A promotion or a new password ends every session of the user
-at once (``shared.sessions``; with ``REDIS_URL`` set, as the services' environment has it;
-without, within ``shared.sessions.CACHE_TTL_S``): they log in again.
+at once (``api.sessions``; with ``REDIS_URL`` set, as the services' environment has it;
+without, within ``api.sessions.CACHE_TTL_S``): they log in again.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
-from shared.sessions import SessionStore
+from api.sessions import SessionStore
 
 USERS: Final = "users"
 EMAILS: Final = "emails"

@@ -8,7 +8,7 @@ Every route needs the admin role: an access token of ours (never an API key, nev
 OIDC token) whose user is an admin in Firestore *now* (a demoted admin's token stops working at
 once, not when it expires). Else 403.
 
-The writes are commands to the matcher, like orders (``shared.commands``): ordering key
+The writes are commands to the matcher, like orders (``api.dispatch``): ordering key
 ``admin`` for assets and markets (so a market created right after its assets is applied
 after them), the credited user for deposits. Each answers with the result, or 202
 ``{command_id, status: "pending"}`` when the matcher has not answered within
@@ -38,10 +38,9 @@ import flask
 import msgspec
 import orjson
 
-from shared import logs
-from shared.auth import Principal, Role, authenticate, require_fresh, require_role
-from shared.commands import Services, new_command_id, rejection, services
-from shared.http import (
+from api.auth import Principal, Role, authenticate, require_fresh, require_role
+from api.dispatch import Services, new_command_id, rejection, services
+from api.http import (
     Api,
     ApiError,
     ApiRequest,
@@ -53,14 +52,15 @@ from shared.http import (
     not_found,
     unavailable,
 )
-from shared.listings import (
+from api.listings import (
     asset_precisions,
     check_fee,
     check_market_definition,
     market_json,
 )
+from api.openapi import ASSET_PATTERN, MARKET_PARAM, PENDING, ok, path_param
+from shared import logs
 from shared.money import MoneyError, format_units, parse_units
-from shared.openapi import ASSET_PATTERN, MARKET_PARAM, PENDING, ok, path_param
 from shared.order_rules import MAX_USER_ID
 from shared.redis_keys import ASSET_CHAINS_KEY, ASSETS_KEY, MARKETS_KEY
 from shared.schema import (

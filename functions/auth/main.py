@@ -7,7 +7,7 @@ where to read them.
 Firestore:
 
 - ``users/{user_id}``: email, password_hash (argon2id), role (``user`` / ``admin``), created_at,
-  and the sessions' state (``session_epoch``, ``ended_sessions``: ``shared.sessions``);
+  and the sessions' state (``session_epoch``, ``ended_sessions``: ``api.sessions``);
 - ``emails/{normalised email}``: user_id. Created in the same transaction as the user, so an
   address is taken once (409 for the second signup);
 - ``refresh_families/{family_id}``: one login session: user_id, revoked, the user's session
@@ -17,18 +17,18 @@ Firestore:
   expires_at. A refresh spends the token and issues the next one of the family in one
   transaction; presenting a spent token again means it leaked, so the family is revoked and
   every token of it (the thief's and the user's, access tokens included) stops working;
-- ``api_keys/{key_id}``: see ``shared.auth`` (no secret stored).
+- ``api_keys/{key_id}``: see ``api.auth`` (no secret stored).
 
 Access tokens carry their session (``sid``), the user's session epoch (``epoch``) and
-``auth_time``; each request checks the session is still on (``shared.sessions``): a logout ends
+``auth_time``; each request checks the session is still on (``api.sessions``): a logout ends
 its session's access tokens at once, a password change or a role change all of the user's.
-Sensitive actions need a recent ``auth_time`` (``shared.auth.require_fresh``); ``reauth``
+Sensitive actions need a recent ``auth_time`` (``api.auth.require_fresh``); ``reauth``
 renews it with the password.
 
 Signup is limited per client IP and per email address (``AUTH_RATE_*``): 429 with
 ``Retry-After``. Password tries (login, reauth, password change) are limited by their failures
 only, per (email, client address) and per client address (``AUTH_FAILURES_*``,
-``shared.throttle``): nobody can lock an owner out by failing at their address, and a client
+``api.throttle``): nobody can lock an owner out by failing at their address, and a client
 that keeps failing gets 429.
 """
 
@@ -50,8 +50,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
-from shared import logs
-from shared.auth import (
+from api.auth import (
     API_KEYS_COLLECTION,
     AuthContext,
     Principal,
@@ -67,7 +66,7 @@ from shared.auth import (
     require_session,
     secret_fingerprint,
 )
-from shared.http import (
+from api.http import (
     Api,
     ApiError,
     ApiRequest,
@@ -79,9 +78,10 @@ from shared.http import (
     not_found,
     unauthorized,
 )
-from shared.openapi import ok, path_param
-from shared.sessions import session_revoked
-from shared.throttle import PasswordTry, account_key, limit_subject
+from api.openapi import ok, path_param
+from api.sessions import session_revoked
+from api.throttle import PasswordTry, account_key, limit_subject
+from shared import logs
 
 logs.setup()
 
@@ -92,7 +92,7 @@ REFRESH_TOKENS: Final = "refresh_tokens"
 MAX_API_KEYS: Final = 20
 MAX_PASSWORD: Final = 256
 SENSITIVE_SCOPES: Final = frozenset({"trade", "withdraw"})
-"""API keys with these need a fresh proof to be made (shared.auth.require_fresh)."""
+"""API keys with these need a fresh proof to be made (api.auth.require_fresh)."""
 
 # Lowercase after normalising; no "/" so the address is a valid Firestore document id.
 _EMAIL_RE: Final = re.compile(
@@ -196,7 +196,7 @@ def _verify_password(
     ctx: AuthContext, attempt: PasswordTry, stored_hash: str | None, password: str
 ) -> bool:
     """Whether ``password`` matches ``stored_hash`` (None: no such user, still as slow), as a
-    try counted by ``shared.throttle`` (429 when this client has failed too often)."""
+    try counted by ``api.throttle`` (429 when this client has failed too often)."""
     ctx.failures.reserve(attempt)
     try:
         ok = _password_matches(stored_hash, password)
@@ -357,7 +357,7 @@ def login(req: ApiRequest) -> flask.Response:
     ctx = default_context()
     body = req.json(Credentials)
     email = _normalise_email(body.email)
-    # Only failures count, per (email, client) and per client (shared.throttle): nobody can
+    # Only failures count, per (email, client) and per client (api.throttle): nobody can
     # lock the owner out by failing at their address.
     attempt = _password_try(ctx, req, email or body.email.strip().lower())
     db = ctx.firestore
@@ -481,7 +481,7 @@ def logout(req: ApiRequest) -> flask.Response:
     db.collection(FAMILIES).document(family_id).update(
         {"revoked": True, "revoked_reason": "logout", "revoked_at": _now()}
     )
-    # The session's access tokens stop now, not when they expire (shared.sessions).
+    # The session's access tokens stop now, not when they expire (api.sessions).
     ctx.sessions.end_session(user_id, family_id)
     return no_content()
 
@@ -560,7 +560,7 @@ def _password_user(ctx: AuthContext, principal: Principal) -> dict[str, Any]:
 )
 def reauth(req: ApiRequest) -> flask.Response:
     """The password again: a new access token of the same session, fresh (``auth_time`` now),
-    for the actions that need a recent proof (``shared.auth.require_fresh``)."""
+    for the actions that need a recent proof (``api.auth.require_fresh``)."""
     ctx = default_context()
     principal = authenticate(req, ctx)
     user = _password_user(ctx, principal)

@@ -2,7 +2,7 @@
 (public, cacheable for five minutes).
 
 The document is ``openapi.json`` beside this file, generated from every function's route
-declarations (``python -m infra.api_spec --write``; shared.openapi builds it).
+declarations (``python -m infra.api_spec --write``; api.openapi builds it).
 
 It needs no secrets: only the HTTP settings of the environment (``API_CORS_ORIGINS``, ...).
 """
@@ -17,9 +17,9 @@ from typing import Final
 import flask
 import orjson
 
+from api.http import Api, ApiRequest, HttpSettings
+from api.openapi import ok
 from shared import logs
-from shared.http import Api, ApiRequest, HttpSettings
-from shared.openapi import ok
 
 logs.setup()
 

@@ -18,10 +18,10 @@ command goes to Pub/Sub with the user as ordering key, and the function waits up
 ``API_REPLY_WAIT_S`` (2 s) for the matcher's verdict. The engine's refusals:
 ``insufficient_funds``, ``would_take``, ``fok_not_filled`` (422), ``duplicate_client_order_id``
 (409), ``order_not_found`` (404, also for someone else's order); see
-``shared.commands.rejection``.
+``api.dispatch.rejection``.
 
 ``Idempotency-Key`` (POST and DELETE): a retry with the same key and the same request answers
-with the first request's command, never publishing a second one (``shared.commands``).
+with the first request's command, never publishing a second one (``api.dispatch``).
 
 ``GET /v1/commands/{id}`` reads the verdict in Redis (``cmd:{id}``, an hour) and then in the
 oplog (Postgres: the command with its order's current state); a command published but not yet
@@ -41,9 +41,8 @@ import flask
 import msgspec
 import orjson
 
-from shared import logs
-from shared.auth import Principal, authenticate, require_scope
-from shared.commands import (
+from api.auth import Principal, authenticate, require_scope
+from api.dispatch import (
     COMMAND_ID_RE,
     Idempotency,
     Services,
@@ -52,7 +51,7 @@ from shared.commands import (
     rejection,
     services,
 )
-from shared.http import (
+from api.http import (
     Api,
     ApiRequest,
     Body,
@@ -62,9 +61,10 @@ from shared.http import (
     not_found,
     unavailable,
 )
-from shared.listings import load_market, order_command
+from api.listings import load_market, order_command
+from api.openapi import CLIENT_ORDER_ID, IDEMPOTENCY, PENDING, STR, ok, path_param, query
+from shared import logs
 from shared.money import format_units
-from shared.openapi import CLIENT_ORDER_ID, IDEMPOTENCY, PENDING, STR, ok, path_param, query
 from shared.order_rules import MAX_CLIENT_ORDER_ID
 from shared.schema import (
     AnyCommand,

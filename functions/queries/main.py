@@ -15,7 +15,7 @@ Query parameters are strict: an unknown or repeated parameter, an empty value, a
 is not a plain integer in range, a bad interval, a time (``start``, ``end``: milliseconds since
 the epoch, up to the end of year 9999) out of range or a bad cursor answer 400; an unknown
 market in a path answers 404, in a query 400. Cursors are opaque, signed strings
-(shared.cursors), valid for the listing and the user they were made for; ``next_cursor`` is
+(api.cursors), valid for the listing and the user they were made for; ``next_cursor`` is
 null on the last page.
 
 Money is formatted with the precision of its asset (``md:assets``): prices and quote values
@@ -51,13 +51,10 @@ import msgspec
 import orjson
 import redis
 
-from shared import logs
-from shared.auth import authenticate, require_scope
-from shared.config import PostgresConfig, env, from_env
-from shared.cursors import default_cursors
-from shared.cursors import reset_default as reset_default_cursors
-from shared.db import DatabaseUnavailableError, SharedConnection
-from shared.http import (
+from api.auth import authenticate, require_scope
+from api.cursors import default_cursors
+from api.cursors import reset_default as reset_default_cursors
+from api.http import (
     Api,
     ApiRequest,
     Handler,
@@ -67,8 +64,7 @@ from shared.http import (
     not_found,
     unavailable,
 )
-from shared.money import format_units
-from shared.openapi import (
+from api.openapi import (
     CLIENT_ORDER_ID,
     CURSOR,
     LIMIT,
@@ -79,8 +75,12 @@ from shared.openapi import (
     path_param,
     query,
 )
+from api.params import QueryParams
+from shared import logs
+from shared.config import PostgresConfig, env, from_env
+from shared.db import DatabaseUnavailableError, SharedConnection
+from shared.money import format_units
 from shared.order_rules import MAX_CLIENT_ORDER_ID
-from shared.params import QueryParams
 from shared.redis_keys import (
     ASSET_CHAINS_KEY,
     ASSETS_KEY,
@@ -193,10 +193,10 @@ def route(method: str, pattern: str, **described: Any) -> Callable[[Handler], Ha
 
 
 class Params(QueryParams):
-    """The query string, checked (shared.params), with this function's cursors."""
+    """The query string, checked (api.params), with this function's cursors."""
 
     def cursor(self, listing: str, user: str) -> int | None:
-        """The id a page of ``listing`` starts after (shared.cursors); 400 unless this API
+        """The id a page of ``listing`` starts after (api.cursors); 400 unless this API
         made the cursor for this listing and user."""
         raw = self.text("cursor")
         return None if raw is None else default_cursors().open_id(listing, user, raw)

@@ -36,7 +36,7 @@ moves it on.
 ``Idempotency-Key``: a retry with the same key and request answers with the first request's
 withdrawal (the withdrawal id is derived from the command id), never storing a second one.
 
-Cursors are opaque, signed strings (``next_cursor``; null on the last page; shared.cursors),
+Cursors are opaque, signed strings (``next_cursor``; null on the last page; api.cursors),
 valid for the listing and the user they were made for; query parameters are strict as in the
 queries function (unknown, repeated or empty ones, a bad cursor answer 400).
 """
@@ -58,14 +58,11 @@ import orjson
 import redis
 from eth_utils.address import is_checksum_address, to_checksum_address
 
-from shared import logs
-from shared.auth import Principal, authenticate, require_fresh, require_scope
-from shared.commands import Idempotency, Services, fingerprint, new_command_id, rejection, services
-from shared.config import ConfigError, WalletConfig
-from shared.cursors import default_cursors
-from shared.cursors import reset_default as reset_default_cursors
-from shared.db import Database, DatabaseUnavailableError
-from shared.http import (
+from api.auth import Principal, authenticate, require_fresh, require_scope
+from api.cursors import default_cursors
+from api.cursors import reset_default as reset_default_cursors
+from api.dispatch import Idempotency, Services, fingerprint, new_command_id, rejection, services
+from api.http import (
     Api,
     ApiError,
     ApiRequest,
@@ -78,9 +75,12 @@ from shared.http import (
     not_found,
     unavailable,
 )
+from api.openapi import ASSET_PATTERN, CURSOR, IDEMPOTENCY, LIMIT, STR, ok, path_param, query
+from api.params import QueryParams
+from shared import logs
+from shared.config import ConfigError, WalletConfig
+from shared.db import Database, DatabaseUnavailableError
 from shared.money import MoneyError, format_units, parse_units
-from shared.openapi import ASSET_PATTERN, CURSOR, IDEMPOTENCY, LIMIT, STR, ok, path_param, query
-from shared.params import QueryParams
 from shared.redis_keys import ASSET_CHAINS_KEY, ASSETS_KEY
 from shared.schema import Reason, RequestWithdrawal
 from wallet.addresses import allocate, next_index_from
@@ -250,10 +250,10 @@ def _iso(value: datetime | None) -> str | None:
 
 
 class Params(QueryParams):
-    """The query string, checked (shared.params), with this function's cursors."""
+    """The query string, checked (api.params), with this function's cursors."""
 
     def cursor(self, listing: str, user: str) -> tuple[datetime, str] | None:
-        """The (time, key) a page of ``listing`` starts after (shared.cursors); 400 unless
+        """The (time, key) a page of ``listing`` starts after (api.cursors); 400 unless
         this API made the cursor for this listing and user."""
         raw = self.text("cursor")
         return None if raw is None else default_cursors().open_time_key(listing, user, raw)

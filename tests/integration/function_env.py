@@ -8,10 +8,10 @@ from collections.abc import Callable
 import orjson
 import pytest
 
+from api.auth import new_secrets_document
+from api.dispatch import reset_services
 from functions.queries import main as queries
 from functions.wallet import main as wallet
-from shared.auth import new_secrets_document
-from shared.commands import reset_services
 from shared.config import MatcherConfig
 
 # Sources of configuration a developer's shell may hold that must not reach the functions.

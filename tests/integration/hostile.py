@@ -16,7 +16,7 @@ from urllib.parse import quote
 import orjson
 from hypothesis import strategies as st
 
-from shared.cursors import Cursors
+from api.cursors import Cursors
 
 Get = Callable[[str, str | None], tuple[int, Any]]
 

@@ -20,6 +20,7 @@ import orjson
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1  # type: ignore[attr-defined, unused-ignore]
 
+from api.auth import new_secrets_document
 from infra import processes
 from infra.ports import free_port
 from infra.processes import REPO_ROOT, Child, wait_until
@@ -30,7 +31,6 @@ from matcher_service.engine.audit import audit
 from matcher_service.engine.snapshot import state_hash
 from matcher_service.persistence import Store
 from matcher_service.service import Matcher, recover
-from shared.auth import new_secrets_document
 from shared.config import MatcherConfig, PubSubConfig
 from shared.db import connect
 from shared.pubsub import CommandPublisher

@@ -21,8 +21,8 @@ import orjson
 import pytest
 from google.cloud import firestore
 
+from api.auth import sign_request
 from functions.admin.bootstrap import make_admin
-from shared.auth import sign_request
 from shared.config import MatcherConfig
 from shared.db import connect
 from tests.integration.hostile import (

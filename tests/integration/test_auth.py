@@ -29,8 +29,7 @@ from google.cloud import firestore
 from werkzeug.serving import make_server
 from werkzeug.test import TestResponse
 
-from infra.gateway import ROUTES, create_app
-from shared.auth import (
+from api.auth import (
     authenticate,
     new_secrets_document,
     parse_secrets,
@@ -39,7 +38,8 @@ from shared.auth import (
     rotate_signing_key,
     sign_request,
 )
-from shared.http import Api, ApiRequest, Body, json_response
+from api.http import Api, ApiRequest, Body, json_response
+from infra.gateway import ROUTES, create_app
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ Replay from scratch, recovery from the latest snapshot (and every snapshot the m
 wrote) and the last matcher, running, give one state hash.
 
 The stream is what the API sends: 20 users, each sending a few commands a second, each
-command stamped with its user's next sequence number (``shared.commands.UserSeqs``, as the
+command stamped with its user's next sequence number (``api.dispatch.UserSeqs``, as the
 functions do). The subscription is set up as in production (``ensure_topics``), so the test
 measures what a user would see: the time from sending a command to its being applied, worst
 right after a kill (the dead matcher's batch is leased until its short lease runs out).
@@ -31,10 +31,10 @@ from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1  # type: ignore[attr-defined, unused-ignore]
 from msgspec.structs import replace
 
+from api.dispatch import UserSeqs
 from matcher_service.engine.snapshot import state_hash
 from matcher_service.persistence import Batch, Store
 from matcher_service.service import LEASE_S
-from shared.commands import UserSeqs
 from shared.config import MatcherConfig
 from shared.db import connect
 from shared.schema import PlaceOrder, Reason

@@ -14,8 +14,8 @@ import pytest
 import redis
 from msgspec.structs import replace
 
+from api.dispatch import UserSeqs
 from matcher_service.engine import Engine
-from shared.commands import UserSeqs
 from shared.config import MatcherConfig
 from shared.db import connect
 from shared.pubsub import CommandPublisher

@@ -20,11 +20,11 @@ from google.cloud import firestore, pubsub_v1  # type: ignore[attr-defined, unus
 from msgspec.structs import replace
 from werkzeug.test import TestResponse
 
+from api.auth import sign_request
 from functions.admin.bootstrap import main as bootstrap_main
 from functions.admin.bootstrap import make_admin
 from infra.gateway import ROUTES, create_app
 from shared import outbox
-from shared.auth import sign_request
 from shared.config import MatcherConfig
 from shared.db import Database, connect
 from tests.integration.function_env import point_functions_at, reset_functions

@@ -21,11 +21,11 @@ from flask.testing import FlaskClient
 from google.cloud import firestore
 from werkzeug.test import TestResponse
 
+from api.auth import new_secrets_document, reset_defaults, sign_request
 from functions.queries import main as queries
 from infra.gateway import ROUTES, create_app
 from infra.ports import free_port
 from matcher_service.service import Matcher
-from shared.auth import new_secrets_document, reset_defaults, sign_request
 from shared.config import MatcherConfig
 from shared.db import connect
 from shared.money import parse_units

@@ -19,8 +19,8 @@ import redis
 from google.cloud import firestore
 from werkzeug.test import TestResponse
 
+from api.auth import sign_request
 from infra.gateway import ROUTES, create_app
-from shared.auth import sign_request
 from shared.config import MatcherConfig
 from shared.pubsub import CommandPublisher
 from tests.integration.function_env import point_functions_at, reset_functions

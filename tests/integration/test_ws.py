@@ -33,9 +33,9 @@ from google.cloud import firestore
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
+from api.auth import issue_access_token, new_secrets_document, parse_secrets, sign_request
 from infra.ports import free_port
 from infra.processes import REPO_ROOT
-from shared.auth import issue_access_token, new_secrets_document, parse_secrets, sign_request
 from shared.config import ApiConfig, MatcherConfig
 from shared.redis_keys import KLINE_INTERVAL_NAMES
 from tests.integration.matcher_helpers import wait_for

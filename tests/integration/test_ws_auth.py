@@ -4,7 +4,7 @@
   the request is ours): header names in any case (HTTP/2 proxies send them in lower case),
   duplicated, empty or not ASCII, both kinds of credentials at once, odd queries. Each answer
   is 101 (a good credential) or a 4xx in the API's error format, never a 5xx.
-- Ended sessions (shared.sessions): refused at connect and on ``auth``, and live connections
+- Ended sessions (api.sessions): refused at connect and on ``auth``, and live connections
   lose their private subscriptions at once: a logout, every session of a user, a deleted key.
 
 The ws service alone, on this test's Redis and Firestore project; its tokens are made here
@@ -29,8 +29,7 @@ import pytest
 import redis
 from google.cloud import firestore
 
-from infra.processes import REPO_ROOT
-from shared.auth import (
+from api.auth import (
     AuthSecrets,
     api_key_secret,
     issue_access_token,
@@ -39,8 +38,9 @@ from shared.auth import (
     secret_fingerprint,
     sign_request,
 )
+from api.sessions import SessionStore
+from infra.processes import REPO_ROOT
 from shared.config import ApiConfig
-from shared.sessions import SessionStore
 from tests.integration.ws_helpers import WS_TEST_ENV, Feed, WsProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

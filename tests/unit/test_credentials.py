@@ -5,8 +5,8 @@ from __future__ import annotations
 import flask
 from werkzeug.test import EnvironBuilder
 
-from shared.credentials import Credentials, Headers
-from shared.http import ApiRequest
+from api.credentials import Credentials, Headers
+from api.http import ApiRequest
 from ws_service.auth import credentials
 
 

@@ -1,4 +1,4 @@
-"""Page cursors (shared.cursors): made and opened under one key, bound to a listing and a
+"""Page cursors (api.cursors): made and opened under one key, bound to a listing and a
 user, refused when altered in any way, and every value range-checked even under the key."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from api.cursors import EARLIEST, LATEST, MAX_ID, Cursors
+from api.http import ApiError
 from shared.config import ConfigError, CursorConfig
-from shared.cursors import EARLIEST, LATEST, MAX_ID, Cursors
-from shared.http import ApiError
 
 KEY = secrets.token_bytes(32)
 CURSORS = Cursors(KEY)

@@ -7,9 +7,9 @@ import flask
 import pytest
 from flask.testing import FlaskClient
 
+from api.http import REQUEST_ID_HEADER, SECURITY_HEADERS
 from functions.docs.main import docs
 from infra.gateway import ROUTES, Endpoint, create_app
-from shared.http import REQUEST_ID_HEADER, SECURITY_HEADERS
 
 
 def _answer(name: str) -> Endpoint:

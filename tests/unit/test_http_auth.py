@@ -1,4 +1,4 @@
-"""The pure parts of shared.http and shared.auth: routing patterns, client addresses, the
+"""The pure parts of api.http and api.auth: routing patterns, client addresses, the
 signature payload, the secrets document, configuration and token round trips."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from shared.auth import (
+from api.auth import (
     ALL_SCOPES,
     Principal,
     Via,
@@ -25,8 +25,7 @@ from shared.auth import (
     signature_payload,
     verify_access_token,
 )
-from shared.config import ApiConfig, ConfigError
-from shared.http import (
+from api.http import (
     Api,
     ApiError,
     ApiRequest,
@@ -35,7 +34,8 @@ from shared.http import (
     compile_pattern,
     json_response,
 )
-from shared.throttle import PasswordTry, limit_subject
+from api.throttle import PasswordTry, limit_subject
+from shared.config import ApiConfig, ConfigError
 
 
 def test_patterns() -> None:

@@ -1,5 +1,6 @@
-"""shared/ imports without cycles, counting imports inside functions too: a module can be
-imported on its own, first, in a fresh interpreter, and each layer stands on the ones below."""
+"""shared/ and api/ import without cycles, counting imports inside functions too: a module can
+be imported on its own, first, in a fresh interpreter, and each layer stands on the ones below
+(shared/, what every deployable uses, on nothing of api/)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO / "shared"
+PACKAGES = ("shared", "api")
 
 KNOWN_CYCLES: frozenset[frozenset[str]] = frozenset(
     # the answers' schemas are written with the document's helpers; build() reads them lazily
-    {frozenset({"shared.openapi", "shared.openapi_schemas"})}
+    {frozenset({"api.openapi", "api.openapi_schemas"})}
 )
 
 
@@ -23,8 +24,8 @@ def module_name(path: Path) -> str:
 
 
 def import_graph() -> dict[str, set[str]]:
-    """Each module of shared/ -> the modules of shared/ it imports (anywhere in it)."""
-    modules = {module_name(p): p for p in SHARED.rglob("*.py")}
+    """Each module of shared/ and api/ -> the modules of those it imports (anywhere in it)."""
+    modules = {module_name(p): p for pkg in PACKAGES for p in (REPO / pkg).rglob("*.py")}
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
@@ -41,7 +42,7 @@ def import_graph() -> dict[str, set[str]]:
                 targets = [f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in graph]
                 targets = targets or [base]
             for target in targets:
-                if target in graph and target != name and target != "shared":
+                if target in graph and target != name and target not in PACKAGES:
                     graph[name].add(target)
     return graph
 
@@ -80,27 +81,34 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_graph_sees_deferred_imports() -> None:
     graph = import_graph()
-    assert "shared.openapi_schemas" in graph["shared.openapi"]  # imported inside build()
+    assert "api.openapi_schemas" in graph["api.openapi"]  # imported inside build()
     assert "shared.logs" in graph["shared.config"]  # "from shared import logs"
 
 
-def test_shared_has_no_import_cycle() -> None:
+def test_shared_imports_nothing_of_api() -> None:
+    graph = import_graph()
+    for name, targets in graph.items():
+        if name.startswith("shared"):
+            assert not {t for t in targets if t.startswith("api.")}, name
+
+
+def test_shared_and_api_have_no_import_cycle() -> None:
     found = [c for c in cycles(import_graph()) if frozenset(c) not in KNOWN_CYCLES]
     assert found == []
 
 
 def test_config_auth_and_http_are_layered() -> None:
     graph = import_graph()
-    assert "shared.auth" not in graph["shared.config"]
-    assert "shared.auth" not in graph["shared.http"]
-    assert not graph["shared.credentials"]  # every transport may build credentials
+    assert "api.auth" not in graph["shared.config"]
+    assert "api.auth" not in graph["api.http"]
+    assert not graph["api.credentials"]  # every transport may build credentials
 
 
 def test_each_of_config_auth_and_http_imports_first() -> None:
     code = "; ".join(
-        f"import {m}" for m in ("shared.credentials", "shared.config", "shared.http", "shared.auth")
+        f"import {m}" for m in ("api.credentials", "shared.config", "api.http", "api.auth")
     )
-    for first in ("shared.config", "shared.http", "shared.auth", "shared.credentials"):
+    for first in ("shared.config", "api.http", "api.auth", "api.credentials"):
         proc = subprocess.run(
             [sys.executable, "-c", f"import {first}; {code}"],
             cwd=REPO,

@@ -1,4 +1,4 @@
-"""The OpenAPI document, generated from the routes (infra.api_spec, shared.openapi), against
+"""The OpenAPI document, generated from the routes (infra.api_spec, api.openapi), against
 the code and the files made from it: every route a function registers is documented with its
 method and function and every documented operation has a handler, the generated files
 (functions/docs/openapi.json, the load balancer's routes.json) are what the routes make now,
@@ -16,12 +16,12 @@ from typing import Any
 import flask
 import orjson
 
+from api.http import Api
+from api.openapi import DECIMAL_PATTERN, SIGNED_DECIMAL_PATTERN
 from infra import api_spec
 from infra.api_spec import document
 from infra.gateway import ROUTES, create_app
-from shared.http import Api
 from shared.money import format_units
-from shared.openapi import DECIMAL_PATTERN, SIGNED_DECIMAL_PATTERN
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 METHODS = ("get", "post", "put", "patch", "delete")

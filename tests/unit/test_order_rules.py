@@ -1,5 +1,5 @@
 """The order rules have one source (shared/order_rules.py): the API functions' check of an
-order (shared.listings.order_command) and the engine agree on every order.
+order (api.listings.order_command) and the engine agree on every order.
 
 For any order on any market: the API accepts it exactly when the engine does not reject it for
 a rule that needs no state, and when both refuse, the API's code is the engine's reason
@@ -17,10 +17,10 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+from api.http import ApiError
+from api.listings import MarketSpec, order_command
 from infra.api_spec import document
 from matcher_service.engine import Engine
-from shared.http import ApiError
-from shared.listings import MarketSpec, order_command
 from shared.money import format_units
 from shared.order_rules import MAX_CLIENT_ORDER_ID, MAX_USER_ID
 from shared.schema import (
@@ -254,7 +254,7 @@ def test_the_engine_and_the_rules_load_nothing_of_the_services() -> None:
         "import matcher_service.engine, shared.order_rules\n"
         "print(' '.join(sorted(m for m in set(sys.modules) - before if m.split('.')[0] in"
         " {'redis', 'flask', 'pg8000', 'google', 'requests', 'urllib3', 'socket'}"
-        " or m in {'shared.http', 'shared.listings', 'shared.commands'})))"
+        " or m in {'api.http', 'api.listings', 'api.dispatch'})))"
     )
     loaded = subprocess.run(
         [sys.executable, "-c", code], check=True, capture_output=True, text=True

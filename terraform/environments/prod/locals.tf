@@ -151,7 +151,7 @@ locals {
     redis_url       = local.redis_users
   }
   secrets = {
-    auth_keys       = "The API's JWT signing keys and API-key masters (python -m shared.auth new)."
+    auth_keys       = "The API's JWT signing keys and API-key masters (python -m api.auth new)."
     cursor_key      = "The key that signs page cursors (32+ random characters)."
     wallet_mnemonic = "The BIP-39 mnemonic of the deposit addresses."
     hot_wallet_key  = "The hot wallet's private key (pays withdrawals)."

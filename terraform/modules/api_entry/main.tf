@@ -6,7 +6,7 @@
 # Why a load balancer rather than API Gateway: API Gateway needs a Swagger 2.0 document (ours is
 # OpenAPI 3.1), it sends its own OIDC token to the backend and moves the caller's Authorization
 # header to X-Forwarded-Authorization (the API's bearer tokens would not arrive where
-# shared/auth.py reads them), and it cannot carry WebSockets. The load balancer passes requests
+# api/auth.py reads them), and it cannot carry WebSockets. The load balancer passes requests
 # through unchanged, routes by method and path, carries WebSockets, and gives Google-managed
 # TLS certificates, HTTP-to-HTTPS redirection, request logs and optionally Cloud Armor.
 #

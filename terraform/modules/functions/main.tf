@@ -1,7 +1,7 @@
 # The Cloud Functions (2nd gen, Python), their sources and their triggers.
 #
-# Sources: infra/stage_functions.py stages each function (its folder, the project's shared/
-# and its requirements.txt) into a deterministic zip named with its content hash, and lists
+# Sources: infra/stage_functions.py stages each function (its folder, the project's packages
+# it imports and its requirements.txt) into a deterministic zip named with its content hash, and lists
 # them in a manifest. Each zip is uploaded here under that name, so a function whose content
 # changed gets a new object and is rebuilt and redeployed; the others are left alone. A
 # function declared in var.functions but missing from the manifest fails the plan.
@@ -10,7 +10,7 @@
 # - HTTP functions: ingress ALLOW_INTERNAL_AND_GCLB, so the only way in from the internet is
 #   the API's HTTPS load balancer (modules/api_entry); their run.app and cloudfunctions.net
 #   URLs refuse outside traffic. The load balancer cannot attach an identity, so the invoker
-#   binding is allUsers; authentication is the API's own (JWT / API keys, shared/auth.py).
+#   binding is allUsers; authentication is the API's own (JWT / API keys, api/auth.py).
 # - Scheduled functions: ingress ALLOW_INTERNAL_ONLY (Cloud Scheduler of the same project
 #   counts as internal) and no public binding: only the scheduler's service account may invoke
 #   them, with an OIDC token whose audience is the function's URL.

@@ -3,7 +3,7 @@
 A session is one login: its refresh tokens (one family, ``refresh_families/{sid}``) and the
 access tokens issued from them, which carry its id (claim ``sid``) and the user's *session
 epoch* when they were issued (claim ``epoch``). Every request with an access token is checked
-here (``SessionStore.check``, from ``shared.auth.authenticate``): one Redis read (``HMGET``)
+here (``SessionStore.check``, from ``api.auth.authenticate``): one Redis read (``HMGET``)
 says whether the token's epoch is still the user's and whether its session was ended.
 
 - Logout (and a refresh token used twice) ends one session: its id is recorded as ended.
@@ -45,7 +45,7 @@ from google.api_core.exceptions import GoogleAPICallError
 from google.cloud import firestore
 from google.cloud.firestore_v1.field_path import FieldPath
 
-from shared.http import unauthorized, unavailable
+from api.http import unauthorized, unavailable
 from shared.redis_keys import REVOCATIONS_CHANNEL, SESSION_ENDED_FIELD_PREFIX, session_key
 
 log = logging.getLogger("sessions")

@@ -15,7 +15,7 @@ gives the reservation back and clears the (account, address) count; a failed one
 counted; an error that says nothing about the password gives it back. A window opens at its
 budget's first failure and lasts ``AUTH_FAILURE_WINDOW_S``.
 
-What "client address" means (``shared.http.client_ip``): locally the TCP peer (the gateway is
+What "client address" means (``api.http.client_ip``): locally the TCP peer (the gateway is
 the server: ``X-Forwarded-For`` is ignored); in the cloud the address the load balancer
 appended to ``X-Forwarded-For`` (``API_TRUSTED_PROXY_HOPS`` from the right), never one the
 client wrote. IPv6 clients count per /64 (``limit_subject``): one subscriber commonly holds a
@@ -33,7 +33,7 @@ from typing import Final
 
 import redis
 
-from shared.http import too_many_requests, unavailable
+from api.http import too_many_requests, unavailable
 from shared.redis_keys import auth_failures_ip_key, auth_failures_pair_key
 
 log = logging.getLogger("throttle")

@@ -44,11 +44,11 @@ from typing import Any, Final
 import orjson
 import redis
 
+from api.auth import AuthContext, default_context, reset_defaults
+from api.http import ApiError, ApiRequest, bad_request, unavailable
 from shared import outbox
-from shared.auth import AuthContext, default_context, reset_defaults
 from shared.config import ApiConfig, PostgresConfig, PubSubConfig
 from shared.db import SharedConnection
-from shared.http import ApiError, ApiRequest, bad_request, unavailable
 from shared.pubsub import CommandPublisher
 from shared.redis_keys import (
     command_key,

@@ -1,12 +1,12 @@
 """Who is calling: JWT access tokens, external OIDC tokens and signed API-key requests.
 
-``verify_credentials(creds) -> Principal`` (``shared.credentials``: method, path, query,
+``verify_credentials(creds) -> Principal`` (``api.credentials``: method, path, query,
 body, headers and client address of any transport; ``authenticate(req)`` for an HTTP request)
 accepts one of
 
 - ``Authorization: Bearer <jwt>``: our own access token (EdDSA/Ed25519, ``kid`` header, claims
   ``iss aud sub role iat exp sid epoch`` all required, ``auth_time`` when known), whose session
-  has not ended (``shared.sessions``: one Redis read), or, when ``OIDC_ISSUER`` is set and the
+  has not ended (``api.sessions``: one Redis read), or, when ``OIDC_ISSUER`` is set and the
   token's ``iss`` names it, a token of that issuer checked against its JWKS (cached
   ``PyJWKClient``) with its own audience and pinned asymmetric algorithms;
 - ``X-API-Key``, ``X-API-Timestamp`` (milliseconds since the epoch) and ``X-API-Signature``
@@ -48,8 +48,8 @@ One JSON document holds every secret the API needs, from Secret Manager in the c
 JWT keys are Ed25519 (PKCS#8 private or SubjectPublicKeyInfo public PEM). The ``current`` kid
 signs; every listed key verifies, so a rotation is: add a new private key, make it current,
 keep the old one (its public half is enough) for one access-token lifetime, then drop it.
-Tokens of a dropped kid are refused. ``python -m shared.auth new`` writes a fresh document,
-``python -m shared.auth rotate FILE`` rotates one.
+Tokens of a dropped kid are refused. ``python -m api.auth new`` writes a fresh document,
+``python -m api.auth rotate FILE`` rotates one.
 
 API-key secrets are derived, not stored
 ---------------------------------------
@@ -88,12 +88,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from google.cloud import firestore
 
+from api.credentials import Credentials
+from api.http import ApiError, ApiRequest, RateLimiter, api_config, unauthorized, unavailable
+from api.sessions import SessionStore
+from api.throttle import FailureLimiter
 from shared.config import ApiConfig, ConfigError, OidcConfig, secret_manager_payload
-from shared.credentials import Credentials
-from shared.http import ApiError, ApiRequest, RateLimiter, api_config, unauthorized, unavailable
 from shared.redis_keys import api_signature_key
-from shared.sessions import SessionStore
-from shared.throttle import FailureLimiter
 
 log = logging.getLogger("auth")
 
@@ -130,7 +130,7 @@ class Principal:
     session_id: str | None = None
     """Our token's session (claim ``sid``: its refresh family)."""
     epoch: int = 0
-    """The user's session epoch when our token was issued (``shared.sessions``)."""
+    """The user's session epoch when our token was issued (``api.sessions``)."""
     auth_time: int | None = None
     """When the person last proved who they are (password; seconds since the epoch)."""
 
@@ -651,7 +651,7 @@ def require_fresh(principal: Principal, cfg: ApiConfig, now: float | None = None
 
 
 # --------------------------------------------------------------------------------------------
-# CLI: python -m shared.auth new | rotate FILE
+# CLI: python -m api.auth new | rotate FILE
 # --------------------------------------------------------------------------------------------
 
 
@@ -667,7 +667,7 @@ def _main(argv: list[str]) -> int:
         path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
         sys.stderr.write(f"new signing key {doc['jwt']['current']} in {path}\n")
         return 0
-    sys.stderr.write("usage: python -m shared.auth new > keys.json | rotate keys.json\n")
+    sys.stderr.write("usage: python -m api.auth new > keys.json | rotate keys.json\n")
     return 2
 
 

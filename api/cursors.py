@@ -25,8 +25,8 @@ from typing import Final
 
 import orjson
 
+from api.http import ApiError, bad_request
 from shared.config import CursorConfig
-from shared.http import ApiError, bad_request
 
 MAX_ID: Final = 2**63 - 1
 """The largest BIGINT: order, trade and ledger ids."""

@@ -10,7 +10,7 @@ One function serves a few routes::
 
     @api.route("POST", "/v1/orders")
     def place(req: ApiRequest) -> flask.Response:
-        principal = authenticate(req)    # shared.auth; 401 unless a valid JWT or signed API key
+        principal = authenticate(req)    # api.auth; 401 unless a valid JWT or signed API key
         require_scope(principal, "trade")
         body = req.json(PlaceOrder)
         if ...: raise not_found("no such order")
@@ -52,8 +52,8 @@ import msgspec
 import orjson
 import redis
 
+from api.credentials import Credentials, Headers
 from shared.config import ApiConfig
-from shared.credentials import Credentials, Headers
 from shared.redis_keys import rate_limit_key
 
 log = logging.getLogger("api")
@@ -237,7 +237,7 @@ class ApiRequest:
     body: bytes = b""
     """The raw body, read once (what an API-key signature covers)."""
     user_id: str | None = None
-    """Set by ``shared.auth.authenticate`` (the HTTP entry to ``verify_credentials``), for the
+    """Set by ``api.auth.authenticate`` (the HTTP entry to ``verify_credentials``), for the
     access log."""
 
     @property
@@ -257,7 +257,7 @@ class ApiRequest:
         return self.raw.headers.get(name)
 
     def credentials(self) -> Credentials:
-        """What this request presents to ``shared.auth`` (transport-neutral)."""
+        """What this request presents to ``api.auth`` (transport-neutral)."""
         return Credentials(
             method=self.method,
             path=self.path,
@@ -363,7 +363,7 @@ access token only (no API key); an admin's access token."""
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RouteDoc:
     """What the API's document says of one route, declared with it (``Api.route``'s keywords;
-    shared.openapi builds the OpenAPI operation from it)."""
+    api.openapi builds the OpenAPI operation from it)."""
 
     summary: str
     operation_id: str
@@ -374,7 +374,7 @@ class RouteDoc:
     params: tuple[Mapping[str, Any], ...] = ()
     """OpenAPI parameter objects (path, query, header) or references to shared ones."""
     responses: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
-    """The success answers by status (shared.openapi.ok)."""
+    """The success answers by status (api.openapi.ok)."""
     errors: tuple[int, ...] = ()
     """The error statuses it may answer (a route with a body may also answer 413)."""
     description: str | None = None

@@ -1,8 +1,8 @@
 """What a caller presents to be authenticated, whatever carried it (an HTTP request, a
 WebSocket handshake, an ``auth`` message on an open socket).
 
-``shared.auth.verify_credentials`` takes a ``Credentials`` and answers with the ``Principal``;
-the HTTP layer builds one from its request (``shared.http.ApiRequest.credentials``), the ws
+``api.auth.verify_credentials`` takes a ``Credentials`` and answers with the ``Principal``;
+the HTTP layer builds one from its request (``api.http.ApiRequest.credentials``), the ws
 service from its handshake or ``auth`` message. This module imports nothing of the project,
 so every transport can depend on it.
 """

@@ -14,7 +14,7 @@ from typing import Any, Final
 import orjson
 import redis
 
-from shared.http import ApiError, bad_request
+from api.http import ApiError, bad_request
 from shared.money import MoneyError, parse_decimal, parse_fee_rate, parse_units, to_units
 from shared.order_rules import order_violation
 from shared.redis_keys import ASSETS_KEY, MARKETS_KEY

@@ -1,4 +1,4 @@
-"""The named schemas of the API's answers, for the OpenAPI document (shared.openapi).
+"""The named schemas of the API's answers, for the OpenAPI document (api.openapi).
 
 Request bodies are not here: their schemas come from their msgspec structs, declared with
 the routes. These are the answers' shapes, written by hand until each has a struct of its
@@ -7,7 +7,7 @@ own; a route names one in ``ok("...", "Order")``.
 
 from __future__ import annotations
 
-from shared.openapi import (
+from api.openapi import (
     ADDRESS,
     ASSET_PATTERN,
     BOOL,

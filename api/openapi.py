@@ -2,10 +2,10 @@
 
 Each route declares what the document says of it where it is declared
 (``api.route("GET", "/v1/orders", summary=..., params=..., responses=..., errors=...)``, a
-``shared.http.RouteDoc``). ``build(apis)`` walks every function's ``Api`` and makes the
+``api.http.RouteDoc``). ``build(apis)`` walks every function's ``Api`` and makes the
 document: request-body schemas from the bodies' msgspec structs
 (``msgspec.json.schema_components``), answers from the named schemas of
-``shared.openapi_schemas``, and the conventions below (decimals, errors, parameters,
+``api.openapi_schemas``, and the conventions below (decimals, errors, parameters,
 security). ``python -m infra.api_spec --write`` writes it to ``functions/docs/openapi.json``,
 which the docs function serves at ``GET /v1/openapi.json``; tests/unit/test_openapi.py keeps
 that file equal to what the routes make.
@@ -18,10 +18,10 @@ from typing import Any, Final
 
 import msgspec
 
-from shared.http import DECIMAL_PATTERN as DECIMAL_PATTERN  # one definition, used below
-from shared.http import Api, RouteDoc
+from api.http import DECIMAL_PATTERN as DECIMAL_PATTERN  # one definition, used below
+from api.http import Api, RouteDoc
+from api.params import TIME_MS_MAX
 from shared.order_rules import MAX_CLIENT_ORDER_ID
-from shared.params import TIME_MS_MAX
 
 JSON = dict[str, Any]
 
@@ -163,7 +163,7 @@ def _responses() -> dict[str, JSON]:
 
 
 def ok(description: str, schema: JSON | str | None = None, headers: JSON | None = None) -> JSON:
-    """A success answer; ``schema`` a schema or the name of one of shared.openapi_schemas."""
+    """A success answer; ``schema`` a schema or the name of one of api.openapi_schemas."""
     out: JSON = {"description": description}
     if schema is not None:
         body = ref(schema) if isinstance(schema, str) else schema
@@ -260,7 +260,7 @@ def operation(function: str, doc: RouteDoc) -> JSON:
             "required": True,
             "content": {"application/json": {"schema": ref(doc.body.__name__)}},
         }
-        errors.add(413)  # any body may be too large (shared.http)
+        errors.add(413)  # any body may be too large (api.http)
     responses: JSON = {str(status): dict(r) for status, r in doc.responses.items()}
     responses.update(err(*errors))
     out["responses"] = dict(sorted(responses.items()))
@@ -283,7 +283,7 @@ def body_schemas(bodies: list[type[Any]]) -> dict[str, JSON]:
 
 def build(apis: Mapping[str, Api]) -> JSON:
     """The document of every route of ``apis`` (function name -> its ``Api``)."""
-    from shared.openapi_schemas import schemas
+    from api.openapi_schemas import schemas
 
     paths: dict[str, dict[str, JSON]] = {}
     bodies: list[type[Any]] = []

@@ -8,7 +8,7 @@ from typing import Final
 
 from werkzeug.datastructures import MultiDict
 
-from shared.http import ApiRequest, bad_request
+from api.http import ApiRequest, bad_request
 
 INT_RE: Final = re.compile(r"0|[1-9][0-9]{0,17}")
 TIME_MS_MAX: Final = 253_402_300_799_999
