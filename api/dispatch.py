@@ -49,15 +49,7 @@ from api.http import ApiError, ApiRequest, bad_request, unavailable
 from shared import outbox
 from shared.config import ApiConfig, PostgresConfig, PubSubConfig
 from shared.db import SharedConnection
-from shared.pubsub import CommandPublisher
-from shared.redis_keys import (
-    command_key,
-    command_owner_key,
-    idempotency_key,
-    reply_key,
-    user_seq_key,
-)
-from shared.schema import (
+from shared.messages import (
     AnyCommand,
     CancelAll,
     CancelOrder,
@@ -65,6 +57,14 @@ from shared.schema import (
     Reason,
     RequestWithdrawal,
     UserSeq,
+)
+from shared.pubsub import CommandPublisher
+from shared.redis_keys import (
+    command_key,
+    command_owner_key,
+    idempotency_key,
+    reply_key,
+    user_seq_key,
 )
 
 log = logging.getLogger("api.commands")

@@ -15,10 +15,10 @@ import orjson
 import redis
 
 from api.http import ApiError, bad_request
+from shared.messages import OrderType, PlaceOrder, Reason, SelfTrade, Side, TimeInForce
 from shared.money import MoneyError, parse_decimal, parse_fee_rate, parse_units, to_units
 from shared.order_rules import order_violation
 from shared.redis_keys import ASSETS_KEY, MARKETS_KEY
-from shared.schema import OrderType, PlaceOrder, Reason, SelfTrade, Side, TimeInForce
 
 MARKET_RE: Final = re.compile(r"[A-Z0-9]{2,12}-[A-Z0-9]{2,12}")
 

@@ -11,7 +11,7 @@ import random
 import sys
 
 from bench.ours import STEP, TICK, new_engine
-from shared.schema import PlaceOrder
+from shared.messages import PlaceOrder
 
 ACCOUNTS = 10_000
 

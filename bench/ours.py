@@ -10,7 +10,7 @@ from typing import Any
 
 from bench.peers import PeerResult
 from matcher_service.engine import Engine
-from shared.schema import (
+from shared.messages import (
     AnyCommand,
     CancelOrder,
     CreateAsset,

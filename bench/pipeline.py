@@ -66,8 +66,7 @@ from matcher_service.service import Matcher
 from migrations.migrate import migrate
 from shared.config import MatcherConfig, PostgresConfig, PubSubConfig
 from shared.db import Database, connect
-from shared.pubsub import ensure_topics
-from shared.schema import (
+from shared.messages import (
     AnyCommand,
     Applied,
     CancelOrder,
@@ -79,6 +78,7 @@ from shared.schema import (
     command_decoder,
     encode,
 )
+from shared.pubsub import ensure_topics
 
 MARKET = "ETH-USDT"
 TICK = 10_000  # 0.01 USDT at precision 6: stream prices are ticks, MID = 100 USDT

@@ -76,9 +76,9 @@ from matcher_service.marketdata import MarketData
 from migrations.migrate import migrate
 from shared.config import PostgresConfig, PubSubConfig
 from shared.db import connect
+from shared.messages import AnyCommand, CancelOrder, CreateAsset, CreateMarket, Deposit, PlaceOrder
 from shared.pubsub import CommandPublisher, ensure_topics
 from shared.redis_keys import command_key, live_depth_channel
-from shared.schema import AnyCommand, CancelOrder, CreateAsset, CreateMarket, Deposit, PlaceOrder
 
 MARKET: Final = "ETH-USDT"
 HOST: Final = "127.0.0.1"

@@ -81,9 +81,9 @@ from migrations.migrate import migrate
 from shared import outbox
 from shared.config import PostgresConfig, PubSubConfig
 from shared.db import connect
+from shared.messages import AnyCommand, CreateAsset, CreateMarket
 from shared.pubsub import CommandPublisher, ensure_topics
 from shared.redis_keys import ASSET_CHAINS_KEY
-from shared.schema import AnyCommand, CreateAsset, CreateMarket
 
 log = logging.getLogger("run")
 

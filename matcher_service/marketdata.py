@@ -28,6 +28,20 @@ import redis
 from matcher_service.engine.book import Book
 from matcher_service.engine.engine import Engine
 from matcher_service.engine.markets import Market
+from shared.messages import (
+    FEE_ACCOUNT,
+    AnyCommand,
+    Applied,
+    AssetCreated,
+    BalanceChanged,
+    CancelAll,
+    CancelOrder,
+    MarketChanged,
+    OrderAccepted,
+    OrderRejected,
+    OrderUpdated,
+    Trade,
+)
 from shared.money import parse_units
 from shared.redis_keys import (
     ASSETS_KEY,
@@ -46,20 +60,6 @@ from shared.redis_keys import (
     reply_key,
     ticker_key,
     trades_key,
-)
-from shared.schema import (
-    FEE_ACCOUNT,
-    AnyCommand,
-    Applied,
-    AssetCreated,
-    BalanceChanged,
-    CancelAll,
-    CancelOrder,
-    MarketChanged,
-    OrderAccepted,
-    OrderRejected,
-    OrderUpdated,
-    Trade,
 )
 
 JSON = dict[str, Any]

@@ -16,7 +16,7 @@ import msgspec
 
 from matcher_service.sequencer import Parked
 from shared.db import Database
-from shared.schema import (
+from shared.messages import (
     AnyCommand,
     Applied,
     AssetCreated,

@@ -25,8 +25,8 @@ from matcher_service.persistence import Store
 from matcher_service.service import recover
 from shared.config import PostgresConfig
 from shared.db import connect
+from shared.messages import AnyCommand, decode_command, encode
 from shared.money import format_units
-from shared.schema import AnyCommand, decode_command, encode
 
 
 def from_file(path: Path) -> Iterator[AnyCommand]:

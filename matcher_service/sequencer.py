@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from matcher_service.engine.engine import SeqState
-from shared.schema import AnyCommand, UserSeq
+from shared.messages import AnyCommand, UserSeq
 
 Place = Literal["late", "next", "ahead"]
 

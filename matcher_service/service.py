@@ -38,9 +38,9 @@ from matcher_service.sequencer import Sequencer, user_of
 from shared import outbox
 from shared.config import MatcherConfig
 from shared.db import Database, connect
+from shared.messages import AnyCommand, Applied, Reason, command_decoder, encode
 from shared.pubsub import COMMANDS_ACK_DEADLINE_S
 from shared.redis_keys import command_key, reply_key
-from shared.schema import AnyCommand, Applied, Reason, command_decoder, encode
 
 log = logging.getLogger("matcher")
 

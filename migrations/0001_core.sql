@@ -7,7 +7,7 @@ CREATE TABLE oplog (
     seq         BIGINT PRIMARY KEY,
     command_id  TEXT NOT NULL UNIQUE,
     ts          BIGINT NOT NULL,              -- ms since the epoch, stamped by the matcher
-    command     TEXT NOT NULL,                -- JSON (shared/schema.py); text: cheapest to write
+    command     TEXT NOT NULL,                -- JSON (shared/messages.py); text: cheapest to write
     ok          BOOLEAN NOT NULL,
     reason      TEXT,
     order_id    BIGINT                        -- the order a place_order created

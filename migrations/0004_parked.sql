@@ -6,5 +6,5 @@ CREATE TABLE parked (
     command_id  TEXT PRIMARY KEY,
     user_id     TEXT NOT NULL,
     parked_at   BIGINT NOT NULL,              -- ms since the epoch, the matcher's clock
-    command     TEXT NOT NULL                 -- JSON (shared/schema.py), with its user_seq
+    command     TEXT NOT NULL                 -- JSON (shared/messages.py), with its user_seq
 );

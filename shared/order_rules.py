@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Protocol
 
+from shared.messages import OrderType, Reason, Side, TimeInForce
 from shared.money import format_units
-from shared.schema import OrderType, Reason, Side, TimeInForce
 
 MAX_CLIENT_ORDER_ID: Final = 64
 """A client order id is 1 to 64 characters."""

@@ -19,8 +19,8 @@ from typing import Any, NamedTuple
 
 import msgspec
 
+from shared.messages import AnyCommand
 from shared.redis_keys import OUTBOX_KEY
-from shared.schema import AnyCommand
 
 log = logging.getLogger(__name__)
 

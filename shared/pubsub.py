@@ -14,7 +14,7 @@ from google.api_core import exceptions
 from google.cloud import pubsub_v1  # type: ignore[attr-defined, unused-ignore]
 
 from shared.config import PubSubConfig
-from shared.schema import AnyCommand, encode
+from shared.messages import AnyCommand, encode
 
 log = logging.getLogger(__name__)
 

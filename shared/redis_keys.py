@@ -2,7 +2,7 @@
 
 The matcher writes market data, replies and ``live:*`` channels; the queries function, the
 ws service, the other functions and the wallet jobs read them; they deploy separately, so they
-must agree on each name. As ``shared.schema`` owns the Pub/Sub messages, this module owns the
+must agree on each name. As ``shared.messages`` owns the Pub/Sub messages, this module owns the
 Redis names (docs/marketdata.md describes the values). ``tests/unit/test_redis_keys.py`` pins
 every format, and fails when a product module outside this one spells a prefix itself.
 

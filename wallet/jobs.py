@@ -26,9 +26,9 @@ import redis
 from shared import logs
 from shared.config import PostgresConfig, PubSubConfig, WalletConfig
 from shared.db import Database, connect
+from shared.messages import AnyCommand
 from shared.pubsub import CommandPublisher
 from shared.redis_keys import command_key
-from shared.schema import AnyCommand
 from wallet import addresses, chain
 from wallet.assets import AssetChain, load_asset_chains, restore_asset_chains
 from wallet.keys import HdWallet, single_key

@@ -30,7 +30,7 @@ from web3 import Web3
 
 from shared.config import WalletConfig
 from shared.db import Database
-from shared.schema import RefundWithdrawal, SettleWithdrawal
+from shared.messages import RefundWithdrawal, SettleWithdrawal
 from wallet.assets import AssetChain
 from wallet.chain import (
     ETH_TRANSFER_GAS,

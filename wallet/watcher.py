@@ -34,7 +34,7 @@ from web3.exceptions import BlockNotFound
 
 from shared.config import WalletConfig
 from shared.db import Database
-from shared.schema import Deposit
+from shared.messages import Deposit
 from wallet.addresses import Owner
 from wallet.assets import AssetChain
 from wallet.chain import TRANSFER_TOPIC, WATCHER_LOCK, hexstr, job_lock, topic_address

@@ -60,10 +60,7 @@ from api.listings import (
 )
 from api.openapi import ASSET_PATTERN, MARKET_PARAM, PENDING, ok, path_param
 from shared import logs
-from shared.money import MoneyError, format_units, parse_units
-from shared.order_rules import MAX_USER_ID
-from shared.redis_keys import ASSET_CHAINS_KEY, ASSETS_KEY, MARKETS_KEY
-from shared.schema import (
+from shared.messages import (
     ASSET_RE,
     FEE_ACCOUNT,
     AnyCommand,
@@ -74,6 +71,9 @@ from shared.schema import (
     Reason,
     UpdateMarket,
 )
+from shared.money import MoneyError, format_units, parse_units
+from shared.order_rules import MAX_USER_ID
+from shared.redis_keys import ASSET_CHAINS_KEY, ASSETS_KEY, MARKETS_KEY
 from wallet.assets import RULE_FIELDS
 
 logs.setup()

@@ -64,9 +64,7 @@ from api.http import (
 from api.listings import load_market, order_command
 from api.openapi import CLIENT_ORDER_ID, IDEMPOTENCY, PENDING, STR, ok, path_param, query
 from shared import logs
-from shared.money import format_units
-from shared.order_rules import MAX_CLIENT_ORDER_ID
-from shared.schema import (
+from shared.messages import (
     AnyCommand,
     CancelAll,
     CancelOrder,
@@ -76,6 +74,8 @@ from shared.schema import (
     Side,
     TimeInForce,
 )
+from shared.money import format_units
+from shared.order_rules import MAX_CLIENT_ORDER_ID
 
 logs.setup()
 log = logging.getLogger("api.orders")

@@ -80,9 +80,9 @@ from api.params import QueryParams
 from shared import logs
 from shared.config import ConfigError, WalletConfig
 from shared.db import Database, DatabaseUnavailableError
+from shared.messages import Reason, RequestWithdrawal
 from shared.money import MoneyError, format_units, parse_units
 from shared.redis_keys import ASSET_CHAINS_KEY, ASSETS_KEY
-from shared.schema import Reason, RequestWithdrawal
 from wallet.addresses import allocate, next_index_from
 from wallet.assets import AssetChain
 from wallet.keys import HdWallet

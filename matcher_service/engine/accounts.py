@@ -6,7 +6,7 @@ place with plain indexing, the cheapest mutation CPython offers.
 
 from __future__ import annotations
 
-from shared.schema import FEE_ACCOUNT, BalanceChanged
+from shared.messages import FEE_ACCOUNT, BalanceChanged
 
 AVAILABLE, FROZEN = 0, 1
 

@@ -14,9 +14,7 @@ from typing import Any
 from matcher_service.engine.accounts import Accounts
 from matcher_service.engine.book import Book, Level, Order
 from matcher_service.engine.markets import Market, Rejected, check_asset, new_market
-from shared.money import MoneyError, parse_fee_rate
-from shared.order_rules import MAX_USER_ID, order_violation
-from shared.schema import (
+from shared.messages import (
     FEE_ACCOUNT,
     AnyCommand,
     AnyEvent,
@@ -44,6 +42,8 @@ from shared.schema import (
     UserSeq,
     WithdrawalChanged,
 )
+from shared.money import MoneyError, parse_fee_rate
+from shared.order_rules import MAX_USER_ID, order_violation
 
 Events = list[AnyEvent]
 UNBOUNDED = 1 << 256  # the amount of a market buy by quote: only its budget stops it

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.money import MoneyError, format_units, parse_fee_rate, parse_units
-from shared.schema import (
+from shared.messages import (
     ASSET_RE,
     MAX_PRECISION,
     CreateMarket,
@@ -13,6 +12,7 @@ from shared.schema import (
     MarketStatus,
     Reason,
 )
+from shared.money import MoneyError, format_units, parse_fee_rate, parse_units
 
 
 class Rejected(Exception):  # noqa: N818 - a verdict, not a fault

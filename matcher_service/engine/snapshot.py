@@ -13,7 +13,7 @@ import msgspec
 from matcher_service.engine.book import Book, Order
 from matcher_service.engine.engine import Engine, Withdrawal
 from matcher_service.engine.markets import Market
-from shared.schema import MarketStatus
+from shared.messages import MarketStatus
 
 FORMAT = 1
 

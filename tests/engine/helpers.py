@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from typing import Any, Protocol
 
-from shared.schema import (
+from shared.messages import (
     AnyCommand,
     Applied,
     CancelAll,

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from shared.money import MoneyError, fee_for, parse_fee_rate, parse_units
-from shared.schema import (
+from shared.messages import (
     FEE_ACCOUNT,
     AnyCommand,
     AnyEvent,
@@ -43,6 +42,7 @@ from shared.schema import (
     UpdateMarket,
     WithdrawalChanged,
 )
+from shared.money import MoneyError, fee_for, parse_fee_rate, parse_units
 
 Level = tuple[int, list[tuple[int, str, int]]]
 

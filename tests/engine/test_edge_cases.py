@@ -10,8 +10,7 @@ import pytest
 from matcher_service.engine import Engine
 from matcher_service.engine.audit import audit
 from matcher_service.engine.snapshot import restore, snapshot, state_hash
-from shared.money import fee_for
-from shared.schema import (
+from shared.messages import (
     FEE_ACCOUNT,
     AnyCommand,
     Applied,
@@ -26,6 +25,7 @@ from shared.schema import (
     Trade,
     WithdrawalChanged,
 )
+from shared.money import fee_for
 from tests.engine.helpers import (
     ETH,
     MARKET,

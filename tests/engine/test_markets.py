@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from matcher_service.engine import Engine
-from shared.schema import CreateAsset, CreateMarket, Reason
+from shared.messages import CreateAsset, CreateMarket, Reason
 
 
 @pytest.mark.parametrize("code", ["ETH\n", "eth", "E", "ETH-X", "A" * 13, ""])

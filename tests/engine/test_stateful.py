@@ -29,7 +29,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition,
 from matcher_service.engine import Engine
 from matcher_service.engine.audit import audit
 from matcher_service.engine.snapshot import restore, snapshot, state_hash
-from shared.schema import (
+from shared.messages import (
     AnyCommand,
     Applied,
     BalanceChanged,

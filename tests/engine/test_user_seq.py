@@ -6,7 +6,7 @@ from __future__ import annotations
 from matcher_service.engine import Engine
 from matcher_service.engine.engine import MAX_SKIPPED
 from matcher_service.engine.snapshot import restore, snapshot, state_hash
-from shared.schema import (
+from shared.messages import (
     CancelAll,
     OrderRejected,
     PlaceOrder,

@@ -33,8 +33,7 @@ from matcher_service.persistence import Store
 from matcher_service.service import Matcher, recover
 from shared.config import MatcherConfig, PubSubConfig
 from shared.db import connect
-from shared.pubsub import CommandPublisher
-from shared.schema import (
+from shared.messages import (
     FEE_ACCOUNT,
     AnyCommand,
     CancelAll,
@@ -44,6 +43,7 @@ from shared.schema import (
     Deposit,
     PlaceOrder,
 )
+from shared.pubsub import CommandPublisher
 
 ETH = 10**8  # one ETH in units (precision 8)
 USDT = 10**6  # one USDT in units (precision 6)

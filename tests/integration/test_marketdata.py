@@ -20,9 +20,7 @@ import redis
 
 from matcher_service.engine.engine import Engine
 from matcher_service.marketdata import MarketData, rebuild_since
-from shared.money import format_units, parse_units
-from shared.redis_keys import KLINE_INTERVALS
-from shared.schema import (
+from shared.messages import (
     AnyCommand,
     Applied,
     CancelAll,
@@ -33,6 +31,8 @@ from shared.schema import (
     PlaceOrder,
     Trade,
 )
+from shared.money import format_units, parse_units
+from shared.redis_keys import KLINE_INTERVALS
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

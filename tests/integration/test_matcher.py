@@ -11,7 +11,7 @@ from matcher_service.persistence import Store
 from matcher_service.service import recover
 from shared.config import MatcherConfig
 from shared.db import connect
-from shared.schema import CancelOrder, PlaceOrder
+from shared.messages import CancelOrder, PlaceOrder
 from tests.integration.matcher_helpers import (
     ETH,
     USDT,

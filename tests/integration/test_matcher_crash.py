@@ -37,7 +37,7 @@ from matcher_service.persistence import Batch, Store
 from matcher_service.service import LEASE_S
 from shared.config import MatcherConfig
 from shared.db import connect
-from shared.schema import PlaceOrder, Reason
+from shared.messages import PlaceOrder, Reason
 from tests.integration.matcher_helpers import (
     ETH,
     USDT,

@@ -27,7 +27,7 @@ from matcher_service.engine import Engine
 from matcher_service.persistence import Batch, Store
 from shared.config import MatcherConfig, PostgresConfig
 from shared.db import connect
-from shared.schema import AnyCommand, Deposit, PlaceOrder, Reason
+from shared.messages import AnyCommand, Deposit, PlaceOrder, Reason
 from tests.integration.conftest import TEMPLATE_DB
 from tests.integration.matcher_helpers import (
     ETH,

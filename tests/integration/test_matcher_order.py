@@ -18,9 +18,7 @@ from api.dispatch import UserSeqs
 from matcher_service.engine import Engine
 from shared.config import MatcherConfig
 from shared.db import connect
-from shared.pubsub import CommandPublisher
-from shared.redis_keys import user_seq_key
-from shared.schema import (
+from shared.messages import (
     AnyCommand,
     CancelAll,
     CancelOrder,
@@ -29,6 +27,8 @@ from shared.schema import (
     RequestWithdrawal,
     UserSeq,
 )
+from shared.pubsub import CommandPublisher
+from shared.redis_keys import user_seq_key
 from tests.integration.matcher_helpers import (
     ETH,
     USDT,

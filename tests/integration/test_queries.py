@@ -28,9 +28,9 @@ from infra.ports import free_port
 from matcher_service.service import Matcher
 from shared.config import MatcherConfig
 from shared.db import connect
+from shared.messages import AnyCommand, CancelOrder, PlaceOrder, Side
 from shared.money import parse_units
 from shared.pubsub import CommandPublisher
-from shared.schema import AnyCommand, CancelOrder, PlaceOrder, Side
 from tests.integration.function_env import FOREIGN
 from tests.integration.matcher_helpers import ETH, funded, key_of, market_setup, running
 

@@ -15,7 +15,7 @@ from matcher_service.persistence import Store
 from matcher_service.replay import from_file, replay, summary
 from shared.config import MatcherConfig
 from shared.db import connect
-from shared.schema import PlaceOrder
+from shared.messages import PlaceOrder
 from tests.integration.matcher_helpers import (
     ETH,
     USDT,

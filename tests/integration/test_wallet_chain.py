@@ -39,8 +39,8 @@ from infra.services import Stack, StackConfig, eth_rpc
 from infra.token import USDT_DECIMALS, deploy_token, mint, transfer
 from shared.config import MatcherConfig, PostgresConfig, SecretSource, WalletConfig
 from shared.db import Database, connect
+from shared.messages import RequestWithdrawal
 from shared.pubsub import CommandPublisher
-from shared.schema import RequestWithdrawal
 from tests.integration.matcher_helpers import market_setup, publish, running, wait_for
 from wallet import addresses
 from wallet.assets import load_asset_chains

@@ -21,9 +21,7 @@ from api.http import ApiError
 from api.listings import MarketSpec, order_command
 from infra.api_spec import document
 from matcher_service.engine import Engine
-from shared.money import format_units
-from shared.order_rules import MAX_CLIENT_ORDER_ID, MAX_USER_ID
-from shared.schema import (
+from shared.messages import (
     CreateAsset,
     CreateMarket,
     Deposit,
@@ -31,6 +29,8 @@ from shared.schema import (
     Reason,
     UpdateMarket,
 )
+from shared.money import format_units
+from shared.order_rules import MAX_CLIENT_ORDER_ID, MAX_USER_ID
 
 STATIC_REASONS = {
     Reason.MARKET_HALTED,

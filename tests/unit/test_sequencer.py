@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from matcher_service.engine import Engine
 from matcher_service.sequencer import Sequencer, place
-from shared.schema import AnyCommand, CancelAll, CreateAsset, Deposit, Reason, UserSeq
+from shared.messages import AnyCommand, CancelAll, CreateAsset, Deposit, Reason, UserSeq
 
 EPOCH = 1_000
 

@@ -1,4 +1,4 @@
-"""The one schema of commands and events that every deployable shares.
+"""The messages every deployable shares: the one schema of commands and events.
 
 Commands flow into the matcher (from functions, wallet jobs and admin tools); events flow out
 of it (to Postgres, Redis, the ``events`` topic and the ws service). All amounts are integers of
