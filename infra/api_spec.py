@@ -9,7 +9,7 @@ their documentation (``api.http.Api.route``). From them:
 
 - ``functions/docs/openapi.json``: the OpenAPI document (``api.openapi.build``), served by
   the docs function at ``GET /v1/openapi.json`` (the deployed docs function has only its own
-  folder and shared/, so it serves the file rather than importing the other functions);
+  folder, shared/ and api/, so it serves the file rather than importing the other functions);
 - ``terraform/environments/prod/routes.json``: the load balancer's route table, which
   terraform reads (``jsondecode(file(...))``); infra/gateway.py computes the same table
   (``gateway_routes``) when it starts.
