@@ -52,6 +52,7 @@ import msgspec
 import orjson
 import redis
 
+from shared import logs
 from shared.config import ApiConfig
 from shared.credentials import Credentials, Headers
 from shared.redis_keys import rate_limit_key
@@ -453,21 +454,36 @@ class Api:
         settings: HttpSettings | None = None
         try:
             settings = self._settings()
+        except Exception:
+            log.exception("no settings for %s", self.name, extra={"request_id": request_id})
+        trace = logs.trace_of(
+            request.headers.get("X-Cloud-Trace-Context"), settings.project if settings else None
+        )
+        with logs.request_context(request_id, trace):
+            response = self._handle(req, settings)
+            self._finish(req, response, settings)
+            self._log_access(req, response, time.perf_counter() - started)
+        return response
+
+    def _handle(self, req: ApiRequest, settings: HttpSettings | None) -> flask.Response:
+        request = req.raw
+        try:
+            if settings is None:  # logged where it failed
+                return error_response(
+                    500, "internal", f"internal error; request id {req.request_id}"
+                )
             req.client_ip = client_ip(request, settings.trusted_proxy_hops)
-            response = self._dispatch(req, settings)
+            return self._dispatch(req, settings)
         except ApiError as exc:
-            response = error_response(exc.status, exc.code, exc.message, exc.headers)
+            return error_response(exc.status, exc.code, exc.message, exc.headers)
         except Exception:
             log.exception(
                 "unhandled error in %s %s",
                 request.method,
                 request.path,
-                extra={"request_id": request_id, "function": self.name},
+                extra={"request_id": req.request_id, "function": self.name},
             )
-            response = error_response(500, "internal", f"internal error; request id {request_id}")
-        self._finish(req, response, settings)
-        self._log_access(req, response, settings, time.perf_counter() - started)
-        return response
+            return error_response(500, "internal", f"internal error; request id {req.request_id}")
 
     def _dispatch(self, req: ApiRequest, settings: HttpSettings) -> flask.Response:
         path, method = req.path, req.method.upper()
@@ -512,13 +528,8 @@ class Api:
             if allow != "*":
                 headers.add("Vary", "Origin")
 
-    def _log_access(
-        self,
-        req: ApiRequest,
-        response: flask.Response,
-        settings: HttpSettings | None,
-        seconds: float,
-    ) -> None:
+    def _log_access(self, req: ApiRequest, response: flask.Response, seconds: float) -> None:
+        """(The trace field comes from ``logs.request_context``.)"""
         raw = req.raw
         url = raw.path + ("?" + raw.query_string.decode("latin-1") if raw.query_string else "")
         extra: dict[str, Any] = {
@@ -536,9 +547,6 @@ class Api:
             "function": self.name,
             "user_id": req.user_id,
         }
-        trace = raw.headers.get("X-Cloud-Trace-Context", "").split("/", 1)[0]
-        if trace and settings is not None and settings.project:
-            extra["logging.googleapis.com/trace"] = f"projects/{settings.project}/traces/{trace}"
         level = logging.ERROR if response.status_code >= 500 else logging.INFO
         access_log.log(level, "%s %s %d", raw.method, raw.path, response.status_code, extra=extra)
 
