@@ -29,6 +29,9 @@ What ``Api`` does for every request, so handlers need not:
   (the API-key signature covers these exact bytes);
 - routing by method and path pattern (``/v1/orders/{id}``): 404 for an unknown path, 405 with
   ``Allow`` for a known path and another method;
+- infrastructure failures (Redis unreachable or timing out, Postgres unreachable after the
+  shared connection's retry, Google APIs unavailable or out of time) are answered 503
+  ``unavailable`` (retry), logged as a warning, never a 500;
 - errors: a raised ``ApiError`` becomes ``{"error": {"code", "message"}}`` with its status;
   any other exception is logged with its stack trace and answered 500 ``internal`` naming the
   request id, never with the trace;
@@ -51,10 +54,12 @@ import flask
 import msgspec
 import orjson
 import redis
+from google.api_core import exceptions as google_exceptions
 
 from shared import logs
 from shared.config import ApiConfig
 from shared.credentials import Credentials, Headers
+from shared.db import DatabaseUnavailableError
 from shared.redis_keys import rate_limit_key
 
 log = logging.getLogger("api")
@@ -77,6 +82,16 @@ _CORS_ALLOW_HEADERS: Final = ", ".join(
     )
 )
 _CORS_EXPOSE_HEADERS: Final = "X-Request-Id, Retry-After"
+
+INFRASTRUCTURE_FAILURES: Final[tuple[type[BaseException], ...]] = (
+    redis.ConnectionError,  # BusyLoadingError too
+    redis.TimeoutError,
+    DatabaseUnavailableError,
+    google_exceptions.ServiceUnavailable,
+    google_exceptions.DeadlineExceeded,
+    google_exceptions.RetryError,
+)
+"""What a handler may raise when a backing service is down: ``Api`` answers 503 (retry)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -476,6 +491,14 @@ class Api:
             return self._dispatch(req, settings)
         except ApiError as exc:
             return error_response(exc.status, exc.code, exc.message, exc.headers)
+        except INFRASTRUCTURE_FAILURES as exc:
+            log.warning(
+                "a backing service is unavailable: %r",
+                exc,
+                extra={"request_id": req.request_id, "function": self.name},
+            )
+            failed = unavailable("a backing service is unavailable; try again")
+            return error_response(failed.status, failed.code, failed.message)
         except Exception:
             log.exception(
                 "unhandled error in %s %s",

@@ -41,7 +41,7 @@ import functools
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, Final
@@ -56,16 +56,14 @@ from shared.auth import authenticate, require_scope
 from shared.config import PostgresConfig, env, from_env
 from shared.cursors import default_cursors
 from shared.cursors import reset_default as reset_default_cursors
-from shared.db import DatabaseUnavailableError, SharedConnection
+from shared.db import SharedConnection
 from shared.http import (
     Api,
     ApiRequest,
-    Handler,
     api_config,
     bad_request,
     json_response,
     not_found,
-    unavailable,
 )
 from shared.money import format_units
 from shared.openapi import (
@@ -163,28 +161,6 @@ def reset() -> None:
     market_redis.cache_clear()
     config.cache_clear()
     reset_default_cursors()
-
-
-def route(method: str, pattern: str, **described: Any) -> Callable[[Handler], Handler]:
-    """``api.route`` (its keywords: the route's ``RouteDoc``) with Redis and Postgres outages
-    answered 503 instead of 500."""
-
-    def register(handler: Handler) -> Handler:
-        @functools.wraps(handler)
-        def guarded(req: ApiRequest) -> flask.Response:
-            try:
-                return handler(req)
-            except redis.RedisError as exc:
-                log.warning("redis failed", extra={"error": repr(exc)})
-                raise unavailable("market data is unavailable; try again") from None
-            except DatabaseUnavailableError as exc:
-                log.warning("postgres failed", extra={"error": repr(exc)})
-                raise unavailable("the database is unavailable; try again") from None
-
-        api.route(method, pattern, **described)(guarded)
-        return handler
-
-    return register
 
 
 # --------------------------------------------------------------------------------------------
@@ -315,7 +291,7 @@ def _raw_json(body: bytes | str, cache_control: str) -> flask.Response:
 # --------------------------------------------------------------------------------------------
 
 
-@route(
+@api.route(
     "GET",
     "/v1/time",
     summary="The server's clock",
@@ -365,7 +341,7 @@ _CHAIN_RULES: Final = (
 )
 
 
-@route(
+@api.route(
     "GET",
     "/v1/assets",
     summary="Assets, with their chain details",
@@ -392,7 +368,7 @@ def list_assets(req: ApiRequest) -> flask.Response:
     return _cached({"assets": assets}, CACHE_DEFINITIONS)
 
 
-@route(
+@api.route(
     "GET",
     "/v1/markets",
     summary="Markets",
@@ -411,7 +387,7 @@ def list_markets(req: ApiRequest) -> flask.Response:
     return _cached({"markets": [markets[m] for m in sorted(markets)]}, CACHE_DEFINITIONS)
 
 
-@route(
+@api.route(
     "GET",
     "/v1/markets/{market}",
     summary="One market",
@@ -440,7 +416,7 @@ def get_market(req: ApiRequest) -> flask.Response:
 # --------------------------------------------------------------------------------------------
 
 
-@route(
+@api.route(
     "GET",
     "/v1/markets/{market}/depth",
     summary="The order book's top levels",
@@ -487,7 +463,7 @@ def _empty_ticker(market: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-@route(
+@api.route(
     "GET",
     "/v1/markets/{market}/ticker",
     summary="The 24 h ticker",
@@ -516,7 +492,7 @@ def ticker(req: ApiRequest) -> flask.Response:
     return _raw_json(raw, CACHE_LIVE)
 
 
-@route(
+@api.route(
     "GET",
     "/v1/tickers",
     summary="Every market's 24 h ticker",
@@ -541,7 +517,7 @@ def tickers(req: ApiRequest) -> flask.Response:
     return _cached({"tickers": out}, CACHE_LIVE)
 
 
-@route(
+@api.route(
     "GET",
     "/v1/markets/{market}/trades",
     summary="Recent trades, newest first",
@@ -576,7 +552,7 @@ _KLINE_FIELDS: Final = (
 )  # fmt: skip
 
 
-@route(
+@api.route(
     "GET",
     "/v1/markets/{market}/klines",
     summary="OHLCV candles, oldest first",
@@ -655,7 +631,7 @@ def _private_catalog() -> Catalog:
     return Catalog.load(market_redis(), database())
 
 
-@route(
+@api.route(
     "GET",
     "/v1/balances",
     summary="The caller's balances",
@@ -734,7 +710,7 @@ def _market_param(params: Params, catalog: Catalog) -> str | None:
     return market
 
 
-@route(
+@api.route(
     "GET",
     "/v1/orders",
     summary="The caller's orders, newest first",
@@ -785,7 +761,7 @@ def list_orders(req: ApiRequest) -> flask.Response:
     return json_response(_page(items, limit, "orders", "order_id", user_id))
 
 
-@route(
+@api.route(
     "GET",
     "/v1/orders/{order_id}",
     summary="One of the caller's orders",
@@ -818,7 +794,7 @@ def get_order(req: ApiRequest) -> flask.Response:
     return json_response(_order_json(rows[0], _private_catalog()))
 
 
-@route(
+@api.route(
     "GET",
     "/v1/orders/by-client-id/{client_order_id}",
     summary="The caller's newest order with a client id",
@@ -890,7 +866,7 @@ def _fills_sql(role: str, market: bool, cursor: bool) -> str:
     )
 
 
-@route(
+@api.route(
     "GET",
     "/v1/trades",
     summary="The caller's fills, newest first",
@@ -933,7 +909,7 @@ def own_trades(req: ApiRequest) -> flask.Response:
     return json_response(_page(items, limit, "trades", "trade_id", user_id))
 
 
-@route(
+@api.route(
     "GET",
     "/v1/ledger",
     summary="The caller's balance history, newest first",

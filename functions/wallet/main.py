@@ -55,7 +55,6 @@ from typing import Annotated, Any, ClassVar, Final
 import flask
 import msgspec
 import orjson
-import redis
 from eth_utils.address import is_checksum_address, to_checksum_address
 
 from shared import logs
@@ -64,14 +63,13 @@ from shared.commands import Idempotency, Services, fingerprint, new_command_id, 
 from shared.config import ConfigError, WalletConfig
 from shared.cursors import default_cursors
 from shared.cursors import reset_default as reset_default_cursors
-from shared.db import Database, DatabaseUnavailableError
+from shared.db import Database
 from shared.http import (
     Api,
     ApiError,
     ApiRequest,
     Body,
     DecimalText,
-    Handler,
     bad_request,
     conflict,
     json_response,
@@ -282,34 +280,12 @@ def _asset_param(params: Params, precision: Precisions) -> str | None:
     return asset
 
 
-def route(method: str, pattern: str, **described: Any) -> Callable[[Handler], Handler]:
-    """``api.route`` (its keywords: the route's ``RouteDoc``) with Redis and Postgres outages
-    answered 503 instead of 500."""
-
-    def register(handler: Handler) -> Handler:
-        @functools.wraps(handler)
-        def guarded(req: ApiRequest) -> flask.Response:
-            try:
-                return handler(req)
-            except redis.RedisError as exc:
-                log.warning("redis failed", extra={"error": repr(exc)})
-                raise unavailable("a backing service is unavailable; try again") from None
-            except DatabaseUnavailableError as exc:
-                log.warning("postgres failed", extra={"error": repr(exc)})
-                raise unavailable("the database is unavailable; try again") from None
-
-        api.route(method, pattern, **described)(guarded)
-        return handler
-
-    return register
-
-
 # --------------------------------------------------------------------------------------------
 # deposits
 # --------------------------------------------------------------------------------------------
 
 
-@route(
+@api.route(
     "GET",
     "/v1/deposits/address",
     summary="The caller's deposit address for an asset",
@@ -403,7 +379,7 @@ def _deposit_json(row: Sequence[Any], precision: Callable[[str], int]) -> dict[s
     }
 
 
-@route(
+@api.route(
     "GET",
     "/v1/deposits",
     summary="The caller's chain deposits, newest first",
@@ -611,7 +587,7 @@ def _repeat(svc: Services, user: str, command_id: str) -> flask.Response:
     return _verdict(svc, user, wid, command_id, reply)
 
 
-@route(
+@api.route(
     "POST",
     "/v1/withdrawals",
     summary="Withdraw to an address on the chain",
@@ -720,7 +696,7 @@ def request_withdrawal(req: ApiRequest) -> flask.Response:
     return _verdict(svc, user, r.withdrawal_id, command_id, reply)
 
 
-@route(
+@api.route(
     "GET",
     "/v1/withdrawals",
     summary="The caller's withdrawals, newest first",
@@ -765,7 +741,7 @@ def list_withdrawals(req: ApiRequest) -> flask.Response:
     return json_response(_page(items, rows, limit, "withdrawals", principal.user_id, 8, 0))
 
 
-@route(
+@api.route(
     "GET",
     "/v1/withdrawals/{id}",
     summary="One of the caller's withdrawals",
