@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Final
 
+import flask
 import orjson
 import redis
 
@@ -48,7 +49,7 @@ from shared import outbox
 from shared.auth import AuthContext, default_context, reset_defaults
 from shared.config import ApiConfig, PostgresConfig, PubSubConfig
 from shared.db import SharedConnection
-from shared.http import ApiError, ApiRequest, bad_request, unavailable
+from shared.http import ApiError, ApiRequest, bad_request, json_response, unavailable
 from shared.pubsub import CommandPublisher
 from shared.redis_keys import (
     command_key,
@@ -368,3 +369,13 @@ def reset_services() -> None:
         services().db.close()
     services.cache_clear()
     reset_defaults()
+
+
+def pending_command(command_id: str) -> flask.Response:
+    """202: the command is queued and the matcher has not answered yet; poll
+    ``/v1/commands/{id}``."""
+    return json_response(
+        {"command_id": command_id, "status": "pending"},
+        status=202,
+        headers={"Location": f"/v1/commands/{command_id}"},
+    )

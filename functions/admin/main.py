@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Final, Literal
 
 import flask
@@ -40,7 +39,7 @@ import orjson
 
 from shared import logs
 from shared.auth import Principal, Role, authenticate, require_fresh, require_role
-from shared.commands import Services, new_command_id, rejection, services
+from shared.commands import Services, new_command_id, pending_command, rejection, services
 from shared.http import (
     Api,
     ApiError,
@@ -73,6 +72,7 @@ from shared.schema import (
     Reason,
     UpdateMarket,
 )
+from shared.times import iso, utc_now
 from shared.wallet.assets import RULE_FIELDS
 
 logs.setup()
@@ -264,14 +264,6 @@ def _admin(req: ApiRequest, svc: Services) -> Principal:
     return principal
 
 
-def _pending(command_id: str) -> flask.Response:
-    return json_response(
-        {"command_id": command_id, "status": "pending"},
-        status=202,
-        headers={"Location": f"/v1/commands/{command_id}"},
-    )
-
-
 def _send(svc: Services, cmd: AnyCommand, ordering_key: str, owner: str) -> dict[str, Any] | None:
     """The matcher's accepting reply; raises its refusal; None when it did not answer in
     time."""
@@ -279,10 +271,6 @@ def _send(svc: Services, cmd: AnyCommand, ordering_key: str, owner: str) -> dict
     if reply is not None and not reply["ok"]:
         raise rejection(reply)
     return reply
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _check_rules(rules: dict[str, Any], precision: int) -> None:
@@ -358,7 +346,7 @@ def create_asset(req: ApiRequest) -> flask.Response:
             "asset": body.asset,
             "precision": body.precision,
             "chain": chain,
-            "updated_at": _now(),
+            "updated_at": utc_now(),
             "updated_by": principal.user_id,
         }
     )
@@ -368,7 +356,7 @@ def create_asset(req: ApiRequest) -> flask.Response:
         svc.redis.hset(ASSET_CHAINS_KEY, body.asset, orjson.dumps(chain))
     cmd = CreateAsset(id=new_command_id(), asset=body.asset, precision=body.precision)
     if _send(svc, cmd, ADMIN_ORDERING_KEY, principal.user_id) is None:
-        return _pending(cmd.id)
+        return pending_command(cmd.id)
     return json_response(
         {"asset": body.asset, "precision": body.precision, "chain": chain}, status=201
     )
@@ -422,7 +410,7 @@ def update_asset_chain(req: ApiRequest) -> flask.Response:
         else:
             chain[name] = value
     svc.auth.firestore.collection(ASSETS).document(asset).set(
-        {"asset": asset, "precision": precision, "chain": chain, "updated_at": _now(),
+        {"asset": asset, "precision": precision, "chain": chain, "updated_at": utc_now(),
          "updated_by": principal.user_id},
         merge=["asset", "precision", "chain", "updated_at", "updated_by"],  # chain: replaced
     )  # fmt: skip
@@ -469,7 +457,7 @@ def create_market(req: ApiRequest) -> flask.Response:
         maker_fee=body.maker_fee, taker_fee=body.taker_fee, status=body.status,
     )  # fmt: skip
     if _send(svc, cmd, ADMIN_ORDERING_KEY, principal.user_id) is None:
-        return _pending(cmd.id)
+        return pending_command(cmd.id)
     definition = {k: v for k, v in msgspec.structs.asdict(cmd).items() if k not in ("id", "ts")}
     return json_response(market_json(svc.redis, name) or definition, status=201)
 
@@ -511,7 +499,7 @@ def update_market(req: ApiRequest) -> flask.Response:
         status=body.status,
     )  # fmt: skip
     if _send(svc, cmd, ADMIN_ORDERING_KEY, principal.user_id) is None:
-        return _pending(cmd.id)
+        return pending_command(cmd.id)
     return json_response(market_json(svc.redis, name) or current)
 
 
@@ -561,7 +549,7 @@ def credit(req: ApiRequest) -> flask.Response:
     cmd = Deposit(id=new_command_id(), user=user, asset=body.asset, amount=amount, ref=body.ref)
     reply = _send(svc, cmd, user, principal.user_id)
     if reply is None:
-        return _pending(cmd.id)
+        return pending_command(cmd.id)
     return json_response(
         {
             "command_id": cmd.id,
@@ -578,10 +566,6 @@ def credit(req: ApiRequest) -> flask.Response:
 # --------------------------------------------------------------------------------------------
 # users
 # --------------------------------------------------------------------------------------------
-
-
-def _iso(value: Any) -> str | None:
-    return value.astimezone(UTC).isoformat() if isinstance(value, datetime) else None
 
 
 def _lookup(svc: Services, wanted: str) -> tuple[str, dict[str, Any]]:
@@ -608,7 +592,7 @@ def _user_json(user_id: str, user: dict[str, Any]) -> dict[str, Any]:
         "user_id": user_id,
         "email": user.get("email"),
         "role": user.get("role", "user"),
-        "created_at": _iso(user.get("created_at")),
+        "created_at": iso(user.get("created_at")),
     }
 
 
@@ -778,7 +762,7 @@ def _audit(db: Any) -> dict[str, Any]:
         )
     return {
         "ok": not mismatches,
-        "checked_at": _now().isoformat(),
+        "checked_at": utc_now().isoformat(),
         "seq": int(seq),
         "assets": assets,
         "mismatches": mismatches,

@@ -49,6 +49,7 @@ from shared.commands import (
     Services,
     fingerprint,
     new_command_id,
+    pending_command,
     rejection,
     services,
 )
@@ -151,14 +152,6 @@ def _trader(req: ApiRequest, svc: Services) -> Principal:
     return principal
 
 
-def _pending(command_id: str) -> flask.Response:
-    return json_response(
-        {"command_id": command_id, "status": "pending"},
-        status=202,
-        headers={"Location": f"/v1/commands/{command_id}"},
-    )
-
-
 def _send(
     svc: Services,
     req: ApiRequest,
@@ -179,7 +172,7 @@ def _send(
             reply = svc.commands.result(first) or _from_oplog(svc, first, user)
             if reply is None:
                 reply = svc.commands.poll(first, svc.commands.wait_s)
-            return _pending(first) if reply is None else answer(reply)
+            return pending_command(first) if reply is None else answer(reply)
     try:
         svc.commands.publish(cmd, ordering_key=user, owner=user)
     except Exception:
@@ -187,7 +180,7 @@ def _send(
             svc.idempotency.abandon(user, key, cmd.id)
         raise
     reply = svc.commands.wait_reply(cmd.id, svc.commands.wait_s)
-    return _pending(cmd.id) if reply is None else answer(reply)
+    return pending_command(cmd.id) if reply is None else answer(reply)
 
 
 def _placed(reply: dict[str, Any]) -> flask.Response:
@@ -428,7 +421,7 @@ def command_status(req: ApiRequest) -> flask.Response:
             reply = svc.commands.result(command_id) or from_log
     if reply is None:
         if owner == user:
-            return _pending(command_id) if queued is not False else _lost_answer(command_id)
+            return pending_command(command_id) if queued is not False else _lost_answer(command_id)
         raise unknown
     return json_response({**reply, "status": "applied" if reply["ok"] else "rejected"})
 

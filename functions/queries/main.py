@@ -89,6 +89,7 @@ from shared.redis_keys import (
     ticker_key,
     trades_key,
 )
+from shared.redis_values import text
 
 logs.setup()
 log = logging.getLogger("queries")
@@ -262,12 +263,8 @@ _MARKET_FIELDS: Final = (
 """The fields of a market in ``md:markets`` and in the ``markets`` table."""
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _decode_hash(raw: Mapping[Any, Any]) -> dict[str, dict[str, Any]]:
-    return {_text(key): orjson.loads(value) for key, value in raw.items()}
+    return {text(key): orjson.loads(value) for key, value in raw.items()}
 
 
 def _known_market(client: redis.Redis, market: str) -> None:
@@ -360,7 +357,7 @@ def list_assets(req: ApiRequest) -> flask.Response:
     pipe.hgetall(ASSETS_KEY)
     pipe.hgetall(ASSET_CHAINS_KEY)
     raw_assets, raw_chains = pipe.execute()
-    chains = {_text(k): v for k, v in raw_chains.items()}
+    chains = {text(k): v for k, v in raw_chains.items()}
     assets = [
         {"asset": a["asset"], "precision": a["precision"], "chain": _chain(chains.get(name))}
         for name, a in sorted(_decode_hash(raw_assets).items())
@@ -508,7 +505,7 @@ def ticker(req: ApiRequest) -> flask.Response:
 def tickers(req: ApiRequest) -> flask.Response:
     Params(req)
     client = market_redis()
-    names = sorted(_text(name) for name in client.hkeys(MARKETS_KEY))
+    names = sorted(text(name) for name in client.hkeys(MARKETS_KEY))
     raws = client.mget([ticker_key(m) for m in names]) if names else []
     out = [
         orjson.loads(raw) if raw is not None else _empty_ticker(m)

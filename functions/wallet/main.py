@@ -49,7 +49,7 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, ClassVar, Final
 
 import flask
@@ -80,7 +80,9 @@ from shared.money import MoneyError, format_units, parse_units
 from shared.openapi import ASSET_PATTERN, CURSOR, IDEMPOTENCY, LIMIT, STR, ok, path_param, query
 from shared.params import QueryParams
 from shared.redis_keys import ASSET_CHAINS_KEY, ASSETS_KEY
+from shared.redis_values import text
 from shared.schema import Reason, RequestWithdrawal
+from shared.times import iso
 from shared.wallet.addresses import allocate, next_index_from
 from shared.wallet.assets import AssetChain
 from shared.wallet.keys import HdWallet
@@ -195,10 +197,6 @@ def _withdrawer(req: ApiRequest, svc: Services) -> Principal:
     return principal
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 class Precisions:
     """Asset precisions from Redis; an asset Redis lacks (flushed, rebuild pending) is looked
     up in the ``assets`` table."""
@@ -206,7 +204,7 @@ class Precisions:
     def __init__(self, svc: Services) -> None:
         self._svc = svc
         self._known = {
-            _text(k): int(orjson.loads(v)["precision"])
+            text(k): int(orjson.loads(v)["precision"])
             for k, v in svc.redis.hgetall(ASSETS_KEY).items()
         }
         self._complete = False
@@ -241,10 +239,6 @@ def _asset_chain(svc: Services, asset: str) -> AssetChain:
     except (KeyError, TypeError, ValueError, orjson.JSONDecodeError) as exc:
         log.error("malformed chain details", extra={"asset": asset, "error": repr(exc)})
         raise unavailable(f"the chain details of {asset} are unavailable; try again") from None
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat()
 
 
 class Params(QueryParams):
@@ -374,8 +368,8 @@ def _deposit_json(row: Sequence[Any], precision: Callable[[str], int]) -> dict[s
         "status": status,
         "dust": str(int(dust)),
         "address": address,
-        "created_at": _iso(seen_at),
-        "credited_at": _iso(credited_at),
+        "created_at": iso(seen_at),
+        "credited_at": iso(credited_at),
     }
 
 
@@ -446,8 +440,8 @@ def _withdrawal_json(row: Sequence[Any], precision: Callable[[str], int]) -> dic
         "state": state,
         "tx_hash": tx_hash,
         "error": error,
-        "created_at": _iso(created_at),
-        "updated_at": _iso(updated_at),
+        "created_at": iso(created_at),
+        "updated_at": iso(updated_at),
     }
 
 
@@ -539,7 +533,7 @@ def _store(db: Database, r: _Request) -> int | None:
         raise
 
 
-def _pending(wid: str, command_id: str) -> flask.Response:
+def _withdrawal_pending(wid: str, command_id: str) -> flask.Response:
     return json_response(
         {"withdrawal_id": wid, "command_id": command_id, "state": "requested"},
         status=202,
@@ -562,7 +556,7 @@ def _verdict(
     svc: Services, user: str, wid: str, command_id: str, reply: dict[str, Any] | None
 ) -> flask.Response:
     if reply is None:
-        return _pending(wid, command_id)
+        return _withdrawal_pending(wid, command_id)
     if not reply["ok"]:
         _mark_rejected(svc, wid, str(reply.get("reason") or "rejected"))
         raise rejection(reply)
