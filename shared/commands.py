@@ -38,7 +38,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 from typing import Any, Final
 
 import flask
@@ -46,10 +45,11 @@ import orjson
 import redis
 
 from shared import outbox
-from shared.auth import AuthContext, default_context, reset_defaults
+from shared.auth import AuthContext, default_context
 from shared.config import ApiConfig, PostgresConfig, PubSubConfig
 from shared.db import SharedConnection
 from shared.http import ApiError, ApiRequest, bad_request, json_response, unavailable
+from shared.instance import per_instance
 from shared.pubsub import CommandPublisher
 from shared.redis_keys import (
     command_key,
@@ -341,8 +341,13 @@ class Services:
     def redis(self) -> redis.Redis:
         return self.auth.redis
 
+    def close(self) -> None:
+        """Close the Postgres connection (the auth context is an instance object of its own,
+        reset with it by ``shared.instance.reset_instance``)."""
+        self.db.close()
 
-@cache
+
+@per_instance
 def services() -> Services:
     """The environment's services (``PubSubConfig``, ``PostgresConfig``, ``ApiConfig``),
     built on first use and kept for the instance's life."""
@@ -361,14 +366,6 @@ def services() -> Services:
         idempotency=Idempotency(ctx.redis, cfg.idempotency_ttl_s),
         db=SharedConnection(PostgresConfig.load()),
     )
-
-
-def reset_services() -> None:
-    """Forget the cached services and the auth context (tests that change the environment)."""
-    if services.cache_info().currsize:
-        services().db.close()
-    services.cache_clear()
-    reset_defaults()
 
 
 def pending_command(command_id: str) -> flask.Response:

@@ -47,7 +47,6 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Annotated, Any, ClassVar, Final, Literal, TypeVar
 
 import flask
@@ -60,6 +59,7 @@ from shared import logs
 from shared.config import ApiConfig
 from shared.credentials import Credentials, Headers
 from shared.db import DatabaseUnavailableError
+from shared.instance import per_instance
 from shared.redis_keys import rate_limit_key
 
 log = logging.getLogger("api")
@@ -204,9 +204,9 @@ class HttpSettings:
         )
 
 
-@cache
+@per_instance
 def api_config() -> ApiConfig:
-    """The environment's ``ApiConfig``, loaded once per instance (``cache_clear`` in tests)."""
+    """The environment's ``ApiConfig``, loaded once per instance."""
     return ApiConfig.load()
 
 

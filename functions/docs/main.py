@@ -19,12 +19,13 @@ import orjson
 
 from shared import logs
 from shared.http import Api, ApiRequest, HttpSettings
+from shared.instance import per_instance
 from shared.openapi import ok
 
 logs.setup()
 
 
-@cache
+@per_instance
 def _settings() -> HttpSettings:
     origins = os.environ.get("API_CORS_ORIGINS", "")
     return HttpSettings(

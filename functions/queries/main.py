@@ -37,7 +37,6 @@ A Redis error answers 503 as well.
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import time
@@ -55,7 +54,6 @@ from shared import logs
 from shared.auth import authenticate, require_scope
 from shared.config import PostgresConfig, env, from_env
 from shared.cursors import default_cursors
-from shared.cursors import reset_default as reset_default_cursors
 from shared.db import SharedConnection
 from shared.http import (
     Api,
@@ -65,6 +63,7 @@ from shared.http import (
     json_response,
     not_found,
 )
+from shared.instance import per_instance
 from shared.money import format_units
 from shared.openapi import (
     CLIENT_ORDER_ID,
@@ -134,34 +133,22 @@ class QueriesConfig(msgspec.Struct, frozen=True, kw_only=True):
         return from_env(QueriesConfig, environ)
 
 
-@functools.cache
+@per_instance
 def config() -> QueriesConfig:
     return QueriesConfig.load()
 
 
-@functools.cache
+@per_instance
 def market_redis() -> redis.Redis:
     return redis.Redis.from_url(
         api_config().redis_url, socket_timeout=5.0, socket_connect_timeout=5.0
     )
 
 
-@functools.cache
+@per_instance
 def database() -> SharedConnection:
     """Postgres: one connection per instance (shared.db.SharedConnection)."""
     return SharedConnection(PostgresConfig.load(), "queries")
-
-
-def reset() -> None:
-    """Forget clients and configuration (tests that change the environment)."""
-    if database.cache_info().currsize:
-        database().close()
-    database.cache_clear()
-    if market_redis.cache_info().currsize:
-        market_redis().close()
-    market_redis.cache_clear()
-    config.cache_clear()
-    reset_default_cursors()
 
 
 # --------------------------------------------------------------------------------------------

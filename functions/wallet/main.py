@@ -44,7 +44,6 @@ queries function (unknown, repeated or empty ones, a bad cursor answer 400).
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import re
 from collections.abc import Callable, Sequence
@@ -62,7 +61,6 @@ from shared.auth import Principal, authenticate, require_fresh, require_scope
 from shared.commands import Idempotency, Services, fingerprint, new_command_id, rejection, services
 from shared.config import ConfigError, WalletConfig
 from shared.cursors import default_cursors
-from shared.cursors import reset_default as reset_default_cursors
 from shared.db import Database
 from shared.http import (
     Api,
@@ -76,6 +74,7 @@ from shared.http import (
     not_found,
     unavailable,
 )
+from shared.instance import per_instance
 from shared.money import MoneyError, format_units, parse_units
 from shared.openapi import ASSET_PATTERN, CURSOR, IDEMPOTENCY, LIMIT, STR, ok, path_param, query
 from shared.params import QueryParams
@@ -140,22 +139,15 @@ def wallet(request: flask.Request) -> flask.Response:
 # --------------------------------------------------------------------------------------------
 
 
-@functools.cache
+@per_instance
 def wallet_config() -> WalletConfig:
     return WalletConfig.load()
 
 
-@functools.cache
+@per_instance
 def hd_wallet() -> HdWallet:
     """The deposit addresses' HD wallet (the seed is derived once: PBKDF2 is slow)."""
     return HdWallet.from_source(wallet_config().mnemonic)
-
-
-def reset() -> None:
-    """Forget the wallet configuration and keys (tests that change the environment)."""
-    hd_wallet.cache_clear()
-    wallet_config.cache_clear()
-    reset_default_cursors()
 
 
 def _config() -> WalletConfig:
