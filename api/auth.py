@@ -77,7 +77,6 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any, Final, Literal, TypeGuard, cast, get_args
 
@@ -93,6 +92,7 @@ from api.http import ApiError, ApiRequest, RateLimiter, api_config, unauthorized
 from api.sessions import SessionStore
 from api.throttle import FailureLimiter
 from shared.config import ApiConfig, ConfigError, OidcConfig, secret_manager_payload
+from shared.instance import per_instance
 from shared.redis_keys import api_signature_key
 
 log = logging.getLogger("auth")
@@ -535,6 +535,10 @@ class AuthContext:
     failures: FailureLimiter
     sessions: SessionStore
 
+    def close(self) -> None:
+        """Release the Redis connections (``shared.instance.reset_instance``)."""
+        self.redis.close()
+
     @staticmethod
     def from_config(cfg: ApiConfig) -> AuthContext:
         client = redis.Redis.from_url(cfg.redis_url)
@@ -552,18 +556,10 @@ class AuthContext:
         )
 
 
-@cache
+@per_instance
 def default_context() -> AuthContext:
     """The environment's context, built on first use and kept for the instance's life."""
     return AuthContext.from_config(api_config())
-
-
-def reset_defaults() -> None:
-    """Forget the cached configuration and clients (for tests that change the environment)."""
-    if default_context.cache_info().currsize:
-        default_context().redis.close()
-    default_context.cache_clear()
-    api_config.cache_clear()
 
 
 def _unverified_issuer(token: str) -> Any:

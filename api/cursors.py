@@ -20,13 +20,13 @@ import hashlib
 import hmac
 import re
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from typing import Final
 
 import orjson
 
 from api.http import ApiError, bad_request
 from shared.config import CursorConfig
+from shared.instance import per_instance
 
 MAX_ID: Final = 2**63 - 1
 """The largest BIGINT: order, trade and ledger ids."""
@@ -126,12 +126,7 @@ class Cursors:
         raise invalid_cursor()
 
 
-@cache
+@per_instance
 def default_cursors() -> Cursors:
     """The environment's cursor key (``CursorConfig``), read once per instance."""
     return Cursors(CursorConfig.load().read_key())
-
-
-def reset_default() -> None:
-    """Forget the key (tests that change the environment)."""
-    default_cursors.cache_clear()

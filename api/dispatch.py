@@ -38,17 +38,18 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 from typing import Any, Final
 
+import flask
 import orjson
 import redis
 
-from api.auth import AuthContext, default_context, reset_defaults
-from api.http import ApiError, ApiRequest, bad_request, unavailable
+from api.auth import AuthContext, default_context
+from api.http import ApiError, ApiRequest, bad_request, json_response, unavailable
 from shared import outbox
 from shared.config import ApiConfig, PostgresConfig, PubSubConfig
 from shared.db import SharedConnection
+from shared.instance import per_instance
 from shared.messages import (
     AnyCommand,
     CancelAll,
@@ -340,8 +341,13 @@ class Services:
     def redis(self) -> redis.Redis:
         return self.auth.redis
 
+    def close(self) -> None:
+        """Close the Postgres connection (the auth context is an instance object of its own,
+        reset with it by ``shared.instance.reset_instance``)."""
+        self.db.close()
 
-@cache
+
+@per_instance
 def services() -> Services:
     """The environment's services (``PubSubConfig``, ``PostgresConfig``, ``ApiConfig``),
     built on first use and kept for the instance's life."""
@@ -362,9 +368,11 @@ def services() -> Services:
     )
 
 
-def reset_services() -> None:
-    """Forget the cached services and the auth context (tests that change the environment)."""
-    if services.cache_info().currsize:
-        services().db.close()
-    services.cache_clear()
-    reset_defaults()
+def pending_command(command_id: str) -> flask.Response:
+    """202: the command is queued and the matcher has not answered yet; poll
+    ``/v1/commands/{id}``."""
+    return json_response(
+        {"command_id": command_id, "status": "pending"},
+        status=202,
+        headers={"Location": f"/v1/commands/{command_id}"},
+    )

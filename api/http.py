@@ -29,6 +29,9 @@ What ``Api`` does for every request, so handlers need not:
   (the API-key signature covers these exact bytes);
 - routing by method and path pattern (``/v1/orders/{id}``): 404 for an unknown path, 405 with
   ``Allow`` for a known path and another method;
+- infrastructure failures (Redis unreachable or timing out, Postgres unreachable after the
+  shared connection's retry, Google APIs unavailable or out of time) are answered 503
+  ``unavailable`` (retry), logged as a warning, never a 500;
 - errors: a raised ``ApiError`` becomes ``{"error": {"code", "message"}}`` with its status;
   any other exception is logged with its stack trace and answered 500 ``internal`` naming the
   request id, never with the trace;
@@ -37,6 +40,7 @@ What ``Api`` does for every request, so handlers need not:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import re
@@ -53,7 +57,9 @@ import orjson
 import redis
 
 from api.credentials import Credentials, Headers
+from shared import logs
 from shared.config import ApiConfig
+from shared.instance import per_instance
 from shared.redis_keys import rate_limit_key
 
 log = logging.getLogger("api")
@@ -76,6 +82,31 @@ _CORS_ALLOW_HEADERS: Final = ", ".join(
     )
 )
 _CORS_EXPOSE_HEADERS: Final = "X-Request-Id, Retry-After"
+
+
+@cache
+def infrastructure_failures() -> tuple[type[BaseException], ...]:
+    """What a handler may raise when a backing service is down: ``Api`` answers 503 (retry).
+
+    A function ships only the clients it uses (auth and docs have no Postgres driver), and
+    one that lacks a client cannot raise its errors: those are left out, not imported."""
+    failures: list[type[BaseException]] = [
+        redis.ConnectionError,  # BusyLoadingError too
+        redis.TimeoutError,
+    ]
+    with contextlib.suppress(ImportError):
+        from shared.db import DatabaseUnavailableError
+
+        failures.append(DatabaseUnavailableError)
+    with contextlib.suppress(ImportError):
+        from google.api_core import exceptions as google_exceptions
+
+        failures += [
+            google_exceptions.ServiceUnavailable,
+            google_exceptions.DeadlineExceeded,
+            google_exceptions.RetryError,
+        ]
+    return tuple(failures)
 
 
 # --------------------------------------------------------------------------------------------
@@ -188,9 +219,9 @@ class HttpSettings:
         )
 
 
-@cache
+@per_instance
 def api_config() -> ApiConfig:
-    """The environment's ``ApiConfig``, loaded once per instance (``cache_clear`` in tests)."""
+    """The environment's ``ApiConfig``, loaded once per instance."""
     return ApiConfig.load()
 
 
@@ -453,21 +484,44 @@ class Api:
         settings: HttpSettings | None = None
         try:
             settings = self._settings()
+        except Exception:
+            log.exception("no settings for %s", self.name, extra={"request_id": request_id})
+        trace = logs.trace_of(
+            request.headers.get("X-Cloud-Trace-Context"), settings.project if settings else None
+        )
+        with logs.request_context(request_id, trace):
+            response = self._handle(req, settings)
+            self._finish(req, response, settings)
+            self._log_access(req, response, time.perf_counter() - started)
+        return response
+
+    def _handle(self, req: ApiRequest, settings: HttpSettings | None) -> flask.Response:
+        request = req.raw
+        try:
+            if settings is None:  # logged where it failed
+                return error_response(
+                    500, "internal", f"internal error; request id {req.request_id}"
+                )
             req.client_ip = client_ip(request, settings.trusted_proxy_hops)
-            response = self._dispatch(req, settings)
+            return self._dispatch(req, settings)
         except ApiError as exc:
-            response = error_response(exc.status, exc.code, exc.message, exc.headers)
+            return error_response(exc.status, exc.code, exc.message, exc.headers)
+        except infrastructure_failures() as exc:
+            log.warning(
+                "a backing service is unavailable: %r",
+                exc,
+                extra={"request_id": req.request_id, "function": self.name},
+            )
+            failed = unavailable("a backing service is unavailable; try again")
+            return error_response(failed.status, failed.code, failed.message)
         except Exception:
             log.exception(
                 "unhandled error in %s %s",
                 request.method,
                 request.path,
-                extra={"request_id": request_id, "function": self.name},
+                extra={"request_id": req.request_id, "function": self.name},
             )
-            response = error_response(500, "internal", f"internal error; request id {request_id}")
-        self._finish(req, response, settings)
-        self._log_access(req, response, settings, time.perf_counter() - started)
-        return response
+            return error_response(500, "internal", f"internal error; request id {req.request_id}")
 
     def _dispatch(self, req: ApiRequest, settings: HttpSettings) -> flask.Response:
         path, method = req.path, req.method.upper()
@@ -512,13 +566,8 @@ class Api:
             if allow != "*":
                 headers.add("Vary", "Origin")
 
-    def _log_access(
-        self,
-        req: ApiRequest,
-        response: flask.Response,
-        settings: HttpSettings | None,
-        seconds: float,
-    ) -> None:
+    def _log_access(self, req: ApiRequest, response: flask.Response, seconds: float) -> None:
+        """(The trace field comes from ``logs.request_context``.)"""
         raw = req.raw
         url = raw.path + ("?" + raw.query_string.decode("latin-1") if raw.query_string else "")
         extra: dict[str, Any] = {
@@ -536,9 +585,6 @@ class Api:
             "function": self.name,
             "user_id": req.user_id,
         }
-        trace = raw.headers.get("X-Cloud-Trace-Context", "").split("/", 1)[0]
-        if trace and settings is not None and settings.project:
-            extra["logging.googleapis.com/trace"] = f"projects/{settings.project}/traces/{trace}"
         level = logging.ERROR if response.status_code >= 500 else logging.INFO
         access_log.log(level, "%s %s %d", raw.method, raw.path, response.status_code, extra=extra)
 

@@ -19,6 +19,7 @@ from shared.messages import OrderType, PlaceOrder, Reason, SelfTrade, Side, Time
 from shared.money import MoneyError, parse_decimal, parse_fee_rate, parse_units, to_units
 from shared.order_rules import order_violation
 from shared.redis_keys import ASSETS_KEY, MARKETS_KEY
+from shared.redis_values import text
 
 MARKET_RE: Final = re.compile(r"[A-Z0-9]{2,12}-[A-Z0-9]{2,12}")
 
@@ -55,11 +56,7 @@ class MarketSpec:
 def asset_precisions(client: redis.Redis) -> dict[str, int]:
     """Every listed asset and its precision."""
     raw = client.hgetall(ASSETS_KEY)
-    return {_text(k): int(orjson.loads(v)["precision"]) for k, v in raw.items()}
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    return {text(k): int(orjson.loads(v)["precision"]) for k, v in raw.items()}
 
 
 def load_market(client: redis.Redis, name: str) -> MarketSpec | None:
@@ -72,7 +69,7 @@ def load_market(client: redis.Redis, name: str) -> MarketSpec | None:
     raw, assets = pipe.execute()
     if raw is None:
         return None
-    precisions = {_text(k): int(orjson.loads(v)["precision"]) for k, v in assets.items()}
+    precisions = {text(k): int(orjson.loads(v)["precision"]) for k, v in assets.items()}
     data = orjson.loads(raw)
     if data["base"] not in precisions or data["quote"] not in precisions:
         return None

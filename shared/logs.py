@@ -8,6 +8,10 @@ jobs their RPC URL, Redis URL and Postgres password, ``SecretSource.read`` every
 reads) has it replaced by ``[redacted]`` in the message, the stack trace and every field. A
 node provider's URL carries its API key, and web3 and requests put the URL, or its path
 alone, into their exceptions' messages.
+
+Every line logged while a request is handled carries its ``request_id`` (and, behind Google's
+front end, ``logging.googleapis.com/trace``): ``api.http.Api`` sets them with
+``request_context`` for the length of the request, whatever logger the line comes from.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
@@ -72,6 +79,42 @@ def _scrub(value: Any) -> Any:
     return value
 
 
+_request_fields: ContextVar[Mapping[str, str] | None] = ContextVar(
+    "request_log_fields", default=None
+)
+"""The fields every log line of the current request carries (empty outside a request)."""
+
+TRACE_FIELD: Final = "logging.googleapis.com/trace"
+
+
+def trace_of(header: str | None, project: str | None) -> str | None:
+    """Cloud Logging's trace name from an ``X-Cloud-Trace-Context`` header
+    (``TRACE_ID/SPAN_ID;o=1``), or None without a header or a project."""
+    trace_id = (header or "").split("/", 1)[0].strip()
+    if not trace_id or not project:
+        return None
+    return f"projects/{project}/traces/{trace_id}"
+
+
+@contextmanager
+def request_context(request_id: str, trace: str | None = None) -> Iterator[None]:
+    """Within it, every log line carries ``request_id`` (and ``trace`` when given)."""
+    fields = {"request_id": request_id}
+    if trace:
+        fields[TRACE_FIELD] = trace
+    token = _request_fields.set(fields)
+    try:
+        yield
+    finally:
+        _request_fields.reset(token)
+
+
+def current_request_id() -> str | None:
+    """The id of the request being handled, or None outside one."""
+    fields = _request_fields.get()
+    return fields.get("request_id") if fields else None
+
+
 def _fallback(value: Any) -> str:
     """What orjson cannot encode, as text (an exception in ``extra``, say), redacted."""
     return redact(str(value))
@@ -87,6 +130,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
         }
+        entry.update(_request_fields.get() or {})
         for key, value in vars(record).items():
             if key not in _RESERVED and not key.startswith("_"):
                 entry[key] = value

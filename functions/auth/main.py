@@ -39,7 +39,7 @@ import re
 import secrets
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import cache
 from typing import Annotated, Any, ClassVar, Final, Literal
 
@@ -82,6 +82,7 @@ from api.openapi import ok, path_param
 from api.sessions import session_revoked
 from api.throttle import PasswordTry, account_key, limit_subject
 from shared import logs
+from shared.times import iso, utc_now
 
 logs.setup()
 
@@ -153,14 +154,6 @@ def auth(request: flask.Request) -> flask.Response:
 # --------------------------------------------------------------------------------------------
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _iso(value: Any) -> str | None:
-    return value.astimezone(UTC).isoformat() if isinstance(value, datetime) else None
-
-
 def _normalise_email(raw: str) -> str | None:
     email = raw.strip().lower()
     return email if _EMAIL_RE.fullmatch(email) else None
@@ -226,7 +219,7 @@ def _token_pair(
     ``auth_time``), and a new refresh token of it written with ``writer`` (a transaction or
     batch)."""
     refresh_token = "rt_" + secrets.token_urlsafe(32)
-    now = _now()
+    now = utc_now()
     writer.create(
         ctx.firestore.collection(REFRESH_TOKENS).document(_hash_token(refresh_token)),
         {
@@ -259,7 +252,7 @@ def _new_session(
         "family_id": uuid.uuid4().hex,
         "user_id": user_id,
         "revoked": False,
-        "created_at": _now(),
+        "created_at": utc_now(),
         "epoch": ctx.sessions.epoch(user) if epoch is None else epoch,
         "auth_time": int(time.time()),
     }
@@ -317,7 +310,7 @@ def signup(req: ApiRequest) -> flask.Response:
     # One atomic batch of two creates: the email document's create fails if the email is
     # taken, and then nothing is written. No read, so no transaction lock for concurrent
     # signups to contend on.
-    now = _now()
+    now = utc_now()
     batch = db.batch()
     batch.create(email_ref, {"user_id": user_id, "created_at": now})
     batch.create(
@@ -421,12 +414,12 @@ def refresh(req: ApiRequest) -> flask.Response:
             return "invalid", None
         if token["status"] != "active":  # spent before: it leaked; end the whole session
             tx.update(
-                family_ref, {"revoked": True, "revoked_reason": "reuse", "revoked_at": _now()}
+                family_ref, {"revoked": True, "revoked_reason": "reuse", "revoked_at": utc_now()}
             )
             return "reused", token
-        if token["expires_at"] <= _now():
+        if token["expires_at"] <= utc_now():
             return "expired", None
-        tx.update(token_ref, {"status": "rotated", "rotated_at": _now()})
+        tx.update(token_ref, {"status": "rotated", "rotated_at": utc_now()})
         # The session's proof of who the person is stays as old as it was: a refresh is none.
         session = {
             "family_id": token["family_id"],
@@ -479,7 +472,7 @@ def logout(req: ApiRequest) -> flask.Response:
         raise unauthorized("invalid refresh token", "invalid_refresh_token")
     family_id, user_id = snap.get("family_id"), snap.get("user_id")
     db.collection(FAMILIES).document(family_id).update(
-        {"revoked": True, "revoked_reason": "logout", "revoked_at": _now()}
+        {"revoked": True, "revoked_reason": "logout", "revoked_at": utc_now()}
     )
     # The session's access tokens stop now, not when they expire (api.sessions).
     ctx.sessions.end_session(user_id, family_id)
@@ -632,7 +625,7 @@ def change_password(req: ApiRequest) -> flask.Response:
             "weak_password",
         )
     ref = ctx.firestore.collection(USERS).document(principal.user_id)
-    ref.update({"password_hash": _hasher.hash(body.new_password), "password_changed_at": _now()})
+    ref.update({"password_hash": _hasher.hash(body.new_password), "password_changed_at": utc_now()})
     epoch = ctx.sessions.end_all(principal.user_id)
     return json_response(_new_session(ctx, principal.user_id, user, epoch))
 
@@ -653,7 +646,7 @@ def _key_view(key_id: str, record: dict[str, Any]) -> dict[str, Any]:
         "id": key_id,
         "label": record["label"],
         "scopes": record["scopes"],
-        "created_at": _iso(record.get("created_at")),
+        "created_at": iso(record.get("created_at")),
     }
 
 
@@ -707,7 +700,7 @@ def create_api_key(req: ApiRequest) -> flask.Response:
         "scopes": sorted(set(body.scopes)),
         "master_id": master_id,
         "secret_sha256": secret_fingerprint(secret),
-        "created_at": _now(),
+        "created_at": utc_now(),
     }
     ctx.firestore.collection(API_KEYS_COLLECTION).document(key_id).create(record)
     return json_response({**_key_view(key_id, record), "secret": secret}, status=201)

@@ -20,11 +20,12 @@ import orjson
 from api.http import Api, ApiRequest, HttpSettings
 from api.openapi import ok
 from shared import logs
+from shared.instance import per_instance
 
 logs.setup()
 
 
-@cache
+@per_instance
 def _settings() -> HttpSettings:
     origins = os.environ.get("API_CORS_ORIGINS", "")
     return HttpSettings(

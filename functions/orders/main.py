@@ -48,6 +48,7 @@ from api.dispatch import (
     Services,
     fingerprint,
     new_command_id,
+    pending_command,
     rejection,
     services,
 )
@@ -59,7 +60,6 @@ from api.http import (
     bad_request,
     json_response,
     not_found,
-    unavailable,
 )
 from api.listings import load_market, order_command
 from api.openapi import CLIENT_ORDER_ID, IDEMPOTENCY, PENDING, STR, ok, path_param, query
@@ -152,14 +152,6 @@ def _trader(req: ApiRequest, svc: Services) -> Principal:
     return principal
 
 
-def _pending(command_id: str) -> flask.Response:
-    return json_response(
-        {"command_id": command_id, "status": "pending"},
-        status=202,
-        headers={"Location": f"/v1/commands/{command_id}"},
-    )
-
-
 def _send(
     svc: Services,
     req: ApiRequest,
@@ -180,7 +172,7 @@ def _send(
             reply = svc.commands.result(first) or _from_oplog(svc, first, user)
             if reply is None:
                 reply = svc.commands.poll(first, svc.commands.wait_s)
-            return _pending(first) if reply is None else answer(reply)
+            return pending_command(first) if reply is None else answer(reply)
     try:
         svc.commands.publish(cmd, ordering_key=user, owner=user)
     except Exception:
@@ -188,7 +180,7 @@ def _send(
             svc.idempotency.abandon(user, key, cmd.id)
         raise
     reply = svc.commands.wait_reply(cmd.id, svc.commands.wait_s)
-    return _pending(cmd.id) if reply is None else answer(reply)
+    return pending_command(cmd.id) if reply is None else answer(reply)
 
 
 def _placed(reply: dict[str, Any]) -> flask.Response:
@@ -429,7 +421,7 @@ def command_status(req: ApiRequest) -> flask.Response:
             reply = svc.commands.result(command_id) or from_log
     if reply is None:
         if owner == user:
-            return _pending(command_id) if queued is not False else _lost_answer(command_id)
+            return pending_command(command_id) if queued is not False else _lost_answer(command_id)
         raise unknown
     return json_response({**reply, "status": "applied" if reply["ok"] else "rejected"})
 
@@ -527,8 +519,4 @@ def _from_oplog(svc: Services, command_id: str, user: str) -> dict[str, Any] | N
             result["order"] = _order_from_row(found[0]) if found else None
         return result
 
-    try:
-        return svc.db.call(read)
-    except Exception:
-        log.exception("could not read the oplog")
-        raise unavailable("the command history is unavailable; try again") from None
+    return svc.db.call(read)  # Postgres down: the Api wrapper answers 503

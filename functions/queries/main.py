@@ -5,7 +5,7 @@ the OpenAPI document made from them (``GET /v1/openapi.json``, functions/docs/op
 where to read them.
 
 Read-only: it never talks to the matcher, only to what the matcher wrote (docs/marketdata.md
-for the Redis keys, migrations/ for the tables).
+for the Redis keys, infra/migrations for the tables).
 
 Public market data (anyone; ``Cache-Control: public`` with a short ``max-age``) and the
 caller's own history (a token, or an API key with the ``read`` scope; only the caller's own
@@ -37,11 +37,10 @@ A Redis error answers 503 as well.
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, Final
@@ -53,16 +52,13 @@ import redis
 
 from api.auth import authenticate, require_scope
 from api.cursors import default_cursors
-from api.cursors import reset_default as reset_default_cursors
 from api.http import (
     Api,
     ApiRequest,
-    Handler,
     api_config,
     bad_request,
     json_response,
     not_found,
-    unavailable,
 )
 from api.openapi import (
     CLIENT_ORDER_ID,
@@ -78,7 +74,8 @@ from api.openapi import (
 from api.params import QueryParams
 from shared import logs
 from shared.config import PostgresConfig, env, from_env
-from shared.db import DatabaseUnavailableError, SharedConnection
+from shared.db import SharedConnection
+from shared.instance import per_instance
 from shared.money import format_units
 from shared.order_rules import MAX_CLIENT_ORDER_ID
 from shared.redis_keys import (
@@ -91,6 +88,7 @@ from shared.redis_keys import (
     ticker_key,
     trades_key,
 )
+from shared.redis_values import text
 
 logs.setup()
 log = logging.getLogger("queries")
@@ -135,56 +133,22 @@ class QueriesConfig(msgspec.Struct, frozen=True, kw_only=True):
         return from_env(QueriesConfig, environ)
 
 
-@functools.cache
+@per_instance
 def config() -> QueriesConfig:
     return QueriesConfig.load()
 
 
-@functools.cache
+@per_instance
 def market_redis() -> redis.Redis:
     return redis.Redis.from_url(
         api_config().redis_url, socket_timeout=5.0, socket_connect_timeout=5.0
     )
 
 
-@functools.cache
+@per_instance
 def database() -> SharedConnection:
     """Postgres: one connection per instance (shared.db.SharedConnection)."""
     return SharedConnection(PostgresConfig.load(), "queries")
-
-
-def reset() -> None:
-    """Forget clients and configuration (tests that change the environment)."""
-    if database.cache_info().currsize:
-        database().close()
-    database.cache_clear()
-    if market_redis.cache_info().currsize:
-        market_redis().close()
-    market_redis.cache_clear()
-    config.cache_clear()
-    reset_default_cursors()
-
-
-def route(method: str, pattern: str, **described: Any) -> Callable[[Handler], Handler]:
-    """``api.route`` (its keywords: the route's ``RouteDoc``) with Redis and Postgres outages
-    answered 503 instead of 500."""
-
-    def register(handler: Handler) -> Handler:
-        @functools.wraps(handler)
-        def guarded(req: ApiRequest) -> flask.Response:
-            try:
-                return handler(req)
-            except redis.RedisError as exc:
-                log.warning("redis failed", extra={"error": repr(exc)})
-                raise unavailable("market data is unavailable; try again") from None
-            except DatabaseUnavailableError as exc:
-                log.warning("postgres failed", extra={"error": repr(exc)})
-                raise unavailable("the database is unavailable; try again") from None
-
-        api.route(method, pattern, **described)(guarded)
-        return handler
-
-    return register
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,12 +250,8 @@ _MARKET_FIELDS: Final = (
 """The fields of a market in ``md:markets`` and in the ``markets`` table."""
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _decode_hash(raw: Mapping[Any, Any]) -> dict[str, dict[str, Any]]:
-    return {_text(key): orjson.loads(value) for key, value in raw.items()}
+    return {text(key): orjson.loads(value) for key, value in raw.items()}
 
 
 def _known_market(client: redis.Redis, market: str) -> None:
@@ -315,7 +275,7 @@ def _raw_json(body: bytes | str, cache_control: str) -> flask.Response:
 # --------------------------------------------------------------------------------------------
 
 
-@route(
+@api.route(
     "GET",
     "/v1/time",
     summary="The server's clock",
@@ -365,7 +325,7 @@ _CHAIN_RULES: Final = (
 )
 
 
-@route(
+@api.route(
     "GET",
     "/v1/assets",
     summary="Assets, with their chain details",
@@ -384,7 +344,7 @@ def list_assets(req: ApiRequest) -> flask.Response:
     pipe.hgetall(ASSETS_KEY)
     pipe.hgetall(ASSET_CHAINS_KEY)
     raw_assets, raw_chains = pipe.execute()
-    chains = {_text(k): v for k, v in raw_chains.items()}
+    chains = {text(k): v for k, v in raw_chains.items()}
     assets = [
         {"asset": a["asset"], "precision": a["precision"], "chain": _chain(chains.get(name))}
         for name, a in sorted(_decode_hash(raw_assets).items())
@@ -392,7 +352,7 @@ def list_assets(req: ApiRequest) -> flask.Response:
     return _cached({"assets": assets}, CACHE_DEFINITIONS)
 
 
-@route(
+@api.route(
     "GET",
     "/v1/markets",
     summary="Markets",
@@ -411,7 +371,7 @@ def list_markets(req: ApiRequest) -> flask.Response:
     return _cached({"markets": [markets[m] for m in sorted(markets)]}, CACHE_DEFINITIONS)
 
 
-@route(
+@api.route(
     "GET",
     "/v1/markets/{market}",
     summary="One market",
@@ -440,7 +400,7 @@ def get_market(req: ApiRequest) -> flask.Response:
 # --------------------------------------------------------------------------------------------
 
 
-@route(
+@api.route(
     "GET",
     "/v1/markets/{market}/depth",
     summary="The order book's top levels",
@@ -487,7 +447,7 @@ def _empty_ticker(market: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-@route(
+@api.route(
     "GET",
     "/v1/markets/{market}/ticker",
     summary="The 24 h ticker",
@@ -516,7 +476,7 @@ def ticker(req: ApiRequest) -> flask.Response:
     return _raw_json(raw, CACHE_LIVE)
 
 
-@route(
+@api.route(
     "GET",
     "/v1/tickers",
     summary="Every market's 24 h ticker",
@@ -532,7 +492,7 @@ def ticker(req: ApiRequest) -> flask.Response:
 def tickers(req: ApiRequest) -> flask.Response:
     Params(req)
     client = market_redis()
-    names = sorted(_text(name) for name in client.hkeys(MARKETS_KEY))
+    names = sorted(text(name) for name in client.hkeys(MARKETS_KEY))
     raws = client.mget([ticker_key(m) for m in names]) if names else []
     out = [
         orjson.loads(raw) if raw is not None else _empty_ticker(m)
@@ -541,7 +501,7 @@ def tickers(req: ApiRequest) -> flask.Response:
     return _cached({"tickers": out}, CACHE_LIVE)
 
 
-@route(
+@api.route(
     "GET",
     "/v1/markets/{market}/trades",
     summary="Recent trades, newest first",
@@ -576,7 +536,7 @@ _KLINE_FIELDS: Final = (
 )  # fmt: skip
 
 
-@route(
+@api.route(
     "GET",
     "/v1/markets/{market}/klines",
     summary="OHLCV candles, oldest first",
@@ -655,7 +615,7 @@ def _private_catalog() -> Catalog:
     return Catalog.load(market_redis(), database())
 
 
-@route(
+@api.route(
     "GET",
     "/v1/balances",
     summary="The caller's balances",
@@ -734,7 +694,7 @@ def _market_param(params: Params, catalog: Catalog) -> str | None:
     return market
 
 
-@route(
+@api.route(
     "GET",
     "/v1/orders",
     summary="The caller's orders, newest first",
@@ -785,7 +745,7 @@ def list_orders(req: ApiRequest) -> flask.Response:
     return json_response(_page(items, limit, "orders", "order_id", user_id))
 
 
-@route(
+@api.route(
     "GET",
     "/v1/orders/{order_id}",
     summary="One of the caller's orders",
@@ -818,7 +778,7 @@ def get_order(req: ApiRequest) -> flask.Response:
     return json_response(_order_json(rows[0], _private_catalog()))
 
 
-@route(
+@api.route(
     "GET",
     "/v1/orders/by-client-id/{client_order_id}",
     summary="The caller's newest order with a client id",
@@ -890,7 +850,7 @@ def _fills_sql(role: str, market: bool, cursor: bool) -> str:
     )
 
 
-@route(
+@api.route(
     "GET",
     "/v1/trades",
     summary="The caller's fills, newest first",
@@ -933,7 +893,7 @@ def own_trades(req: ApiRequest) -> flask.Response:
     return json_response(_page(items, limit, "trades", "trade_id", user_id))
 
 
-@route(
+@api.route(
     "GET",
     "/v1/ledger",
     summary="The caller's balance history, newest first",

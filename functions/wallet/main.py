@@ -44,23 +44,20 @@ queries function (unknown, repeated or empty ones, a bad cursor answer 400).
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, ClassVar, Final
 
 import flask
 import msgspec
 import orjson
-import redis
 from eth_utils.address import is_checksum_address, to_checksum_address
 
 from api.auth import Principal, authenticate, require_fresh, require_scope
 from api.cursors import default_cursors
-from api.cursors import reset_default as reset_default_cursors
 from api.dispatch import Idempotency, Services, fingerprint, new_command_id, rejection, services
 from api.http import (
     Api,
@@ -68,7 +65,6 @@ from api.http import (
     ApiRequest,
     Body,
     DecimalText,
-    Handler,
     bad_request,
     conflict,
     json_response,
@@ -79,10 +75,13 @@ from api.openapi import ASSET_PATTERN, CURSOR, IDEMPOTENCY, LIMIT, STR, ok, path
 from api.params import QueryParams
 from shared import logs
 from shared.config import ConfigError, WalletConfig
-from shared.db import Database, DatabaseUnavailableError
+from shared.db import Database
+from shared.instance import per_instance
 from shared.messages import Reason, RequestWithdrawal
 from shared.money import MoneyError, format_units, parse_units
 from shared.redis_keys import ASSET_CHAINS_KEY, ASSETS_KEY
+from shared.redis_values import text
+from shared.times import iso
 from wallet.addresses import allocate, next_index_from
 from wallet.assets import AssetChain
 from wallet.keys import HdWallet
@@ -140,22 +139,15 @@ def wallet(request: flask.Request) -> flask.Response:
 # --------------------------------------------------------------------------------------------
 
 
-@functools.cache
+@per_instance
 def wallet_config() -> WalletConfig:
     return WalletConfig.load()
 
 
-@functools.cache
+@per_instance
 def hd_wallet() -> HdWallet:
     """The deposit addresses' HD wallet (the seed is derived once: PBKDF2 is slow)."""
     return HdWallet.from_source(wallet_config().mnemonic)
-
-
-def reset() -> None:
-    """Forget the wallet configuration and keys (tests that change the environment)."""
-    hd_wallet.cache_clear()
-    wallet_config.cache_clear()
-    reset_default_cursors()
 
 
 def _config() -> WalletConfig:
@@ -197,10 +189,6 @@ def _withdrawer(req: ApiRequest, svc: Services) -> Principal:
     return principal
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 class Precisions:
     """Asset precisions from Redis; an asset Redis lacks (flushed, rebuild pending) is looked
     up in the ``assets`` table."""
@@ -208,7 +196,7 @@ class Precisions:
     def __init__(self, svc: Services) -> None:
         self._svc = svc
         self._known = {
-            _text(k): int(orjson.loads(v)["precision"])
+            text(k): int(orjson.loads(v)["precision"])
             for k, v in svc.redis.hgetall(ASSETS_KEY).items()
         }
         self._complete = False
@@ -245,10 +233,6 @@ def _asset_chain(svc: Services, asset: str) -> AssetChain:
         raise unavailable(f"the chain details of {asset} are unavailable; try again") from None
 
 
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat()
-
-
 class Params(QueryParams):
     """The query string, checked (api.params), with this function's cursors."""
 
@@ -282,34 +266,12 @@ def _asset_param(params: Params, precision: Precisions) -> str | None:
     return asset
 
 
-def route(method: str, pattern: str, **described: Any) -> Callable[[Handler], Handler]:
-    """``api.route`` (its keywords: the route's ``RouteDoc``) with Redis and Postgres outages
-    answered 503 instead of 500."""
-
-    def register(handler: Handler) -> Handler:
-        @functools.wraps(handler)
-        def guarded(req: ApiRequest) -> flask.Response:
-            try:
-                return handler(req)
-            except redis.RedisError as exc:
-                log.warning("redis failed", extra={"error": repr(exc)})
-                raise unavailable("a backing service is unavailable; try again") from None
-            except DatabaseUnavailableError as exc:
-                log.warning("postgres failed", extra={"error": repr(exc)})
-                raise unavailable("the database is unavailable; try again") from None
-
-        api.route(method, pattern, **described)(guarded)
-        return handler
-
-    return register
-
-
 # --------------------------------------------------------------------------------------------
 # deposits
 # --------------------------------------------------------------------------------------------
 
 
-@route(
+@api.route(
     "GET",
     "/v1/deposits/address",
     summary="The caller's deposit address for an asset",
@@ -398,12 +360,12 @@ def _deposit_json(row: Sequence[Any], precision: Callable[[str], int]) -> dict[s
         "status": status,
         "dust": str(int(dust)),
         "address": address,
-        "created_at": _iso(seen_at),
-        "credited_at": _iso(credited_at),
+        "created_at": iso(seen_at),
+        "credited_at": iso(credited_at),
     }
 
 
-@route(
+@api.route(
     "GET",
     "/v1/deposits",
     summary="The caller's chain deposits, newest first",
@@ -470,8 +432,8 @@ def _withdrawal_json(row: Sequence[Any], precision: Callable[[str], int]) -> dic
         "state": state,
         "tx_hash": tx_hash,
         "error": error,
-        "created_at": _iso(created_at),
-        "updated_at": _iso(updated_at),
+        "created_at": iso(created_at),
+        "updated_at": iso(updated_at),
     }
 
 
@@ -563,7 +525,7 @@ def _store(db: Database, r: _Request) -> int | None:
         raise
 
 
-def _pending(wid: str, command_id: str) -> flask.Response:
+def _withdrawal_pending(wid: str, command_id: str) -> flask.Response:
     return json_response(
         {"withdrawal_id": wid, "command_id": command_id, "state": "requested"},
         status=202,
@@ -586,7 +548,7 @@ def _verdict(
     svc: Services, user: str, wid: str, command_id: str, reply: dict[str, Any] | None
 ) -> flask.Response:
     if reply is None:
-        return _pending(wid, command_id)
+        return _withdrawal_pending(wid, command_id)
     if not reply["ok"]:
         _mark_rejected(svc, wid, str(reply.get("reason") or "rejected"))
         raise rejection(reply)
@@ -611,7 +573,7 @@ def _repeat(svc: Services, user: str, command_id: str) -> flask.Response:
     return _verdict(svc, user, wid, command_id, reply)
 
 
-@route(
+@api.route(
     "POST",
     "/v1/withdrawals",
     summary="Withdraw to an address on the chain",
@@ -720,7 +682,7 @@ def request_withdrawal(req: ApiRequest) -> flask.Response:
     return _verdict(svc, user, r.withdrawal_id, command_id, reply)
 
 
-@route(
+@api.route(
     "GET",
     "/v1/withdrawals",
     summary="The caller's withdrawals, newest first",
@@ -765,7 +727,7 @@ def list_withdrawals(req: ApiRequest) -> flask.Response:
     return json_response(_page(items, rows, limit, "withdrawals", principal.user_id, 8, 0))
 
 
-@route(
+@api.route(
     "GET",
     "/v1/withdrawals/{id}",
     summary="One of the caller's withdrawals",

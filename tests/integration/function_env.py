@@ -9,10 +9,8 @@ import orjson
 import pytest
 
 from api.auth import new_secrets_document
-from api.dispatch import reset_services
-from functions.queries import main as queries
-from functions.wallet import main as wallet
 from shared.config import MatcherConfig
+from shared.instance import reset_instance
 
 # Sources of configuration a developer's shell may hold that must not reach the functions.
 FOREIGN = (
@@ -23,9 +21,7 @@ FOREIGN = (
 
 def reset_functions() -> None:
     """Forget the functions' cached configuration and clients."""
-    reset_services()
-    queries.reset()
-    wallet.reset()
+    reset_instance()
 
 
 def point_functions_at(

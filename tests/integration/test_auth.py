@@ -34,12 +34,12 @@ from api.auth import (
     new_secrets_document,
     parse_secrets,
     require_scope,
-    reset_defaults,
     rotate_signing_key,
     sign_request,
 )
 from api.http import Api, ApiRequest, Body, json_response
 from infra.gateway import ROUTES, create_app
+from shared.instance import reset_instance
 
 pytestmark = pytest.mark.integration
 
@@ -98,7 +98,7 @@ def configure(
     def apply(**env: str) -> None:
         for name, value in env.items():
             monkeypatch.setenv(name, value)
-        reset_defaults()
+        reset_instance()
 
     for name in ("AUTH_KEYS_FILE", "AUTH_KEYS_SECRET", "OIDC_ISSUER", "API_CORS_ORIGINS"):
         monkeypatch.delenv(name, raising=False)
@@ -107,7 +107,7 @@ def configure(
         API_CORS_ORIGINS="https://app.example",
     )
     yield apply
-    reset_defaults()
+    reset_instance()
 
 
 @pytest.fixture
@@ -1185,7 +1185,7 @@ def test_missing_configuration_is_500_not_a_crash(
     client: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("AUTH_KEYS_JSON")
-    reset_defaults()
+    reset_instance()
     resp = signup(client, "a@example.com")
     assert resp.status_code == 500 and error(resp) == "internal"
     assert b"AUTH_KEYS" not in resp.data

@@ -21,13 +21,13 @@ from flask.testing import FlaskClient
 from google.cloud import firestore
 from werkzeug.test import TestResponse
 
-from api.auth import new_secrets_document, reset_defaults, sign_request
-from functions.queries import main as queries
+from api.auth import new_secrets_document, sign_request
 from infra.gateway import ROUTES, create_app
 from infra.ports import free_port
 from matcher_service.service import Matcher
 from shared.config import MatcherConfig
 from shared.db import connect
+from shared.instance import reset_instance
 from shared.messages import AnyCommand, CancelOrder, PlaceOrder, Side
 from shared.money import parse_units
 from shared.pubsub import CommandPublisher
@@ -124,11 +124,11 @@ def configure(
     monkeypatch.setenv("AUTH_KEYS_JSON", orjson.dumps(new_secrets_document()).decode())
     monkeypatch.setenv("CURSOR_KEY", secrets.token_urlsafe(32))
     monkeypatch.setenv("PGDATABASE", matcher_cfg.postgres.database)
-    reset_defaults()
-    queries.reset()
+    reset_instance()
+    reset_instance()
     yield
-    queries.reset()
-    reset_defaults()
+    reset_instance()
+    reset_instance()
 
 
 @pytest.fixture
@@ -656,14 +656,14 @@ def test_postgres_reconnects_and_outages_are_503(
 
     # Nothing listens: 503 in the error format, not 500.
     monkeypatch.setenv("PGPORT", str(free_port()))
-    queries.reset()
+    reset_instance()
     resp = ex.get("/v1/balances", "bob")
     assert resp.status_code == 503, resp.get_json()
     assert resp.get_json()["error"]["code"] == "unavailable"
 
     monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
-    reset_defaults()
-    queries.reset()
+    reset_instance()
+    reset_instance()
     resp = ex.get(f"/v1/markets/{M}/depth")
     assert resp.status_code == 503, resp.get_json()
     assert resp.get_json()["error"]["code"] == "unavailable"
