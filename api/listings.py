@@ -53,12 +53,6 @@ class MarketSpec:
         )  # fmt: skip
 
 
-def asset_precisions(client: redis.Redis) -> dict[str, int]:
-    """Every listed asset and its precision."""
-    raw = client.hgetall(ASSETS_KEY)
-    return {text(k): int(orjson.loads(v)["precision"]) for k, v in raw.items()}
-
-
 def load_market(client: redis.Redis, name: str) -> MarketSpec | None:
     """The market ``name``, or None when the matcher has not published it (one round trip)."""
     if not MARKET_RE.fullmatch(name):

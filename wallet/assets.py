@@ -17,9 +17,9 @@ from typing import Any
 import orjson
 import redis
 
-from api.listings import asset_precisions
 from shared.money import parse_units
 from shared.redis_keys import ASSET_CHAINS_KEY
+from shared.redis_values import asset_precisions
 
 RULE_FIELDS = (
     "min_deposit",

@@ -51,7 +51,6 @@ from api.http import (
     not_found,
 )
 from api.listings import (
-    asset_precisions,
     check_fee,
     check_market_definition,
     market_json,
@@ -72,6 +71,7 @@ from shared.messages import (
 from shared.money import MoneyError, format_units, parse_units
 from shared.order_rules import MAX_USER_ID
 from shared.redis_keys import ASSET_CHAINS_KEY, ASSETS_KEY, MARKETS_KEY
+from shared.redis_values import asset_precisions
 from shared.times import iso, utc_now
 from wallet.assets import RULE_FIELDS
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ("shared", "api")
+PACKAGES = ("shared", "api", "wallet")
 
 KNOWN_CYCLES: frozenset[frozenset[str]] = frozenset(
     # the answers' schemas are written with the document's helpers; build() reads them lazily
@@ -24,7 +24,7 @@ def module_name(path: Path) -> str:
 
 
 def import_graph() -> dict[str, set[str]]:
-    """Each module of shared/ and api/ -> the modules of those it imports (anywhere in it)."""
+    """Each module of shared/, api/ and wallet/ -> the modules of those it imports (anywhere)."""
     modules = {module_name(p): p for pkg in PACKAGES for p in (REPO / pkg).rglob("*.py")}
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
@@ -89,6 +89,14 @@ def test_shared_imports_nothing_of_api() -> None:
     graph = import_graph()
     for name, targets in graph.items():
         if name.startswith("shared"):
+            assert not {t for t in targets if t.startswith("api.")}, name
+
+
+def test_the_wallet_domain_imports_nothing_of_api() -> None:
+    """The wallet's domain is not an HTTP layer: its jobs and the wallet API are shells over it."""
+    graph = import_graph()
+    for name, targets in graph.items():
+        if name.startswith("wallet"):
             assert not {t for t in targets if t.startswith("api.")}, name
 
 
