@@ -281,10 +281,10 @@ def body_schemas(bodies: list[type[Any]]) -> dict[str, JSON]:
     return components
 
 
-def build(apis: Mapping[str, Api]) -> JSON:
-    """The document of every route of ``apis`` (function name -> its ``Api``)."""
-    from api.openapi_schemas import schemas
-
+def build(apis: Mapping[str, Api], named: Mapping[str, JSON]) -> JSON:
+    """The document of every route of ``apis`` (function name -> its ``Api``), with the named
+    answer schemas ``named`` (api.openapi_schemas, which is written with this module's helpers,
+    so it is handed in rather than imported)."""
     paths: dict[str, dict[str, JSON]] = {}
     bodies: list[type[Any]] = []
     for function, api in apis.items():
@@ -294,7 +294,6 @@ def build(apis: Mapping[str, Api]) -> JSON:
             if doc.body is not None and doc.body not in bodies:
                 bodies.append(doc.body)
             paths.setdefault(pattern, {})[method.lower()] = operation(function, doc)
-    named = schemas()
     generated = body_schemas(bodies)
     clash = set(named) & set(generated)
     if clash:

@@ -36,6 +36,7 @@ import orjson
 
 from api.http import Api
 from api.openapi import JSON, build
+from api.openapi_schemas import schemas
 
 REPO: Final = Path(__file__).resolve().parents[1]
 FUNCTIONS: Final = REPO / "functions"
@@ -65,7 +66,7 @@ def apis() -> dict[str, Api]:
 
 def document() -> JSON:
     """The OpenAPI document the routes make."""
-    return build(apis())
+    return build(apis(), schemas())
 
 
 def _prefix(pattern: str) -> str:
