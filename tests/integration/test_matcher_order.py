@@ -172,12 +172,17 @@ def test_parked_commands_survive_a_crash(
     applies it once its missing predecessors come."""
     cfg = replace(matcher_cfg, seq_hold_ms=60_000)
     cmds = zoe_sends()
-    setup = [*market_setup(), *funded(["zoe"])]
+    markets, deposits = market_setup(), funded(["zoe"])
+    setup = [*markets, *deposits]
     with matcher_processes(cfg, tmp_path) as start:
         matcher = start()
         matcher.wait_ready()
-        publish_many(cfg.pubsub, setup)
-        wait_applied(cfg, [c.id for c in setup], 30)
+        # Deposits and listings travel under different ordering keys: Pub/Sub may hand a
+        # deposit over before its asset exists unless the listings are applied first.
+        publish_many(cfg.pubsub, markets)
+        wait_applied(cfg, [c.id for c in markets], 30)
+        publish_many(cfg.pubsub, deposits)
+        wait_applied(cfg, [c.id for c in deposits], 30)
         publish(cfg.pubsub, cmds[2:])  # ahead of the first two: parked
         wait_for(lambda: parked_rows(cfg) == 3, 10, "three commands parked")
         matcher.kill()
