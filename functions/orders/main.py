@@ -233,16 +233,7 @@ def _cancelled_all(reply: dict[str, Any]) -> flask.Response:
         ),
         202: PENDING,
     },
-    errors=(
-        400,
-        401,
-        403,
-        409,
-        415,
-        422,
-        429,
-        503,
-    ),
+    errors=(400, 401, 403, 409, 415, 422, 429, 503),
     description=(
         "Needs the trade scope. Checked against the market before anything is queued (codes: "
         "unknown_market, market_halted, bad_price, bad_tick, bad_amount, bad_step, "
@@ -280,15 +271,7 @@ def place_order(req: ApiRequest) -> flask.Response:
         IDEMPOTENCY,
     ),
     responses={200: ok("The cancelled order", "Order"), 202: PENDING},
-    errors=(
-        400,
-        401,
-        403,
-        404,
-        422,
-        429,
-        503,
-    ),
+    errors=(400, 401, 403, 404, 422, 429, 503),
 )
 def cancel_order(req: ApiRequest) -> flask.Response:
     svc = services()
@@ -309,20 +292,9 @@ def cancel_order(req: ApiRequest) -> flask.Response:
     summary="Cancel the open order with a client id",
     operation_id="cancelOrderByClientId",
     tag="orders",
-    params=(
-        CLIENT_ORDER_ID,
-        IDEMPOTENCY,
-    ),
+    params=(CLIENT_ORDER_ID, IDEMPOTENCY),
     responses={200: ok("The cancelled order", "Order"), 202: PENDING},
-    errors=(
-        400,
-        401,
-        403,
-        404,
-        422,
-        429,
-        503,
-    ),
+    errors=(400, 401, 403, 404, 422, 429, 503),
 )
 def cancel_by_client_id(req: ApiRequest) -> flask.Response:
     svc = services()
@@ -359,14 +331,7 @@ def cancel_by_client_id(req: ApiRequest) -> flask.Response:
         ),
         202: PENDING,
     },
-    errors=(
-        400,
-        401,
-        403,
-        422,
-        429,
-        503,
-    ),
+    errors=(400, 401, 403, 422, 429, 503),
 )
 def cancel_all(req: ApiRequest) -> flask.Response:
     svc = services()
@@ -388,13 +353,7 @@ def cancel_all(req: ApiRequest) -> flask.Response:
     tag="orders",
     params=(path_param("id", description="the command id of a 202 answer"),),
     responses={200: ok("Applied, rejected or lost", "CommandStatus"), 202: PENDING},
-    errors=(
-        401,
-        403,
-        404,
-        429,
-        503,
-    ),
+    errors=(401, 403, 404, 429, 503),
 )
 def command_status(req: ApiRequest) -> flask.Response:
     svc = services()

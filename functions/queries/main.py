@@ -283,10 +283,7 @@ def _raw_json(body: bytes | str, cache_control: str) -> flask.Response:
     tag="market data",
     auth="none",
     responses={200: ok("Now", "ServerTime")},
-    errors=(
-        400,
-        503,
-    ),
+    errors=(400, 503),
 )
 def server_time(req: ApiRequest) -> flask.Response:
     Params(req)
@@ -333,10 +330,7 @@ _CHAIN_RULES: Final = (
     tag="market data",
     auth="none",
     responses={200: ok("Assets", "AssetList")},
-    errors=(
-        400,
-        503,
-    ),
+    errors=(400, 503),
 )
 def list_assets(req: ApiRequest) -> flask.Response:
     Params(req)
@@ -360,10 +354,7 @@ def list_assets(req: ApiRequest) -> flask.Response:
     tag="market data",
     auth="none",
     responses={200: ok("Markets", "MarketList")},
-    errors=(
-        400,
-        503,
-    ),
+    errors=(400, 503),
 )
 def list_markets(req: ApiRequest) -> flask.Response:
     Params(req)
@@ -380,11 +371,7 @@ def list_markets(req: ApiRequest) -> flask.Response:
     auth="none",
     params=(MARKET_PARAM,),
     responses={200: ok("The market", "Market")},
-    errors=(
-        400,
-        404,
-        503,
-    ),
+    errors=(400, 404, 503),
 )
 def get_market(req: ApiRequest) -> flask.Response:
     Params(req)
@@ -407,16 +394,9 @@ def get_market(req: ApiRequest) -> flask.Response:
     operation_id="getDepth",
     tag="market data",
     auth="none",
-    params=(
-        MARKET_PARAM,
-        LIMIT,
-    ),
+    params=(MARKET_PARAM, LIMIT),
     responses={200: ok("Depth", "Depth")},
-    errors=(
-        400,
-        404,
-        503,
-    ),
+    errors=(400, 404, 503),
 )
 def depth(req: ApiRequest) -> flask.Response:
     params = Params(req, "limit")
@@ -456,11 +436,7 @@ def _empty_ticker(market: str) -> dict[str, Any]:
     auth="none",
     params=(MARKET_PARAM,),
     responses={200: ok("Ticker", "Ticker")},
-    errors=(
-        400,
-        404,
-        503,
-    ),
+    errors=(400, 404, 503),
 )
 def ticker(req: ApiRequest) -> flask.Response:
     Params(req)
@@ -484,10 +460,7 @@ def ticker(req: ApiRequest) -> flask.Response:
     tag="market data",
     auth="none",
     responses={200: ok("Tickers", "TickerList")},
-    errors=(
-        400,
-        503,
-    ),
+    errors=(400, 503),
 )
 def tickers(req: ApiRequest) -> flask.Response:
     Params(req)
@@ -508,16 +481,9 @@ def tickers(req: ApiRequest) -> flask.Response:
     operation_id="listPublicTrades",
     tag="market data",
     auth="none",
-    params=(
-        MARKET_PARAM,
-        LIMIT,
-    ),
+    params=(MARKET_PARAM, LIMIT),
     responses={200: ok("Trades", "PublicTradeList")},
-    errors=(
-        400,
-        404,
-        503,
-    ),
+    errors=(400, 404, 503),
 )
 def public_trades(req: ApiRequest) -> flask.Response:
     limit = Params(req, "limit").limit(PUBLIC_TRADES_DEFAULT, PUBLIC_TRADES_MAX)
@@ -555,11 +521,7 @@ _KLINE_FIELDS: Final = (
         LIMIT,
     ),
     responses={200: ok("Candles", "KlineList")},
-    errors=(
-        400,
-        404,
-        503,
-    ),
+    errors=(400, 404, 503),
 )
 def klines(req: ApiRequest) -> flask.Response:
     params = Params(req, "interval", "start", "end", "limit")
@@ -622,13 +584,7 @@ def _private_catalog() -> Catalog:
     operation_id="getBalances",
     tag="account",
     responses={200: ok("Balances", "Balances")},
-    errors=(
-        400,
-        401,
-        403,
-        429,
-        503,
-    ),
+    errors=(400, 401, 403, 429, 503),
     description="Needs the read scope.",
 )
 def balances(req: ApiRequest) -> flask.Response:
@@ -707,13 +663,7 @@ def _market_param(params: Params, catalog: Catalog) -> str | None:
         CURSOR,
     ),
     responses={200: ok("A page", "OrderList")},
-    errors=(
-        400,
-        401,
-        403,
-        429,
-        503,
-    ),
+    errors=(400, 401, 403, 429, 503),
 )
 def list_orders(req: ApiRequest) -> flask.Response:
     params = Params(req, "market", "status", "limit", "cursor")
@@ -753,14 +703,7 @@ def list_orders(req: ApiRequest) -> flask.Response:
     tag="orders",
     params=(path_param("order_id", example="1"),),
     responses={200: ok("The order", "Order")},
-    errors=(
-        400,
-        401,
-        403,
-        404,
-        429,
-        503,
-    ),
+    errors=(400, 401, 403, 404, 429, 503),
 )
 def get_order(req: ApiRequest) -> flask.Response:
     Params(req)
@@ -786,14 +729,7 @@ def get_order(req: ApiRequest) -> flask.Response:
     tag="orders",
     params=(CLIENT_ORDER_ID,),
     responses={200: ok("The order", "Order")},
-    errors=(
-        400,
-        401,
-        403,
-        404,
-        429,
-        503,
-    ),
+    errors=(400, 401, 403, 404, 429, 503),
 )
 def get_order_by_client_id(req: ApiRequest) -> flask.Response:
     Params(req)
@@ -862,13 +798,7 @@ def _fills_sql(role: str, market: bool, cursor: bool) -> str:
         CURSOR,
     ),
     responses={200: ok("A page", "OwnTradeList")},
-    errors=(
-        400,
-        401,
-        403,
-        429,
-        503,
-    ),
+    errors=(400, 401, 403, 429, 503),
 )
 def own_trades(req: ApiRequest) -> flask.Response:
     params = Params(req, "market", "limit", "cursor")
@@ -905,13 +835,7 @@ def own_trades(req: ApiRequest) -> flask.Response:
         CURSOR,
     ),
     responses={200: ok("A page", "Ledger")},
-    errors=(
-        400,
-        401,
-        403,
-        429,
-        503,
-    ),
+    errors=(400, 401, 403, 429, 503),
 )
 def ledger(req: ApiRequest) -> flask.Response:
     params = Params(req, "asset", "limit", "cursor")

@@ -279,13 +279,7 @@ def _asset_param(params: Params, precision: Precisions) -> str | None:
     tag="wallet",
     params=(query("asset", {"type": "string", "pattern": ASSET_PATTERN}, required=True),),
     responses={200: ok("The address", "DepositAddress")},
-    errors=(
-        400,
-        401,
-        403,
-        429,
-        503,
-    ),
+    errors=(400, 401, 403, 429, 503),
     description=(
         "Needs the read scope. Made on the first call, the same afterwards; one per user and "
         "chain (ETH and its tokens share it). unknown_asset, no_chain (the asset is not on a "
@@ -377,13 +371,7 @@ def _deposit_json(row: Sequence[Any], precision: Callable[[str], int]) -> dict[s
         CURSOR,
     ),
     responses={200: ok("A page", "DepositList")},
-    errors=(
-        400,
-        401,
-        403,
-        429,
-        503,
-    ),
+    errors=(400, 401, 403, 429, 503),
     description=(
         "Needs the read scope. Every transfer seen to the caller's address, pending ones with "
         "their confirmations so far."
@@ -596,16 +584,7 @@ def _repeat(svc: Services, user: str, command_id: str) -> flask.Response:
             {"Location": {"schema": {"type": "string"}, "description": "/v1/withdrawals/{id}"}},
         ),
     },
-    errors=(
-        400,
-        401,
-        403,
-        409,
-        415,
-        422,
-        429,
-        503,
-    ),
+    errors=(400, 401, 403, 409, 415, 422, 429, 503),
     description=(
         "Needs the withdraw scope; with a token also a recent proof (401 fresh_auth_required: "
         "POST /v1/auth/reauth); an API key with the withdraw scope is its own proof. Checked "
@@ -694,13 +673,7 @@ def request_withdrawal(req: ApiRequest) -> flask.Response:
         CURSOR,
     ),
     responses={200: ok("A page", "WithdrawalList")},
-    errors=(
-        400,
-        401,
-        403,
-        429,
-        503,
-    ),
+    errors=(400, 401, 403, 429, 503),
 )
 def list_withdrawals(req: ApiRequest) -> flask.Response:
     svc = services()
@@ -735,14 +708,7 @@ def list_withdrawals(req: ApiRequest) -> flask.Response:
     tag="wallet",
     params=(path_param("id", example="wd_0123456789abcdef0123456789abcdef"),),
     responses={200: ok("The withdrawal", "Withdrawal")},
-    errors=(
-        400,
-        401,
-        403,
-        404,
-        429,
-        503,
-    ),
+    errors=(400, 401, 403, 404, 429, 503),
 )
 def get_withdrawal(req: ApiRequest) -> flask.Response:
     svc = services()
