@@ -174,6 +174,21 @@ def api_signature_key(key_id: str, signature: str) -> str:
     return f"apisig:{key_id}:{signature}"
 
 
+# ---------------------------------------------------------------- Binance dialect
+
+
+def listen_key_key(listen_key: str) -> str:
+    """String: the user id of a Binance user-data-stream ``listenKey``; TTL
+    ``shared.listen_keys.TTL_S``, renewed by each keep-alive (``PUT /api/v3/userDataStream``)."""
+    return f"listenkey:{listen_key}"
+
+
+def user_listen_keys_key(user: str) -> str:
+    """Set of the user's live ``listenKey`` values (so they can be listed and ended at once);
+    TTL ``shared.listen_keys.TTL_S``, renewed with each key."""
+    return f"listenkeys:{user}"
+
+
 KEY_PREFIXES: Final[tuple[str, ...]] = (
     "md:",
     "live:",
@@ -189,5 +204,7 @@ KEY_PREFIXES: Final[tuple[str, ...]] = (
     "rl:",
     "authfail:",
     "apisig:",
+    "listenkey:",
+    "listenkeys:",
 )
 """Every prefix above: no product module outside this one spells one in a string."""
