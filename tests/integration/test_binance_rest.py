@@ -22,6 +22,7 @@ import ccxt
 import pytest
 from google.cloud import firestore
 
+from api.binance.signature import sign
 from functions.admin.bootstrap import make_admin
 from shared.config import MatcherConfig
 from tests.integration.http_client import HttpClient
@@ -89,7 +90,7 @@ def exchange(
 ) -> Iterator[Exchange]:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    with gateway_and_matcher(matcher_cfg, tmp_path) as (url, _):
+    with gateway_and_matcher(matcher_cfg, tmp_path, TRADE_RATE_PER_USER="30") as (url, _):
         api = HttpClient(url)
         make_admin(firestore_db, "admin@example.com", PASSWORD)
         login = {"email": "admin@example.com", "password": PASSWORD}
@@ -291,3 +292,100 @@ def test_two_bots_trade_with_every_order_type(exchange: Exchange) -> None:
     assert [(_dec(f["amount"]), _dec(f["fee"]["cost"])) for f in maker] == [
         (D("0.1"), _fee(D("0.1"), "0.001", 8))
     ]
+
+
+def _signed(exchange: Exchange, name: str, method: str, path: str, params: str) -> Any:
+    """A signed request as Binance documents it (POST: the parameters in the body)."""
+    key = exchange.keys[name]
+    query = f"{params}&timestamp={int(time.time() * 1000)}"
+    signed = f"{query}&signature={sign(key.secret, query.encode())}"
+    headers = {"X-MBX-APIKEY": key.id}
+    if method == "POST":
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+        return exchange.api.raw(method, path, signed.encode(), headers)
+    return exchange.api.raw(method, f"{path}?{signed}", None, headers)
+
+
+def test_refusals_raise_ccxts_matching_exceptions(exchange: Exchange) -> None:
+    alice = exchange.bot("alice")
+    s = "ETH/USDT"
+    with pytest.raises(ccxt.InsufficientFunds):
+        alice.create_order(s, "limit", "buy", 100, 2000)
+    with pytest.raises(ccxt.OrderNotFound):
+        alice.fetch_order("999999", s)
+    with pytest.raises(ccxt.OrderNotFound):
+        alice.cancel_order("999999", s)
+    # Someone else's order is as unknown as no order.
+    mine = exchange.bot("bob").create_order(s, "limit", "buy", 0.1, 1000)
+    with pytest.raises(ccxt.OrderNotFound):
+        alice.cancel_order(mine["id"], s)
+    with pytest.raises(ccxt.BadRequest):  # ccxt's class for Binance's NOTIONAL failure
+        alice.create_order(s, "limit", "buy", 0.1, 1, {"clientOrderId": "x"})  # notional 0.1
+
+    forged = exchange.bot("alice")
+    forged.secret = "not the secret"
+    with pytest.raises(ccxt.AuthenticationError):
+        forged.fetch_balance()
+    late = exchange.bot("alice")
+    late.options["timeDifference"] = 120_000  # its clock two minutes behind
+    with pytest.raises(ccxt.InvalidNonce):
+        late.fetch_balance()
+    read_only = exchange.bot("alice-read")
+    assert read_only.fetch_balance()["ETH"]["free"] == 10.0
+    # Binance's -2015 for a key without the trade scope: ccxt raises AuthenticationError, or
+    # DDoSProtection once that instance has made a successful private call (its own quirk).
+    with pytest.raises(ccxt.DDoSProtection):
+        read_only.create_order(s, "limit", "sell", 0.1, 3000)
+    with pytest.raises(ccxt.AuthenticationError):
+        exchange.bot("alice-read").create_order(s, "limit", "sell", 0.1, 3000)
+
+    # Over-precise numbers are refused with the filter they break, never truncated.
+    base = "symbol=ETHUSDT&side=BUY&type=LIMIT&timeInForce=GTC"
+    status, body, _ = _signed(
+        exchange, "alice", "POST", "/api/v3/order", f"{base}&quantity=0.00001&price=2000"
+    )
+    assert (status, body) == (400, {"code": -1013, "msg": "Filter failure: LOT_SIZE"})
+    status, body, _ = _signed(
+        exchange, "alice", "POST", "/api/v3/order", f"{base}&quantity=0.1&price=2000.001"
+    )
+    assert (status, body) == (400, {"code": -1013, "msg": "Filter failure: PRICE_FILTER"})
+    # Trailing zeros change nothing.
+    status, body, _ = _signed(
+        exchange, "alice", "POST", "/api/v3/order/test",
+        f"{base}&quantity=0.10000000&price=2000.00000000",
+    )  # fmt: skip
+    assert (status, body) == (200, {})
+    status, body, _ = _signed(
+        exchange, "alice", "POST", "/api/v3/order",
+        "symbol=ETHUSDT&side=SELL&type=STOP_LOSS&quantity=0.1&stopPrice=1000",
+    )  # fmt: skip
+    assert (status, body["code"]) == (400, -1116)
+    status, body, _ = _signed(exchange, "alice", "GET", "/api/v3/openOrders", "symbol=XYZ")
+    assert (status, body) == (400, {"code": -1121, "msg": "Invalid symbol."})
+    with pytest.raises(ccxt.BadSymbol):
+        alice.public_get_depth({"symbol": "NOPE"})
+
+    # The user data stream's listen keys: the API key alone, as on Binance.
+    headers = {"X-MBX-APIKEY": exchange.keys["alice"].id}
+    status, body, _ = exchange.api.raw("POST", "/api/v3/userDataStream", None, headers)
+    assert status == 200 and len(body["listenKey"]) == 64
+    key = body["listenKey"]
+    for method in ("PUT", "DELETE"):
+        got = exchange.api.raw(method, f"/api/v3/userDataStream?listenKey={key}", None, headers)
+        assert got[:2] == (200, {})
+    got = exchange.api.raw("PUT", f"/api/v3/userDataStream?listenKey={key}", None, headers)
+    assert got[:2] == (400, {"code": -1125, "msg": "This listenKey does not exist."})
+    got = exchange.api.raw("POST", "/api/v3/userDataStream")
+    assert got[:2] == (401, {"code": -2014, "msg": "API-key format invalid."})
+
+    # Past the trading limit (TRADE_RATE_PER_USER, here 30 per window): 429 with Retry-After.
+    for _ in range(31):
+        status, body, headers = _signed(
+            exchange, "bob", "POST", "/api/v3/order/test", f"{base}&quantity=0.1&price=2000"
+        )
+        if status == 429:
+            break
+    assert (status, body["code"]) == (429, -1003)
+    assert int(headers["Retry-After"]) >= 1
+    with pytest.raises(ccxt.DDoSProtection):
+        exchange.bot("bob").create_order(s, "limit", "buy", 0.1, 1000)
