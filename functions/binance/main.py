@@ -31,7 +31,7 @@ import redis
 from api.auth import Principal, first_use, load_api_key
 from api.binance import errors as E  # noqa: N812 - Binance's codes read as E.BAD_SYMBOL
 from api.binance import reads
-from api.binance.markets import TIME_IN_FORCE, symbol_info
+from api.binance.markets import symbol_info
 from api.binance.numbers import fixed, fixed_text, plain
 from api.binance.objects import (
     Precisions,
@@ -57,7 +57,7 @@ from api.listings import load_market, order_command
 from api.openapi import query
 from shared import listen_keys, logs
 from shared.instance import per_instance
-from shared.messages import CancelAll, CancelOrder, SelfTrade
+from shared.messages import CancelAll, CancelOrder, SelfTrade, TimeInForce
 from shared.order_rules import MAX_CLIENT_ORDER_ID
 from shared.redis_keys import KLINE_INTERVALS, depth_key, kline_key, ticker_key, trades_key
 
@@ -80,7 +80,7 @@ _STP: Final[dict[str, SelfTrade]] = {
     "EXPIRE_MAKER": "cancel_maker",
     "EXPIRE_BOTH": "cancel_both",
 }
-_RESP_TYPES: Final = ("ACK", "RESULT", "FULL")
+_TIF: Final[dict[str, TimeInForce]] = {"GTC": "GTC", "IOC": "IOC", "FOK": "FOK"}
 _TIMEOUT_MSG: Final = (
     "Timeout waiting for response from backend server. Send status unknown; "
     "execution status unknown."
@@ -671,7 +671,7 @@ def _order_command(req: ApiRequest, params: Params, user: str) -> tuple[Any, str
     tif = params.text("timeInForce")
     if kind == "LIMIT":
         tif = tif or params.required("timeInForce")
-        if tif not in TIME_IN_FORCE:
+        if tif not in _TIF:
             raise E.bad(E.INVALID_TIF, "Invalid timeInForce.")
     elif tif is not None:
         params.unsupported("timeInForce")
@@ -705,7 +705,7 @@ def _order_command(req: ApiRequest, params: Params, user: str) -> tuple[Any, str
         side="buy" if side == "BUY" else "sell",
         order_type="market" if kind == "MARKET" else "limit",
         price=price, amount=quantity, quote_amount=quote_qty,
-        time_in_force="IOC" if kind == "MARKET" else ("GTC" if tif is None else tif),  # type: ignore[arg-type]
+        time_in_force=_TIF["IOC" if kind == "MARKET" else (tif or "GTC")],
         post_only=kind == "LIMIT_MAKER", client_order_id=client_order_id, stp=_STP[stp_mode],
     )  # fmt: skip
     return cmd, resp_type
