@@ -11,6 +11,9 @@ orders, fills, fees, balances) must agree to the unit with the native API.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +36,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 PASSWORD = "a long test password"
 MARKET = "ETH-USDT"
 D = Decimal
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -389,3 +393,19 @@ def test_refusals_raise_ccxts_matching_exceptions(exchange: Exchange) -> None:
     assert int(headers["Retry-After"]) >= 1
     with pytest.raises(ccxt.DDoSProtection):
         exchange.bot("bob").create_order(s, "limit", "buy", 0.1, 1000)
+
+
+def test_the_example_bot_runs(exchange: Exchange) -> None:
+    """examples/ccxt_bot.py, as docs/binance-api.md tells a user to run it."""
+    exchange.bot("alice").create_order("ETH/USDT", "limit", "sell", 1, 2000)
+    env = {
+        **os.environ, "BASE": exchange.url, "KEY": exchange.keys["bob"].id,
+        "SECRET": exchange.keys["bob"].secret,
+    }  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "ccxt_bot.py"), "ETH/USDT"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "placed " in done.stdout and ": canceled" in done.stdout
+    assert exchange.bot("bob").fetch_open_orders("ETH/USDT") == []
