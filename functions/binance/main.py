@@ -256,7 +256,8 @@ def _trading(req: ApiRequest, params: Params) -> tuple[Services, Principal]:
 # route documentation
 # --------------------------------------------------------------------------------------------
 
-_SYMBOL: Final = query("symbol", {"type": "string", "example": "ETHUSDT"}, "e.g. ETHUSDT")
+_SYMBOL_OPTIONAL: Final = query("symbol", {"type": "string", "example": "ETHUSDT"}, "ETHUSDT")
+_SYMBOL: Final = {**_SYMBOL_OPTIONAL, "required": True}
 _LIMIT: Final = query("limit", {"type": "integer", "minimum": 1})
 _START: Final = query("startTime", {"type": "integer"}, "ms since the epoch")
 _END: Final = query("endTime", {"type": "integer"}, "ms since the epoch")
@@ -266,6 +267,33 @@ _SIGNED: Final = (
     query("signature", {"type": "string"}, "HMAC-SHA256 of query + body", required=True),
 )
 _ANY: Final = {"description": "Binance's answer", "content": {"application/json": {}}}
+_ERROR_SCHEMA: Final = {
+    "type": "object",
+    "properties": {"code": {"type": "integer"}, "msg": {"type": "string"}},
+    "required": ["code", "msg"],
+}
+
+
+def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": _ERROR_SCHEMA}},
+    }
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+_ERRORS: Final = {
+    400: _error("Refused: Binance's code and message (docs/binance-api.md, Errors)"),
+    401: _error("No, an unknown, or an insufficient API key (-2014, -2015)"),
+    413: _error("The body is over the size limit"),
+    429: _error(
+        "Over the rate limit (-1003)",
+        {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}},
+    ),
+    503: _error("A backing service is unavailable or the matcher did not answer in time"),
+}
 
 
 def _route(
@@ -277,10 +305,11 @@ def _route(
     params: tuple[dict[str, Any], ...] = (),
 ) -> Callable[[Callable[[ApiRequest], flask.Response]], Callable[[ApiRequest], flask.Response]]:
     signed = auth == "binance_signed"
+    statuses = (400, 401, 413, 429, 503) if auth != "none" else (400, 413, 429, 503)
     return api.route(
         method, path, summary=summary, operation_id=operation_id, tag="binance", auth=auth,
-        params=(*params, *(_SIGNED if signed else ())), responses={200: _ANY},
-        errors=(400, 401, 429, 503) if auth != "none" else (400, 429, 503),
+        params=(*params, *(_SIGNED if signed else ())),
+        responses={200: _ANY, **{s: _ERRORS[s] for s in statuses}},
         description="Binance's spot API (docs/binance-api.md); errors are {code, msg}.",
     )  # fmt: skip
 
@@ -302,7 +331,7 @@ def server_time(req: ApiRequest) -> flask.Response:
 
 @_route(
     "GET", "/api/v3/exchangeInfo", "Binance: symbols and their filters", "binanceExchangeInfo",
-    params=(_SYMBOL, query("symbols", {"type": "string"}, 'JSON array: ["ETHUSDT"]')),
+    params=(_SYMBOL_OPTIONAL, query("symbols", {"type": "string"}, 'JSON array: ["ETHUSDT"]')),
 )  # fmt: skip
 def exchange_info(req: ApiRequest) -> flask.Response:
     params = Params(req)
@@ -446,7 +475,7 @@ def _one_or_many(params: Params, rows: list[dict[str, Any]]) -> flask.Response:
     return json_response(rows[0] if params.text("symbol") is not None else rows)
 
 
-_TICKER_PARAMS: Final = (_SYMBOL, query("symbols", {"type": "string"}, "JSON array"))
+_TICKER_PARAMS: Final = (_SYMBOL_OPTIONAL, query("symbols", {"type": "string"}, "JSON array"))
 
 
 @_route(
@@ -842,7 +871,7 @@ def cancel_order(req: ApiRequest) -> flask.Response:
 
 @_route(
     "GET", "/api/v3/openOrders", "Binance: the caller's open orders", "binanceOpenOrders",
-    auth="binance_signed", params=(_SYMBOL,),
+    auth="binance_signed", params=(_SYMBOL_OPTIONAL,),
 )  # fmt: skip
 def open_orders(req: ApiRequest) -> flask.Response:
     params = Params(req)
