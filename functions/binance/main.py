@@ -811,6 +811,8 @@ def _find_order(
         order = reads.order_by_id(svc.db, listed.catalog, user, order_id)
     else:
         assert client_order_id is not None
+        if len(client_order_id) > MAX_CLIENT_ORDER_ID or "\x00" in client_order_id:
+            raise missing  # no order has such an id; Postgres would refuse the NUL
         order = reads.order_by_client_id(svc.db, listed.catalog, user, client_order_id)
     if order is None or order["market"] != market:
         raise missing

@@ -168,12 +168,17 @@ def test_markets_and_market_data_match_the_native_api(exchange: Exchange) -> Non
     assert _dec(ticker["quoteVolume"]) == D(native_ticker["quote_volume"])
     assert _dec(ticker["bid"]) == D("1999.99")
     assert list(alice.fetch_tickers(["ETH/USDT"])) == ["ETH/USDT"]
+    assert list(alice.fetch_tickers()) == ["ETH/USDT"]
 
     native_trades = exchange.native(f"/v1/markets/{MARKET}/trades")["trades"]
     trades = alice.fetch_trades("ETH/USDT")
     assert [(int(t["id"]), _dec(t["price"]), _dec(t["amount"]), t["side"]) for t in trades] == [
         (t["trade_id"], D(t["price"]), D(t["amount"]), t["taker_side"])
         for t in reversed(native_trades)
+    ]
+    since = trades[1]["timestamp"]
+    assert [t["id"] for t in alice.fetch_trades("ETH/USDT", since)] == [
+        t["id"] for t in trades if t["timestamp"] >= since
     ]
     via_trades = exchange.bot("alice", fetchTradesMethod="publicGetTrades")
     assert [t["id"] for t in via_trades.fetch_trades("ETH/USDT")] == [t["id"] for t in trades]
@@ -184,6 +189,8 @@ def test_markets_and_market_data_match_the_native_api(exchange: Exchange) -> Non
         [k["open_time"], *(D(k[f]) for f in ("open", "high", "low", "close", "volume"))]
         for k in native_klines
     ]
+    assert alice.fetch_ohlcv("ETH/USDT", "1m", since=candles[0][0]) == candles
+    assert alice.fetch_ohlcv("ETH/USDT", "1h", limit=1)[0][5] == sum(c[5] for c in candles)
     with pytest.raises(ccxt.BadRequest):
         alice.fetch_ohlcv("ETH/USDT", "3m")  # not kept here: refused, not invented
 
@@ -262,6 +269,13 @@ def test_two_bots_trade_with_every_order_type(exchange: Exchange) -> None:
         (a2["id"], "canceled"), (a4["id"], "canceled"),
     ]  # fmt: skip
     assert alice.fetch_order(a1["id"], s)["status"] == "closed"
+
+    everywhere = exchange.bot("alice", fetchOpenOrders={"warnWithoutSymbol": False})
+    assert [o["id"] for o in everywhere.fetch_open_orders()] == []
+    assert {o["id"] for o in alice.fetch_canceled_orders(s)} == {a2["id"], a4["id"]}
+    assert {o["id"] for o in alice.fetch_closed_orders(s)} == {a1["id"], a3["id"]}
+    first = bob.fetch_my_trades(s)[2]
+    assert bob.fetch_my_trades(s, since=first["timestamp"])[0]["timestamp"] >= first["timestamp"]
 
     # Everything agrees with the native API, to the unit.
     for name, bot in (("alice", alice), ("bob", bob)):
