@@ -58,6 +58,7 @@ from api.openapi import query
 from shared import listen_keys, logs
 from shared.instance import per_instance
 from shared.messages import CancelAll, CancelOrder, SelfTrade, TimeInForce
+from shared.money import MoneyError, parse_decimal
 from shared.order_rules import MAX_CLIENT_ORDER_ID
 from shared.redis_keys import KLINE_INTERVALS, depth_key, kline_key, ticker_key, trades_key
 
@@ -158,8 +159,20 @@ class Params:
         return default if value is None else value
 
     def decimal(self, name: str) -> str | None:
+        """A decimal parameter as the native rules read it (``plain``), or -1100 when it is
+        not a plain decimal number at all (a sign, an exponent, letters)."""
         raw = self.text(name)
-        return None if raw is None else plain(raw)
+        if raw is None:
+            return None
+        try:
+            parse_decimal(plain(raw), name)
+        except MoneyError:
+            raise E.bad(
+                E.ILLEGAL_CHARS,
+                f"Illegal characters found in parameter '{name}'; legal range is "
+                "'^([0-9]{1,20})(\\.[0-9]{1,20})?$'.",
+            ) from None
+        return plain(raw)
 
     def unsupported(self, *names: str) -> None:
         for name in names:

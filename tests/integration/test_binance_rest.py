@@ -214,6 +214,15 @@ def _fee(received: Decimal, rate: str, precision: int) -> Decimal:
     return (received * D(rate)).quantize(D(1).scaleb(-precision), rounding=ROUND_CEILING)
 
 
+def _ccxt_status(status: str, reason: str | None) -> str:
+    """What ccxt must report for a native order's state."""
+    if status in ("open", "partially_filled"):
+        return "open"
+    if status == "filled":
+        return "closed"
+    return "canceled" if reason == "cancelled_by_user" else "expired"
+
+
 def test_two_bots_trade_with_every_order_type(exchange: Exchange) -> None:
     alice, bob = exchange.bot("alice"), exchange.bot("bob")
     s = "ETH/USDT"
@@ -287,6 +296,7 @@ def test_two_bots_trade_with_every_order_type(exchange: Exchange) -> None:
             assert _dec(o["filled"]) == D(n["filled"])
             assert _dec(o["cost"]) == D(n["filled_quote"])
             assert o["side"] == n["side"]
+            assert o["status"] == _ccxt_status(n["status"], n["reason"])
         native_fills = exchange.native("/v1/trades", name)["trades"]
         fills = bot.fetch_my_trades(s)
         assert [int(f["id"]) for f in fills] == [f["trade_id"] for f in reversed(native_fills)]
@@ -367,6 +377,10 @@ def test_refusals_raise_ccxts_matching_exceptions(exchange: Exchange) -> None:
         exchange, "alice", "POST", "/api/v3/order", f"{base}&quantity=0.1&price=2000.001"
     )
     assert (status, body) == (400, {"code": -1013, "msg": "Filter failure: PRICE_FILTER"})
+    status, body, _ = _signed(
+        exchange, "alice", "POST", "/api/v3/order", f"{base}&quantity=1e-1&price=2000"
+    )
+    assert (status, body["code"]) == (400, -1100)
     # Trailing zeros change nothing.
     status, body, _ = _signed(
         exchange, "alice", "POST", "/api/v3/order/test",
