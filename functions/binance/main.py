@@ -351,6 +351,7 @@ def exchange_info(req: ApiRequest) -> flask.Response:
     listed = _listed()
     markets = _symbols(listed, params)
     cat = listed.catalog
+    cfg = api_config()
     symbols = [
         symbol_info(
             cat.markets[m], cat.precision(cat.markets[m]["base"]),
@@ -362,7 +363,14 @@ def exchange_info(req: ApiRequest) -> flask.Response:
         {
             "timezone": "UTC",
             "serverTime": _now_ms(),
-            "rateLimits": [],
+            "rateLimits": [
+                {
+                    "rateLimitType": "ORDERS",
+                    "interval": "SECOND",
+                    "intervalNum": cfg.trade_rate_window_s,
+                    "limit": cfg.trade_rate_per_user,
+                }
+            ],
             "exchangeFilters": [],
             "symbols": symbols,
         }

@@ -202,6 +202,9 @@ def test_markets_and_market_data_match_the_native_api(exchange: Exchange) -> Non
     status, body, _ = exchange.api.raw("GET", "/api/v3/ticker/bookTicker?symbol=ETHUSDT")
     assert (body["bidPrice"], body["askPrice"]) == ("1999.990000", "2000.500000")
     status, body, _ = exchange.api.raw("GET", "/api/v3/exchangeInfo")
+    assert body["rateLimits"] == [  # TRADE_RATE_PER_USER=30 in this test, per 10 s
+        {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 30}
+    ]
     filters = {f["filterType"]: f for f in body["symbols"][0]["filters"]}
     assert filters["PRICE_FILTER"]["tickSize"] == "0.01000000"
     assert filters["LOT_SIZE"]["stepSize"] == "0.00010000"
