@@ -299,7 +299,7 @@ class Exchange:
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
         self._t = time.monotonic()
         # The web page is built (when missing or stale) while the services start.
-        web = _Background(lambda: None if ensure_web_build() else None)
+        web = _Background(self._build_web)
         self.stack.start()
         self._phase("services")
         self.env = self._child_env()
@@ -439,6 +439,10 @@ class Exchange:
             log.warning("could not see the outbox: %s", exc)
         finally:
             client.close()
+
+    @staticmethod
+    def _build_web() -> None:
+        ensure_web_build()
 
     def _phase(self, what: str) -> None:
         """Note how long the step that just ended took (shown once the exchange is up)."""

@@ -26,6 +26,7 @@ const ROUTES: Record<string, { page: Page; private?: boolean }> = {
 const main = document.getElementById("main") as HTMLElement;
 const nav = document.getElementById("nav") as HTMLElement;
 let stopPage: (() => void) | void;
+let carried: string | null = null; // a notice for the next page (why it came)
 
 function drawNav(): void {
   const here = window.location.hash.split("/")[1] ?? "markets";
@@ -60,7 +61,8 @@ function route(): void {
     return;
   }
   if (stopPage) stopPage();
-  notice(null);
+  notice(carried);
+  carried = null;
   drawNav();
   main.replaceChildren();
   stopPage = entry.page(main, decodeURIComponent(rest.join("/")));
@@ -73,10 +75,11 @@ onSessionChange(() => {
 });
 
 window.addEventListener("session-expired", () => {
+  if (window.location.hash.startsWith("#/login")) return; // told already (requests in parallel)
   sessionStorage.setItem("after-login", window.location.hash);
   dropSession();
+  carried = "Your session has ended. Log in again.";
   go("#/login");
-  notice("Your session has ended. Log in again.");
 });
 
 window.addEventListener("hashchange", route);

@@ -353,7 +353,7 @@ function orderForm(m: Market, stops: (() => void)[]): OrderForm {
 
   const estimate = (): string => {
     if (isMarket() || !isDecimal(price.value)) return "";
-    if (!byTotal() && isDecimal(amount.value)) return `Total ≈ ${dec(price.value).times(amount.value).toFixed(decimals(m.tick) + decimals(m.step))} ${m.quote}`;
+    if (!byTotal() && isDecimal(amount.value)) return `Total ≈ ${dec(price.value).times(amount.value).toFixed()} ${m.quote}`;
     if (byTotal() && isDecimal(total.value) && dec(price.value).gt(0)) return `Amount ≈ ${floorTo(dec(total.value).div(price.value), m.step)} ${m.base}`;
     return "";
   };
