@@ -25,7 +25,7 @@ export function multipleOf(value: Big, unit: string): boolean {
 /** ``value`` rounded down to a multiple of ``unit``, as a plain string. */
 export function floorTo(value: Big, unit: string): string {
   const u = new Big(unit);
-  return value.div(u).round(0, Big.roundDown).times(u).toFixed(decimals(unit));
+  return value.div(u).round(0, Big.roundDown).times(u).toFixed();
 }
 
 export function decimals(unit: string): number {

@@ -2,7 +2,7 @@
 // made again after a reconnect; the order book kept by seq/prev_seq with a resync on a gap.
 import { token } from "./api";
 
-export type FeedStatus = "connecting" | "live" | "reconnecting";
+export type FeedStatus = "idle" | "connecting" | "live" | "reconnecting";
 type Handler = (kind: "snapshot" | "update", data: any) => void;
 
 interface Config {
@@ -11,7 +11,7 @@ interface Config {
 
 let url = "";
 let socket: WebSocket | null = null;
-let status: FeedStatus = "connecting";
+let status: FeedStatus = "idle";
 let attempt = 0;
 let authedWith: string | null = null;
 let pingTimer: number | undefined;
@@ -30,7 +30,6 @@ export async function startFeed(): Promise<void> {
   const here = new URL("/v1/ws", window.location.href);
   here.protocol = here.protocol === "https:" ? "wss:" : "ws:";
   url = configured.ws_url || here.toString();
-  connect();
 }
 
 export function feedStatus(): FeedStatus {
@@ -53,6 +52,7 @@ function sendJson(message: unknown): void {
 }
 
 function connect(): void {
+  setStatus(attempt === 0 ? "connecting" : "reconnecting");
   const ws = new WebSocket(url);
   socket = ws;
   authedWith = null;
@@ -70,6 +70,12 @@ function connect(): void {
   ws.onclose = () => {
     window.clearInterval(pingTimer);
     if (socket !== ws) return;
+    if (handlers.size === 0) {
+      // Nothing to listen to (the service closes idle sockets): connect again when needed.
+      socket = null;
+      setStatus("idle");
+      return;
+    }
     setStatus("reconnecting");
     const delay = Math.min(10000, 500 * 2 ** attempt) * (0.5 + Math.random() / 2);
     attempt += 1;
@@ -105,6 +111,7 @@ function onMessage(msg: any): void {
 /** Listen to a channel; the returned function stops listening (unsubscribing when it was the
  * last listener). */
 export function subscribe(channel: string, fn: Handler): () => void {
+  if (socket === null && url) connect();
   let set = handlers.get(channel);
   if (!set) {
     set = new Set();
@@ -135,7 +142,7 @@ export function dropSession(): void {
   const old = socket;
   socket = null;
   old?.close();
-  connect();
+  if (handlers.size > 0) connect();
 }
 
 // ---------------------------------------------------------------------------- the order book

@@ -89,7 +89,7 @@ window.addEventListener("online", () => notice(null));
 const status = document.getElementById("feed-status") as HTMLElement;
 onFeedStatus((s) => {
   status.dataset.state = s;
-  status.textContent = s === "live" ? "Live" : s === "connecting" ? "Connecting…" : "Reconnecting…";
+  status.textContent = { idle: "", live: "Live", connecting: "Connecting…", reconnecting: "Reconnecting…" }[s];
 });
 
 async function boot(): Promise<void> {

@@ -73,9 +73,8 @@ function draw(main: HTMLElement, m: Market, stops: (() => void)[]): void {
       { class: "market" },
       ticker,
       h("div", { class: "area-chart" }, chart),
-      h("div", { class: "area-book" }, book),
+      h("div", { class: "area-book" }, book, trades),
       h("div", { class: "area-form" }, form.el),
-      h("div", { class: "area-trades" }, trades),
       h("div", { class: "area-mine" }, mine ? mine.el : h("section", { class: "card" }, h("p", {}, h("a", { href: "#/login" }, "Log in"), " or ", h("a", { href: "#/signup" }, "sign up"), " to trade."))),
     ),
   );
@@ -146,7 +145,7 @@ function chartCard(m: Market, stops: (() => void)[]): HTMLElement {
         candles?.setData(r.klines.map(bar));
         volume?.setData(r.klines.map(vol));
         replace(status, r.klines.length ? "" : "No trades yet: the chart starts with the first trade.");
-        chart?.timeScale().fitContent();
+        if (r.klines.length > 60) chart?.timeScale().fitContent();
         stopKlines = subscribe(`kline:${m.market}:${interval}`, (_kind, data: Kline[]) => {
           for (const k of data) {
             try {
@@ -170,7 +169,7 @@ function chartCard(m: Market, stops: (() => void)[]): HTMLElement {
       autoSize: true,
       layout: { background: { type: ColorType.Solid, color: "transparent" }, textColor: cssVar("--fg") || "#222", attributionLogo: false },
       grid: { vertLines: { color: cssVar("--grid") || "#eee" }, horzLines: { color: cssVar("--grid") || "#eee" } },
-      timeScale: { timeVisible: true, secondsVisible: false },
+      timeScale: { timeVisible: true, secondsVisible: false, rightOffset: 6, barSpacing: 10 },
       rightPriceScale: { scaleMargins: { top: 0.1, bottom: 0.25 } },
     });
     candles = chart.addSeries(CandlestickSeries, {
@@ -214,7 +213,7 @@ function bookCard(m: Market, pick: (level: "ask" | "bid", price: string, amount:
       { class: `level ${cls}`, tabindex: "0", "data-price": price, role: "button", "aria-label": `${cls === "ask" ? "Sell" : "Buy"} ${amount} at ${price}: fill the form` },
       h("td", { class: `num ${cls === "ask" ? "down" : "up"}` }, price),
       h("td", { class: "num" }, amount),
-      h("td", { class: "num muted" }, cumulative.toFixed(decimals(m.step))),
+      h("td", { class: "num muted" }, cumulative.toFixed()),
     );
   const book = new Book(m.market, () => {
     const a = sorted(book.asks, false);
@@ -389,7 +388,7 @@ function orderForm(m: Market, stops: (() => void)[]): OrderForm {
       if (!multipleOf(a, m.step)) return { error: `The amount must be a multiple of ${m.step}.` };
     }
     if (a.lt(m.min_amount)) return { error: `The amount must be at least ${m.min_amount} ${m.base}.` };
-    body.amount = a.toFixed(decimals(m.step));
+    body.amount = a.toFixed();
     if (p && p.times(a).lt(m.min_notional)) return { error: `The total must be at least ${m.min_notional} ${m.quote}.` };
     if (side === "sell" && a.gt(base())) return { error: `Not enough ${m.base}: ${base()} available.` };
     if (side === "buy" && p && p.times(a).gt(quote())) return { error: `Not enough ${m.quote}: ${quote()} available.` };
