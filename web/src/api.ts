@@ -91,19 +91,30 @@ async function errorOf(resp: Response): Promise<ApiError> {
   return new ApiError(resp.status, code, message, Number.isFinite(retry) ? retry : undefined);
 }
 
+/** 401s that are about a proof asked for, not about the session. */
+const NOT_THE_SESSION = new Set(["fresh_auth_required", "totp_required", "invalid_totp_code", "invalid_credentials"]);
+
 export async function api<T>(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<T> {
+  const auth = path.startsWith("/v1/auth/");
   let resp = await send(method, path, body, headers);
-  if (resp.status === 401 && accessToken !== null && !path.startsWith("/v1/auth/")) {
-    if (await refresh()) resp = await send(method, path, body, headers);
-  }
-  if (resp.status === 401 && !path.startsWith("/v1/auth/")) {
-    const err = await errorOf(resp);
-    if (err.code !== "fresh_auth_required") {
-      setToken(null);
-      window.dispatchEvent(new CustomEvent("session-expired"));
+  if (resp.status === 401 && !auth) {
+    let err = await errorOf(resp);
+    if (NOT_THE_SESSION.has(err.code)) throw err;
+    // The access token expired or ended: one refresh, then the request again.
+    if (accessToken !== null && (await refresh())) {
+      resp = await send(method, path, body, headers);
+      if (resp.status !== 401) return answer<T>(resp);
+      err = await errorOf(resp);
+      if (NOT_THE_SESSION.has(err.code)) throw err;
     }
+    setToken(null);
+    window.dispatchEvent(new CustomEvent("session-expired"));
     throw err;
   }
+  return answer<T>(resp);
+}
+
+async function answer<T>(resp: Response): Promise<T> {
   if (!resp.ok) throw await errorOf(resp);
   if (resp.status === 204) return undefined as T;
   return (await resp.json()) as T;
@@ -130,22 +141,26 @@ export function refresh(): Promise<boolean> {
 }
 
 export interface LoginResult {
-  /** The second factor is asked for (TOTP): call ``login`` again with ``code``. */
+  /** The account has a second factor (TOTP) and no code was given: ask for it and log in
+   * again with ``code``. */
   secondFactor?: boolean;
+}
+
+/** Whether the API asks for the second factor (401 totp_required). */
+export function needsCode(e: unknown): boolean {
+  return e instanceof ApiError && e.code === "totp_required";
 }
 
 export async function login(email: string, password: string, code?: string): Promise<LoginResult> {
   const body: Record<string, unknown> = { email, password, refresh_cookie: true };
-  // The second factor, when the account has one (TOTP): the login answers without tokens and
-  // asks for it; the same login is sent again with the code.
-  if (code) body.totp = code;
-  const answer = await api<TokenAnswer & { second_factor_required?: boolean; mfa_required?: boolean }>(
-    "POST",
-    "/v1/auth/login",
-    body,
-  );
-  if (!answer.access_token) return { secondFactor: true };
-  accept(answer);
+  // The second factor: sent only once the login asked for it (401 totp_required).
+  if (code) body.totp_code = code;
+  try {
+    accept(await api<TokenAnswer>("POST", "/v1/auth/login", body));
+  } catch (e) {
+    if (needsCode(e) && !code) return { secondFactor: true };
+    throw e;
+  }
   return {};
 }
 
@@ -163,8 +178,10 @@ export async function logout(): Promise<void> {
 }
 
 /** A fresh proof (the password again) for withdrawals and API keys that trade or withdraw. */
-export async function reauth(password: string): Promise<void> {
-  const answer = await api<TokenAnswer>("POST", "/v1/auth/reauth", { password });
+export async function reauth(password: string, code?: string): Promise<void> {
+  const body: Record<string, unknown> = { password };
+  if (code) body.totp_code = code;
+  const answer = await api<TokenAnswer>("POST", "/v1/auth/reauth", body);
   accept(answer);
 }
 

@@ -29,6 +29,8 @@ const WORDS: Record<string, string> = {
   invalid_address: "This is not a valid address.",
   invalid_checksum: "The address's checksum (mixed case) is wrong; check it.",
   daily_limit_exceeded: "This would exceed the daily withdrawal limit.",
+  totp_required: "Enter the code from your authenticator app.",
+  invalid_totp_code: "That code is wrong or was already used.",
   session_revoked: "Your session ended. Log in again.",
   token_expired: "Your session expired. Log in again.",
   network: "The exchange cannot be reached. Check your connection; retrying will not double an order.",

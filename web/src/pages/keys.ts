@@ -1,4 +1,4 @@
-import { api, ApiError, reauth } from "../api";
+import { api, ApiError, needsCode, reauth } from "../api";
 import { dateTime, h, replace, state } from "../dom";
 import { words } from "../words";
 
@@ -16,6 +16,9 @@ export function keysPage(main: HTMLElement): void {
   const label = h("input", { id: "key-label", name: "label", maxlength: "64", required: true, autocomplete: "off" });
   const boxes = SCOPES.map((s) => h("input", { type: "checkbox", name: "scope", value: s, checked: s === "read" }));
   const password = h("input", { id: "key-password", type: "password", name: "password", autocomplete: "current-password" });
+  const code = h("input", { id: "key-code", name: "totp_code", inputmode: "numeric", autocomplete: "one-time-code" });
+  const codeField = h("label", { class: "field" }, h("span", {}, "Code from your authenticator app"), code);
+  codeField.hidden = true;
   const message = h("div", { class: "message", role: "status", id: "key-message" });
   const submit = h("button", { type: "submit" }, "Create key");
   const form = h(
@@ -25,6 +28,7 @@ export function keysPage(main: HTMLElement): void {
     h("label", { class: "field" }, h("span", {}, "Label"), label),
     h("fieldset", {}, h("legend", {}, "Scopes"), boxes.map((b) => h("label", { class: "check" }, b, ` ${b.value}`))),
     h("label", { class: "field" }, h("span", {}, "Your password (needed for trade or withdraw)"), password),
+    codeField,
     submit,
     message,
   );
@@ -83,9 +87,13 @@ export function keysPage(main: HTMLElement): void {
     if (sensitive && !password.value) return replace(message, "Trade and withdraw keys need your password.");
     submit.disabled = true;
     try {
-      if (sensitive) await reauth(password.value);
+      const totp = codeField.hidden ? undefined : code.value.trim();
+      if (sensitive) await reauth(password.value, totp);
+      const body: Record<string, unknown> = { label: label.value.trim(), scopes };
+      if (totp) body.totp_code = totp;
+      const k = await api<ApiKey & { secret: string }>("POST", "/v1/api-keys", body);
       password.value = "";
-      const k = await api<ApiKey & { secret: string }>("POST", "/v1/api-keys", { label: label.value.trim(), scopes });
+      code.value = "";
       message.className = "message ok";
       replace(
         message,
@@ -96,6 +104,10 @@ export function keysPage(main: HTMLElement): void {
       label.value = "";
       void load();
     } catch (e) {
+      if (needsCode(e)) {
+        codeField.hidden = false;
+        code.focus();
+      }
       replace(message, e instanceof ApiError ? words(e.code, e.message) : String(e));
     } finally {
       submit.disabled = false;

@@ -176,7 +176,7 @@ function chartCard(m: Market, stops: (() => void)[]): HTMLElement {
       upColor: up(), downColor: down(), borderVisible: false, wickUpColor: up(), wickDownColor: down(),
       priceFormat: { type: "price", precision: decimals(m.tick), minMove: Number(m.tick) },
     });
-    volume = chart.addSeries(HistogramSeries, { priceScaleId: "", priceFormat: { type: "volume" } });
+    volume = chart.addSeries(HistogramSeries, { priceScaleId: "", priceFormat: { type: "volume" }, lastValueVisible: false, priceLineVisible: false });
     volume.priceScale().applyOptions({ scaleMargins: { top: 0.8, bottom: 0 } });
     load("1m");
   });

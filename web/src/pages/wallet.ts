@@ -1,5 +1,5 @@
 import qrcode from "qrcode-generator";
-import { api, ApiError, idempotencyKey, reauth } from "../api";
+import { api, ApiError, idempotencyKey, needsCode, reauth } from "../api";
 import { Big, dec, isDecimal } from "../decimal";
 import { dateTime, h, replace, state } from "../dom";
 import { loadAssets, watchBalances, type Asset, type Balance } from "../store";
@@ -197,6 +197,9 @@ function withdrawCard(el: HTMLElement, asset: Asset, available: () => string, on
   const address = h("input", { id: "withdraw-address", name: "address", autocomplete: "off", spellcheck: "false", placeholder: "0x…", required: true });
   const amount = h("input", { id: "withdraw-amount", name: "amount", inputmode: "decimal", autocomplete: "off", required: true });
   const password = h("input", { id: "withdraw-password", name: "password", type: "password", autocomplete: "current-password", required: true });
+  const code = h("input", { id: "withdraw-code", name: "totp_code", inputmode: "numeric", autocomplete: "one-time-code" });
+  const codeField = h("label", { class: "field" }, h("span", {}, "Code from your authenticator app"), code);
+  codeField.hidden = true;
   const total = h("p", { id: "withdraw-total", class: "muted" });
   const avail = h("p", { class: "muted" });
   const message = h("p", { class: "message", role: "status", id: "withdraw-message" });
@@ -212,6 +215,7 @@ function withdrawCard(el: HTMLElement, asset: Asset, available: () => string, on
     total,
     avail,
     h("label", { class: "field" }, h("span", {}, "Your password (to confirm)"), password),
+    codeField,
     submit,
     message,
     h("h3", {}, "Your withdrawals"),
@@ -239,14 +243,22 @@ function withdrawCard(el: HTMLElement, asset: Asset, available: () => string, on
     message.className = "message";
     replace(message, "Sending…");
     try {
-      await reauth(password.value);
+      const totp = codeField.hidden ? undefined : code.value.trim();
+      await reauth(password.value, totp);
+      const body: Record<string, string> = { asset: asset.asset, amount: amount.value, address: address.value.trim() };
+      if (totp) body.totp_code = totp;
+      const w = await api<{ id?: string; withdrawal_id?: string; state: string }>("POST", "/v1/withdrawals", body, idempotencyKey());
       password.value = "";
-      const w = await api<{ id?: string; withdrawal_id?: string; state: string }>("POST", "/v1/withdrawals", { asset: asset.asset, amount: amount.value, address: address.value.trim() }, idempotencyKey());
+      code.value = "";
       message.className = "message ok";
       replace(message, `Withdrawal ${w.id ?? w.withdrawal_id}: ${w.state}.`);
       refreshList();
     } catch (e) {
       message.className = "message error";
+      if (needsCode(e)) {
+        codeField.hidden = false;
+        code.focus();
+      }
       replace(message, e instanceof ApiError ? words(e.code, e.message) : String(e));
     } finally {
       submit.disabled = false;
