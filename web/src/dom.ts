@@ -23,7 +23,18 @@ export function h<K extends keyof HTMLElementTagNameMap>(
     }
   }
   append(el, children);
+  if (el instanceof HTMLTableElement) alignHeads(el);
   return el;
+}
+
+/** Headings of number columns aligned as their numbers (right), from the first row. */
+function alignHeads(table: HTMLTableElement): void {
+  const heads = table.tHead?.rows[0]?.cells;
+  const first = table.tBodies[0]?.rows[0]?.cells;
+  if (!heads || !first) return;
+  for (let i = 0; i < heads.length && i < first.length; i++) {
+    if (first[i].classList.contains("num")) heads[i].classList.add("num");
+  }
 }
 
 export function append(el: Element, children: (Child | Child[])[]): void {
