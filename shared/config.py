@@ -519,6 +519,19 @@ class WalletConfig(_Config, frozen=True, kw_only=True):
         return cfg
 
 
+class WebConfig(_Config, frozen=True, kw_only=True):
+    """The web page as the local gateway serves it at ``/`` (docs/web.md)."""
+
+    dist: Annotated[str | None, env("WEB_DIST")] = None
+    """The built page (``npm run build`` in web/); unset: ``web/dist`` of the checkout."""
+    ws_url: Annotated[Annotated[str, Meta(pattern="^wss?://")] | None, env("WEB_WS_URL")] = None
+    """Where the page finds the live feed (``/config.json``); unset: ``/v1/ws`` at its origin."""
+
+    @staticmethod
+    def load(environ: Mapping[str, str] | None = None) -> WebConfig:
+        return from_env(WebConfig, environ)
+
+
 class WsConfig(_Config, frozen=True, kw_only=True):
     """The ws service (``python -m ws_service``, docs/ws.md): where it listens, the Redis it
     reads market data from, its heartbeats and limits. Authentication reads ``ApiConfig`` (the

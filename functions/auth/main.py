@@ -90,6 +90,9 @@ USERS: Final = "users"
 EMAILS: Final = "emails"
 FAMILIES: Final = "refresh_families"
 REFRESH_TOKENS: Final = "refresh_tokens"
+REFRESH_COOKIE: Final = "refresh_token"
+REFRESH_COOKIE_PATH: Final = "/v1/auth"
+"""The browser page's refresh token (docs/web.md): sent only to the auth routes."""
 MAX_API_KEYS: Final = 20
 MAX_PASSWORD: Final = 256
 SENSITIVE_SCOPES: Final = frozenset({"trade", "withdraw"})
@@ -114,8 +117,30 @@ class Credentials(Body):
     password: Annotated[str, msgspec.Meta(max_length=MAX_PASSWORD)]
 
 
+class Login(Credentials):
+    refresh_cookie: Annotated[
+        bool,
+        msgspec.Meta(
+            description=(
+                "true: the refresh token comes as an HttpOnly SameSite=Strict cookie (path "
+                "/v1/auth), not in the body, for a browser page (docs/web.md)"
+            )
+        ),
+    ] = False
+
+
 class RefreshRequest(Body):
-    refresh_token: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    refresh_token: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                min_length=1,
+                max_length=200,
+                description="absent or null: the refresh_token cookie login set (refresh_cookie)",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class Reauth(Body):
@@ -326,7 +351,7 @@ def signup(req: ApiRequest) -> flask.Response:
     operation_id="login",
     tag="auth",
     auth="none",
-    body=Credentials,
+    body=Login,
     responses={200: ok("Tokens", "TokenPair")},
     errors=(400, 401, 415, 429),
     description=(
@@ -338,7 +363,7 @@ def signup(req: ApiRequest) -> flask.Response:
 )
 def login(req: ApiRequest) -> flask.Response:
     ctx = default_context()
-    body = req.json(Credentials)
+    body = req.json(Login)
     email = _normalise_email(body.email)
     # Only failures count, per (email, client) and per client (api.throttle): nobody can
     # lock the owner out by failing at their address.
@@ -360,7 +385,48 @@ def login(req: ApiRequest) -> flask.Response:
         db.collection(USERS).document(user_id).update(
             {"password_hash": _hasher.hash(body.password)}
         )
-    return json_response(_new_session(ctx, user_id, user))
+    # The second factor (TOTP) goes here: with one set up, answer a challenge, not tokens.
+    return _tokens_response(req, _new_session(ctx, user_id, user), body.refresh_cookie)
+
+
+def _secure_request(req: ApiRequest) -> bool:
+    """Whether the browser reached us over HTTPS (the load balancer says so in
+    X-Forwarded-Proto); plain HTTP is only the local gateway, where a Secure cookie would
+    not come back."""
+    proto = req.header("X-Forwarded-Proto") or req.raw.scheme
+    return proto.split(",")[0].strip().lower() != "http"
+
+
+def _tokens_response(req: ApiRequest, pair: dict[str, Any], cookie: bool) -> flask.Response:
+    """The token pair; with ``cookie`` its refresh token goes in an HttpOnly cookie instead of
+    the body, where no script of the page can read it (docs/web.md)."""
+    if not cookie:
+        return json_response(pair)
+    body = {k: v for k, v in pair.items() if k != "refresh_token"}
+    response = json_response(body)
+    response.set_cookie(
+        REFRESH_COOKIE, pair["refresh_token"], max_age=default_context().config.refresh_ttl_s,
+        path=REFRESH_COOKIE_PATH, secure=_secure_request(req), httponly=True, samesite="Strict",
+    )  # fmt: skip
+    return response
+
+
+def _clear_cookie(req: ApiRequest, response: flask.Response) -> flask.Response:
+    response.delete_cookie(
+        REFRESH_COOKIE, path=REFRESH_COOKIE_PATH, secure=_secure_request(req), httponly=True,
+        samesite="Strict",
+    )  # fmt: skip
+    return response
+
+
+def _refresh_token_of(req: ApiRequest, body: RefreshRequest) -> tuple[str, bool]:
+    """(the refresh token, whether it came in the cookie): the body's, else the cookie's."""
+    if body.refresh_token is not None:
+        return body.refresh_token, False
+    token = req.raw.cookies.get(REFRESH_COOKIE)
+    if not token or len(token) > 200:
+        raise unauthorized("no refresh token: log in again", "invalid_refresh_token")
+    return token, True
 
 
 RefreshOutcome = Literal["ok", "invalid", "reused", "expired"]
@@ -376,12 +442,19 @@ RefreshOutcome = Literal["ok", "invalid", "reused", "expired"]
     body=RefreshRequest,
     responses={200: ok("Tokens", "TokenPair")},
     errors=(400, 401, 415),
+    description=(
+        "The refresh token in the body, or, for a browser page, none there and the HttpOnly "
+        "cookie login set (refresh_cookie): the new one then comes as that cookie again. The body"
+        " is JSON either way, so another site cannot send it without CORS' leave; the cookie is "
+        "SameSite=Strict besides."
+    ),
 )
 def refresh(req: ApiRequest) -> flask.Response:
     ctx = default_context()
     body = req.json(RefreshRequest)
+    presented, from_cookie = _refresh_token_of(req, body)
     db = ctx.firestore
-    token_ref = db.collection(REFRESH_TOKENS).document(_hash_token(body.refresh_token))
+    token_ref = db.collection(REFRESH_TOKENS).document(_hash_token(presented))
 
     @firestore.transactional
     def rotate(tx: Any) -> tuple[RefreshOutcome, dict[str, Any] | None]:
@@ -426,7 +499,7 @@ def refresh(req: ApiRequest) -> flask.Response:
         raise unauthorized("refresh token expired", "refresh_token_expired")
     if pair is None:
         raise unauthorized("invalid or revoked refresh token", "invalid_refresh_token")
-    return json_response(pair)
+    return _tokens_response(req, pair, from_cookie)
 
 
 @api.route(
@@ -441,15 +514,19 @@ def refresh(req: ApiRequest) -> flask.Response:
     errors=(400, 401, 415, 503),
     description=(
         "Its refresh tokens and its access tokens stop working at once (401 session_revoked), on "
-        "the HTTP API and the live feed."
+        "the HTTP API and the live feed. The refresh token in the body, or none there and the "
+        "cookie login set (refresh_cookie), which the answer then clears."
     ),
 )
 def logout(req: ApiRequest) -> flask.Response:
     ctx = default_context()
     body = req.json(RefreshRequest)
+    presented, from_cookie = _refresh_token_of(req, body)
     db = ctx.firestore
-    snap = db.collection(REFRESH_TOKENS).document(_hash_token(body.refresh_token)).get()
+    snap = db.collection(REFRESH_TOKENS).document(_hash_token(presented)).get()
     if not snap.exists:
+        if from_cookie:  # a stale cookie: forget it all the same
+            return _clear_cookie(req, no_content())
         raise unauthorized("invalid refresh token", "invalid_refresh_token")
     family_id, user_id = snap.get("family_id"), snap.get("user_id")
     db.collection(FAMILIES).document(family_id).update(
@@ -457,7 +534,7 @@ def logout(req: ApiRequest) -> flask.Response:
     )
     # The session's access tokens stop now, not when they expire (api.sessions).
     ctx.sessions.end_session(user_id, family_id)
-    return no_content()
+    return _clear_cookie(req, no_content()) if from_cookie else no_content()
 
 
 @api.route(

@@ -41,6 +41,10 @@ ORDER = [
     ("terraform-plan", "terraform-apply"),
     ("terraform-apply", "migrate"),
     ("migrate", "smoke-test"),
+    ("integration-tests", "build-web"),
+    ("build-web", "upload-web"),
+    ("terraform-apply", "upload-web"),
+    ("upload-web", "smoke-test"),
 ]
 
 

@@ -1170,7 +1170,7 @@ def test_cors(client: FlaskClient) -> None:
 
 
 def test_routing_errors(client: FlaskClient) -> None:
-    for path in ("/v1/nothing", "/", "/v1/api-keysx", "/v1/auth/nope", "/v1/auth"):
+    for path in ("/v1/nothing", "/nothing", "/v1/api-keysx", "/v1/auth/nope", "/v1/auth"):
         resp = client.get(path)
         assert resp.status_code == 404 and error(resp) == "not_found", path
         assert resp.headers["X-Request-Id"]

@@ -305,7 +305,18 @@ module "api_entry" {
   function_backends = {
     for f, spec in local.functions : f => "${local.prefix}-${f}" if spec.trigger == "http"
   }
-  run_backends    = { ws = "${local.prefix}-ws" }
-  routes          = local.routes
-  default_backend = "docs"
+  run_backends       = { ws = "${local.prefix}-ws" }
+  routes             = local.routes
+  default_backend    = "docs"
+  web_backend_bucket = module.web.backend_bucket
+}
+
+# The web page, served by the same load balancer (docs/web.md).
+module "web" {
+  source = "../../modules/web"
+
+  project_id = var.project_id
+  name       = local.prefix
+  location   = var.region
+  labels     = local.labels
 }
