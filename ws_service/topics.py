@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import deque
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import orjson
 
@@ -41,6 +41,16 @@ Frames = list[tuple[str, bytes]]
 WAITING, LOADING, LIVE = "waiting", "loading", "live"
 
 
+class Dialect(Protocol):
+    """Another wire format of a topic's messages (the Binance streams, ws_service/binance.py):
+    its subscribers hold a client channel of their own, whose frames it makes from the topic
+    after each message is applied (``Topic.latest``) and from its state when one joins."""
+
+    def frames(self, topic: Topic) -> list[bytes]: ...
+
+    def initial(self, topic: Topic) -> list[bytes]: ...
+
+
 class Topic:
     """One Redis channel: its state, its local subscribers (by client channel name) and those
     waiting for their snapshot while the state loads."""
@@ -56,12 +66,20 @@ class Topic:
         self.subscribers: dict[str, dict[Session, None]] = {}
         self.waiters: dict[str, dict[Session, Ident]] = {}
         self.needs_reload = False
+        self.dialects: dict[str, Dialect] = {}
+        """Client channels of other wire formats, and what makes their frames."""
+        self.latest: Any = None
+        """What the last message applied brought (parsed), for the dialects; None: nothing."""
 
     # -- subscribers -------------------------------------------------------------------------
 
-    def add(self, session: Session, channel: str, ident: Ident) -> None:
+    def add(
+        self, session: Session, channel: str, ident: Ident, dialect: Dialect | None = None
+    ) -> None:
         """Subscribe ``session``: ``subscribed`` and the snapshot now (then updates), or as
         soon as the state is live. Subscribing again is a resync: a fresh snapshot."""
+        if dialect is not None:
+            self.dialects.setdefault(channel, dialect)
         self.subscribers.get(channel, {}).pop(session, None)
         if self.status == LIVE:
             self._serve(session, channel, ident)
@@ -71,14 +89,20 @@ class Topic:
     def remove(self, session: Session, channel: str) -> None:
         self.subscribers.get(channel, {}).pop(session, None)
         self.waiters.get(channel, {}).pop(session, None)
+        if not self.subscribers.get(channel) and not self.waiters.get(channel):
+            self.dialects.pop(channel, None)  # its per-channel memory goes with the last one
 
     def empty(self) -> bool:
         return not any(self.subscribers.values()) and not any(self.waiters.values())
 
     def _serve(self, session: Session, channel: str, ident: Ident) -> None:
-        session.push(message("subscribed", channel=channel, id=ident))
-        if self.has_snapshot:
-            session.push(envelope("snapshot", channel, self.snapshot_json(channel)))
+        dialect = self.dialects.get(channel)
+        if dialect is not None:
+            session.joined(channel, ident, dialect.initial(self))
+        else:
+            session.push(message("subscribed", channel=channel, id=ident))
+            if self.has_snapshot:
+                session.push(envelope("snapshot", channel, self.snapshot_json(channel)))
         self.subscribers.setdefault(channel, {})[session] = None
 
     def go_live(self) -> None:
@@ -107,7 +131,13 @@ class Topic:
     def on_message(self, raw: bytes) -> None:
         """A message from Redis: dropped, buffered, or applied and fanned out."""
         if self.status == LIVE:
-            self.fan_out(self.apply(raw))
+            self.latest = None
+            frames = self.apply(raw)
+            if self.dialects and self.latest is not None:
+                for channel, dialect in self.dialects.items():
+                    if self.subscribers.get(channel):
+                        frames.extend((channel, frame) for frame in dialect.frames(self))
+            self.fan_out(frames)
         elif self.status == LOADING:
             self.buffer.append(raw)
 
@@ -161,6 +191,7 @@ class DepthTopic(Topic):
         seq, prev = delta["seq"], delta["prev_seq"]
         if seq <= self.seq:
             return []  # already in the state (the snapshot was newer)
+        self.latest = delta
         if prev != self.seq:
             self.needs_reload = True
             return [(self.channel, envelope("update", self.channel, raw))]
@@ -176,15 +207,17 @@ class DepthTopic(Topic):
 
     def snapshot_json(self, channel: str) -> bytes:
         if self._snapshot is None:
-            self._snapshot = orjson.dumps(
-                {
-                    "market": self.market,
-                    "bids": sorted(self.bids.items(), key=_price, reverse=True),
-                    "asks": sorted(self.asks.items(), key=_price),
-                    "seq": self.seq,
-                }
-            )
+            self._snapshot = orjson.dumps(self.book())
         return self._snapshot
+
+    def book(self) -> dict[str, Any]:
+        """The state: ``{market, bids, asks, seq}``, each side best first."""
+        return {
+            "market": self.market,
+            "bids": sorted(self.bids.items(), key=_price, reverse=True),
+            "asks": sorted(self.asks.items(), key=_price),
+            "seq": self.seq,
+        }
 
 
 def _price(level: tuple[str, str]) -> Decimal:
@@ -219,6 +252,7 @@ class TradesTopic(Topic):
         if not new:
             return []
         data = raw if len(new) == len(trades) else orjson.dumps(new)
+        self.latest = new
         self.recent.extend(orjson.dumps(t) for t in new)
         self.last_id = new[-1]["trade_id"]
         return [(self.channel, envelope("update", self.channel, data))]
@@ -255,9 +289,11 @@ class TickerTopic(Topic):
         self.ts = orjson.loads(raw)["ts"] or 0
 
     def apply(self, raw: bytes) -> Frames:
-        ts = orjson.loads(raw)["ts"] or 0
+        ticker = orjson.loads(raw)
+        ts = ticker["ts"] or 0
         if ts < self.ts:
             return []  # older than what the snapshot showed
+        self.latest = ticker
         self.ts = ts
         self.current = raw
         return [(self.channel, envelope("update", self.channel, raw))]
@@ -290,14 +326,17 @@ class KlineTopic(Topic):
 
     def apply(self, raw: bytes) -> Frames:
         changed = []
+        arrays: list[list[Any]] = []
         for candle in orjson.loads(raw):
             held = self.candles.get(candle[0])
             if held is not None and held[7] > candle[7]:
                 continue  # an older state of a candle the snapshot already had
             self.candles[candle[0]] = candle
             changed.append(dict(zip(KLINE_FIELDS, candle, strict=True)))
+            arrays.append(candle)
         if not changed:
             return []
+        self.latest = arrays
         if len(self.candles) > KLINES_SNAPSHOT:
             for t in sorted(self.candles)[:-KLINES_SNAPSHOT]:
                 del self.candles[t]
@@ -321,7 +360,10 @@ class UserTopic(Topic):
 
     def apply(self, raw: bytes) -> Frames:
         by_channel: dict[str, list[dict[str, Any]]] = {}
-        for item in orjson.loads(raw):
+        items = orjson.loads(raw)
+        if self.dialects:
+            self.latest = [dict(item) for item in items]  # with their "channel"
+        for item in items:
             channel = item.pop("channel", None)
             if channel in ("orders", "balances"):
                 by_channel.setdefault(channel, []).append(item)
