@@ -497,24 +497,58 @@ def _authenticate_api_key(creds: Credentials, ctx: AuthContext) -> Principal:
             f"X-API-Timestamp is more than {window} ms from the server's time",
             "timestamp_out_of_window",
         )
-    snap = ctx.firestore.collection(API_KEYS_COLLECTION).document(key_id).get()
-    record = snap.to_dict() if snap.exists else None
-    if record is None or record.get("master_id") not in ctx.secrets.api_key_masters:
+    key = load_api_key(ctx, key_id)
+    if key is None:
         raise unauthorized("unknown API key", "invalid_api_key")
-    secret = api_key_secret(ctx.secrets, record["master_id"], key_id)
-    if not hmac.compare_digest(secret_fingerprint(secret), str(record.get("secret_sha256"))):
-        log.error("API key %s does not match its master %s", key_id, record["master_id"])
-        raise unauthorized("unknown API key", "invalid_api_key")
-    expected = sign_request(secret, timestamp, creds.method, creds.path, creds.query, creds.body)
+    expected = sign_request(
+        key.secret, timestamp, creds.method, creds.path, creds.query, creds.body
+    )
     if not hmac.compare_digest(expected, signature):
         raise unauthorized("signature does not match the request", "invalid_signature")
     # Remembered for longer than a timestamp stays acceptable (2 windows plus slack).
-    if not ctx.redis.set(api_signature_key(key_id, signature), b"1", nx=True, px=2 * window + 1000):
+    if not first_use(ctx, key_id, signature, 2 * window + 1000):
         raise unauthorized("this signed request was already used", "replayed_request")
+    return key.principal()
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A live API key: its owner, scopes and (derived) secret."""
+
+    key_id: str
+    user_id: str
+    scopes: frozenset[str]
+    secret: str = field(repr=False)
+
+    def principal(self) -> Principal:
+        return Principal(
+            user_id=self.user_id, role="user", scopes=self.scopes, via="api_key",
+            key_id=self.key_id,
+        )  # fmt: skip
+
+
+def load_api_key(ctx: AuthContext, key_id: str) -> ApiKey | None:
+    """The key ``key_id`` (one Firestore read), or None when it is unknown, revoked or made
+    with a master that is gone. Any dialect's signature check starts here (the Binance
+    dialect signs differently, with the same secret)."""
+    if not is_api_key_id(key_id):
+        return None
+    snap = ctx.firestore.collection(API_KEYS_COLLECTION).document(key_id).get()
+    record = snap.to_dict() if snap.exists else None
+    if record is None or record.get("master_id") not in ctx.secrets.api_key_masters:
+        return None
+    secret = api_key_secret(ctx.secrets, record["master_id"], key_id)
+    if not hmac.compare_digest(secret_fingerprint(secret), str(record.get("secret_sha256"))):
+        log.error("API key %s does not match its master %s", key_id, record["master_id"])
+        return None
     scopes = frozenset(s for s in record.get("scopes", []) if s in ALL_SCOPES)
-    return Principal(
-        user_id=str(record["user_id"]), role="user", scopes=scopes, via="api_key", key_id=key_id
-    )
+    return ApiKey(key_id, str(record["user_id"]), scopes, secret)
+
+
+def first_use(ctx: AuthContext, key_id: str, signature: str, keep_ms: int) -> bool:
+    """Whether this is the first request with ``signature`` (remembered ``keep_ms``), so a
+    captured request cannot be replayed."""
+    return bool(ctx.redis.set(api_signature_key(key_id, signature), b"1", nx=True, px=keep_ms))
 
 
 # --------------------------------------------------------------------------------------------

@@ -384,11 +384,15 @@ class RateLimiter:
 # --------------------------------------------------------------------------------------------
 
 Handler = Callable[[ApiRequest], flask.Response]
+ErrorFormat = Callable[[int, str, str, Mapping[str, str] | None], flask.Response]
+"""(status, code, message, headers) -> the answer: ``error_response`` for the native API; a
+dialect (api/binance) answers its errors in its own shape."""
 
 
-Auth = Literal["none", "user", "session", "admin"]
+Auth = Literal["none", "user", "session", "admin", "binance_key", "binance_signed"]
 """Who may call a route: anyone; a user (an access token or a signed API key); a user's
-access token only (no API key); an admin's access token."""
+access token only (no API key); an admin's access token; in the Binance dialect, an API key in
+``X-MBX-APIKEY`` alone or with Binance's signed parameters."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -437,9 +441,15 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
 class Api:
     """The routes of one function, and the request handling around them (see the module)."""
 
-    def __init__(self, name: str, settings: Callable[[], HttpSettings] = default_settings) -> None:
+    def __init__(
+        self,
+        name: str,
+        settings: Callable[[], HttpSettings] = default_settings,
+        errors: ErrorFormat = error_response,
+    ) -> None:
         self.name = name
         self._settings = settings
+        self._error = errors
         self._routes: list[_Route] = []
 
     def route(
@@ -499,13 +509,13 @@ class Api:
         request = req.raw
         try:
             if settings is None:  # logged where it failed
-                return error_response(
-                    500, "internal", f"internal error; request id {req.request_id}"
+                return self._error(
+                    500, "internal", f"internal error; request id {req.request_id}", None
                 )
             req.client_ip = client_ip(request, settings.trusted_proxy_hops)
             return self._dispatch(req, settings)
         except ApiError as exc:
-            return error_response(exc.status, exc.code, exc.message, exc.headers)
+            return self._error(exc.status, exc.code, exc.message, exc.headers)
         except infrastructure_failures() as exc:
             log.warning(
                 "a backing service is unavailable: %r",
@@ -513,7 +523,7 @@ class Api:
                 extra={"request_id": req.request_id, "function": self.name},
             )
             failed = unavailable("a backing service is unavailable; try again")
-            return error_response(failed.status, failed.code, failed.message)
+            return self._error(failed.status, failed.code, failed.message, None)
         except Exception:
             log.exception(
                 "unhandled error in %s %s",
@@ -521,7 +531,9 @@ class Api:
                 request.path,
                 extra={"request_id": req.request_id, "function": self.name},
             )
-            return error_response(500, "internal", f"internal error; request id {req.request_id}")
+            return self._error(
+                500, "internal", f"internal error; request id {req.request_id}", None
+            )
 
     def _dispatch(self, req: ApiRequest, settings: HttpSettings) -> flask.Response:
         path, method = req.path, req.method.upper()

@@ -105,6 +105,8 @@ SECURITY: Final[dict[str, list[JSON]]] = {
     "user": [{"bearerAuth": []}, {"apiKey": [], "apiTimestamp": [], "apiSignature": []}],
     "session": [{"bearerAuth": []}],
     "admin": [{"bearerAuth": []}],
+    "binance_key": [{"mbxApiKey": []}],
+    "binance_signed": [{"mbxApiKey": []}],
 }
 """A route's ``auth`` as OpenAPI security requirements (an admin is a session's role)."""
 
@@ -316,6 +318,10 @@ def build(apis: Mapping[str, Api], named: Mapping[str, JSON]) -> JSON:
             {"name": "wallet", "description": "deposit addresses, deposits, withdrawals"},
             {"name": "admin", "description": "operators only"},
             {"name": "meta", "description": "this document"},
+            {
+                "name": "binance",
+                "description": "Binance's spot API under /api/v3 (docs/binance-api.md)",
+            },
         ],
         "security": SECURITY["user"],
         "paths": paths,
@@ -358,6 +364,15 @@ def build(apis: Mapping[str, Api], named: Mapping[str, JSON]) -> JSON:
                     ),
                 },
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "mbxApiKey": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-MBX-APIKEY",
+                    "description": (
+                        "The Binance dialect: the API key's id; signed routes add timestamp, "
+                        "recvWindow and signature (hex HMAC-SHA256 of query + body)"
+                    ),
+                },
                 "apiTimestamp": {
                     "type": "apiKey",
                     "in": "header",

@@ -69,7 +69,13 @@ def document() -> JSON:
     return build(apis(), schemas())
 
 
+BINANCE_PREFIX: Final = "/api/v3"
+"""The Binance dialect's paths: one prefix, one function (functions/binance)."""
+
+
 def _prefix(pattern: str) -> str:
+    if pattern.startswith(BINANCE_PREFIX + "/"):
+        return BINANCE_PREFIX
     parts = pattern.split("/")
     if len(parts) < 3 or parts[1] != "v1" or "{" in parts[2]:
         raise ValueError(f"a route outside /v1/<name>: {pattern}")

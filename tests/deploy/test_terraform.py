@@ -31,7 +31,10 @@ from tests.deploy.tools import (
     tf_files,
 )
 
-NINE = {"auth", "orders", "queries", "admin", "docs", "wallet", "watcher", "sweep", "sender"}
+FUNCTIONS = {
+    "auth", "orders", "binance", "queries", "admin", "docs", "wallet", "watcher", "sweep",
+    "sender",
+}  # fmt: skip
 SCHEDULED = {"watcher", "sweep", "sender"}
 
 
@@ -194,6 +197,7 @@ def test_pubsub_service_agent_can_forward_dead_letters() -> None:
 def test_pubsub_grants_follow_the_tables() -> None:
     assert set(env_local("commands_publishers")) == {
         "orders",
+        "binance",
         "admin",
         "wallet",
         "watcher",
@@ -318,7 +322,9 @@ def test_network_gives_private_services_access_and_a_connector() -> None:
 
 def test_secrets_are_readable_only_by_the_deployables_that_need_them() -> None:
     readers = {k: set(v) for k, v in env_local("secret_readers").items()}
-    assert readers["auth_keys"] == {"auth", "orders", "queries", "admin", "wallet", "ws"}
+    assert readers["auth_keys"] == {
+        "auth", "orders", "binance", "queries", "admin", "wallet", "ws",
+    }  # fmt: skip
     assert readers["cursor_key"] == {"queries", "wallet"}
     assert readers["wallet_mnemonic"] == {"wallet", "sweep"}
     assert readers["hot_wallet_key"] == {"sender"}
@@ -409,7 +415,7 @@ def test_deployer_may_grant_only_the_deployables_roles() -> None:
 
 def test_every_function_in_functions_has_a_deployment() -> None:
     declared = set(env_locals()["functions"])
-    assert declared == NINE
+    assert declared == FUNCTIONS
     missing = set(function_folders()) - declared
     assert not missing, f"functions/ has {missing} but terraform does not deploy it"
     functions = call("functions")
@@ -421,7 +427,7 @@ def test_every_function_in_functions_has_a_deployment() -> None:
     assert build["runtime"] == "${local.manifest.runtime}"
 
 
-@pytest.mark.parametrize("name", sorted(NINE))
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
 def test_function_trigger(name: str) -> None:
     spec = env_locals()["functions"][name]
     if name in SCHEDULED:

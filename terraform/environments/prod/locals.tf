@@ -43,6 +43,17 @@ locals {
       max_instances   = var.http_max_instances
       concurrency     = 20
     }
+    binance = {
+      description     = "The Binance-compatible dialect: /api/v3 (docs/binance-api.md)"
+      trigger         = "http"
+      schedule        = ""
+      memory          = "512Mi"
+      cpu             = "1"
+      timeout_seconds = 60
+      min_instances   = 0
+      max_instances   = var.http_max_instances
+      concurrency     = 20
+    }
     queries = {
       description     = "Market data and the caller's history: /v1/markets, /v1/balances, GET /v1/orders, ..."
       trigger         = "http"
@@ -128,20 +139,20 @@ locals {
   account_of  = { for d in local.deployables : d => contains(keys(local.functions), d) ? "fn-${d}" : d }
 
   # Who uses what. Each list grants exactly that access and the environment that goes with it.
-  firestore_users     = ["auth", "orders", "queries", "admin", "wallet", "watcher", "sweep"]
+  firestore_users     = ["auth", "orders", "binance", "queries", "admin", "wallet", "watcher", "sweep"]
   firestore_readers   = ["ws"] # API-key authentication reads api_keys
-  postgres_users      = ["matcher", "migrate", "orders", "queries", "admin", "wallet", "watcher", "sweep", "sender"]
-  redis_users         = ["matcher", "ws", "auth", "orders", "queries", "admin", "wallet", "watcher", "sweep", "sender"]
-  api_users           = ["auth", "orders", "queries", "admin", "docs", "wallet", "ws"]
+  postgres_users      = ["matcher", "migrate", "orders", "binance", "queries", "admin", "wallet", "watcher", "sweep", "sender"]
+  redis_users         = ["matcher", "ws", "auth", "orders", "binance", "queries", "admin", "wallet", "watcher", "sweep", "sender"]
+  api_users           = ["auth", "orders", "binance", "queries", "admin", "docs", "wallet", "ws"]
   wallet_users        = ["wallet", "watcher", "sweep", "sender"]
-  commands_publishers = ["orders", "admin", "wallet", "watcher", "sender"]
+  commands_publishers = ["orders", "binance", "admin", "wallet", "watcher", "sender"]
   commands_consumers  = ["matcher"]
   events_publishers   = ["matcher"]
   pubsub_users        = distinct(concat(local.commands_publishers, local.commands_consumers, local.events_publishers))
 
   # Secret Manager: who may read which secret. Nothing else gets a binding.
   secret_readers = {
-    auth_keys       = ["auth", "orders", "queries", "admin", "wallet", "ws"]
+    auth_keys       = ["auth", "orders", "binance", "queries", "admin", "wallet", "ws"]
     cursor_key      = ["queries", "wallet"]
     wallet_mnemonic = ["wallet", "sweep"]
     hot_wallet_key  = ["sender"]
