@@ -29,19 +29,11 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import orjson
 
-from api.auth import (
-    ALL_SCOPES,
-    API_KEYS_COLLECTION,
-    AuthContext,
-    Principal,
-    api_key_secret,
-    is_api_key_id,
-    secret_fingerprint,
-)
+from api.auth import AuthContext, Principal, first_use, is_api_key_id, load_api_key
 from api.binance.signature import MAX_RECV_WINDOW_MS, sign, timestamp_fits
 from api.binance.symbols import symbol_map
 from shared import listen_keys
-from shared.redis_keys import ASSETS_KEY, MARKETS_KEY, api_signature_key
+from shared.redis_keys import ASSETS_KEY, MARKETS_KEY
 from shared.redis_values import text
 from ws_service import binance_streams as bs
 from ws_service.protocol import Channel, Ident, parse_channel, text_frame
@@ -287,26 +279,15 @@ def verify_signature(ctx: AuthContext, params: dict[str, Any], now_ms: int) -> P
         raise WsApiError(400, -1131, "recvWindow must be less than 60000")
     if not timestamp_fits(timestamp, window, now_ms):
         raise WsApiError(400, -1021, "Timestamp for this request is outside of the recvWindow.")
-    snap = ctx.firestore.collection(API_KEYS_COLLECTION).document(key_id).get()
-    record = snap.to_dict() if snap.exists else None
-    if record is None or record.get("master_id") not in ctx.secrets.api_key_masters:
+    key = load_api_key(ctx, key_id)
+    if key is None or "read" not in key.scopes:
         raise WsApiError(401, -2015, "Invalid API-key, IP, or permissions for action.")
-    secret = api_key_secret(ctx.secrets, record["master_id"], key_id)
-    if secret_fingerprint(secret) != str(record.get("secret_sha256")):
-        raise WsApiError(401, -2015, "Invalid API-key, IP, or permissions for action.")
-    if sign(secret, bs.ws_api_payload(params)) != signature.lower():
+    if sign(key.secret, bs.ws_api_payload(params)) != signature.lower():
         raise WsApiError(400, -1022, "Signature for this request is not valid.")
-    scopes = frozenset(s for s in record.get("scopes", []) if s in ALL_SCOPES)
-    if "read" not in scopes:
-        raise WsApiError(401, -2015, "Invalid API-key, IP, or permissions for action.")
     # A captured request cannot be replayed while its timestamp is acceptable.
-    if not ctx.redis.set(
-        api_signature_key(key_id, signature.lower()), b"1", nx=True, px=2 * window + 1000
-    ):
+    if not first_use(ctx, key_id, signature.lower(), 2 * window + 1000):
         raise WsApiError(400, -1022, "Signature for this request was already used.")
-    return Principal(
-        user_id=str(record["user_id"]), role="user", scopes=scopes, via="api_key", key_id=key_id
-    )
+    return key.principal()
 
 
 # ---------------------------------------------------------------- one Binance connection

@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any, Final, Literal, Protocol, cast
 
 from api.binance.numbers import fixed_text, ratio
+from api.binance.objects import order_status, order_type
 from api.binance.symbols import symbol_of
 from shared.redis_keys import KLINE_INTERVALS
 
@@ -280,21 +281,6 @@ class OrderInfo:
     created: int
 
 
-def order_type(native_type: str, post_only: bool) -> str:
-    if native_type == "market":
-        return "MARKET"
-    return "LIMIT_MAKER" if post_only else "LIMIT"
-
-
-def ended_status(reason: str | None) -> str:
-    """A cancelled order's Binance status, by why it ended."""
-    if reason == "self_trade_prevented":
-        return "EXPIRED_IN_MATCH"
-    if reason is None or reason.startswith("cancelled"):
-        return "CANCELED"
-    return "EXPIRED"  # IOC/FOK remainder, no liquidity, insufficient funds
-
-
 class UserStream:
     """One user's ``live:user`` batches as Binance user data events, in engine order: an
     ``executionReport`` per order event, then any ``balanceUpdate`` (deposits, withdrawals)
@@ -382,7 +368,9 @@ class UserStream:
                 if status == "filled" and oid in traded:
                     continue
                 binance_status = (
-                    "FILLED" if status == "filled" else ended_status(item.get("reason"))
+                    "FILLED"
+                    if status == "filled"
+                    else order_status("cancelled", item.get("reason"))
                 )
                 execution = "TRADE" if status == "filled" else binance_status
                 if execution == "EXPIRED_IN_MATCH":
