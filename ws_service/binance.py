@@ -195,10 +195,15 @@ class MarketStream:
             return [self._frame(bs.trade_event(m, t, now)) for t in latest]
         if s.kind == "aggTrade":
             return [self._frame(bs.agg_trade_event(m, t, now)) for t in latest]
-        if s.kind == "ticker":
-            return [self._frame(bs.ticker_event(m, latest, now))]
+        if s.kind in ("ticker", "miniTicker"):
+            return [self._frame(self._ticker(latest, now))]
         assert s.interval is not None
         return [self._frame(bs.kline_event(m, s.interval, c, now)) for c in latest]
+
+    def _ticker(self, ticker: dict[str, Any], now: int) -> dict[str, Any]:
+        if self.stream.kind == "miniTicker":
+            return bs.mini_ticker_event(self.market, ticker, now)
+        return bs.ticker_event(self.market, ticker, now)
 
     @staticmethod
     def _top(topic: DepthTopic) -> tuple[list[str] | None, list[str] | None]:
@@ -220,9 +225,9 @@ class MarketStream:
             assert isinstance(topic, DepthTopic)
             self._best = best = self._top(topic)
             return [self._frame(bs.book_ticker(m, topic.seq, *best))]
-        if s.kind == "ticker":
+        if s.kind in ("ticker", "miniTicker"):
             assert isinstance(topic, TickerTopic)
-            return [self._frame(bs.ticker_event(m, orjson.loads(topic.current), now))]
+            return [self._frame(self._ticker(orjson.loads(topic.current), now))]
         if s.kind == "kline":
             assert isinstance(topic, KlineTopic) and s.interval is not None
             if not topic.candles:

@@ -23,7 +23,9 @@ from api.binance.objects import order_status, order_type
 from api.binance.symbols import symbol_of
 from shared.redis_keys import KLINE_INTERVALS
 
-StreamKind = Literal["diff", "partial", "bookTicker", "trade", "aggTrade", "ticker", "kline"]
+StreamKind = Literal[
+    "diff", "partial", "bookTicker", "trade", "aggTrade", "ticker", "miniTicker", "kline"
+]
 NativeKind = Literal["depth", "trades", "ticker", "kline"]
 
 PARTIAL_LEVELS: Final = (5, 10, 20)
@@ -32,7 +34,7 @@ _STREAM_RE: Final = re.compile(
     r"(?P<symbol>[a-z0-9]{2,24})@(?:"
     r"(?P<diff>depth)(?:@(?:100|1000)ms)?"
     r"|depth(?P<levels>5|10|20)(?:@(?:100|1000)ms)?"
-    r"|(?P<kind>trade|aggTrade|ticker|bookTicker)"
+    r"|(?P<kind>trade|aggTrade|ticker|miniTicker|bookTicker)"
     r"|kline_(?P<interval>[0-9]+[smhdwM]))"
 )
 ORDERS_KEPT: Final = 10_000
@@ -56,7 +58,7 @@ class Stream:
             return "depth"
         if self.kind in ("trade", "aggTrade"):
             return "trades"
-        return "ticker" if self.kind == "ticker" else "kline"
+        return "ticker" if self.kind in ("ticker", "miniTicker") else "kline"
 
 
 class StreamError(ValueError):
@@ -230,6 +232,21 @@ def ticker_event(m: MarketInfo, tk: Mapping[str, Any], now_ms: int) -> dict[str,
         "O": close_ms - INTERVAL_MS["1d"],
         "C": close_ms,
         "n": tk.get("trades") or 0,
+    }
+
+
+def mini_ticker_event(m: MarketInfo, tk: Mapping[str, Any], now_ms: int) -> dict[str, Any]:
+    """The native 24 h ticker as ``24hrMiniTicker`` (ccxt.pro's ``watch_ticker``)."""
+    return {
+        "e": "24hrMiniTicker",
+        "E": now_ms,
+        "s": m.symbol,
+        "c": m.px(tk.get("last")),
+        "o": m.px(tk.get("open")),
+        "h": m.px(tk.get("high")),
+        "l": m.px(tk.get("low")),
+        "v": m.qty(tk.get("volume")),
+        "q": m.px(tk.get("quote_volume")),
     }
 
 

@@ -22,7 +22,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import ccxt.pro
+import ccxt.pro  # type: ignore[import-untyped]
 import orjson
 import pytest
 from google.cloud import firestore
@@ -72,6 +72,11 @@ def levels(rows: list[list[Any]]) -> list[tuple[Decimal, Decimal]]:
     return [(Decimal(str(p)), Decimal(str(q))) for p, q in rows]
 
 
+async def within(awaitable: Awaitable[Any]) -> Any:
+    """What ``awaitable`` gives, or a failure saying it never came (not a timing check)."""
+    return await asyncio.wait_for(awaitable, 30)
+
+
 async def until(task: asyncio.Future[Any], act: Callable[[], Awaitable[Any]]) -> Any:
     """``task``'s result, acting again (another trade) until it comes: a stream answers only
     with the changes after it is live."""
@@ -99,25 +104,23 @@ def test_ccxt_pro_watches_market_and_account(
         asyncio.run(_watch(ex, ws.port, key, maker, taker))
 
 
-async def _watch(
-    ex: Exchange, port: int, key: dict[str, Any], maker: User, taker: User
-) -> None:
+async def _watch(ex: Exchange, port: int, key: dict[str, Any], maker: User, taker: User) -> None:
     pro = ccxt_pro(ex, port, key)
     try:
-        await pro.load_markets()
+        await within(pro.load_markets())
 
         async def trade(amount: str = "0.1") -> None:
             await asyncio.to_thread(ex.order, taker, side="buy", price="2010", amount=amount)
 
         # The book: ccxt takes the REST snapshot after the SUBSCRIBE's answer and checks each
         # depthUpdate continues it (a gap raises); it follows the trades to the REST book.
-        book = await pro.watch_order_book(SYMBOL)
+        book = await within(pro.watch_order_book(SYMBOL))
         assert levels(book["asks"])[0] == (Decimal(2000), Decimal(2))
-        ticker = await pro.watch_ticker(SYMBOL)  # the ticker as it stands comes at once
+        ticker = await within(pro.watch_ticker(SYMBOL))  # the ticker as it stands comes at once
         assert ticker["symbol"] == SYMBOL
 
         # The account, on the WebSocket API (signed subscription), then a trade of its own.
-        await pro.authenticate()
+        await within(pro.authenticate())
         orders = asyncio.ensure_future(pro.watch_orders(SYMBOL))
         my_trades = asyncio.ensure_future(pro.watch_my_trades(SYMBOL))
         balance = asyncio.ensure_future(pro.watch_balance())
@@ -129,10 +132,10 @@ async def _watch(
         got_candles = await until(candles, trade)
         assert 2000 <= got_candles[-1][4] <= 2004  # the close
 
-        own = await orders
+        own = await within(orders)
         assert own[0]["symbol"] == SYMBOL and own[0]["side"] == "buy"
         assert own[0]["price"] == 2010 and own[0]["amount"] == 0.1
-        fills = await my_trades
+        fills = await within(my_trades)
         assert fills[0]["side"] == "buy" and fills[0]["takerOrMaker"] == "taker"
         assert fills[0]["fee"]["currency"] == "ETH"
         native = ex.http.get("/v1/balances", taker.token)
@@ -144,16 +147,16 @@ async def _watch(
                 for a in ("ETH", "USDT")
             )
 
-        latest = await balance
+        latest = await within(balance)
         while not agrees(latest):  # the balance after the last trade
-            latest = await asyncio.wait_for(pro.watch_balance(), 30)
+            latest = await within(pro.watch_balance())
 
         # Every order of the account reaches it, in its final state.
         placed = await asyncio.to_thread(
             ex.order, taker, side="buy", price="2003", amount="3", client_order_id="bot-1"
         )
         while True:
-            own = await pro.watch_orders(SYMBOL)
+            own = await within(pro.watch_orders(SYMBOL))
             mine = [o for o in own if o["id"] == str(placed["order_id"])]
             if mine and mine[-1]["status"] == "closed":
                 break
@@ -162,8 +165,9 @@ async def _watch(
 
         # The book after the trades: the REST depth, exactly.
         want = rest_depth(ex)
-        while (book := await pro.watch_order_book(SYMBOL))["nonce"] < want["lastUpdateId"]:
-            pass
+        book = pro.orderbooks[SYMBOL]  # as ccxt holds it now (a watch waits for the next)
+        while book["nonce"] < want["lastUpdateId"]:
+            book = await within(pro.watch_order_book(SYMBOL))
         assert book["nonce"] == want["lastUpdateId"]
         assert levels(book["asks"]) == levels(want["asks"])
         assert levels(book["bids"]) == levels(want["bids"])
@@ -225,7 +229,7 @@ def test_raw_streams_and_listen_key(
         top = raw.next(lambda d: "A" in d and d["A"] == "3.50000000")
         assert top["u"] == want["lastUpdateId"]
 
-        reports = []
+        reports: list[dict[str, Any]] = []
         while not reports or reports[-1]["X"] != "FILLED":
             event = user.next(lambda d: d.get("e") == "executionReport")
             reports.append(event)
