@@ -115,6 +115,8 @@ def number(value: str | None, precision: int | None) -> str:
     missing number is zero). Unknown precision: the native string as it is."""
     if precision is None:
         return "0" if value is None else value
+    if value is not None and value.startswith("-"):  # a change or a delta
+        return "-" + fixed_text(value[1:], precision)
     return fixed_text(value, precision)
 
 

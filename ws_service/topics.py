@@ -12,6 +12,7 @@ the subscriber joined to the fan-out set in one step, so no update can fall betw
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
     from ws_service.session import Session
+
+log = logging.getLogger("ws.topics")
 
 TRADES_SNAPSHOT: Final = 50
 """Most recent public trades in a ``trades:{m}`` snapshot (as ``GET .../trades``)."""
@@ -98,7 +101,12 @@ class Topic:
     def _serve(self, session: Session, channel: str, ident: Ident) -> None:
         dialect = self.dialects.get(channel)
         if dialect is not None:
-            session.joined(channel, ident, dialect.initial(self))
+            try:
+                first = dialect.initial(self)
+            except Exception:  # a bug there costs its own subscribers only
+                log.exception("dialect frames failed", extra={"channel": channel})
+                first = []
+            session.joined(channel, ident, first)
         else:
             session.push(message("subscribed", channel=channel, id=ident))
             if self.has_snapshot:
@@ -136,7 +144,10 @@ class Topic:
             if self.dialects and self.latest is not None:
                 for channel, dialect in self.dialects.items():
                     if self.subscribers.get(channel):
-                        frames.extend((channel, frame) for frame in dialect.frames(self))
+                        try:
+                            frames.extend((channel, frame) for frame in dialect.frames(self))
+                        except Exception:  # a bug there costs its own subscribers only
+                            log.exception("dialect frames failed", extra={"channel": channel})
             self.fan_out(frames)
         elif self.status == LOADING:
             self.buffer.append(raw)
