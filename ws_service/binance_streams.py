@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final, Literal, Protocol, cast
@@ -313,7 +313,7 @@ class UserStream:
         self.catalog = catalog
         self.orders: OrderedDict[int, OrderInfo] = OrderedDict()
 
-    def events(self, items: list[Mapping[str, Any]], now_ms: int) -> list[dict[str, Any]]:
+    def events(self, items: Sequence[Mapping[str, Any]], now_ms: int) -> list[dict[str, Any]]:
         orders = [i for i in items if i.get("channel") == "orders"]
         balances = [i for i in items if i.get("channel") == "balances"]
         out = self._order_events(orders, now_ms)
