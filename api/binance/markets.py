@@ -13,7 +13,6 @@ from shared.money import parse_units
 
 ORDER_TYPES: Final = ("LIMIT", "LIMIT_MAKER", "MARKET")
 """The stop, take-profit and OCO types come with their own work: refused until then."""
-TIME_IN_FORCE: Final = ("GTC", "IOC", "FOK")
 MAX_QTY_WHOLE: Final = 9_000_000_000
 """No maximum of the exchange's own; Binance's filters need one (its usual 9e9)."""
 MAX_PRICE_WHOLE: Final = 1_000_000_000

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from shared.money import MoneyError, parse_units
+from shared.money import parse_units
 
 
 def fixed(units: int, precision: int) -> str:
@@ -37,15 +37,6 @@ def plain(value: str) -> str:
 def step_text(units: int, precision: int) -> str:
     """A tick or step as Binance's filters write it (padded to 8 decimals at least)."""
     return fixed(units * 10 ** max(0, 8 - precision), max(8, precision))
-
-
-def is_decimal(value: str) -> bool:
-    """Whether ``value`` is a plain non-negative decimal string."""
-    try:
-        parse_units(plain(value), 40)
-    except MoneyError:
-        return False
-    return True
 
 
 def ratio(numerator: Decimal, denominator: Decimal, places: int) -> str:

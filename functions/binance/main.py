@@ -34,8 +34,12 @@ from api.binance import reads
 from api.binance.markets import symbol_info
 from api.binance.numbers import fixed, fixed_text, plain
 from api.binance.objects import (
+    Precisions,
     agg_trade,
     kline_row,
+    my_trade_object,
+    order_object,
+    placed_object,
     public_trade,
     ticker_24hr,
 )
@@ -46,12 +50,15 @@ from api.binance.signature import (
     timestamp_fits,
     verify,
 )
-from api.dispatch import Services, services
+from api.binance.symbols import symbol_of
+from api.dispatch import Services, new_command_id, services
 from api.http import Api, ApiRequest, api_config, json_response
+from api.listings import load_market, order_command
 from api.openapi import query
 from shared import listen_keys, logs
 from shared.instance import per_instance
-from shared.messages import SelfTrade
+from shared.messages import CancelAll, CancelOrder, SelfTrade, TimeInForce
+from shared.order_rules import MAX_CLIENT_ORDER_ID
 from shared.redis_keys import KLINE_INTERVALS, depth_key, kline_key, ticker_key, trades_key
 
 logs.setup()
@@ -73,7 +80,7 @@ _STP: Final[dict[str, SelfTrade]] = {
     "EXPIRE_MAKER": "cancel_maker",
     "EXPIRE_BOTH": "cancel_both",
 }
-_RESP_TYPES: Final = ("ACK", "RESULT", "FULL")
+_TIF: Final[dict[str, TimeInForce]] = {"GTC": "GTC", "IOC": "IOC", "FOK": "FOK"}
 _TIMEOUT_MSG: Final = (
     "Timeout waiting for response from backend server. Send status unknown; "
     "execution status unknown."
@@ -249,7 +256,8 @@ def _trading(req: ApiRequest, params: Params) -> tuple[Services, Principal]:
 # route documentation
 # --------------------------------------------------------------------------------------------
 
-_SYMBOL: Final = query("symbol", {"type": "string", "example": "ETHUSDT"}, "e.g. ETHUSDT")
+_SYMBOL_OPTIONAL: Final = query("symbol", {"type": "string", "example": "ETHUSDT"}, "ETHUSDT")
+_SYMBOL: Final = {**_SYMBOL_OPTIONAL, "required": True}
 _LIMIT: Final = query("limit", {"type": "integer", "minimum": 1})
 _START: Final = query("startTime", {"type": "integer"}, "ms since the epoch")
 _END: Final = query("endTime", {"type": "integer"}, "ms since the epoch")
@@ -259,6 +267,33 @@ _SIGNED: Final = (
     query("signature", {"type": "string"}, "HMAC-SHA256 of query + body", required=True),
 )
 _ANY: Final = {"description": "Binance's answer", "content": {"application/json": {}}}
+_ERROR_SCHEMA: Final = {
+    "type": "object",
+    "properties": {"code": {"type": "integer"}, "msg": {"type": "string"}},
+    "required": ["code", "msg"],
+}
+
+
+def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": _ERROR_SCHEMA}},
+    }
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+_ERRORS: Final = {
+    400: _error("Refused: Binance's code and message (docs/binance-api.md, Errors)"),
+    401: _error("No, an unknown, or an insufficient API key (-2014, -2015)"),
+    413: _error("The body is over the size limit"),
+    429: _error(
+        "Over the rate limit (-1003)",
+        {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}},
+    ),
+    503: _error("A backing service is unavailable or the matcher did not answer in time"),
+}
 
 
 def _route(
@@ -270,10 +305,11 @@ def _route(
     params: tuple[dict[str, Any], ...] = (),
 ) -> Callable[[Callable[[ApiRequest], flask.Response]], Callable[[ApiRequest], flask.Response]]:
     signed = auth == "binance_signed"
+    statuses = (400, 401, 413, 429, 503) if auth != "none" else (400, 413, 429, 503)
     return api.route(
         method, path, summary=summary, operation_id=operation_id, tag="binance", auth=auth,
-        params=(*params, *(_SIGNED if signed else ())), responses={200: _ANY},
-        errors=(400, 401, 429, 503) if auth != "none" else (400, 429, 503),
+        params=(*params, *(_SIGNED if signed else ())),
+        responses={200: _ANY, **{s: _ERRORS[s] for s in statuses}},
         description="Binance's spot API (docs/binance-api.md); errors are {code, msg}.",
     )  # fmt: skip
 
@@ -295,7 +331,7 @@ def server_time(req: ApiRequest) -> flask.Response:
 
 @_route(
     "GET", "/api/v3/exchangeInfo", "Binance: symbols and their filters", "binanceExchangeInfo",
-    params=(_SYMBOL, query("symbols", {"type": "string"}, 'JSON array: ["ETHUSDT"]')),
+    params=(_SYMBOL_OPTIONAL, query("symbols", {"type": "string"}, 'JSON array: ["ETHUSDT"]')),
 )  # fmt: skip
 def exchange_info(req: ApiRequest) -> flask.Response:
     params = Params(req)
@@ -439,7 +475,7 @@ def _one_or_many(params: Params, rows: list[dict[str, Any]]) -> flask.Response:
     return json_response(rows[0] if params.text("symbol") is not None else rows)
 
 
-_TICKER_PARAMS: Final = (_SYMBOL, query("symbols", {"type": "string"}, "JSON array"))
+_TICKER_PARAMS: Final = (_SYMBOL_OPTIONAL, query("symbols", {"type": "string"}, "JSON array"))
 
 
 @_route(
@@ -558,3 +594,384 @@ def close_listen_key(req: ApiRequest) -> flask.Response:
     if not listen_keys.close(svc.redis, principal.user_id, key):
         raise E.bad(E.INVALID_LISTEN_KEY, "This listenKey does not exist.")
     return json_response({})
+
+
+# --------------------------------------------------------------------------------------------
+# signed: the account
+# --------------------------------------------------------------------------------------------
+
+
+@_route("GET", "/api/v3/account", "Binance: balances", "binanceAccount", auth="binance_signed")
+def account(req: ApiRequest) -> flask.Response:
+    params = Params(req)
+    svc, principal = _signed(req, params, "read")
+    listed = _listed(postgres=True)
+    held = reads.balances(svc.db, principal.user_id)
+    rows = []
+    for asset in sorted(set(listed.catalog.assets) | set(held)):
+        precision = listed.catalog.precision(asset)
+        free, locked = held.get(asset, (0, 0))
+        if params.text("omitZeroBalances") == "true" and not (free or locked):
+            continue
+        rows.append(
+            {"asset": asset, "free": fixed(free, precision), "locked": fixed(locked, precision)}
+        )
+    return json_response(
+        {
+            "makerCommission": 0, "takerCommission": 0, "buyerCommission": 0,
+            "sellerCommission": 0, "canTrade": "trade" in principal.scopes,
+            "canWithdraw": False, "canDeposit": True, "brokered": False,
+            "requireSelfTradePrevention": False, "preventSor": False, "updateTime": _now_ms(),
+            "accountType": "SPOT", "balances": rows, "permissions": ["SPOT"],
+            "uid": 0,
+        }
+    )  # fmt: skip
+
+
+@_route(
+    "GET", "/api/v3/account/commission", "Binance: a symbol's fee rates",
+    "binanceAccountCommission", auth="binance_signed", params=(_SYMBOL,),
+)  # fmt: skip
+def commission(req: ApiRequest) -> flask.Response:
+    params = Params(req)
+    _signed(req, params, "read")
+    listed = _listed()
+    market = _market(listed, params)
+    m = listed.catalog.markets[market]
+    zero = fixed(0, 8)
+
+    def rate(value: str) -> str:
+        return fixed_text(value, 8)
+
+    return json_response(
+        {
+            "symbol": symbol_of(market),
+            "standardCommission": {
+                "maker": rate(m["maker_fee"]), "taker": rate(m["taker_fee"]),
+                "buyer": zero, "seller": zero,
+            },
+            "specialCommission": {"maker": zero, "taker": zero, "buyer": zero, "seller": zero},
+            "taxCommission": {"maker": zero, "taker": zero, "buyer": zero, "seller": zero},
+            "discount": {
+                "enabledForAccount": False, "enabledForSymbol": False,
+                "discountAsset": None, "discount": zero,
+            },
+        }
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# signed: orders
+# --------------------------------------------------------------------------------------------
+
+_ORDER_PARAMS: Final = (
+    _SYMBOL,
+    query("side", {"type": "string", "enum": ["BUY", "SELL"]}, required=True),
+    query("type", {"type": "string", "enum": ["LIMIT", "LIMIT_MAKER", "MARKET"]}, required=True),
+    query("timeInForce", {"type": "string", "enum": ["GTC", "IOC", "FOK"]}),
+    query("quantity", {"type": "string"}),
+    query("quoteOrderQty", {"type": "string"}),
+    query("price", {"type": "string"}),
+    query("newClientOrderId", {"type": "string", "maxLength": MAX_CLIENT_ORDER_ID}),
+    query("newOrderRespType", {"type": "string", "enum": ["ACK", "RESULT", "FULL"]}),
+    query("selfTradePreventionMode", {"type": "string"}),
+)
+
+
+def _order_command(req: ApiRequest, params: Params, user: str) -> tuple[Any, str]:
+    """The native ``place_order`` command of a Binance order, checked by the same rules
+    (api.listings.order_command), and the answer type asked for."""
+    market_name = _market(_listed(), params)
+    market = load_market(market_redis(), market_name)
+    if market is None:
+        raise E.bad_symbol()
+    side = params.required("side")
+    if side not in ("BUY", "SELL"):
+        raise E.bad(E.INVALID_SIDE, "Invalid side.")
+    kind = params.required("type")
+    if kind in _NOT_YET:
+        raise E.bad(
+            E.INVALID_ORDER_TYPE,
+            f"Unsupported order combination: {kind} orders are not offered here yet.",
+        )
+    if kind not in ("LIMIT", "LIMIT_MAKER", "MARKET"):
+        raise E.bad(E.INVALID_ORDER_TYPE, "Invalid orderType.")
+    params.unsupported("stopPrice", "icebergQty", "trailingDelta", "strategyType")
+    tif = params.text("timeInForce")
+    if kind == "LIMIT":
+        tif = tif or params.required("timeInForce")
+        if tif not in _TIF:
+            raise E.bad(E.INVALID_TIF, "Invalid timeInForce.")
+    elif tif is not None:
+        params.unsupported("timeInForce")
+    resp_type = params.text("newOrderRespType") or "FULL"
+    if resp_type not in ("ACK", "RESULT", "FULL"):
+        raise E.bad(E.ILLEGAL_CHARS, "Illegal characters found in parameter 'newOrderRespType'.")
+    stp_mode = params.text("selfTradePreventionMode") or "EXPIRE_TAKER"
+    if stp_mode not in _STP:
+        raise E.bad(
+            E.ILLEGAL_CHARS, "Illegal characters found in parameter 'selfTradePreventionMode'."
+        )
+    client_order_id = params.text("newClientOrderId")
+    if client_order_id is not None and len(client_order_id) > MAX_CLIENT_ORDER_ID:
+        raise E.bad(
+            E.ILLEGAL_CHARS,
+            f"newClientOrderId is longer than {MAX_CLIENT_ORDER_ID} characters.",
+        )
+    quantity, quote_qty, price = (params.decimal(n) for n in ("quantity", "quoteOrderQty", "price"))
+    if kind == "MARKET":
+        if (quantity is None) == (quote_qty is None):
+            raise E.bad(-1106, "Send exactly one of 'quantity' and 'quoteOrderQty'.")
+        if quote_qty is not None and side == "SELL":
+            raise E.bad(-1106, "Parameter 'quoteOrderQty' is for market buys only here.")
+        params.unsupported("price")
+    else:
+        params.required("quantity")
+        params.required("price")
+        params.unsupported("quoteOrderQty")
+    cmd = order_command(
+        market, command_id=new_command_id(), user=user,
+        side="buy" if side == "BUY" else "sell",
+        order_type="market" if kind == "MARKET" else "limit",
+        price=price, amount=quantity, quote_amount=quote_qty,
+        time_in_force=_TIF["IOC" if kind == "MARKET" else (tif or "GTC")],
+        post_only=kind == "LIMIT_MAKER", client_order_id=client_order_id, stp=_STP[stp_mode],
+    )  # fmt: skip
+    return cmd, resp_type
+
+
+def _send(svc: Services, cmd: Any, user: str) -> dict[str, Any]:
+    reply = svc.commands.send(cmd, ordering_key=user, owner=user)
+    if reply is None:
+        raise E.BinanceError(503, E.TIMEOUT, _TIMEOUT_MSG)
+    return reply
+
+
+@_route(
+    "POST", "/api/v3/order", "Binance: place an order", "binanceNewOrder",
+    auth="binance_signed", params=_ORDER_PARAMS,
+)  # fmt: skip
+def new_order(req: ApiRequest) -> flask.Response:
+    params = Params(req)
+    svc, principal = _trading(req, params)
+    user = principal.user_id
+    cmd, resp_type = _order_command(req, params, user)
+    reply = _send(svc, cmd, user)
+    if not reply["ok"]:
+        status, code, msg = E.binance_error(400, str(reply.get("reason")), "")
+        raise E.BinanceError(status, code, msg or "The order was rejected.")
+    order_id = int(reply["order"]["order_id"])
+    listed = _listed(postgres=True)
+    order = reads.order_by_id(svc.db, listed.catalog, user, order_id)
+    if order is None:  # the matcher commits before it answers: cannot happen
+        raise E.BinanceError(503, E.TIMEOUT, _TIMEOUT_MSG)
+    p = listed.precisions(order["market"])
+    fills = (
+        reads.fills(
+            svc.db, listed.catalog, user, order["market"], "AND taker_order_id = :o",
+            "ORDER BY trade_id", o=order_id,
+        )
+        if resp_type == "FULL"
+        else []
+    )  # fmt: skip
+    return json_response(placed_object(order, fills, p, resp_type))
+
+
+@_route(
+    "POST", "/api/v3/order/test", "Binance: check an order without placing it",
+    "binanceTestOrder", auth="binance_signed", params=_ORDER_PARAMS,
+)  # fmt: skip
+def test_order(req: ApiRequest) -> flask.Response:
+    params = Params(req)
+    _, principal = _trading(req, params)
+    _order_command(req, params, principal.user_id)
+    return json_response({})
+
+
+_ORDER_REF: Final = (
+    _SYMBOL,
+    query("orderId", {"type": "integer"}),
+    query("origClientOrderId", {"type": "string"}),
+)
+
+
+def _find_order(
+    svc: Services, listed: reads.Listed, params: Params, user: str, missing: E.BinanceError
+) -> dict[str, Any]:
+    """The caller's order named by ``orderId`` or ``origClientOrderId`` in ``symbol``."""
+    market = _market(listed, params)
+    order_id = params.integer("orderId")
+    client_order_id = params.text("origClientOrderId")
+    if order_id is None and client_order_id is None:
+        raise E.bad(
+            E.MANDATORY_PARAM, "Param 'origClientOrderId' or 'orderId' must be sent, but both "
+            "were empty/null!",
+        )  # fmt: skip
+    if order_id is not None:
+        order = reads.order_by_id(svc.db, listed.catalog, user, order_id)
+    else:
+        assert client_order_id is not None
+        order = reads.order_by_client_id(svc.db, listed.catalog, user, client_order_id)
+    if order is None or order["market"] != market:
+        raise missing
+    if client_order_id is not None and order.get("client_order_id") != client_order_id:
+        raise missing
+    return order
+
+
+@_route(
+    "GET", "/api/v3/order", "Binance: one of the caller's orders", "binanceGetOrder",
+    auth="binance_signed", params=_ORDER_REF,
+)  # fmt: skip
+def get_order(req: ApiRequest) -> flask.Response:
+    params = Params(req)
+    svc, principal = _signed(req, params, "read")
+    listed = _listed(postgres=True)
+    order = _find_order(
+        svc, listed, params, principal.user_id, E.bad(E.NO_SUCH_ORDER, E.ORDER_DOES_NOT_EXIST)
+    )
+    return json_response(order_object(order, listed.precisions(order["market"])))
+
+
+def _cancelled(order: dict[str, Any], p: Precisions) -> dict[str, Any]:
+    full = order_object(order, p)
+    keys = (
+        "symbol", "orderId", "orderListId", "clientOrderId", "price", "origQty", "executedQty",
+        "cummulativeQuoteQty", "status", "timeInForce", "type", "side", "origQuoteOrderQty",
+        "selfTradePreventionMode",
+    )  # fmt: skip
+    return {
+        "origClientOrderId": full["clientOrderId"],
+        "transactTime": full["updateTime"],
+        **{k: full[k] for k in keys},
+    }
+
+
+@_route(
+    "DELETE", "/api/v3/order", "Binance: cancel an order", "binanceCancelOrder",
+    auth="binance_signed", params=_ORDER_REF,
+)  # fmt: skip
+def cancel_order(req: ApiRequest) -> flask.Response:
+    params = Params(req)
+    svc, principal = _trading(req, params)
+    user = principal.user_id
+    listed = _listed(postgres=True)
+    unknown = E.bad(E.CANCEL_REJECTED, E.UNKNOWN_ORDER)
+    order = _find_order(svc, listed, params, user, unknown)
+    if order["status"] not in reads.OPEN:
+        raise unknown
+    reply = _send(
+        svc, CancelOrder(id=new_command_id(), user=user, order_id=order["order_id"]), user
+    )
+    if not reply["ok"]:
+        raise unknown
+    now = reads.order_by_id(svc.db, listed.catalog, user, int(order["order_id"])) or order
+    return json_response(_cancelled(now, listed.precisions(now["market"])))
+
+
+@_route(
+    "GET", "/api/v3/openOrders", "Binance: the caller's open orders", "binanceOpenOrders",
+    auth="binance_signed", params=(_SYMBOL_OPTIONAL,),
+)  # fmt: skip
+def open_orders(req: ApiRequest) -> flask.Response:
+    params = Params(req)
+    svc, principal = _signed(req, params, "read")
+    listed = _listed(postgres=True)
+    where = "user_id = :u AND status IN ('open', 'partially_filled')"
+    args: dict[str, Any] = {"u": principal.user_id}
+    if params.text("symbol") is not None:
+        where += " AND market = :m"
+        args["m"] = _market(listed, params)
+    found = reads.orders(svc.db, listed.catalog, where, "ORDER BY order_id", **args)
+    return json_response([order_object(o, listed.precisions(o["market"])) for o in found])
+
+
+@_route(
+    "DELETE", "/api/v3/openOrders", "Binance: cancel the caller's open orders in a symbol",
+    "binanceCancelOpenOrders", auth="binance_signed", params=(_SYMBOL,),
+)  # fmt: skip
+def cancel_open_orders(req: ApiRequest) -> flask.Response:
+    params = Params(req)
+    svc, principal = _trading(req, params)
+    user = principal.user_id
+    listed = _listed(postgres=True)
+    market = _market(listed, params)
+    reply = _send(svc, CancelAll(id=new_command_id(), user=user, market=market), user)
+    ids = [int(o["order_id"]) for o in reply.get("orders") or []] if reply["ok"] else []
+    if not ids:
+        raise E.bad(E.CANCEL_REJECTED, E.UNKNOWN_ORDER)
+    found = reads.orders(
+        svc.db, listed.catalog, "user_id = :u AND order_id = ANY(:ids)", "ORDER BY order_id",
+        u=user, ids=ids,
+    )  # fmt: skip
+    p = listed.precisions(market)
+    return json_response([_cancelled(o, p) for o in found])
+
+
+@_route(
+    "GET", "/api/v3/allOrders", "Binance: the caller's orders in a symbol", "binanceAllOrders",
+    auth="binance_signed", params=(_SYMBOL, query("orderId", {"type": "integer"}), _START, _END,
+                                   _LIMIT),
+)  # fmt: skip
+def all_orders(req: ApiRequest) -> flask.Response:
+    params = Params(req)
+    svc, principal = _signed(req, params, "read")
+    listed = _listed(postgres=True)
+    market = _market(listed, params)
+    limit = params.limit(HISTORY_DEFAULT, HISTORY_MAX)
+    from_id, start, end = (params.integer(n) for n in ("orderId", "startTime", "endTime"))
+    where = "user_id = :u AND market = :m"
+    args: dict[str, Any] = {"u": principal.user_id, "m": market, "n": limit}
+    if from_id is not None:
+        where += " AND order_id >= :o"
+        args["o"] = from_id
+    if start is not None:
+        where += " AND created_ts >= :s"
+        args["s"] = start
+    if end is not None:
+        where += " AND created_ts <= :e"
+        args["e"] = end
+    newest = from_id is None and start is None
+    order = "ORDER BY order_id DESC LIMIT :n" if newest else "ORDER BY order_id LIMIT :n"
+    found = reads.orders(svc.db, listed.catalog, where, order, **args)
+    if newest:
+        found.reverse()
+    p = listed.precisions(market)
+    return json_response([order_object(o, p) for o in found])
+
+
+@_route(
+    "GET", "/api/v3/myTrades", "Binance: the caller's fills in a symbol", "binanceMyTrades",
+    auth="binance_signed",
+    params=(_SYMBOL, query("orderId", {"type": "integer"}), _START, _END,
+            query("fromId", {"type": "integer"}), _LIMIT),
+)  # fmt: skip
+def my_trades(req: ApiRequest) -> flask.Response:
+    params = Params(req)
+    svc, principal = _signed(req, params, "read")
+    listed = _listed(postgres=True)
+    market = _market(listed, params)
+    limit = params.limit(HISTORY_DEFAULT, HISTORY_MAX)
+    order_id, start, end, from_id = (
+        params.integer(n) for n in ("orderId", "startTime", "endTime", "fromId")
+    )
+    extra = ""
+    args: dict[str, Any] = {"n": limit}
+    if start is not None:
+        extra += " AND ts >= :s"
+        args["s"] = start
+    if end is not None:
+        extra += " AND ts <= :e"
+        args["e"] = end
+    if from_id is not None:
+        extra += " AND trade_id >= :f"
+        args["f"] = from_id
+    newest = start is None and from_id is None
+    tail = "ORDER BY trade_id DESC LIMIT :n" if newest else "ORDER BY trade_id LIMIT :n"
+    rows = reads.fills(svc.db, listed.catalog, principal.user_id, market, extra, tail, **args)
+    if newest:
+        rows.reverse()
+    if order_id is not None:
+        rows = [r for r in rows if r["order_id"] == order_id]
+    p = listed.precisions(market)
+    return json_response([my_trade_object(r, p) for r in rows])
