@@ -22,7 +22,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import ccxt.pro  # type: ignore[import-untyped]
+import ccxt.pro
 import orjson
 import pytest
 from google.cloud import firestore
@@ -147,19 +147,20 @@ async def _watch(ex: Exchange, port: int, key: dict[str, Any], maker: User, take
                 for a in ("ETH", "USDT")
             )
 
-        latest = await within(balance)
-        while not agrees(latest):  # the balance after the last trade
-            latest = await within(pro.watch_balance())
+        await within(balance)
+        # a watch waits for the next change: what ccxt holds already is checked first
+        while not agrees(pro.balance["spot"]):  # the balance after the last trade
+            await within(pro.watch_balance())
 
         # Every order of the account reaches it, in its final state.
         placed = await asyncio.to_thread(
             ex.order, taker, side="buy", price="2003", amount="3", client_order_id="bot-1"
         )
-        while True:
-            own = await within(pro.watch_orders(SYMBOL))
-            mine = [o for o in own if o["id"] == str(placed["order_id"])]
-            if mine and mine[-1]["status"] == "closed":
-                break
+        while not (
+            (mine := [o for o in pro.orders or [] if o["id"] == str(placed["order_id"])])
+            and mine[-1]["status"] == "closed"
+        ):
+            await within(pro.watch_orders(SYMBOL))
         assert mine[-1]["clientOrderId"] == "bot-1"
         assert mine[-1]["filled"] == 3 and mine[-1]["amount"] == 3
 
