@@ -5,7 +5,8 @@ against a real local exchange: the matcher, the gateway (with the Binance REST d
 - ccxt.pro's ``binance`` (4.5.90), configured only by URLs, key and secret, watches the book
   (gap-free: ccxt checks every ``U``/``u`` against its REST snapshot, and ends equal to
   ``GET /api/v3/depth`` after the trades), trades, the ticker, candles, and the account's own
-  orders, trades and balances (the WebSocket API's signed user data stream);
+  orders, trades and balances (the WebSocket API's signed user data stream); the example
+  bot (examples/ccxt_pro_watch.py) runs;
 - raw clients: combined streams continue each other exactly (``U`` = previous ``u`` + 1),
   partial books and ``bookTicker`` show the REST book, ``SUBSCRIBE`` errors, and the
   listen-key user data stream ends with ``listenKeyExpired`` once the key is closed.
@@ -16,6 +17,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
@@ -28,6 +32,7 @@ import pytest
 from google.cloud import firestore
 from websockets.exceptions import InvalidStatus
 
+from infra.processes import REPO_ROOT
 from shared.config import MatcherConfig
 from tests.integration.matcher_helpers import wait_for
 from tests.integration.ws_helpers import Exchange, Feed, User, exchange
@@ -102,6 +107,16 @@ def test_ccxt_pro_watches_market_and_account(
             ex.order(maker, side="sell", price=str(2000 + i), amount="2")
             ex.order(maker, side="buy", price=str(1990 - i), amount="2")
         asyncio.run(_watch(ex, ws.port, key, maker, taker))
+
+        # examples/ccxt_pro_watch.py, as docs/binance-api.md tells a user to run it.
+        env = {**os.environ, "BASE": ex.http.base, "WS": f"ws://127.0.0.1:{ws.port}",
+               "KEY": key["id"], "SECRET": key["secret"]}  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, str(REPO_ROOT / "examples" / "ccxt_pro_watch.py"), SYMBOL],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert " open, " in done.stdout and " canceled" in done.stdout, done.stdout
 
 
 async def _watch(ex: Exchange, port: int, key: dict[str, Any], maker: User, taker: User) -> None:
