@@ -82,6 +82,9 @@ _CORS_ALLOW_HEADERS: Final = ", ".join(
     )
 )
 _CORS_EXPOSE_HEADERS: Final = "X-Request-Id, Retry-After"
+_SECRET_PARAM_RE: Final = re.compile(r"(?<![^&])(listenKey)=[^&]*")
+"""Query parameters that are credentials (the Binance dialect's user-data-stream key): their
+values never reach the access log."""
 
 
 @cache
@@ -581,7 +584,8 @@ class Api:
     def _log_access(self, req: ApiRequest, response: flask.Response, seconds: float) -> None:
         """(The trace field comes from ``logs.request_context``.)"""
         raw = req.raw
-        url = raw.path + ("?" + raw.query_string.decode("latin-1") if raw.query_string else "")
+        query = _SECRET_PARAM_RE.sub(r"\1=REDACTED", raw.query_string.decode("latin-1"))
+        url = raw.path + ("?" + query if query else "")
         extra: dict[str, Any] = {
             "httpRequest": {
                 "requestMethod": raw.method,

@@ -58,6 +58,7 @@ from api.openapi import query
 from shared import listen_keys, logs
 from shared.instance import per_instance
 from shared.messages import CancelAll, CancelOrder, SelfTrade, TimeInForce
+from shared.money import MoneyError, parse_decimal
 from shared.order_rules import MAX_CLIENT_ORDER_ID
 from shared.redis_keys import KLINE_INTERVALS, depth_key, kline_key, ticker_key, trades_key
 
@@ -158,8 +159,20 @@ class Params:
         return default if value is None else value
 
     def decimal(self, name: str) -> str | None:
+        """A decimal parameter as the native rules read it (``plain``), or -1100 when it is
+        not a plain decimal number at all (a sign, an exponent, letters)."""
         raw = self.text(name)
-        return None if raw is None else plain(raw)
+        if raw is None:
+            return None
+        try:
+            parse_decimal(plain(raw), name)
+        except MoneyError:
+            raise E.bad(
+                E.ILLEGAL_CHARS,
+                f"Illegal characters found in parameter '{name}'; legal range is "
+                "'^([0-9]{1,20})(\\.[0-9]{1,20})?$'.",
+            ) from None
+        return plain(raw)
 
     def unsupported(self, *names: str) -> None:
         for name in names:
@@ -338,6 +351,7 @@ def exchange_info(req: ApiRequest) -> flask.Response:
     listed = _listed()
     markets = _symbols(listed, params)
     cat = listed.catalog
+    cfg = api_config()
     symbols = [
         symbol_info(
             cat.markets[m], cat.precision(cat.markets[m]["base"]),
@@ -349,7 +363,14 @@ def exchange_info(req: ApiRequest) -> flask.Response:
         {
             "timezone": "UTC",
             "serverTime": _now_ms(),
-            "rateLimits": [],
+            "rateLimits": [
+                {
+                    "rateLimitType": "ORDERS",
+                    "interval": "SECOND",
+                    "intervalNum": cfg.trade_rate_window_s,
+                    "limit": cfg.trade_rate_per_user,
+                }
+            ],
             "exchangeFilters": [],
             "symbols": symbols,
         }
@@ -811,6 +832,8 @@ def _find_order(
         order = reads.order_by_id(svc.db, listed.catalog, user, order_id)
     else:
         assert client_order_id is not None
+        if len(client_order_id) > MAX_CLIENT_ORDER_ID or "\x00" in client_order_id:
+            raise missing  # no order has such an id; Postgres would refuse the NUL
         order = reads.order_by_client_id(svc.db, listed.catalog, user, client_order_id)
     if order is None or order["market"] != market:
         raise missing

@@ -168,12 +168,17 @@ def test_markets_and_market_data_match_the_native_api(exchange: Exchange) -> Non
     assert _dec(ticker["quoteVolume"]) == D(native_ticker["quote_volume"])
     assert _dec(ticker["bid"]) == D("1999.99")
     assert list(alice.fetch_tickers(["ETH/USDT"])) == ["ETH/USDT"]
+    assert list(alice.fetch_tickers()) == ["ETH/USDT"]
 
     native_trades = exchange.native(f"/v1/markets/{MARKET}/trades")["trades"]
     trades = alice.fetch_trades("ETH/USDT")
     assert [(int(t["id"]), _dec(t["price"]), _dec(t["amount"]), t["side"]) for t in trades] == [
         (t["trade_id"], D(t["price"]), D(t["amount"]), t["taker_side"])
         for t in reversed(native_trades)
+    ]
+    since = trades[1]["timestamp"]
+    assert [t["id"] for t in alice.fetch_trades("ETH/USDT", since)] == [
+        t["id"] for t in trades if t["timestamp"] >= since
     ]
     via_trades = exchange.bot("alice", fetchTradesMethod="publicGetTrades")
     assert [t["id"] for t in via_trades.fetch_trades("ETH/USDT")] == [t["id"] for t in trades]
@@ -184,6 +189,8 @@ def test_markets_and_market_data_match_the_native_api(exchange: Exchange) -> Non
         [k["open_time"], *(D(k[f]) for f in ("open", "high", "low", "close", "volume"))]
         for k in native_klines
     ]
+    assert alice.fetch_ohlcv("ETH/USDT", "1m", since=candles[0][0]) == candles
+    assert alice.fetch_ohlcv("ETH/USDT", "1h", limit=1)[0][5] == sum(c[5] for c in candles)
     with pytest.raises(ccxt.BadRequest):
         alice.fetch_ohlcv("ETH/USDT", "3m")  # not kept here: refused, not invented
 
@@ -195,6 +202,9 @@ def test_markets_and_market_data_match_the_native_api(exchange: Exchange) -> Non
     status, body, _ = exchange.api.raw("GET", "/api/v3/ticker/bookTicker?symbol=ETHUSDT")
     assert (body["bidPrice"], body["askPrice"]) == ("1999.990000", "2000.500000")
     status, body, _ = exchange.api.raw("GET", "/api/v3/exchangeInfo")
+    assert body["rateLimits"] == [  # TRADE_RATE_PER_USER=30 in this test, per 10 s
+        {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 30}
+    ]
     filters = {f["filterType"]: f for f in body["symbols"][0]["filters"]}
     assert filters["PRICE_FILTER"]["tickSize"] == "0.01000000"
     assert filters["LOT_SIZE"]["stepSize"] == "0.00010000"
@@ -205,6 +215,15 @@ def _fee(received: Decimal, rate: str, precision: int) -> Decimal:
     from decimal import ROUND_CEILING
 
     return (received * D(rate)).quantize(D(1).scaleb(-precision), rounding=ROUND_CEILING)
+
+
+def _ccxt_status(status: str, reason: str | None) -> str:
+    """What ccxt must report for a native order's state."""
+    if status in ("open", "partially_filled"):
+        return "open"
+    if status == "filled":
+        return "closed"
+    return "canceled" if reason == "cancelled_by_user" else "expired"
 
 
 def test_two_bots_trade_with_every_order_type(exchange: Exchange) -> None:
@@ -263,6 +282,13 @@ def test_two_bots_trade_with_every_order_type(exchange: Exchange) -> None:
     ]  # fmt: skip
     assert alice.fetch_order(a1["id"], s)["status"] == "closed"
 
+    everywhere = exchange.bot("alice", fetchOpenOrders={"warnWithoutSymbol": False})
+    assert [o["id"] for o in everywhere.fetch_open_orders()] == []
+    assert {o["id"] for o in alice.fetch_canceled_orders(s)} == {a2["id"], a4["id"]}
+    assert {o["id"] for o in alice.fetch_closed_orders(s)} == {a1["id"], a3["id"]}
+    first = bob.fetch_my_trades(s)[2]
+    assert bob.fetch_my_trades(s, since=first["timestamp"])[0]["timestamp"] >= first["timestamp"]
+
     # Everything agrees with the native API, to the unit.
     for name, bot in (("alice", alice), ("bob", bob)):
         native_orders = {o["order_id"]: o for o in exchange.native("/v1/orders", name)["orders"]}
@@ -273,6 +299,7 @@ def test_two_bots_trade_with_every_order_type(exchange: Exchange) -> None:
             assert _dec(o["filled"]) == D(n["filled"])
             assert _dec(o["cost"]) == D(n["filled_quote"])
             assert o["side"] == n["side"]
+            assert o["status"] == _ccxt_status(n["status"], n["reason"])
         native_fills = exchange.native("/v1/trades", name)["trades"]
         fills = bot.fetch_my_trades(s)
         assert [int(f["id"]) for f in fills] == [f["trade_id"] for f in reversed(native_fills)]
@@ -353,6 +380,10 @@ def test_refusals_raise_ccxts_matching_exceptions(exchange: Exchange) -> None:
         exchange, "alice", "POST", "/api/v3/order", f"{base}&quantity=0.1&price=2000.001"
     )
     assert (status, body) == (400, {"code": -1013, "msg": "Filter failure: PRICE_FILTER"})
+    status, body, _ = _signed(
+        exchange, "alice", "POST", "/api/v3/order", f"{base}&quantity=1e-1&price=2000"
+    )
+    assert (status, body["code"]) == (400, -1100)
     # Trailing zeros change nothing.
     status, body, _ = _signed(
         exchange, "alice", "POST", "/api/v3/order/test",
