@@ -280,6 +280,17 @@ def test_raw_streams_and_listen_key(
                                   "params": {**params, "signature": bad}}).decode())  # fmt: skip
         answer = api.next(lambda d: d.get("id") == "s1")
         assert (answer["status"], answer["error"]["code"]) == (400, -1022)
+        # Signed with the key's secret: subscribed; deleting the key ends the stream.
+        params = {"apiKey": k["id"], "timestamp": int(time.time() * 1000), "recvWindow": 5000}
+        payload = "&".join(f"{n}={v}" for n, v in sorted(params.items()))
+        good = hmac.new(k["secret"].encode(), payload.encode(), hashlib.sha256).hexdigest()
+        api.ws.send(orjson.dumps({"id": "s2", "method": "userDataStream.subscribe.signature",
+                                  "params": {**params, "signature": good}}).decode())  # fmt: skip
+        answer = api.next(lambda d: d.get("id") == "s2")
+        assert answer == {"id": "s2", "status": 200, "result": {"subscriptionId": 0}}
+        ex.http.ok("DELETE", f"/v1/api-keys/{k['id']}", None, taker.token, 204)
+        ended = api.next(lambda d: d.get("event", {}).get("e") == "eventStreamTerminated")
+        assert ended["subscriptionId"] == 0
         for feed in (combined, raw, api):
             feed.close()
 
