@@ -40,6 +40,9 @@ from tests.integration.ws_helpers import Exchange, Feed, User, exchange
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 SYMBOL = "ETH/USDT"
+CLIENT_PACE = {"WS_PING_INTERVAL_S": "20", "WS_PING_TIMEOUT_S": "20", "WS_IDLE_TIMEOUT_S": "60"}
+"""The service's defaults, not ws_helpers' second-long ones: ccxt.pro answers pings from its
+own loop, which a busy test machine may hold up for seconds."""
 
 
 def ccxt_pro(ex: Exchange, ws_port: int, key: dict[str, Any]) -> Any:
@@ -100,7 +103,7 @@ def test_ccxt_pro_watches_market_and_account(
     with exchange(matcher_cfg, firestore_db, tmp_path) as ex:
         ex.list_market()
         maker, taker = ex.user("maker"), ex.user("taker")
-        ws = ex.start_ws()
+        ws = ex.start_ws(**CLIENT_PACE)
         key = ex.http.ok("POST", "/v1/api-keys", {"label": "bot", "scopes": ["read", "trade"]},
                          taker.token, 201)  # fmt: skip
         for i in range(5):  # a book to start from
@@ -197,7 +200,7 @@ def test_raw_streams_and_listen_key(
     with exchange(matcher_cfg, firestore_db, tmp_path) as ex:
         ex.list_market()
         maker, taker = ex.user("maker"), ex.user("taker")
-        ws = ex.start_ws()
+        ws = ex.start_ws(**CLIENT_PACE)
         base = f"ws://127.0.0.1:{ws.port}"
         ex.order(maker, side="sell", price="2000", amount="5")
 
