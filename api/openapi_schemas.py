@@ -413,6 +413,7 @@ def schemas() -> dict[str, JSON]:
                 "email": nullable(STR),
                 "role": {"type": "string", "enum": ["user", "admin"]},
                 "created_at": nullable({"type": "string", "format": "date-time"}),
+                "balances": ref("Balances"),
             }
         ),
         "AuditAsset": obj(

@@ -552,30 +552,45 @@ def _lookup(svc: Services, wanted: str) -> tuple[str, dict[str, Any]]:
     return user_id, snap.to_dict() or {}
 
 
-def _user_json(user_id: str, user: dict[str, Any]) -> dict[str, Any]:
+_BALANCES_SQL: Final = (
+    "SELECT asset, available, frozen FROM balances WHERE user_id = :u ORDER BY asset"
+)
+
+
+def _user_json(svc: Services, user_id: str, user: dict[str, Any]) -> dict[str, Any]:
+    precisions = asset_precisions(svc.redis)
+    balances = {
+        str(asset): {
+            "available": format_units(int(available), precisions.get(asset, 0)),
+            "frozen": format_units(int(frozen), precisions.get(asset, 0)),
+        }
+        for asset, available, frozen in svc.db.run(_BALANCES_SQL, u=user_id)
+    }
     return {
         "user_id": user_id,
         "email": user.get("email"),
         "role": user.get("role", "user"),
         "created_at": iso(user.get("created_at")),
+        "balances": balances,
     }
 
 
 @api.route(
     "GET",
     "/v1/admin/users/{id_or_email}",
-    summary="A user by id or email",
+    summary="A user by id or email, with their balances",
     operation_id="findUser",
     tag="admin",
     auth="admin",
     params=(path_param("id_or_email", example="alice@example.com"),),
     responses={200: ok("The user", "AdminUser")},
     errors=(401, 403, 404, 503),
+    description="balances: the ledger's, per asset (available and in orders or withdrawals).",
 )
 def find_user(req: ApiRequest) -> flask.Response:
     svc = services()
     _admin(req, svc)
-    return json_response(_user_json(*_lookup(svc, req.params["id_or_email"])))
+    return json_response(_user_json(svc, *_lookup(svc, req.params["id_or_email"])))
 
 
 @api.route(
@@ -610,7 +625,7 @@ def change_role(req: ApiRequest) -> flask.Response:
             extra={"user_id": user_id, "role": body.role, "by": principal.user_id},
         )
         user = {**user, "role": body.role}
-    return json_response(_user_json(user_id, user))
+    return json_response(_user_json(svc, user_id, user))
 
 
 # --------------------------------------------------------------------------------------------

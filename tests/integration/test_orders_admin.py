@@ -737,8 +737,8 @@ def test_admin_assets_markets_and_users(exchange: Exchange, matcher: None) -> No
         resp = ex.client.get(f"/v1/admin/users/{who}", headers=bearer(token))
         assert resp.status_code == 200, who
         found = resp.get_json()
-        assert (found["user_id"], found["email"], found["role"]) == (
-            alice, "alice@example.com", "user",
+        assert (found["user_id"], found["email"], found["role"], found["balances"]) == (
+            alice, "alice@example.com", "user", {},
         )  # fmt: skip
     for who in ("nobody@example.com", "nobody", "__x__"):
         resp = ex.client.get(f"/v1/admin/users/{who}", headers=bearer(token))
@@ -780,6 +780,10 @@ def test_admin_deposit_and_the_audit(exchange: Exchange, matcher: None) -> None:
         resp = admin_post(ex, "/v1/admin/deposits", body)
         assert (resp.status_code, error(resp)) == (status, code), body
     assert balance(ex, alice, "USDT") == (2_500_500_000, 0)
+    # The user's lookup shows the ledger's balances, in the asset's decimals.
+    resp = ex.client.get("/v1/admin/users/alice@example.com", headers=bearer(as_admin(ex)))
+    assert resp.status_code == 200
+    assert resp.get_json()["balances"] == {"USDT": {"available": "2500.5", "frozen": "0"}}
 
     # Trading moves money between accounts and to the fee account; the audit stays ok.
     _, bob_token = trader(ex, "bob")
