@@ -14,7 +14,7 @@ export function missingRoute(e: unknown): boolean {
 }
 
 export function notAvailable(what: string): HTMLElement {
-  return h("p", { class: "state empty not-available", role: "status" }, `${what} is not available on this exchange yet.`);
+  return h("p", { class: "state empty not-available", role: "status" }, `${what}: not available on this exchange yet.`);
 }
 
 export type Cell = string | Node | { num: string };
