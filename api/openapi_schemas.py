@@ -123,6 +123,31 @@ def schemas() -> dict[str, JSON]:
                         "epoch): login or reauth; null for an API key",
                     }
                 ),
+                "two_factor": {"type": "boolean", "description": "two-factor authentication on"},
+            }
+        ),
+        "TwoFactorState": obj(
+            {
+                "enabled": BOOL,
+                "pending": {"type": "boolean", "description": "enrolled, not confirmed yet"},
+                "recovery_codes_left": INT,
+            }
+        ),
+        "TwoFactorEnrolment": obj(
+            {
+                "secret": {"type": "string", "description": "base32, for typing into an app"},
+                "otpauth_uri": {
+                    "type": "string",
+                    "description": "otpauth://totp/... (RFC 6238, 6 digits, 30 s): show as a QR",
+                },
+            }
+        ),
+        "TwoFactorRecoveryCodes": obj(
+            {
+                "recovery_codes": {
+                    **array(STR),
+                    "description": "shown once, never again; each works once instead of a code",
+                }
             }
         ),
         "ApiKey": obj(

@@ -351,6 +351,8 @@ class ApiConfig(_Config, frozen=True, kw_only=True):
     """Wrong passwords per client address (any email) and window; then 429 for it."""
     fresh_auth_max_age_s: Annotated[int, env("FRESH_AUTH_MAX_AGE_S", gt=0)] = 300
     """How recent a proof of who the caller is (password) sensitive actions need."""
+    totp_issuer: Annotated[str, env("TOTP_ISSUER")] = "Exchange"
+    """The issuer an authenticator app shows next to the account (otpauth:// URIs)."""
     reply_wait_s: Annotated[float, env("API_REPLY_WAIT_S", ge=0, le=60)] = 2.0
     """How long a function waits for the matcher's reply before answering 202."""
     idempotency_ttl_s: Annotated[int, env("API_IDEMPOTENCY_TTL_S", gt=0)] = 24 * 3600

@@ -56,6 +56,7 @@ import msgspec
 import orjson
 from eth_utils.address import is_checksum_address, to_checksum_address
 
+from api import second_factor
 from api.auth import Principal, authenticate, require_fresh, require_scope
 from api.cursors import default_cursors
 from api.dispatch import Idempotency, Services, fingerprint, new_command_id, rejection, services
@@ -127,6 +128,7 @@ class NewWithdrawal(Body):
             ),
         ),
     ]
+    totp_code: second_factor.TotpCode = None
 
 
 def wallet(request: flask.Request) -> flask.Response:
@@ -187,6 +189,16 @@ def _withdrawer(req: ApiRequest, svc: Services) -> Principal:
     limiter.hit("trade:user", principal.user_id, cfg.trade_rate_per_user, cfg.trade_rate_window_s)
     limiter.hit("trade:ip", req.client_ip, cfg.trade_rate_per_ip, cfg.trade_rate_window_s)
     return principal
+
+
+def _second_factor(req: ApiRequest, svc: Services, principal: Principal, code: str | None) -> None:
+    """With a token, the user's second factor when it is on (api.second_factor); an API key
+    with the withdraw scope is its own proof (making it needed the second factor)."""
+    if principal.via == "jwt":
+        second_factor.verify(
+            svc.auth.firestore, principal.user_id, code, failures=svc.auth.failures,
+            client_ip=req.client_ip, cfg=svc.config,
+        )  # fmt: skip
 
 
 class Precisions:
@@ -587,7 +599,8 @@ def _repeat(svc: Services, user: str, command_id: str) -> flask.Response:
     errors=(400, 401, 403, 409, 415, 422, 429, 503),
     description=(
         "Needs the withdraw scope; with a token also a recent proof (401 fresh_auth_required: "
-        "POST /v1/auth/reauth); an API key with the withdraw scope is its own proof. Checked "
+        "POST /v1/auth/reauth) and, with two-factor on, totp_code (401 totp_required / "
+        "invalid_totp_code); an API key with the withdraw scope is its own proof. Checked "
         "before anything is stored (400: unknown_asset, no_chain, bad_amount, "
         "below_min_withdrawal, invalid_address, invalid_checksum); the asset's daily limit per "
         "user (422 daily_limit_exceeded). The matcher holds amount + fee (422 "
@@ -619,10 +632,18 @@ def request_withdrawal(req: ApiRequest) -> flask.Response:
 
     command_id = new_command_id()
     if key is not None:
-        request_fp = fingerprint("POST /v1/withdrawals", msgspec.json.encode(body))
+        # The code is not part of the request's identity: a retry may carry a newer one.
+        same = msgspec.structs.replace(body, totp_code=None)
+        request_fp = fingerprint("POST /v1/withdrawals", msgspec.json.encode(same))
         first = svc.idempotency.begin(user, key, request_fp, command_id)
         if first is not None:
             return _repeat(svc, user, first)
+    try:
+        _second_factor(req, svc, principal, body.totp_code)
+    except Exception:
+        if key is not None:
+            svc.idempotency.abandon(user, key, command_id)
+        raise
     r = _Request(
         withdrawal_id=WITHDRAWAL_PREFIX + command_id, command_id=command_id, user=user,
         chain=chain, amount=amount, fee=chain.withdrawal_fee, address=address,
