@@ -410,6 +410,36 @@ def schemas() -> dict[str, JSON]:
                 "updated_at": DATETIME,
             }
         ),
+        "WithdrawalAddress": obj(
+            {
+                "address": ADDRESS,
+                "label": STR,
+                "created_at": DATETIME,
+                "usable_from": {
+                    **DATETIME,
+                    "description": "from when it may receive withdrawals (allow-list on)",
+                },
+                "usable": BOOL,
+            }
+        ),
+        "WithdrawalAllowListSetting": obj(
+            {
+                "on": BOOL,
+                "off_from": nullable(
+                    {**DATETIME, "description": "a switch-off asked for takes effect then"}
+                ),
+                "enforced": {
+                    "type": "boolean",
+                    "description": "only usable saved addresses may receive now",
+                },
+            }
+        ),
+        "WithdrawalAllowList": obj(
+            {
+                "allow_list": ref("WithdrawalAllowListSetting"),
+                "addresses": array(ref("WithdrawalAddress")),
+            }
+        ),
         "WithdrawalList": obj(
             {"withdrawals": array(ref("Withdrawal")), "next_cursor": nullable(STR)}
         ),

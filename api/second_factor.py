@@ -49,7 +49,9 @@ _RECOVERY_GROUPS: Final = (5, 5)  # ~49 bits each: argon2id makes a stolen hash 
 TOTP_REQUIRED: Final = "totp_required"
 INVALID_TOTP: Final = "invalid_totp_code"
 
-_hasher = PasswordHasher()
+# Recovery codes carry ~49 random bits, not a person's password: a light argon2id is plenty
+# against a stolen hash list, and ten of them are hashed (and may be tried) per request.
+_hasher = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)
 
 Used = Literal["totp", "recovery"]
 

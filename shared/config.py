@@ -506,6 +506,9 @@ class WalletConfig(_Config, frozen=True, kw_only=True):
     """A withdrawal not mined after this long is re-sent at the same nonce with a higher fee."""
     fee_bump_percent: Annotated[int, env("WITHDRAWAL_FEE_BUMP_PERCENT", ge=10)] = 25
     """Nodes refuse a replacement that does not raise both fees by at least 10 %."""
+    address_delay_s: Annotated[int, env("WITHDRAWAL_ADDRESS_DELAY_S", ge=0)] = 24 * 3600
+    """How long a newly saved withdrawal address (or switching the allow-list off) waits
+    before it counts (wallet.allow_list)."""
 
     @staticmethod
     def load(environ: Mapping[str, str] | None = None) -> WalletConfig:

@@ -180,6 +180,7 @@ def test_signup_login_me(client: FlaskClient, firestore_db: firestore.Client) ->
         "scopes": ["read", "trade", "withdraw"],
         "api_key_id": None,
         "auth_time": claims["auth_time"],
+        "two_factor": False,
     }
 
 

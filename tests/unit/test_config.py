@@ -111,6 +111,7 @@ NAMES: dict[type[msgspec.Struct], dict[str, str]] = {
         "reorg_window": "WATCHER_REORG_WINDOW",
         "replace_after_s": "WITHDRAWAL_REPLACE_AFTER_S",
         "fee_bump_percent": "WITHDRAWAL_FEE_BUMP_PERCENT",
+        "address_delay_s": "WITHDRAWAL_ADDRESS_DELAY_S",
     },
     WsConfig: {
         "host": "WS_HOST",
