@@ -447,11 +447,31 @@ def schemas() -> dict[str, JSON]:
             {
                 "withdrawal_id": STR,
                 "command_id": STR,
-                "state": {"type": "string", "const": "requested"},
+                "state": {"type": "string", "enum": ["requested", "review"]},
             },
             description="Stored and queued; the matcher has not answered in time.",
         ),
         # -------------------------------------------------------------- admin
+        "ReviewedWithdrawal": obj(
+            {
+                "id": STR,
+                "user_id": STR,
+                "asset": STR,
+                "amount": DEC,
+                "fee": DEC,
+                "address": STR,
+                "state": {"type": "string", "enum": WITHDRAWAL_STATES},
+                "error": nullable(STR),
+                "held": {
+                    "type": "boolean",
+                    "description": "the matcher holds amount + fee (approving needs it)",
+                },
+                "reviewed_by": nullable(STR),
+                "reviewed_at": nullable(DATETIME),
+                "created_at": DATETIME,
+            }
+        ),
+        "ReviewedWithdrawalList": obj({"withdrawals": array(ref("ReviewedWithdrawal"))}),
         "DepositCredited": obj(
             {
                 "command_id": STR,

@@ -27,6 +27,7 @@ RULE_FIELDS = (
     "min_withdrawal",
     "withdrawal_daily_limit",
     "sweep_threshold",
+    "withdrawal_review_threshold",
 )
 
 
@@ -48,6 +49,8 @@ class AssetChain:
     """Per user and rolling 24 hours; None: no limit."""
     sweep_threshold: int
     """A deposit address holding at least this much is swept."""
+    review_threshold: int | None = None
+    """A withdrawal of more than this waits for an admin's review; None: none does."""
 
     @property
     def unit(self) -> int:
@@ -81,6 +84,7 @@ class AssetChain:
             min_withdrawal=rule("min_withdrawal", 1) or 1,
             withdrawal_daily_limit=limit,
             sweep_threshold=rule("sweep_threshold", 1) or 1,
+            review_threshold=rule("withdrawal_review_threshold", None),
         )
 
 

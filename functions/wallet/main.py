@@ -491,7 +491,7 @@ def _get_withdrawal(svc: Services, user: str, wid: str) -> list[Any] | None:
 def _mark_rejected(svc: Services, wid: str, reason: str) -> None:
     svc.db.run(
         "UPDATE withdrawal_requests SET state = 'rejected', error = :e, updated_at = now()"
-        " WHERE withdrawal_id = :w AND state = 'requested'",
+        " WHERE withdrawal_id = :w AND state IN ('requested', 'review')",
         e=reason,
         w=wid,
     )
@@ -507,6 +507,13 @@ class _Request:
     fee: int
     address: str
     chain_id: int
+
+    @property
+    def state(self) -> str:
+        """``review`` above the asset's review threshold (an admin approves or rejects it;
+        the sender signs only ``requested`` ones), else ``requested``."""
+        threshold = self.chain.review_threshold
+        return "review" if threshold is not None and self.amount > threshold else "requested"
 
 
 def _store(db: Database, r: _Request) -> int | None:
@@ -533,10 +540,10 @@ def _store(db: Database, r: _Request) -> int | None:
         db.run(
             "INSERT INTO withdrawal_requests (withdrawal_id, user_id, asset, amount, fee,"
             " token_amount, address, chain_id, state, command_id)"
-            " VALUES (:w, :u, :a, :amount, :fee, :token, :addr, :chain, 'requested', :cmd)",
+            " VALUES (:w, :u, :a, :amount, :fee, :token, :addr, :chain, :state, :cmd)",
             w=r.withdrawal_id, u=r.user, a=r.chain.asset, amount=r.amount, fee=r.fee,
             token=r.chain.to_token(r.amount), addr=r.address, chain=r.chain_id,
-            cmd=r.command_id,
+            state=r.state, cmd=r.command_id,
         )  # fmt: skip
         db.run("COMMIT")
         return None
@@ -546,9 +553,9 @@ def _store(db: Database, r: _Request) -> int | None:
         raise
 
 
-def _withdrawal_pending(wid: str, command_id: str) -> flask.Response:
+def _withdrawal_pending(wid: str, command_id: str, state: str) -> flask.Response:
     return json_response(
-        {"withdrawal_id": wid, "command_id": command_id, "state": "requested"},
+        {"withdrawal_id": wid, "command_id": command_id, "state": state},
         status=202,
         headers={"Location": f"/v1/withdrawals/{wid}"},
     )
@@ -569,7 +576,8 @@ def _verdict(
     svc: Services, user: str, wid: str, command_id: str, reply: dict[str, Any] | None
 ) -> flask.Response:
     if reply is None:
-        return _withdrawal_pending(wid, command_id)
+        row = _get_withdrawal(svc, user, wid)
+        return _withdrawal_pending(wid, command_id, row[5] if row else "requested")
     if not reply["ok"]:
         _mark_rejected(svc, wid, str(reply.get("reason") or "rejected"))
         raise rejection(reply)
@@ -588,7 +596,7 @@ def _repeat(svc: Services, user: str, command_id: str) -> flask.Response:
     state, error = row[5], row[7]
     if state == "rejected":
         raise rejection({"ok": False, "reason": error, "command_id": command_id})
-    if state != "requested":
+    if state not in ("requested", "review"):
         return _created(svc, user, wid, command_id)
     reply = svc.commands.result(command_id) or svc.commands.poll(command_id, svc.commands.wait_s)
     return _verdict(svc, user, wid, command_id, reply)
@@ -629,7 +637,8 @@ def _repeat(svc: Services, user: str, command_id: str) -> flask.Response:
         "user (422 daily_limit_exceeded). The matcher holds amount + fee (422 "
         "insufficient_funds); 202 when it has not answered in time. A retry with the same "
         "Idempotency-Key answers with the same withdrawal (409 idempotency_key_in_use while the "
-        "first is still being stored)."
+        "first is still being stored). Above the asset's review threshold it is held in state "
+        "review until an admin approves it (then requested) or rejects it (refunded)."
     ),
 )
 def request_withdrawal(req: ApiRequest) -> flask.Response:
