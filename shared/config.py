@@ -475,6 +475,24 @@ class CursorConfig(_Config, frozen=True):
         return key
 
 
+class CommandKeysConfig(_Config, frozen=True):
+    """The command-signing keys (shared.producers): exactly one of ``COMMAND_KEYS`` (the
+    document, development only), ``COMMAND_KEYS_FILE`` or ``COMMAND_KEYS_SECRET`` (a Secret
+    Manager version name, in the cloud). A producer's document holds its private key; the
+    matcher's the producers' public keys."""
+
+    keys: SecretSource
+
+    @staticmethod
+    def load(environ: Mapping[str, str] | None = None) -> CommandKeysConfig:
+        source = SecretSource.load("COMMAND_KEYS", environ)
+        if not source.configured:
+            raise ConfigError(
+                "one of COMMAND_KEYS, COMMAND_KEYS_FILE or COMMAND_KEYS_SECRET is required"
+            )
+        return CommandKeysConfig(source)
+
+
 class WalletConfig(_Config, frozen=True, kw_only=True):
     """The Ethereum wallet's jobs and routes (wallet/, docs/wallet.md)."""
 
