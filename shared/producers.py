@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Final
 
 import orjson
@@ -215,3 +217,29 @@ class Verifier:
         if type(cmd) not in ALLOWED[producer]:
             raise RefusedCommandError("forbidden_command", producer)
         return producer
+
+
+# --------------------------------------------------------------------------------------------
+# CLI: python -m shared.producers new PRODUCER... | public FILE...
+# --------------------------------------------------------------------------------------------
+
+
+def _main(argv: list[str]) -> int:
+    if argv[:1] == ["new"] and len(argv) > 1 and all(p in ALLOWED for p in argv[1:]):
+        doc = new_keys_document(tuple(argv[1:]))
+    elif argv[:1] == ["public"] and len(argv) > 1:
+        doc = {}
+        for path in argv[1:]:
+            doc.update(public_document(orjson.loads(Path(path).read_bytes())))
+    else:
+        sys.stderr.write(
+            f"usage: python -m shared.producers new PRODUCER... > key.json"
+            f" | public key.json... > public.json (producers: {', '.join(ALLOWED)})\n"
+        )
+        return 2
+    sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

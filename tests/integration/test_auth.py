@@ -401,7 +401,9 @@ class Forge:
     def __init__(self, doc: dict[str, Any], user_id: str) -> None:
         self.secrets = parse_secrets(orjson.dumps(doc))
         self.kid = self.secrets.signing_kid
-        self.key = self.secrets.signing_key
+        key = self.secrets.signing_key
+        assert key is not None  # the full document: it signs
+        self.key = key
         self.user_id = user_id
 
     def sign(self, claims: dict[str, Any] | None = None, kid: str | None = None) -> str:
