@@ -20,9 +20,15 @@ the engine's business: they are kept in Firestore (``assets/{asset}``) and in Re
 (``HSET md:asset_chains {asset} {"kind", "contract", "decimals", ...}``), where ``GET /v1/assets``
 reads them. The wallet's rules for the asset (wallet.assets) go with them when given:
 ``confirmations`` (1 to 10000) and the decimal strings ``min_deposit``, ``withdrawal_fee``,
-``min_withdrawal``, ``withdrawal_daily_limit``, ``sweep_threshold`` (within the asset's
-precision; kept as given). ``PATCH /v1/admin/assets/{asset}/chain`` changes them (null removes
-one: the wallet's default applies); the chain itself (kind, contract, decimals) never changes.
+``min_withdrawal``, ``withdrawal_daily_limit``, ``sweep_threshold``,
+``withdrawal_review_threshold`` (within the asset's precision; kept as given). ``PATCH
+/v1/admin/assets/{asset}/chain`` changes them (null removes one: the wallet's default applies);
+the chain itself (kind, contract, decimals) never changes.
+
+Withdrawal review: ``GET /v1/admin/withdrawals`` lists those waiting in state ``review`` (above
+their asset's ``withdrawal_review_threshold``); approving makes one ``requested`` (the sender
+signs it), rejecting refunds it through the matcher (``RefundWithdrawal``). Both need the
+admin's fresh proof and second factor, and are logged.
 
 The first admin: ``python -m functions.admin.bootstrap --email ... --password ...``.
 """

@@ -7,7 +7,9 @@ where to read them.
 Firestore:
 
 - ``users/{user_id}``: email, password_hash (argon2id), role (``user`` / ``admin``), created_at,
-  and the sessions' state (``session_epoch``, ``ended_sessions``: ``api.sessions``);
+  the sessions' state (``session_epoch``, ``ended_sessions``: ``api.sessions``) and the second
+  factor (``totp``: ``api.second_factor``; login, reauth and withdraw-scope API keys ask for
+  its code when it is on);
 - ``emails/{normalised email}``: user_id. Created in the same transaction as the user, so an
   address is taken once (409 for the second signup);
 - ``refresh_families/{family_id}``: one login session: user_id, revoked, the user's session

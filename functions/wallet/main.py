@@ -9,7 +9,14 @@ Reads need a token or an API key with the ``read`` scope (the withdrawal routes 
 ``withdraw`` scope and counts against the trade rate limits (``TRADE_RATE_*``). With a token it
 also needs a fresh proof (``auth_time`` within ``FRESH_AUTH_MAX_AGE_S``: login or
 ``POST /v1/auth/reauth``; else 401 ``fresh_auth_required``); an API key with the ``withdraw``
-scope is its own proof (making it needed one, and its secret signs each request).
+scope is its own proof (making it needed one, and its secret signs each request). With
+two-factor on, a withdrawal made with a token also carries ``totp_code`` (api.second_factor).
+
+The withdrawal address allow-list (wallet.allow_list): with it on, only saved addresses past
+their waiting time (``WITHDRAWAL_ADDRESS_DELAY_S``) may receive (403 ``address_not_saved``,
+``address_not_yet_usable``). Above the asset's ``withdrawal_review_threshold`` a request is
+stored in state ``review``: an admin approves or rejects it (functions/admin) before the sender
+may sign it.
 
 Deposit addresses: one per user and chain (ETH and its tokens share it), BIP-44 index from the
 Postgres sequence ``deposit_address_index``, kept in Firestore (wallet.addresses). The HD
