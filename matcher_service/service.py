@@ -39,6 +39,7 @@ from shared import outbox
 from shared.config import MatcherConfig
 from shared.db import Database, connect
 from shared.messages import AnyCommand, Applied, Reason, command_decoder, encode
+from shared.producers import RefusedCommandError, Verifier
 from shared.pubsub import COMMANDS_ACK_DEADLINE_S
 from shared.redis_keys import command_key, reply_key
 
@@ -131,12 +132,14 @@ class Matcher:
         self._leased: dict[str, None] = {}  # ack ids of the messages in hand, kept leased
         self._lease_lock = threading.Lock()
         self.sequencer = self._new_sequencer()
+        # Only commands signed by a producer allowed to send their type are applied.
+        self.verifier = Verifier.load()
         self._last_ts = 0
         self._since_snapshot = 0
         self._last_snapshot = time.monotonic()
         self.stats = {
             "batches": 0, "commands": 0, "duplicates": 0, "parked": 0, "gaps": 0,
-            "out_of_order": 0,
+            "out_of_order": 0, "refused": 0,
         }  # fmt: skip
 
     def _new_sequencer(self) -> Sequencer:
@@ -380,9 +383,14 @@ class Matcher:
         bad: list[Any] = []
         for m in messages:
             try:
-                commands.append(command_decoder.decode(m.message.data))
+                cmd = command_decoder.decode(m.message.data)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 bad.append((m, str(exc)))
+                continue
+            if self._permitted(m, cmd):
+                commands.append(cmd)
+            else:
+                bad.append((m, "refused: not signed by a producer allowed to send it"))
         if bad:
             self._dead_letter(bad)
         known = self.store.known_results([c.id for c in commands])
@@ -477,11 +485,32 @@ class Matcher:
 
     # ------------------------------------------------------------ side outputs
 
+    def _permitted(self, m: Any, cmd: AnyCommand) -> bool:
+        """Whether ``cmd`` was signed by a producer allowed to send it (shared.producers);
+        a refusal is a security event."""
+        msg = m.message
+        try:
+            self.verifier.check(cmd, msg.data, msg.ordering_key, dict(msg.attributes))
+        except RefusedCommandError as exc:
+            self.stats["refused"] += 1
+            log.error(
+                "security: command refused",
+                extra={"event": "security", "reason": exc.reason, "producer": exc.producer,
+                       "command": type(cmd).__name__, "command_id": cmd.id,
+                       "ordering_key": msg.ordering_key, "message_id": msg.message_id},
+            )  # fmt: skip
+            if self.cfg.pubsub.outbox:  # never applied: the local outbox must not resend it
+                outbox.remove(self.redis, [cmd.id])
+            return False
+        return True
+
     def _dead_letter(self, bad: list[Any]) -> None:
-        """Undecodable messages can never apply: park them on the dead-letter topic."""
+        """Undecodable or refused messages can never apply: park them on the dead-letter
+        topic, for an operator to inspect."""
         for m, error in bad:
             log.error(
-                "undecodable command", extra={"error": error, "message_id": m.message.message_id}
+                "command dead-lettered",
+                extra={"error": error, "message_id": m.message.message_id},
             )
             self.publisher.publish(self.dead_letter_topic, m.message.data, error=error[:1000])
 
