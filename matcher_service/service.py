@@ -56,6 +56,12 @@ Pub/Sub allows; the subscription's own deadline is the same). Should the matcher
 messages, and with them every later message of their users, go to the next one after this."""
 LEASE_EVERY_S = 3.0
 """How often the lease of the messages in hand (a batch, a failed batch held) is renewed."""
+QUIET_AFTER_S = 2.0
+QUIET_PAUSE_S = 0.2
+"""After QUIET_AFTER_S of empty pulls, a pause this long before each pull: an empty pull
+comes back within tens of ms, so an idle matcher (and Pub/Sub) would pull some 20 times a
+second. The first command after a quiet spell waits up to this much longer
+(docs/decisions/0017)."""
 
 
 def _seq_of(cmd: AnyCommand) -> list[int] | None:
@@ -132,6 +138,7 @@ class Matcher:
         self._lease_lock = threading.Lock()
         self.sequencer = self._new_sequencer()
         self._last_ts = 0
+        self._quiet_since: float | None = None  # since when every pull came back empty
         self._since_snapshot = 0
         self._last_snapshot = time.monotonic()
         self.stats = {
@@ -344,6 +351,9 @@ class Matcher:
         cfg = self.cfg
         got: list[Any] = []
         deadline = 0.0
+        quiet = self._quiet_since
+        if quiet is not None and time.monotonic() - quiet >= QUIET_AFTER_S:
+            self.stopping.wait(QUIET_PAUSE_S)
         while len(got) < cfg.batch_max:
             try:
                 resp = self.subscriber.pull(
@@ -364,6 +374,10 @@ class Matcher:
                 deadline = time.monotonic() + cfg.batch_wait_ms / 1000
             if n < BACKLOG_PULL or time.monotonic() >= deadline:
                 break
+        if got:
+            self._quiet_since = None
+        elif quiet is None:
+            self._quiet_since = time.monotonic()
         return got
 
     def step(self) -> int:
