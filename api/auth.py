@@ -358,9 +358,36 @@ def _decode(
     return claims
 
 
+_VERIFIED_MAX: Final = 10_000
+_verified: dict[tuple[str, str, str], tuple[str, Any, Principal]] = {}
+"""Access tokens this instance has verified, by (token, audience, issuer): the kid, the key
+that verified it, the caller. A trader sends the same token for many requests: its signature
+and claims are checked once per instance, its expiry and key at every use (and the caller
+checks its session every time)."""
+
+
 def verify_access_token(token: str, secrets: AuthSecrets, cfg: ApiConfig) -> Principal:
     """One of our access tokens, or 401: algorithm pinned to EdDSA, a known kid, a valid
     signature, our issuer and audience, not expired, and every required claim present."""
+    cache_key = (token, cfg.jwt_audience, cfg.jwt_issuer)
+    known = _verified.get(cache_key)
+    if known is not None:
+        kid, key, principal = known
+        # PyJWT's own test: expired once exp <= now - leeway.
+        expires = principal.expires_at
+        fresh = expires is not None and expires > time.time() - cfg.jwt_leeway_s
+        if fresh and secrets.verify_keys.get(kid) is key:
+            return principal
+        _verified.pop(cache_key, None)
+    principal = _verify_access_token(token, secrets, cfg)
+    if len(_verified) >= _VERIFIED_MAX:
+        _verified.clear()
+    kid = str(_unverified_header(token)["kid"])
+    _verified[cache_key] = (kid, secrets.verify_keys[kid], principal)
+    return principal
+
+
+def _verify_access_token(token: str, secrets: AuthSecrets, cfg: ApiConfig) -> Principal:
     header = _unverified_header(token)
     if header.get("alg") != JWT_ALGORITHM:
         raise unauthorized("invalid token: algorithm not allowed", "invalid_token")

@@ -12,6 +12,7 @@ import logging
 
 from google.api_core import exceptions
 from google.cloud import pubsub_v1  # type: ignore[attr-defined, unused-ignore]
+from google.pubsub_v1.services.publisher import PublisherClient as GapicPublisher
 
 from shared.config import PubSubConfig
 from shared.messages import AnyCommand, encode
@@ -90,6 +91,24 @@ class CommandPublisher:
         except Exception:
             self._client.resume_publish(self._topic, ordering_key)
             raise
+
+    def publish_one(self, cmd: AnyCommand, ordering_key: str, timeout: float = 10.0) -> str:
+        """``publish`` for a caller that sends one command and waits for it (an API request):
+        one unary Publish call in the calling thread, not the client's batching publisher,
+        which would add a commit thread, a future and its batch delay per message
+        (docs/decisions/0016). The order of a user's commands does not rest on the publisher
+        (``user_seq``, decision 0006), and nothing is paused on a failure."""
+        data = encode(cmd)
+        message = pubsub_v1.types.PubsubMessage(
+            data=data,
+            ordering_key=ordering_key,
+            attributes=self._signer.attributes(type(cmd), data, ordering_key),
+        )
+        # The client is the generated API client underneath: its own unary publish.
+        response = GapicPublisher.publish(
+            self._client, topic=self._topic, messages=[message], timeout=timeout
+        )
+        return str(response.message_ids[0])
 
     def publish_raw(self, data: bytes, ordering_key: str) -> pubsub_v1.publisher.futures.Future:
         """Publish a command already encoded (the local outbox's copy)."""
