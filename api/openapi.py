@@ -86,10 +86,14 @@ CHAIN_RULES: Final[dict[str, JSON]] = {
     "min_withdrawal": DEC,
     "withdrawal_daily_limit": {**DEC, "description": "per user, rolling 24 h; none if absent"},
     "sweep_threshold": {**DEC, "description": "a deposit address holding this much is swept"},
+    "withdrawal_review_threshold": {
+        **DEC,
+        "description": "a withdrawal of more than this waits for an admin's review",
+    },
 }
 """The wallet's rules of an asset (wallet.assets), in the asset's precision."""
 WITHDRAWAL_STATES: Final = [
-    "requested", "rejected", "signed", "broadcast", "confirmed", "failed", "refunded",
+    "review", "requested", "rejected", "signed", "broadcast", "confirmed", "failed", "refunded",
 ]  # fmt: skip
 DEPOSIT_STATUSES: Final = [
     "pending", "crediting", "credited", "orphaned", "below_minimum", "rejected",

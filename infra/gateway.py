@@ -50,6 +50,7 @@ from api.auth import new_secrets_document
 from api.http import REQUEST_ID_HEADER, add_security_headers, error_response, request_id_of
 from infra import api_spec
 from infra.processes import REPO_ROOT
+from infra.services import write_command_keys
 from infra.web_files import WebFiles
 from shared import logs
 
@@ -63,6 +64,7 @@ ROUTES: Final[tuple[tuple[str, str], ...]] = api_spec.gateway_routes()
 _METHODS: Final = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 DEV_KEYS_FILE: Final = REPO_ROOT / ".state" / "auth-keys.json"
 DEV_CURSOR_KEY_FILE: Final = REPO_ROOT / ".state" / "cursor-key"
+DEV_COMMAND_KEYS_FILE: Final = REPO_ROOT / ".state" / "command-keys.json"
 
 
 def load_endpoint(target: str) -> Endpoint:
@@ -175,12 +177,18 @@ def write_dev_cursor_key(path: Path) -> Path:
 def ensure_dev_keys(
     path: Path = DEV_KEYS_FILE, cursor_key_path: Path = DEV_CURSOR_KEY_FILE
 ) -> None:
-    """Point ``AUTH_KEYS_FILE`` at a development secrets document and ``CURSOR_KEY_FILE`` at
-    a development cursor key, each unless a source of it is set."""
+    """Point ``AUTH_KEYS_FILE`` at a development secrets document, ``CURSOR_KEY_FILE`` at a
+    development cursor key and ``COMMAND_KEYS_FILE`` at development command keys, each unless
+    a source of it is set."""
     if not any(os.environ.get(n) for n in ("AUTH_KEYS_SECRET", "AUTH_KEYS_FILE", "AUTH_KEYS_JSON")):
         os.environ["AUTH_KEYS_FILE"] = str(write_dev_keys(path))
     if not any(os.environ.get(n) for n in ("CURSOR_KEY", "CURSOR_KEY_FILE", "CURSOR_KEY_SECRET")):
         os.environ["CURSOR_KEY_FILE"] = str(write_dev_cursor_key(cursor_key_path))
+    if not any(
+        os.environ.get(n) for n in ("COMMAND_KEYS", "COMMAND_KEYS_FILE", "COMMAND_KEYS_SECRET")
+    ):
+        # The producers' signing keys (shared.producers); a matcher must read the same file.
+        os.environ["COMMAND_KEYS_FILE"] = str(write_command_keys(DEV_COMMAND_KEYS_FILE))
 
 
 def serve_gunicorn(host: str, port: int, workers: int, threads: int) -> None:

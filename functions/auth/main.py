@@ -7,7 +7,9 @@ where to read them.
 Firestore:
 
 - ``users/{user_id}``: email, password_hash (argon2id), role (``user`` / ``admin``), created_at,
-  and the sessions' state (``session_epoch``, ``ended_sessions``: ``api.sessions``);
+  the sessions' state (``session_epoch``, ``ended_sessions``: ``api.sessions``) and the second
+  factor (``totp``: ``api.second_factor``; login, reauth and withdraw-scope API keys ask for
+  its code when it is on);
 - ``emails/{normalised email}``: user_id. Created in the same transaction as the user, so an
   address is taken once (409 for the second signup);
 - ``refresh_families/{family_id}``: one login session: user_id, revoked, the user's session
@@ -50,6 +52,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
+from api import second_factor
 from api.auth import (
     API_KEYS_COLLECTION,
     AuthContext,
@@ -118,6 +121,15 @@ class Credentials(Body):
 
 
 class Login(Credentials):
+    schema_extra: ClassVar[dict[str, Any]] = {
+        "examples": [
+            {"email": "alice@example.com", "password": "correct horse battery"},
+            {"email": "alice@example.com", "password": "correct horse battery",
+             "totp_code": "123456"},
+        ]
+    }  # fmt: skip
+
+    totp_code: second_factor.TotpCode = None
     refresh_cookie: Annotated[
         bool,
         msgspec.Meta(
@@ -127,6 +139,18 @@ class Login(Credentials):
             )
         ),
     ] = False
+
+
+class TotpProof(Body):
+    schema_extra: ClassVar[dict[str, Any]] = {"examples": [{"totp_code": "123456"}]}
+
+    totp_code: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1, max_length=32,
+            description="the 6-digit code of the authenticator app (or a recovery code)",
+        ),
+    ]  # fmt: skip
 
 
 class RefreshRequest(Body):
@@ -147,6 +171,7 @@ class Reauth(Body):
     schema_extra: ClassVar[dict[str, Any]] = {"examples": [{"password": "correct horse battery"}]}
 
     password: Annotated[str, msgspec.Meta(max_length=MAX_PASSWORD)]
+    totp_code: second_factor.TotpCode = None
 
 
 class PasswordChange(Body):
@@ -167,6 +192,7 @@ class NewApiKey(Body):
 
     label: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     scopes: Annotated[list[Scope], msgspec.Meta(min_length=1, max_length=3)]
+    totp_code: second_factor.TotpCode = None
 
 
 def auth(request: flask.Request) -> flask.Response:
@@ -288,6 +314,14 @@ def _new_session(
     return pair
 
 
+def _second_factor(ctx: AuthContext, req: ApiRequest, user_id: str, code: str | None) -> None:
+    """401 unless the user's second factor, when on, is proved by ``code`` (api.second_factor)."""
+    second_factor.verify(
+        ctx.firestore, user_id, code, failures=ctx.failures, client_ip=req.client_ip,
+        cfg=ctx.config,
+    )  # fmt: skip
+
+
 def _role_of(user: dict[str, Any]) -> Role:
     return "admin" if user.get("role") == "admin" else "user"
 
@@ -358,7 +392,10 @@ def signup(req: ApiRequest) -> flask.Response:
         "Wrong passwords are limited per (email, client address) and per client address "
         "(AUTH_FAILURES_*): a client that keeps failing gets 429 with Retry-After; a client that "
         "has not been failing is never refused. The access token carries sid (its session), epoch"
-        " and auth_time (now)."
+        " and auth_time (now). With two-factor on, a right password without totp_code answers "
+        "401 totp_required: send the same request again with totp_code (the authenticator "
+        "app's code, or a recovery code); a wrong or already used code answers 401 "
+        "invalid_totp_code (counted as a password failure)."
     ),
 )
 def login(req: ApiRequest) -> flask.Response:
@@ -381,6 +418,7 @@ def login(req: ApiRequest) -> flask.Response:
     # Verified (and counted) even for an unknown email: both failures look and take alike.
     if not _verify_password(ctx, attempt, stored, body.password) or user is None:
         raise unauthorized("wrong email or password", "invalid_credentials")
+    _second_factor(ctx, req, user_id, body.totp_code)
     if _hasher.check_needs_rehash(user["password_hash"]):
         db.collection(USERS).document(user_id).update(
             {"password_hash": _hasher.hash(body.password)}
@@ -550,11 +588,13 @@ def me(req: ApiRequest) -> flask.Response:
     ctx = default_context()
     principal = authenticate(req, ctx)
     email = None
+    two_factor = False
     if principal.via != "oidc":
         snap = ctx.firestore.collection(USERS).document(principal.user_id).get()
         if not snap.exists:
             raise unauthorized("this user no longer exists", "invalid_token")
         email = snap.get("email")
+        two_factor = second_factor.is_enabled(snap.to_dict())
     return json_response(
         {
             "user_id": principal.user_id,
@@ -564,6 +604,7 @@ def me(req: ApiRequest) -> flask.Response:
             "scopes": sorted(principal.scopes),
             "api_key_id": principal.key_id,
             "auth_time": principal.auth_time,
+            "two_factor": two_factor,
         }
     )
 
@@ -593,8 +634,10 @@ def _password_user(ctx: AuthContext, principal: Principal) -> dict[str, Any]:
     description=(
         "The password again, for the actions that need a proof from the last few minutes "
         "(FRESH_AUTH_MAX_AGE_S, 5 by default): creating an API key with trade or withdraw, a "
-        "withdrawal with a token, a role change. Answers an access token of the same session "
-        "whose auth_time is now; later refreshes of the session keep that auth_time. Wrong "
+        "withdrawal with a token, a role change. With two-factor on it needs totp_code too "
+        "(401 totp_required / invalid_totp_code), so the fresh proof is two-factor. Answers an "
+        "access token of the same session whose auth_time is now; later refreshes of the "
+        "session keep that auth_time. Wrong "
         "passwords count as login failures do (429). 403 for an API key, or for an external "
         "identity (external_identity: prove it at the identity provider)."
     ),
@@ -609,6 +652,7 @@ def reauth(req: ApiRequest) -> flask.Response:
     attempt = _password_try(ctx, req, str(user.get("email")))
     if not _verify_password(ctx, attempt, user.get("password_hash"), body.password):
         raise unauthorized("wrong password", "invalid_credentials")
+    _second_factor(ctx, req, principal.user_id, body.totp_code)
     assert principal.session_id is not None  # our token: it has one
     auth_time = int(time.time())
     # Later refreshes of the session carry this proof (until it is too old to count).
@@ -672,6 +716,135 @@ def change_password(req: ApiRequest) -> flask.Response:
 
 
 # --------------------------------------------------------------------------------------------
+# two-factor authentication (api.second_factor)
+# --------------------------------------------------------------------------------------------
+
+
+def _totp_state(user: dict[str, Any]) -> dict[str, Any]:
+    state = user.get(second_factor.FIELD) or {}
+    return {
+        "enabled": bool(state.get("secret")),
+        "pending": bool(state.get("pending")) and not state.get("secret"),
+        "recovery_codes_left": len(state.get("recovery", [])) if state.get("secret") else 0,
+    }
+
+
+@api.route(
+    "GET",
+    "/v1/auth/2fa",
+    summary="Whether two-factor authentication is on",
+    operation_id="getTwoFactor",
+    tag="auth",
+    auth="session",
+    responses={200: ok("The state", "TwoFactorState")},
+    errors=(401, 403, 503),
+)
+def get_two_factor(req: ApiRequest) -> flask.Response:
+    ctx = default_context()
+    principal = authenticate(req, ctx)
+    return json_response(_totp_state(_password_user(ctx, principal)))
+
+
+@api.route(
+    "POST",
+    "/v1/auth/2fa/enrol",
+    summary="Start turning two-factor on: a new TOTP secret",
+    operation_id="enrolTwoFactor",
+    tag="auth",
+    auth="session",
+    responses={200: ok("The secret to put in an authenticator app", "TwoFactorEnrolment")},
+    errors=(401, 403, 409, 503),
+    description=(
+        "Needs a recent proof (401 fresh_auth_required: POST /v1/auth/reauth). Answers the "
+        "secret and its otpauth:// URI (show it as a QR code); nothing changes until POST "
+        "/v1/auth/2fa/confirm with a code of it. Enrolling again before confirming replaces the "
+        "secret. 409 two_factor_enabled when it is already on (turn it off first)."
+    ),
+)
+def enrol_two_factor(req: ApiRequest) -> flask.Response:
+    ctx = default_context()
+    principal = authenticate(req, ctx)
+    user = _password_user(ctx, principal)
+    require_fresh(principal, ctx.config)
+    if second_factor.is_enabled(user):
+        raise conflict("two-factor authentication is already on", "two_factor_enabled")
+    secret = second_factor.new_secret()
+    ref = ctx.firestore.collection(USERS).document(principal.user_id)
+    ref.update({second_factor.FIELD: {"pending": secret}})
+    uri = second_factor.provisioning_uri(secret, str(user.get("email")), ctx.config.totp_issuer)
+    return json_response(
+        {"secret": secret, "otpauth_uri": uri}, headers={"Cache-Control": "no-store"}
+    )
+
+
+@api.route(
+    "POST",
+    "/v1/auth/2fa/confirm",
+    summary="Turn two-factor on with a code of the new secret: the recovery codes",
+    operation_id="confirmTwoFactor",
+    tag="auth",
+    auth="session",
+    body=TotpProof,
+    responses={200: ok("On; the recovery codes, shown once", "TwoFactorRecoveryCodes")},
+    errors=(400, 401, 403, 409, 415, 503),
+    description=(
+        "A code of the secret from POST /v1/auth/2fa/enrol turns two-factor on (401 "
+        "invalid_totp_code when it is wrong or nothing is pending). The answer holds ten "
+        "recovery codes, shown this once and stored hashed: each stands for one code of the "
+        "app, once. From now on login, reauth, withdrawals with a token, withdraw-scope API "
+        "keys and new withdrawal addresses need totp_code."
+    ),
+)
+def confirm_two_factor(req: ApiRequest) -> flask.Response:
+    ctx = default_context()
+    principal = authenticate(req, ctx)
+    user = _password_user(ctx, principal)
+    body = req.json(TotpProof)
+    if second_factor.is_enabled(user):
+        raise conflict("two-factor authentication is already on", "two_factor_enabled")
+    attempt = second_factor.code_try(principal.user_id, req.client_ip, ctx.config)
+    ctx.failures.reserve(attempt)
+    codes = second_factor.confirm(ctx.firestore, principal.user_id, body.totp_code)
+    if codes is None:
+        raise unauthorized(
+            "the code does not match the secret being enrolled (or none is)",
+            second_factor.INVALID_TOTP,
+        )
+    ctx.failures.succeeded(attempt)
+    return json_response({"recovery_codes": codes}, headers={"Cache-Control": "no-store"})
+
+
+@api.route(
+    "POST",
+    "/v1/auth/2fa/disable",
+    summary="Turn two-factor off (needs a code)",
+    operation_id="disableTwoFactor",
+    tag="auth",
+    auth="session",
+    body=TotpProof,
+    responses={204: ok("Off")},
+    errors=(400, 401, 403, 409, 415, 429, 503),
+    description=(
+        "Needs a recent proof (401 fresh_auth_required) and a code of the app or a recovery "
+        "code (401 invalid_totp_code; wrong codes count as password failures: 429). 409 "
+        "two_factor_disabled when it is not on."
+    ),
+)
+def disable_two_factor(req: ApiRequest) -> flask.Response:
+    ctx = default_context()
+    principal = authenticate(req, ctx)
+    user = _password_user(ctx, principal)
+    require_fresh(principal, ctx.config)
+    body = req.json(TotpProof)
+    if not second_factor.is_enabled(user):
+        raise conflict("two-factor authentication is not on", "two_factor_disabled")
+    _second_factor(ctx, req, principal.user_id, body.totp_code)
+    ref = ctx.firestore.collection(USERS).document(principal.user_id)
+    ref.update({second_factor.FIELD: firestore.DELETE_FIELD})
+    return no_content()
+
+
+# --------------------------------------------------------------------------------------------
 # API keys
 # --------------------------------------------------------------------------------------------
 
@@ -710,7 +883,8 @@ def _own_keys(ctx: AuthContext, user_id: str) -> list[Any]:
     errors=(400, 401, 403, 409, 415, 503),
     description=(
         "A key with the trade or withdraw scope outlives any token: making one needs a recent "
-        "proof (401 fresh_auth_required: POST /v1/auth/reauth)."
+        "proof (401 fresh_auth_required: POST /v1/auth/reauth). With two-factor on, a key with "
+        "the withdraw scope also needs totp_code (401 totp_required / invalid_totp_code)."
     ),
 )
 def create_api_key(req: ApiRequest) -> flask.Response:
@@ -723,6 +897,9 @@ def create_api_key(req: ApiRequest) -> flask.Response:
     if SENSITIVE_SCOPES & set(body.scopes):
         # A key that trades or withdraws outlives any token: a stolen token must not make one.
         require_fresh(principal, ctx.config)
+    if "withdraw" in body.scopes:
+        # A key that can move funds out is made only with the second factor, when it is on.
+        _second_factor(ctx, req, principal.user_id, body.totp_code)
     if len(_own_keys(ctx, principal.user_id)) >= MAX_API_KEYS:
         raise conflict(f"at most {MAX_API_KEYS} API keys per user", "too_many_api_keys")
     key_id = new_api_key_id()
