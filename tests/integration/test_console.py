@@ -4,8 +4,10 @@ Playwright, against the whole local exchange as ``make run`` starts it (its admi
 
 Erin, a user, sees no console and the admin API refuses her. The admin logs in, finds Erin by
 email and sees her balances, halts ETH-USDT: Erin's order is refused with the halt's reason;
-resumed, the same order is placed. The books' audit shows balanced; the routes this exchange
-does not have yet (withdrawal review, scheduled audits, the action log) show "not available".
+resumed, the same order is placed. The admin changes ETH's withdrawal fee and sets USDT's
+review threshold; of Erin's two withdrawals above it, one is approved and one rejected
+(refunded). The books' audit shows balanced; the routes this exchange does not have yet
+(scheduled audits, the action log) show "not available".
 Screenshots go to tests/browser/artifacts/ (not committed).
 """
 
@@ -24,6 +26,7 @@ from tests.integration.http_client import HttpClient
 from tests.integration.test_readme import LocalExchange, local_exchange
 from tests.integration.test_web import (
     MARKET,
+    OUTSIDE,
     PASSWORD,
     browser,  # noqa: F401  (the fixture)
     new_context,
@@ -83,7 +86,8 @@ def test_admin_console(exchange: LocalExchange, browser: Browser) -> None:  # no
     expect(erin.locator("#user-lookup")).to_have_count(0)
     status, answer = http.call("POST", "/v1/auth/login", {"email": ERIN, "password": PASSWORD})
     assert status == 200, answer
-    status, answer = http.call("GET", "/v1/admin/audit", token=answer["access_token"])
+    erin_token = answer["access_token"]
+    status, answer = http.call("GET", "/v1/admin/audit", token=erin_token)
     assert (status, answer["error"]["code"]) == (403, "forbidden")
 
     # The admin credits her (as the README's walkthrough does) and finds her with her balance.
@@ -134,12 +138,6 @@ def test_admin_console(exchange: LocalExchange, browser: Browser) -> None:  # no
     admin.goto(f"{base}/#/console/users/{ERIN}")
     expect(usdt.locator("td").nth(2)).to_have_text("150")
 
-    # Withdrawal review: not on this exchange yet, said so.
-    admin.get_by_role("link", name="Withdrawal review").click()
-    expect(admin.locator("#console-withdrawals .not-available")).to_have_text(
-        "Withdrawal review: not available on this exchange yet."
-    )
-
     # An asset's chain settings: ETH's withdrawal fee changed, as GET /v1/assets then says.
     admin.get_by_role("link", name="Assets").click()
     admin.get_by_label("ETH withdrawal fee").fill("0.002")
@@ -150,6 +148,38 @@ def test_admin_console(exchange: LocalExchange, browser: Browser) -> None:  # no
     eth = next(a for a in answer["assets"] if a["asset"] == "ETH")
     assert (status, eth["chain"]["withdrawal_fee"]) == (200, "0.002")
     shot(admin, "console-assets", full_page=True)
+
+    # Withdrawal review: above USDT's threshold (set here) Erin's withdrawals wait for the admin.
+    admin.get_by_label("USDT withdrawal review threshold").fill("100")
+    admin.get_by_role("button", name="Save USDT").click()
+    expect(admin.locator("#asset-message")).to_have_text("USDT: rules saved.")
+    waiting = []
+    for amount in ("300", "200"):
+        body = {"asset": "USDT", "amount": amount, "address": OUTSIDE}
+        status, answer = http.call("POST", "/v1/withdrawals", body, token=erin_token)
+        assert (status, answer["state"]) == (201, "review"), answer
+        waiting.append(answer["id"])
+    admin.get_by_role("link", name="Withdrawal review").click()
+    rows = admin.locator("#review-withdrawals tbody tr")
+    expect(rows).to_have_count(2)
+    big, other = (admin.locator(f'#review-withdrawals tr[data-withdrawal="{w}"]') for w in waiting)
+    expect(big).to_contain_text("300 USDT")
+    expect(big.get_by_role("button", name="Approve")).to_be_enabled()  # held by the matcher
+    shot(admin, "console-review", full_page=True)
+    big.get_by_role("button", name="Approve").click()
+    expect(admin.locator("#review-message")).to_have_text(
+        f"300 USDT to {OUTSIDE}: approved (requested)."
+    )
+    other.get_by_role("button", name="Reject").click()
+    expect(admin.locator("#review-message")).to_have_text(
+        f"200 USDT to {OUTSIDE}: rejected (refunded)."
+    )
+    expect(admin.locator("#review-withdrawals")).to_have_count(0)
+    expect(admin.locator("#console-withdrawals")).to_contain_text(
+        "No withdrawal is waiting for review."
+    )
+    status, answer = http.call("GET", f"/v1/withdrawals/{waiting[1]}", token=erin_token)
+    assert (status, answer["state"], answer["error"]) == (200, "refunded", "rejected_in_review")
 
     # The books' audit: balanced, USDT's deposits counted.
     admin.get_by_role("link", name="Audit").click()

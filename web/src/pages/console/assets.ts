@@ -5,7 +5,7 @@ import { h, replace, state } from "../../dom";
 import type { Asset, Chain } from "../../store";
 import { field, input, pendingOr, problem, table } from "./shared";
 
-const RULES = ["confirmations", "min_deposit", "withdrawal_fee", "min_withdrawal", "withdrawal_daily_limit", "sweep_threshold"] as const;
+const RULES = ["confirmations", "min_deposit", "withdrawal_fee", "min_withdrawal", "withdrawal_daily_limit", "withdrawal_review_threshold", "sweep_threshold"] as const;
 type Rule = (typeof RULES)[number];
 
 export function assetsPanel(panel: HTMLElement): void {
@@ -57,7 +57,7 @@ export function assetsPanel(panel: HTMLElement): void {
       const r = await api<{ assets: Asset[] }>("GET", "/v1/assets");
       replace(
         list,
-        table("admin-assets", ["Asset", "Precision", "Chain", "Confirmations", "Min deposit", "Withdrawal fee", "Min withdrawal", "Daily limit", "Sweep threshold", ""], r.assets.map(row), "No assets yet."),
+        table("admin-assets", ["Asset", "Precision", "Chain", "Confirmations", "Min deposit", "Withdrawal fee", "Min withdrawal", "Daily limit", "Review above", "Sweep threshold", ""], r.assets.map(row), "No assets yet."),
         h("p", { class: "small muted" }, "An empty box is the wallet's default."),
       );
     } catch (e) {

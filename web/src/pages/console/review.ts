@@ -21,7 +21,7 @@ interface Reviewed {
   created_at: string | null;
 }
 
-const STATES = ["review", "requested", "failed", "refunded"];
+const STATES = ["review", "requested", "rejected", "signed", "broadcast", "confirmed", "failed", "refunded"];
 
 export function reviewPanel(panel: HTMLElement): void {
   const list = h("div", {}, state("loading", "Loading withdrawals…"));
@@ -31,7 +31,7 @@ export function reviewPanel(panel: HTMLElement): void {
   const codeField = field("Code from your authenticator app", code);
   codeField.hidden = true;
   const message = h("div", { class: "message", role: "status", id: "review-message" });
-  const proof = h("div", { class: "row" }, field("Your password (to approve or reject)", password), codeField);
+  const proof = h("div", { class: "row proof" }, field("Your password (to approve or reject)", password), codeField);
   panel.append(
     h(
       "section",
@@ -48,6 +48,8 @@ export function reviewPanel(panel: HTMLElement): void {
   };
 
   const decide = async (w: Reviewed, verdict: "approve" | "reject") => {
+    const what = verdict === "approve" ? "Approve: the exchange sends" : "Reject: the user gets back";
+    if (!window.confirm(`${what} ${w.amount} ${w.asset} (fee ${w.fee}) — to ${w.address}?`)) return;
     const body: Record<string, string> = {};
     if (!codeField.hidden && code.value) body.totp_code = code.value.trim();
     try {
@@ -68,10 +70,18 @@ export function reviewPanel(panel: HTMLElement): void {
     await load();
   };
 
+  let again: number | undefined;
   async function load(): Promise<void> {
+    window.clearTimeout(again);
     try {
       const r = await api<{ withdrawals: Reviewed[] }>("GET", `/v1/admin/withdrawals?state=${encodeURIComponent(which.value)}`);
       const waiting = which.value === "review";
+      // One whose funds the matcher has not held yet cannot be decided: look again shortly.
+      if (waiting && r.withdrawals.some((w) => !w.held)) {
+        again = window.setTimeout(() => {
+          if (panel.isConnected) void load();
+        }, 2000);
+      }
       replace(
         list,
         table(
