@@ -48,8 +48,8 @@ export function reviewPanel(panel: HTMLElement): void {
   };
 
   const decide = async (w: Reviewed, verdict: "approve" | "reject") => {
-    const what = verdict === "approve" ? "Approve: the exchange sends" : "Reject: the user gets back";
-    if (!window.confirm(`${what} ${w.amount} ${w.asset} (fee ${w.fee}) — to ${w.address}?`)) return;
+    const what = verdict === "approve" ? "Approve (the exchange sends it)" : "Reject (the user is refunded)";
+    if (!window.confirm(`${what}: ${w.amount} ${w.asset} to ${w.address}?`)) return;
     const body: Record<string, string> = {};
     if (!codeField.hidden && code.value) body.totp_code = code.value.trim();
     try {
