@@ -489,6 +489,23 @@ def schemas() -> dict[str, JSON]:
                 "role": {"type": "string", "enum": ["user", "admin"]},
                 "created_at": nullable({"type": "string", "format": "date-time"}),
                 "balances": ref("Balances"),
+                "open_orders": array(ref("Order")),
+                "deposits": array(obj({"ref": STR, "asset": STR, "amount": DEC, "ts": MS})),
+                "withdrawals": array(
+                    obj(
+                        {
+                            "id": STR,
+                            "asset": STR,
+                            "amount": DEC,
+                            "fee": DEC,
+                            "address": STR,
+                            "state": STR,
+                            "error": nullable(STR),
+                            "tx_hash": nullable(STR),
+                            "created_at": nullable({"type": "string", "format": "date-time"}),
+                        }
+                    )
+                ),
             }
         ),
         "AuditAsset": obj(

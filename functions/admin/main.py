@@ -46,6 +46,7 @@ import orjson
 from api import second_factor
 from api.auth import Principal, Role, authenticate, require_fresh, require_role
 from api.dispatch import Services, new_command_id, pending_command, rejection, services
+from api.history import ORDER_COLUMNS, Catalog, order_json
 from api.http import (
     Api,
     ApiError,
@@ -569,16 +570,31 @@ def _lookup(svc: Services, wanted: str) -> tuple[str, dict[str, Any]]:
 _BALANCES_SQL: Final = (
     "SELECT asset, available, frozen FROM balances WHERE user_id = :u ORDER BY asset"
 )
+_RECENT: Final = 20
+"""How many of a user's latest open orders, deposits and withdrawals the lookup shows."""
+_OPEN_ORDERS_SQL: Final = (
+    f"SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = :u"
+    " AND status IN ('open', 'partially_filled') ORDER BY order_id DESC LIMIT :n"
+)
+_DEPOSITS_SQL: Final = (
+    "SELECT ref, asset, amount, ts FROM deposits WHERE user_id = :u ORDER BY seq DESC LIMIT :n"
+)
+_WITHDRAWALS_SQL: Final = (
+    "SELECT withdrawal_id, asset, amount, fee, address, state, error, tx_hash, created_at"
+    " FROM withdrawal_requests WHERE user_id = :u ORDER BY created_at DESC, withdrawal_id"
+    " LIMIT :n"
+)
 
 
 def _user_json(svc: Services, user_id: str, user: dict[str, Any]) -> dict[str, Any]:
-    precisions = asset_precisions(svc.redis)
+    def units(value: Any, asset: str) -> str:
+        return format_units(int(value), catalog.precision(asset) if catalog.has_asset(asset) else 0)
+
+    catalog = Catalog.load(svc.redis, svc.db)
+    db, n = svc.db, _RECENT
     balances = {
-        str(asset): {
-            "available": format_units(int(available), precisions.get(asset, 0)),
-            "frozen": format_units(int(frozen), precisions.get(asset, 0)),
-        }
-        for asset, available, frozen in svc.db.run(_BALANCES_SQL, u=user_id)
+        str(asset): {"available": units(available, asset), "frozen": units(frozen, asset)}
+        for asset, available, frozen in db.run(_BALANCES_SQL, u=user_id)
     }
     return {
         "user_id": user_id,
@@ -586,20 +602,46 @@ def _user_json(svc: Services, user_id: str, user: dict[str, Any]) -> dict[str, A
         "role": user.get("role", "user"),
         "created_at": iso(user.get("created_at")),
         "balances": balances,
+        "open_orders": [
+            order_json(row, catalog) for row in db.run(_OPEN_ORDERS_SQL, u=user_id, n=n)
+        ],
+        "deposits": [
+            {"ref": ref, "asset": asset, "amount": units(amount, asset), "ts": int(ts)}
+            for ref, asset, amount, ts in db.run(_DEPOSITS_SQL, u=user_id, n=n)
+        ],
+        "withdrawals": [
+            {
+                "id": wid,
+                "asset": asset,
+                "amount": units(amount, asset),
+                "fee": units(fee, asset),
+                "address": address,
+                "state": state,
+                "error": error,
+                "tx_hash": tx_hash,
+                "created_at": iso(created),
+            }
+            for wid, asset, amount, fee, address, state, error, tx_hash, created in db.run(
+                _WITHDRAWALS_SQL, u=user_id, n=n
+            )
+        ],
     }
 
 
 @api.route(
     "GET",
     "/v1/admin/users/{id_or_email}",
-    summary="A user by id or email, with their balances",
+    summary="A user by id or email, with their balances, open orders, deposits and withdrawals",
     operation_id="findUser",
     tag="admin",
     auth="admin",
     params=(path_param("id_or_email", example="alice@example.com"),),
     responses={200: ok("The user", "AdminUser")},
     errors=(401, 403, 404, 503),
-    description="balances: the ledger's, per asset (available and in orders or withdrawals).",
+    description=(
+        "balances: the ledger's, per asset (available; frozen: in orders or withdrawals); the "
+        "user's latest open orders, deposits and withdrawal requests (20 of each, newest first)."
+    ),
 )
 def find_user(req: ApiRequest) -> flask.Response:
     svc = services()

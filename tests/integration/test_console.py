@@ -4,10 +4,10 @@ Playwright, against the whole local exchange as ``make run`` starts it (its admi
 
 Erin, a user, sees no console and the admin API refuses her. The admin logs in, finds Erin by
 email and sees her balances, halts ETH-USDT: Erin's order is refused with the halt's reason;
-resumed, the same order is placed. The admin changes ETH's withdrawal fee and sets USDT's
-review threshold; of Erin's two withdrawals above it, one is approved and one rejected
-(refunded). The books' audit shows balanced; the routes this exchange does not have yet
-(scheduled audits, the action log) show "not available".
+resumed, the same order is placed and shows in her lookup. The admin changes ETH's withdrawal
+fee and sets USDT's review threshold; of Erin's two withdrawals above it, one is approved and
+one rejected (refunded), as her lookup then shows. The books' audit shows balanced; the routes
+this exchange does not have yet (scheduled audits, the action log) show "not available".
 Screenshots go to tests/browser/artifacts/ (not committed).
 """
 
@@ -137,6 +137,10 @@ def test_admin_console(exchange: LocalExchange, browser: Browser) -> None:  # no
     # Her order's hold shows in the lookup (reached by its address).
     admin.goto(f"{base}/#/console/users/{ERIN}")
     expect(usdt.locator("td").nth(2)).to_have_text("150")
+    placed = admin.locator("#user-orders tbody tr")
+    expect(placed).to_have_count(1)
+    expect(placed).to_contain_text("1500")
+    expect(admin.locator("#user-deposits tbody tr")).to_contain_text("c-1")
 
     # An asset's chain settings: ETH's withdrawal fee changed, as GET /v1/assets then says.
     admin.get_by_role("link", name="Assets").click()
@@ -180,6 +184,11 @@ def test_admin_console(exchange: LocalExchange, browser: Browser) -> None:  # no
     )
     status, answer = http.call("GET", f"/v1/withdrawals/{waiting[1]}", token=erin_token)
     assert (status, answer["state"], answer["error"]) == (200, "refunded", "rejected_in_review")
+    admin.goto(f"{base}/#/console/users/{ERIN}")
+    expect(admin.locator("#user-withdrawals tbody tr")).to_have_count(2)
+    rejected = admin.locator(f'#user-withdrawals tr[data-withdrawal="{waiting[1]}"]')
+    expect(rejected).to_have_attribute("data-state", "refunded")
+    shot(admin, "console-user-after", full_page=True)
 
     # The books' audit: balanced, USDT's deposits counted.
     admin.get_by_role("link", name="Audit").click()

@@ -783,13 +783,24 @@ def test_admin_deposit_and_the_audit(exchange: Exchange, matcher: None) -> None:
     # The user's lookup shows the ledger's balances, in the asset's decimals.
     resp = ex.client.get("/v1/admin/users/alice@example.com", headers=bearer(as_admin(ex)))
     assert resp.status_code == 200
-    assert resp.get_json()["balances"] == {"USDT": {"available": "2500.5", "frozen": "0"}}
+    found = resp.get_json()
+    assert found["balances"] == {"USDT": {"available": "2500.5", "frozen": "0"}}
+    assert [(d["ref"], d["asset"], d["amount"]) for d in found["deposits"]] == [
+        ("tx-1", "USDT", "2500.5")
+    ]
+    assert (found["open_orders"], found["withdrawals"]) == ([], [])
 
     # Trading moves money between accounts and to the fee account; the audit stays ok.
     _, bob_token = trader(ex, "bob")
     assert order(ex, bob_token, side="sell", price="2000", amount="1").status_code == 201
     assert order(ex, alice_token, side="buy", price="2000", amount="0.5").status_code == 201
     assert order(ex, alice_token, side="buy", price="1000", amount="1").status_code == 201
+    resp = ex.client.get(f"/v1/admin/users/{alice}", headers=bearer(as_admin(ex)))
+    found = resp.get_json()
+    assert found["balances"]["USDT"]["frozen"] == "1000"
+    assert [(o["side"], o["price"], o["amount"], o["status"]) for o in found["open_orders"]] == [
+        ("buy", "1000", "1", "open")
+    ]
 
     def audit() -> dict[str, Any]:
         resp = ex.client.get("/v1/admin/audit", headers=bearer(as_admin(ex)))

@@ -1,7 +1,39 @@
-// A user by id or email: who they are, their role and their balances (GET /v1/admin/users/…).
+// A user by id or email: who they are, their role, balances, open orders, latest deposits and
+// withdrawals (GET /v1/admin/users/…).
 import { api } from "../../api";
 import { dateTime, h, replace, state } from "../../dom";
 import { field, input, problem, table } from "./shared";
+
+interface UserOrder {
+  order_id: number;
+  market: string;
+  side: string;
+  type: string;
+  price: string | null;
+  amount: string | null;
+  filled: string;
+  status: string;
+  ts: number;
+}
+
+interface UserDeposit {
+  ref: string;
+  asset: string;
+  amount: string;
+  ts: number;
+}
+
+interface UserWithdrawal {
+  id: string;
+  asset: string;
+  amount: string;
+  fee: string;
+  address: string;
+  state: string;
+  error: string | null;
+  tx_hash: string | null;
+  created_at: string | null;
+}
 
 interface AdminUser {
   user_id: string;
@@ -9,6 +41,9 @@ interface AdminUser {
   role: string;
   created_at: string | null;
   balances: Record<string, { available: string; frozen: string }>;
+  open_orders: UserOrder[];
+  deposits: UserDeposit[];
+  withdrawals: UserWithdrawal[];
 }
 
 export function usersPanel(panel: HTMLElement, wanted: string): void {
@@ -47,11 +82,42 @@ export function usersPanel(panel: HTMLElement, wanted: string): void {
         ),
         h("h3", {}, "Balances"),
         table("user-balances", ["Asset", "Available", "In orders and withdrawals"], rows, "No balances."),
-        h(
-          "p",
-          { class: "small muted" },
-          "Orders, deposits, withdrawals and sessions of a user are not in the admin API yet; the books' audit covers every account.",
+        h("h3", {}, "Open orders"),
+        table(
+          "user-orders",
+          ["Placed", "Market", "Side", "Type", "Price", "Amount", "Filled", "Status"],
+          u.open_orders.map((o) => ({
+            attrs: { "data-order": String(o.order_id) },
+            cells: [dateTime(o.ts), o.market, o.side, o.type, { num: o.price ?? "market" }, { num: o.amount ?? "" }, { num: o.filled }, o.status],
+          })),
+          "No open orders.",
         ),
+        h("h3", {}, "Deposits (latest 20)"),
+        table(
+          "user-deposits",
+          ["Credited", "Asset", "Amount", "Reference"],
+          u.deposits.map((d) => ({ cells: [dateTime(d.ts), d.asset, { num: d.amount }, h("code", {}, d.ref)] })),
+          "No deposits.",
+        ),
+        h("h3", {}, "Withdrawals (latest 20)"),
+        table(
+          "user-withdrawals",
+          ["Asked", "Asset", "Amount", "Fee", "Address", "State", "Transaction"],
+          u.withdrawals.map((w) => ({
+            attrs: { "data-withdrawal": w.id, "data-state": w.state },
+            cells: [
+              w.created_at ? dateTime(w.created_at) : "",
+              w.asset,
+              { num: w.amount },
+              { num: w.fee },
+              h("code", {}, w.address),
+              w.state + (w.error ? ` (${w.error})` : ""),
+              w.tx_hash ? h("code", {}, w.tx_hash) : "",
+            ],
+          })),
+          "No withdrawals.",
+        ),
+        h("p", { class: "small muted" }, "Sessions and disabling a user are not in the admin API yet."),
       );
     } catch (e) {
       replace(result, state("error", problem(e)));
