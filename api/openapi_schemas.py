@@ -488,6 +488,7 @@ def schemas() -> dict[str, JSON]:
                 "email": nullable(STR),
                 "role": {"type": "string", "enum": ["user", "admin"]},
                 "created_at": nullable({"type": "string", "format": "date-time"}),
+                "disabled": {**BOOL, "description": "login refused, sessions ended"},
                 "balances": ref("Balances"),
                 "open_orders": array(ref("Order")),
                 "deposits": array(obj({"ref": STR, "asset": STR, "amount": DEC, "ts": MS})),

@@ -1,4 +1,5 @@
-"""The admin function: assets, markets, crediting users, user lookup and the audit.
+"""The admin function: assets, markets, crediting users, user lookup, disabling and enabling
+users, withdrawal review and the audit.
 
 Its routes, with their parameters, bodies and answers, are declared below with ``api.route``;
 the OpenAPI document made from them (``GET /v1/openapi.json``, functions/docs/openapi.json) is
@@ -42,9 +43,17 @@ from typing import Annotated, Any, ClassVar, Final, Literal
 import flask
 import msgspec
 import orjson
+from google.cloud import firestore  # type: ignore[attr-defined, unused-ignore]
 
 from api import second_factor
-from api.auth import Principal, Role, authenticate, require_fresh, require_role
+from api.auth import (
+    API_KEYS_COLLECTION,
+    Principal,
+    Role,
+    authenticate,
+    require_fresh,
+    require_role,
+)
 from api.dispatch import Services, new_command_id, pending_command, rejection, services
 from api.history import ORDER_COLUMNS, Catalog, order_json
 from api.http import (
@@ -601,6 +610,7 @@ def _user_json(svc: Services, user_id: str, user: dict[str, Any]) -> dict[str, A
         "email": user.get("email"),
         "role": user.get("role", "user"),
         "created_at": iso(user.get("created_at")),
+        "disabled": bool(user.get("disabled", False)),
         "balances": balances,
         "open_orders": [
             order_json(row, catalog) for row in db.run(_OPEN_ORDERS_SQL, u=user_id, n=n)
@@ -682,6 +692,72 @@ def change_role(req: ApiRequest) -> flask.Response:
         )
         user = {**user, "role": body.role}
     return json_response(_user_json(svc, user_id, user))
+
+
+@api.route(
+    "POST",
+    "/v1/admin/users/{id_or_email}/disable",
+    summary="Disable a user: every session ends, their API keys are deleted, login is refused",
+    operation_id="disableUser",
+    description=(
+        "Login then answers 403 account_disabled. Needs the admin's recent proof (401 "
+        "fresh_auth_required); an admin cannot disable themselves (400 cannot_disable_self)."
+    ),
+    tag="admin",
+    auth="admin",
+    params=(path_param("id_or_email", example="alice@example.com"),),
+    responses={200: ok("The user", "AdminUser")},
+    errors=(400, 401, 403, 404, 503),
+)
+def disable_user(req: ApiRequest) -> flask.Response:
+    svc = services()
+    principal = _admin(req, svc)
+    require_fresh(principal, svc.config)
+    user_id, user = _lookup(svc, req.params["id_or_email"])
+    if user_id == principal.user_id:
+        raise bad_request("an admin cannot disable themselves", "cannot_disable_self")
+    db = svc.auth.firestore
+    db.collection(USERS).document(user_id).update(
+        {"disabled": True, "disabled_at": utc_now(), "disabled_by": principal.user_id}
+    )
+    keys = db.collection(API_KEYS_COLLECTION).where(
+        filter=firestore.FieldFilter("user_id", "==", user_id)
+    )
+    for key in keys.stream():
+        key.reference.delete()
+        svc.auth.sessions.api_key_deleted(user_id, key.id)
+    svc.auth.sessions.end_all(user_id)
+    log.warning(
+        "user disabled",
+        extra={"event": "user_disabled", "user_id": user_id, "by": principal.user_id},
+    )
+    return json_response(_user_json(svc, user_id, {**user, "disabled": True}))
+
+
+@api.route(
+    "POST",
+    "/v1/admin/users/{id_or_email}/enable",
+    summary="Enable a disabled user: they can log in again (their API keys stay deleted)",
+    operation_id="enableUser",
+    description="Needs the admin's recent proof (401 fresh_auth_required).",
+    tag="admin",
+    auth="admin",
+    params=(path_param("id_or_email", example="alice@example.com"),),
+    responses={200: ok("The user", "AdminUser")},
+    errors=(400, 401, 403, 404, 503),
+)
+def enable_user(req: ApiRequest) -> flask.Response:
+    svc = services()
+    principal = _admin(req, svc)
+    require_fresh(principal, svc.config)
+    user_id, user = _lookup(svc, req.params["id_or_email"])
+    svc.auth.firestore.collection(USERS).document(user_id).update(
+        {"disabled": False, "enabled_at": utc_now(), "enabled_by": principal.user_id}
+    )
+    log.warning(
+        "user enabled", extra={"event": "user_enabled", "user_id": user_id, "by": principal.user_id}
+    )
+    return json_response(_user_json(svc, user_id, {**user, "disabled": False}))
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ resumed, the same order is placed and shows in her lookup. The admin changes ETH
 fee and sets USDT's review threshold; of Erin's two withdrawals above it, one is approved and
 one rejected (refunded), as her lookup then shows. The books' audit shows balanced; the routes
 this exchange does not have yet (scheduled audits, the action log) show "not available".
+Disabled, Erin's session ends and her login is refused; enabled, she logs in again.
 Screenshots go to tests/browser/artifacts/ (not committed).
 """
 
@@ -196,6 +197,23 @@ def test_admin_console(exchange: LocalExchange, browser: Browser) -> None:  # no
     expect(admin.locator('#audit-assets tr[data-asset="USDT"] td').nth(3)).to_have_text("5000")
     expect(admin.locator("#audits .not-available, #audit-results")).to_have_count(1)
     shot(admin, "console-audit", full_page=True)
+
+    # Disabling Erin ends her session and refuses her login, in words; enabled, she is back.
+    admin.goto(f"{base}/#/console/users/{ERIN}")
+    admin.get_by_role("button", name="Disable user").click()  # the confirm is accepted
+    expect(admin.locator("#user-access")).to_have_text("Disabled")
+    expect(admin.locator("#access-message")).to_contain_text("sessions ended")
+    shot(admin, "console-user-disabled", full_page=True)
+    erin.reload()
+    expect(erin.locator("#logout")).to_have_count(0)
+    erin.goto(f"{base}/#/login")
+    erin.get_by_label("Email").fill(ERIN)
+    erin.get_by_label("Password").fill(PASSWORD)
+    erin.get_by_role("button", name="Log in").click()
+    expect(erin.locator("main")).to_contain_text("This account is disabled.")
+    admin.get_by_role("button", name="Enable user").click()
+    expect(admin.locator("#user-access")).to_have_text("Active")
+    log_in(erin, base, ERIN, PASSWORD)
 
     assert not errors, errors
     erin_ctx.close()

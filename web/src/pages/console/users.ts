@@ -1,6 +1,6 @@
 // A user by id or email: who they are, their role, balances, open orders, latest deposits and
 // withdrawals (GET /v1/admin/users/…).
-import { api } from "../../api";
+import { api, ApiError, needsCode, reauth } from "../../api";
 import { dateTime, h, replace, state } from "../../dom";
 import { field, input, problem, table } from "./shared";
 
@@ -40,6 +40,7 @@ interface AdminUser {
   email: string | null;
   role: string;
   created_at: string | null;
+  disabled: boolean;
   balances: Record<string, { available: string; frozen: string }>;
   open_orders: UserOrder[];
   deposits: UserDeposit[];
@@ -57,6 +58,49 @@ export function usersPanel(panel: HTMLElement, wanted: string): void {
     result,
   );
   panel.append(form);
+
+  // Disabling ends every session and deletes the user's API keys; both it and enabling need
+  // the admin's recent proof (the password, and the code when asked).
+  const access = (u: AdminUser): HTMLElement => {
+    const password = input("access-password", { type: "password", autocomplete: "current-password" });
+    const code = input("access-code", { inputmode: "numeric", autocomplete: "one-time-code" });
+    const codeField = field("Code from your authenticator app", code);
+    codeField.hidden = true;
+    const message = h("div", { class: "message", role: "status", id: "access-message" });
+    const verb = u.disabled ? "enable" : "disable";
+    const act = async () => {
+      if (verb === "disable" && !window.confirm(`Disable ${u.email ?? u.user_id}? Every session ends and their API keys are deleted.`)) return;
+      try {
+        if (password.value) await reauth(password.value, codeField.hidden ? undefined : code.value.trim());
+        await api("POST", `/v1/admin/users/${encodeURIComponent(u.user_id)}/${verb}`);
+        await look(u.email ?? u.user_id);
+        const done = document.getElementById("access-message");
+        if (done) {
+          done.className = "message ok";
+          done.textContent = verb === "disable" ? "Disabled: sessions ended, API keys deleted." : "Enabled: they can log in again.";
+        }
+      } catch (e) {
+        message.className = "message error";
+        if (needsCode(e)) {
+          codeField.hidden = false;
+          message.textContent = "Enter the code from your authenticator app, then again.";
+        } else if (e instanceof ApiError && e.code === "fresh_auth_required") {
+          message.textContent = "Enter your password, then again.";
+          password.focus();
+        } else {
+          message.textContent = problem(e);
+        }
+      }
+    };
+    return h(
+      "div",
+      { class: "row proof" },
+      field(`Your password (to ${verb})`, password),
+      codeField,
+      h("button", { type: "button", class: verb === "disable" ? "small danger" : "small", onclick: () => void act() }, verb === "disable" ? "Disable user" : "Enable user"),
+      message,
+    );
+  };
 
   const look = async (value: string) => {
     replace(result, state("loading", "Looking up…"));
@@ -79,7 +123,10 @@ export function usersPanel(panel: HTMLElement, wanted: string): void {
           h("dd", { id: "user-role" }, u.role),
           h("dt", {}, "Signed up"),
           h("dd", {}, u.created_at ? dateTime(u.created_at) : "—"),
+          h("dt", {}, "Access"),
+          h("dd", { id: "user-access", class: u.disabled ? "bad" : "good" }, u.disabled ? "Disabled" : "Active"),
         ),
+        access(u),
         h("h3", {}, "Balances"),
         table("user-balances", ["Asset", "Available", "In orders and withdrawals"], rows, "No balances."),
         h("h3", {}, "Open orders"),
@@ -117,7 +164,7 @@ export function usersPanel(panel: HTMLElement, wanted: string): void {
           })),
           "No withdrawals.",
         ),
-        h("p", { class: "small muted" }, "Sessions and disabling a user are not in the admin API yet."),
+        h("p", { class: "small muted" }, "A user's sessions are not in the admin API yet."),
       );
     } catch (e) {
       replace(result, state("error", problem(e)));
