@@ -14,10 +14,25 @@ export function marketsPanel(panel: HTMLElement): void {
     message.textContent = text;
   };
 
+  // The market as listed once the engine has applied a change (it answers 202 when slow).
+  const applied = async (m: Market, body: Record<string, string>): Promise<boolean> => {
+    for (let i = 0; i < 40; i++) {
+      await new Promise((ok) => window.setTimeout(ok, 500));
+      const r = await api<{ markets: Market[] }>("GET", "/v1/markets");
+      const now = r.markets.find((x) => x.market === m.market);
+      if (now && Object.entries(body).every(([k, v]) => (now as unknown as Record<string, string>)[k] === v)) return true;
+    }
+    return false;
+  };
+
   const change = async (m: Market, body: Record<string, string>, done: string) => {
     try {
       const now = pendingOr(await api<Market>("PATCH", `/v1/admin/markets/${encodeURIComponent(m.market)}`, body));
-      say(now ? done : `${m.market}: sent; the engine has not answered yet.`, true);
+      if (now) say(done, true);
+      else {
+        say(`${m.market}: sent, waiting for the engine…`, true);
+        say((await applied(m, body)) ? done : `${m.market}: sent; the engine has not applied it yet.`, true);
+      }
     } catch (e) {
       say(`${m.market}: ${problem(e)}`, false);
     }
