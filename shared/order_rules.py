@@ -119,7 +119,9 @@ def order_violation(
                 Reason.INVALID, "a market buy gives exactly one of amount and quote_amount"
             )
     if stop is not None or stop_price is not None:
-        broken = _stop_violation(m, side, order_type, stop_price, quote_amount, time_in_force)
+        broken = _stop_violation(
+            m, side, order_type, stop, stop_price, quote_amount, time_in_force
+        )
         if broken is not None:
             return broken
         if post_only:
@@ -173,6 +175,7 @@ def _stop_violation(
     m: MarketRules,
     side: Side,
     order_type: OrderType,
+    stop: StopKind | None,
     stop_price: int | None,
     quote_amount: int | None,
     time_in_force: TimeInForce,
@@ -180,7 +183,7 @@ def _stop_violation(
     """The shape of a stop order (docs/engine.md, "Stop orders"): both ``stop`` and
     ``stop_price`` (the caller saw one of them), a stop price on the tick, no fill-or-kill, and
     a market buy by ``quote_amount`` (its hold must be known when it is placed)."""
-    if stop_price is None:
+    if stop is None or stop_price is None:
         return Violation(Reason.INVALID, "a stop order gives both stop and stop_price")
     broken = stop_price_violation(m, stop_price)
     if broken is not None:

@@ -850,7 +850,7 @@ class Engine:
             ev.append(
                 OrderAccepted(
                     oid, user, name, c.side, "limit", price, amount, None, "GTC", c.post_only,
-                    cid, c.ts,
+                    cid, c.ts, None, None, c.expires_at,
                 )
             )  # fmt: skip
         taker = Order(oid, user, m, is_buy, price, amount, amount, cid)

@@ -161,7 +161,13 @@ def take(engine: Engine) -> Snapshot:
 
 def _pending(engine: Engine) -> Pending | None:
     last_prices = sorted((name, m.last_price) for name, m in engine.markets.items() if m.last_price)
-    if not last_prices and engine.next_list_id == 1 and not engine.stops:
+    # Only the open orders' expiries: an order that ended otherwise leaves its entry behind.
+    expiries = sorted(
+        (oid, at)
+        for oid, at in engine.expiries.items()
+        if oid in engine.orders or oid in engine.stops
+    )
+    if not last_prices and engine.next_list_id == 1 and not engine.stops and not expiries:
         return None
     stops = [
         StopRec(
@@ -174,12 +180,6 @@ def _pending(engine: Engine) -> Pending | None:
     lists = sorted(
         (lst.list_id, lst.user, lst.market_name, lst.limit_id, lst.stop_id)
         for lst in engine.lists.values()
-    )
-    # Only the open orders' expiries: an order that ended otherwise leaves its entry behind.
-    expiries = sorted(
-        (oid, at)
-        for oid, at in engine.expiries.items()
-        if oid in engine.orders or oid in engine.stops
     )
     return Pending(engine.next_list_id, last_prices, stops, lists, expiries)
 
@@ -198,11 +198,13 @@ def state_hash(engine: Engine) -> str:
     return hashlib.sha256(snapshot(engine)).hexdigest()
 
 
-def restore(data: bytes) -> Engine:
+def restore(data: bytes, max_open_orders: int | None = None) -> Engine:
+    """The engine a snapshot holds; ``max_open_orders`` is a setting, not state (see
+    ``Engine``)."""
     snap = _decoder.decode(data)
     if snap.format != FORMAT:
         raise ValueError(f"snapshot format {snap.format} is not {FORMAT}")
-    engine = Engine()
+    engine = Engine(max_open_orders)
     engine.seq, engine.next_order_id, engine.next_trade_id = (
         snap.seq, snap.next_order_id, snap.next_trade_id,
     )  # fmt: skip
