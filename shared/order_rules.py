@@ -119,9 +119,7 @@ def order_violation(
                 Reason.INVALID, "a market buy gives exactly one of amount and quote_amount"
             )
     if stop is not None or stop_price is not None:
-        broken = _stop_violation(
-            m, side, order_type, stop, stop_price, quote_amount, time_in_force
-        )
+        broken = _stop_violation(m, side, order_type, stop, stop_price, quote_amount, time_in_force)
         if broken is not None:
             return broken
         if post_only:
