@@ -255,13 +255,25 @@ def schemas() -> dict[str, JSON]:
                     {
                         "type": "string",
                         "description": "why it ended: ioc_expired, no_liquidity, "
-                        "self_trade_prevented, insufficient_funds, cancelled_by_user",
+                        "self_trade_prevented, insufficient_funds, cancelled_by_user, expired, "
+                        "oco (the other order of its list traded, triggered or was cancelled)",
                     }
                 ),
                 "fee_asset": STR,
                 "frozen": {**DEC, "description": "what the order still holds"},
                 "ts": MS,
                 "updated_ts": MS,
+                "stop": nullable(
+                    {
+                        "type": "string",
+                        "enum": ["stop_loss", "take_profit"],
+                        "description": "a stop order's kind",
+                    }
+                ),
+                "stop_price": nullable(DEC),
+                "expires_at": nullable({**MS, "description": "good till date"}),
+                "list_id": nullable({**INT, "description": "its OCO list"}),
+                "triggered_ts": nullable({**MS, "description": "when its stop triggered"}),
             },
             description=(
                 "An order's state. filled in base, filled_quote in quote, fee in what the "
@@ -271,6 +283,35 @@ def schemas() -> dict[str, JSON]:
             ),
         ),
         "OrderList": obj({"orders": array(ref("Order")), "next_cursor": nullable(STR)}),
+        "OcoList": obj(
+            {
+                "list_id": INT,
+                "market": STR,
+                "status": {"type": "string", "enum": ["open", "done"]},
+                "limit_order_id": INT,
+                "stop_order_id": INT,
+                "reason": nullable(
+                    {
+                        "type": "string",
+                        "description": "why it is done: traded, triggered, or a cancel's reason",
+                    }
+                ),
+            },
+            description="An OCO list: a limit order and a stop-loss order; one cancels the other.",
+        ),
+        "AmendedOrder": obj(
+            {
+                "order_id": INT,
+                "market": STR,
+                "side": ref("Side"),
+                "price": DEC,
+                "amount": {**DEC, "description": "the new total amount"},
+                "filled": DEC,
+                "frozen": DEC,
+                "kept_priority": BOOL,
+            },
+            description="An order after an amend; kept_priority: it kept its place in the queue.",
+        ),
         "OwnTrade": obj(
             {
                 "trade_id": INT,
