@@ -263,17 +263,15 @@ def schemas() -> dict[str, JSON]:
                 "frozen": {**DEC, "description": "what the order still holds"},
                 "ts": MS,
                 "updated_ts": MS,
-                "stop": nullable(
-                    {
-                        "type": "string",
-                        "enum": ["stop_loss", "take_profit"],
-                        "description": "a stop order's kind",
-                    }
-                ),
-                "stop_price": nullable(DEC),
-                "expires_at": nullable({**MS, "description": "good till date"}),
-                "list_id": nullable({**INT, "description": "its OCO list"}),
-                "triggered_ts": nullable({**MS, "description": "when its stop triggered"}),
+                "stop": {
+                    "type": "string",
+                    "enum": ["stop_loss", "take_profit"],
+                    "description": "a stop order's kind (only on stop orders)",
+                },
+                "stop_price": {**DEC, "description": "only on stop orders"},
+                "expires_at": {**MS, "description": "good till date (only when it has one)"},
+                "list_id": {**INT, "description": "its OCO list (only on a list's orders)"},
+                "triggered_ts": {**MS, "description": "when its stop triggered (queries)"},
             },
             description=(
                 "An order's state. filled in base, filled_quote in quote, fee in what the "

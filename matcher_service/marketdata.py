@@ -208,13 +208,17 @@ def _order_json(acc: OrderAccepted, upd: OrderUpdated | None, m: Market) -> JSON
 
 
 def _stop_fields(acc: OrderAccepted, qp: int) -> JSON:
-    """What a stop order, a good-till-date order or an order of an OCO list adds."""
-    return {
-        "stop": acc.stop,
-        "stop_price": None if acc.stop_price is None else fmt(acc.stop_price, qp),
-        "expires_at": acc.expires_at,
-        "list_id": acc.list_id,
-    }
+    """What a stop order, a good-till-date order or an order of an OCO list adds (only the
+    fields it has: a plain order's messages stay as they were)."""
+    out: JSON = {}
+    if acc.stop is not None:
+        out["stop"] = acc.stop
+        out["stop_price"] = None if acc.stop_price is None else fmt(acc.stop_price, qp)
+    if acc.expires_at is not None:
+        out["expires_at"] = acc.expires_at
+    if acc.list_id is not None:
+        out["list_id"] = acc.list_id
+    return out
 
 
 def _trade_json(t: Trade, price: str, amount: str, quote: str) -> bytes:

@@ -481,6 +481,8 @@ class Verdict(NamedTuple):
     open_orders: int
     trades: int
     state_hash: str
+    stops_triggered: int
+    """Stop orders the stream's trades triggered (the rest were pending throughout)."""
 
 
 def check_exactly_once_and_consistent(cfg: MatcherConfig, published: list[str]) -> Verdict:
@@ -545,8 +547,10 @@ def check_exactly_once_and_consistent(cfg: MatcherConfig, published: list[str]) 
         assert pending == set(engine.stops)
         trades = int(db.run("SELECT count(*) FROM trades")[0][0])
         assert trades == engine.next_trade_id - 1
+        triggered = int(db.run("SELECT count(*) FROM orders WHERE triggered_ts IS NOT NULL")[0][0])
         return Verdict(
-            count, len(snapshots), rec.snapshot_seq, len(open_ids), trades, state_hash(engine)
-        )
+            count, len(snapshots), rec.snapshot_seq, len(open_ids), trades, state_hash(engine),
+            triggered,
+        )  # fmt: skip
     finally:
         db.close()
