@@ -301,6 +301,7 @@ def _order_triggered_message(ev: OrderTriggered, m: Market) -> JSON:
         "event": "order_triggered",
         "order_id": ev.order_id,
         "market": ev.market,
+        "side": ev.side,
         "stop_price": fmt(ev.stop_price, qp),
         "last_price": fmt(ev.last_price, qp),
         "ts": ev.ts,
@@ -487,6 +488,7 @@ class MarketData:
                     depth_changed.add(ev.market)
                     private[ev.user].append(_order_accepted_message(ev, markets[ev.market]))
                 elif type(ev) is OrderTriggered:
+                    sides[ev.order_id] = ev.side == "buy"
                     depth_changed.add(ev.market)
                     private[ev.user].append(_order_triggered_message(ev, markets[ev.market]))
                 elif type(ev) is OrderAmended:

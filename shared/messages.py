@@ -334,6 +334,7 @@ class OrderTriggered(Event, tag="order_triggered", gc=False):
     order_id: int
     user: str
     market: str
+    side: Side
     stop_price: int
     last_price: int
     ts: int

@@ -628,7 +628,8 @@ class Engine:
         if s.client_order_id is not None:
             del self.stop_cids[(s.user, s.client_order_id)]
         m = s.market
-        ev.append(OrderTriggered(s.id, s.user, m.name, s.stop_price, last, ts))
+        side: Side = "buy" if s.is_buy else "sell"
+        ev.append(OrderTriggered(s.id, s.user, m.name, side, s.stop_price, last, ts))
         if s.list_id:
             list_id, s.list_id = s.list_id, 0
             self._end_list(list_id, Reason.TRIGGERED, ev)
@@ -637,7 +638,6 @@ class Engine:
             ev.append(
                 self.accounts.move(s.user, asset, s.hold, -s.hold, "order_release", str(s.id))
             )
-        side: Side = "buy" if s.is_buy else "sell"
         c = PlaceOrder(
             id="", ts=ts, user=s.user, market=m.name, side=side, type=s.order_type,
             price=s.price, amount=s.amount, quote_amount=s.quote_amount,

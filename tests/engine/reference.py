@@ -836,7 +836,9 @@ class ReferenceEngine:
     def _trigger(self, ctx: _Ctx, m: RefMarket, o: RefOrder, last: int, ts: int) -> None:
         self.stops.remove(o)
         assert o.stop_price is not None
-        ctx.events.append(OrderTriggered(o.order_id, o.user, o.market, o.stop_price, last, ts))
+        ctx.events.append(
+            OrderTriggered(o.order_id, o.user, o.market, o.side, o.stop_price, last, ts)
+        )
         if o.list_id:
             list_id, o.list_id = o.list_id, 0
             self._end_list(ctx, list_id, Reason.TRIGGERED)
