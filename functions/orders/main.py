@@ -1,4 +1,5 @@
-"""The orders function: place, cancel and cancel all, and the fate of a command.
+"""The orders function: place (stop and good-till-date orders included), OCO lists, amend,
+cancel and cancel all, and the fate of a command.
 
 Its routes, with their parameters, bodies and answers, are declared below with ``api.route``;
 the OpenAPI document made from them (``GET /v1/openapi.json``, functions/docs/openapi.json) is
@@ -16,8 +17,9 @@ rule: ``unknown_market``, ``market_halted`` (409), ``bad_price``, ``bad_tick``, 
 ``bad_step``, ``below_min_amount``, ``below_min_notional``, ``invalid_order`` (400). Then the
 command goes to Pub/Sub with the user as ordering key, and the function waits up to
 ``API_REPLY_WAIT_S`` (2 s) for the matcher's verdict. The engine's refusals:
-``insufficient_funds``, ``would_take``, ``fok_not_filled`` (422), ``duplicate_client_order_id``
-(409), ``order_not_found`` (404, also for someone else's order); see
+``insufficient_funds``, ``would_take``, ``fok_not_filled``, ``would_trigger``,
+``too_many_orders`` (422), ``duplicate_client_order_id``, ``not_amendable`` (409),
+``bad_expiry`` (400), ``order_not_found`` (404, also for someone else's order); see
 ``api.dispatch.rejection``.
 
 ``Idempotency-Key`` (POST and DELETE): a retry with the same key and the same request answers
