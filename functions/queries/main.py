@@ -755,6 +755,39 @@ def get_order_by_client_id(req: ApiRequest) -> flask.Response:
     return json_response(_order_json(rows[0], _private_catalog()))
 
 
+@api.route(
+    "GET",
+    "/v1/order-lists/{list_id}",
+    summary="One of the caller's OCO lists",
+    operation_id="getOrderList",
+    tag="orders",
+    params=(path_param("list_id", example="1"),),
+    responses={200: ok("The list", "OcoList")},
+    errors=(400, 401, 403, 404, 429, 503),
+)
+def get_order_list(req: ApiRequest) -> flask.Response:
+    Params(req)
+    user_id = _caller(req)
+    raw_id = req.params["list_id"]
+    if not _ID_RE.fullmatch(raw_id):
+        raise not_found("no such list", "list_not_found")
+    rows = database().run(
+        "SELECT list_id, market, status, limit_order_id, stop_order_id, reason FROM order_lists"
+        " WHERE list_id = :l AND user_id = :u",
+        l=int(raw_id),
+        u=user_id,
+    )
+    if not rows:
+        raise not_found("no such list", "list_not_found")
+    list_id, market, status, limit_id, stop_id, reason = rows[0]
+    return json_response(
+        {
+            "list_id": int(list_id), "market": market, "status": status,
+            "limit_order_id": int(limit_id), "stop_order_id": int(stop_id), "reason": reason,
+        }
+    )  # fmt: skip
+
+
 def _fill_json(row: Sequence[Any], catalog: Catalog) -> dict[str, Any]:
     trade_id, market, price, amount, quote, taker_side, ts, role, order_id, fee = row
     u = catalog.units(market)

@@ -306,13 +306,16 @@ def test_order_types(workdir: Path) -> None:
     assert (expired["status"], expired["reason"]) == ("cancelled", "expired")
     assert "expires_at" in expired
 
-    sold, released, frank_orders, depth, audit = trigger
+    sold, released, frank_orders, frank_list, depth, audit = trigger
     assert (sold["status"], sold["filled"]) == ("filled", "0.8")
     assert (released["status"], released["price"], released["amount"]) == ("open", "1940", "1")
     assert released["stop"] == "stop_loss" and released["triggered_ts"] >= released["ts"]
     reasons = {o["order_id"]: (o["status"], o["reason"]) for o in frank_orders["orders"]}
     assert reasons[listed["stop_order_id"]] == ("cancelled", "oco")
     assert reasons[listed["limit_order_id"]] == ("partially_filled", None)
+    assert (frank_list["list_id"], frank_list["status"], frank_list["reason"]) == (
+        listed["list_id"], "done", "traded",
+    )  # fmt: skip
     assert without(depth, "seq") == {"bids": [["1900", "0.7"]], "asks": [["1940", "1"]]}
     assert audit["ok"] is True, audit
 
