@@ -285,6 +285,7 @@ def schemas() -> dict[str, JSON]:
             {
                 "list_id": INT,
                 "market": STR,
+                "side": ref("Side"),
                 "status": {"type": "string", "enum": ["open", "done"]},
                 "limit_order_id": INT,
                 "stop_order_id": INT,

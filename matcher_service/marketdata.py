@@ -330,6 +330,7 @@ def _order_list_message(ev: OrderListChanged) -> JSON:
         "event": "order_list",
         "list_id": ev.list_id,
         "market": ev.market,
+        "side": ev.side,
         "status": ev.status,
         "limit_order_id": ev.limit_order_id,
         "stop_order_id": ev.stop_order_id,
@@ -458,6 +459,7 @@ class MarketData:
             final: OrderUpdated | None = None
             cancelled: list[JSON] = []
             extra: JSON = {}
+            updated: dict[int, JSON] = {}  # this command's order updates, by order id
             prev: Any = None
             for ev in ap.events:
                 if type(ev) is BalanceChanged:
@@ -474,6 +476,7 @@ class MarketData:
                         sides[ev.order_id] = is_buy
                     msg = _order_updated_message(ev, is_buy, m)
                     private[ev.user].append(msg)
+                    updated[ev.order_id] = msg
                     depth_changed.add(ev.market)
                     if accepted is not None and ev.order_id == accepted.order_id:
                         final = ev
@@ -501,6 +504,11 @@ class MarketData:
                     depth_changed.add(ev.market)
                     extra["order"] = {k: v for k, v in msg.items() if k not in ("channel", "event")}
                 elif type(ev) is OrderListChanged:
+                    # A pending stop cancelled without a hold to release did not say its side.
+                    side = ev.side
+                    for oid in (ev.limit_order_id, ev.stop_order_id):
+                        if oid in updated:
+                            updated[oid]["side"] = side
                     msg = _order_list_message(ev)
                     private[ev.user].append(msg)
                     if type(cmd) is PlaceOco:

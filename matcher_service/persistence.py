@@ -223,7 +223,8 @@ class Store:
                 elif kind is OrderListChanged:
                     assert isinstance(ev, OrderListChanged)
                     lists.setdefault(ev.list_id, {"created_seq": seq}).update(
-                        list_id=ev.list_id, user_id=ev.user, market=ev.market, status=ev.status,
+                        list_id=ev.list_id, user_id=ev.user, market=ev.market, side=ev.side,
+                        status=ev.status,
                         limit_order_id=ev.limit_order_id, stop_order_id=ev.stop_order_id,
                         reason=ev.reason, updated_seq=seq, updated_ts=ts,
                     )  # fmt: skip

@@ -12,6 +12,7 @@ CREATE TABLE order_lists (
     list_id         BIGINT PRIMARY KEY,
     user_id         TEXT NOT NULL,
     market          TEXT NOT NULL,
+    side            TEXT NOT NULL CHECK (side IN ('buy', 'sell')),
     status          TEXT NOT NULL CHECK (status IN ('open', 'done')),
     limit_order_id  BIGINT NOT NULL,
     stop_order_id   BIGINT NOT NULL,

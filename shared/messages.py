@@ -361,6 +361,7 @@ class OrderListChanged(Event, tag="order_list", gc=False):
     list_id: int
     user: str
     market: str
+    side: Side
     status: ListStatus
     limit_order_id: int
     stop_order_id: int

@@ -772,17 +772,17 @@ def get_order_list(req: ApiRequest) -> flask.Response:
     if not _ID_RE.fullmatch(raw_id):
         raise not_found("no such list", "list_not_found")
     rows = database().run(
-        "SELECT list_id, market, status, limit_order_id, stop_order_id, reason FROM order_lists"
-        " WHERE list_id = :l AND user_id = :u",
+        "SELECT list_id, market, side, status, limit_order_id, stop_order_id, reason"
+        " FROM order_lists WHERE list_id = :l AND user_id = :u",
         l=int(raw_id),
         u=user_id,
     )
     if not rows:
         raise not_found("no such list", "list_not_found")
-    list_id, market, status, limit_id, stop_id, reason = rows[0]
+    list_id, market, side, status, limit_id, stop_id, reason = rows[0]
     return json_response(
         {
-            "list_id": int(list_id), "market": market, "status": status,
+            "list_id": int(list_id), "market": market, "side": side, "status": status,
             "limit_order_id": int(limit_id), "stop_order_id": int(stop_id), "reason": reason,
         }
     )  # fmt: skip

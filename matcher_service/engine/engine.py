@@ -434,7 +434,14 @@ class Engine:
             self._close_stop(stop, Reason.OCO, ev)
         ev.append(
             OrderListChanged(
-                list_id, lst.user, lst.market_name, "done", lst.limit_id, lst.stop_id, reason
+                list_id,
+                lst.user,
+                lst.market_name,
+                lst.side,
+                "done",
+                lst.limit_id,
+                lst.stop_id,
+                reason,
             )
         )
 
@@ -715,8 +722,8 @@ class Engine:
                 c.stop_limit_price, amount, None, "GTC", c.stp, None, extra, list_id,
             )
         )  # fmt: skip
-        self.lists[list_id] = OcoList(list_id, user, name, limit_id, stop_id)
-        ev.append(OrderListChanged(list_id, user, name, "open", limit_id, stop_id, None))
+        self.lists[list_id] = OcoList(list_id, user, name, c.side, limit_id, stop_id)
+        ev.append(OrderListChanged(list_id, user, name, c.side, "open", limit_id, stop_id, None))
 
     def _amend(self, c: AmendOrder, ev: Events) -> None:
         """Change a resting limit order's price and/or amount at once (docs/engine.md,

@@ -14,7 +14,7 @@ from matcher_service.engine.book import Book, Order
 from matcher_service.engine.engine import Engine, Withdrawal
 from matcher_service.engine.markets import Market
 from matcher_service.engine.stops import OcoList, Stop
-from shared.messages import MarketStatus, OrderType, SelfTrade, StopKind, TimeInForce
+from shared.messages import MarketStatus, OrderType, SelfTrade, Side, StopKind, TimeInForce
 
 FORMAT = 1
 
@@ -257,7 +257,9 @@ def _restore_pending(engine: Engine, p: Pending) -> None:
             )
         )  # fmt: skip
     for list_id, user, market, limit_id, stop_id in p.lists:
-        engine.lists[list_id] = OcoList(list_id, user, market, limit_id, stop_id)
-        engine.orders[limit_id].list_id = list_id
+        limit = engine.orders[limit_id]
+        side: Side = "buy" if limit.is_buy else "sell"
+        engine.lists[list_id] = OcoList(list_id, user, market, side, limit_id, stop_id)
+        limit.list_id = list_id
     for oid, at in p.expiries:
         engine._add_expiry(oid, at)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from sortedcontainers import SortedList
 
 from matcher_service.engine.markets import Market
-from shared.messages import OrderType, SelfTrade, StopKind, TimeInForce
+from shared.messages import OrderType, SelfTrade, Side, StopKind, TimeInForce
 
 
 class Stop:
@@ -116,13 +116,14 @@ class Triggers:
 
 
 class OcoList:
-    __slots__ = ("limit_id", "list_id", "market_name", "stop_id", "user")
+    __slots__ = ("limit_id", "list_id", "market_name", "side", "stop_id", "user")
 
     def __init__(
-        self, list_id: int, user: str, market_name: str, limit_id: int, stop_id: int
+        self, list_id: int, user: str, market_name: str, side: Side, limit_id: int, stop_id: int
     ) -> None:
         self.list_id = list_id
         self.user = user
         self.market_name = market_name
+        self.side: Side = side
         self.limit_id = limit_id
         self.stop_id = stop_id

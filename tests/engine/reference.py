@@ -156,7 +156,8 @@ class ReferenceEngine:
         self.next_order_id = 1
         self.next_trade_id = 1
         self.stops: list[RefOrder] = []  # pending stop orders
-        self.lists: dict[int, tuple[str, str, int, int]] = {}  # user, market, limit, stop
+        # user, market, side, limit order id, stop order id
+        self.lists: dict[int, tuple[str, str, Side, int, int]] = {}
         self.next_list_id = 1
         self.last_price: dict[str, int] = {}
         self.clock = 0  # orders join queues in this order
@@ -307,7 +308,7 @@ class ReferenceEngine:
 
     def _end_list(self, ctx: _Ctx, list_id: int, reason: str) -> None:
         """The list is done: cancel whichever of its orders is still open (reason ``oco``)."""
-        user, market, limit_id, stop_id = self.lists.pop(list_id)
+        user, market, side, limit_id, stop_id = self.lists.pop(list_id)
         for o in list(self.resting):
             if o.order_id == limit_id and o.list_id:
                 o.list_id = 0
@@ -317,7 +318,7 @@ class ReferenceEngine:
                 o.list_id = 0
                 self._cancel_stop(ctx, o, Reason.OCO)
         ctx.events.append(
-            OrderListChanged(list_id, user, market, "done", limit_id, stop_id, reason)
+            OrderListChanged(list_id, user, market, side, "done", limit_id, stop_id, reason)
         )
 
     def _market_event(self, m: RefMarket) -> MarketChanged:
@@ -1046,11 +1047,13 @@ class ReferenceEngine:
             )
         stop_order.hold = extra
         self.stops.append(stop_order)
-        self.lists[list_id] = (cmd.user, m.name, limit_order.order_id, stop_order.order_id)
+        self.lists[list_id] = (
+            cmd.user, m.name, cmd.side, limit_order.order_id, stop_order.order_id,
+        )  # fmt: skip
         ctx.events.append(
             OrderListChanged(
-                list_id, cmd.user, m.name, "open", limit_order.order_id, stop_order.order_id,
-                None,
+                list_id, cmd.user, m.name, cmd.side, "open", limit_order.order_id,
+                stop_order.order_id, None,
             )
         )  # fmt: skip
 

@@ -295,7 +295,7 @@ def test_order_types(workdir: Path) -> None:
 
     listed, frank_balances = oco
     assert without(listed, "list_id", "limit_order_id", "stop_order_id") == {
-        "market": "ETH-USDT", "status": "open", "reason": None,
+        "market": "ETH-USDT", "side": "buy", "status": "open", "reason": None,
     }  # fmt: skip
     assert listed["stop_order_id"] == listed["limit_order_id"] + 1
     assert frank_balances["USDT"] == {"available": "6940", "frozen": "2060"}
