@@ -73,6 +73,7 @@ from infra.tools import (
     ensure_tools,
     normalize_services,
 )
+from shared.producers import new_keys_document
 
 log = logging.getLogger("infra.services")
 
@@ -268,6 +269,20 @@ def _as_postgres(cmd: list[str]) -> list[str]:
     return cmd
 
 
+def write_command_keys(path: Path) -> Path:
+    """Make a development command-keys document at ``path`` (owner-only) unless one is
+    there: a key for every producer (shared.producers)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # made by a concurrent start
+            return path
+        with os.fdopen(fd, "wb") as f:
+            f.write(json.dumps(new_keys_document(), indent=2).encode())
+    return path
+
+
 class Stack:
     """Start a set of local services, wait until they answer, stop them without leftovers.
 
@@ -373,6 +388,10 @@ class Stack:
         if "pubsub" in self._running:
             env["PUBSUB_EMULATOR_HOST"] = self.url("pubsub")
             env["PUBSUB_PROJECT_ID"] = cfg.project
+            # Every local producer and the matcher read one document of all the producers'
+            # keys (shared.producers); in the cloud each has its own.
+            keys = write_command_keys(self.state_dir / "command-keys.json")
+            env["COMMAND_KEYS_FILE"] = str(keys)
         if "firestore" in self._running:
             env["FIRESTORE_EMULATOR_HOST"] = self.url("firestore")
         if "postgres" in self._running:
