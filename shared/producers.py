@@ -46,6 +46,7 @@ from shared.messages import (
     CreateAsset,
     CreateMarket,
     Deposit,
+    ExpireOrders,
     PlaceOco,
     PlaceOrder,
     RefundWithdrawal,
@@ -70,6 +71,9 @@ ALLOWED: Final[dict[str, frozenset[type]]] = {
 }
 """Producer -> the command types it may send. Extend the set of the producer that sends a
 new command type."""
+MATCHER_MADE: Final[frozenset[type]] = frozenset({ExpireOrders})
+"""Commands the matcher makes itself and applies without publishing them (the expiry of
+good-till-date orders): no producer may send one."""
 
 
 class RefusedCommandError(Exception):
