@@ -91,10 +91,18 @@ def schemas() -> dict[str, JSON]:
         "TokenPair": obj(
             {
                 "access_token": {"type": "string", "description": "a JWT (EdDSA)"},
-                "refresh_token": STR,
                 "token_type": {"type": "string", "const": "Bearer"},
                 "expires_in": {"type": "integer", "description": "seconds"},
-            }
+            },
+            {
+                "refresh_token": {
+                    "type": "string",
+                    "description": (
+                        "absent when the request asked for the refresh_token cookie "
+                        "(refresh_cookie, or a refresh that presented the cookie)"
+                    ),
+                }
+            },
         ),
         "FreshToken": obj(
             {
