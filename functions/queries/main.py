@@ -638,6 +638,63 @@ def get_order_by_client_id(req: ApiRequest) -> flask.Response:
 
 @api.route(
     "GET",
+    "/v1/order-lists",
+    summary="The caller's OCO lists, newest first (the latest 100)",
+    operation_id="listOrderLists",
+    tag="orders",
+    responses={200: ok("The lists", "OcoLists")},
+    errors=(401, 403, 429, 503),
+)
+def list_order_lists(req: ApiRequest) -> flask.Response:
+    Params(req)
+    user_id = _caller(req)
+    rows = database().run(
+        f"SELECT {_LIST_COLUMNS} FROM order_lists WHERE user_id = :u"
+        " ORDER BY list_id DESC LIMIT 100",
+        u=user_id,
+    )
+    return json_response({"lists": [_list_json(row) for row in rows]})
+
+
+_LIST_COLUMNS: Final = "list_id, market, side, status, limit_order_id, stop_order_id, reason"
+
+
+def _list_json(row: Sequence[Any]) -> dict[str, Any]:
+    list_id, market, side, status, limit_id, stop_id, reason = row
+    return {
+        "list_id": int(list_id), "market": market, "side": side, "status": status,
+        "limit_order_id": int(limit_id), "stop_order_id": int(stop_id), "reason": reason,
+    }  # fmt: skip
+
+
+@api.route(
+    "GET",
+    "/v1/order-lists/{list_id}",
+    summary="One of the caller's OCO lists",
+    operation_id="getOrderList",
+    tag="orders",
+    params=(path_param("list_id", example="1"),),
+    responses={200: ok("The list", "OcoList")},
+    errors=(400, 401, 403, 404, 429, 503),
+)
+def get_order_list(req: ApiRequest) -> flask.Response:
+    Params(req)
+    user_id = _caller(req)
+    raw_id = req.params["list_id"]
+    if not _ID_RE.fullmatch(raw_id):
+        raise not_found("no such list", "list_not_found")
+    rows = database().run(
+        f"SELECT {_LIST_COLUMNS} FROM order_lists WHERE list_id = :l AND user_id = :u",
+        l=int(raw_id),
+        u=user_id,
+    )
+    if not rows:
+        raise not_found("no such list", "list_not_found")
+    return json_response(_list_json(rows[0]))
+
+
+@api.route(
+    "GET",
     "/v1/trades",
     summary="The caller's fills, newest first",
     operation_id="listOwnTrades",
