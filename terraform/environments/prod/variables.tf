@@ -281,3 +281,14 @@ variable "labels" {
   type        = map(string)
   default     = {}
 }
+
+variable "notification_channels" {
+  description = "Cloud Monitoring notification channel ids (projects/P/notificationChannels/N) the alerts go to (made by hand or elsewhere: e-mail, PagerDuty, ...)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.notification_channels : can(regex("^projects/[^/]+/notificationChannels/[0-9]+$", c))])
+    error_message = "A notification channel is projects/PROJECT/notificationChannels/NUMBER."
+  }
+}
