@@ -1,7 +1,9 @@
 """The local stand-in for Cloud Scheduler: runs the wallet's jobs (deposit watcher, sweep,
-withdrawal sender) every few seconds, in this process, as the cloud's jobs call the functions.
+withdrawal sender) every few seconds, in this process, as the cloud's jobs call the functions;
+and the books' audit every ``--audit-every`` seconds, its result stored and a difference
+alerted (shared/audit_runs.py, docs/operations.md).
 
-    python -m infra.scheduler [--every 2] [--once]
+    python -m infra.scheduler [--every 2] [--audit-every 30] [--once]
 
 It needs the wallet's environment (``make run`` passes it; see infra/devchain.py). A failing
 run is logged and retried at the next tick; SIGTERM stops it between runs.
@@ -13,11 +15,14 @@ import argparse
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
-from shared import logs
+from shared import audit_runs, logs
+from shared.config import PostgresConfig
+from shared.db import connect
 from wallet.jobs import run_job, send_once, sweep_once, watch_once
 
 log = logging.getLogger("scheduler")
@@ -29,6 +34,16 @@ JOBS: tuple[tuple[str, Callable[[], dict[str, Any]]], ...] = (
 )
 
 
+def books_audit_once() -> dict[str, Any]:
+    """One run of the books' audit, stored; a short report."""
+    db = connect(PostgresConfig.load(), "audits")
+    try:
+        report = audit_runs.run_books(db)
+    finally:
+        db.close()
+    return {"ok": report["ok"], "run_id": report["run_id"], "seq": report["seq"]}
+
+
 def tick() -> list[str]:
     """One run of every job; the jobs that failed (logged by ``run_job``, redacted)."""
     return [name for name, job in JOBS if run_job(name, job) is None]
@@ -37,11 +52,15 @@ def tick() -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.scheduler")
     parser.add_argument("--every", type=float, default=2.0, help="seconds between runs")
+    parser.add_argument(
+        "--audit-every", type=float, default=30.0, help="seconds between the books' audits"
+    )
     parser.add_argument("--once", action="store_true", help="one run of each job, then exit")
     args = parser.parse_args(argv)
     logs.setup()
     if args.once:
-        return 1 if tick() else 0
+        failed = tick() + ([] if run_job("audit", books_audit_once) else ["audit"])
+        return 1 if failed else 0
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -50,8 +69,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     log.info("scheduler up", extra={"every_s": args.every, "jobs": [n for n, _ in JOBS]})
+    next_audit = time.monotonic()
     while not stop.is_set():
         tick()
+        if time.monotonic() >= next_audit:
+            run_job("audit", books_audit_once)
+            next_audit = time.monotonic() + args.audit_every
         stop.wait(args.every)
     return 0
 
