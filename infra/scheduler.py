@@ -21,8 +21,6 @@ from types import FrameType
 from typing import Any
 
 from shared import audit_runs, logs
-from shared.config import PostgresConfig
-from shared.db import connect
 from wallet.jobs import run_job, send_once, sweep_once, watch_once
 
 log = logging.getLogger("scheduler")
@@ -32,16 +30,6 @@ JOBS: tuple[tuple[str, Callable[[], dict[str, Any]]], ...] = (
     ("sweep", sweep_once),
     ("sender", send_once),
 )
-
-
-def books_audit_once() -> dict[str, Any]:
-    """One run of the books' audit, stored; a short report."""
-    db = connect(PostgresConfig.load(), "audits")
-    try:
-        report = audit_runs.run_books(db)
-    finally:
-        db.close()
-    return {"ok": report["ok"], "run_id": report["run_id"], "seq": report["seq"]}
 
 
 def tick() -> list[str]:
@@ -59,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logs.setup()
     if args.once:
-        failed = tick() + ([] if run_job("audit", books_audit_once) else ["audit"])
+        failed = tick() + ([] if run_job("audit", audit_runs.run_books_once) else ["audit"])
         return 1 if failed else 0
     stop = threading.Event()
 
@@ -73,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     while not stop.is_set():
         tick()
         if time.monotonic() >= next_audit:
-            run_job("audit", books_audit_once)
+            run_job("audit", audit_runs.run_books_once)
             next_audit = time.monotonic() + args.audit_every
         stop.wait(args.every)
     return 0

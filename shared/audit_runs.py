@@ -1,9 +1,9 @@
 """Audits that run by themselves: each run's result kept in ``audit_runs`` (migrations/0005),
 and an alert (shared/alerts.py, ``audit_difference``) on any difference.
 
-The books' audit (shared/books_audit.py) runs here; the on-chain audit's runs are recorded
-with the same ``record``. Run by the local scheduler (infra/scheduler.py) and read by
-``GET /v1/admin/audits``."""
+The books' audit (shared/books_audit.py) runs here, on a schedule: functions/audits in the
+cloud (Cloud Scheduler), infra/scheduler.py locally; the on-chain audit's runs are recorded
+with the same ``record``. Read by ``GET /v1/admin/audits``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from typing import Any, Final, Literal
 import orjson
 
 from shared import alerts, books_audit
-from shared.db import Database
+from shared.config import PostgresConfig
+from shared.db import Database, connect
 
 log = logging.getLogger("audits")
 
@@ -51,6 +52,17 @@ def run_books(db: Database) -> dict[str, Any]:
 
 
 _COLUMNS: Final = "id, kind, ran_at, ok, differences, seq, report"
+
+
+def run_books_once() -> dict[str, Any]:
+    """One scheduled run of the books' audit on the database of the environment (PG*,
+    CLOUD_SQL_INSTANCE), stored; a short report."""
+    db = connect(PostgresConfig.load(), "audits")
+    try:
+        report = run_books(db)
+    finally:
+        db.close()
+    return {"ok": report["ok"], "run_id": report["run_id"], "seq": report["seq"]}
 
 
 def history(db: Database, kind: str | None, limit: int) -> list[dict[str, Any]]:

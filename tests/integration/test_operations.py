@@ -8,7 +8,9 @@ import logging
 from typing import Any
 
 import pytest
+from functions_framework import create_app
 
+from infra.processes import REPO_ROOT
 from shared import alerts, audit_runs
 from tests.integration.test_orders_admin import (
     Exchange,
@@ -106,3 +108,17 @@ def test_audits_are_stored_and_a_difference_alerts(
     assert _get(ex, "/v1/admin/audits?kind=chain", admin)["audits"] == []
     resp = ex.client.get("/v1/admin/audits?kind=other", headers=bearer(admin))
     assert resp.status_code == 400
+
+
+def test_the_scheduled_audits_function_stores_a_run(exchange: Exchange, matcher: None) -> None:
+    """As Cloud Scheduler calls it: functions-framework serving functions/audits/main.py."""
+    ex = exchange
+    list_market(ex)
+    source = str(REPO_ROOT / "functions" / "audits" / "main.py")
+    app = create_app(target="audits", source=source)  # type: ignore[no-untyped-call]
+    resp = app.test_client().post("/")
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    report = resp.get_json()
+    assert report["ok"] is True
+    runs = _get(ex, "/v1/admin/audits", as_admin(ex))["audits"]
+    assert [(r["id"], r["kind"], r["ok"]) for r in runs] == [(report["run_id"], "books", True)]

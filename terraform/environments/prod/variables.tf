@@ -137,6 +137,7 @@ variable "schedules" {
     watcher = "* * * * *"
     sweep   = "*/10 * * * *"
     sender  = "* * * * *"
+    audits  = "*/5 * * * *"
   }
 
   validation {
@@ -145,8 +146,8 @@ variable "schedules" {
   }
 
   validation {
-    condition     = length(setsubtract(toset(["watcher", "sweep", "sender"]), toset(keys(var.schedules)))) == 0
-    error_message = "The watcher, sweep and sender each need a schedule."
+    condition     = length(setsubtract(toset(["watcher", "sweep", "sender", "audits"]), toset(keys(var.schedules)))) == 0
+    error_message = "The watcher, sweep, sender and audits each need a schedule."
   }
 }
 
