@@ -1,7 +1,8 @@
 """The local stand-in for Cloud Scheduler: runs the wallet's jobs (deposit watcher, sweep,
 withdrawal sender) every few seconds, in this process, as the cloud's jobs call the functions;
-and the books' audit every ``--audit-every`` seconds, its result stored and a difference
-alerted (shared/audit_runs.py, docs/operations.md).
+and the audits (the books', the on-chain one with the hot wallet's check) every
+``--audit-every`` seconds, their results stored and a difference alerted (shared/audit_runs.py,
+wallet/scheduled_audit.py, docs/operations.md).
 
     python -m infra.scheduler [--every 2] [--audit-every 30] [--once]
 
@@ -22,6 +23,7 @@ from typing import Any
 
 from shared import audit_runs, logs
 from wallet.jobs import run_job, send_once, sweep_once, watch_once
+from wallet.scheduled_audit import chain_audit_once
 
 log = logging.getLogger("scheduler")
 
@@ -47,7 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logs.setup()
     if args.once:
-        failed = tick() + ([] if run_job("audit", audit_runs.run_books_once) else ["audit"])
+        audits = [("audit", audit_runs.run_books_once), ("chain-audit", chain_audit_once)]
+        failed = tick() + [name for name, job in audits if run_job(name, job) is None]
         return 1 if failed else 0
     stop = threading.Event()
 
@@ -62,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tick()
         if time.monotonic() >= next_audit:
             run_job("audit", audit_runs.run_books_once)
+            run_job("chain-audit", chain_audit_once)
             next_audit = time.monotonic() + args.audit_every
         stop.wait(args.every)
     return 0

@@ -504,6 +504,9 @@ class WalletConfig(_Config, frozen=True, kw_only=True):
     """A withdrawal not mined after this long is re-sent at the same nonce with a higher fee."""
     fee_bump_percent: Annotated[int, env("WITHDRAWAL_FEE_BUMP_PERCENT", ge=10)] = 25
     """Nodes refuse a replacement that does not raise both fees by at least 10 %."""
+    operator_eth_wei: Annotated[int, env("OPERATOR_ETH_WEI", ge=0)] = 0
+    """The ETH the operator put into the hot wallet (gas for withdrawals): the scheduled
+    on-chain audit counts it as held but owed to nobody (wallet/audit.py)."""
 
     @staticmethod
     def load(environ: Mapping[str, str] | None = None) -> WalletConfig:

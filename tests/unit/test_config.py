@@ -110,6 +110,7 @@ NAMES: dict[type[msgspec.Struct], dict[str, str]] = {
         "reorg_window": "WATCHER_REORG_WINDOW",
         "replace_after_s": "WITHDRAWAL_REPLACE_AFTER_S",
         "fee_bump_percent": "WITHDRAWAL_FEE_BUMP_PERCENT",
+        "operator_eth_wei": "OPERATOR_ETH_WEI",
     },
     WsConfig: {
         "host": "WS_HOST",
