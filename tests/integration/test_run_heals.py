@@ -1,6 +1,6 @@
 """``make run`` heals as Cloud Run does: the matcher killed outright (``kill -9``) is started
 again by the launcher, which logs it as a JSON line, and the exchange keeps taking orders and
-applying them, without a restart of the whole exchange."""
+applying them, without a restart of the whole exchange. Its audits run by themselves."""
 
 from __future__ import annotations
 
@@ -67,6 +67,16 @@ def test_a_killed_matcher_comes_back_and_keeps_serving_orders(workdir: Path) -> 
         assert status == 202, (status, doc)  # make_run: the API answers at once
         seen = fates(api, {email: token}, {doc["command_id"]: email})
         assert seen == {"applied": 1}, seen
+
+        # The audits ran by themselves (the local scheduler), stored, and found nothing.
+        kinds: set[str] = set()
+        deadline = time.monotonic() + 90
+        while kinds != {"books", "chain"} and time.monotonic() < deadline:
+            runs = api.ok("GET", "/v1/admin/audits", token=admin)["audits"]
+            kinds = {r["kind"] for r in runs}
+            time.sleep(1)
+        assert kinds == {"books", "chain"}, run.output[-40:]
+        assert all(r["ok"] for r in runs), runs
 
         crashed = _restart_lines(run.output)
         assert crashed, run.output[-40:]
