@@ -15,14 +15,24 @@ _SECRET: Final = re.compile(r"pass|secret|token|key|mnemonic", re.IGNORECASE)
 
 
 def _without_secrets(value: Any) -> Any:
+    """``value`` with secrets' values removed, NUL characters (which Postgres's text and
+    jsonb cannot hold) replaced, and integers beyond 64 bits as text."""
     if isinstance(value, dict):
         return {
-            k: "(removed)" if _SECRET.search(str(k)) else _without_secrets(v)
+            _text(str(k)): "(removed)" if _SECRET.search(str(k)) else _without_secrets(v)
             for k, v in value.items()
         }
     if isinstance(value, list):
         return [_without_secrets(v) for v in value]
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
+        return str(value)  # kept exactly, and answerable as JSON again
     return value
+
+
+def _text(value: str) -> str:
+    return value.replace("\x00", "\ufffd")
 
 
 def record(
@@ -39,7 +49,8 @@ def record(
     rows = db.run(
         "INSERT INTO admin_actions (admin_id, action, target, client_ip, request_id, details)"
         " VALUES (:a, :act, :t, :ip, :rid, CAST(:d AS jsonb)) RETURNING id",
-        a=admin_id, act=action, t=target, ip=client_ip, rid=request_id,
+        a=admin_id, act=_text(action), t=None if target is None else _text(target),
+        ip=client_ip, rid=request_id,
         d=orjson.dumps(_without_secrets(details)).decode(),
     )  # fmt: skip
     return int(rows[0][0])
@@ -62,7 +73,7 @@ def listing(db: Database, before: int | None, limit: int) -> list[dict[str, Any]
             "target": r[4],
             "client_ip": r[5],
             "request_id": r[6],
-            "details": r[7] if not isinstance(r[7], str) else orjson.loads(r[7]),
+            "details": _without_secrets(r[7]),  # jsonb turns 1e30 into an integer
         }
         for r in rows
     ]

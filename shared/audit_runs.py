@@ -89,7 +89,7 @@ def _runs(rows: Any) -> list[dict[str, Any]]:
             "ok": bool(r[3]),
             "differences": int(r[4]),
             "seq": None if r[5] is None else int(r[5]),
-            "report": r[6] if isinstance(r[6], dict) else orjson.loads(r[6]),
+            "report": r[6],  # jsonb: decoded by the driver
         }
         for r in rows
     ]
