@@ -53,11 +53,12 @@ from typing import Annotated, Any, ClassVar, Final, Literal, TypeVar
 
 import flask
 import msgspec
-import orjson
 import redis
 
 from api.credentials import Credentials, Headers
 from shared import logs
+from shared.answers import error_response as error_response
+from shared.answers import json_response as json_response
 from shared.config import ApiConfig
 from shared.instance import per_instance
 from shared.redis_keys import rate_limit_key
@@ -164,15 +165,6 @@ def unavailable(message: str) -> ApiError:
 # --------------------------------------------------------------------------------------------
 
 
-def json_response(
-    body: Any, status: int = 200, headers: Mapping[str, str] | None = None
-) -> flask.Response:
-    """``body`` as JSON (orjson: dicts, lists, str, int, bool, None; no floats for money)."""
-    return flask.Response(
-        orjson.dumps(body), status=status, headers=dict(headers or {}), mimetype="application/json"
-    )
-
-
 def no_content() -> flask.Response:
     return flask.Response(status=204)
 
@@ -188,12 +180,6 @@ the local gateway's own (its 404 for a path no function serves)."""
 def add_security_headers(response: flask.Response) -> None:
     for name, value in SECURITY_HEADERS:
         response.headers.setdefault(name, value)
-
-
-def error_response(
-    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
-) -> flask.Response:
-    return json_response({"error": {"code": code, "message": message}}, status, headers)
 
 
 # --------------------------------------------------------------------------------------------
