@@ -50,8 +50,8 @@ import msgspec
 import orjson
 import redis
 
-from api.auth import authenticate, require_scope
-from api.cursors import default_cursors
+from api.auth import AuthContext, authenticate, default_context, require_scope
+from api.cursors import Cursors, default_cursors
 from api.http import (
     Api,
     ApiRequest,
@@ -75,7 +75,7 @@ from api.params import QueryParams
 from shared import logs
 from shared.config import PostgresConfig, env, from_env
 from shared.db import SharedConnection
-from shared.instance import per_instance
+from shared.instance import close_members, lazy, per_instance
 from shared.money import format_units
 from shared.order_rules import MAX_CLIENT_ORDER_ID
 from shared.redis_keys import (
@@ -133,22 +133,43 @@ class QueriesConfig(msgspec.Struct, frozen=True, kw_only=True):
         return from_env(QueriesConfig, environ)
 
 
-@per_instance
-def config() -> QueriesConfig:
-    return QueriesConfig.load()
+class Services:
+    """What the queries function holds for its instance's life (shared.instance), each member
+    built on its first use: public market data opens no database and reads no auth keys."""
+
+    @lazy
+    def config(self) -> QueriesConfig:
+        return QueriesConfig.load()
+
+    @lazy
+    def redis(self) -> redis.Redis:
+        """Market data; a Redis that does not answer within 5 s answers 503."""
+        return redis.Redis.from_url(
+            api_config().redis_url, socket_timeout=5.0, socket_connect_timeout=5.0
+        )
+
+    @lazy
+    def db(self) -> SharedConnection:
+        """Postgres: one connection per instance (shared.db.SharedConnection)."""
+        return SharedConnection(PostgresConfig.load(), "queries")
+
+    @property
+    def auth(self) -> AuthContext:
+        """The API layer's own per-instance context (api.auth)."""
+        return default_context()
+
+    @property
+    def cursors(self) -> Cursors:
+        """The API layer's own per-instance cursor key (api.cursors)."""
+        return default_cursors()
+
+    def close(self) -> None:
+        close_members(self)
 
 
 @per_instance
-def market_redis() -> redis.Redis:
-    return redis.Redis.from_url(
-        api_config().redis_url, socket_timeout=5.0, socket_connect_timeout=5.0
-    )
-
-
-@per_instance
-def database() -> SharedConnection:
-    """Postgres: one connection per instance (shared.db.SharedConnection)."""
-    return SharedConnection(PostgresConfig.load(), "queries")
+def services() -> Services:
+    return Services()
 
 
 # --------------------------------------------------------------------------------------------
@@ -163,7 +184,7 @@ class Params(QueryParams):
         """The id a page of ``listing`` starts after (api.cursors); 400 unless this API
         made the cursor for this listing and user."""
         raw = self.text("cursor")
-        return None if raw is None else default_cursors().open_id(listing, user, raw)
+        return None if raw is None else services().cursors.open_id(listing, user, raw)
 
 
 def _page(
@@ -172,7 +193,7 @@ def _page(
     """``limit + 1`` rows were read: the extra one only says that another page exists."""
     more = len(items) > limit
     items = items[:limit]
-    cursor = default_cursors().make_id(key, user, items[-1][id_field]) if more else None
+    cursor = services().cursors.make_id(key, user, items[-1][id_field]) if more else None
     return {key: items, "next_cursor": cursor}
 
 
@@ -334,7 +355,7 @@ _CHAIN_RULES: Final = (
 )
 def list_assets(req: ApiRequest) -> flask.Response:
     Params(req)
-    pipe = market_redis().pipeline(transaction=False)
+    pipe = services().redis.pipeline(transaction=False)
     pipe.hgetall(ASSETS_KEY)
     pipe.hgetall(ASSET_CHAINS_KEY)
     raw_assets, raw_chains = pipe.execute()
@@ -358,7 +379,7 @@ def list_assets(req: ApiRequest) -> flask.Response:
 )
 def list_markets(req: ApiRequest) -> flask.Response:
     Params(req)
-    markets = _decode_hash(market_redis().hgetall(MARKETS_KEY))
+    markets = _decode_hash(services().redis.hgetall(MARKETS_KEY))
     return _cached({"markets": [markets[m] for m in sorted(markets)]}, CACHE_DEFINITIONS)
 
 
@@ -376,7 +397,7 @@ def list_markets(req: ApiRequest) -> flask.Response:
 def get_market(req: ApiRequest) -> flask.Response:
     Params(req)
     market = req.params["market"]
-    raw = market_redis().hget(MARKETS_KEY, market)
+    raw = services().redis.hget(MARKETS_KEY, market)
     if raw is None:
         raise not_found(f"unknown market {market!r}", "unknown_market")
     return _raw_json(raw, CACHE_DEFINITIONS)
@@ -400,9 +421,10 @@ def get_market(req: ApiRequest) -> flask.Response:
 )
 def depth(req: ApiRequest) -> flask.Response:
     params = Params(req, "limit")
-    limit = params.limit(min(DEPTH_DEFAULT, config().depth_levels), config().depth_levels)
+    levels = services().config.depth_levels
+    limit = params.limit(min(DEPTH_DEFAULT, levels), levels)
     market = req.params["market"]
-    pipe = market_redis().pipeline(transaction=False)
+    pipe = services().redis.pipeline(transaction=False)
     pipe.hexists(MARKETS_KEY, market)
     pipe.get(depth_key(market))
     exists, raw = pipe.execute()
@@ -441,7 +463,7 @@ def _empty_ticker(market: str) -> dict[str, Any]:
 def ticker(req: ApiRequest) -> flask.Response:
     Params(req)
     market = req.params["market"]
-    pipe = market_redis().pipeline(transaction=False)
+    pipe = services().redis.pipeline(transaction=False)
     pipe.hexists(MARKETS_KEY, market)
     pipe.get(ticker_key(market))
     exists, raw = pipe.execute()
@@ -464,7 +486,7 @@ def ticker(req: ApiRequest) -> flask.Response:
 )
 def tickers(req: ApiRequest) -> flask.Response:
     Params(req)
-    client = market_redis()
+    client = services().redis
     names = sorted(text(name) for name in client.hkeys(MARKETS_KEY))
     raws = client.mget([ticker_key(m) for m in names]) if names else []
     out = [
@@ -488,7 +510,7 @@ def tickers(req: ApiRequest) -> flask.Response:
 def public_trades(req: ApiRequest) -> flask.Response:
     limit = Params(req, "limit").limit(PUBLIC_TRADES_DEFAULT, PUBLIC_TRADES_MAX)
     market = req.params["market"]
-    pipe = market_redis().pipeline(transaction=False)
+    pipe = services().redis.pipeline(transaction=False)
     pipe.hexists(MARKETS_KEY, market)
     pipe.lrange(trades_key(market), 0, limit - 1)
     exists, items = pipe.execute()
@@ -537,7 +559,7 @@ def klines(req: ApiRequest) -> flask.Response:
     limit = params.limit(KLINES_DEFAULT, KLINES_MAX)
     market = req.params["market"]
     key = kline_key(market, interval)
-    pipe = market_redis().pipeline(transaction=False)
+    pipe = services().redis.pipeline(transaction=False)
     pipe.hexists(MARKETS_KEY, market)
     if start is not None:  # the first `limit` candles from start (to end)
         pipe.zrangebyscore(key, start, "+inf" if end is None else end, start=0, num=limit)
@@ -560,7 +582,7 @@ def klines(req: ApiRequest) -> flask.Response:
 
 
 def _caller(req: ApiRequest) -> str:
-    principal = authenticate(req)
+    principal = authenticate(req, services().auth)
     require_scope(principal, "read")
     return principal.user_id
 
@@ -574,7 +596,7 @@ def _money(units: Decimal | int, precision: int) -> str:
 
 
 def _private_catalog() -> Catalog:
-    return Catalog.load(market_redis(), database())
+    return Catalog.load(services().redis, services().db)
 
 
 @api.route(
@@ -591,7 +613,7 @@ def balances(req: ApiRequest) -> flask.Response:
     Params(req)
     user_id = _caller(req)
     catalog = _private_catalog()
-    rows = database().run(
+    rows = services().db.run(
         "SELECT asset, available, frozen FROM balances WHERE user_id = :u", u=user_id
     )
     held = {asset: (int(available), int(frozen)) for asset, available, frozen in rows}
@@ -686,7 +708,7 @@ def list_orders(req: ApiRequest) -> flask.Response:
     if cursor is not None:
         where.append("order_id < :c")
         args["c"] = cursor
-    rows = database().run(
+    rows = services().db.run(
         f"SELECT {_ORDER_COLUMNS} FROM orders WHERE {' AND '.join(where)}"
         " ORDER BY order_id DESC LIMIT :n",
         **args,
@@ -711,7 +733,7 @@ def get_order(req: ApiRequest) -> flask.Response:
     raw_id = req.params["order_id"]
     if not _ID_RE.fullmatch(raw_id):
         raise not_found("no such order", "order_not_found")
-    rows = database().run(
+    rows = services().db.run(
         f"SELECT {_ORDER_COLUMNS} FROM orders WHERE order_id = :o AND user_id = :u",
         o=int(raw_id),
         u=user_id,
@@ -739,7 +761,7 @@ def get_order_by_client_id(req: ApiRequest) -> flask.Response:
         raise not_found("no such order", "order_not_found")
     # A client id is unique among a user's open orders and may be used again once the order
     # is closed: the newest order with it is the open one, if any.
-    rows = database().run(
+    rows = services().db.run(
         f"SELECT {_ORDER_COLUMNS} FROM orders WHERE user_id = :u AND client_order_id = :c"
         " ORDER BY order_id DESC LIMIT 1",
         u=user_id,
@@ -814,7 +836,7 @@ def own_trades(req: ApiRequest) -> flask.Response:
         args["c"] = cursor
     has_m, has_c = market is not None, cursor is not None
     # Self-trades are prevented, so a trade is the caller's as maker or as taker, never both.
-    rows = database().run(
+    rows = services().db.run(
         f"({_fills_sql('maker', has_m, has_c)}) UNION ALL ({_fills_sql('taker', has_m, has_c)})"
         " ORDER BY trade_id DESC LIMIT :n",
         **args,
@@ -854,7 +876,7 @@ def ledger(req: ApiRequest) -> flask.Response:
     if cursor is not None:
         where.append("id < :c")
         args["c"] = cursor
-    rows = database().run(
+    rows = services().db.run(
         "SELECT id, seq, ts, asset, delta_available, delta_frozen, available, frozen, reason,"
         f" ref FROM ledger WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT :n",
         **args,

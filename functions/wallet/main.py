@@ -49,7 +49,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Final
+from typing import Annotated, Any, ClassVar, Final, TypeVar
 
 import flask
 import msgspec
@@ -57,8 +57,8 @@ import orjson
 from eth_utils.address import is_checksum_address, to_checksum_address
 
 from api.auth import Principal, authenticate, require_fresh, require_scope
-from api.cursors import default_cursors
-from api.dispatch import Idempotency, Services, fingerprint, new_command_id, rejection, services
+from api.cursors import Cursors, default_cursors
+from api.dispatch import Idempotency, Services, fingerprint, new_command_id, rejection
 from api.http import (
     Api,
     ApiError,
@@ -76,7 +76,7 @@ from api.params import QueryParams
 from shared import logs
 from shared.config import ConfigError, WalletConfig
 from shared.db import Database
-from shared.instance import per_instance
+from shared.instance import close_members, lazy, per_instance
 from shared.messages import Reason, RequestWithdrawal
 from shared.money import MoneyError, format_units, parse_units
 from shared.redis_keys import ASSET_CHAINS_KEY, ASSETS_KEY
@@ -90,6 +90,7 @@ logs.setup()
 log = logging.getLogger("api.wallet")
 
 api = Api("wallet")
+T = TypeVar("T")
 
 PAGE_DEFAULT, PAGE_MAX = 50, 500
 WITHDRAWAL_PREFIX: Final = "wd_"
@@ -135,32 +136,43 @@ def wallet(request: flask.Request) -> flask.Response:
 
 
 # --------------------------------------------------------------------------------------------
-# configuration: the chain and the HD wallet, once per instance
+# what the function holds for its instance's life
 # --------------------------------------------------------------------------------------------
 
 
-@per_instance
-def wallet_config() -> WalletConfig:
-    return WalletConfig.load()
+class WalletServices(Services):
+    """A command-sending function's services (api.dispatch) and the wallet's own, each built
+    on its first use (shared.instance): the chain's configuration and the deposit addresses'
+    HD wallet (its seed is derived once: PBKDF2 is slow). A wallet that is not configured
+    answers 503 on the routes that need it, logged with the variables' names, never a secret."""
+
+    @lazy
+    def wallet_config(self) -> WalletConfig:
+        return _configured(WalletConfig.load)
+
+    @lazy
+    def hd(self) -> HdWallet:
+        mnemonic = self.wallet_config.mnemonic
+        return _configured(lambda: HdWallet.from_source(mnemonic))
+
+    @property
+    def cursors(self) -> Cursors:
+        """The API layer's own per-instance cursor key (api.cursors)."""
+        return default_cursors()
+
+    def close(self) -> None:
+        close_members(self)
+        super().close()
 
 
 @per_instance
-def hd_wallet() -> HdWallet:
-    """The deposit addresses' HD wallet (the seed is derived once: PBKDF2 is slow)."""
-    return HdWallet.from_source(wallet_config().mnemonic)
+def services() -> WalletServices:
+    return WalletServices.from_environment()
 
 
-def _config() -> WalletConfig:
+def _configured(load: Callable[[], T]) -> T:
     try:
-        return wallet_config()
-    except ConfigError as exc:
-        log.error("wallet configuration", extra={"error": str(exc)})
-        raise unavailable("the wallet is not configured; try again later") from None
-
-
-def _wallet() -> HdWallet:
-    try:
-        return hd_wallet()
+        return load()
     except ConfigError as exc:  # the message names variables, never the secret
         log.error("wallet configuration", extra={"error": str(exc)})
         raise unavailable("the wallet is not configured; try again later") from None
@@ -171,7 +183,7 @@ def _wallet() -> HdWallet:
 # --------------------------------------------------------------------------------------------
 
 
-def _reader(req: ApiRequest, svc: Services, *also: str) -> Principal:
+def _reader(req: ApiRequest, svc: WalletServices, *also: str) -> Principal:
     """The caller, with the ``read`` scope (or one of ``also``)."""
     principal = authenticate(req, svc.auth)
     if not any(scope in principal.scopes for scope in also):
@@ -179,7 +191,7 @@ def _reader(req: ApiRequest, svc: Services, *also: str) -> Principal:
     return principal
 
 
-def _withdrawer(req: ApiRequest, svc: Services) -> Principal:
+def _withdrawer(req: ApiRequest, svc: WalletServices) -> Principal:
     principal = authenticate(req, svc.auth)
     require_scope(principal, "withdraw")
     require_fresh(principal, svc.config)  # a token alone is not enough to move funds out
@@ -193,7 +205,7 @@ class Precisions:
     """Asset precisions from Redis; an asset Redis lacks (flushed, rebuild pending) is looked
     up in the ``assets`` table."""
 
-    def __init__(self, svc: Services) -> None:
+    def __init__(self, svc: WalletServices) -> None:
         self._svc = svc
         self._known = {
             text(k): int(orjson.loads(v)["precision"])
@@ -212,7 +224,7 @@ class Precisions:
         return self._known[asset]
 
 
-def _asset_chain(svc: Services, asset: str) -> AssetChain:
+def _asset_chain(svc: WalletServices, asset: str) -> AssetChain:
     """The asset's chain rules; 400 ``unknown_asset`` or ``no_chain``."""
     pipe = svc.redis.pipeline(transaction=False)
     pipe.hget(ASSETS_KEY, asset)
@@ -225,7 +237,7 @@ def _asset_chain(svc: Services, asset: str) -> AssetChain:
             f"asset {asset} is not listed on a chain: no deposits or withdrawals", "no_chain"
         )
     precision = int(orjson.loads(raw_asset)["precision"])
-    default_confirmations = _config().confirmations
+    default_confirmations = svc.wallet_config.confirmations
     try:
         return AssetChain.parse(asset, precision, orjson.loads(raw_chain), default_confirmations)
     except (KeyError, TypeError, ValueError, orjson.JSONDecodeError) as exc:
@@ -240,7 +252,7 @@ class Params(QueryParams):
         """The (time, key) a page of ``listing`` starts after (api.cursors); 400 unless
         this API made the cursor for this listing and user."""
         raw = self.text("cursor")
-        return None if raw is None else default_cursors().open_time_key(listing, user, raw)
+        return None if raw is None else services().cursors.open_time_key(listing, user, raw)
 
 
 def _page(
@@ -252,7 +264,7 @@ def _page(
     cursor = None
     if more:
         last = rows[limit - 1]
-        cursor = default_cursors().make_time_key(name, user, last[ts_col], str(last[key_col]))
+        cursor = services().cursors.make_time_key(name, user, last[ts_col], str(last[key_col]))
     return {name: items[:limit], "next_cursor": cursor}
 
 
@@ -294,8 +306,8 @@ def deposit_address(req: ApiRequest) -> flask.Response:
     if asset is None:
         raise bad_request("query parameter 'asset' is required", "missing_parameter")
     chain = _asset_chain(svc, asset)
-    chain_id = _config().chain_id
-    hd = _wallet()
+    chain_id = svc.wallet_config.chain_id
+    hd = svc.hd
 
     def next_index() -> int:
         return int(svc.db.call(lambda db: next_index_from(lambda: db)()))
@@ -445,7 +457,7 @@ def _checked_address(address: str) -> str:
     return to_checksum_address(address)
 
 
-def _get_withdrawal(svc: Services, user: str, wid: str) -> list[Any] | None:
+def _get_withdrawal(svc: WalletServices, user: str, wid: str) -> list[Any] | None:
     rows = svc.db.run(
         f"SELECT {_WITHDRAWAL_COLUMNS} FROM withdrawal_requests"
         " WHERE withdrawal_id = :w AND user_id = :u",
@@ -455,7 +467,7 @@ def _get_withdrawal(svc: Services, user: str, wid: str) -> list[Any] | None:
     return list(rows[0]) if rows else None
 
 
-def _mark_rejected(svc: Services, wid: str, reason: str) -> None:
+def _mark_rejected(svc: WalletServices, wid: str, reason: str) -> None:
     svc.db.run(
         "UPDATE withdrawal_requests SET state = 'rejected', error = :e, updated_at = now()"
         " WHERE withdrawal_id = :w AND state = 'requested'",
@@ -521,7 +533,7 @@ def _withdrawal_pending(wid: str, command_id: str) -> flask.Response:
     )
 
 
-def _created(svc: Services, user: str, wid: str, command_id: str) -> flask.Response:
+def _created(svc: WalletServices, user: str, wid: str, command_id: str) -> flask.Response:
     row = _get_withdrawal(svc, user, wid)
     if row is None:  # pragma: no cover - the row was stored before publishing
         raise unavailable("the withdrawal could not be read back; try again")
@@ -533,7 +545,7 @@ def _created(svc: Services, user: str, wid: str, command_id: str) -> flask.Respo
 
 
 def _verdict(
-    svc: Services, user: str, wid: str, command_id: str, reply: dict[str, Any] | None
+    svc: WalletServices, user: str, wid: str, command_id: str, reply: dict[str, Any] | None
 ) -> flask.Response:
     if reply is None:
         return _withdrawal_pending(wid, command_id)
@@ -543,7 +555,7 @@ def _verdict(
     return _created(svc, user, wid, command_id)
 
 
-def _repeat(svc: Services, user: str, command_id: str) -> flask.Response:
+def _repeat(svc: WalletServices, user: str, command_id: str) -> flask.Response:
     """The answer to a retry with the same ``Idempotency-Key``: the first request's."""
     wid = WITHDRAWAL_PREFIX + command_id
     row = _get_withdrawal(svc, user, wid)
@@ -615,7 +627,7 @@ def request_withdrawal(req: ApiRequest) -> flask.Response:
             f"the smallest withdrawal of {chain.asset} is {minimum}", "below_min_withdrawal"
         )
     address = _checked_address(body.address)
-    chain_id = _config().chain_id
+    chain_id = svc.wallet_config.chain_id
 
     command_id = new_command_id()
     if key is not None:

@@ -21,7 +21,6 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from functools import cache
 from typing import Any
 
 import msgspec
@@ -40,7 +39,6 @@ from infra.token import USDT_DECIMALS, deploy_token, mint, transfer
 from shared.config import MatcherConfig, PostgresConfig, SecretSource, WalletConfig
 from shared.db import Database, connect
 from shared.messages import RequestWithdrawal
-from shared.pubsub import CommandPublisher
 from tests.integration.matcher_helpers import market_setup, publish, running, wait_for
 from wallet import addresses
 from wallet.assets import load_asset_chains
@@ -227,10 +225,7 @@ def w(
         start_block=int(w3.eth.block_number) + 1, replace_after_s=3600,
     )  # fmt: skip
     pubsub = matcher_cfg.pubsub
-    rt = Runtime(
-        cfg=cfg, postgres=pg, redis=redis_db, firestore=firestore_db,
-        publisher=cache(lambda: CommandPublisher(pubsub)),
-    )  # fmt: skip
+    rt = Runtime(cfg=cfg, postgres=pg, pubsub=pubsub, redis=redis_db, firestore=firestore_db)
     db = connect(pg)
     with running(matcher_cfg):
         publish(pubsub, market_setup())
