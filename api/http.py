@@ -8,16 +8,19 @@ One function serves a few routes::
         market: str
         amount: str
 
-    @api.route("POST", "/v1/orders")
+    @api.route("POST", "/v1/orders", scope="trade")   # with its documentation (RouteDoc)
     def place(req: ApiRequest) -> flask.Response:
-        principal = authenticate(req)    # api.auth; 401 unless a valid JWT or signed API key
-        require_scope(principal, "trade")
+        principal = authenticate(req)    # api.auth: who the wrapper found (the scope's check)
         body = req.json(PlaceOrder)
         if ...: raise not_found("no such order")
         return json_response({...}, status=201)
 
     def orders(request: flask.Request) -> flask.Response:   # the functions-framework entry point
         return api(request)
+
+with ``api = Api("orders", authenticate=...)``: how the function authenticates a request
+(api.auth's ``authenticate`` with the function's context), which a route declaring a scope
+needs.
 
 What ``Api`` does for every request, so handlers need not:
 
@@ -29,6 +32,9 @@ What ``Api`` does for every request, so handlers need not:
   (the API-key signature covers these exact bytes);
 - routing by method and path pattern (``/v1/orders/{id}``): 404 for an unknown path, 405 with
   ``Allow`` for a known path and another method;
+- a route's declared ``scope``: the caller authenticated (401) and, with an API key, holding
+  the scope (or one of them; 403 ``insufficient_scope``) before the handler runs, which finds
+  the caller in ``ApiRequest.principal``;
 - infrastructure failures (Redis unreachable or timing out, Postgres unreachable after the
   shared connection's retry, Google APIs unavailable or out of time) are answered 503
   ``unavailable`` (retry), logged as a warning, never a 500;
@@ -55,7 +61,7 @@ import flask
 import msgspec
 import redis
 
-from api.credentials import Credentials, Headers
+from api.credentials import ALL_SCOPES, Credentials, Headers, Principal, Scope
 from shared import logs
 from shared.answers import error_response as error_response
 from shared.answers import json_response as json_response
@@ -141,6 +147,15 @@ def unauthorized(message: str, code: str = "unauthenticated") -> ApiError:
 
 def forbidden(message: str, code: str = "forbidden") -> ApiError:
     return ApiError(403, code, message)
+
+
+def require_scope(principal: Principal, scope: Scope, *alternatives: Scope) -> None:
+    """403 ``insufficient_scope`` unless the principal may act with ``scope`` or one of the
+    ``alternatives`` (tokens carry every scope)."""
+    wanted = (scope, *alternatives)
+    if principal.scopes.isdisjoint(wanted):
+        named = " or ".join(repr(s) for s in wanted)
+        raise ApiError(403, "insufficient_scope", f"this API key lacks the {named} scope")
 
 
 def not_found(message: str = "not found", code: str = "not_found") -> ApiError:
@@ -253,6 +268,10 @@ class ApiRequest:
     """The path pattern's ``{name}`` parts."""
     body: bytes = b""
     """The raw body, read once (what an API-key signature covers)."""
+    principal: Principal | None = None
+    """The caller, once authenticated: by the ``Api`` wrapper for a route that declares a
+    scope, else when the handler calls ``api.auth.authenticate`` (which answers this one when
+    set: a signed request is verified once)."""
     user_id: str | None = None
     """Set by ``api.auth.authenticate`` (the HTTP entry to ``verify_credentials``), for the
     access log."""
@@ -370,6 +389,8 @@ class RateLimiter:
 # --------------------------------------------------------------------------------------------
 
 Handler = Callable[[ApiRequest], flask.Response]
+Authenticator = Callable[[ApiRequest], Principal]
+"""Who sent a request, or 401 (api.auth's ``authenticate`` with a function's context)."""
 
 
 Auth = Literal["none", "user", "session", "admin"]
@@ -386,6 +407,9 @@ class RouteDoc:
     operation_id: str
     tag: str
     auth: Auth = "user"
+    scope: Scope | tuple[Scope, ...] = ()
+    """The API-key scope the route needs, or the scopes of which it needs one (``auth`` is
+    "user"); the ``Api`` wrapper checks it before the handler runs."""
     body: type[Body] | None = None
     """The request body's struct: its JSON schema comes from msgspec."""
     params: tuple[Mapping[str, Any], ...] = ()
@@ -393,8 +417,21 @@ class RouteDoc:
     responses: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
     """The success answers by status (api.openapi.ok)."""
     errors: tuple[int, ...] = ()
-    """The error statuses it may answer (a route with a body may also answer 413)."""
+    """The error statuses it may answer beyond those api.openapi derives from the rest of
+    the declaration (``derived_errors``: authentication, scope, body, 503)."""
     description: str | None = None
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.scopes) - ALL_SCOPES)
+        if unknown:
+            raise ValueError(f"{self.operation_id}: unknown scopes {unknown}")
+        if self.scopes and self.auth != "user":
+            raise ValueError(f"{self.operation_id}: a scope is for auth='user' routes")
+
+    @property
+    def scopes(self) -> tuple[Scope, ...]:
+        """The scopes of which the route needs one (none: no scope is checked)."""
+        return (self.scope,) if isinstance(self.scope, str) else self.scope
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,9 +460,15 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
 class Api:
     """The routes of one function, and the request handling around them (see the module)."""
 
-    def __init__(self, name: str, settings: Callable[[], HttpSettings] = default_settings) -> None:
+    def __init__(
+        self,
+        name: str,
+        settings: Callable[[], HttpSettings] = default_settings,
+        authenticate: Authenticator | None = None,
+    ) -> None:
         self.name = name
         self._settings = settings
+        self._authenticate = authenticate
         self._routes: list[_Route] = []
 
     def route(
@@ -443,6 +486,11 @@ class Api:
             if doc is not None:
                 raise TypeError("give a RouteDoc or its keywords, not both")
             doc = RouteDoc(**described)
+
+        if doc is not None and doc.scopes and self._authenticate is None:
+            raise TypeError(
+                f"{method} {pattern} declares a scope: Api({self.name!r}) needs authenticate="
+            )
 
         def register(handler: Handler) -> Handler:
             if any(r.method == method and r.pattern == pattern for r in self._routes):
@@ -521,6 +569,8 @@ class Api:
             if route.method == method:
                 req.params = match.groupdict()
                 req.body = _read_body(req.raw, settings.max_body_bytes)
+                if route.doc is not None and route.doc.scopes:
+                    self._authorize(req, route.doc.scopes)
                 return route.handler(req)
         raise ApiError(
             405,
@@ -528,6 +578,12 @@ class Api:
             f"{method} is not allowed on {path}",
             {"Allow": ", ".join([*allowed, "OPTIONS"])},
         )
+
+    def _authorize(self, req: ApiRequest, scopes: tuple[Scope, ...]) -> None:
+        """The caller (401) and its scope (403), before the handler (``RouteDoc.scope``)."""
+        assert self._authenticate is not None  # checked when the route was declared
+        req.principal = self._authenticate(req)
+        require_scope(req.principal, *scopes)
 
     @staticmethod
     def _preflight(req: ApiRequest, settings: HttpSettings, allowed: list[str]) -> flask.Response:

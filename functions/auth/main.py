@@ -281,7 +281,7 @@ def _role_of(user: dict[str, Any]) -> Role:
     auth="none",
     body=Credentials,
     responses={201: ok("Created", "SignedUp")},
-    errors=(400, 409, 415, 429),
+    errors=(409, 429),
 )
 def signup(req: ApiRequest) -> flask.Response:
     ctx = default_context()
@@ -328,7 +328,7 @@ def signup(req: ApiRequest) -> flask.Response:
     auth="none",
     body=Credentials,
     responses={200: ok("Tokens", "TokenPair")},
-    errors=(400, 401, 415, 429),
+    errors=(401, 429),
     description=(
         "Wrong passwords are limited per (email, client address) and per client address "
         "(AUTH_FAILURES_*): a client that keeps failing gets 429 with Retry-After; a client that "
@@ -375,7 +375,7 @@ RefreshOutcome = Literal["ok", "invalid", "reused", "expired"]
     auth="none",
     body=RefreshRequest,
     responses={200: ok("Tokens", "TokenPair")},
-    errors=(400, 401, 415),
+    errors=(401,),
 )
 def refresh(req: ApiRequest) -> flask.Response:
     ctx = default_context()
@@ -438,7 +438,7 @@ def refresh(req: ApiRequest) -> flask.Response:
     auth="none",
     body=RefreshRequest,
     responses={204: ok("Logged out")},
-    errors=(400, 401, 415, 503),
+    errors=(401,),
     description=(
         "Its refresh tokens and its access tokens stop working at once (401 session_revoked), on "
         "the HTTP API and the live feed."
@@ -467,7 +467,6 @@ def logout(req: ApiRequest) -> flask.Response:
     operation_id="me",
     tag="auth",
     responses={200: ok("The caller", "Me")},
-    errors=(401, 503),
 )
 def me(req: ApiRequest) -> flask.Response:
     ctx = default_context()
@@ -512,7 +511,7 @@ def _password_user(ctx: AuthContext, principal: Principal) -> dict[str, Any]:
     auth="session",
     body=Reauth,
     responses={200: ok("A fresh token", "FreshToken")},
-    errors=(400, 401, 403, 415, 429, 503),
+    errors=(429,),
     description=(
         "The password again, for the actions that need a proof from the last few minutes "
         "(FRESH_AUTH_MAX_AGE_S, 5 by default): creating an API key with trade or withdraw, a "
@@ -565,7 +564,7 @@ def reauth(req: ApiRequest) -> flask.Response:
     auth="session",
     body=PasswordChange,
     responses={200: ok("A new session", "TokenPair")},
-    errors=(400, 401, 403, 415, 429, 503),
+    errors=(429,),
     description=(
         "The current password is the proof (wrong: 401 invalid_credentials, counted as login "
         "failures: 429). Every session of the user ends at once (this one too: its tokens answer "
@@ -630,7 +629,7 @@ def _own_keys(ctx: AuthContext, user_id: str) -> list[Any]:
     auth="session",
     body=NewApiKey,
     responses={201: ok("Created", "ApiKeyCreated")},
-    errors=(400, 401, 403, 409, 415, 503),
+    errors=(409,),
     description=(
         "A key with the trade or withdraw scope outlives any token: making one needs a recent "
         "proof (401 fresh_auth_required: POST /v1/auth/reauth)."
@@ -671,7 +670,6 @@ def create_api_key(req: ApiRequest) -> flask.Response:
     tag="api-keys",
     auth="session",
     responses={200: ok("Keys", "ApiKeyList")},
-    errors=(401, 403, 503),
 )
 def list_api_keys(req: ApiRequest) -> flask.Response:
     ctx = default_context()
@@ -690,7 +688,7 @@ def list_api_keys(req: ApiRequest) -> flask.Response:
     auth="session",
     params=(path_param("id", example="ak_0123456789abcdef01234567"),),
     responses={204: ok("Revoked")},
-    errors=(401, 403, 404, 503),
+    errors=(404,),
 )
 def delete_api_key(req: ApiRequest) -> flask.Response:
     ctx = default_context()

@@ -41,7 +41,7 @@ import flask
 import msgspec
 import orjson
 
-from api.auth import Principal, authenticate, require_scope
+from api.auth import Principal, authenticate
 from api.dispatch import (
     COMMAND_ID_RE,
     Idempotency,
@@ -80,7 +80,7 @@ from shared.order_rules import MAX_CLIENT_ORDER_ID
 logs.setup()
 log = logging.getLogger("api.orders")
 
-api = Api("orders")
+api = Api("orders", authenticate=authenticate)
 
 _MAX_ORDER_ID: Final = 10**18
 Answer = Callable[[dict[str, Any]], flask.Response]
@@ -144,8 +144,7 @@ def orders(request: flask.Request) -> flask.Response:
 
 
 def _trader(req: ApiRequest, svc: Services) -> Principal:
-    principal = authenticate(req, svc.auth)
-    require_scope(principal, "trade")
+    principal = authenticate(req, svc.auth)  # and its scope: the route's (api.http)
     cfg, limiter = svc.config, svc.auth.limiter
     limiter.hit("trade:user", principal.user_id, cfg.trade_rate_per_user, cfg.trade_rate_window_s)
     limiter.hit("trade:ip", req.client_ip, cfg.trade_rate_per_ip, cfg.trade_rate_window_s)
@@ -220,6 +219,7 @@ def _cancelled_all(reply: dict[str, Any]) -> flask.Response:
     summary="Place an order",
     operation_id="placeOrder",
     tag="orders",
+    scope="trade",
     body=PlaceOrder,
     params=(IDEMPOTENCY,),
     responses={
@@ -233,12 +233,12 @@ def _cancelled_all(reply: dict[str, Any]) -> flask.Response:
         ),
         202: PENDING,
     },
-    errors=(400, 401, 403, 409, 415, 422, 429, 503),
+    errors=(409, 422, 429),
     description=(
-        "Needs the trade scope. Checked against the market before anything is queued (codes: "
-        "unknown_market, market_halted, bad_price, bad_tick, bad_amount, bad_step, "
-        "below_min_amount, below_min_notional, invalid_order); then the matcher's verdict within "
-        "a short wait: 201 with the order, or 202 while it is pending. The engine's refusals: "
+        "Checked against the market before anything is queued (codes: unknown_market, "
+        "market_halted, bad_price, bad_tick, bad_amount, bad_step, below_min_amount, "
+        "below_min_notional, invalid_order); then the matcher's verdict within a short wait: "
+        "201 with the order, or 202 while it is pending. The engine's refusals: "
         "insufficient_funds, would_take, fok_not_filled (422), duplicate_client_order_id (409)."
     ),
 )
@@ -266,12 +266,13 @@ def place_order(req: ApiRequest) -> flask.Response:
     summary="Cancel one of the caller's orders",
     operation_id="cancelOrder",
     tag="orders",
+    scope="trade",
     params=(
         path_param("order_id", example="1"),
         IDEMPOTENCY,
     ),
     responses={200: ok("The cancelled order", "Order"), 202: PENDING},
-    errors=(400, 401, 403, 404, 422, 429, 503),
+    errors=(400, 404, 422, 429),
 )
 def cancel_order(req: ApiRequest) -> flask.Response:
     svc = services()
@@ -292,9 +293,10 @@ def cancel_order(req: ApiRequest) -> flask.Response:
     summary="Cancel the open order with a client id",
     operation_id="cancelOrderByClientId",
     tag="orders",
+    scope="trade",
     params=(CLIENT_ORDER_ID, IDEMPOTENCY),
     responses={200: ok("The cancelled order", "Order"), 202: PENDING},
-    errors=(400, 401, 403, 404, 422, 429, 503),
+    errors=(400, 404, 422, 429),
 )
 def cancel_by_client_id(req: ApiRequest) -> flask.Response:
     svc = services()
@@ -314,6 +316,7 @@ def cancel_by_client_id(req: ApiRequest) -> flask.Response:
     summary="Cancel all the caller's open orders",
     operation_id="cancelAllOrders",
     tag="orders",
+    scope="trade",
     params=(
         query("market", STR, "only this market"),
         IDEMPOTENCY,
@@ -331,7 +334,7 @@ def cancel_by_client_id(req: ApiRequest) -> flask.Response:
         ),
         202: PENDING,
     },
-    errors=(400, 401, 403, 422, 429, 503),
+    errors=(400, 422, 429),
 )
 def cancel_all(req: ApiRequest) -> flask.Response:
     svc = services()
@@ -351,15 +354,14 @@ def cancel_all(req: ApiRequest) -> flask.Response:
     summary="The fate of a command the caller sent",
     operation_id="getCommand",
     tag="orders",
+    scope=("read", "trade"),  # a trading key may follow what it sent
     params=(path_param("id", description="the command id of a 202 answer"),),
     responses={200: ok("Applied, rejected or lost", "CommandStatus"), 202: PENDING},
-    errors=(401, 403, 404, 429, 503),
+    errors=(404, 429),
 )
 def command_status(req: ApiRequest) -> flask.Response:
     svc = services()
     principal = authenticate(req, svc.auth)
-    if "trade" not in principal.scopes:  # a trading key may follow what it sent
-        require_scope(principal, "read")
     user = principal.user_id
     command_id = req.params["id"]
     unknown = not_found("no such command", "command_not_found")

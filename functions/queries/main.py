@@ -50,7 +50,7 @@ import msgspec
 import orjson
 import redis
 
-from api.auth import AuthContext, authenticate, default_context, require_scope
+from api.auth import AuthContext, authenticate, default_context
 from api.cursors import Cursors, default_cursors
 from api.http import (
     Api,
@@ -93,7 +93,7 @@ from shared.redis_values import text
 logs.setup()
 log = logging.getLogger("queries")
 
-api = Api("queries")
+api = Api("queries", authenticate=authenticate)
 
 DEPTH_DEFAULT: Final = 20
 PUBLIC_TRADES_DEFAULT, PUBLIC_TRADES_MAX = 50, 1000
@@ -304,7 +304,7 @@ def _raw_json(body: bytes | str, cache_control: str) -> flask.Response:
     tag="market data",
     auth="none",
     responses={200: ok("Now", "ServerTime")},
-    errors=(400, 503),
+    errors=(400,),
 )
 def server_time(req: ApiRequest) -> flask.Response:
     Params(req)
@@ -351,7 +351,7 @@ _CHAIN_RULES: Final = (
     tag="market data",
     auth="none",
     responses={200: ok("Assets", "AssetList")},
-    errors=(400, 503),
+    errors=(400,),
 )
 def list_assets(req: ApiRequest) -> flask.Response:
     Params(req)
@@ -375,7 +375,7 @@ def list_assets(req: ApiRequest) -> flask.Response:
     tag="market data",
     auth="none",
     responses={200: ok("Markets", "MarketList")},
-    errors=(400, 503),
+    errors=(400,),
 )
 def list_markets(req: ApiRequest) -> flask.Response:
     Params(req)
@@ -392,7 +392,7 @@ def list_markets(req: ApiRequest) -> flask.Response:
     auth="none",
     params=(MARKET_PARAM,),
     responses={200: ok("The market", "Market")},
-    errors=(400, 404, 503),
+    errors=(400, 404),
 )
 def get_market(req: ApiRequest) -> flask.Response:
     Params(req)
@@ -417,7 +417,7 @@ def get_market(req: ApiRequest) -> flask.Response:
     auth="none",
     params=(MARKET_PARAM, LIMIT),
     responses={200: ok("Depth", "Depth")},
-    errors=(400, 404, 503),
+    errors=(400, 404),
 )
 def depth(req: ApiRequest) -> flask.Response:
     params = Params(req, "limit")
@@ -458,7 +458,7 @@ def _empty_ticker(market: str) -> dict[str, Any]:
     auth="none",
     params=(MARKET_PARAM,),
     responses={200: ok("Ticker", "Ticker")},
-    errors=(400, 404, 503),
+    errors=(400, 404),
 )
 def ticker(req: ApiRequest) -> flask.Response:
     Params(req)
@@ -482,7 +482,7 @@ def ticker(req: ApiRequest) -> flask.Response:
     tag="market data",
     auth="none",
     responses={200: ok("Tickers", "TickerList")},
-    errors=(400, 503),
+    errors=(400,),
 )
 def tickers(req: ApiRequest) -> flask.Response:
     Params(req)
@@ -505,7 +505,7 @@ def tickers(req: ApiRequest) -> flask.Response:
     auth="none",
     params=(MARKET_PARAM, LIMIT),
     responses={200: ok("Trades", "PublicTradeList")},
-    errors=(400, 404, 503),
+    errors=(400, 404),
 )
 def public_trades(req: ApiRequest) -> flask.Response:
     limit = Params(req, "limit").limit(PUBLIC_TRADES_DEFAULT, PUBLIC_TRADES_MAX)
@@ -543,7 +543,7 @@ _KLINE_FIELDS: Final = (
         LIMIT,
     ),
     responses={200: ok("Candles", "KlineList")},
-    errors=(400, 404, 503),
+    errors=(400, 404),
 )
 def klines(req: ApiRequest) -> flask.Response:
     params = Params(req, "interval", "start", "end", "limit")
@@ -582,9 +582,8 @@ def klines(req: ApiRequest) -> flask.Response:
 
 
 def _caller(req: ApiRequest) -> str:
-    principal = authenticate(req, services().auth)
-    require_scope(principal, "read")
-    return principal.user_id
+    """The caller's user id (the route's scope is checked before the handler: api.http)."""
+    return authenticate(req, services().auth).user_id
 
 
 def _fmt(units: Decimal | int | None, precision: int) -> str | None:
@@ -605,9 +604,9 @@ def _private_catalog() -> Catalog:
     summary="The caller's balances",
     operation_id="getBalances",
     tag="account",
+    scope="read",
     responses={200: ok("Balances", "Balances")},
-    errors=(400, 401, 403, 429, 503),
-    description="Needs the read scope.",
+    errors=(400, 429),
 )
 def balances(req: ApiRequest) -> flask.Response:
     Params(req)
@@ -678,6 +677,7 @@ def _market_param(params: Params, catalog: Catalog) -> str | None:
     summary="The caller's orders, newest first",
     operation_id="listOrders",
     tag="orders",
+    scope="read",
     params=(
         query("market", STR),
         query("status", {"type": "string", "enum": ["open", "closed"]}),
@@ -685,7 +685,7 @@ def _market_param(params: Params, catalog: Catalog) -> str | None:
         CURSOR,
     ),
     responses={200: ok("A page", "OrderList")},
-    errors=(400, 401, 403, 429, 503),
+    errors=(400, 429),
 )
 def list_orders(req: ApiRequest) -> flask.Response:
     params = Params(req, "market", "status", "limit", "cursor")
@@ -723,9 +723,10 @@ def list_orders(req: ApiRequest) -> flask.Response:
     summary="One of the caller's orders",
     operation_id="getOrder",
     tag="orders",
+    scope="read",
     params=(path_param("order_id", example="1"),),
     responses={200: ok("The order", "Order")},
-    errors=(400, 401, 403, 404, 429, 503),
+    errors=(400, 404, 429),
 )
 def get_order(req: ApiRequest) -> flask.Response:
     Params(req)
@@ -749,9 +750,10 @@ def get_order(req: ApiRequest) -> flask.Response:
     summary="The caller's newest order with a client id",
     operation_id="getOrderByClientId",
     tag="orders",
+    scope="read",
     params=(CLIENT_ORDER_ID,),
     responses={200: ok("The order", "Order")},
-    errors=(400, 401, 403, 404, 429, 503),
+    errors=(400, 404, 429),
 )
 def get_order_by_client_id(req: ApiRequest) -> flask.Response:
     Params(req)
@@ -814,13 +816,14 @@ def _fills_sql(role: str, market: bool, cursor: bool) -> str:
     summary="The caller's fills, newest first",
     operation_id="listOwnTrades",
     tag="account",
+    scope="read",
     params=(
         query("market", STR),
         LIMIT,
         CURSOR,
     ),
     responses={200: ok("A page", "OwnTradeList")},
-    errors=(400, 401, 403, 429, 503),
+    errors=(400, 429),
 )
 def own_trades(req: ApiRequest) -> flask.Response:
     params = Params(req, "market", "limit", "cursor")
@@ -851,13 +854,14 @@ def own_trades(req: ApiRequest) -> flask.Response:
     summary="The caller's balance history, newest first",
     operation_id="getLedger",
     tag="account",
+    scope="read",
     params=(
         query("asset", STR),
         LIMIT,
         CURSOR,
     ),
     responses={200: ok("A page", "Ledger")},
-    errors=(400, 401, 403, 429, 503),
+    errors=(400, 429),
 )
 def ledger(req: ApiRequest) -> flask.Response:
     params = Params(req, "asset", "limit", "cursor")

@@ -56,7 +56,7 @@ import msgspec
 import orjson
 from eth_utils.address import is_checksum_address, to_checksum_address
 
-from api.auth import Principal, authenticate, require_fresh, require_scope
+from api.auth import Principal, authenticate, require_fresh
 from api.cursors import Cursors, default_cursors
 from api.dispatch import Idempotency, Services, fingerprint, new_command_id, rejection
 from api.http import (
@@ -89,7 +89,7 @@ from wallet.keys import HdWallet
 logs.setup()
 log = logging.getLogger("api.wallet")
 
-api = Api("wallet")
+api = Api("wallet", authenticate=authenticate)
 T = TypeVar("T")
 
 PAGE_DEFAULT, PAGE_MAX = 50, 500
@@ -183,17 +183,8 @@ def _configured(load: Callable[[], T]) -> T:
 # --------------------------------------------------------------------------------------------
 
 
-def _reader(req: ApiRequest, svc: WalletServices, *also: str) -> Principal:
-    """The caller, with the ``read`` scope (or one of ``also``)."""
-    principal = authenticate(req, svc.auth)
-    if not any(scope in principal.scopes for scope in also):
-        require_scope(principal, "read")
-    return principal
-
-
 def _withdrawer(req: ApiRequest, svc: WalletServices) -> Principal:
-    principal = authenticate(req, svc.auth)
-    require_scope(principal, "withdraw")
+    principal = authenticate(req, svc.auth)  # and its scope: the route's (api.http)
     require_fresh(principal, svc.config)  # a token alone is not enough to move funds out
     cfg, limiter = svc.config, svc.auth.limiter
     limiter.hit("trade:user", principal.user_id, cfg.trade_rate_per_user, cfg.trade_rate_window_s)
@@ -289,18 +280,18 @@ def _asset_param(params: Params, precision: Precisions) -> str | None:
     summary="The caller's deposit address for an asset",
     operation_id="getDepositAddress",
     tag="wallet",
+    scope="read",
     params=(query("asset", {"type": "string", "pattern": ASSET_PATTERN}, required=True),),
     responses={200: ok("The address", "DepositAddress")},
-    errors=(400, 401, 403, 429, 503),
+    errors=(400, 429),
     description=(
-        "Needs the read scope. Made on the first call, the same afterwards; one per user and "
-        "chain (ETH and its tokens share it). unknown_asset, no_chain (the asset is not on a "
-        "chain): 400."
+        "Made on the first call, the same afterwards; one per user and chain (ETH and its "
+        "tokens share it). unknown_asset, no_chain (the asset is not on a chain): 400."
     ),
 )
 def deposit_address(req: ApiRequest) -> flask.Response:
     svc = services()
-    principal = _reader(req, svc)
+    principal = authenticate(req, svc.auth)
     params = Params(req, "asset")
     asset = params.text("asset")
     if asset is None:
@@ -377,21 +368,21 @@ def _deposit_json(row: Sequence[Any], precision: Callable[[str], int]) -> dict[s
     summary="The caller's chain deposits, newest first",
     operation_id="listDeposits",
     tag="wallet",
+    scope="read",
     params=(
         query("asset", STR),
         LIMIT,
         CURSOR,
     ),
     responses={200: ok("A page", "DepositList")},
-    errors=(400, 401, 403, 429, 503),
+    errors=(400, 429),
     description=(
-        "Needs the read scope. Every transfer seen to the caller's address, pending ones with "
-        "their confirmations so far."
+        "Every transfer seen to the caller's address, pending ones with their confirmations so far."
     ),
 )
 def list_deposits(req: ApiRequest) -> flask.Response:
     svc = services()
-    principal = _reader(req, svc)
+    principal = authenticate(req, svc.auth)
     params = Params(req, "asset", "limit", "cursor")
     limit = params.limit(PAGE_DEFAULT, PAGE_MAX)
     cursor = params.cursor("deposits", principal.user_id)
@@ -579,6 +570,7 @@ def _repeat(svc: WalletServices, user: str, command_id: str) -> flask.Response:
     summary="Withdraw to an address on the chain",
     operation_id="requestWithdrawal",
     tag="wallet",
+    scope="withdraw",
     body=NewWithdrawal,
     params=(IDEMPOTENCY,),
     responses={
@@ -596,10 +588,10 @@ def _repeat(svc: WalletServices, user: str, command_id: str) -> flask.Response:
             {"Location": {"schema": {"type": "string"}, "description": "/v1/withdrawals/{id}"}},
         ),
     },
-    errors=(400, 401, 403, 409, 415, 422, 429, 503),
+    errors=(409, 422, 429),
     description=(
-        "Needs the withdraw scope; with a token also a recent proof (401 fresh_auth_required: "
-        "POST /v1/auth/reauth); an API key with the withdraw scope is its own proof. Checked "
+        "A token also needs a recent proof (401 fresh_auth_required: POST /v1/auth/reauth); "
+        "an API key with the withdraw scope is its own proof. Checked "
         "before anything is stored (400: unknown_asset, no_chain, bad_amount, "
         "below_min_withdrawal, invalid_address, invalid_checksum); the asset's daily limit per "
         "user (422 daily_limit_exceeded). The matcher holds amount + fee (422 "
@@ -679,17 +671,18 @@ def request_withdrawal(req: ApiRequest) -> flask.Response:
     summary="The caller's withdrawals, newest first",
     operation_id="listWithdrawals",
     tag="wallet",
+    scope=("read", "withdraw"),
     params=(
         query("asset", STR),
         LIMIT,
         CURSOR,
     ),
     responses={200: ok("A page", "WithdrawalList")},
-    errors=(400, 401, 403, 429, 503),
+    errors=(400, 429),
 )
 def list_withdrawals(req: ApiRequest) -> flask.Response:
     svc = services()
-    principal = _reader(req, svc, "withdraw")
+    principal = authenticate(req, svc.auth)
     params = Params(req, "asset", "limit", "cursor")
     limit = params.limit(PAGE_DEFAULT, PAGE_MAX)
     cursor = params.cursor("withdrawals", principal.user_id)
@@ -718,13 +711,14 @@ def list_withdrawals(req: ApiRequest) -> flask.Response:
     summary="One of the caller's withdrawals",
     operation_id="getWithdrawal",
     tag="wallet",
+    scope=("read", "withdraw"),
     params=(path_param("id", example="wd_0123456789abcdef0123456789abcdef"),),
     responses={200: ok("The withdrawal", "Withdrawal")},
-    errors=(400, 401, 403, 404, 429, 503),
+    errors=(400, 404, 429),
 )
 def get_withdrawal(req: ApiRequest) -> flask.Response:
     svc = services()
-    principal = _reader(req, svc, "withdraw")
+    principal = authenticate(req, svc.auth)
     Params(req)
     wid = req.params["id"]
     missing = not_found("no such withdrawal", "withdrawal_not_found")
