@@ -34,7 +34,8 @@ from web3 import Web3
 
 from infra.devchain import send_eth
 from infra.processes import REPO_ROOT
-from infra.services import Stack, StackConfig, eth_rpc
+from infra.services import Stack, StackConfig
+from infra.services.anvil import eth_rpc
 from infra.token import USDT_DECIMALS, deploy_token, mint, transfer
 from shared.config import MatcherConfig, PostgresConfig, SecretSource, WalletConfig
 from shared.db import Database, connect
