@@ -65,7 +65,7 @@ from api.credentials import ALL_SCOPES, Credentials, Headers, Principal, Scope
 from shared import logs
 from shared.answers import error_response as error_response
 from shared.answers import json_response as json_response
-from shared.config import ApiConfig
+from shared.config import ApiConfig, HttpConfig
 from shared.instance import per_instance
 from shared.redis_keys import rate_limit_key
 
@@ -211,7 +211,7 @@ class HttpSettings:
     """For the Cloud Trace field of log lines."""
 
     @staticmethod
-    def from_config(cfg: ApiConfig) -> HttpSettings:
+    def from_config(cfg: HttpConfig) -> HttpSettings:
         return HttpSettings(
             cors_origins=cfg.cors_origins,
             max_body_bytes=cfg.max_body_bytes,
