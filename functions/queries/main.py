@@ -187,14 +187,33 @@ class Params(QueryParams):
         return None if raw is None else services().cursors.open_id(listing, user, raw)
 
 
-def _page(
-    items: list[dict[str, Any]], limit: int, key: str, id_field: str, user: str
-) -> dict[str, Any]:
-    """``limit + 1`` rows were read: the extra one only says that another page exists."""
-    more = len(items) > limit
-    items = items[:limit]
-    cursor = services().cursors.make_id(key, user, items[-1][id_field]) if more else None
-    return {key: items, "next_cursor": cursor}
+@dataclass(frozen=True, slots=True)
+class PageQuery:
+    """A page of one of the caller's listings as asked for, checked: the query string, the
+    page's size, the caller, the row id it starts after (its cursor) and the catalog."""
+
+    listing: str
+    params: Params
+    limit: int
+    user: str
+    after: int | None
+    catalog: Catalog
+
+    @staticmethod
+    def of(req: ApiRequest, listing: str, *filters: str) -> PageQuery:
+        params = Params(req, *filters, "limit", "cursor")
+        limit = params.limit(PAGE_DEFAULT, PAGE_MAX)
+        user = _caller(req)
+        after = params.cursor(listing, user)
+        return PageQuery(listing, params, limit, user, after, _private_catalog())
+
+    def answer(self, items: list[dict[str, Any]], id_field: str) -> flask.Response:
+        """``limit + 1`` rows were read: the extra one only says that another page exists."""
+        more = len(items) > self.limit
+        items = items[: self.limit]
+        cursors = services().cursors
+        cursor = cursors.make_id(self.listing, self.user, items[-1][id_field]) if more else None
+        return json_response({self.listing: items, "next_cursor": cursor})
 
 
 # --------------------------------------------------------------------------------------------
@@ -688,33 +707,28 @@ def _market_param(params: Params, catalog: Catalog) -> str | None:
     errors=(400, 429),
 )
 def list_orders(req: ApiRequest) -> flask.Response:
-    params = Params(req, "market", "status", "limit", "cursor")
-    status = params.text("status")
+    page = PageQuery.of(req, "orders", "market", "status")
+    status = page.params.text("status")
     if status not in (None, "open", "closed"):
         raise bad_request("status must be open or closed", "invalid_status")
-    limit = params.limit(PAGE_DEFAULT, PAGE_MAX)
-    user_id = _caller(req)
-    cursor = params.cursor("orders", user_id)
-    catalog = _private_catalog()
-    market = _market_param(params, catalog)
+    market = _market_param(page.params, page.catalog)
     where = ["user_id = :u"]
-    args: dict[str, Any] = {"u": user_id, "n": limit + 1}
+    args: dict[str, Any] = {"u": page.user, "n": page.limit + 1}
     if market is not None:
         where.append("market = :m")
         args["m"] = market
     if status is not None:  # constants, never caller text
         statuses = OPEN_STATUSES if status == "open" else CLOSED_STATUSES
         where.append("status IN (" + ", ".join(f"'{s}'" for s in statuses) + ")")
-    if cursor is not None:
+    if page.after is not None:
         where.append("order_id < :c")
-        args["c"] = cursor
+        args["c"] = page.after
     rows = services().db.run(
         f"SELECT {_ORDER_COLUMNS} FROM orders WHERE {' AND '.join(where)}"
         " ORDER BY order_id DESC LIMIT :n",
         **args,
     )
-    items = [_order_json(row, catalog) for row in rows]
-    return json_response(_page(items, limit, "orders", "order_id", user_id))
+    return page.answer([_order_json(row, page.catalog) for row in rows], "order_id")
 
 
 @api.route(
@@ -826,26 +840,21 @@ def _fills_sql(role: str, market: bool, cursor: bool) -> str:
     errors=(400, 429),
 )
 def own_trades(req: ApiRequest) -> flask.Response:
-    params = Params(req, "market", "limit", "cursor")
-    limit = params.limit(PAGE_DEFAULT, PAGE_MAX)
-    user_id = _caller(req)
-    cursor = params.cursor("trades", user_id)
-    catalog = _private_catalog()
-    market = _market_param(params, catalog)
-    args: dict[str, Any] = {"u": user_id, "n": limit + 1}
+    page = PageQuery.of(req, "trades", "market")
+    market = _market_param(page.params, page.catalog)
+    args: dict[str, Any] = {"u": page.user, "n": page.limit + 1}
     if market is not None:
         args["m"] = market
-    if cursor is not None:
-        args["c"] = cursor
-    has_m, has_c = market is not None, cursor is not None
+    if page.after is not None:
+        args["c"] = page.after
+    has_m, has_c = market is not None, page.after is not None
     # Self-trades are prevented, so a trade is the caller's as maker or as taker, never both.
     rows = services().db.run(
         f"({_fills_sql('maker', has_m, has_c)}) UNION ALL ({_fills_sql('taker', has_m, has_c)})"
         " ORDER BY trade_id DESC LIMIT :n",
         **args,
     )
-    items = [_fill_json(row, catalog) for row in rows]
-    return json_response(_page(items, limit, "trades", "trade_id", user_id))
+    return page.answer([_fill_json(row, page.catalog) for row in rows], "trade_id")
 
 
 @api.route(
@@ -864,29 +873,24 @@ def own_trades(req: ApiRequest) -> flask.Response:
     errors=(400, 429),
 )
 def ledger(req: ApiRequest) -> flask.Response:
-    params = Params(req, "asset", "limit", "cursor")
-    limit = params.limit(PAGE_DEFAULT, PAGE_MAX)
-    user_id = _caller(req)
-    cursor = params.cursor("ledger", user_id)
-    catalog = _private_catalog()
-    asset = params.text("asset")
-    if asset is not None and not catalog.has_asset(asset):
+    page = PageQuery.of(req, "ledger", "asset")
+    asset = page.params.text("asset")
+    if asset is not None and not page.catalog.has_asset(asset):
         raise bad_request(f"unknown asset {asset!r}", "unknown_asset")
     where = ["user_id = :u"]
-    args: dict[str, Any] = {"u": user_id, "n": limit + 1}
+    args: dict[str, Any] = {"u": page.user, "n": page.limit + 1}
     if asset is not None:
         where.append("asset = :a")
         args["a"] = asset
-    if cursor is not None:
+    if page.after is not None:
         where.append("id < :c")
-        args["c"] = cursor
+        args["c"] = page.after
     rows = services().db.run(
         "SELECT id, seq, ts, asset, delta_available, delta_frozen, available, frozen, reason,"
         f" ref FROM ledger WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT :n",
         **args,
     )
-    items = [_ledger_json(row, catalog) for row in rows]
-    return json_response(_page(items, limit, "ledger", "id", user_id))
+    return page.answer([_ledger_json(row, page.catalog) for row in rows], "id")
 
 
 def _ledger_json(row: Sequence[Any], catalog: Catalog) -> dict[str, Any]:

@@ -80,7 +80,7 @@ from shared.instance import close_members, lazy, per_instance
 from shared.messages import Reason, RequestWithdrawal
 from shared.money import MoneyError, format_units, parse_units
 from shared.redis_keys import ASSET_CHAINS_KEY, ASSETS_KEY
-from shared.redis_values import text
+from shared.redis_values import asset_precisions
 from shared.times import iso
 from wallet.addresses import allocate, next_index_from
 from wallet.assets import AssetChain
@@ -198,10 +198,7 @@ class Precisions:
 
     def __init__(self, svc: WalletServices) -> None:
         self._svc = svc
-        self._known = {
-            text(k): int(orjson.loads(v)["precision"])
-            for k, v in svc.redis.hgetall(ASSETS_KEY).items()
-        }
+        self._known = asset_precisions(svc.redis)
         self._complete = False
 
     def __call__(self, asset: str) -> int:
@@ -246,17 +243,54 @@ class Params(QueryParams):
         return None if raw is None else services().cursors.open_time_key(listing, user, raw)
 
 
-def _page(
-    items: list[dict[str, Any]], rows: Sequence[Sequence[Any]], limit: int, name: str,
-    user: str, ts_col: int, key_col: int,
-) -> dict[str, Any]:  # fmt: skip
-    """``limit + 1`` rows were read: the extra one only says that another page exists."""
-    more = len(items) > limit
-    cursor = None
-    if more:
-        last = rows[limit - 1]
-        cursor = services().cursors.make_time_key(name, user, last[ts_col], str(last[key_col]))
-    return {name: items[:limit], "next_cursor": cursor}
+@dataclass(frozen=True, slots=True)
+class PageQuery:
+    """A page of one of the caller's listings as asked for, checked: the caller, the page's
+    size, its SQL conditions (the caller's rows, of the asset asked for, after the cursor's
+    time and key) with their arguments, and the assets' precisions."""
+
+    listing: str
+    user: str
+    limit: int
+    where: str
+    args: dict[str, Any]
+    precision: Precisions
+
+    @staticmethod
+    def of(
+        req: ApiRequest, svc: WalletServices, listing: str, *, time: str, key: str, prefix: str = ""
+    ) -> PageQuery:
+        """Rows newest first by the column ``time``, then by ``key``; ``prefix`` qualifies
+        the columns (``d.``) where the query joins another table."""
+        user = authenticate(req, svc.auth).user_id
+        params = Params(req, "asset", "limit", "cursor")
+        limit = params.limit(PAGE_DEFAULT, PAGE_MAX)
+        cursor = params.cursor(listing, user)
+        precision = Precisions(svc)
+        asset = _asset_param(params, precision)
+        where = [f"{prefix}user_id = :u"]
+        args: dict[str, Any] = {"u": user, "n": limit + 1}
+        if asset is not None:
+            where.append(f"{prefix}asset = :a")
+            args["a"] = asset
+        if cursor is not None:
+            t, k = prefix + time, prefix + key
+            where.append(f"({t} < :t OR ({t} = :t AND {k} > :k))")
+            args["t"], args["k"] = cursor
+        return PageQuery(listing, user, limit, " AND ".join(where), args, precision)
+
+    def answer(
+        self, items: list[dict[str, Any]], rows: Sequence[Sequence[Any]], time_at: int, key_at: int
+    ) -> flask.Response:
+        """``limit + 1`` rows were read: the extra one only says that another page exists;
+        the cursor is the time and key (``rows``' columns ``time_at``, ``key_at``) of the
+        page's last row."""
+        cursor = None
+        if len(items) > self.limit:
+            last = rows[self.limit - 1]
+            time, key = last[time_at], str(last[key_at])
+            cursor = services().cursors.make_time_key(self.listing, self.user, time, key)
+        return json_response({self.listing: items[: self.limit], "next_cursor": cursor})
 
 
 def _asset_param(params: Params, precision: Precisions) -> str | None:
@@ -382,24 +416,9 @@ def _deposit_json(row: Sequence[Any], precision: Callable[[str], int]) -> dict[s
 )
 def list_deposits(req: ApiRequest) -> flask.Response:
     svc = services()
-    principal = authenticate(req, svc.auth)
-    params = Params(req, "asset", "limit", "cursor")
-    limit = params.limit(PAGE_DEFAULT, PAGE_MAX)
-    cursor = params.cursor("deposits", principal.user_id)
-    precision = Precisions(svc)
-    asset = _asset_param(params, precision)
-    where = ["d.user_id = :u"]
-    args: dict[str, Any] = {"u": principal.user_id, "n": limit + 1}
-    if asset is not None:
-        where.append("d.asset = :a")
-        args["a"] = asset
-    if cursor is not None:
-        where.append("(d.seen_at < :t OR (d.seen_at = :t AND d.ref > :k))")
-        args["t"], args["k"] = cursor
-    sql = _DEPOSIT_SQL.format(where=" AND ".join(where))
-    rows = svc.db.run(sql, **args)
-    items = [_deposit_json(row, precision) for row in rows]
-    return json_response(_page(items, rows, limit, "deposits", principal.user_id, 10, 0))
+    page = PageQuery.of(req, svc, "deposits", time="seen_at", key="ref", prefix="d.")
+    rows = svc.db.run(_DEPOSIT_SQL.format(where=page.where), **page.args)
+    return page.answer([_deposit_json(row, page.precision) for row in rows], rows, 10, 0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -682,27 +701,13 @@ def request_withdrawal(req: ApiRequest) -> flask.Response:
 )
 def list_withdrawals(req: ApiRequest) -> flask.Response:
     svc = services()
-    principal = authenticate(req, svc.auth)
-    params = Params(req, "asset", "limit", "cursor")
-    limit = params.limit(PAGE_DEFAULT, PAGE_MAX)
-    cursor = params.cursor("withdrawals", principal.user_id)
-    precision = Precisions(svc)
-    asset = _asset_param(params, precision)
-    where = ["user_id = :u"]
-    args: dict[str, Any] = {"u": principal.user_id, "n": limit + 1}
-    if asset is not None:
-        where.append("asset = :a")
-        args["a"] = asset
-    if cursor is not None:
-        where.append("(created_at < :t OR (created_at = :t AND withdrawal_id > :k))")
-        args["t"], args["k"] = cursor
+    page = PageQuery.of(req, svc, "withdrawals", time="created_at", key="withdrawal_id")
     sql = (
-        f"SELECT {_WITHDRAWAL_COLUMNS} FROM withdrawal_requests WHERE {' AND '.join(where)}"
+        f"SELECT {_WITHDRAWAL_COLUMNS} FROM withdrawal_requests WHERE {page.where}"
         " ORDER BY created_at DESC, withdrawal_id LIMIT :n"
     )
-    rows = svc.db.run(sql, **args)
-    items = [_withdrawal_json(row, precision) for row in rows]
-    return json_response(_page(items, rows, limit, "withdrawals", principal.user_id, 8, 0))
+    rows = svc.db.run(sql, **page.args)
+    return page.answer([_withdrawal_json(row, page.precision) for row in rows], rows, 8, 0)
 
 
 @api.route(
