@@ -51,7 +51,10 @@ JWT keys are Ed25519 (PKCS#8 private or SubjectPublicKeyInfo public PEM). The ``
 signs; every listed key verifies, so a rotation is: add a new private key, make it current,
 keep the old one (its public half is enough) for one access-token lifetime, then drop it.
 Tokens of a dropped kid are refused. ``python -m api.auth new`` writes a fresh document,
-``python -m api.auth rotate FILE`` rotates one.
+``python -m api.auth rotate FILE`` rotates one, ``python -m api.auth public FILE`` writes the
+verifiers' copy: the same with the JWT keys' public halves only. In the cloud only the auth
+function reads the full document; every other deployable reads that copy, so none of them
+can mint an access token (docs/decisions/0021).
 
 API-key secrets are derived, not stored
 ---------------------------------------
@@ -126,7 +129,8 @@ _TIMESTAMP_RE: Final = re.compile(r"[0-9]{1,15}")
 @dataclass(frozen=True, slots=True)
 class AuthSecrets:
     signing_kid: str
-    signing_key: Ed25519PrivateKey = field(repr=False)
+    signing_key: Ed25519PrivateKey | None = field(repr=False)
+    """None in a verifier's document (public JWT keys only): it cannot issue tokens."""
     verify_keys: Mapping[str, Ed25519PublicKey] = field(repr=False)
     api_key_master_id: str
     api_key_masters: Mapping[str, bytes] = field(repr=False)
@@ -177,8 +181,10 @@ def parse_secrets(payload: bytes) -> AuthSecrets:
         public[kid] = pub
         if priv is not None:
             private[kid] = priv
-    if current not in private:
+    if private and current not in private:
         raise ConfigError(f"jwt.current {current!r} must name a private key in jwt.keys")
+    if current not in public:
+        raise ConfigError(f"jwt.current {current!r} must name one of jwt.keys")
     decoded: dict[str, bytes] = {}
     for mid, text in masters.items():
         try:
@@ -192,7 +198,7 @@ def parse_secrets(payload: bytes) -> AuthSecrets:
         raise ConfigError(f"api_keys.current {master_id!r} must name one of api_keys.masters")
     return AuthSecrets(
         signing_kid=current,
-        signing_key=private[current],
+        signing_key=private.get(current),
         verify_keys=public,
         api_key_master_id=master_id,
         api_key_masters=decoded,
@@ -245,6 +251,16 @@ def new_secrets_document() -> dict[str, Any]:
     }
 
 
+def verifier_document(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document every verifier reads: the same with the JWT keys' public halves only, so
+    that only the auth function can sign access tokens."""
+    keys = {
+        kid: public_pem(pem) if "PRIVATE KEY" in pem else pem
+        for kid, pem in doc["jwt"]["keys"].items()
+    }
+    return {**doc, "jwt": {"current": doc["jwt"]["current"], "keys": keys}}
+
+
 def rotate_signing_key(doc: dict[str, Any]) -> dict[str, Any]:
     """A new current signing key; the previous ones stay, reduced to their public halves.
     Drop them by hand after one access-token lifetime."""
@@ -289,6 +305,8 @@ def issue_access_token(
     }
     if auth_time is not None:
         claims["auth_time"] = auth_time
+    if secrets.signing_key is None:
+        raise ConfigError("this deployable holds only the public JWT keys: it cannot sign tokens")
     return jwt.encode(
         claims, secrets.signing_key, algorithm=JWT_ALGORITHM, headers={"kid": secrets.signing_kid}
     )
@@ -323,9 +341,36 @@ def _decode(
     return claims
 
 
+_VERIFIED_MAX: Final = 10_000
+_verified: dict[tuple[str, str, str], tuple[str, Any, Principal]] = {}
+"""Access tokens this instance has verified, by (token, audience, issuer): the kid, the key
+that verified it, the caller. A trader sends the same token for many requests: its signature
+and claims are checked once per instance, its expiry and key at every use (and the caller
+checks its session every time)."""
+
+
 def verify_access_token(token: str, secrets: AuthSecrets, cfg: ApiConfig) -> Principal:
     """One of our access tokens, or 401: algorithm pinned to EdDSA, a known kid, a valid
     signature, our issuer and audience, not expired, and every required claim present."""
+    cache_key = (token, cfg.jwt_audience, cfg.jwt_issuer)
+    known = _verified.get(cache_key)
+    if known is not None:
+        kid, key, principal = known
+        # PyJWT's own test: expired once exp <= now - leeway.
+        expires = principal.expires_at
+        fresh = expires is not None and expires > time.time() - cfg.jwt_leeway_s
+        if fresh and secrets.verify_keys.get(kid) is key:
+            return principal
+        _verified.pop(cache_key, None)
+    principal = _verify_access_token(token, secrets, cfg)
+    if len(_verified) >= _VERIFIED_MAX:
+        _verified.clear()
+    kid = str(_unverified_header(token)["kid"])
+    _verified[cache_key] = (kid, secrets.verify_keys[kid], principal)
+    return principal
+
+
+def _verify_access_token(token: str, secrets: AuthSecrets, cfg: ApiConfig) -> Principal:
     header = _unverified_header(token)
     if header.get("alg") != JWT_ALGORITHM:
         raise unauthorized("invalid token: algorithm not allowed", "invalid_token")
@@ -480,24 +525,58 @@ def _authenticate_api_key(creds: Credentials, ctx: AuthContext) -> Principal:
             f"X-API-Timestamp is more than {window} ms from the server's time",
             "timestamp_out_of_window",
         )
-    snap = ctx.firestore.collection(API_KEYS_COLLECTION).document(key_id).get()
-    record = snap.to_dict() if snap.exists else None
-    if record is None or record.get("master_id") not in ctx.secrets.api_key_masters:
+    key = load_api_key(ctx, key_id)
+    if key is None:
         raise unauthorized("unknown API key", "invalid_api_key")
-    secret = api_key_secret(ctx.secrets, record["master_id"], key_id)
-    if not hmac.compare_digest(secret_fingerprint(secret), str(record.get("secret_sha256"))):
-        log.error("API key %s does not match its master %s", key_id, record["master_id"])
-        raise unauthorized("unknown API key", "invalid_api_key")
-    expected = sign_request(secret, timestamp, creds.method, creds.path, creds.query, creds.body)
+    expected = sign_request(
+        key.secret, timestamp, creds.method, creds.path, creds.query, creds.body
+    )
     if not hmac.compare_digest(expected, signature):
         raise unauthorized("signature does not match the request", "invalid_signature")
     # Remembered for longer than a timestamp stays acceptable (2 windows plus slack).
-    if not ctx.redis.set(api_signature_key(key_id, signature), b"1", nx=True, px=2 * window + 1000):
+    if not first_use(ctx, key_id, signature, 2 * window + 1000):
         raise unauthorized("this signed request was already used", "replayed_request")
+    return key.principal()
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A live API key: its owner, scopes and (derived) secret."""
+
+    key_id: str
+    user_id: str
+    scopes: frozenset[str]
+    secret: str = field(repr=False)
+
+    def principal(self) -> Principal:
+        return Principal(
+            user_id=self.user_id, role="user", scopes=self.scopes, via="api_key",
+            key_id=self.key_id,
+        )  # fmt: skip
+
+
+def load_api_key(ctx: AuthContext, key_id: str) -> ApiKey | None:
+    """The key ``key_id`` (one Firestore read), or None when it is unknown, revoked or made
+    with a master that is gone. Any dialect's signature check starts here (the Binance
+    dialect signs differently, with the same secret)."""
+    if not is_api_key_id(key_id):
+        return None
+    snap = ctx.firestore.collection(API_KEYS_COLLECTION).document(key_id).get()
+    record = snap.to_dict() if snap.exists else None
+    if record is None or record.get("master_id") not in ctx.secrets.api_key_masters:
+        return None
+    secret = api_key_secret(ctx.secrets, record["master_id"], key_id)
+    if not hmac.compare_digest(secret_fingerprint(secret), str(record.get("secret_sha256"))):
+        log.error("API key %s does not match its master %s", key_id, record["master_id"])
+        return None
     scopes = frozenset(s for s in record.get("scopes", []) if s in ALL_SCOPES)
-    return Principal(
-        user_id=str(record["user_id"]), role="user", scopes=scopes, via="api_key", key_id=key_id
-    )
+    return ApiKey(key_id, str(record["user_id"]), scopes, secret)
+
+
+def first_use(ctx: AuthContext, key_id: str, signature: str, keep_ms: int) -> bool:
+    """Whether this is the first request with ``signature`` (remembered ``keep_ms``), so a
+    captured request cannot be replayed."""
+    return bool(ctx.redis.set(api_signature_key(key_id, signature), b"1", nx=True, px=keep_ms))
 
 
 # --------------------------------------------------------------------------------------------
@@ -629,7 +708,7 @@ def require_fresh(principal: Principal, cfg: ApiConfig, now: float | None = None
 
 
 # --------------------------------------------------------------------------------------------
-# CLI: python -m api.auth new | rotate FILE
+# CLI: python -m api.auth new | rotate FILE | public FILE
 # --------------------------------------------------------------------------------------------
 
 
@@ -645,7 +724,16 @@ def _main(argv: list[str]) -> int:
         path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
         sys.stderr.write(f"new signing key {doc['jwt']['current']} in {path}\n")
         return 0
-    sys.stderr.write("usage: python -m api.auth new > keys.json | rotate keys.json\n")
+    if argv[:1] == ["public"] and len(argv) == 2:
+        doc = verifier_document(orjson.loads(Path(argv[1]).read_bytes()))
+        parse_secrets(orjson.dumps(doc))  # still valid
+        sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+        sys.stdout.write("\n")
+        return 0
+    sys.stderr.write(
+        "usage: python -m api.auth new > keys.json | rotate keys.json"
+        " | public keys.json > verify-keys.json\n"
+    )
     return 2
 
 

@@ -104,8 +104,11 @@ class UserSeqs:
     def next(self, user: str, client: Any = None) -> Any:
         """The user's next ``UserSeq`` (with ``client`` a pipeline: queued, its result is
         ``[epoch, n]``)."""
-        got = self._next(keys=[user_seq_key(user)], client=client or self._redis)
-        return got if client is not None else UserSeq(int(got[0]), int(got[1]))
+        if client is not None:
+            # EVAL on a pipeline: a registered script there costs a SCRIPT EXISTS round trip.
+            return client.eval(_NEXT_SEQ, 1, user_seq_key(user))
+        got = self._next(keys=[user_seq_key(user)], client=self._redis)
+        return UserSeq(int(got[0]), int(got[1]))
 
     def stamp(self, cmd: AnyCommand) -> None:
         """Give a user's own command its place, unless it has one."""
@@ -214,10 +217,10 @@ class Commands:
         done = pipe.execute()
         if sequenced:
             cmd.user_seq = UserSeq(int(done[0][0]), int(done[0][1]))
-        if self._outbox:
+        if self._outbox:  # after the number: the outbox keeps the command as published
             outbox.add(self._redis, cmd, ordering_key)
         try:
-            self.publisher().publish(cmd, ordering_key)
+            self.publisher().publish_one(cmd, ordering_key)
         except Exception:
             log.exception("could not publish command %s", cmd.id)
             self._redis.delete(key)

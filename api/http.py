@@ -89,6 +89,9 @@ _CORS_ALLOW_HEADERS: Final = ", ".join(
     )
 )
 _CORS_EXPOSE_HEADERS: Final = "X-Request-Id, Retry-After"
+_SECRET_PARAM_RE: Final = re.compile(r"(?<![^&])(listenKey)=[^&]*")
+"""Query parameters that are credentials (the Binance dialect's user-data-stream key): their
+values never reach the access log."""
 
 
 @cache
@@ -363,13 +366,47 @@ def _read_body(request: flask.Request, limit: int) -> bytes:
 # --------------------------------------------------------------------------------------------
 
 
+# KEYS: the subjects' counters; ARGV: their windows in ms. Per key {count, ms to reset}.
+_HITS: Final = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local n = redis.call('INCR', key)
+  redis.call('PEXPIRE', key, ARGV[i], 'NX')
+  out[i] = {n, redis.call('PTTL', key)}
+end
+return out
+"""
+
+RateHit = tuple[str, str, int, int]
+"""One hit to count: (scope, subject, limit, window in seconds)."""
+
+
 class RateLimiter:
     """At most ``limit`` hits per subject in a window that opens at the subject's first hit
     (a fixed window per subject, so no boundary where two windows' worth pass at once). One
-    Redis round trip: INCR, PEXPIRE NX, PTTL in a MULTI."""
+    Redis round trip: INCR, PEXPIRE NX, PTTL in a MULTI (``hit_many``: in one script, for
+    several subjects, with the caller's own reads in the same round trip)."""
 
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
+
+    def hit_many(self, hits: list[RateHit], also: Callable[[Any], None] | None = None) -> list[Any]:
+        """Count one hit of each; raise 429 with ``Retry-After`` once any is over its limit.
+        ``also`` queues more commands on the same pipeline (one round trip for all); their
+        results are returned (read them only when no limit was passed)."""
+        pipe = self._redis.pipeline(transaction=False)
+        keys = [rate_limit_key(scope, subject) for scope, subject, _, _ in hits]
+        # EVAL, not a registered script: a pipeline holding one asks SCRIPT EXISTS first,
+        # a second round trip; Redis caches the script by its digest either way.
+        pipe.eval(_HITS, len(keys), *keys, *[w * 1000 for _, _, _, w in hits])
+        if also is not None:
+            also(pipe)
+        counted, *rest = pipe.execute()
+        for (_, _, limit, window_s), (count, ttl_ms) in zip(hits, counted, strict=True):
+            if int(count) > limit:
+                retry_after = math.ceil(int(ttl_ms) / 1000) if int(ttl_ms) > 0 else window_s
+                raise too_many_requests(retry_after)
+        return rest
 
     def hit(self, scope: str, subject: str, limit: int, window_s: int) -> None:
         """Count one hit; raise 429 with ``Retry-After`` (seconds) once over the limit."""
@@ -391,11 +428,15 @@ class RateLimiter:
 Handler = Callable[[ApiRequest], flask.Response]
 Authenticator = Callable[[ApiRequest], Principal]
 """Who sent a request, or 401 (api.auth's ``authenticate`` with a function's context)."""
+ErrorFormat = Callable[[int, str, str, Mapping[str, str] | None], flask.Response]
+"""(status, code, message, headers) -> the answer: ``error_response`` for the native API; a
+dialect (api/binance) answers its errors in its own shape."""
 
 
-Auth = Literal["none", "user", "session", "admin"]
+Auth = Literal["none", "user", "session", "admin", "binance_key", "binance_signed"]
 """Who may call a route: anyone; a user (an access token or a signed API key); a user's
-access token only (no API key); an admin's access token."""
+access token only (no API key); an admin's access token; in the Binance dialect, an API key in
+``X-MBX-APIKEY`` alone or with Binance's signed parameters."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -464,10 +505,12 @@ class Api:
         self,
         name: str,
         settings: Callable[[], HttpSettings] = default_settings,
+        errors: ErrorFormat = error_response,
         authenticate: Authenticator | None = None,
     ) -> None:
         self.name = name
         self._settings = settings
+        self._error = errors
         self._authenticate = authenticate
         self._routes: list[_Route] = []
 
@@ -533,13 +576,13 @@ class Api:
         request = req.raw
         try:
             if settings is None:  # logged where it failed
-                return error_response(
-                    500, "internal", f"internal error; request id {req.request_id}"
+                return self._error(
+                    500, "internal", f"internal error; request id {req.request_id}", None
                 )
             req.client_ip = client_ip(request, settings.trusted_proxy_hops)
             return self._dispatch(req, settings)
         except ApiError as exc:
-            return error_response(exc.status, exc.code, exc.message, exc.headers)
+            return self._error(exc.status, exc.code, exc.message, exc.headers)
         except infrastructure_failures() as exc:
             log.warning(
                 "a backing service is unavailable: %r",
@@ -547,7 +590,7 @@ class Api:
                 extra={"request_id": req.request_id, "function": self.name},
             )
             failed = unavailable("a backing service is unavailable; try again")
-            return error_response(failed.status, failed.code, failed.message)
+            return self._error(failed.status, failed.code, failed.message, None)
         except Exception:
             log.exception(
                 "unhandled error in %s %s",
@@ -555,7 +598,9 @@ class Api:
                 request.path,
                 extra={"request_id": req.request_id, "function": self.name},
             )
-            return error_response(500, "internal", f"internal error; request id {req.request_id}")
+            return self._error(
+                500, "internal", f"internal error; request id {req.request_id}", None
+            )
 
     def _dispatch(self, req: ApiRequest, settings: HttpSettings) -> flask.Response:
         path, method = req.path, req.method.upper()
@@ -611,7 +656,8 @@ class Api:
     def _log_access(self, req: ApiRequest, response: flask.Response, seconds: float) -> None:
         """(The trace field comes from ``logs.request_context``.)"""
         raw = req.raw
-        url = raw.path + ("?" + raw.query_string.decode("latin-1") if raw.query_string else "")
+        query = _SECRET_PARAM_RE.sub(r"\1=REDACTED", raw.query_string.decode("latin-1"))
+        url = raw.path + ("?" + query if query else "")
         extra: dict[str, Any] = {
             "httpRequest": {
                 "requestMethod": raw.method,

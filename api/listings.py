@@ -58,9 +58,19 @@ def load_market(client: redis.Redis, name: str) -> MarketSpec | None:
     if not MARKET_RE.fullmatch(name):
         return None
     pipe = client.pipeline(transaction=False)
+    queue_market(pipe, name)
+    raw, assets = pipe.execute()
+    return market_of(raw, assets)
+
+
+def queue_market(pipe: Any, name: str) -> None:
+    """Queue the reads of ``load_market`` on a pipeline (two results, for ``market_of``)."""
     pipe.hget(MARKETS_KEY, name)
     pipe.hgetall(ASSETS_KEY)
-    raw, assets = pipe.execute()
+
+
+def market_of(raw: bytes | None, assets: dict[bytes, bytes]) -> MarketSpec | None:
+    """The market from the two results ``queue_market`` queued."""
     if raw is None:
         return None
     precisions = {text(k): int(orjson.loads(v)["precision"]) for k, v in assets.items()}

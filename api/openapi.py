@@ -87,10 +87,14 @@ CHAIN_RULES: Final[dict[str, JSON]] = {
     "min_withdrawal": DEC,
     "withdrawal_daily_limit": {**DEC, "description": "per user, rolling 24 h; none if absent"},
     "sweep_threshold": {**DEC, "description": "a deposit address holding this much is swept"},
+    "withdrawal_review_threshold": {
+        **DEC,
+        "description": "a withdrawal of more than this waits for an admin's review",
+    },
 }
 """The wallet's rules of an asset (wallet.assets), in the asset's precision."""
 WITHDRAWAL_STATES: Final = [
-    "requested", "rejected", "signed", "broadcast", "confirmed", "failed", "refunded",
+    "review", "requested", "rejected", "signed", "broadcast", "confirmed", "failed", "refunded",
 ]  # fmt: skip
 DEPOSIT_STATUSES: Final = [
     "pending", "crediting", "credited", "orphaned", "below_minimum", "rejected",
@@ -106,6 +110,8 @@ SECURITY: Final[dict[str, list[JSON]]] = {
     "user": [{"bearerAuth": []}, {"apiKey": [], "apiTimestamp": [], "apiSignature": []}],
     "session": [{"bearerAuth": []}],
     "admin": [{"bearerAuth": []}],
+    "binance_key": [{"mbxApiKey": []}],
+    "binance_signed": [{"mbxApiKey": []}],
 }
 """A route's ``auth`` as OpenAPI security requirements (an admin is a session's role)."""
 
@@ -346,6 +352,10 @@ def build(apis: Mapping[str, Api], named: Mapping[str, JSON]) -> JSON:
             {"name": "wallet", "description": "deposit addresses, deposits, withdrawals"},
             {"name": "admin", "description": "operators only"},
             {"name": "meta", "description": "this document"},
+            {
+                "name": "binance",
+                "description": "Binance's spot API under /api/v3 (docs/binance-api.md)",
+            },
         ],
         "security": SECURITY["user"],
         "paths": paths,
@@ -388,6 +398,15 @@ def build(apis: Mapping[str, Api], named: Mapping[str, JSON]) -> JSON:
                     ),
                 },
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "mbxApiKey": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-MBX-APIKEY",
+                    "description": (
+                        "The Binance dialect: the API key's id; signed routes add timestamp, "
+                        "recvWindow and signature (hex HMAC-SHA256 of query + body)"
+                    ),
+                },
                 "apiTimestamp": {
                     "type": "apiKey",
                     "in": "header",

@@ -123,6 +123,31 @@ def schemas() -> dict[str, JSON]:
                         "epoch): login or reauth; null for an API key",
                     }
                 ),
+                "two_factor": {"type": "boolean", "description": "two-factor authentication on"},
+            }
+        ),
+        "TwoFactorState": obj(
+            {
+                "enabled": BOOL,
+                "pending": {"type": "boolean", "description": "enrolled, not confirmed yet"},
+                "recovery_codes_left": INT,
+            }
+        ),
+        "TwoFactorEnrolment": obj(
+            {
+                "secret": {"type": "string", "description": "base32, for typing into an app"},
+                "otpauth_uri": {
+                    "type": "string",
+                    "description": "otpauth://totp/... (RFC 6238, 6 digits, 30 s): show as a QR",
+                },
+            }
+        ),
+        "TwoFactorRecoveryCodes": obj(
+            {
+                "recovery_codes": {
+                    **array(STR),
+                    "description": "shown once, never again; each works once instead of a code",
+                }
             }
         ),
         "ApiKey": obj(
@@ -385,6 +410,36 @@ def schemas() -> dict[str, JSON]:
                 "updated_at": DATETIME,
             }
         ),
+        "WithdrawalAddress": obj(
+            {
+                "address": ADDRESS,
+                "label": STR,
+                "created_at": DATETIME,
+                "usable_from": {
+                    **DATETIME,
+                    "description": "from when it may receive withdrawals (allow-list on)",
+                },
+                "usable": BOOL,
+            }
+        ),
+        "WithdrawalAllowListSetting": obj(
+            {
+                "on": BOOL,
+                "off_from": nullable(
+                    {**DATETIME, "description": "a switch-off asked for takes effect then"}
+                ),
+                "enforced": {
+                    "type": "boolean",
+                    "description": "only usable saved addresses may receive now",
+                },
+            }
+        ),
+        "WithdrawalAllowList": obj(
+            {
+                "allow_list": ref("WithdrawalAllowListSetting"),
+                "addresses": array(ref("WithdrawalAddress")),
+            }
+        ),
         "WithdrawalList": obj(
             {"withdrawals": array(ref("Withdrawal")), "next_cursor": nullable(STR)}
         ),
@@ -392,11 +447,31 @@ def schemas() -> dict[str, JSON]:
             {
                 "withdrawal_id": STR,
                 "command_id": STR,
-                "state": {"type": "string", "const": "requested"},
+                "state": {"type": "string", "enum": ["requested", "review"]},
             },
             description="Stored and queued; the matcher has not answered in time.",
         ),
         # -------------------------------------------------------------- admin
+        "ReviewedWithdrawal": obj(
+            {
+                "id": STR,
+                "user_id": STR,
+                "asset": STR,
+                "amount": DEC,
+                "fee": DEC,
+                "address": STR,
+                "state": {"type": "string", "enum": WITHDRAWAL_STATES},
+                "error": nullable(STR),
+                "held": {
+                    "type": "boolean",
+                    "description": "the matcher holds amount + fee (approving needs it)",
+                },
+                "reviewed_by": nullable(STR),
+                "reviewed_at": nullable(DATETIME),
+                "created_at": DATETIME,
+            }
+        ),
+        "ReviewedWithdrawalList": obj({"withdrawals": array(ref("ReviewedWithdrawal"))}),
         "DepositCredited": obj(
             {
                 "command_id": STR,

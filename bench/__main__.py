@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-SUITES = ["bench.engine", "bench.pipeline", "bench.api", "bench.ws"]
+SUITES = ["bench.engine", "bench.pipeline", "bench.api", "bench.ws", "bench.cpu"]
 
 
 def main() -> int:

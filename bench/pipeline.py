@@ -78,6 +78,7 @@ from shared.messages import (
     command_decoder,
     encode,
 )
+from shared.producers import Signer
 from shared.pubsub import ensure_topics
 
 MARKET = "ETH-USDT"
@@ -375,8 +376,13 @@ def publish_all(ps: PubSubConfig, commands: Sequence[AnyCommand]) -> float:
         publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True),
     )
     topic = publisher.topic_path(ps.project, ps.commands_topic)
+    signer = Signer.load()  # the matcher applies only signed commands (shared.producers)
     t0 = time.perf_counter()
-    futures = [publisher.publish(topic, encode(c), ordering_key=key_of(c)) for c in commands]
+    futures = []
+    for c in commands:
+        data, key = encode(c), key_of(c)
+        attributes = signer.attributes(type(c), data, key)
+        futures.append(publisher.publish(topic, data, ordering_key=key, **attributes))
     for f in futures:
         f.result(timeout=120)
     seconds = time.perf_counter() - t0

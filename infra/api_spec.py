@@ -44,9 +44,14 @@ DOCUMENT_FILE: Final = FUNCTIONS / "docs" / "openapi.json"
 ROUTES_FILE: Final = REPO / "terraform" / "environments" / "prod" / "routes.json"
 JOBS: Final = frozenset({"watcher", "sweep", "sender"})
 """Scheduled functions (Cloud Scheduler calls them): no routes of the public API."""
-EXTRA_ROUTES: Final[tuple[tuple[str, str, str], ...]] = (("", "/v1/ws", "ws"),)
-"""The load balancer's routes to what is not a function: the ws service (locally on its own
-port, not behind the gateway)."""
+EXTRA_ROUTES: Final[tuple[tuple[str, str, str], ...]] = (
+    ("", "/v1/ws", "ws"),
+    ("", "/ws", "ws"),
+    ("", "/stream", "ws"),
+    ("", "/ws-api/v3", "ws"),
+)
+"""The load balancer's routes to what is not a function: the ws service, its native feed and
+Binance's stream paths (locally on its own port, not behind the gateway)."""
 
 
 @cache
@@ -69,7 +74,13 @@ def document() -> JSON:
     return build(apis(), schemas())
 
 
+BINANCE_PREFIX: Final = "/api/v3"
+"""The Binance dialect's paths: one prefix, one function (functions/binance)."""
+
+
 def _prefix(pattern: str) -> str:
+    if pattern.startswith(BINANCE_PREFIX + "/"):
+        return BINANCE_PREFIX
     parts = pattern.split("/")
     if len(parts) < 3 or parts[1] != "v1" or "{" in parts[2]:
         raise ValueError(f"a route outside /v1/<name>: {pattern}")

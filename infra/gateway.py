@@ -23,7 +23,9 @@ longest matching prefix wins; a prefix matches itself and anything below it
 may start with a method (``"GET /v1/orders"``): it then takes only requests of that method (and
 CORS preflights asking for it), ahead of a plain prefix of the same path, as the cloud's entry
 routes by method and path (reads of orders go to queries, placing and cancelling to orders).
-Anything else answers 404 in the API's error format.
+Outside the API's routes it serves the built web page (``infra.web_files``: ``/``,
+``/assets/...``, ``/config.json``; docs/web.md). Anything else answers 404 in the API's error
+format.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ from api.auth import new_secrets_document
 from api.http import REQUEST_ID_HEADER, add_security_headers, error_response, request_id_of
 from infra import api_spec
 from infra.processes import REPO_ROOT
+from infra.services import write_command_keys
+from infra.web_files import WebFiles
 from shared import logs
 
 log = logging.getLogger("gateway")
@@ -60,6 +64,7 @@ ROUTES: Final[tuple[tuple[str, str], ...]] = api_spec.gateway_routes()
 _METHODS: Final = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 DEV_KEYS_FILE: Final = REPO_ROOT / ".state" / "auth-keys.json"
 DEV_CURSOR_KEY_FILE: Final = REPO_ROOT / ".state" / "cursor-key"
+DEV_COMMAND_KEYS_FILE: Final = REPO_ROOT / ".state" / "command-keys.json"
 
 
 def load_endpoint(target: str) -> Endpoint:
@@ -92,9 +97,13 @@ def _routing_method(request: flask.Request) -> str:
     return request.method.upper()
 
 
-def create_app(routes: Sequence[tuple[str, str | Endpoint]] = ROUTES) -> flask.Flask:
+def create_app(
+    routes: Sequence[tuple[str, str | Endpoint]] = ROUTES, web: WebFiles | None = None
+) -> flask.Flask:
     """The gateway as a Flask app (tests use its ``test_client()``). ``routes`` entries are
-    ``([METHOD ]prefix, "module:entry")`` or ``([METHOD ]prefix, callable)``."""
+    ``([METHOD ]prefix, "module:entry")`` or ``([METHOD ]prefix, callable)``; ``web`` serves
+    the page outside them (default: ``WEB_DIST``'s, else web/dist)."""
+    page = web or WebFiles()
     table = sorted(
         (
             (*_split_method(prefix), load_endpoint(target) if isinstance(target, str) else target)
@@ -116,6 +125,10 @@ def create_app(routes: Sequence[tuple[str, str | Endpoint]] = ROUTES) -> flask.F
         for only, prefix, endpoint in table:
             if (only is None or only == method) and _prefix_matches(prefix, request.path):
                 return endpoint(request)
+        if not request.path.startswith("/v1/"):
+            answer = page.answer(request)
+            if answer is not None:
+                return answer
         return _error(request, 404, "not_found", f"no route for {request.path}")
 
     @app.errorhandler(HTTPException)
@@ -164,12 +177,18 @@ def write_dev_cursor_key(path: Path) -> Path:
 def ensure_dev_keys(
     path: Path = DEV_KEYS_FILE, cursor_key_path: Path = DEV_CURSOR_KEY_FILE
 ) -> None:
-    """Point ``AUTH_KEYS_FILE`` at a development secrets document and ``CURSOR_KEY_FILE`` at
-    a development cursor key, each unless a source of it is set."""
+    """Point ``AUTH_KEYS_FILE`` at a development secrets document, ``CURSOR_KEY_FILE`` at a
+    development cursor key and ``COMMAND_KEYS_FILE`` at development command keys, each unless
+    a source of it is set."""
     if not any(os.environ.get(n) for n in ("AUTH_KEYS_SECRET", "AUTH_KEYS_FILE", "AUTH_KEYS_JSON")):
         os.environ["AUTH_KEYS_FILE"] = str(write_dev_keys(path))
     if not any(os.environ.get(n) for n in ("CURSOR_KEY", "CURSOR_KEY_FILE", "CURSOR_KEY_SECRET")):
         os.environ["CURSOR_KEY_FILE"] = str(write_dev_cursor_key(cursor_key_path))
+    if not any(
+        os.environ.get(n) for n in ("COMMAND_KEYS", "COMMAND_KEYS_FILE", "COMMAND_KEYS_SECRET")
+    ):
+        # The producers' signing keys (shared.producers); a matcher must read the same file.
+        os.environ["COMMAND_KEYS_FILE"] = str(write_command_keys(DEV_COMMAND_KEYS_FILE))
 
 
 def serve_gunicorn(host: str, port: int, workers: int, threads: int) -> None:

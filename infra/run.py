@@ -7,7 +7,9 @@ What it starts:
 1. the local services (``infra.local_stack``): Pub/Sub and Firestore emulators, Postgres,
    Redis, anvil mining a block a second (the emulators' JVMs tuned to start quickly);
 2. the API gateway (``python -m infra.gateway``: every HTTP function under one port, on
-   gunicorn) as a child process; it reads the auth keys made once in ``STATE/auth-keys.json``;
+   gunicorn) as a child process; it reads the auth keys made once in ``STATE/auth-keys.json``
+   and serves the web page at ``/`` (built first, ``npm ci`` and ``npm run build`` in web/,
+   when missing or stale; docs/web.md);
 3. meanwhile: the database migrations, the Pub/Sub topics and the matcher (``python -m
    matcher_service``, a child process), the ws service (``python -m ws_service``, the live
    feed at ``ws://HOST:8081/v1/ws``, a child process with the same auth keys); and, in a
@@ -76,7 +78,7 @@ from infra.gateway import write_dev_cursor_key, write_dev_keys
 from infra.ports import free_port, port_in_use
 from infra.processes import NO_PROXY, REPO_ROOT, Child, LaunchError, http_status, tail, wait_until
 from infra.services import Stack, StackConfig
-from infra.tools import ALL_SERVICES
+from infra.tools import ALL_SERVICES, ensure_web_build
 from migrations.migrate import migrate
 from shared import outbox
 from shared.config import PostgresConfig, PubSubConfig
@@ -296,10 +298,14 @@ class Exchange:
             )
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
         self._t = time.monotonic()
+        # The web page is built (when missing or stale) while the services start.
+        web = _Background(self._build_web)
         self.stack.start()
         self._phase("services")
         self.env = self._child_env()
         os.environ.update(self.env)
+        web.join(600)
+        self._phase("web page built")
         # The gateway needs nothing but the services to boot (importing the functions takes
         # seconds): it starts now, in parallel with the rest.
         gateway_args = [
@@ -434,6 +440,10 @@ class Exchange:
         finally:
             client.close()
 
+    @staticmethod
+    def _build_web() -> None:
+        ensure_web_build()
+
     def _phase(self, what: str) -> None:
         """Note how long the step that just ended took (shown once the exchange is up)."""
         now = time.monotonic()
@@ -455,6 +465,7 @@ class Exchange:
             AUTH_KEYS_FILE=str(keys),
             CURSOR_KEY_FILE=str(cursor_key),
             PYTHONUNBUFFERED="1",
+            WEB_WS_URL=self.cfg.ws_url,  # the gateway's /config.json: where the page's feed is
         )
         return env
 
@@ -540,6 +551,7 @@ class Exchange:
             shown_state = cfg.state_dir
         email, password = self.admin
         rows = [
+            ("web page", f"{cfg.api_url}/", "open it in a browser: sign up, deposit, trade"),
             ("API base URL", cfg.api_url, f"try: curl {cfg.api_url}/v1/markets"),
             ("OpenAPI", f"{cfg.api_url}/v1/openapi.json", ""),
             ("admin", f"{email} / {password}", f"LOCAL USE ONLY; in {shown_state}/admin.json"),

@@ -10,9 +10,10 @@ commit anything.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import msgspec
+import pg8000.exceptions
 
 from matcher_service.sequencer import Parked
 from shared.db import Database
@@ -79,6 +80,25 @@ class _Writes:
         ctes = ", ".join(f"w{i} AS ({part})" for i, part in enumerate(self.parts))
         db.run(f"WITH {ctes} SELECT 1", **self.params)
 
+    def run_fenced(self, db: Database, epoch: int) -> None:
+        """Everything as one statement, so one transaction with no BEGIN or COMMIT round trip
+        (it commits as it ends): its first part takes the lease row FOR SHARE and fails the
+        whole statement, writing nothing, unless the lease is still at ``epoch``."""
+        ctes = "".join(f", w{i} AS ({part})" for i, part in enumerate(self.parts))
+        db.run(f"WITH lease AS ({_FENCE}){ctes} SELECT ok FROM lease", epoch=epoch, **self.params)
+
+
+_FENCED: Final = "fenced:"
+# One row, always: 1 when the lease is at :epoch, else an error that names both epochs (a
+# failed cast is how plain SQL raises).
+_FENCE: Final = (
+    "SELECT CASE WHEN l.epoch = CAST(:epoch AS bigint) THEN 1 ELSE CAST("
+    f"'{_FENCED} the lease epoch is ' || coalesce(CAST(l.epoch AS text), 'gone')"
+    " || ', mine is ' || CAST(:epoch AS text) AS int) END AS ok"
+    " FROM (SELECT NULL) AS one"
+    " LEFT JOIN (SELECT epoch FROM matcher_lease WHERE id = 1 FOR SHARE) AS l ON true"
+)
+
 
 class _Rows(NamedTuple):
     """One batch's rows by table (Store._rows); dicts are keyed by the row's primary key."""
@@ -109,25 +129,23 @@ class Store:
         parked: Sequence[Parked] = (),
         unparked: Sequence[str] = (),
     ) -> None:
-        """Everything the batch did, in one transaction, or nothing. ``published_seq``
+        """Everything the batch did, in one statement (one transaction, one round trip), or
+        nothing; a lease taken over since ``epoch`` fails it (``FencedError``). ``published_seq``
         records how far the events topic has been fed (by the batches before this one);
         ``parked`` are the commands the batch held back (matcher_service/sequencer.py),
         ``unparked`` the ids of those held back before that it applied."""
-        db = self.db
-        db.run("BEGIN")
+        writes = self._statements(self._rows(batch), parked, unparked)
+        if published_seq is not None:
+            writes.parts.append(
+                "UPDATE outbox_cursor SET seq = CAST(:published AS bigint)"
+                " WHERE name = 'events' AND seq < CAST(:published AS bigint)"
+            )
+            writes.params["published"] = str(published_seq)
         try:
-            rows = db.run("SELECT epoch FROM matcher_lease WHERE id = 1 FOR SHARE")
-            if not rows or rows[0][0] != epoch:
-                raise FencedError(f"lease epoch is {rows[0][0] if rows else None}, mine is {epoch}")
-            self._insert(batch, parked, unparked)
-            if published_seq is not None:
-                db.run(
-                    "UPDATE outbox_cursor SET seq = :s WHERE name = 'events' AND seq < :s",
-                    s=published_seq,
-                )
-            db.run("COMMIT")
-        except BaseException:
-            db.run("ROLLBACK")
+            writes.run_fenced(self.db, epoch)
+        except pg8000.exceptions.DatabaseError as exc:
+            if _FENCED in str(exc):
+                raise FencedError(str(exc)) from None
             raise
 
     def _insert(self, batch: Batch, parked: Sequence[Parked], unparked: Sequence[str]) -> None:

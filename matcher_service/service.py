@@ -23,12 +23,14 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import msgspec
 import redis
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1  # type: ignore[attr-defined, unused-ignore]
+from google.pubsub_v1.services.publisher import PublisherClient as GapicPublisher
 
 from matcher_service.engine import Engine
 from matcher_service.engine.snapshot import restore, snapshot, state_hash
@@ -39,6 +41,7 @@ from shared import outbox
 from shared.config import MatcherConfig
 from shared.db import Database, connect
 from shared.messages import AnyCommand, Applied, Reason, command_decoder, encode
+from shared.producers import RefusedCommandError, Verifier
 from shared.pubsub import COMMANDS_ACK_DEADLINE_S
 from shared.redis_keys import command_key, reply_key
 
@@ -56,6 +59,12 @@ Pub/Sub allows; the subscription's own deadline is the same). Should the matcher
 messages, and with them every later message of their users, go to the next one after this."""
 LEASE_EVERY_S = 3.0
 """How often the lease of the messages in hand (a batch, a failed batch held) is renewed."""
+QUIET_AFTER_S = 2.0
+QUIET_PAUSE_S = 0.2
+"""After QUIET_AFTER_S of empty pulls, a pause this long before each pull: an empty pull
+comes back within tens of ms, so an idle matcher (and Pub/Sub) would pull some 20 times a
+second. The first command after a quiet spell waits up to this much longer
+(docs/decisions/0017)."""
 
 
 def _seq_of(cmd: AnyCommand) -> list[int] | None:
@@ -126,17 +135,25 @@ class Matcher:
         self.dead_letter_topic = self.publisher.topic_path(ps.project, ps.dead_letter_topic)
         self.published_seq = 0  # the events topic has everything up to here
         self._pending_events: list[tuple[int, Any]] = []
+        # Events go out one message per batch, in order, from one thread: one unary Publish
+        # each, without the batching client's commit thread and batch delay per message.
+        self._events_out = ThreadPoolExecutor(max_workers=1, thread_name_prefix="events")
+        self._events_run = 0  # a failed publish fails the rest of its run, as a paused key
+        self._events_failed_run = -1
         self._held: list[Any] = []  # the batch in hand (messages); retried first after a failure
         self._failures = 0  # failed attempts at the batch in hand
         self._leased: dict[str, None] = {}  # ack ids of the messages in hand, kept leased
         self._lease_lock = threading.Lock()
         self.sequencer = self._new_sequencer()
+        # Only commands signed by a producer allowed to send their type are applied.
+        self.verifier = Verifier.load()
         self._last_ts = 0
+        self._quiet_since: float | None = None  # since when every pull came back empty
         self._since_snapshot = 0
         self._last_snapshot = time.monotonic()
         self.stats = {
             "batches": 0, "commands": 0, "duplicates": 0, "parked": 0, "gaps": 0,
-            "out_of_order": 0,
+            "out_of_order": 0, "refused": 0,
         }  # fmt: skip
 
     def _new_sequencer(self) -> Sequencer:
@@ -344,6 +361,9 @@ class Matcher:
         cfg = self.cfg
         got: list[Any] = []
         deadline = 0.0
+        quiet = self._quiet_since
+        if quiet is not None and time.monotonic() - quiet >= QUIET_AFTER_S:
+            self.stopping.wait(QUIET_PAUSE_S)
         while len(got) < cfg.batch_max:
             try:
                 resp = self.subscriber.pull(
@@ -364,6 +384,10 @@ class Matcher:
                 deadline = time.monotonic() + cfg.batch_wait_ms / 1000
             if n < BACKLOG_PULL or time.monotonic() >= deadline:
                 break
+        if got:
+            self._quiet_since = None
+        elif quiet is None:
+            self._quiet_since = time.monotonic()
         return got
 
     def step(self) -> int:
@@ -380,9 +404,14 @@ class Matcher:
         bad: list[Any] = []
         for m in messages:
             try:
-                commands.append(command_decoder.decode(m.message.data))
+                cmd = command_decoder.decode(m.message.data)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 bad.append((m, str(exc)))
+                continue
+            if self._permitted(m, cmd):
+                commands.append(cmd)
+            else:
+                bad.append((m, "refused: not signed by a producer allowed to send it"))
         if bad:
             self._dead_letter(bad)
         known = self.store.known_results([c.id for c in commands])
@@ -477,11 +506,32 @@ class Matcher:
 
     # ------------------------------------------------------------ side outputs
 
+    def _permitted(self, m: Any, cmd: AnyCommand) -> bool:
+        """Whether ``cmd`` was signed by a producer allowed to send it (shared.producers);
+        a refusal is a security event."""
+        msg = m.message
+        try:
+            self.verifier.check(cmd, msg.data, msg.ordering_key, dict(msg.attributes))
+        except RefusedCommandError as exc:
+            self.stats["refused"] += 1
+            log.error(
+                "security: command refused",
+                extra={"event": "security", "reason": exc.reason, "producer": exc.producer,
+                       "command": type(cmd).__name__, "command_id": cmd.id,
+                       "ordering_key": msg.ordering_key, "message_id": msg.message_id},
+            )  # fmt: skip
+            if self.cfg.pubsub.outbox:  # never applied: the local outbox must not resend it
+                outbox.remove(self.redis, [cmd.id])
+            return False
+        return True
+
     def _dead_letter(self, bad: list[Any]) -> None:
-        """Undecodable messages can never apply: park them on the dead-letter topic."""
+        """Undecodable or refused messages can never apply: park them on the dead-letter
+        topic, for an operator to inspect."""
         for m, error in bad:
             log.error(
-                "undecodable command", extra={"error": error, "message_id": m.message.message_id}
+                "command dead-lettered",
+                extra={"error": error, "message_id": m.message.message_id},
             )
             self.publisher.publish(self.dead_letter_topic, m.message.data, error=error[:1000])
 
@@ -505,11 +555,27 @@ class Matcher:
         """One message per batch on the events topic, in sequence order."""
         payload = encode([applied for _, applied in batch])
         last = batch[-1][1].seq
-        future = self.publisher.publish(
-            self.events_topic, payload, ordering_key="matcher",
-            first_seq=str(batch[0][1].seq), last_seq=str(last),
+        message = pubsub_v1.types.PubsubMessage(
+            data=payload, ordering_key="matcher",
+            attributes={"first_seq": str(batch[0][1].seq), "last_seq": str(last)},
         )  # fmt: skip
+        future = self._events_out.submit(self._publish_events, message, self._events_run)
         self._pending_events.append((last, future))
+
+    def _publish_events(self, message: Any, run: int) -> None:
+        """One events message (on the events thread). After a failure, the messages queued
+        behind it fail too, until ``_flush_events`` starts a new run: none is published out
+        of order past a missing one (recovery publishes them again, in order)."""
+        if run == self._events_failed_run:
+            raise RuntimeError("an earlier events message of this run was not published")
+        try:
+            # The client is the generated API client underneath: its own unary publish.
+            GapicPublisher.publish(
+                self.publisher, topic=self.events_topic, messages=[message], timeout=30
+            )
+        except Exception:
+            self._events_failed_run = run
+            raise
 
     def _republish(self, chunk: Batch) -> None:
         """During recovery: events of commands the events topic may not have seen."""
@@ -528,7 +594,8 @@ class Matcher:
             except Exception as exc:
                 # Not confirmed: resume the key; recovery will publish these again.
                 log.warning("events publish failed", extra={"error": repr(exc), "seq": last})
-                self.publisher.resume_publish(self.events_topic, "matcher")
+                self._events_failed_run = self._events_run  # the rest of the run fails fast
+                self._events_run += 1
                 self._pending_events.clear()
                 return
             self._pending_events.pop(0)

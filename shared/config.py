@@ -373,6 +373,8 @@ class ApiConfig(HttpConfig, frozen=True, kw_only=True):
     """Wrong passwords per client address (any email) and window; then 429 for it."""
     fresh_auth_max_age_s: Annotated[int, env("FRESH_AUTH_MAX_AGE_S", gt=0)] = 300
     """How recent a proof of who the caller is (password) sensitive actions need."""
+    totp_issuer: Annotated[str, env("TOTP_ISSUER")] = "Exchange"
+    """The issuer an authenticator app shows next to the account (otpauth:// URIs)."""
     reply_wait_s: Annotated[float, env("API_REPLY_WAIT_S", ge=0, le=60)] = 2.0
     """How long a function waits for the matcher's reply before answering 202."""
     idempotency_ttl_s: Annotated[int, env("API_IDEMPOTENCY_TTL_S", gt=0)] = 24 * 3600
@@ -516,6 +518,24 @@ class CursorConfig(_Config, frozen=True):
         return key
 
 
+class CommandKeysConfig(_Config, frozen=True):
+    """The command-signing keys (shared.producers): exactly one of ``COMMAND_KEYS`` (the
+    document, development only), ``COMMAND_KEYS_FILE`` or ``COMMAND_KEYS_SECRET`` (a Secret
+    Manager version name, in the cloud). A producer's document holds its private key; the
+    matcher's the producers' public keys."""
+
+    keys: SecretSource
+
+    @staticmethod
+    def load(environ: Mapping[str, str] | None = None) -> CommandKeysConfig:
+        source = SecretSource.load("COMMAND_KEYS", environ)
+        if not source.configured:
+            raise ConfigError(
+                "one of COMMAND_KEYS, COMMAND_KEYS_FILE or COMMAND_KEYS_SECRET is required"
+            )
+        return CommandKeysConfig(source)
+
+
 class WalletConfig(_Config, frozen=True, kw_only=True):
     """The Ethereum wallet's jobs and routes (wallet/, docs/wallet.md)."""
 
@@ -547,6 +567,9 @@ class WalletConfig(_Config, frozen=True, kw_only=True):
     """A withdrawal not mined after this long is re-sent at the same nonce with a higher fee."""
     fee_bump_percent: Annotated[int, env("WITHDRAWAL_FEE_BUMP_PERCENT", ge=10)] = 25
     """Nodes refuse a replacement that does not raise both fees by at least 10 %."""
+    address_delay_s: Annotated[int, env("WITHDRAWAL_ADDRESS_DELAY_S", ge=0)] = 24 * 3600
+    """How long a newly saved withdrawal address (or switching the allow-list off) waits
+    before it counts (wallet.allow_list)."""
 
     @staticmethod
     def load(environ: Mapping[str, str] | None = None) -> WalletConfig:
@@ -560,6 +583,19 @@ class WalletConfig(_Config, frozen=True, kw_only=True):
         if cfg.priority_fee_wei > cfg.max_fee_wei:
             raise ConfigError("PRIORITY_FEE_GWEI cannot exceed MAX_FEE_GWEI")
         return cfg
+
+
+class WebConfig(_Config, frozen=True, kw_only=True):
+    """The web page as the local gateway serves it at ``/`` (docs/web.md)."""
+
+    dist: Annotated[str | None, env("WEB_DIST")] = None
+    """The built page (``npm run build`` in web/); unset: ``web/dist`` of the checkout."""
+    ws_url: Annotated[Annotated[str, Meta(pattern="^wss?://")] | None, env("WEB_WS_URL")] = None
+    """Where the page finds the live feed (``/config.json``); unset: ``/v1/ws`` at its origin."""
+
+    @staticmethod
+    def load(environ: Mapping[str, str] | None = None) -> WebConfig:
+        return from_env(WebConfig, environ)
 
 
 class WsConfig(_Config, frozen=True, kw_only=True):

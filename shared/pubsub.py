@@ -12,9 +12,11 @@ import logging
 
 from google.api_core import exceptions
 from google.cloud import pubsub_v1  # type: ignore[attr-defined, unused-ignore]
+from google.pubsub_v1.services.publisher import PublisherClient as GapicPublisher
 
 from shared.config import PubSubConfig
 from shared.messages import AnyCommand, encode
+from shared.producers import Signer
 
 log = logging.getLogger(__name__)
 
@@ -66,29 +68,59 @@ def ensure_topics(cfg: PubSubConfig) -> None:
 
 
 class CommandPublisher:
-    def __init__(self, cfg: PubSubConfig) -> None:
+    """Publishes commands signed as their producer (shared.producers): the keys come from
+    ``COMMAND_KEYS*`` unless a ``signer`` is given."""
+
+    def __init__(self, cfg: PubSubConfig, signer: Signer | None = None) -> None:
+        self._signer = signer if signer is not None else Signer.load()
         self._client = pubsub_v1.PublisherClient(
             publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
         )
         self._topic = self._client.topic_path(cfg.project, cfg.commands_topic)
 
+    def _send(
+        self, data: bytes, attributes: dict[str, str], ordering_key: str
+    ) -> pubsub_v1.publisher.futures.Future:
+        return self._client.publish(self._topic, data, ordering_key=ordering_key, **attributes)
+
     def publish(self, cmd: AnyCommand, ordering_key: str, timeout: float = 10.0) -> str:
         """Publish and wait until Pub/Sub has it; returns the message id."""
-        future = self._client.publish(self._topic, encode(cmd), ordering_key=ordering_key)
+        future = self.publish_async(cmd, ordering_key)
         try:
             return str(future.result(timeout=timeout))
         except Exception:
             self._client.resume_publish(self._topic, ordering_key)
             raise
 
+    def publish_one(self, cmd: AnyCommand, ordering_key: str, timeout: float = 10.0) -> str:
+        """``publish`` for a caller that sends one command and waits for it (an API request):
+        one unary Publish call in the calling thread, not the client's batching publisher,
+        which would add a commit thread, a future and its batch delay per message
+        (docs/decisions/0016). The order of a user's commands does not rest on the publisher
+        (``user_seq``, decision 0006), and nothing is paused on a failure."""
+        data = encode(cmd)
+        message = pubsub_v1.types.PubsubMessage(
+            data=data,
+            ordering_key=ordering_key,
+            attributes=self._signer.attributes(type(cmd), data, ordering_key),
+        )
+        # The client is the generated API client underneath: its own unary publish.
+        response = GapicPublisher.publish(
+            self._client, topic=self._topic, messages=[message], timeout=timeout
+        )
+        return str(response.message_ids[0])
+
     def publish_raw(self, data: bytes, ordering_key: str) -> pubsub_v1.publisher.futures.Future:
         """Publish a command already encoded (the local outbox's copy)."""
-        return self._client.publish(self._topic, data, ordering_key=ordering_key)
+        return self._send(data, self._signer.attributes_of(data, ordering_key), ordering_key)
 
     def publish_async(
         self, cmd: AnyCommand, ordering_key: str
     ) -> pubsub_v1.publisher.futures.Future:
-        return self._client.publish(self._topic, encode(cmd), ordering_key=ordering_key)
+        data = encode(cmd)
+        return self._send(
+            data, self._signer.attributes(type(cmd), data, ordering_key), ordering_key
+        )
 
     def resume(self, ordering_key: str) -> None:
         self._client.resume_publish(self._topic, ordering_key)

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 import redis
 
+from shared.db import Database
 from shared.money import parse_units
 from shared.redis_keys import ASSET_CHAINS_KEY
 from shared.redis_values import asset_precisions
@@ -27,6 +28,7 @@ RULE_FIELDS = (
     "min_withdrawal",
     "withdrawal_daily_limit",
     "sweep_threshold",
+    "withdrawal_review_threshold",
 )
 
 
@@ -48,6 +50,8 @@ class AssetChain:
     """Per user and rolling 24 hours; None: no limit."""
     sweep_threshold: int
     """A deposit address holding at least this much is swept."""
+    review_threshold: int | None = None
+    """A withdrawal of more than this waits for an admin's review; None: none does."""
 
     @property
     def unit(self) -> int:
@@ -81,6 +85,7 @@ class AssetChain:
             min_withdrawal=rule("min_withdrawal", 1) or 1,
             withdrawal_daily_limit=limit,
             sweep_threshold=rule("sweep_threshold", 1) or 1,
+            review_threshold=rule("withdrawal_review_threshold", None),
         )
 
 
@@ -94,6 +99,25 @@ def load_asset_chains(client: redis.Redis, default_confirmations: int) -> dict[s
             continue  # chain details ahead of the asset itself: not usable yet
         chain = orjson.loads(raw_chain)
         out[name] = AssetChain.parse(name, precisions[name], chain, default_confirmations)
+    return out
+
+
+def load_durable_asset_chains(
+    firestore: Any, db: Database, default_confirmations: int
+) -> dict[str, AssetChain]:
+    """Every asset with chain details, from their durable sources, for the withdrawal sender:
+    the chain (contract, decimals) from Firestore (``assets/{asset}``, written by the admin
+    function), the precision from the matcher's ``assets`` table. Not from Redis, which many
+    deployables may write: a payout's contract and decimals must not be one write away."""
+    precisions = {str(a): int(p) for a, p in db.run("SELECT asset, precision FROM assets")}
+    out: dict[str, AssetChain] = {}
+    for snap in firestore.collection("assets").stream():
+        doc = snap.to_dict() or {}
+        if snap.id in precisions and isinstance(doc.get("chain"), dict):
+            chain = doc["chain"]
+            out[snap.id] = AssetChain.parse(
+                snap.id, precisions[snap.id], chain, default_confirmations
+            )
     return out
 
 

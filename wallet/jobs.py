@@ -2,7 +2,8 @@
 run on each Cloud Scheduler call (and what ``make run``'s local scheduler runs).
 
 Each run opens its own Postgres connection (its advisory lock dies with it if the instance
-does), reads the assets' chain details from Redis and the deposit addresses from Firestore,
+does), reads the assets' chain details from Redis (the sender: from Firestore and Postgres,
+their durable sources) and the deposit addresses from Firestore,
 and returns a report that is logged and answered as JSON.
 
 ``run_job`` is the boundary every caller goes through: a run that fails is logged there, with
@@ -30,7 +31,12 @@ from shared.messages import AnyCommand
 from shared.pubsub import CommandPublisher
 from shared.redis_keys import command_key
 from wallet import addresses, chain
-from wallet.assets import AssetChain, load_asset_chains, restore_asset_chains
+from wallet.assets import (
+    AssetChain,
+    load_asset_chains,
+    load_durable_asset_chains,
+    restore_asset_chains,
+)
 from wallet.keys import HdWallet, single_key
 from wallet.sender import run_sender
 from wallet.sweep import run_sweep
@@ -143,14 +149,14 @@ def sweep_once(rt: Runtime | None = None) -> dict[str, Any]:
 def send_once(rt: Runtime | None = None) -> dict[str, Any]:
     rt = rt or runtime()
     w3 = chain.connect(rt.cfg)
-    assets = _assets(rt)
     hot = single_key(rt.cfg.hot_wallet_key)
-    return report_json(
-        _with_db(
-            rt, "sender",
-            lambda db: run_sender(db, w3, rt.cfg, assets, hot, rt.publish, rt.verdict, time.time),
-        )
-    )  # fmt: skip
+
+    def send(db: Database) -> Any:
+        # Payout contracts and decimals from their durable sources, never from Redis.
+        assets = load_durable_asset_chains(rt.firestore, db, rt.cfg.confirmations)
+        return run_sender(db, w3, rt.cfg, assets, hot, rt.publish, rt.verdict, time.time)
+
+    return report_json(_with_db(rt, "sender", send))
 
 
 def run_job(name: str, job: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:

@@ -128,14 +128,16 @@ def _sign_held(
 ) -> None:
     rows = db.run(
         "SELECT r.withdrawal_id, r.user_id, r.asset, r.token_amount, r.address, r.command_id,"
-        " w.state FROM withdrawal_requests r LEFT JOIN withdrawals w USING (withdrawal_id)"
+        " w.state, r.amount"
+        " FROM withdrawal_requests r LEFT JOIN withdrawals w USING (withdrawal_id)"
+        # Only 'requested': one in 'review' waits for an admin (functions/admin), never signed.
         " WHERE r.chain_id = :c AND r.state = 'requested' ORDER BY r.created_at",
         c=cfg.chain_id,
     )
     fees: Fees | None = None
     # What this run has already committed from the hot wallet (the balance is read once).
     reserved: dict[str, int] = {}
-    for wid, user, asset_name, token_amount, address, command_id, held in rows:
+    for wid, user, asset_name, token_amount, address, command_id, held, amount_units in rows:
         if held is None:
             answer = verdict(command_id)
             if answer is not None and not answer.get("ok", False):
@@ -149,8 +151,16 @@ def _sign_held(
         refusal = (
             f"asset {asset_name} has no chain details" if asset is None
             else "the zero address cannot receive" if int(address, 16) == 0
+            # Its token amount was worked out from Redis at request time: it must match the
+            # durable decimals, or someone changed them in between.
+            else "token_amount_mismatch" if asset.to_token(int(amount_units)) != int(token_amount)
             else None
         )  # fmt: skip
+        if refusal == "token_amount_mismatch":
+            log.error(
+                "security: a withdrawal's token amount does not match its asset's decimals",
+                extra={"event": "security", "withdrawal": wid, "asset": asset_name},
+            )
         if refusal is not None or asset is None:
             _set_state(db, wid, "failed", refusal)
             publish(RefundWithdrawal(id=f"refund:{wid}", withdrawal_id=wid), user)

@@ -10,5 +10,7 @@ so it scales out: every instance listens to Redis for its own clients only.
 - ``hub``: the one Redis pub/sub connection, topics made and dropped with their subscribers;
 - ``session``: one client: subscriptions, authentication, its bounded outgoing line;
 - ``auth``: the HTTP API's JWT and API-key checks on a socket;
-- ``server``: the websockets server, probes, limits, graceful stop.
+- ``server``: the websockets server, probes, limits, graceful stop;
+- ``binance``, ``binance_streams``: Binance's spot streams and user data stream on the same
+  topics (docs/binance-api.md).
 """

@@ -36,7 +36,7 @@ from api.auth import Principal
 from api.sessions import Revocation, parse_revocation
 from shared.redis_keys import MARKETS_KEY, REVOCATIONS_CHANNEL, ws_heartbeat_channel
 from ws_service.protocol import Channel, Ident, error
-from ws_service.topics import LIVE, WAITING, Topic, make_topic
+from ws_service.topics import LIVE, WAITING, Dialect, Topic, make_topic
 
 if TYPE_CHECKING:
     from ws_service.session import Session
@@ -306,16 +306,26 @@ class Hub:
             with contextlib.suppress(Exception):
                 await self._command("unsubscribe", topic.redis_channel)
 
-    async def attach(self, session: Session, channel: Channel, rc: str, ident: Ident) -> None:
+    async def attach(
+        self,
+        session: Session,
+        channel: Channel,
+        rc: str,
+        ident: Ident,
+        dialect: Dialect | None = None,
+        name: str | None = None,
+    ) -> None:
         """Subscribe ``session`` to ``channel`` (Redis channel ``rc``): ``subscribed`` and its
-        snapshot follow as soon as the topic is live (at once when it already is)."""
+        snapshot follow as soon as the topic is live (at once when it already is). Another
+        wire format's subscriber holds its own client channel ``name``, whose frames
+        ``dialect`` makes from the same topic."""
         topic = self.topics.get(rc)
-        if topic is not None:
-            topic.add(session, channel.name, ident)
+        if topic is None:
+            topic = self.topics[rc] = make_topic(channel, rc)
+            topic.add(session, name or channel.name, ident, dialect)
+            await self._command("subscribe", rc)
             return
-        topic = self.topics[rc] = make_topic(channel, rc)
-        topic.add(session, channel.name, ident)
-        await self._command("subscribe", rc)
+        topic.add(session, name or channel.name, ident, dialect)
 
     async def detach(self, session: Session, name: str, rc: str) -> None:
         topic = self.topics.get(rc)

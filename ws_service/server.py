@@ -1,4 +1,5 @@
-"""The WebSocket server: ``/v1/ws`` for clients, ``/healthz`` and ``/readyz`` for probes.
+"""The WebSocket server: ``/v1/ws`` for clients, Binance's stream paths (``/ws``, ``/stream``,
+``/ws-api/v3``: ``ws_service.binance``), ``/healthz`` and ``/readyz`` for probes.
 
 One asyncio loop per process runs the websockets server, the hub (the Redis feed) and every
 session. Plain HTTP ``GET /healthz`` answers 200 while the process runs; ``/readyz`` 200 while
@@ -28,6 +29,7 @@ from websockets.http11 import Request, Response
 from api.auth import AuthContext
 from api.http import ApiError
 from shared.config import ApiConfig, WsConfig
+from ws_service import binance
 from ws_service.auth import WS_PATH, SocketAuth, has_credentials
 from ws_service.hub import Hub
 from ws_service.session import FeedConnection, Session
@@ -51,6 +53,7 @@ class WsServer:
         self.cfg = cfg
         self.auth = auth
         self.hub = Hub(cfg.redis_url, cfg.subscribe_timeout_s)
+        self.catalog = binance.Catalog(auth.ctx)
         self.server: Server | None = None
         self.connections = 0
         self._hub_task: asyncio.Task[None] | None = None
@@ -139,7 +142,8 @@ class WsServer:
         if path == "/readyz":
             status = HTTPStatus.OK if self.hub.ready else HTTPStatus.SERVICE_UNAVAILABLE
             return _json(status, self.stats())
-        if path != WS_PATH:
+        dialect = binance.route(path, query)
+        if path != WS_PATH and dialect is None:
             return _json_error(HTTPStatus.NOT_FOUND, "not_found", f"no such path; use {WS_PATH}")
         if not self.hub.ready:
             return _json_error(
@@ -149,6 +153,8 @@ class WsServer:
             return _json_error(
                 HTTPStatus.SERVICE_UNAVAILABLE, "too_many_connections", "server full: retry"
             )
+        if dialect is not None:
+            return await self._binance_handshake(conn, dialect)
         if has_credentials(request.headers.keys()):
             headers = list(request.headers.raw_items())
             try:
@@ -166,15 +172,42 @@ class WsServer:
                 return _json_error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal", "internal error")
         return None
 
+    async def _binance_handshake(
+        self, conn: FeedConnection, route: binance.Route
+    ) -> Response | None:
+        """A Binance path: its route kept for the session; a listen key must be live."""
+        if route.listen_key is not None:
+            try:
+                resolved = await binance.resolve_listen_key(self.auth.ctx, route)
+            except (RedisError, OSError) as exc:
+                log.warning("listen key lookup failed: %r", exc)
+                text = "listenKey cannot be checked now: retry"
+                return _json(HTTPStatus.SERVICE_UNAVAILABLE, {"code": -1001, "msg": text})
+            if resolved is None:
+                doc = {"code": -1125, "msg": "This listenKey does not exist."}
+                return _json(HTTPStatus.BAD_REQUEST, doc)
+            route = resolved
+        conn.binance_route = route
+        return None
+
     # -- WebSocket -------------------------------------------------------------------------------
 
     async def _handler(self, connection: ServerConnection) -> None:
         conn = cast(FeedConnection, connection)
-        session = Session(conn, self.hub, self.auth, self.cfg, _peer(conn))
+        route = conn.binance_route
+        session: Session
+        if route is not None:
+            session = binance.BinanceSession(
+                conn, self.hub, self.auth, self.cfg, _peer(conn), route, self.catalog
+            )
+        else:
+            session = Session(conn, self.hub, self.auth, self.cfg, _peer(conn))
         conn.session = session
         self.hub.sessions.add(session)
         self.connections += 1
         try:
+            if isinstance(session, binance.BinanceSession):
+                await session.start()
             async for raw in conn:
                 await session.handle(raw)
         except ConnectionClosed:

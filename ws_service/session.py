@@ -36,6 +36,7 @@ from ws_service.protocol import (
 )
 
 if TYPE_CHECKING:
+    from ws_service.binance import Route
     from ws_service.hub import Hub
 
 log = logging.getLogger("ws.session")
@@ -53,6 +54,8 @@ class FeedConnection(ServerConnection):
     principal: Principal | None = None
     """Set when the opening handshake itself was authenticated (Authorization/X-API-Key)."""
     token_expires: float | None = None
+    binance_route: Route | None = None
+    """Set when the path is one of Binance's (``ws_service.binance``)."""
 
     def resume_writing(self) -> None:
         super().resume_writing()
@@ -132,6 +135,12 @@ class Session:
             self.transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
             self.hub.stats["sent"] += len(frames)
         frames.clear()
+
+    def joined(self, channel: str, ident: Ident, frames: list[bytes]) -> None:
+        """A topic joined this session to ``channel`` of another wire format (a dialect),
+        with its first ``frames``; that format's session answers its request here."""
+        for frame in frames:
+            self.push(frame)
 
     def drain_line(self) -> None:
         """The socket drained below its low-water mark: hand it what waits in line."""

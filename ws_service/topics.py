@@ -12,9 +12,10 @@ the subscriber joined to the fan-out set in one step, so no update can fall betw
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import orjson
 
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
     from ws_service.session import Session
+
+log = logging.getLogger("ws.topics")
 
 TRADES_SNAPSHOT: Final = 50
 """Most recent public trades in a ``trades:{m}`` snapshot (as ``GET .../trades``)."""
@@ -39,6 +42,16 @@ Frames = list[tuple[str, bytes]]
 """(client channel, frame) pairs to fan out."""
 
 WAITING, LOADING, LIVE = "waiting", "loading", "live"
+
+
+class Dialect(Protocol):
+    """Another wire format of a topic's messages (the Binance streams, ws_service/binance.py):
+    its subscribers hold a client channel of their own, whose frames it makes from the topic
+    after each message is applied (``Topic.latest``) and from its state when one joins."""
+
+    def frames(self, topic: Topic) -> list[bytes]: ...
+
+    def initial(self, topic: Topic) -> list[bytes]: ...
 
 
 class Topic:
@@ -56,12 +69,20 @@ class Topic:
         self.subscribers: dict[str, dict[Session, None]] = {}
         self.waiters: dict[str, dict[Session, Ident]] = {}
         self.needs_reload = False
+        self.dialects: dict[str, Dialect] = {}
+        """Client channels of other wire formats, and what makes their frames."""
+        self.latest: Any = None
+        """What the last message applied brought (parsed), for the dialects; None: nothing."""
 
     # -- subscribers -------------------------------------------------------------------------
 
-    def add(self, session: Session, channel: str, ident: Ident) -> None:
+    def add(
+        self, session: Session, channel: str, ident: Ident, dialect: Dialect | None = None
+    ) -> None:
         """Subscribe ``session``: ``subscribed`` and the snapshot now (then updates), or as
         soon as the state is live. Subscribing again is a resync: a fresh snapshot."""
+        if dialect is not None:
+            self.dialects.setdefault(channel, dialect)
         self.subscribers.get(channel, {}).pop(session, None)
         if self.status == LIVE:
             self._serve(session, channel, ident)
@@ -71,14 +92,25 @@ class Topic:
     def remove(self, session: Session, channel: str) -> None:
         self.subscribers.get(channel, {}).pop(session, None)
         self.waiters.get(channel, {}).pop(session, None)
+        if not self.subscribers.get(channel) and not self.waiters.get(channel):
+            self.dialects.pop(channel, None)  # its per-channel memory goes with the last one
 
     def empty(self) -> bool:
         return not any(self.subscribers.values()) and not any(self.waiters.values())
 
     def _serve(self, session: Session, channel: str, ident: Ident) -> None:
-        session.push(message("subscribed", channel=channel, id=ident))
-        if self.has_snapshot:
-            session.push(envelope("snapshot", channel, self.snapshot_json(channel)))
+        dialect = self.dialects.get(channel)
+        if dialect is not None:
+            try:
+                first = dialect.initial(self)
+            except Exception:  # a bug there costs its own subscribers only
+                log.exception("dialect frames failed", extra={"channel": channel})
+                first = []
+            session.joined(channel, ident, first)
+        else:
+            session.push(message("subscribed", channel=channel, id=ident))
+            if self.has_snapshot:
+                session.push(envelope("snapshot", channel, self.snapshot_json(channel)))
         self.subscribers.setdefault(channel, {})[session] = None
 
     def go_live(self) -> None:
@@ -107,7 +139,16 @@ class Topic:
     def on_message(self, raw: bytes) -> None:
         """A message from Redis: dropped, buffered, or applied and fanned out."""
         if self.status == LIVE:
-            self.fan_out(self.apply(raw))
+            self.latest = None
+            frames = self.apply(raw)
+            if self.dialects and self.latest is not None:
+                for channel, dialect in self.dialects.items():
+                    if self.subscribers.get(channel):
+                        try:
+                            frames.extend((channel, frame) for frame in dialect.frames(self))
+                        except Exception:  # a bug there costs its own subscribers only
+                            log.exception("dialect frames failed", extra={"channel": channel})
+            self.fan_out(frames)
         elif self.status == LOADING:
             self.buffer.append(raw)
 
@@ -161,6 +202,7 @@ class DepthTopic(Topic):
         seq, prev = delta["seq"], delta["prev_seq"]
         if seq <= self.seq:
             return []  # already in the state (the snapshot was newer)
+        self.latest = delta
         if prev != self.seq:
             self.needs_reload = True
             return [(self.channel, envelope("update", self.channel, raw))]
@@ -176,15 +218,17 @@ class DepthTopic(Topic):
 
     def snapshot_json(self, channel: str) -> bytes:
         if self._snapshot is None:
-            self._snapshot = orjson.dumps(
-                {
-                    "market": self.market,
-                    "bids": sorted(self.bids.items(), key=_price, reverse=True),
-                    "asks": sorted(self.asks.items(), key=_price),
-                    "seq": self.seq,
-                }
-            )
+            self._snapshot = orjson.dumps(self.book())
         return self._snapshot
+
+    def book(self) -> dict[str, Any]:
+        """The state: ``{market, bids, asks, seq}``, each side best first."""
+        return {
+            "market": self.market,
+            "bids": sorted(self.bids.items(), key=_price, reverse=True),
+            "asks": sorted(self.asks.items(), key=_price),
+            "seq": self.seq,
+        }
 
 
 def _price(level: tuple[str, str]) -> Decimal:
@@ -219,6 +263,7 @@ class TradesTopic(Topic):
         if not new:
             return []
         data = raw if len(new) == len(trades) else orjson.dumps(new)
+        self.latest = new
         self.recent.extend(orjson.dumps(t) for t in new)
         self.last_id = new[-1]["trade_id"]
         return [(self.channel, envelope("update", self.channel, data))]
@@ -255,9 +300,11 @@ class TickerTopic(Topic):
         self.ts = orjson.loads(raw)["ts"] or 0
 
     def apply(self, raw: bytes) -> Frames:
-        ts = orjson.loads(raw)["ts"] or 0
+        ticker = orjson.loads(raw)
+        ts = ticker["ts"] or 0
         if ts < self.ts:
             return []  # older than what the snapshot showed
+        self.latest = ticker
         self.ts = ts
         self.current = raw
         return [(self.channel, envelope("update", self.channel, raw))]
@@ -290,14 +337,17 @@ class KlineTopic(Topic):
 
     def apply(self, raw: bytes) -> Frames:
         changed = []
+        arrays: list[list[Any]] = []
         for candle in orjson.loads(raw):
             held = self.candles.get(candle[0])
             if held is not None and held[7] > candle[7]:
                 continue  # an older state of a candle the snapshot already had
             self.candles[candle[0]] = candle
             changed.append(dict(zip(KLINE_FIELDS, candle, strict=True)))
+            arrays.append(candle)
         if not changed:
             return []
+        self.latest = arrays
         if len(self.candles) > KLINES_SNAPSHOT:
             for t in sorted(self.candles)[:-KLINES_SNAPSHOT]:
                 del self.candles[t]
@@ -321,7 +371,10 @@ class UserTopic(Topic):
 
     def apply(self, raw: bytes) -> Frames:
         by_channel: dict[str, list[dict[str, Any]]] = {}
-        for item in orjson.loads(raw):
+        items = orjson.loads(raw)
+        if self.dialects:
+            self.latest = [dict(item) for item in items]  # with their "channel"
+        for item in items:
             channel = item.pop("channel", None)
             if channel in ("orders", "balances"):
                 by_channel.setdefault(channel, []).append(item)

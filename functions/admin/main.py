@@ -20,9 +20,15 @@ the engine's business: they are kept in Firestore (``assets/{asset}``) and in Re
 (``HSET md:asset_chains {asset} {"kind", "contract", "decimals", ...}``), where ``GET /v1/assets``
 reads them. The wallet's rules for the asset (wallet.assets) go with them when given:
 ``confirmations`` (1 to 10000) and the decimal strings ``min_deposit``, ``withdrawal_fee``,
-``min_withdrawal``, ``withdrawal_daily_limit``, ``sweep_threshold`` (within the asset's
-precision; kept as given). ``PATCH /v1/admin/assets/{asset}/chain`` changes them (null removes
-one: the wallet's default applies); the chain itself (kind, contract, decimals) never changes.
+``min_withdrawal``, ``withdrawal_daily_limit``, ``sweep_threshold``,
+``withdrawal_review_threshold`` (within the asset's precision; kept as given). ``PATCH
+/v1/admin/assets/{asset}/chain`` changes them (null removes one: the wallet's default applies);
+the chain itself (kind, contract, decimals) never changes.
+
+Withdrawal review: ``GET /v1/admin/withdrawals`` lists those waiting in state ``review`` (above
+their asset's ``withdrawal_review_threshold``); approving makes one ``requested`` (the sender
+signs it), rejecting refunds it through the matcher (``RefundWithdrawal``). Both need the
+admin's fresh proof and second factor, and are logged.
 
 The first admin: ``python -m functions.admin.bootstrap --email ... --password ...``.
 """
@@ -37,6 +43,7 @@ import flask
 import msgspec
 import orjson
 
+from api import second_factor
 from api.auth import Principal, Role, authenticate, require_fresh, require_role
 from api.dispatch import Services, new_command_id, pending_command, rejection, services
 from api.http import (
@@ -55,7 +62,8 @@ from api.listings import (
     check_market_definition,
     market_json,
 )
-from api.openapi import ASSET_PATTERN, MARKET_PARAM, PENDING, ok, path_param
+from api.openapi import ASSET_PATTERN, MARKET_PARAM, PENDING, ok, path_param, query
+from api.params import QueryParams
 from shared import logs
 from shared.messages import (
     ASSET_RE,
@@ -66,6 +74,7 @@ from shared.messages import (
     Deposit,
     MarketStatus,
     Reason,
+    RefundWithdrawal,
     UpdateMarket,
 )
 from shared.money import MoneyError, format_units, parse_units
@@ -105,6 +114,9 @@ WithdrawalFee = Annotated[
     Decimal, msgspec.Meta(description="charged on top of each withdrawal's amount")
 ]
 DailyLimit = Annotated[Decimal, msgspec.Meta(description="per user, rolling 24 h; none if absent")]
+ReviewThreshold = Annotated[
+    Decimal, msgspec.Meta(description="a withdrawal of more than this waits for a review")
+]
 SweepThreshold = Annotated[
     Decimal, msgspec.Meta(description="a deposit address holding this much is swept")
 ]
@@ -129,6 +141,7 @@ class NewChain(Body):
     min_withdrawal: Decimal | None = None
     withdrawal_daily_limit: DailyLimit | None = None
     sweep_threshold: SweepThreshold | None = None
+    withdrawal_review_threshold: ReviewThreshold | None = None
 
 
 class ChainRules(Body):
@@ -145,6 +158,7 @@ class ChainRules(Body):
     min_withdrawal: Decimal | msgspec.UnsetType | None = msgspec.UNSET
     withdrawal_daily_limit: DailyLimit | msgspec.UnsetType | None = msgspec.UNSET
     sweep_threshold: SweepThreshold | msgspec.UnsetType | None = msgspec.UNSET
+    withdrawal_review_threshold: ReviewThreshold | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class NewAsset(Body):
@@ -611,6 +625,177 @@ def change_role(req: ApiRequest) -> flask.Response:
         )
         user = {**user, "role": body.role}
     return json_response(_user_json(user_id, user))
+
+
+# --------------------------------------------------------------------------------------------
+# withdrawal review
+# --------------------------------------------------------------------------------------------
+
+_REVIEW_STATES: Final = ("review", "requested", "rejected", "signed", "broadcast", "confirmed",
+                         "failed", "refunded")  # fmt: skip
+_REVIEW_SQL: Final = """
+SELECT r.withdrawal_id, r.user_id, r.asset, r.amount, r.fee, r.address, r.state, r.error,
+       w.state, r.reviewed_by, r.reviewed_at, r.created_at
+FROM withdrawal_requests r LEFT JOIN withdrawals w USING (withdrawal_id)
+"""
+
+
+class ReviewDecision(Body):
+    schema_extra: ClassVar[dict[str, Any]] = {"examples": [{}, {"totp_code": "123456"}]}
+
+    totp_code: second_factor.TotpCode = None
+
+
+def _reviewed_json(row: list[Any], precisions: dict[str, int]) -> dict[str, Any]:
+    (wid, user, asset, amount, fee, address, state, error, held, by, at, created) = row
+    p = precisions.get(asset, 0)
+    return {
+        "id": wid, "user_id": user, "asset": asset,
+        "amount": format_units(int(amount), p), "fee": format_units(int(fee), p),
+        "address": address, "state": state, "error": error, "held": held == "held",
+        "reviewed_by": by, "reviewed_at": iso(at), "created_at": iso(created),
+    }  # fmt: skip
+
+
+def _reviewed(svc: Services, wid: str) -> list[Any]:
+    rows = svc.db.run(_REVIEW_SQL + " WHERE r.withdrawal_id = :w", w=wid)
+    if not rows:
+        raise not_found("no such withdrawal", "withdrawal_not_found")
+    return list(rows[0])
+
+
+def _reviewer(req: ApiRequest, svc: Services) -> Principal:
+    """An admin, proved recently and with their second factor when it is on: approving
+    sends funds out."""
+    principal = _admin(req, svc)
+    body = req.json(ReviewDecision) if req.body else ReviewDecision()
+    require_fresh(principal, svc.config)
+    second_factor.verify(
+        svc.auth.firestore, principal.user_id, body.totp_code, failures=svc.auth.failures,
+        client_ip=req.client_ip, cfg=svc.config,
+    )  # fmt: skip
+    return principal
+
+
+@api.route(
+    "GET",
+    "/v1/admin/withdrawals",
+    summary="Withdrawals by state (those waiting for review by default), oldest first",
+    operation_id="listReviewWithdrawals",
+    tag="admin",
+    auth="admin",
+    params=(query("state", {"type": "string", "enum": list(_REVIEW_STATES)}),),
+    responses={200: ok("Withdrawals", "ReviewedWithdrawalList")},
+    errors=(400,),
+    description="At most 500; held says whether the matcher holds the funds yet.",
+)
+def list_review_withdrawals(req: ApiRequest) -> flask.Response:
+    svc = services()
+    _admin(req, svc)
+    state = QueryParams(req, "state").text("state") or "review"
+    if state not in _REVIEW_STATES:
+        raise bad_request(f"state must be one of {', '.join(_REVIEW_STATES)}", "invalid_state")
+    rows = svc.db.run(
+        _REVIEW_SQL + " WHERE r.state = :s ORDER BY r.created_at, r.withdrawal_id LIMIT 500",
+        s=state,
+    )
+    precisions = asset_precisions(svc.redis)
+    return json_response({"withdrawals": [_reviewed_json(list(r), precisions) for r in rows]})
+
+
+@api.route(
+    "POST",
+    "/v1/admin/withdrawals/{id}/approve",
+    summary="Approve a withdrawal waiting for review: the sender signs it",
+    operation_id="approveWithdrawal",
+    tag="admin",
+    auth="admin",
+    body=ReviewDecision,
+    params=(path_param("id", example="wd_0123456789abcdef0123456789abcdef"),),
+    responses={200: ok("The withdrawal", "ReviewedWithdrawal")},
+    errors=(404, 409, 429),
+    description=(
+        "Needs the admin's recent proof (401 fresh_auth_required) and, with two-factor on, "
+        "totp_code. 409 not_in_review when it is not waiting for review; 409 not_held while the "
+        "matcher has not held its funds yet (retry)."
+    ),
+)
+def approve_withdrawal(req: ApiRequest) -> flask.Response:
+    svc = services()
+    principal = _reviewer(req, svc)
+    wid = req.params["id"]
+    row = _reviewed(svc, wid)
+    if row[6] != "review":
+        raise conflict(f"withdrawal {wid} is {row[6]}, not in review", "not_in_review")
+    if row[8] != "held":
+        raise conflict("the matcher has not held its funds yet; retry", "not_held")
+    done = svc.db.run(
+        "UPDATE withdrawal_requests SET state = 'requested', reviewed_by = :b,"
+        " reviewed_at = now(), updated_at = now() WHERE withdrawal_id = :w AND state = 'review'"
+        " RETURNING withdrawal_id",
+        b=principal.user_id, w=wid,
+    )  # fmt: skip
+    if not done:
+        raise conflict(f"withdrawal {wid} is no longer in review", "not_in_review")
+    log.warning(
+        "withdrawal approved",
+        extra={"event": "withdrawal_approved", "withdrawal": wid, "by": principal.user_id},
+    )
+    return json_response(_reviewed_json(_reviewed(svc, wid), asset_precisions(svc.redis)))
+
+
+@api.route(
+    "POST",
+    "/v1/admin/withdrawals/{id}/reject",
+    summary="Reject a withdrawal waiting for review: its funds go back to the user",
+    operation_id="rejectWithdrawal",
+    tag="admin",
+    auth="admin",
+    body=ReviewDecision,
+    params=(path_param("id", example="wd_0123456789abcdef0123456789abcdef"),),
+    responses={200: ok("The withdrawal", "ReviewedWithdrawal")},
+    errors=(404, 409, 429),
+    description=(
+        "Needs the admin's recent proof. The withdrawal becomes failed (error "
+        "rejected_in_review) and the matcher refunds amount + fee (RefundWithdrawal); once it "
+        "has, refunded (the withdrawal sender finishes it if the matcher answers late). 409 "
+        "not_in_review, not_held as for approving."
+    ),
+)
+def reject_withdrawal(req: ApiRequest) -> flask.Response:
+    svc = services()
+    principal = _reviewer(req, svc)
+    wid = req.params["id"]
+    row = _reviewed(svc, wid)
+    if row[6] != "review":
+        raise conflict(f"withdrawal {wid} is {row[6]}, not in review", "not_in_review")
+    if row[8] != "held":
+        raise conflict("the matcher has not held its funds yet; retry", "not_held")
+    done = svc.db.run(
+        "UPDATE withdrawal_requests SET state = 'failed', error = 'rejected_in_review',"
+        " reviewed_by = :b, reviewed_at = now(), updated_at = now()"
+        " WHERE withdrawal_id = :w AND state = 'review' RETURNING user_id",
+        b=principal.user_id, w=wid,
+    )  # fmt: skip
+    if not done:
+        raise conflict(f"withdrawal {wid} is no longer in review", "not_in_review")
+    log.warning(
+        "withdrawal rejected",
+        extra={"event": "withdrawal_rejected", "withdrawal": wid, "by": principal.user_id},
+    )
+    user = str(done[0][0])
+    # The sender's id for the same refund: whichever is applied first, the other is a duplicate.
+    reply = svc.commands.send(
+        RefundWithdrawal(id=f"refund:{wid}", withdrawal_id=wid), ordering_key=user,
+        owner=principal.user_id,
+    )  # fmt: skip
+    if reply is not None and reply["ok"]:
+        svc.db.run(
+            "UPDATE withdrawal_requests SET state = 'refunded', updated_at = now()"
+            " WHERE withdrawal_id = :w AND state = 'failed'",
+            w=wid,
+        )
+    return json_response(_reviewed_json(_reviewed(svc, wid), asset_precisions(svc.redis)))
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,7 +7,9 @@ where to read them.
 Firestore:
 
 - ``users/{user_id}``: email, password_hash (argon2id), role (``user`` / ``admin``), created_at,
-  and the sessions' state (``session_epoch``, ``ended_sessions``: ``api.sessions``);
+  the sessions' state (``session_epoch``, ``ended_sessions``: ``api.sessions``) and the second
+  factor (``totp``: ``api.second_factor``; login, reauth and withdraw-scope API keys ask for
+  its code when it is on);
 - ``emails/{normalised email}``: user_id. Created in the same transaction as the user, so an
   address is taken once (409 for the second signup);
 - ``refresh_families/{family_id}``: one login session: user_id, revoked, the user's session
@@ -50,6 +52,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
+from api import second_factor
 from api.auth import (
     API_KEYS_COLLECTION,
     AuthContext,
@@ -90,6 +93,9 @@ USERS: Final = "users"
 EMAILS: Final = "emails"
 FAMILIES: Final = "refresh_families"
 REFRESH_TOKENS: Final = "refresh_tokens"
+REFRESH_COOKIE: Final = "refresh_token"
+REFRESH_COOKIE_PATH: Final = "/v1/auth"
+"""The browser page's refresh token (docs/web.md): sent only to the auth routes."""
 MAX_API_KEYS: Final = 20
 MAX_PASSWORD: Final = 256
 SENSITIVE_SCOPES: Final = frozenset({"trade", "withdraw"})
@@ -114,14 +120,58 @@ class Credentials(Body):
     password: Annotated[str, msgspec.Meta(max_length=MAX_PASSWORD)]
 
 
+class Login(Credentials):
+    schema_extra: ClassVar[dict[str, Any]] = {
+        "examples": [
+            {"email": "alice@example.com", "password": "correct horse battery"},
+            {"email": "alice@example.com", "password": "correct horse battery",
+             "totp_code": "123456"},
+        ]
+    }  # fmt: skip
+
+    totp_code: second_factor.TotpCode = None
+    refresh_cookie: Annotated[
+        bool,
+        msgspec.Meta(
+            description=(
+                "true: the refresh token comes as an HttpOnly SameSite=Strict cookie (path "
+                "/v1/auth), not in the body, for a browser page (docs/web.md)"
+            )
+        ),
+    ] = False
+
+
+class TotpProof(Body):
+    schema_extra: ClassVar[dict[str, Any]] = {"examples": [{"totp_code": "123456"}]}
+
+    totp_code: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1, max_length=32,
+            description="the 6-digit code of the authenticator app (or a recovery code)",
+        ),
+    ]  # fmt: skip
+
+
 class RefreshRequest(Body):
-    refresh_token: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    refresh_token: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                min_length=1,
+                max_length=200,
+                description="absent or null: the refresh_token cookie login set (refresh_cookie)",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class Reauth(Body):
     schema_extra: ClassVar[dict[str, Any]] = {"examples": [{"password": "correct horse battery"}]}
 
     password: Annotated[str, msgspec.Meta(max_length=MAX_PASSWORD)]
+    totp_code: second_factor.TotpCode = None
 
 
 class PasswordChange(Body):
@@ -142,6 +192,7 @@ class NewApiKey(Body):
 
     label: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     scopes: Annotated[list[Scope], msgspec.Meta(min_length=1, max_length=3)]
+    totp_code: second_factor.TotpCode = None
 
 
 def auth(request: flask.Request) -> flask.Response:
@@ -263,6 +314,14 @@ def _new_session(
     return pair
 
 
+def _second_factor(ctx: AuthContext, req: ApiRequest, user_id: str, code: str | None) -> None:
+    """401 unless the user's second factor, when on, is proved by ``code`` (api.second_factor)."""
+    second_factor.verify(
+        ctx.firestore, user_id, code, failures=ctx.failures, client_ip=req.client_ip,
+        cfg=ctx.config,
+    )  # fmt: skip
+
+
 def _role_of(user: dict[str, Any]) -> Role:
     return "admin" if user.get("role") == "admin" else "user"
 
@@ -326,19 +385,22 @@ def signup(req: ApiRequest) -> flask.Response:
     operation_id="login",
     tag="auth",
     auth="none",
-    body=Credentials,
+    body=Login,
     responses={200: ok("Tokens", "TokenPair")},
     errors=(401, 429),
     description=(
         "Wrong passwords are limited per (email, client address) and per client address "
         "(AUTH_FAILURES_*): a client that keeps failing gets 429 with Retry-After; a client that "
         "has not been failing is never refused. The access token carries sid (its session), epoch"
-        " and auth_time (now)."
+        " and auth_time (now). With two-factor on, a right password without totp_code answers "
+        "401 totp_required: send the same request again with totp_code (the authenticator "
+        "app's code, or a recovery code); a wrong or already used code answers 401 "
+        "invalid_totp_code (counted as a password failure)."
     ),
 )
 def login(req: ApiRequest) -> flask.Response:
     ctx = default_context()
-    body = req.json(Credentials)
+    body = req.json(Login)
     email = _normalise_email(body.email)
     # Only failures count, per (email, client) and per client (api.throttle): nobody can
     # lock the owner out by failing at their address.
@@ -356,11 +418,53 @@ def login(req: ApiRequest) -> flask.Response:
     # Verified (and counted) even for an unknown email: both failures look and take alike.
     if not _verify_password(ctx, attempt, stored, body.password) or user is None:
         raise unauthorized("wrong email or password", "invalid_credentials")
+    _second_factor(ctx, req, user_id, body.totp_code)
     if _hasher.check_needs_rehash(user["password_hash"]):
         db.collection(USERS).document(user_id).update(
             {"password_hash": _hasher.hash(body.password)}
         )
-    return json_response(_new_session(ctx, user_id, user))
+    # The second factor (TOTP) goes here: with one set up, answer a challenge, not tokens.
+    return _tokens_response(req, _new_session(ctx, user_id, user), body.refresh_cookie)
+
+
+def _secure_request(req: ApiRequest) -> bool:
+    """Whether the browser reached us over HTTPS (the load balancer says so in
+    X-Forwarded-Proto); plain HTTP is only the local gateway, where a Secure cookie would
+    not come back."""
+    proto = req.header("X-Forwarded-Proto") or req.raw.scheme
+    return proto.split(",")[0].strip().lower() != "http"
+
+
+def _tokens_response(req: ApiRequest, pair: dict[str, Any], cookie: bool) -> flask.Response:
+    """The token pair; with ``cookie`` its refresh token goes in an HttpOnly cookie instead of
+    the body, where no script of the page can read it (docs/web.md)."""
+    if not cookie:
+        return json_response(pair)
+    body = {k: v for k, v in pair.items() if k != "refresh_token"}
+    response = json_response(body)
+    response.set_cookie(
+        REFRESH_COOKIE, pair["refresh_token"], max_age=default_context().config.refresh_ttl_s,
+        path=REFRESH_COOKIE_PATH, secure=_secure_request(req), httponly=True, samesite="Strict",
+    )  # fmt: skip
+    return response
+
+
+def _clear_cookie(req: ApiRequest, response: flask.Response) -> flask.Response:
+    response.delete_cookie(
+        REFRESH_COOKIE, path=REFRESH_COOKIE_PATH, secure=_secure_request(req), httponly=True,
+        samesite="Strict",
+    )  # fmt: skip
+    return response
+
+
+def _refresh_token_of(req: ApiRequest, body: RefreshRequest) -> tuple[str, bool]:
+    """(the refresh token, whether it came in the cookie): the body's, else the cookie's."""
+    if body.refresh_token is not None:
+        return body.refresh_token, False
+    token = req.raw.cookies.get(REFRESH_COOKIE)
+    if not token or len(token) > 200:
+        raise unauthorized("no refresh token: log in again", "invalid_refresh_token")
+    return token, True
 
 
 RefreshOutcome = Literal["ok", "invalid", "reused", "expired"]
@@ -376,12 +480,19 @@ RefreshOutcome = Literal["ok", "invalid", "reused", "expired"]
     body=RefreshRequest,
     responses={200: ok("Tokens", "TokenPair")},
     errors=(401,),
+    description=(
+        "The refresh token in the body, or, for a browser page, none there and the HttpOnly "
+        "cookie login set (refresh_cookie): the new one then comes as that cookie again. The body"
+        " is JSON either way, so another site cannot send it without CORS' leave; the cookie is "
+        "SameSite=Strict besides."
+    ),
 )
 def refresh(req: ApiRequest) -> flask.Response:
     ctx = default_context()
     body = req.json(RefreshRequest)
+    presented, from_cookie = _refresh_token_of(req, body)
     db = ctx.firestore
-    token_ref = db.collection(REFRESH_TOKENS).document(_hash_token(body.refresh_token))
+    token_ref = db.collection(REFRESH_TOKENS).document(_hash_token(presented))
 
     @firestore.transactional
     def rotate(tx: Any) -> tuple[RefreshOutcome, dict[str, Any] | None]:
@@ -426,7 +537,7 @@ def refresh(req: ApiRequest) -> flask.Response:
         raise unauthorized("refresh token expired", "refresh_token_expired")
     if pair is None:
         raise unauthorized("invalid or revoked refresh token", "invalid_refresh_token")
-    return json_response(pair)
+    return _tokens_response(req, pair, from_cookie)
 
 
 @api.route(
@@ -441,15 +552,19 @@ def refresh(req: ApiRequest) -> flask.Response:
     errors=(401,),
     description=(
         "Its refresh tokens and its access tokens stop working at once (401 session_revoked), on "
-        "the HTTP API and the live feed."
+        "the HTTP API and the live feed. The refresh token in the body, or none there and the "
+        "cookie login set (refresh_cookie), which the answer then clears."
     ),
 )
 def logout(req: ApiRequest) -> flask.Response:
     ctx = default_context()
     body = req.json(RefreshRequest)
+    presented, from_cookie = _refresh_token_of(req, body)
     db = ctx.firestore
-    snap = db.collection(REFRESH_TOKENS).document(_hash_token(body.refresh_token)).get()
+    snap = db.collection(REFRESH_TOKENS).document(_hash_token(presented)).get()
     if not snap.exists:
+        if from_cookie:  # a stale cookie: forget it all the same
+            return _clear_cookie(req, no_content())
         raise unauthorized("invalid refresh token", "invalid_refresh_token")
     family_id, user_id = snap.get("family_id"), snap.get("user_id")
     db.collection(FAMILIES).document(family_id).update(
@@ -457,7 +572,7 @@ def logout(req: ApiRequest) -> flask.Response:
     )
     # The session's access tokens stop now, not when they expire (api.sessions).
     ctx.sessions.end_session(user_id, family_id)
-    return no_content()
+    return _clear_cookie(req, no_content()) if from_cookie else no_content()
 
 
 @api.route(
@@ -472,11 +587,13 @@ def me(req: ApiRequest) -> flask.Response:
     ctx = default_context()
     principal = authenticate(req, ctx)
     email = None
+    two_factor = False
     if principal.via != "oidc":
         snap = ctx.firestore.collection(USERS).document(principal.user_id).get()
         if not snap.exists:
             raise unauthorized("this user no longer exists", "invalid_token")
         email = snap.get("email")
+        two_factor = second_factor.is_enabled(snap.to_dict())
     return json_response(
         {
             "user_id": principal.user_id,
@@ -486,6 +603,7 @@ def me(req: ApiRequest) -> flask.Response:
             "scopes": sorted(principal.scopes),
             "api_key_id": principal.key_id,
             "auth_time": principal.auth_time,
+            "two_factor": two_factor,
         }
     )
 
@@ -515,8 +633,10 @@ def _password_user(ctx: AuthContext, principal: Principal) -> dict[str, Any]:
     description=(
         "The password again, for the actions that need a proof from the last few minutes "
         "(FRESH_AUTH_MAX_AGE_S, 5 by default): creating an API key with trade or withdraw, a "
-        "withdrawal with a token, a role change. Answers an access token of the same session "
-        "whose auth_time is now; later refreshes of the session keep that auth_time. Wrong "
+        "withdrawal with a token, a role change. With two-factor on it needs totp_code too "
+        "(401 totp_required / invalid_totp_code), so the fresh proof is two-factor. Answers an "
+        "access token of the same session whose auth_time is now; later refreshes of the "
+        "session keep that auth_time. Wrong "
         "passwords count as login failures do (429). 403 for an API key, or for an external "
         "identity (external_identity: prove it at the identity provider)."
     ),
@@ -531,6 +651,7 @@ def reauth(req: ApiRequest) -> flask.Response:
     attempt = _password_try(ctx, req, str(user.get("email")))
     if not _verify_password(ctx, attempt, user.get("password_hash"), body.password):
         raise unauthorized("wrong password", "invalid_credentials")
+    _second_factor(ctx, req, principal.user_id, body.totp_code)
     assert principal.session_id is not None  # our token: it has one
     auth_time = int(time.time())
     # Later refreshes of the session carry this proof (until it is too old to count).
@@ -594,6 +715,134 @@ def change_password(req: ApiRequest) -> flask.Response:
 
 
 # --------------------------------------------------------------------------------------------
+# two-factor authentication (api.second_factor)
+# --------------------------------------------------------------------------------------------
+
+
+def _totp_state(user: dict[str, Any]) -> dict[str, Any]:
+    state = user.get(second_factor.FIELD) or {}
+    return {
+        "enabled": bool(state.get("secret")),
+        "pending": bool(state.get("pending")) and not state.get("secret"),
+        "recovery_codes_left": len(state.get("recovery", [])) if state.get("secret") else 0,
+    }
+
+
+@api.route(
+    "GET",
+    "/v1/auth/2fa",
+    summary="Whether two-factor authentication is on",
+    operation_id="getTwoFactor",
+    tag="auth",
+    auth="session",
+    responses={200: ok("The state", "TwoFactorState")},
+)
+def get_two_factor(req: ApiRequest) -> flask.Response:
+    ctx = default_context()
+    principal = authenticate(req, ctx)
+    return json_response(_totp_state(_password_user(ctx, principal)))
+
+
+@api.route(
+    "POST",
+    "/v1/auth/2fa/enrol",
+    summary="Start turning two-factor on: a new TOTP secret",
+    operation_id="enrolTwoFactor",
+    tag="auth",
+    auth="session",
+    responses={200: ok("The secret to put in an authenticator app", "TwoFactorEnrolment")},
+    errors=(409,),
+    description=(
+        "Needs a recent proof (401 fresh_auth_required: POST /v1/auth/reauth). Answers the "
+        "secret and its otpauth:// URI (show it as a QR code); nothing changes until POST "
+        "/v1/auth/2fa/confirm with a code of it. Enrolling again before confirming replaces the "
+        "secret. 409 two_factor_enabled when it is already on (turn it off first)."
+    ),
+)
+def enrol_two_factor(req: ApiRequest) -> flask.Response:
+    ctx = default_context()
+    principal = authenticate(req, ctx)
+    user = _password_user(ctx, principal)
+    require_fresh(principal, ctx.config)
+    if second_factor.is_enabled(user):
+        raise conflict("two-factor authentication is already on", "two_factor_enabled")
+    secret = second_factor.new_secret()
+    ref = ctx.firestore.collection(USERS).document(principal.user_id)
+    ref.update({second_factor.FIELD: {"pending": secret}})
+    uri = second_factor.provisioning_uri(secret, str(user.get("email")), ctx.config.totp_issuer)
+    return json_response(
+        {"secret": secret, "otpauth_uri": uri}, headers={"Cache-Control": "no-store"}
+    )
+
+
+@api.route(
+    "POST",
+    "/v1/auth/2fa/confirm",
+    summary="Turn two-factor on with a code of the new secret: the recovery codes",
+    operation_id="confirmTwoFactor",
+    tag="auth",
+    auth="session",
+    body=TotpProof,
+    responses={200: ok("On; the recovery codes, shown once", "TwoFactorRecoveryCodes")},
+    errors=(409,),
+    description=(
+        "A code of the secret from POST /v1/auth/2fa/enrol turns two-factor on (401 "
+        "invalid_totp_code when it is wrong or nothing is pending). The answer holds ten "
+        "recovery codes, shown this once and stored hashed: each stands for one code of the "
+        "app, once. From now on login, reauth, withdrawals with a token, withdraw-scope API "
+        "keys and new withdrawal addresses need totp_code."
+    ),
+)
+def confirm_two_factor(req: ApiRequest) -> flask.Response:
+    ctx = default_context()
+    principal = authenticate(req, ctx)
+    user = _password_user(ctx, principal)
+    body = req.json(TotpProof)
+    if second_factor.is_enabled(user):
+        raise conflict("two-factor authentication is already on", "two_factor_enabled")
+    attempt = second_factor.code_try(principal.user_id, req.client_ip, ctx.config)
+    ctx.failures.reserve(attempt)
+    codes = second_factor.confirm(ctx.firestore, principal.user_id, body.totp_code)
+    if codes is None:
+        raise unauthorized(
+            "the code does not match the secret being enrolled (or none is)",
+            second_factor.INVALID_TOTP,
+        )
+    ctx.failures.succeeded(attempt)
+    return json_response({"recovery_codes": codes}, headers={"Cache-Control": "no-store"})
+
+
+@api.route(
+    "POST",
+    "/v1/auth/2fa/disable",
+    summary="Turn two-factor off (needs a code)",
+    operation_id="disableTwoFactor",
+    tag="auth",
+    auth="session",
+    body=TotpProof,
+    responses={204: ok("Off")},
+    errors=(409, 429),
+    description=(
+        "Needs a recent proof (401 fresh_auth_required) and a code of the app or a recovery "
+        "code (401 invalid_totp_code; wrong codes count as password failures: 429). 409 "
+        "two_factor_disabled when it is not on."
+    ),
+)
+def disable_two_factor(req: ApiRequest) -> flask.Response:
+    ctx = default_context()
+    principal = authenticate(req, ctx)
+    user = _password_user(ctx, principal)
+    require_fresh(principal, ctx.config)
+    body = req.json(TotpProof)
+    if not second_factor.is_enabled(user):
+        raise conflict("two-factor authentication is not on", "two_factor_disabled")
+    _second_factor(ctx, req, principal.user_id, body.totp_code)
+    ref = ctx.firestore.collection(USERS).document(principal.user_id)
+    ref.update({second_factor.FIELD: firestore.DELETE_FIELD})
+    return no_content()
+
+
+# --------------------------------------------------------------------------------------------
 # API keys
 # --------------------------------------------------------------------------------------------
 
@@ -632,7 +881,8 @@ def _own_keys(ctx: AuthContext, user_id: str) -> list[Any]:
     errors=(409,),
     description=(
         "A key with the trade or withdraw scope outlives any token: making one needs a recent "
-        "proof (401 fresh_auth_required: POST /v1/auth/reauth)."
+        "proof (401 fresh_auth_required: POST /v1/auth/reauth). With two-factor on, a key with "
+        "the withdraw scope also needs totp_code (401 totp_required / invalid_totp_code)."
     ),
 )
 def create_api_key(req: ApiRequest) -> flask.Response:
@@ -645,6 +895,9 @@ def create_api_key(req: ApiRequest) -> flask.Response:
     if SENSITIVE_SCOPES & set(body.scopes):
         # A key that trades or withdraws outlives any token: a stolen token must not make one.
         require_fresh(principal, ctx.config)
+    if "withdraw" in body.scopes:
+        # A key that can move funds out is made only with the second factor, when it is on.
+        _second_factor(ctx, req, principal.user_id, body.totp_code)
     if len(_own_keys(ctx, principal.user_id)) >= MAX_API_KEYS:
         raise conflict(f"at most {MAX_API_KEYS} API keys per user", "too_many_api_keys")
     key_id = new_api_key_id()

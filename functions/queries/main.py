@@ -42,7 +42,6 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Annotated, Any, Final
 
 import flask
@@ -52,6 +51,13 @@ import redis
 
 from api.auth import AuthContext, authenticate, default_context
 from api.cursors import Cursors, default_cursors
+from api.history import ORDER_COLUMNS as _ORDER_COLUMNS
+from api.history import Catalog
+from api.history import decode_hash as _decode_hash
+from api.history import fill_json as _fill_json
+from api.history import fills_sql as _fills_sql
+from api.history import money as _money
+from api.history import order_json as _order_json
 from api.http import (
     Api,
     ApiRequest,
@@ -76,7 +82,6 @@ from shared import logs
 from shared.config import PostgresConfig, env, from_env
 from shared.db import SharedConnection
 from shared.instance import close_members, lazy, per_instance
-from shared.money import format_units
 from shared.order_rules import MAX_CLIENT_ORDER_ID
 from shared.redis_keys import (
     ASSET_CHAINS_KEY,
@@ -219,79 +224,6 @@ class PageQuery:
 # --------------------------------------------------------------------------------------------
 # assets and markets
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class MarketUnits:
-    base: str
-    quote: str
-    base_precision: int
-    quote_precision: int
-
-
-class Catalog:
-    """Asset and market definitions from Redis; with ``postgres``, anything Redis lacks is
-    looked up (once per request) in the ``assets`` and ``markets`` tables."""
-
-    def __init__(
-        self,
-        assets: dict[str, dict[str, Any]],
-        markets: dict[str, dict[str, Any]],
-        postgres: SharedConnection | None = None,
-    ) -> None:
-        self.assets = assets
-        self.markets = markets
-        self._postgres = postgres
-
-    @staticmethod
-    def load(client: redis.Redis, postgres: SharedConnection | None = None) -> Catalog:
-        pipe = client.pipeline(transaction=False)
-        pipe.hgetall(ASSETS_KEY)
-        pipe.hgetall(MARKETS_KEY)
-        raw_assets, raw_markets = pipe.execute()
-        return Catalog(_decode_hash(raw_assets), _decode_hash(raw_markets), postgres)
-
-    def _complete(self) -> None:
-        postgres, self._postgres = self._postgres, None
-        if postgres is None:
-            return
-        for asset, precision in postgres.run("SELECT asset, precision FROM assets"):
-            self.assets.setdefault(asset, {"asset": asset, "precision": int(precision)})
-        for row in postgres.run(f"SELECT {', '.join(_MARKET_FIELDS)} FROM markets"):
-            self.markets.setdefault(row[0], dict(zip(_MARKET_FIELDS, row, strict=True)))
-
-    def has_asset(self, asset: str) -> bool:
-        if asset not in self.assets:
-            self._complete()
-        return asset in self.assets
-
-    def has_market(self, market: str) -> bool:
-        if market not in self.markets:
-            self._complete()
-        return market in self.markets
-
-    def precision(self, asset: str) -> int:
-        if not self.has_asset(asset):
-            raise LookupError(f"no definition of asset {asset!r}")
-        return int(self.assets[asset]["precision"])
-
-    def units(self, market: str) -> MarketUnits:
-        if not self.has_market(market):
-            raise LookupError(f"no definition of market {market!r}")
-        m = self.markets[market]
-        base, quote = str(m["base"]), str(m["quote"])
-        return MarketUnits(base, quote, self.precision(base), self.precision(quote))
-
-
-_MARKET_FIELDS: Final = (
-    "market", "base", "quote", "tick", "step", "min_amount", "min_notional", "maker_fee",
-    "taker_fee", "status",
-)  # fmt: skip
-"""The fields of a market in ``md:markets`` and in the ``markets`` table."""
-
-
-def _decode_hash(raw: Mapping[Any, Any]) -> dict[str, dict[str, Any]]:
-    return {text(key): orjson.loads(value) for key, value in raw.items()}
 
 
 def _known_market(client: redis.Redis, market: str) -> None:
@@ -605,14 +537,6 @@ def _caller(req: ApiRequest) -> str:
     return authenticate(req, services().auth).user_id
 
 
-def _fmt(units: Decimal | int | None, precision: int) -> str | None:
-    return None if units is None else format_units(int(units), precision)
-
-
-def _money(units: Decimal | int, precision: int) -> str:
-    return format_units(int(units), precision)
-
-
 def _private_catalog() -> Catalog:
     return Catalog.load(services().redis, services().db)
 
@@ -644,43 +568,6 @@ def balances(req: ApiRequest) -> flask.Response:
             "frozen": _money(frozen, precision),
         }
     return json_response(out)
-
-
-_ORDER_COLUMNS: Final = (
-    "order_id, market, side, order_type, price, amount, quote_amount, time_in_force,"
-    " post_only, client_order_id, status, filled, filled_quote, fee, frozen, reason,"
-    " created_ts, updated_ts"
-)
-
-
-def _order_json(row: Sequence[Any], catalog: Catalog) -> dict[str, Any]:
-    (order_id, market, side, order_type, price, amount, quote_amount, time_in_force,
-     post_only, client_order_id, status, filled, filled_quote, fee, frozen, reason,
-     created_ts, updated_ts) = row  # fmt: skip
-    u = catalog.units(market)
-    bp, qp = u.base_precision, u.quote_precision
-    is_buy = side == "buy"
-    return {
-        "order_id": int(order_id),
-        "market": market,
-        "side": side,
-        "type": order_type,
-        "price": _fmt(price, qp),
-        "amount": _fmt(amount, bp),
-        "quote_amount": _fmt(quote_amount, qp),
-        "time_in_force": time_in_force,
-        "post_only": post_only,
-        "client_order_id": client_order_id,
-        "status": status,
-        "filled": _money(filled, bp),
-        "filled_quote": _money(filled_quote, qp),
-        "fee": _money(fee, bp if is_buy else qp),
-        "fee_asset": u.base if is_buy else u.quote,
-        "frozen": _money(frozen, qp if is_buy else bp),
-        "reason": reason,
-        "ts": int(created_ts),
-        "updated_ts": int(updated_ts),
-    }
 
 
 def _market_param(params: Params, catalog: Catalog) -> str | None:
@@ -786,42 +673,6 @@ def get_order_by_client_id(req: ApiRequest) -> flask.Response:
     if not rows:
         raise not_found("no such order", "order_not_found")
     return json_response(_order_json(rows[0], _private_catalog()))
-
-
-def _fill_json(row: Sequence[Any], catalog: Catalog) -> dict[str, Any]:
-    trade_id, market, price, amount, quote, taker_side, ts, role, order_id, fee = row
-    u = catalog.units(market)
-    bp, qp = u.base_precision, u.quote_precision
-    side = taker_side if role == "taker" else ("sell" if taker_side == "buy" else "buy")
-    is_buy = side == "buy"
-    return {
-        "trade_id": int(trade_id),
-        "market": market,
-        "order_id": int(order_id),
-        "side": side,
-        "role": role,
-        "price": _money(price, qp),
-        "amount": _money(amount, bp),
-        "quote": _money(quote, qp),
-        "fee": _money(fee, bp if is_buy else qp),
-        "fee_asset": u.base if is_buy else u.quote,
-        "ts": int(ts),
-    }
-
-
-def _fills_sql(role: str, market: bool, cursor: bool) -> str:
-    """One role's side of the caller's fills: the index on (``role``_user, trade_id DESC)
-    serves it, newest first, at most :n rows."""
-    where = [f"{role}_user = :u"]
-    if market:
-        where.append("market = :m")
-    if cursor:
-        where.append("trade_id < :c")
-    return (
-        f"SELECT trade_id, market, price, amount, quote, taker_side, ts, '{role}' AS role,"
-        f" {role}_order_id AS order_id, {role}_fee AS fee FROM trades"
-        f" WHERE {' AND '.join(where)} ORDER BY trade_id DESC LIMIT :n"
-    )
 
 
 @api.route(

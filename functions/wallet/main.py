@@ -9,7 +9,14 @@ Reads need a token or an API key with the ``read`` scope (the withdrawal routes 
 ``withdraw`` scope and counts against the trade rate limits (``TRADE_RATE_*``). With a token it
 also needs a fresh proof (``auth_time`` within ``FRESH_AUTH_MAX_AGE_S``: login or
 ``POST /v1/auth/reauth``; else 401 ``fresh_auth_required``); an API key with the ``withdraw``
-scope is its own proof (making it needed one, and its secret signs each request).
+scope is its own proof (making it needed one, and its secret signs each request). With
+two-factor on, a withdrawal made with a token also carries ``totp_code`` (api.second_factor).
+
+The withdrawal address allow-list (wallet.allow_list): with it on, only saved addresses past
+their waiting time (``WITHDRAWAL_ADDRESS_DELAY_S``) may receive (403 ``address_not_saved``,
+``address_not_yet_usable``). Above the asset's ``withdrawal_review_threshold`` a request is
+stored in state ``review``: an admin approves or rejects it (functions/admin) before the sender
+may sign it.
 
 Deposit addresses: one per user and chain (ETH and its tokens share it), BIP-44 index from the
 Postgres sequence ``deposit_address_index``, kept in Firestore (wallet.addresses). The HD
@@ -56,7 +63,8 @@ import msgspec
 import orjson
 from eth_utils.address import is_checksum_address, to_checksum_address
 
-from api.auth import Principal, authenticate, require_fresh
+from api import second_factor
+from api.auth import Principal, authenticate, require_fresh, require_session
 from api.cursors import Cursors, default_cursors
 from api.dispatch import Idempotency, Services, fingerprint, new_command_id, rejection
 from api.http import (
@@ -68,6 +76,7 @@ from api.http import (
     bad_request,
     conflict,
     json_response,
+    no_content,
     not_found,
     unavailable,
 )
@@ -82,6 +91,7 @@ from shared.money import MoneyError, format_units, parse_units
 from shared.redis_keys import ASSET_CHAINS_KEY, ASSETS_KEY
 from shared.redis_values import asset_precisions
 from shared.times import iso
+from wallet import allow_list
 from wallet.addresses import allocate, next_index_from
 from wallet.assets import AssetChain
 from wallet.keys import HdWallet
@@ -128,6 +138,26 @@ class NewWithdrawal(Body):
             ),
         ),
     ]
+    totp_code: second_factor.TotpCode = None
+
+
+class NewWithdrawalAddress(Body):
+    schema_extra: ClassVar[dict[str, Any]] = {
+        "examples": [{"address": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8", "label": "cold"}]
+    }
+
+    address: Annotated[
+        str, msgspec.Meta(max_length=64, extra_json_schema={"pattern": "^0x[0-9a-fA-F]{40}$"})
+    ]
+    label: Annotated[str, msgspec.Meta(max_length=64)] = ""
+    totp_code: second_factor.TotpCode = None
+
+
+class AllowListSwitch(Body):
+    schema_extra: ClassVar[dict[str, Any]] = {"examples": [{"on": True}]}
+
+    on: bool
+    totp_code: second_factor.TotpCode = None
 
 
 def wallet(request: flask.Request) -> flask.Response:
@@ -190,6 +220,18 @@ def _withdrawer(req: ApiRequest, svc: WalletServices) -> Principal:
     limiter.hit("trade:user", principal.user_id, cfg.trade_rate_per_user, cfg.trade_rate_window_s)
     limiter.hit("trade:ip", req.client_ip, cfg.trade_rate_per_ip, cfg.trade_rate_window_s)
     return principal
+
+
+def _second_factor(
+    req: ApiRequest, svc: WalletServices, principal: Principal, code: str | None
+) -> None:
+    """With a token, the user's second factor when it is on (api.second_factor); an API key
+    with the withdraw scope is its own proof (making it needed the second factor)."""
+    if principal.via == "jwt":
+        second_factor.verify(
+            svc.auth.firestore, principal.user_id, code, failures=svc.auth.failures,
+            client_ip=req.client_ip, cfg=svc.config,
+        )  # fmt: skip
 
 
 class Precisions:
@@ -480,7 +522,7 @@ def _get_withdrawal(svc: WalletServices, user: str, wid: str) -> list[Any] | Non
 def _mark_rejected(svc: WalletServices, wid: str, reason: str) -> None:
     svc.db.run(
         "UPDATE withdrawal_requests SET state = 'rejected', error = :e, updated_at = now()"
-        " WHERE withdrawal_id = :w AND state = 'requested'",
+        " WHERE withdrawal_id = :w AND state IN ('requested', 'review')",
         e=reason,
         w=wid,
     )
@@ -496,6 +538,13 @@ class _Request:
     fee: int
     address: str
     chain_id: int
+
+    @property
+    def state(self) -> str:
+        """``review`` above the asset's review threshold (an admin approves or rejects it;
+        the sender signs only ``requested`` ones), else ``requested``."""
+        threshold = self.chain.review_threshold
+        return "review" if threshold is not None and self.amount > threshold else "requested"
 
 
 def _store(db: Database, r: _Request) -> int | None:
@@ -522,10 +571,10 @@ def _store(db: Database, r: _Request) -> int | None:
         db.run(
             "INSERT INTO withdrawal_requests (withdrawal_id, user_id, asset, amount, fee,"
             " token_amount, address, chain_id, state, command_id)"
-            " VALUES (:w, :u, :a, :amount, :fee, :token, :addr, :chain, 'requested', :cmd)",
+            " VALUES (:w, :u, :a, :amount, :fee, :token, :addr, :chain, :state, :cmd)",
             w=r.withdrawal_id, u=r.user, a=r.chain.asset, amount=r.amount, fee=r.fee,
             token=r.chain.to_token(r.amount), addr=r.address, chain=r.chain_id,
-            cmd=r.command_id,
+            state=r.state, cmd=r.command_id,
         )  # fmt: skip
         db.run("COMMIT")
         return None
@@ -535,9 +584,9 @@ def _store(db: Database, r: _Request) -> int | None:
         raise
 
 
-def _withdrawal_pending(wid: str, command_id: str) -> flask.Response:
+def _withdrawal_pending(wid: str, command_id: str, state: str) -> flask.Response:
     return json_response(
-        {"withdrawal_id": wid, "command_id": command_id, "state": "requested"},
+        {"withdrawal_id": wid, "command_id": command_id, "state": state},
         status=202,
         headers={"Location": f"/v1/withdrawals/{wid}"},
     )
@@ -558,7 +607,8 @@ def _verdict(
     svc: WalletServices, user: str, wid: str, command_id: str, reply: dict[str, Any] | None
 ) -> flask.Response:
     if reply is None:
-        return _withdrawal_pending(wid, command_id)
+        row = _get_withdrawal(svc, user, wid)
+        return _withdrawal_pending(wid, command_id, row[5] if row else "requested")
     if not reply["ok"]:
         _mark_rejected(svc, wid, str(reply.get("reason") or "rejected"))
         raise rejection(reply)
@@ -577,7 +627,7 @@ def _repeat(svc: WalletServices, user: str, command_id: str) -> flask.Response:
     state, error = row[5], row[7]
     if state == "rejected":
         raise rejection({"ok": False, "reason": error, "command_id": command_id})
-    if state != "requested":
+    if state not in ("requested", "review"):
         return _created(svc, user, wid, command_id)
     reply = svc.commands.result(command_id) or svc.commands.poll(command_id, svc.commands.wait_s)
     return _verdict(svc, user, wid, command_id, reply)
@@ -609,14 +659,18 @@ def _repeat(svc: WalletServices, user: str, command_id: str) -> flask.Response:
     },
     errors=(409, 422, 429),
     description=(
-        "A token also needs a recent proof (401 fresh_auth_required: POST /v1/auth/reauth); "
-        "an API key with the withdraw scope is its own proof. Checked "
+        "A token also needs a recent proof (401 fresh_auth_required: POST /v1/auth/reauth) "
+        "and, with two-factor on, totp_code (401 totp_required / invalid_totp_code); an API "
+        "key with the withdraw scope is its own proof. Checked "
         "before anything is stored (400: unknown_asset, no_chain, bad_amount, "
-        "below_min_withdrawal, invalid_address, invalid_checksum); the asset's daily limit per "
+        "below_min_withdrawal, invalid_address, invalid_checksum); with the allow-list on, the "
+        "address must be saved (403 address_not_saved) and past its delay (403 "
+        "address_not_yet_usable); the asset's daily limit per "
         "user (422 daily_limit_exceeded). The matcher holds amount + fee (422 "
         "insufficient_funds); 202 when it has not answered in time. A retry with the same "
         "Idempotency-Key answers with the same withdrawal (409 idempotency_key_in_use while the "
-        "first is still being stored)."
+        "first is still being stored). Above the asset's review threshold it is held in state "
+        "review until an admin approves it (then requested) or rejects it (refunded)."
     ),
 )
 def request_withdrawal(req: ApiRequest) -> flask.Response:
@@ -638,14 +692,23 @@ def request_withdrawal(req: ApiRequest) -> flask.Response:
             f"the smallest withdrawal of {chain.asset} is {minimum}", "below_min_withdrawal"
         )
     address = _checked_address(body.address)
+    _allow_listed(svc, user, address)
     chain_id = svc.wallet_config.chain_id
 
     command_id = new_command_id()
     if key is not None:
-        request_fp = fingerprint("POST /v1/withdrawals", msgspec.json.encode(body))
+        # The code is not part of the request's identity: a retry may carry a newer one.
+        same = msgspec.structs.replace(body, totp_code=None)
+        request_fp = fingerprint("POST /v1/withdrawals", msgspec.json.encode(same))
         first = svc.idempotency.begin(user, key, request_fp, command_id)
         if first is not None:
             return _repeat(svc, user, first)
+    try:
+        _second_factor(req, svc, principal, body.totp_code)
+    except Exception:
+        if key is not None:
+            svc.idempotency.abandon(user, key, command_id)
+        raise
     r = _Request(
         withdrawal_id=WITHDRAWAL_PREFIX + command_id, command_id=command_id, user=user,
         chain=chain, amount=amount, fee=chain.withdrawal_fee, address=address,
@@ -733,3 +796,185 @@ def get_withdrawal(req: ApiRequest) -> flask.Response:
     if row is None:
         raise missing
     return json_response(_withdrawal_json(row, Precisions(svc)))
+
+
+# --------------------------------------------------------------------------------------------
+# the withdrawal address allow-list (wallet.allow_list)
+# --------------------------------------------------------------------------------------------
+
+
+def _allow_listed(svc: WalletServices, user: str, address: str) -> None:
+    """403 unless the user's allow-list, when on, lets ``address`` receive now."""
+    verdict = allow_list.permits(svc.auth.firestore, user, address, allow_list.now())
+    if verdict == "not_saved":
+        raise ApiError(
+            403, "address_not_saved",
+            "only saved addresses may receive this account's withdrawals: save it first "
+            "(POST /v1/withdrawal-addresses); it becomes usable after the waiting time",
+        )  # fmt: skip
+    if verdict == "not_yet":
+        raise ApiError(
+            403, "address_not_yet_usable",
+            "this address was saved recently: it may receive withdrawals once its waiting "
+            "time is over (see usable_from in GET /v1/withdrawal-addresses)",
+        )  # fmt: skip
+
+
+def _address_json(a: allow_list.SavedAddress, now: datetime) -> dict[str, Any]:
+    return {
+        "address": a.address,
+        "label": a.label,
+        "created_at": iso(a.created_at),
+        "usable_from": iso(a.usable_from),
+        "usable": a.usable(now),
+    }
+
+
+def _setting_json(setting: allow_list.Setting, now: datetime) -> dict[str, Any]:
+    return {
+        "on": setting.on,
+        "off_from": iso(setting.off_from),
+        "enforced": setting.enforced(now),
+    }
+
+
+def _account_holder(req: ApiRequest, svc: WalletServices) -> Principal:
+    """A signed-in person (a token): API keys do not change where funds may go."""
+    principal = authenticate(req, svc.auth)
+    require_session(principal)
+    return principal
+
+
+def _proved(req: ApiRequest, svc: WalletServices, principal: Principal, code: str | None) -> None:
+    """The fresh proof, and the second factor when it is on."""
+    require_fresh(principal, svc.config)
+    _second_factor(req, svc, principal, code)
+
+
+def _user_doc(svc: WalletServices, user: str) -> dict[str, Any] | None:
+    doc: dict[str, Any] | None = (
+        svc.auth.firestore.collection(allow_list.USERS).document(user).get().to_dict()
+    )
+    return doc
+
+
+@api.route(
+    "GET",
+    "/v1/withdrawal-addresses",
+    summary="The caller's saved withdrawal addresses and the allow-list setting",
+    operation_id="listWithdrawalAddresses",
+    tag="wallet",
+    scope=("read", "withdraw"),
+    responses={200: ok("The allow-list", "WithdrawalAllowList")},
+    errors=(429,),
+)
+def list_withdrawal_addresses(req: ApiRequest) -> flask.Response:
+    svc = services()
+    principal = authenticate(req, svc.auth)
+    Params(req)
+    now = allow_list.now()
+    db = svc.auth.firestore
+    setting = allow_list.setting(_user_doc(svc, principal.user_id))
+    addresses = [_address_json(a, now) for a in allow_list.saved(db, principal.user_id)]
+    return json_response({"allow_list": _setting_json(setting, now), "addresses": addresses})
+
+
+@api.route(
+    "POST",
+    "/v1/withdrawal-addresses",
+    summary="Save a withdrawal address (usable after a waiting time)",
+    operation_id="saveWithdrawalAddress",
+    tag="wallet",
+    auth="session",
+    body=NewWithdrawalAddress,
+    responses={201: ok("Saved", "WithdrawalAddress")},
+    errors=(409, 429),
+    description=(
+        "A signed-in person only (403 for an API key), with a recent proof (401 "
+        "fresh_auth_required) and, with two-factor on, totp_code (401 totp_required / "
+        "invalid_totp_code). The address may receive withdrawals from usable_from on "
+        "(WITHDRAWAL_ADDRESS_DELAY_S after saving, 24 hours by default), when the allow-list is "
+        "on. 409 address_saved when it is saved already (its time is kept); 409 "
+        "too_many_addresses past 50. Address checks as for withdrawals (400 invalid_address, "
+        "invalid_checksum)."
+    ),
+)
+def save_withdrawal_address(req: ApiRequest) -> flask.Response:
+    svc = services()
+    principal = _account_holder(req, svc)
+    body = req.json(NewWithdrawalAddress)
+    address = _checked_address(body.address)
+    _proved(req, svc, principal, body.totp_code)
+    db = svc.auth.firestore
+    if len(allow_list.saved(db, principal.user_id)) >= allow_list.MAX_ADDRESSES:
+        raise conflict(f"at most {allow_list.MAX_ADDRESSES} saved addresses", "too_many_addresses")
+    now = allow_list.now()
+    saved = allow_list.save(
+        db, principal.user_id, address, body.label.strip(), svc.wallet_config.address_delay_s, now
+    )
+    if saved is None:
+        raise conflict("this address is saved already", "address_saved")
+    log.warning(
+        "withdrawal address saved",
+        extra={"event": "withdrawal_address_saved", "user_id": principal.user_id,
+               "address": address, "usable_from": iso(saved.usable_from)},
+    )  # fmt: skip
+    return json_response(_address_json(saved, now), status=201)
+
+
+@api.route(
+    "DELETE",
+    "/v1/withdrawal-addresses/{address}",
+    summary="Remove a saved withdrawal address",
+    operation_id="deleteWithdrawalAddress",
+    tag="wallet",
+    auth="session",
+    params=(path_param("address", example="0x70997970C51812dc3A010C7d01b50e0d17dc79C8"),),
+    responses={204: ok("Removed")},
+    errors=(400, 404),
+    description="A signed-in person only; removing needs no fresh proof (it only narrows).",
+)
+def delete_withdrawal_address(req: ApiRequest) -> flask.Response:
+    svc = services()
+    principal = _account_holder(req, svc)
+    address = _checked_address(req.params["address"])
+    if not allow_list.remove(svc.auth.firestore, principal.user_id, address):
+        raise not_found("no such saved address", "address_not_found")
+    return no_content()
+
+
+@api.route(
+    "PUT",
+    "/v1/withdrawal-allow-list",
+    summary="Turn 'only to saved addresses' on or off",
+    operation_id="setWithdrawalAllowList",
+    tag="wallet",
+    auth="session",
+    body=AllowListSwitch,
+    responses={200: ok("The setting", "WithdrawalAllowListSetting")},
+    errors=(429,),
+    description=(
+        "A signed-in person only. On: at once. Off: needs a recent proof and, with two-factor "
+        "on, totp_code; it takes effect after the same waiting time as a new address "
+        "(off_from), so switching it off is no faster a way out than saving an address. "
+        "Turning it on again cancels a pending switch-off."
+    ),
+)
+def set_withdrawal_allow_list(req: ApiRequest) -> flask.Response:
+    svc = services()
+    principal = _account_holder(req, svc)
+    body = req.json(AllowListSwitch)
+    db = svc.auth.firestore
+    now = allow_list.now()
+    if body.on:
+        allow_list.turn_on(db, principal.user_id)
+        setting = allow_list.Setting(on=True, off_from=None)
+    else:
+        _proved(req, svc, principal, body.totp_code)
+        setting = allow_list.turn_off(db, principal.user_id, now, svc.wallet_config.address_delay_s)
+        log.warning(
+            "withdrawal allow-list switched off",
+            extra={"event": "withdrawal_allow_list_off", "user_id": principal.user_id,
+                   "off_from": iso(setting.off_from)},
+        )  # fmt: skip
+    return json_response(_setting_json(setting, now))

@@ -15,7 +15,8 @@ anvil      anvil Ethereum node, chain id 31337          8545           ``anvil``
 
 Each service's module says how it is started and when it is ready (a ``Launch``);
 ``config`` holds the stack's ports and options (``StackConfig``), ``stack`` the ``Stack`` that
-starts a set of them, waits for them and stops them, ``errors`` what goes wrong.
+starts a set of them, waits for them and stops them, ``errors`` what goes wrong, and
+``command_keys`` the development keys the commands' producers sign with.
 
 Library use::
 
@@ -28,6 +29,7 @@ postgres children call setsid), so nothing is left behind. Postgres is first ask
 ``pg_ctl stop -m fast``.
 """
 
+from infra.services.command_keys import write_command_keys as write_command_keys
 from infra.services.config import StackConfig as StackConfig
 from infra.services.errors import LocalStackError as LocalStackError
 from infra.services.errors import PortInUseError as PortInUseError

@@ -32,6 +32,7 @@ from infra.processes import (
     tail,
 )
 from infra.services import anvil, emulators, postgres, redis
+from infra.services.command_keys import write_command_keys
 from infra.services.config import Launch, StackConfig
 from infra.services.errors import PortInUseError, ServiceStartError
 from infra.tools import ALL_SERVICES, check_service, ensure_tools, normalize_services
@@ -173,6 +174,10 @@ class Stack:
         if "pubsub" in self._running:
             env["PUBSUB_EMULATOR_HOST"] = self.url("pubsub")
             env["PUBSUB_PROJECT_ID"] = cfg.project
+            # Every local producer and the matcher read one document of all the producers'
+            # keys (shared.producers); in the cloud each has its own.
+            keys = write_command_keys(self.state_dir / "command-keys.json")
+            env["COMMAND_KEYS_FILE"] = str(keys)
         if "firestore" in self._running:
             env["FIRESTORE_EMULATOR_HOST"] = self.url("firestore")
         if "postgres" in self._running:

@@ -59,7 +59,6 @@ locals {
     "roles/pubsub.admin",
     "roles/redis.admin",
     "roles/run.admin",
-    "roles/secretmanager.admin",
     "roles/servicenetworking.networksAdmin",
     "roles/serviceusage.serviceUsageConsumer",
     "roles/storage.admin",
@@ -153,6 +152,53 @@ resource "google_project_iam_member" "deployer" {
   project = var.project_id
   role    = each.value
   member  = "serviceAccount:${google_service_account.deployer.email}"
+}
+
+# Secret Manager without reading secrets: the deployer creates the secrets, adds the versions
+# Terraform generates and binds each secret's readers, but cannot read a payload (no
+# secretmanager.versions.access), so the pipeline never holds the wallet's keys, the auth keys
+# or the command-signing keys (docs/decisions/0021).
+resource "google_project_iam_custom_role" "secrets_deployer" {
+  project     = var.project_id
+  role_id     = "${replace(var.name, "-", "_")}_secrets_deployer"
+  title       = "${var.name} secrets deployer"
+  description = "Manage secrets, their versions and their IAM; never read a payload."
+  permissions = [
+    "secretmanager.locations.get",
+    "secretmanager.locations.list",
+    "secretmanager.secrets.create",
+    "secretmanager.secrets.delete",
+    "secretmanager.secrets.get",
+    "secretmanager.secrets.getIamPolicy",
+    "secretmanager.secrets.list",
+    "secretmanager.secrets.setIamPolicy",
+    "secretmanager.secrets.update",
+    "secretmanager.versions.add",
+    "secretmanager.versions.destroy",
+    "secretmanager.versions.disable",
+    "secretmanager.versions.enable",
+    "secretmanager.versions.get",
+    "secretmanager.versions.list",
+  ]
+}
+
+resource "google_project_iam_member" "deployer_secrets" {
+  project = var.project_id
+  role    = google_project_iam_custom_role.secrets_deployer.id
+  member  = "serviceAccount:${google_service_account.deployer.email}"
+}
+
+# Terraform reads back only the versions it wrote itself (the database password, REDIS_URL).
+resource "google_project_iam_member" "deployer_generated_secrets" {
+  project = var.project_id
+  role    = "roles/secretmanager.secretAccessor"
+  member  = "serviceAccount:${google_service_account.deployer.email}"
+
+  condition {
+    title       = "generated secrets only"
+    description = "The secrets Terraform generates; never the wallet's, the auth or the command keys."
+    expression  = "resource.name.extract(\"/secrets/{name}/\").endsWith(\"-db-password\") || resource.name.extract(\"/secrets/{name}/\").endsWith(\"-redis-url\")"
+  }
 }
 
 # Creating the deployables' service accounts and deploying code that runs as them: the pipeline

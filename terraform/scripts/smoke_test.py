@@ -111,6 +111,12 @@ def checks(api: str, ws: str) -> list[tuple[str, Check]]:
             raise SmokeError(f"/v1/markets: {body!r}"[:500])
         return f"{len(body['markets'])} markets (Redis and Postgres reachable)"
 
+    def binance_dialect_answers() -> str:
+        body = expect(f"{api}/api/v3/ping", 200)
+        if body != {}:
+            raise SmokeError(f"/api/v3/ping: {body!r}"[:500])
+        return "the Binance dialect answers"
+
     def unknown_path_is_404() -> str:
         return expect_error(f"{api}/v1/no-such-route", 404)
 
@@ -152,6 +158,7 @@ def checks(api: str, ws: str) -> list[tuple[str, Check]]:
         ("GET /v1/time", time_answers),
         ("GET /v1/openapi.json", openapi_served),
         ("GET /v1/markets", markets_listed),
+        ("GET /api/v3/ping", binance_dialect_answers),
         ("unknown path", unknown_path_is_404),
         ("GET /v1/balances without a token", balances_need_auth),
         ("POST /v1/orders without a token", orders_need_auth),

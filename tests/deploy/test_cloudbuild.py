@@ -41,6 +41,10 @@ ORDER = [
     ("terraform-plan", "terraform-apply"),
     ("terraform-apply", "migrate"),
     ("migrate", "smoke-test"),
+    ("integration-tests", "build-web"),
+    ("build-web", "upload-web"),
+    ("terraform-apply", "upload-web"),
+    ("upload-web", "smoke-test"),
 ]
 
 
@@ -209,6 +213,8 @@ class FakeApi(BaseHTTPRequestHandler):
             self.end_headers()
         elif self.path == "/v1/time":
             self._json(200, {"server_time": 1_700_000_000_000})
+        elif self.path == "/api/v3/ping":
+            self._json(200, {})
         elif self.path == "/v1/openapi.json":
             self._json(200, {"openapi": "3.1.0", "paths": {"/v1/time": {}}})
         elif self.path == "/v1/markets":

@@ -31,7 +31,10 @@ from tests.deploy.tools import (
     tf_files,
 )
 
-NINE = {"auth", "orders", "queries", "admin", "docs", "wallet", "watcher", "sweep", "sender"}
+FUNCTIONS = {
+    "auth", "orders", "binance", "queries", "admin", "docs", "wallet", "watcher", "sweep",
+    "sender",
+}  # fmt: skip
 SCHEDULED = {"watcher", "sweep", "sender"}
 
 
@@ -194,6 +197,7 @@ def test_pubsub_service_agent_can_forward_dead_letters() -> None:
 def test_pubsub_grants_follow_the_tables() -> None:
     assert set(env_local("commands_publishers")) == {
         "orders",
+        "binance",
         "admin",
         "wallet",
         "watcher",
@@ -318,7 +322,21 @@ def test_network_gives_private_services_access_and_a_connector() -> None:
 
 def test_secrets_are_readable_only_by_the_deployables_that_need_them() -> None:
     readers = {k: set(v) for k, v in env_local("secret_readers").items()}
-    assert readers["auth_keys"] == {"auth", "orders", "queries", "admin", "wallet", "ws"}
+    # Only auth signs access tokens; the verifiers get the public keys.
+    assert readers["auth_keys"] == {"auth"}
+    assert readers["auth_verify_keys"] == {"orders", "binance", "queries", "admin", "wallet", "ws"}
+    # Each producer its own command-signing key; the matcher the public ones.
+    for producer in ("orders", "binance", "wallet", "watcher", "sender", "admin"):
+        assert readers[f"command_key_{producer}"] == {producer}
+    assert readers["command_public_keys"] == {"matcher"}
+    assert set(env_local("commands_publishers")) == {
+        "orders",
+        "binance",
+        "wallet",
+        "watcher",
+        "sender",
+        "admin",
+    }
     assert readers["cursor_key"] == {"queries", "wallet"}
     assert readers["wallet_mnemonic"] == {"wallet", "sweep"}
     assert readers["hot_wallet_key"] == {"sender"}
@@ -341,8 +359,8 @@ def test_secrets_are_readable_only_by_the_deployables_that_need_them() -> None:
 
 def test_no_secret_access_granted_any_other_way() -> None:
     for path in tf_files():
-        if path.parent == MODULES / "secrets":
-            continue
+        if path.parent in (MODULES / "secrets", TERRAFORM / "bootstrap"):
+            continue  # the deployer's grants are checked below
         text = path.read_text()
         assert "roles/secretmanager.secretAccessor" not in text, path
         assert "google_secret_manager_secret_iam" not in text, path
@@ -352,10 +370,39 @@ def test_no_secret_access_granted_any_other_way() -> None:
     assert "contains(local.secret_readers[key], d)" in env_["secret_env"]
 
 
+def test_the_deployer_cannot_read_the_operators_secrets() -> None:
+    bootstrap = load_dir(TERRAFORM / "bootstrap")
+    roles = set(resolve(locals_of(bootstrap)["deployer_roles"], {}))
+    assert not any("secretmanager" in r for r in roles), "no predefined Secret Manager role"
+    custom = resources(bootstrap, "google_project_iam_custom_role")["secrets_deployer"]
+    permissions = set(custom["permissions"])
+    assert "secretmanager.versions.add" in permissions
+    assert "secretmanager.versions.access" not in permissions
+    # The only reading grant: conditional, on the two secrets Terraform generates.
+    members = resources(bootstrap, "google_project_iam_member")
+    readers = {n: m for n, m in members.items() if "secretAccessor" in str(m.get("role"))}
+    assert set(readers) == {"deployer_generated_secrets"}
+    expression = one(readers["deployer_generated_secrets"]["condition"])["expression"]
+    assert "-db-password" in expression and "-redis-url" in expression
+    for operator_secret in ("mnemonic", "wallet-key", "auth-keys", "command"):
+        assert operator_secret not in expression
+
+
+def test_firestore_write_access_only_where_written() -> None:
+    assert set(env_local("firestore_users")) == {"auth", "admin", "wallet"}
+    assert set(env_local("firestore_readers")) == {
+        "ws", "orders", "binance", "queries", "watcher", "sweep", "sender",
+    }  # fmt: skip
+
+
 def test_operator_secrets_have_no_value_in_terraform() -> None:
     generated = call("secrets")["generated"]
     assert set(generated) == {"db_password", "redis_url"}
-    for key in ("auth_keys", "cursor_key", "wallet_mnemonic", "hot_wallet_key", "gas_wallet_key"):
+    for key in (
+        "auth_keys", "auth_verify_keys", "cursor_key", "wallet_mnemonic", "hot_wallet_key",
+        "gas_wallet_key", "command_public_keys", "command_key_orders", "command_key_binance",
+        "command_key_sender",
+    ):  # fmt: skip
         assert key not in generated
     assert env_local("secret_version_env")["cursor_key"] == "CURSOR_KEY_SECRET"
 
@@ -409,7 +456,7 @@ def test_deployer_may_grant_only_the_deployables_roles() -> None:
 
 def test_every_function_in_functions_has_a_deployment() -> None:
     declared = set(env_locals()["functions"])
-    assert declared == NINE
+    assert declared == FUNCTIONS
     missing = set(function_folders()) - declared
     assert not missing, f"functions/ has {missing} but terraform does not deploy it"
     functions = call("functions")
@@ -421,7 +468,7 @@ def test_every_function_in_functions_has_a_deployment() -> None:
     assert build["runtime"] == "${local.manifest.runtime}"
 
 
-@pytest.mark.parametrize("name", sorted(NINE))
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
 def test_function_trigger(name: str) -> None:
     spec = env_locals()["functions"][name]
     if name in SCHEDULED:
@@ -483,7 +530,8 @@ def test_load_balancer_routes_match_the_local_gateway() -> None:
     for method, prefix, function in local:
         assert (method, prefix, function) in routes, f"{method} {prefix} -> {function}"
     extra = set(routes) - set(local)
-    assert extra <= {("", "/v1/ws", "ws")}, f"routes the gateway does not have: {extra}"
+    ws_paths = {("", p, "ws") for p in ("/v1/ws", "/ws", "/stream", "/ws-api/v3")}
+    assert extra <= ws_paths, f"routes the gateway does not have: {extra}"
     for i, (method, prefix, _) in enumerate(routes):
         if method:
             plain = [j for j, (m, p, _) in enumerate(routes) if p == prefix and not m]

@@ -180,6 +180,7 @@ def test_signup_login_me(client: FlaskClient, firestore_db: firestore.Client) ->
         "scopes": ["read", "trade", "withdraw"],
         "api_key_id": None,
         "auth_time": claims["auth_time"],
+        "two_factor": False,
     }
 
 
@@ -400,7 +401,9 @@ class Forge:
     def __init__(self, doc: dict[str, Any], user_id: str) -> None:
         self.secrets = parse_secrets(orjson.dumps(doc))
         self.kid = self.secrets.signing_kid
-        self.key = self.secrets.signing_key
+        key = self.secrets.signing_key
+        assert key is not None  # the full document: it signs
+        self.key = key
         self.user_id = user_id
 
     def sign(self, claims: dict[str, Any] | None = None, kid: str | None = None) -> str:
@@ -1170,7 +1173,7 @@ def test_cors(client: FlaskClient) -> None:
 
 
 def test_routing_errors(client: FlaskClient) -> None:
-    for path in ("/v1/nothing", "/", "/v1/api-keysx", "/v1/auth/nope", "/v1/auth"):
+    for path in ("/v1/nothing", "/nothing", "/v1/api-keysx", "/v1/auth/nope", "/v1/auth"):
         resp = client.get(path)
         assert resp.status_code == 404 and error(resp) == "not_found", path
         assert resp.headers["X-Request-Id"]

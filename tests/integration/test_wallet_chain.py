@@ -231,21 +231,23 @@ def w(
     with running(matcher_cfg):
         publish(pubsub, market_setup())
         wait_for(lambda: redis_db.hlen("md:assets") == 2, 20, "assets listed")
-        redis_db.hset(
-            "md:asset_chains",
-            mapping={
-                "ETH": (
-                    '{"kind": "native", "contract": null, "decimals": 18, "confirmations": 3,'
-                    ' "min_deposit": "0.001", "withdrawal_fee": "0.0005",'
-                    ' "min_withdrawal": "0.001", "sweep_threshold": "0.0001"}'
-                ),
-                "USDT": (
-                    f'{{"kind": "erc20", "contract": "{token.lower()}", "decimals": 6,'
-                    ' "confirmations": 3, "min_deposit": "1", "withdrawal_fee": "1",'
-                    ' "min_withdrawal": "5", "sweep_threshold": "1"}'
-                ),
-            },
-        )
+        chains: dict[Any, Any] = {
+            "ETH": (
+                '{"kind": "native", "contract": null, "decimals": 18, "confirmations": 3,'
+                ' "min_deposit": "0.001", "withdrawal_fee": "0.0005",'
+                ' "min_withdrawal": "0.001", "sweep_threshold": "0.0001"}'
+            ),
+            "USDT": (
+                f'{{"kind": "erc20", "contract": "{token.lower()}", "decimals": 6,'
+                ' "confirmations": 3, "min_deposit": "1", "withdrawal_fee": "1",'
+                ' "min_withdrawal": "5", "sweep_threshold": "1"}'
+            ),
+        }
+        redis_db.hset("md:asset_chains", mapping=chains)
+        for name, chain in chains.items():  # the durable copy, as the admin route writes it
+            firestore_db.collection("assets").document(name).set(
+                {"asset": name, "chain": orjson.loads(chain)}
+            )
         next_index = addresses.next_index_from(lambda: db)
         addr = {
             user: addresses.allocate(firestore_db, next_index, hd, CHAIN_ID, user)

@@ -92,6 +92,7 @@ NAMES: dict[type[msgspec.Struct], dict[str, str]] = {
         "failures_per_email_ip": "AUTH_FAILURES_PER_EMAIL_IP",
         "failures_per_ip": "AUTH_FAILURES_PER_IP",
         "fresh_auth_max_age_s": "FRESH_AUTH_MAX_AGE_S",
+        "totp_issuer": "TOTP_ISSUER",
         "reply_wait_s": "API_REPLY_WAIT_S",
         "idempotency_ttl_s": "API_IDEMPOTENCY_TTL_S",
         "trade_rate_window_s": "TRADE_RATE_WINDOW_S",
@@ -125,6 +126,7 @@ NAMES: dict[type[msgspec.Struct], dict[str, str]] = {
         "reorg_window": "WATCHER_REORG_WINDOW",
         "replace_after_s": "WITHDRAWAL_REPLACE_AFTER_S",
         "fee_bump_percent": "WITHDRAWAL_FEE_BUMP_PERCENT",
+        "address_delay_s": "WITHDRAWAL_ADDRESS_DELAY_S",
     },
     WsConfig: {
         "host": "WS_HOST",

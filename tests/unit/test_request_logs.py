@@ -86,3 +86,26 @@ def test_a_generated_request_id_is_the_one_echoed() -> None:
         access.setLevel(level)
     (entry,) = _entries(out)
     assert entry["request_id"] == response.headers["X-Request-Id"]
+
+
+def test_a_listen_key_in_the_query_never_reaches_the_access_log() -> None:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logs.JsonFormatter())
+    access = logging.getLogger("api.access")
+    access.addHandler(handler)
+    old_level = access.level
+    access.setLevel(logging.INFO)
+    try:
+        environ = EnvironBuilder(
+            path="/v1/ping", method="GET", query_string="listenKey=s3cret&limit=5"
+        ).get_environ()
+        assert _api()(flask.Request(environ)).status_code == 200
+    finally:
+        access.removeHandler(handler)
+        access.setLevel(old_level)
+    (entry,) = _entries(out)
+    assert "s3cret" not in out.getvalue()
+    http_request = entry["httpRequest"]
+    assert isinstance(http_request, dict)
+    assert http_request["requestUrl"] == "/v1/ping?listenKey=REDACTED&limit=5"

@@ -43,6 +43,17 @@ locals {
       max_instances   = var.http_max_instances
       concurrency     = 20
     }
+    binance = {
+      description     = "The Binance-compatible dialect: /api/v3 (docs/binance-api.md)"
+      trigger         = "http"
+      schedule        = ""
+      memory          = "512Mi"
+      cpu             = "1"
+      timeout_seconds = 60
+      min_instances   = 0
+      max_instances   = var.http_max_instances
+      concurrency     = 20
+    }
     queries = {
       description     = "Market data and the caller's history: /v1/markets, /v1/balances, GET /v1/orders, ..."
       trigger         = "http"
@@ -128,45 +139,76 @@ locals {
   account_of  = { for d in local.deployables : d => contains(keys(local.functions), d) ? "fn-${d}" : d }
 
   # Who uses what. Each list grants exactly that access and the environment that goes with it.
-  firestore_users     = ["auth", "orders", "queries", "admin", "wallet", "watcher", "sweep"]
-  firestore_readers   = ["ws"] # API-key authentication reads api_keys
-  postgres_users      = ["matcher", "migrate", "orders", "queries", "admin", "wallet", "watcher", "sweep", "sender"]
-  redis_users         = ["matcher", "ws", "auth", "orders", "queries", "admin", "wallet", "watcher", "sweep", "sender"]
-  api_users           = ["auth", "orders", "queries", "admin", "docs", "wallet", "ws"]
+  # Writers: accounts and sessions (auth), listings and roles (admin), deposit and withdrawal
+  # addresses (wallet); the second factor's used codes (auth, wallet, admin). The others only
+  # read: API keys and session state (orders, binance, queries, ws), deposit addresses (watcher,
+  # sweep), the assets' chain details (the sender's durable source of payout contracts and decimals).
+  firestore_users     = ["auth", "admin", "wallet"]
+  firestore_readers   = ["ws", "orders", "binance", "queries", "watcher", "sweep", "sender"]
+  postgres_users      = ["matcher", "migrate", "orders", "binance", "queries", "admin", "wallet", "watcher", "sweep", "sender"]
+  redis_users         = ["matcher", "ws", "auth", "orders", "binance", "queries", "admin", "wallet", "watcher", "sweep", "sender"]
+  api_users           = ["auth", "orders", "binance", "queries", "admin", "docs", "wallet", "ws"]
   wallet_users        = ["wallet", "watcher", "sweep", "sender"]
-  commands_publishers = ["orders", "admin", "wallet", "watcher", "sender"]
+  commands_publishers = ["orders", "binance", "admin", "wallet", "watcher", "sender"] # each signs with its own key
   commands_consumers  = ["matcher"]
   events_publishers   = ["matcher"]
   pubsub_users        = distinct(concat(local.commands_publishers, local.commands_consumers, local.events_publishers))
 
   # Secret Manager: who may read which secret. Nothing else gets a binding.
+  # Only auth can sign access tokens (auth_keys holds the private JWT keys); the verifiers read
+  # auth_verify_keys: the public JWT keys and the API-key masters (python -m api.auth public).
+  # Each command producer reads its own signing key; the matcher the producers' public keys.
   secret_readers = {
-    auth_keys       = ["auth", "orders", "queries", "admin", "wallet", "ws"]
-    cursor_key      = ["queries", "wallet"]
-    wallet_mnemonic = ["wallet", "sweep"]
-    hot_wallet_key  = ["sender"]
-    gas_wallet_key  = ["sweep"]
-    eth_rpc_url     = local.wallet_users
-    db_password     = local.postgres_users
-    redis_url       = local.redis_users
+    auth_keys           = ["auth"]
+    auth_verify_keys    = ["orders", "binance", "queries", "admin", "wallet", "ws"]
+    command_key_orders  = ["orders"]
+    command_key_binance = ["binance"]
+    command_key_wallet  = ["wallet"]
+    command_key_watcher = ["watcher"]
+    command_key_sender  = ["sender"]
+    command_key_admin   = ["admin"]
+    command_public_keys = ["matcher"]
+    cursor_key          = ["queries", "wallet"]
+    wallet_mnemonic     = ["wallet", "sweep"]
+    hot_wallet_key      = ["sender"]
+    gas_wallet_key      = ["sweep"]
+    eth_rpc_url         = local.wallet_users
+    db_password         = local.postgres_users
+    redis_url           = local.redis_users
   }
   secrets = {
-    auth_keys       = "The API's JWT signing keys and API-key masters (python -m api.auth new)."
-    cursor_key      = "The key that signs page cursors (32+ random characters)."
-    wallet_mnemonic = "The BIP-39 mnemonic of the deposit addresses."
-    hot_wallet_key  = "The hot wallet's private key (pays withdrawals)."
-    gas_wallet_key  = "The gas wallet's private key (tops deposit addresses up for token sweeps)."
-    eth_rpc_url     = "The Ethereum JSON-RPC URL (ETH_RPC_URL; often carries the provider's API key)."
-    db_password     = "The application's Postgres password (written by Terraform)."
-    redis_url       = "REDIS_URL with Memorystore's AUTH string (written by Terraform)."
+    auth_keys           = "The API's JWT signing keys and API-key masters (python -m api.auth new): the auth function's."
+    auth_verify_keys    = "The same with the JWT keys' public halves only (python -m api.auth public): the verifiers'."
+    command_key_orders  = "The orders function's command-signing key (python -m shared.producers new orders)."
+    command_key_binance = "The Binance dialect's command-signing key (python -m shared.producers new binance)."
+    command_key_wallet  = "The wallet function's command-signing key (python -m shared.producers new wallet)."
+    command_key_watcher = "The watcher's command-signing key (python -m shared.producers new watcher)."
+    command_key_sender  = "The withdrawal sender's command-signing key (python -m shared.producers new sender)."
+    command_key_admin   = "The admin function's command-signing key (python -m shared.producers new admin)."
+    command_public_keys = "Every producer's public key, for the matcher (python -m shared.producers public ...)."
+    cursor_key          = "The key that signs page cursors (32+ random characters)."
+    wallet_mnemonic     = "The BIP-39 mnemonic of the deposit addresses."
+    hot_wallet_key      = "The hot wallet's private key (pays withdrawals)."
+    gas_wallet_key      = "The gas wallet's private key (tops deposit addresses up for token sweeps)."
+    eth_rpc_url         = "The Ethereum JSON-RPC URL (ETH_RPC_URL; often carries the provider's API key)."
+    db_password         = "The application's Postgres password (written by Terraform)."
+    redis_url           = "REDIS_URL with Memorystore's AUTH string (written by Terraform)."
   }
   # Secrets the code reads itself by version name (VARIABLE_SECRET=projects/P/secrets/S/versions/V).
   secret_version_env = {
-    auth_keys       = "AUTH_KEYS_SECRET"
-    cursor_key      = "CURSOR_KEY_SECRET"
-    wallet_mnemonic = "WALLET_MNEMONIC_SECRET"
-    hot_wallet_key  = "HOT_WALLET_KEY_SECRET"
-    gas_wallet_key  = "GAS_WALLET_KEY_SECRET"
+    auth_keys           = "AUTH_KEYS_SECRET"
+    auth_verify_keys    = "AUTH_KEYS_SECRET"
+    command_key_orders  = "COMMAND_KEYS_SECRET"
+    command_key_binance = "COMMAND_KEYS_SECRET"
+    command_key_wallet  = "COMMAND_KEYS_SECRET"
+    command_key_watcher = "COMMAND_KEYS_SECRET"
+    command_key_sender  = "COMMAND_KEYS_SECRET"
+    command_key_admin   = "COMMAND_KEYS_SECRET"
+    command_public_keys = "COMMAND_KEYS_SECRET"
+    cursor_key          = "CURSOR_KEY_SECRET"
+    wallet_mnemonic     = "WALLET_MNEMONIC_SECRET"
+    hot_wallet_key      = "HOT_WALLET_KEY_SECRET"
+    gas_wallet_key      = "GAS_WALLET_KEY_SECRET"
   }
   # Secrets the platform injects as plain environment variables.
   secret_value_env = {

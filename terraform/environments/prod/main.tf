@@ -40,6 +40,11 @@ locals {
     var.wallet_env,
   )
 
+  # Secrets whose version is rolled out explicitly (docs/deploy.md: rotating the auth keys).
+  pinned_versions = {
+    auth_keys        = var.auth_keys_version
+    auth_verify_keys = var.auth_verify_keys_version
+  }
   env = {
     for d in local.deployables : d => merge(
       local.common_env,
@@ -49,7 +54,7 @@ locals {
       { for k, v in local.wallet_env : k => v if contains(local.wallet_users, d) },
       {
         for key, variable in local.secret_version_env :
-        variable => "${module.secrets.names[key]}/versions/${key == "auth_keys" ? var.auth_keys_version : "latest"}"
+        variable => "${module.secrets.names[key]}/versions/${lookup(local.pinned_versions, key, "latest")}"
         if contains(local.secret_readers[key], d)
       },
     )
@@ -305,7 +310,18 @@ module "api_entry" {
   function_backends = {
     for f, spec in local.functions : f => "${local.prefix}-${f}" if spec.trigger == "http"
   }
-  run_backends    = { ws = "${local.prefix}-ws" }
-  routes          = local.routes
-  default_backend = "docs"
+  run_backends       = { ws = "${local.prefix}-ws" }
+  routes             = local.routes
+  default_backend    = "docs"
+  web_backend_bucket = module.web.backend_bucket
+}
+
+# The web page, served by the same load balancer (docs/web.md).
+module "web" {
+  source = "../../modules/web"
+
+  project_id = var.project_id
+  name       = local.prefix
+  location   = var.region
+  labels     = local.labels
 }

@@ -3,6 +3,16 @@ output "api_url" {
   value       = module.api_entry.api_url
 }
 
+output "web_url" {
+  description = "The web page (the API's origin)."
+  value       = "${module.api_entry.api_url}/"
+}
+
+output "web_bucket" {
+  description = "The bucket the built web page is uploaded to (cloudbuild.yaml's upload-web)."
+  value       = module.web.bucket
+}
+
 output "ws_url" {
   description = "The WebSocket URL."
   value       = module.api_entry.ws_url

@@ -119,6 +119,17 @@ variable "auth_keys_version" {
   }
 }
 
+variable "auth_verify_keys_version" {
+  description = "Version of the auth-verify-keys secret the verifiers read: latest, or a number (publish a new public key there before auth signs with it)."
+  type        = string
+  default     = "latest"
+
+  validation {
+    condition     = can(regex("^(latest|[1-9][0-9]*)$", var.auth_verify_keys_version))
+    error_message = "The version is latest or a version number."
+  }
+}
+
 variable "http_max_instances" {
   description = "Most instances of each HTTP function (each Postgres user holds one connection per instance)."
   type        = number

@@ -16,6 +16,9 @@
 # :method pseudo-header), and the CORS preflight (OPTIONS) asking for it, ahead of the plain
 # route of the same path. Rules are tried in var.routes order. Anything else goes to
 # var.default_backend, which answers 404 in the API's error format.
+#
+# With var.web_backend_bucket, the web page is served here too (modules/web): "/",
+# "/index.html" and everything under "/assets/" go to its bucket, after the API's routes.
 
 terraform {
   required_version = ">= 1.0"
@@ -166,6 +169,24 @@ resource "google_compute_url_map" "api" {
               }
             }
           }
+        }
+      }
+    }
+
+    dynamic "route_rules" {
+      for_each = var.web_backend_bucket == "" ? [] : [var.web_backend_bucket]
+      content {
+        priority = length(local.rules) + 1
+        service  = route_rules.value
+
+        match_rules {
+          full_path_match = "/"
+        }
+        match_rules {
+          full_path_match = "/index.html"
+        }
+        match_rules {
+          prefix_match = "/assets/"
         }
       }
     }

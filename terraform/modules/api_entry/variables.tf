@@ -81,3 +81,14 @@ variable "security_policy" {
   type        = string
   default     = ""
 }
+
+variable "web_backend_bucket" {
+  description = "The web page's backend bucket (modules/web) for /, /index.html and /assets/; empty for none."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.web_backend_bucket == "" || can(regex("backendBuckets/", var.web_backend_bucket))
+    error_message = "Give a backend bucket's id (projects/P/global/backendBuckets/NAME), or empty."
+  }
+}
