@@ -147,10 +147,14 @@ _STATUS_OF_REASON: Final[dict[str, int]] = {
     Reason.DUPLICATE_DEPOSIT: 409,
     Reason.DUPLICATE_WITHDRAWAL: 409,
     Reason.MARKET_HALTED: 409,
+    Reason.NOT_AMENDABLE: 409,
+    Reason.BAD_EXPIRY: 400,
     # Well formed, but the book or the balance does not allow it now.
     Reason.INSUFFICIENT_FUNDS: 422,
     Reason.WOULD_TAKE: 422,
     Reason.FOK_NOT_FILLED: 422,
+    Reason.WOULD_TRIGGER: 422,
+    Reason.TOO_MANY_ORDERS: 422,
 }
 _CODE_OF_REASON: Final[dict[str, str]] = {
     Reason.NOT_YOUR_ORDER: Reason.ORDER_NOT_FOUND,

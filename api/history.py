@@ -104,14 +104,14 @@ def money(units: Decimal | int, precision: int) -> str:
 ORDER_COLUMNS: Final = (
     "order_id, market, side, order_type, price, amount, quote_amount, time_in_force,"
     " post_only, client_order_id, status, filled, filled_quote, fee, frozen, reason,"
-    " created_ts, updated_ts"
+    " created_ts, updated_ts, stop, stop_price, expires_at, list_id, triggered_ts"
 )
 
 
 def order_json(row: Sequence[Any], catalog: Catalog) -> dict[str, Any]:
     (order_id, market, side, order_type, price, amount, quote_amount, time_in_force,
      post_only, client_order_id, status, filled, filled_quote, fee, frozen, reason,
-     created_ts, updated_ts) = row  # fmt: skip
+     created_ts, updated_ts, stop, stop_price, expires_at, list_id, triggered_ts) = row  # fmt: skip
     u = catalog.units(market)
     bp, qp = u.base_precision, u.quote_precision
     is_buy = side == "buy"
@@ -135,6 +135,11 @@ def order_json(row: Sequence[Any], catalog: Catalog) -> dict[str, Any]:
         "reason": reason,
         "ts": int(created_ts),
         "updated_ts": int(updated_ts),
+        # Only what the order has: a plain order reads as it always did.
+        **({"stop": stop, "stop_price": fmt(stop_price, qp)} if stop is not None else {}),
+        **({"triggered_ts": int(triggered_ts)} if triggered_ts is not None else {}),
+        **({"expires_at": int(expires_at)} if expires_at is not None else {}),
+        **({"list_id": int(list_id)} if list_id is not None else {}),
     }
 
 

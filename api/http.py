@@ -18,9 +18,9 @@ One function serves a few routes::
     def orders(request: flask.Request) -> flask.Response:   # the functions-framework entry point
         return api(request)
 
-with ``api = Api("orders", authenticate=...)``: how the function authenticates a request
-(api.auth's ``authenticate`` with the function's context), which a route declaring a scope
-needs.
+with ``api = Api("orders", authenticate=..., scope="trade")``: how the function authenticates
+a request (api.auth's ``authenticate``), which a route with a scope needs, and the scope of the
+function's user routes that declare none.
 
 What ``Api`` does for every request, so handlers need not:
 
@@ -47,6 +47,7 @@ What ``Api`` does for every request, so handlers need not:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import re
@@ -507,11 +508,18 @@ class Api:
         settings: Callable[[], HttpSettings] = default_settings,
         errors: ErrorFormat = error_response,
         authenticate: Authenticator | None = None,
+        scope: Scope | tuple[Scope, ...] = (),
     ) -> None:
+        """``authenticate``: how the wrapper finds the caller of a route with a scope;
+        ``scope``: the scope of every ``auth="user"`` route that declares none (a route added
+        without one is not left open)."""
+        if scope and authenticate is None:
+            raise TypeError(f"Api({name!r}) with a scope needs authenticate=")
         self.name = name
         self._settings = settings
         self._error = errors
         self._authenticate = authenticate
+        self._scope = scope
         self._routes: list[_Route] = []
 
     def route(
@@ -529,7 +537,8 @@ class Api:
             if doc is not None:
                 raise TypeError("give a RouteDoc or its keywords, not both")
             doc = RouteDoc(**described)
-
+        if doc is not None and doc.auth == "user" and not doc.scopes and self._scope:
+            doc = dataclasses.replace(doc, scope=self._scope)
         if doc is not None and doc.scopes and self._authenticate is None:
             raise TypeError(
                 f"{method} {pattern} declares a scope: Api({self.name!r}) needs authenticate="

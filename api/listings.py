@@ -15,9 +15,18 @@ import orjson
 import redis
 
 from api.http import ApiError, bad_request
-from shared.messages import OrderType, PlaceOrder, Reason, SelfTrade, Side, TimeInForce
+from shared.messages import (
+    OrderType,
+    PlaceOco,
+    PlaceOrder,
+    Reason,
+    SelfTrade,
+    Side,
+    StopKind,
+    TimeInForce,
+)
 from shared.money import MoneyError, parse_decimal, parse_fee_rate, parse_units, to_units
-from shared.order_rules import order_violation
+from shared.order_rules import Violation, oco_violation, order_violation
 from shared.redis_keys import ASSETS_KEY, MARKETS_KEY
 from shared.redis_values import text
 
@@ -119,6 +128,9 @@ def order_command(
     post_only: bool,
     client_order_id: str | None,
     stp: SelfTrade,
+    stop: StopKind | None = None,
+    stop_price: str | None = None,
+    expires_at: int | None = None,
 ) -> PlaceOrder:
     """The ``place_order`` command for an order given in decimal strings, or the first rule it
     breaks (shared/order_rules.py) as an error: 409 ``market_halted``, else 400 with the
@@ -148,9 +160,10 @@ def order_command(
     price_u = units(price, qp, "price", Reason.BAD_PRICE, Reason.BAD_TICK)
     amount_u = units(amount, bp, "amount", Reason.BAD_AMOUNT, Reason.BAD_STEP)
     quote_u = units(quote_amount, qp, "quote_amount", Reason.BAD_AMOUNT, Reason.BAD_AMOUNT)
+    stop_u = units(stop_price, qp, "stop_price", Reason.BAD_PRICE, Reason.BAD_TICK)
     broken = order_violation(
         m, user, side, order_type, price_u, amount_u, quote_u, time_in_force, post_only,
-        client_order_id,
+        client_order_id, stop, stop_u, expires_at,
     )  # fmt: skip
     if broken is None:
         if unreadable:  # cannot happen: a given number is read or refused for being there
@@ -158,7 +171,8 @@ def order_command(
         return PlaceOrder(
             id=command_id, user=user, market=m.name, side=side, type=order_type, price=price_u,
             amount=amount_u, quote_amount=quote_u, time_in_force=time_in_force,
-            post_only=post_only, client_order_id=client_order_id, stp=stp,
+            post_only=post_only, client_order_id=client_order_id, stp=stp, stop=stop,
+            stop_price=stop_u, expires_at=expires_at,
         )  # fmt: skip
     if broken.field in unreadable:
         raise unreadable[broken.field]
@@ -215,3 +229,61 @@ def check_fee(value: str, field: str) -> None:
         parse_fee_rate(value, field)
     except MoneyError as exc:
         raise bad_request(str(exc), "invalid_fee") from None
+
+
+def oco_command(
+    m: MarketSpec,
+    *,
+    command_id: str,
+    user: str,
+    side: Side,
+    amount: str,
+    price: str,
+    stop_price: str,
+    stop_limit_price: str | None,
+    stp: SelfTrade,
+) -> PlaceOco:
+    """The ``place_oco`` command for an OCO list in decimal strings, or the first rule it
+    breaks (``oco_violation``), answered as ``order_command`` answers."""
+    bp, qp = m.base_precision, m.quote_precision
+    amount_u = _units(amount, bp, "amount", Reason.BAD_AMOUNT, Reason.BAD_STEP)
+    price_u = _units(price, qp, "price", Reason.BAD_PRICE, Reason.BAD_TICK)
+    stop_u = _units(stop_price, qp, "stop_price", Reason.BAD_PRICE, Reason.BAD_TICK)
+    limit_u = None
+    if stop_limit_price is not None:
+        limit_u = _units(
+            stop_limit_price, qp, "stop_limit_price", Reason.BAD_PRICE, Reason.BAD_TICK
+        )
+    broken = oco_violation(m, user, side, amount_u, price_u, stop_u, limit_u)
+    if broken is not None:
+        raise _refusal(broken)
+    return PlaceOco(
+        id=command_id, user=user, market=m.name, side=side, amount=amount_u, price=price_u,
+        stop_price=stop_u, stop_limit_price=limit_u, stp=stp,
+    )  # fmt: skip
+
+
+def amend_units(
+    m: MarketSpec, price: str | None, amount: str | None
+) -> tuple[int | None, int | None]:
+    """An amend's new price and amount in units, each on the market's tick or step (the rest
+    of its rules need the order: the engine checks them)."""
+    bp, qp = m.base_precision, m.quote_precision
+    price_u = (
+        None if price is None else _units(price, qp, "price", Reason.BAD_PRICE, Reason.BAD_TICK)
+    )
+    amount_u = (
+        None if amount is None else _units(amount, bp, "amount", Reason.BAD_AMOUNT, Reason.BAD_STEP)
+    )
+    if price_u is not None and (price_u <= 0 or price_u % m.tick):
+        raise bad_request("price must be a positive multiple of the tick", Reason.BAD_TICK)
+    if amount_u is not None and (amount_u <= 0 or amount_u % m.step):
+        raise bad_request("amount must be a positive multiple of the step", Reason.BAD_STEP)
+    return price_u, amount_u
+
+
+def _refusal(broken: Violation) -> ApiError:
+    if broken.reason == Reason.MARKET_HALTED:
+        return ApiError(409, broken.reason, broken.message)
+    code = "invalid_order" if broken.reason == Reason.INVALID else broken.reason
+    return bad_request(broken.message, code)

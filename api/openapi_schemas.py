@@ -91,10 +91,18 @@ def schemas() -> dict[str, JSON]:
         "TokenPair": obj(
             {
                 "access_token": {"type": "string", "description": "a JWT (EdDSA)"},
-                "refresh_token": STR,
                 "token_type": {"type": "string", "const": "Bearer"},
                 "expires_in": {"type": "integer", "description": "seconds"},
-            }
+            },
+            {
+                "refresh_token": {
+                    "type": "string",
+                    "description": (
+                        "absent when the request asked for the refresh_token cookie "
+                        "(refresh_cookie, or a refresh that presented the cookie)"
+                    ),
+                }
+            },
         ),
         "FreshToken": obj(
             {
@@ -280,13 +288,23 @@ def schemas() -> dict[str, JSON]:
                     {
                         "type": "string",
                         "description": "why it ended: ioc_expired, no_liquidity, "
-                        "self_trade_prevented, insufficient_funds, cancelled_by_user",
+                        "self_trade_prevented, insufficient_funds, cancelled_by_user, expired, "
+                        "oco (the other order of its list traded, triggered or was cancelled)",
                     }
                 ),
                 "fee_asset": STR,
                 "frozen": {**DEC, "description": "what the order still holds"},
                 "ts": MS,
                 "updated_ts": MS,
+                "stop": {
+                    "type": "string",
+                    "enum": ["stop_loss", "take_profit"],
+                    "description": "a stop order's kind (only on stop orders)",
+                },
+                "stop_price": {**DEC, "description": "only on stop orders"},
+                "expires_at": {**MS, "description": "good till date (only when it has one)"},
+                "list_id": {**INT, "description": "its OCO list (only on a list's orders)"},
+                "triggered_ts": {**MS, "description": "when its stop triggered (queries)"},
             },
             description=(
                 "An order's state. filled in base, filled_quote in quote, fee in what the "
@@ -296,6 +314,37 @@ def schemas() -> dict[str, JSON]:
             ),
         ),
         "OrderList": obj({"orders": array(ref("Order")), "next_cursor": nullable(STR)}),
+        "OcoList": obj(
+            {
+                "list_id": INT,
+                "market": STR,
+                "side": ref("Side"),
+                "status": {"type": "string", "enum": ["open", "done"]},
+                "limit_order_id": INT,
+                "stop_order_id": INT,
+                "reason": nullable(
+                    {
+                        "type": "string",
+                        "description": "why it is done: traded, triggered, or a cancel's reason",
+                    }
+                ),
+            },
+            description="An OCO list: a limit order and a stop-loss order; one cancels the other.",
+        ),
+        "OcoLists": obj({"lists": array(ref("OcoList"))}),
+        "AmendedOrder": obj(
+            {
+                "order_id": INT,
+                "market": STR,
+                "side": ref("Side"),
+                "price": DEC,
+                "amount": {**DEC, "description": "the new total amount"},
+                "filled": DEC,
+                "frozen": DEC,
+                "kept_priority": BOOL,
+            },
+            description="An order after an amend; kept_priority: it kept its place in the queue.",
+        ),
         "OwnTrade": obj(
             {
                 "trade_id": INT,
@@ -488,6 +537,25 @@ def schemas() -> dict[str, JSON]:
                 "email": nullable(STR),
                 "role": {"type": "string", "enum": ["user", "admin"]},
                 "created_at": nullable({"type": "string", "format": "date-time"}),
+                "disabled": {**BOOL, "description": "login refused, sessions ended"},
+                "balances": ref("Balances"),
+                "open_orders": array(ref("Order")),
+                "deposits": array(obj({"ref": STR, "asset": STR, "amount": DEC, "ts": MS})),
+                "withdrawals": array(
+                    obj(
+                        {
+                            "id": STR,
+                            "asset": STR,
+                            "amount": DEC,
+                            "fee": DEC,
+                            "address": STR,
+                            "state": STR,
+                            "error": nullable(STR),
+                            "tx_hash": nullable(STR),
+                            "created_at": nullable({"type": "string", "format": "date-time"}),
+                        }
+                    )
+                ),
             }
         ),
         "AuditAsset": obj(

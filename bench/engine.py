@@ -13,9 +13,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from bench.ours import run_ours
+from bench.ours import run_ours, run_ours_stops
 from bench.peers import PeerResult, Runner, available_peers
-from bench.streams import cancel_stream, mixed_stream, place_stream
+from bench.streams import cancel_stream, mixed_stream, place_stream, stops_stream
 
 Scenario = Callable[[int, int], tuple[list[Any], list[Any]]]
 
@@ -82,6 +82,11 @@ def main(argv: list[str] | None = None) -> int:
         for scenario, result in row.items():
             key = name.replace("ours", "engine").replace("-", "_")
             figures[f"{key}_{scenario}_per_s"] = round(result.ops_per_sec)
+    # Stop orders: our engine only (no peer has them).
+    setup, ops = stops_stream(args.n, args.seed)
+    stops = best_of(run_ours_stops, setup, ops, args.repeat)
+    print(f"stops: {len(ops):,} ops, {stops.fills:,} fills, {stops.ops_per_sec:,.0f}/s (ours only)")
+    figures["engine_stops_per_s"] = round(stops.ops_per_sec)
     ours, pyob = figures["engine_mixed_per_s"], figures.get("pyorderbook_mixed_per_s")
     liqui = figures.get("liquibook_mixed_per_s")
     figures.update(

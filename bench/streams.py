@@ -3,6 +3,8 @@
 An op is a plain tuple:
 
 * ``("place", order_id, is_buy, price, qty)`` -- a limit order (GTC; any uncrossed rest rests);
+* ``("stop", order_id, is_buy, stop_price, price, qty)`` -- a stop-loss limit order (GTC):
+  pending until the last trade price reaches ``stop_price`` (only our engine runs these);
 * ``("cancel", order_id)`` -- cancel a resting order. If the order no longer rests (filled,
   already cancelled, never placed) an engine must treat it as a no-op/reject and count it.
 
@@ -16,6 +18,8 @@ the same ops. Scenarios:
 * :func:`cancel_stream` -- setup: n passive orders; measured: cancel all of them, shuffled.
 * :func:`mixed_stream` -- setup: a pre-filled book; measured: n ops, ~60% place, ~40% cancel,
   with a drifting mid so that some places trade (see its docstring for the mix).
+* :func:`stops_stream` -- as :func:`mixed_stream`, with a tenth of the places stop-loss orders
+  that the drifting mid triggers.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from typing import TypeAlias
 
 PlaceOp: TypeAlias = tuple[str, int, bool, int, int]
 CancelOp: TypeAlias = tuple[str, int]
-Op: TypeAlias = PlaceOp | CancelOp
+StopOp: TypeAlias = tuple[str, int, bool, int, int, int]
+Op: TypeAlias = PlaceOp | CancelOp | StopOp
 
 MID = 10_000
 """Centre of the price range, in ticks."""
@@ -90,6 +95,17 @@ MAX_DRIFT = 200
 """The mid stays within MID +/- MAX_DRIFT (it is reflected at the bounds)."""
 
 
+STOP_SHARE = 0.10
+"""Share of the places in :func:`stops_stream` that are stop-loss orders."""
+
+
+def stops_stream(n: int, seed: int) -> tuple[list[Op], list[Op]]:
+    """:func:`mixed_stream` with ``STOP_SHARE`` of its places stop-loss limit orders: a buy
+    1..20 ticks above the mid (its limit 2 ticks above the stop), a sell as far below it. The
+    mid's drift triggers some; some are refused as already triggered, some cancelled."""
+    return _mixed(n, seed, STOP_SHARE)
+
+
 def mixed_stream(n: int, seed: int) -> tuple[list[Op], list[Op]]:
     """``(setup, measured)``: a pre-filled book, then ``n`` mixed ops.
 
@@ -118,6 +134,10 @@ def mixed_stream(n: int, seed: int) -> tuple[list[Op], list[Op]]:
     fill (~0.15 fills per op), ~8% of the cancels are no-ops, and the book grows from 10k to
     ~25k resting orders (it never empties). Over n=1_000_000: ~9% of ops fill, ~14% no-ops.
     """
+    return _mixed(n, seed, 0.0)
+
+
+def _mixed(n: int, seed: int, stop_share: float) -> tuple[list[Op], list[Op]]:
     rng = random.Random(seed)
     setup: list[Op] = [
         _passive(rng, order_id, MID) for order_id in range(1, MIXED_SETUP_ORDERS + 1)
@@ -140,7 +160,14 @@ def mixed_stream(n: int, seed: int) -> tuple[list[Op], list[Op]]:
             continue
         order_id = next_id
         next_id += 1
-        if rng.random() < AGGRESSIVE_SHARE:
+        if stop_share and rng.random() < stop_share:  # no draw at all without stops
+            is_buy = rng.random() < 0.5
+            away = rng.randint(1, 20)
+            stop = mid + away if is_buy else mid - away
+            limit = stop + 2 if is_buy else stop - 2
+            measured.append(("stop", order_id, is_buy, stop, limit, rng.randint(1, MAX_QTY)))
+            live.append(order_id)
+        elif rng.random() < AGGRESSIVE_SHARE:
             is_buy = rng.random() < 0.5
             through = rng.randint(1, 4)
             price = mid + through if is_buy else mid - through

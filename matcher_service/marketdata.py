@@ -38,8 +38,13 @@ from shared.messages import (
     CancelOrder,
     MarketChanged,
     OrderAccepted,
+    OrderAmended,
+    OrderListChanged,
     OrderRejected,
+    OrderTriggered,
     OrderUpdated,
+    PlaceOco,
+    Reason,
     Trade,
 )
 from shared.money import parse_units
@@ -198,7 +203,22 @@ def _order_json(acc: OrderAccepted, upd: OrderUpdated | None, m: Market) -> JSON
         "fee": fmt(upd.fee if upd else 0, bp if is_buy else qp),
         "reason": upd.reason if upd else None,
         "ts": acc.ts,
+        **_stop_fields(acc, qp),
     }
+
+
+def _stop_fields(acc: OrderAccepted, qp: int) -> JSON:
+    """What a stop order, a good-till-date order or an order of an OCO list adds (only the
+    fields it has: a plain order's messages stay as they were)."""
+    out: JSON = {}
+    if acc.stop is not None:
+        out["stop"] = acc.stop
+        out["stop_price"] = None if acc.stop_price is None else fmt(acc.stop_price, qp)
+    if acc.expires_at is not None:
+        out["expires_at"] = acc.expires_at
+    if acc.list_id is not None:
+        out["list_id"] = acc.list_id
+    return out
 
 
 def _trade_json(t: Trade, price: str, amount: str, quote: str) -> bytes:
@@ -270,6 +290,51 @@ def _order_accepted_message(ev: OrderAccepted, m: Market) -> JSON:
         "post_only": ev.post_only,
         "client_order_id": ev.client_order_id,
         "ts": ev.ts,
+        **_stop_fields(ev, qp),
+    }
+
+
+def _order_triggered_message(ev: OrderTriggered, m: Market) -> JSON:
+    qp = m.quote_precision
+    return {
+        "channel": "orders",
+        "event": "order_triggered",
+        "order_id": ev.order_id,
+        "market": ev.market,
+        "side": ev.side,
+        "stop_price": fmt(ev.stop_price, qp),
+        "last_price": fmt(ev.last_price, qp),
+        "ts": ev.ts,
+    }
+
+
+def _order_amended_message(ev: OrderAmended, is_buy: bool, m: Market) -> JSON:
+    bp, qp = m.base_precision, m.quote_precision
+    return {
+        "channel": "orders",
+        "event": "order_amended",
+        "order_id": ev.order_id,
+        "market": ev.market,
+        "side": "buy" if is_buy else "sell",
+        "price": fmt(ev.price, qp),
+        "amount": fmt(ev.amount, bp),
+        "filled": fmt(ev.filled, bp),
+        "frozen": fmt(ev.frozen, qp if is_buy else bp),
+        "kept_priority": ev.kept_priority,
+    }
+
+
+def _order_list_message(ev: OrderListChanged) -> JSON:
+    return {
+        "channel": "orders",
+        "event": "order_list",
+        "list_id": ev.list_id,
+        "market": ev.market,
+        "side": ev.side,
+        "status": ev.status,
+        "limit_order_id": ev.limit_order_id,
+        "stop_order_id": ev.stop_order_id,
+        "reason": ev.reason,
     }
 
 
@@ -324,6 +389,7 @@ def _reply_json(
     final: OrderUpdated | None,
     cancelled: list[JSON],
     markets: dict[str, Market],
+    extra: JSON | None = None,
 ) -> bytes:
     """The reply to one command: its verdict, and the order it placed or cancelled (the
     orders a cancel-all cancelled)."""
@@ -340,6 +406,8 @@ def _reply_json(
         reply["order"] = cancelled[0] if cancelled else None
     elif type(cmd) is CancelAll:
         reply["orders"] = cancelled
+    if extra:  # an OCO list's, an amend's
+        reply.update(extra)
     return orjson.dumps(reply)
 
 
@@ -390,6 +458,8 @@ class MarketData:
             accepted: OrderAccepted | None = None
             final: OrderUpdated | None = None
             cancelled: list[JSON] = []
+            extra: JSON = {}
+            updated: dict[int, JSON] = {}  # this command's order updates, by order id
             prev: Any = None
             for ev in ap.events:
                 if type(ev) is BalanceChanged:
@@ -399,9 +469,14 @@ class MarketData:
                     m = markets[ev.market]
                     is_buy = sides.get(ev.order_id)
                     if is_buy is None:
-                        is_buy = self._side_of(ev, prev, m, engine)
+                        if ev.reason == Reason.OCO and type(prev) is OrderUpdated:
+                            is_buy = sides[prev.order_id]  # the other order of its list
+                        else:
+                            is_buy = self._side_of(ev, prev, m, engine)
+                        sides[ev.order_id] = is_buy
                     msg = _order_updated_message(ev, is_buy, m)
                     private[ev.user].append(msg)
+                    updated[ev.order_id] = msg
                     depth_changed.add(ev.market)
                     if accepted is not None and ev.order_id == accepted.order_id:
                         final = ev
@@ -410,10 +485,34 @@ class MarketData:
                 elif type(ev) is Trade:
                     self._trade(ev, markets[ev.market], states, traded, sides, private, mark)
                 elif type(ev) is OrderAccepted:
-                    accepted = ev
+                    if accepted is None:  # an OCO list's reply shows its limit order
+                        accepted = ev
                     sides[ev.order_id] = ev.side == "buy"
                     depth_changed.add(ev.market)
                     private[ev.user].append(_order_accepted_message(ev, markets[ev.market]))
+                elif type(ev) is OrderTriggered:
+                    sides[ev.order_id] = ev.side == "buy"
+                    depth_changed.add(ev.market)
+                    private[ev.user].append(_order_triggered_message(ev, markets[ev.market]))
+                elif type(ev) is OrderAmended:
+                    m = markets[ev.market]
+                    view = engine.order(ev.order_id)
+                    is_buy = view is not None and view.side == "buy"
+                    sides[ev.order_id] = is_buy
+                    msg = _order_amended_message(ev, is_buy, m)
+                    private[ev.user].append(msg)
+                    depth_changed.add(ev.market)
+                    extra["order"] = {k: v for k, v in msg.items() if k not in ("channel", "event")}
+                elif type(ev) is OrderListChanged:
+                    # A pending stop cancelled without a hold to release did not say its side.
+                    side = ev.side
+                    for oid in (ev.limit_order_id, ev.stop_order_id):
+                        if oid in updated:
+                            updated[oid]["side"] = side
+                    msg = _order_list_message(ev)
+                    private[ev.user].append(msg)
+                    if type(cmd) is PlaceOco:
+                        extra["list"] = {k: v for k, v in msg.items() if k != "channel"}
                 elif type(ev) is OrderRejected:
                     private[ev.user].append(_order_rejected_message(ev, ap.command_id))
                 elif type(ev) is MarketChanged:
@@ -424,7 +523,7 @@ class MarketData:
                 elif type(ev) is AssetCreated:
                     pipe.hset(ASSETS_KEY, ev.asset, _asset_json(ev.asset, ev.precision))
                 prev = ev
-            reply = _reply_json(cmd, ap, accepted, final, cancelled, markets)
+            reply = _reply_json(cmd, ap, accepted, final, cancelled, markets, extra)
             replies.append((ap.command_id, reply))
         self._now = now
 

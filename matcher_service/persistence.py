@@ -25,6 +25,9 @@ from shared.messages import (
     DepositCredited,
     MarketChanged,
     OrderAccepted,
+    OrderAmended,
+    OrderListChanged,
+    OrderTriggered,
     OrderUpdated,
     Trade,
     WithdrawalChanged,
@@ -113,6 +116,7 @@ class _Rows(NamedTuple):
     withdrawals: dict[str, dict[str, Any]]
     assets: list[dict[str, Any]]
     markets: dict[str, dict[str, Any]]
+    lists: dict[int, dict[str, Any]]
 
 
 class Store:
@@ -165,6 +169,7 @@ class Store:
         withdrawals: dict[str, dict[str, Any]] = {}
         assets: list[dict[str, Any]] = []
         markets: dict[str, dict[str, Any]] = {}
+        lists: dict[int, dict[str, Any]] = {}
 
         for cmd, applied in batch:
             seq, ts = applied.seq, cmd.ts
@@ -191,9 +196,12 @@ class Store:
                         "frozen": ev.frozen, "seq": seq,
                     }  # fmt: skip
                     if ev.reason == "order_freeze":
-                        order = new_orders.get(int(ev.ref))
+                        # The hold of an order that rests (or of a pending stop); of an
+                        # older order, one that triggered or was amended in this batch.
+                        ref = int(ev.ref)
+                        order = new_orders.get(ref) or updates.get(ref)
                         if order is not None:
-                            order["frozen"] = ev.delta_frozen  # the resting order's hold
+                            order["frozen"] = order.get("frozen", 0) + ev.delta_frozen
                 elif kind is OrderAccepted:
                     assert isinstance(ev, OrderAccepted)
                     entry["order_id"] = ev.order_id
@@ -205,7 +213,9 @@ class Store:
                         "client_order_id": ev.client_order_id, "status": "open", "filled": 0,
                         "filled_quote": 0, "fee": 0, "frozen": 0, "reason": None,
                         "created_seq": seq, "updated_seq": seq, "created_ts": ts,
-                        "updated_ts": ts,
+                        "updated_ts": ts, "stop": ev.stop, "stop_price": ev.stop_price,
+                        "expires_at": ev.expires_at, "list_id": ev.list_id,
+                        "triggered_ts": None,
                     }  # fmt: skip
                 elif kind is OrderUpdated:
                     assert isinstance(ev, OrderUpdated)
@@ -216,6 +226,25 @@ class Store:
                         status=ev.status, filled=ev.filled, filled_quote=ev.filled_quote,
                         fee=ev.fee, frozen=ev.frozen, reason=ev.reason, updated_seq=seq,
                         updated_ts=ts,
+                    )  # fmt: skip
+                elif kind is OrderTriggered or kind is OrderAmended:
+                    assert isinstance(ev, OrderTriggered | OrderAmended)
+                    row = new_orders.get(ev.order_id) or updates.setdefault(
+                        ev.order_id, {"order_id": ev.order_id}
+                    )
+                    row.update(updated_seq=seq, updated_ts=ts)
+                    if isinstance(ev, OrderTriggered):
+                        # Its hold is released now; a freeze follows if it rests.
+                        row.update(triggered_ts=ts, frozen=0)
+                    else:
+                        row.update(price=ev.price, amount=ev.amount, frozen=ev.frozen)
+                elif kind is OrderListChanged:
+                    assert isinstance(ev, OrderListChanged)
+                    lists.setdefault(ev.list_id, {"created_seq": seq}).update(
+                        list_id=ev.list_id, user_id=ev.user, market=ev.market, side=ev.side,
+                        status=ev.status,
+                        limit_order_id=ev.limit_order_id, stop_order_id=ev.stop_order_id,
+                        reason=ev.reason, updated_seq=seq, updated_ts=ts,
                     )  # fmt: skip
                 elif kind is Trade:
                     assert isinstance(ev, Trade)
@@ -253,7 +282,7 @@ class Store:
                     markets[ev.market] = {**msgspec.structs.asdict(ev), "seq": seq}
         return _Rows(
             oplog, ledger, balances, new_orders, updates, trades, deposits, withdrawals, assets,
-            markets,
+            markets, lists,
         )  # fmt: skip
 
     @staticmethod
@@ -279,13 +308,26 @@ class Store:
         # New orders carry their state at the end of the batch; updates touch older orders
         # only, so the two never meet in one statement.
         writes.insert("orders", list(rows.new_orders.values()))
+        # An update carries what its events said: the fields it lacks stay as they were.
         writes.add(
             list(rows.updates.values()),
-            "UPDATE orders SET status = u.status, filled = u.filled,"
-            " filled_quote = u.filled_quote, fee = u.fee, frozen = u.frozen,"
-            " reason = u.reason, updated_seq = u.updated_seq, updated_ts = u.updated_ts"
+            "UPDATE orders SET status = COALESCE(u.status, orders.status),"
+            " filled = COALESCE(u.filled, orders.filled),"
+            " filled_quote = COALESCE(u.filled_quote, orders.filled_quote),"
+            " fee = COALESCE(u.fee, orders.fee), frozen = COALESCE(u.frozen, orders.frozen),"
+            " reason = COALESCE(u.reason, orders.reason),"
+            " price = COALESCE(u.price, orders.price), amount = COALESCE(u.amount, orders.amount),"
+            " triggered_ts = COALESCE(u.triggered_ts, orders.triggered_ts),"
+            " updated_seq = u.updated_seq, updated_ts = u.updated_ts"
             " FROM json_populate_recordset(NULL::orders, CAST(:{param} AS json)) AS u"
             " WHERE orders.order_id = u.order_id",
+        )
+        writes.insert(
+            "order_lists",
+            list(rows.lists.values()),
+            "ON CONFLICT (list_id) DO UPDATE SET status = EXCLUDED.status,"
+            " reason = EXCLUDED.reason, updated_seq = EXCLUDED.updated_seq,"
+            " updated_ts = EXCLUDED.updated_ts",
         )
         writes.insert("trades", rows.trades)
         writes.insert("deposits", rows.deposits)

@@ -23,7 +23,7 @@ from matcher_service.engine.audit import audit
 from matcher_service.engine.snapshot import state_hash
 from matcher_service.persistence import Store
 from matcher_service.service import recover
-from shared.config import PostgresConfig
+from shared.config import DEFAULT_MAX_OPEN_ORDERS, PostgresConfig
 from shared.db import connect
 from shared.messages import AnyCommand, decode_command, encode
 from shared.money import format_units
@@ -65,6 +65,7 @@ def summary(engine: Engine, depth: int = 5) -> dict[str, object]:
             "bids": [[fmt(m.quote, p), fmt(m.base, a)] for p, a in bids],
             "asks": [[fmt(m.quote, p), fmt(m.base, a)] for p, a in asks],
             "open_orders": sum(1 for o in engine.orders.values() if o.market is m),
+            "pending_stops": sum(1 for s in engine.stops.values() if s.market is m),
         }
     return {
         "seq": engine.seq,
@@ -83,10 +84,15 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--from-snapshot", action="store_true", help="start at the latest snapshot")
     source.add_argument("--export", type=Path, help="write the oplog as JSON lines and stop")
     parser.add_argument("--depth", type=int, default=5, help="book levels to print")
+    parser.add_argument(
+        "--max-open-orders", type=int, default=DEFAULT_MAX_OPEN_ORDERS,
+        help="the matcher's MAX_OPEN_ORDERS (0: no limit); a replay needs the same",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    limit = args.max_open_orders or None
 
     if args.file:
-        engine = replay(from_file(args.file))
+        engine = replay(from_file(args.file), Engine(limit))
     else:
         db = connect(PostgresConfig.load(), "replay")
         store = Store(db)
@@ -97,9 +103,9 @@ def main(argv: list[str] | None = None) -> int:
                         out.write(encode(cmd) + b"\n")
                 return 0
             if args.from_snapshot:
-                engine = recover(store).engine
+                engine = recover(store, max_open_orders=limit).engine
             else:
-                engine = replay(cmd for _, cmd in store.commands_after(0))
+                engine = replay((cmd for _, cmd in store.commands_after(0)), Engine(limit))
         finally:
             db.close()
     report = summary(engine, args.depth)

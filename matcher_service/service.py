@@ -40,7 +40,14 @@ from matcher_service.sequencer import Sequencer, user_of
 from shared import outbox
 from shared.config import MatcherConfig
 from shared.db import Database, connect
-from shared.messages import AnyCommand, Applied, Reason, command_decoder, encode
+from shared.messages import (
+    AnyCommand,
+    Applied,
+    ExpireOrders,
+    Reason,
+    command_decoder,
+    encode,
+)
 from shared.producers import RefusedCommandError, Verifier
 from shared.pubsub import COMMANDS_ACK_DEADLINE_S
 from shared.redis_keys import command_key, reply_key
@@ -82,6 +89,7 @@ def recover(
     store: Store,
     on_replayed: Callable[[Batch], None] | None = None,
     published_seq: int | None = None,
+    max_open_orders: int | None = None,
 ) -> Recovered:
     """The engine as Postgres knows it: the latest snapshot, then the oplog after it. The
     snapshot's hash is checked before replay. ``on_replayed`` gets each replayed chunk, so
@@ -89,10 +97,10 @@ def recover(
     snapshot is chosen at or before it) are published again."""
     snap = store.latest_snapshot(published_seq)
     if snap is None:
-        engine, base = Engine(), 0
+        engine, base = Engine(max_open_orders), 0
     else:
         base, expected, data = snap
-        engine = restore(data)
+        engine = restore(data, max_open_orders)
         if state_hash(engine) != expected:
             raise RuntimeError(f"snapshot at seq {base} does not match its hash")
     chunk: list[tuple[AnyCommand, Applied]] = []
@@ -118,7 +126,8 @@ class Matcher:
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
         self.stopping = threading.Event()
         self.ready = threading.Event()
-        self.engine = Engine()
+        self.max_open_orders = cfg.max_open_orders or None
+        self.engine = Engine(self.max_open_orders)
         self.epoch = 0
         self._lock_db: Database | None = None
         self.db: Database | None = None
@@ -194,7 +203,7 @@ class Matcher:
         assert self.store is not None
         t0 = time.monotonic()
         self.published_seq = self.store.published_seq()
-        rec = recover(self.store, self._republish, self.published_seq)
+        rec = recover(self.store, self._republish, self.published_seq, self.max_open_orders)
         self.engine = rec.engine
         self.sequencer = self._new_sequencer()
         self.sequencer.load(self.store.parked())
@@ -329,7 +338,7 @@ class Matcher:
         try:
             self._connect()
             assert self.store is not None
-            self.engine = recover(self.store).engine
+            self.engine = recover(self.store, max_open_orders=self.max_open_orders).engine
             floor = self.sequencer.hold_floor
             self.sequencer = self._new_sequencer()
             self.sequencer.load(self.store.parked())
@@ -393,7 +402,10 @@ class Matcher:
     def step(self) -> int:
         """Pull, order, apply, commit, ack, publish one batch. Returns the commands applied."""
         messages = self._held or self.pull()  # a batch that failed is retried first, as it was
-        if not messages and not self.sequencer.waiting(self._now()):
+        expiry = self.engine.next_expiry()
+        now = self._now()
+        expiring = expiry is not None and expiry <= max(now, self._last_ts)
+        if not messages and not self.sequencer.waiting(now) and not expiring:
             self._maybe_snapshot()
             return 0
         assert self.store is not None
@@ -434,6 +446,10 @@ class Matcher:
                     extra={"command_id": cmd.id, "user": user_of(cmd), "user_seq": _seq_of(cmd)},
                 )
 
+        if expiry is not None and expiry <= ts:
+            # Good-till-date orders end at the head of the first batch at or after their
+            # expiry, stamped with its time like every command (docs/engine.md).
+            apply(ExpireOrders(id=f"expire:{self.engine.seq + 1}"))
         for cmd in commands:
             if cmd.id in known or cmd.id in seen or sequencer.is_parked(cmd.id):
                 duplicates.append((cmd.id, known.get(cmd.id)))

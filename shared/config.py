@@ -260,6 +260,10 @@ class PubSubConfig(_Config, frozen=True, kw_only=True):
         return from_env(PubSubConfig, environ)
 
 
+DEFAULT_MAX_OPEN_ORDERS = 200
+"""Open orders per user unless ``MAX_OPEN_ORDERS`` says otherwise (as Binance's 200)."""
+
+
 class MatcherConfig(_Config, frozen=True, kw_only=True):
     postgres: PostgresConfig
     pubsub: PubSubConfig
@@ -281,6 +285,9 @@ class MatcherConfig(_Config, frozen=True, kw_only=True):
     seq_hold_ms: Annotated[int, env("SEQ_HOLD_MS", ge=0)] = 3000
     """How long a gap in a user's commands is held (the missing one may still come) before
     the later ones are applied past it (docs/decisions/0006)."""
+    max_open_orders: Annotated[int, env("MAX_OPEN_ORDERS", ge=0)] = DEFAULT_MAX_OPEN_ORDERS
+    """Open orders (resting and pending stop orders) one user may have; more are refused,
+    ``too_many_orders``; 0: no limit. Replays must run with the same (docs/decisions/0019)."""
 
     @staticmethod
     def load(environ: Mapping[str, str] | None = None) -> MatcherConfig:

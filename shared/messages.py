@@ -21,6 +21,11 @@ TimeInForce = Literal["GTC", "IOC", "FOK"]
 SelfTrade = Literal["cancel_taker", "cancel_maker", "cancel_both"]
 MarketStatus = Literal["open", "halted"]
 OrderStatus = Literal["open", "partially_filled", "filled", "cancelled"]
+StopKind = Literal["stop_loss", "take_profit"]
+"""A stop order's trigger (docs/engine.md, "Stop orders"): a stop-loss sell and a take-profit
+buy trigger when the last trade price falls to the stop price, a stop-loss buy and a
+take-profit sell when it rises to it."""
+ListStatus = Literal["open", "done"]
 
 FEE_ACCOUNT: Final = "@fees"
 ASSET_RE: Final = re.compile(r"[A-Z0-9]{2,12}")
@@ -62,6 +67,24 @@ class Reason:
     IOC_EXPIRED = "ioc_expired"
     NO_LIQUIDITY = "no_liquidity"
     SELF_TRADE = "self_trade_prevented"
+    # Stop orders, lists, amends, expiry and the open-order limit.
+    WOULD_TRIGGER = "would_trigger"
+    """A stop order whose trigger the last trade price has already reached."""
+    TOO_MANY_ORDERS = "too_many_orders"
+    """The user has as many open orders (resting and pending stops) as the limit allows."""
+    BAD_EXPIRY = "bad_expiry"
+    """An ``expires_at`` not after the matcher's time of the batch."""
+    NOT_AMENDABLE = "not_amendable"
+    """Only a resting limit order outside a list can be amended."""
+    TRADED = "traded"
+    """Why an OCO list ended: its limit order traded."""
+    TRIGGERED = "triggered"
+    """Why an OCO list ended: its stop order triggered."""
+    EXPIRED = "expired"
+    """A good-till-date order cancelled by the first batch at or after its expiry."""
+    OCO = "oco"
+    """Cancelled because the other order of its one-cancels-the-other list traded, triggered
+    or was cancelled."""
 
 
 # ---------------------------------------------------------------- commands
@@ -152,6 +175,44 @@ class PlaceOrder(Command, tag="place_order", kw_only=True, gc=False):
     post_only: bool = False
     client_order_id: str | None = None
     stp: SelfTrade = "cancel_taker"
+    stop: StopKind | None = None
+    """A stop order: pending, out of the book, until the last trade price reaches
+    ``stop_price`` (docs/engine.md, "Stop orders")."""
+    stop_price: int | None = None
+    expires_at: int | None = None
+    """Good till date: cancelled by the first batch whose time is at or after it (ms)."""
+
+
+class PlaceOco(Command, tag="place_oco", kw_only=True, gc=False):
+    """One-cancels-the-other: a post-only limit order and a stop order of the same side and
+    amount, held once (docs/engine.md, "OCO lists")."""
+
+    user: str
+    market: str
+    side: Side
+    amount: int
+    price: int
+    """The limit order's price."""
+    stop_price: int
+    stop_limit_price: int | None = None
+    """The stop order's limit price once triggered; None: a market order (sells only)."""
+    stp: SelfTrade = "cancel_taker"
+
+
+class AmendOrder(Command, tag="amend_order", kw_only=True, gc=False):
+    """Change a resting limit order's price and/or amount in one step (docs/engine.md,
+    "Amend"). ``amount`` is the new total amount, filled part included."""
+
+    user: str
+    order_id: int | None = None
+    client_order_id: str | None = None
+    price: int | None = None
+    amount: int | None = None
+
+
+class ExpireOrders(Command, tag="expire_orders", kw_only=True, gc=False):
+    """Cancel every good-till-date order whose expiry is at or before ``ts``; the matcher
+    puts one at the head of a batch when an expiry is due."""
 
 
 class CancelOrder(Command, tag="cancel_order", kw_only=True, gc=False):
@@ -176,6 +237,9 @@ AnyCommand = (
     | PlaceOrder
     | CancelOrder
     | CancelAll
+    | PlaceOco
+    | AmendOrder
+    | ExpireOrders
 )
 
 
@@ -233,6 +297,11 @@ class OrderAccepted(Event, tag="order_accepted", gc=False):
     post_only: bool
     client_order_id: str | None
     ts: int
+    stop: StopKind | None = None
+    stop_price: int | None = None
+    expires_at: int | None = None
+    list_id: int | None = None
+    """The OCO list the order belongs to."""
 
 
 class OrderRejected(Event, tag="order_rejected", gc=False):
@@ -255,6 +324,47 @@ class OrderUpdated(Event, tag="order_updated", gc=False):
     filled_quote: int
     fee: int
     frozen: int
+    reason: str | None
+
+
+class OrderTriggered(Event, tag="order_triggered", gc=False):
+    """A pending stop order whose trigger the last trade price reached: from here it is an
+    ordinary order (it may trade, then rest ``open`` or end as its ``OrderUpdated`` says)."""
+
+    order_id: int
+    user: str
+    market: str
+    side: Side
+    stop_price: int
+    last_price: int
+    ts: int
+
+
+class OrderAmended(Event, tag="order_amended", gc=False):
+    """A resting order's new price and amount; ``kept_priority`` when it kept its place in
+    the queue (same price, amount not increased)."""
+
+    order_id: int
+    user: str
+    market: str
+    price: int
+    amount: int
+    filled: int
+    frozen: int
+    kept_priority: bool
+
+
+class OrderListChanged(Event, tag="order_list", gc=False):
+    """An OCO list: ``open`` when placed, ``done`` when one of its orders traded, triggered
+    or was cancelled (``reason``: ``traded``, ``triggered`` or the cancel's reason)."""
+
+    list_id: int
+    user: str
+    market: str
+    side: Side
+    status: ListStatus
+    limit_order_id: int
+    stop_order_id: int
     reason: str | None
 
 
@@ -299,6 +409,9 @@ AnyEvent = (
     | OrderAccepted
     | OrderRejected
     | OrderUpdated
+    | OrderTriggered
+    | OrderAmended
+    | OrderListChanged
     | Trade
     | DepositCredited
     | WithdrawalChanged

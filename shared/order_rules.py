@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-from shared.messages import OrderType, Reason, Side, TimeInForce
+from shared.messages import OrderType, Reason, Side, StopKind, TimeInForce
 from shared.money import format_units
 
 MAX_CLIENT_ORDER_ID: Final = 64
@@ -70,6 +70,9 @@ def order_violation(
     time_in_force: TimeInForce,
     post_only: bool,
     client_order_id: str | None,
+    stop: StopKind | None = None,
+    stop_price: int | None = None,
+    expires_at: int | None = None,
 ) -> Violation | None:
     """The first rule an order (the fields of a ``PlaceOrder``) breaks on market ``m``, in the
     engine's order of checks, or None.
@@ -115,6 +118,19 @@ def order_violation(
             return Violation(
                 Reason.INVALID, "a market buy gives exactly one of amount and quote_amount"
             )
+    if stop is not None or stop_price is not None:
+        broken = _stop_violation(m, side, order_type, stop, stop_price, quote_amount, time_in_force)
+        if broken is not None:
+            return broken
+        if post_only:
+            return Violation(Reason.INVALID, "a stop order cannot be post_only")
+    if expires_at is not None:
+        if time_in_force != "GTC" or (order_type == "market" and stop is None):
+            return Violation(
+                Reason.INVALID, "expires_at is for GTC limit orders and for stop orders"
+            )
+        if expires_at <= 0:
+            return Violation(Reason.BAD_EXPIRY, "expires_at must be positive", "expires_at")
     if client_order_id is not None and not 0 < len(client_order_id) <= MAX_CLIENT_ORDER_ID:
         return Violation(
             Reason.INVALID, f"client_order_id must be 1 to {MAX_CLIENT_ORDER_ID} characters"
@@ -150,4 +166,80 @@ def order_violation(
                 f"quote_amount is below the minimum notional {least}",
                 "quote_amount",
             )
+    return None
+
+
+def _stop_violation(
+    m: MarketRules,
+    side: Side,
+    order_type: OrderType,
+    stop: StopKind | None,
+    stop_price: int | None,
+    quote_amount: int | None,
+    time_in_force: TimeInForce,
+) -> Violation | None:
+    """The shape of a stop order (docs/engine.md, "Stop orders"): both ``stop`` and
+    ``stop_price`` (the caller saw one of them), a stop price on the tick, no fill-or-kill, and
+    a market buy by ``quote_amount`` (its hold must be known when it is placed)."""
+    if stop is None or stop_price is None:
+        return Violation(Reason.INVALID, "a stop order gives both stop and stop_price")
+    broken = stop_price_violation(m, stop_price)
+    if broken is not None:
+        return broken
+    if time_in_force == "FOK":
+        return Violation(Reason.INVALID, "a stop order is GTC or IOC")
+    if order_type == "market" and side == "buy" and quote_amount is None:
+        return Violation(Reason.INVALID, "a stop market buy gives quote_amount")
+    return None
+
+
+def stop_price_violation(m: MarketRules, stop_price: int) -> Violation | None:
+    """A stop price is positive and on the tick, as a limit price is."""
+    if stop_price <= 0:
+        return Violation(Reason.BAD_PRICE, "stop_price must be positive", "stop_price")
+    if stop_price % m.tick:
+        tick = format_units(m.tick, m.quote_precision)
+        return Violation(
+            Reason.BAD_TICK, f"stop_price must be a multiple of the tick {tick}", "stop_price"
+        )
+    return None
+
+
+def oco_violation(
+    m: MarketRules,
+    user: str,
+    side: Side,
+    amount: int,
+    price: int,
+    stop_price: int,
+    stop_limit_price: int | None,
+) -> Violation | None:
+    """The first rule an OCO list (the fields of a ``PlaceOco``) breaks: its limit order is a
+    post-only GTC limit, its stop order a stop (limit, or market for a sell) of the same side
+    and amount; the stop price lies on the other side of the limit price (a sell's below it,
+    a buy's above it)."""
+    kind: StopKind = "stop_loss"
+    broken = order_violation(m, user, side, "limit", price, amount, None, "GTC", True, None)
+    if broken is not None:
+        return broken
+    stop_type: OrderType = "market" if stop_limit_price is None else "limit"
+    if stop_type == "market" and side == "buy":
+        return Violation(Reason.INVALID, "the stop order of a buy list needs stop_limit_price")
+    broken = order_violation(
+        m, user, side, stop_type, stop_limit_price, amount, None, "GTC", False, None,
+        kind, stop_price,
+    )  # fmt: skip
+    if broken is not None:
+        if broken.field == "price":
+            return Violation(
+                broken.reason, broken.message.replace("price", "stop_limit_price"),
+                "stop_limit_price",
+            )  # fmt: skip
+        return broken
+    if stop_price >= price if side == "sell" else stop_price <= price:
+        where = "below" if side == "sell" else "above"
+        return Violation(
+            Reason.BAD_PRICE, f"the stop price of a {side} list is {where} its limit price",
+            "stop_price",
+        )  # fmt: skip
     return None

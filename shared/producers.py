@@ -39,12 +39,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from shared.config import CommandKeysConfig, ConfigError
 from shared.messages import (
+    AmendOrder,
     AnyCommand,
     CancelAll,
     CancelOrder,
     CreateAsset,
     CreateMarket,
     Deposit,
+    ExpireOrders,
+    PlaceOco,
     PlaceOrder,
     RefundWithdrawal,
     RequestWithdrawal,
@@ -57,7 +60,7 @@ PRODUCER_ATTR: Final = "producer"
 SIGNATURE_ATTR: Final = "signature"
 
 ALLOWED: Final[dict[str, frozenset[type]]] = {
-    "orders": frozenset({PlaceOrder, CancelOrder, CancelAll}),
+    "orders": frozenset({PlaceOrder, CancelOrder, CancelAll, PlaceOco, AmendOrder}),
     # The Binance dialect places and cancels the same orders under Binance's paths.
     "binance": frozenset({PlaceOrder, CancelOrder, CancelAll}),
     "wallet": frozenset({RequestWithdrawal}),
@@ -68,6 +71,9 @@ ALLOWED: Final[dict[str, frozenset[type]]] = {
 }
 """Producer -> the command types it may send. Extend the set of the producer that sends a
 new command type."""
+MATCHER_MADE: Final[frozenset[type]] = frozenset({ExpireOrders})
+"""Commands the matcher makes itself and applies without publishing them (the expiry of
+good-till-date orders): no producer may send one."""
 
 
 class RefusedCommandError(Exception):

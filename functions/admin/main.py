@@ -1,4 +1,5 @@
-"""The admin function: assets, markets, crediting users, user lookup and the audit.
+"""The admin function: assets, markets, crediting users, user lookup, disabling and enabling
+users, withdrawal review and the audit.
 
 Its routes, with their parameters, bodies and answers, are declared below with ``api.route``;
 the OpenAPI document made from them (``GET /v1/openapi.json``, functions/docs/openapi.json) is
@@ -42,10 +43,19 @@ from typing import Annotated, Any, ClassVar, Final, Literal
 import flask
 import msgspec
 import orjson
+from google.cloud import firestore  # type: ignore[attr-defined, unused-ignore]
 
 from api import second_factor
-from api.auth import Principal, Role, authenticate, require_fresh, require_role
+from api.auth import (
+    API_KEYS_COLLECTION,
+    Principal,
+    Role,
+    authenticate,
+    require_fresh,
+    require_role,
+)
 from api.dispatch import Services, new_command_id, pending_command, rejection, services
+from api.history import ORDER_COLUMNS, Catalog, order_json
 from api.http import (
     Api,
     ApiError,
@@ -566,30 +576,87 @@ def _lookup(svc: Services, wanted: str) -> tuple[str, dict[str, Any]]:
     return user_id, snap.to_dict() or {}
 
 
-def _user_json(user_id: str, user: dict[str, Any]) -> dict[str, Any]:
+_BALANCES_SQL: Final = (
+    "SELECT asset, available, frozen FROM balances WHERE user_id = :u ORDER BY asset"
+)
+_RECENT: Final = 20
+"""How many of a user's latest open orders, deposits and withdrawals the lookup shows."""
+_OPEN_ORDERS_SQL: Final = (
+    f"SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = :u"
+    " AND status IN ('open', 'partially_filled') ORDER BY order_id DESC LIMIT :n"
+)
+_DEPOSITS_SQL: Final = (
+    "SELECT ref, asset, amount, ts FROM deposits WHERE user_id = :u ORDER BY seq DESC LIMIT :n"
+)
+_WITHDRAWALS_SQL: Final = (
+    "SELECT withdrawal_id, asset, amount, fee, address, state, error, tx_hash, created_at"
+    " FROM withdrawal_requests WHERE user_id = :u ORDER BY created_at DESC, withdrawal_id"
+    " LIMIT :n"
+)
+
+
+def _user_json(svc: Services, user_id: str, user: dict[str, Any]) -> dict[str, Any]:
+    def units(value: Any, asset: str) -> str:
+        return format_units(int(value), catalog.precision(asset) if catalog.has_asset(asset) else 0)
+
+    catalog = Catalog.load(svc.redis, svc.db)
+    db, n = svc.db, _RECENT
+    balances = {
+        str(asset): {"available": units(available, asset), "frozen": units(frozen, asset)}
+        for asset, available, frozen in db.run(_BALANCES_SQL, u=user_id)
+    }
     return {
         "user_id": user_id,
         "email": user.get("email"),
         "role": user.get("role", "user"),
         "created_at": iso(user.get("created_at")),
+        "disabled": bool(user.get("disabled", False)),
+        "balances": balances,
+        "open_orders": [
+            order_json(row, catalog) for row in db.run(_OPEN_ORDERS_SQL, u=user_id, n=n)
+        ],
+        "deposits": [
+            {"ref": ref, "asset": asset, "amount": units(amount, asset), "ts": int(ts)}
+            for ref, asset, amount, ts in db.run(_DEPOSITS_SQL, u=user_id, n=n)
+        ],
+        "withdrawals": [
+            {
+                "id": wid,
+                "asset": asset,
+                "amount": units(amount, asset),
+                "fee": units(fee, asset),
+                "address": address,
+                "state": state,
+                "error": error,
+                "tx_hash": tx_hash,
+                "created_at": iso(created),
+            }
+            for wid, asset, amount, fee, address, state, error, tx_hash, created in db.run(
+                _WITHDRAWALS_SQL, u=user_id, n=n
+            )
+        ],
     }
 
 
 @api.route(
     "GET",
     "/v1/admin/users/{id_or_email}",
-    summary="A user by id or email",
+    summary="A user by id or email, with their balances, open orders, deposits and withdrawals",
     operation_id="findUser",
     tag="admin",
     auth="admin",
     params=(path_param("id_or_email", example="alice@example.com"),),
     responses={200: ok("The user", "AdminUser")},
     errors=(404,),
+    description=(
+        "balances: the ledger's, per asset (available; frozen: in orders or withdrawals); the "
+        "user's latest open orders, deposits and withdrawal requests (20 of each, newest first)."
+    ),
 )
 def find_user(req: ApiRequest) -> flask.Response:
     svc = services()
     _admin(req, svc)
-    return json_response(_user_json(*_lookup(svc, req.params["id_or_email"])))
+    return json_response(_user_json(svc, *_lookup(svc, req.params["id_or_email"])))
 
 
 @api.route(
@@ -624,7 +691,73 @@ def change_role(req: ApiRequest) -> flask.Response:
             extra={"user_id": user_id, "role": body.role, "by": principal.user_id},
         )
         user = {**user, "role": body.role}
-    return json_response(_user_json(user_id, user))
+    return json_response(_user_json(svc, user_id, user))
+
+
+@api.route(
+    "POST",
+    "/v1/admin/users/{id_or_email}/disable",
+    summary="Disable a user: every session ends, their API keys are deleted, login is refused",
+    operation_id="disableUser",
+    description=(
+        "Login then answers 403 account_disabled. Needs the admin's recent proof (401 "
+        "fresh_auth_required); an admin cannot disable themselves (400 cannot_disable_self)."
+    ),
+    tag="admin",
+    auth="admin",
+    params=(path_param("id_or_email", example="alice@example.com"),),
+    responses={200: ok("The user", "AdminUser")},
+    errors=(400, 404),
+)
+def disable_user(req: ApiRequest) -> flask.Response:
+    svc = services()
+    principal = _admin(req, svc)
+    require_fresh(principal, svc.config)
+    user_id, user = _lookup(svc, req.params["id_or_email"])
+    if user_id == principal.user_id:
+        raise bad_request("an admin cannot disable themselves", "cannot_disable_self")
+    db = svc.auth.firestore
+    db.collection(USERS).document(user_id).update(
+        {"disabled": True, "disabled_at": utc_now(), "disabled_by": principal.user_id}
+    )
+    keys = db.collection(API_KEYS_COLLECTION).where(
+        filter=firestore.FieldFilter("user_id", "==", user_id)
+    )
+    for key in keys.stream():
+        key.reference.delete()
+        svc.auth.sessions.api_key_deleted(user_id, key.id)
+    svc.auth.sessions.end_all(user_id)
+    log.warning(
+        "user disabled",
+        extra={"event": "user_disabled", "user_id": user_id, "by": principal.user_id},
+    )
+    return json_response(_user_json(svc, user_id, {**user, "disabled": True}))
+
+
+@api.route(
+    "POST",
+    "/v1/admin/users/{id_or_email}/enable",
+    summary="Enable a disabled user: they can log in again (their API keys stay deleted)",
+    operation_id="enableUser",
+    description="Needs the admin's recent proof (401 fresh_auth_required).",
+    tag="admin",
+    auth="admin",
+    params=(path_param("id_or_email", example="alice@example.com"),),
+    responses={200: ok("The user", "AdminUser")},
+    errors=(400, 404),
+)
+def enable_user(req: ApiRequest) -> flask.Response:
+    svc = services()
+    principal = _admin(req, svc)
+    require_fresh(principal, svc.config)
+    user_id, user = _lookup(svc, req.params["id_or_email"])
+    svc.auth.firestore.collection(USERS).document(user_id).update(
+        {"disabled": False, "enabled_at": utc_now(), "enabled_by": principal.user_id}
+    )
+    log.warning(
+        "user enabled", extra={"event": "user_enabled", "user_id": user_id, "by": principal.user_id}
+    )
+    return json_response(_user_json(svc, user_id, {**user, "disabled": False}))
 
 
 # --------------------------------------------------------------------------------------------

@@ -76,6 +76,7 @@ from api.http import (
     Body,
     bad_request,
     conflict,
+    forbidden,
     json_response,
     no_content,
     not_found,
@@ -387,7 +388,7 @@ def signup(req: ApiRequest) -> flask.Response:
     auth="none",
     body=Login,
     responses={200: ok("Tokens", "TokenPair")},
-    errors=(401, 429),
+    errors=(401, 403, 429),
     description=(
         "Wrong passwords are limited per (email, client address) and per client address "
         "(AUTH_FAILURES_*): a client that keeps failing gets 429 with Retry-After; a client that "
@@ -395,7 +396,8 @@ def signup(req: ApiRequest) -> flask.Response:
         " and auth_time (now). With two-factor on, a right password without totp_code answers "
         "401 totp_required: send the same request again with totp_code (the authenticator "
         "app's code, or a recovery code); a wrong or already used code answers 401 "
-        "invalid_totp_code (counted as a password failure)."
+        "invalid_totp_code (counted as a password failure). An account an admin disabled: 403 "
+        "account_disabled."
     ),
 )
 def login(req: ApiRequest) -> flask.Response:
@@ -418,6 +420,8 @@ def login(req: ApiRequest) -> flask.Response:
     # Verified (and counted) even for an unknown email: both failures look and take alike.
     if not _verify_password(ctx, attempt, stored, body.password) or user is None:
         raise unauthorized("wrong email or password", "invalid_credentials")
+    if user.get("disabled"):  # by an admin (functions/admin): no new session
+        raise forbidden("this account is disabled", "account_disabled")
     _second_factor(ctx, req, user_id, body.totp_code)
     if _hasher.check_needs_rehash(user["password_hash"]):
         db.collection(USERS).document(user_id).update(

@@ -1,4 +1,5 @@
-"""The orders function: place, cancel and cancel all, and the fate of a command.
+"""The orders function: place (stop and good-till-date orders included), OCO lists, amend,
+cancel and cancel all, and the fate of a command.
 
 Its routes, with their parameters, bodies and answers, are declared below with ``api.route``;
 the OpenAPI document made from them (``GET /v1/openapi.json``, functions/docs/openapi.json) is
@@ -16,8 +17,9 @@ rule: ``unknown_market``, ``market_halted`` (409), ``bad_price``, ``bad_tick``, 
 ``bad_step``, ``below_min_amount``, ``below_min_notional``, ``invalid_order`` (400). Then the
 command goes to Pub/Sub with the user as ordering key, and the function waits up to
 ``API_REPLY_WAIT_S`` (2 s) for the matcher's verdict. The engine's refusals:
-``insufficient_funds``, ``would_take``, ``fok_not_filled`` (422), ``duplicate_client_order_id``
-(409), ``order_not_found`` (404, also for someone else's order); see
+``insufficient_funds``, ``would_take``, ``fok_not_filled``, ``would_trigger``,
+``too_many_orders`` (422), ``duplicate_client_order_id``, ``not_amendable`` (409),
+``bad_expiry`` (400), ``order_not_found`` (404, also for someone else's order); see
 ``api.dispatch.rejection``.
 
 ``Idempotency-Key`` (POST and DELETE): a retry with the same key and the same request answers
@@ -62,10 +64,19 @@ from api.http import (
     json_response,
     not_found,
 )
-from api.listings import MARKET_RE, load_market, market_of, order_command, queue_market
+from api.listings import (
+    MARKET_RE,
+    amend_units,
+    load_market,
+    market_of,
+    oco_command,
+    order_command,
+    queue_market,
+)
 from api.openapi import CLIENT_ORDER_ID, IDEMPOTENCY, PENDING, STR, ok, path_param, query
 from shared import logs
 from shared.messages import (
+    AmendOrder,
     AnyCommand,
     CancelAll,
     CancelOrder,
@@ -73,6 +84,7 @@ from shared.messages import (
     Reason,
     SelfTrade,
     Side,
+    StopKind,
     TimeInForce,
 )
 from shared.money import format_units
@@ -81,9 +93,10 @@ from shared.order_rules import MAX_CLIENT_ORDER_ID
 logs.setup()
 log = logging.getLogger("api.orders")
 
-api = Api("orders", authenticate=authenticate)
+api = Api("orders", authenticate=authenticate, scope="trade")
 
 _MAX_ORDER_ID: Final = 10**18
+STR_HEADER: Final = {"schema": {"type": "string"}}
 Answer = Callable[[dict[str, Any]], flask.Response]
 
 
@@ -113,6 +126,23 @@ class PlaceOrder(Body):
                 "post_only": True,
             },
             {"market": "ETH-USDT", "side": "buy", "type": "market", "quote_amount": "100"},
+            {
+                "market": "ETH-USDT",
+                "side": "sell",
+                "type": "limit",
+                "price": "1890",
+                "amount": "0.5",
+                "stop": "stop_loss",
+                "stop_price": "1900",
+            },
+            {
+                "market": "ETH-USDT",
+                "side": "buy",
+                "type": "limit",
+                "price": "1900",
+                "amount": "0.1",
+                "expires_at": 1893456000000,
+            },
         ]
     }
 
@@ -132,6 +162,73 @@ class PlaceOrder(Body):
         | None
     ) = None
     stp: SelfTrade = "cancel_taker"
+    stop: (
+        Annotated[
+            StopKind,
+            msgspec.Meta(
+                description="a stop order: waits out of the book until the last trade price "
+                "reaches stop_price (docs/engine.md, Stop orders)"
+            ),
+        ]
+        | None
+    ) = None
+    stop_price: Annotated[DecimalText, msgspec.Meta(description="stop orders only")] | None = None
+    expires_at: (
+        Annotated[
+            int,
+            msgspec.Meta(
+                ge=1,
+                le=2**53,
+                description="good till date (ms since the epoch): GTC limit and "
+                "stop orders; cancelled by the matcher's first batch at or after it",
+            ),
+        ]
+        | None
+    ) = None
+
+
+class PlaceOcoList(Body):
+    """One-cancels-the-other: a post-only limit order at price and a stop-loss at stop_price
+    (a limit at stop_limit_price once triggered; without it, a sell's is a market order), both
+    of side and amount, with their funds held once. A sell's stop_price is below its price, a
+    buy's above it; a buy needs stop_limit_price."""
+
+    schema_extra: ClassVar[dict[str, Any]] = {
+        "examples": [
+            {
+                "market": "ETH-USDT",
+                "side": "sell",
+                "amount": "1",
+                "price": "2100",
+                "stop_price": "1950",
+            },
+        ]
+    }
+
+    market: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    side: Side
+    amount: DecimalText
+    price: DecimalText
+    stop_price: DecimalText
+    stop_limit_price: DecimalText | None = None
+    stp: SelfTrade = "cancel_taker"
+
+
+class AmendOrderBody(Body):
+    """A resting limit order's new price and/or new total amount (filled part included). The
+    same price and an amount not larger keep its place in the queue; a new price or a larger
+    amount send it to the back. A new price that would trade is refused (would_take)."""
+
+    schema_extra: ClassVar[dict[str, Any]] = {
+        "examples": [
+            {"market": "ETH-USDT", "amount": "0.1"},
+            {"market": "ETH-USDT", "price": "1996"},
+        ]
+    }
+
+    market: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    price: DecimalText | None = None
+    amount: Annotated[DecimalText, msgspec.Meta(description="new total amount")] | None = None
 
 
 def orders(request: flask.Request) -> flask.Response:
@@ -237,18 +334,21 @@ def _cancelled_all(reply: dict[str, Any]) -> flask.Response:
             "Order",
             {
                 "Location": {"schema": {"type": "string"}, "description": "/v1/orders/{order_id}"},
-                "X-Command-Id": {"schema": {"type": "string"}},
+                "X-Command-Id": STR_HEADER,
             },
         ),
         202: PENDING,
     },
     errors=(409, 422, 429),
     description=(
-        "Checked against the market before anything is queued (codes: unknown_market, "
-        "market_halted, bad_price, bad_tick, bad_amount, bad_step, below_min_amount, "
-        "below_min_notional, invalid_order); then the matcher's verdict within a short wait: "
-        "201 with the order, or 202 while it is pending. The engine's refusals: "
-        "insufficient_funds, would_take, fok_not_filled (422), duplicate_client_order_id (409)."
+        "A stop order (stop, stop_price) waits out of the book until the last trade price "
+        "reaches its stop; expires_at makes an order good till that date. Checked against the "
+        "market before anything is queued (codes: unknown_market, market_halted, bad_price, "
+        "bad_tick, bad_amount, bad_step, below_min_amount, below_min_notional, invalid_order); "
+        "then the matcher's verdict within a short wait: 201 with the order, or 202 while it is "
+        "pending. The engine's refusals: "
+        "insufficient_funds, would_take, fok_not_filled, would_trigger, too_many_orders (422), "
+        "bad_expiry (400), duplicate_client_order_id (409)."
     ),
 )
 def place_order(req: ApiRequest) -> flask.Response:
@@ -277,9 +377,105 @@ def place_order(req: ApiRequest) -> flask.Response:
         order_type=body.type, price=body.price, amount=body.amount,
         quote_amount=body.quote_amount, time_in_force=body.time_in_force,
         post_only=body.post_only, client_order_id=body.client_order_id, stp=body.stp,
+        stop=body.stop, stop_price=body.stop_price, expires_at=body.expires_at,
     )  # fmt: skip
     request_fp = fingerprint("POST /v1/orders", msgspec.json.encode(body))
     return _send(svc, req, principal.user_id, cmd, request_fp, _placed)
+
+
+def _listed(reply: dict[str, Any]) -> flask.Response:
+    if not reply["ok"]:
+        raise rejection(reply)
+    listed = reply["list"]
+    return json_response(
+        {k: v for k, v in listed.items() if k != "event"},
+        status=201,
+        headers={"X-Command-Id": str(reply["command_id"])},
+    )
+
+
+@api.route(
+    "POST",
+    "/v1/order-lists",
+    summary="Place an OCO list (a limit order and a stop-loss, one cancels the other)",
+    operation_id="placeOrderList",
+    tag="orders",
+    scope="trade",
+    body=PlaceOcoList,
+    params=(IDEMPOTENCY,),
+    responses={
+        201: ok("Accepted by the matcher: the list", "OcoList", {"X-Command-Id": STR_HEADER}),
+        202: PENDING,
+    },
+    errors=(409, 422, 429),
+    description=(
+        "Both orders are checked against the market before anything is "
+        "queued (as for an order); the matcher refuses a list whose limit order would trade "
+        "(would_take), whose stop is already reached (would_trigger), that would exceed the "
+        "open-order limit (too_many_orders) or that the funds do not cover "
+        "(insufficient_funds), all 422."
+    ),
+)
+def place_order_list(req: ApiRequest) -> flask.Response:
+    svc = services()
+    principal, _ = _trader(req, svc)
+    Idempotency.key_of(req)
+    body = req.json(PlaceOcoList)
+    market = load_market(svc.redis, body.market)
+    if market is None:
+        raise bad_request(f"unknown market {body.market!r}", Reason.UNKNOWN_MARKET)
+    cmd = oco_command(
+        market, command_id=new_command_id(), user=principal.user_id, side=body.side,
+        amount=body.amount, price=body.price, stop_price=body.stop_price,
+        stop_limit_price=body.stop_limit_price, stp=body.stp,
+    )  # fmt: skip
+    request_fp = fingerprint("POST /v1/order-lists", msgspec.json.encode(body))
+    return _send(svc, req, principal.user_id, cmd, request_fp, _listed)
+
+
+def _amended(reply: dict[str, Any]) -> flask.Response:
+    if not reply["ok"]:
+        raise rejection(reply)
+    return json_response(reply["order"])
+
+
+@api.route(
+    "POST",
+    "/v1/orders/{order_id}/amend",
+    summary="Change a resting order's price or amount in one step",
+    operation_id="amendOrder",
+    tag="orders",
+    scope="trade",
+    body=AmendOrderBody,
+    params=(path_param("order_id", example="1"), IDEMPOTENCY),
+    responses={200: ok("The amended order", "AmendedOrder"), 202: PENDING},
+    errors=(404, 409, 422, 429),
+    description=(
+        "Cancel-replace in one command: never a moment without the "
+        "order. Refusals: not_amendable (409: a pending stop order or an order of a list), "
+        "would_take, insufficient_funds (422), order_not_found (404)."
+    ),
+)
+def amend_order(req: ApiRequest) -> flask.Response:
+    svc = services()
+    principal, _ = _trader(req, svc)
+    Idempotency.key_of(req)
+    raw_id = req.params["order_id"]
+    if not raw_id.isascii() or not raw_id.isdigit() or not 0 < int(raw_id) < _MAX_ORDER_ID:
+        raise not_found("no such order", Reason.ORDER_NOT_FOUND)
+    body = req.json(AmendOrderBody)
+    market = load_market(svc.redis, body.market)
+    if market is None:
+        raise bad_request(f"unknown market {body.market!r}", Reason.UNKNOWN_MARKET)
+    if body.price is None and body.amount is None:
+        raise bad_request("give price and/or amount", "invalid_order")
+    price, amount = amend_units(market, body.price, body.amount)
+    cmd = AmendOrder(
+        id=new_command_id(), user=principal.user_id, order_id=int(raw_id), price=price,
+        amount=amount,
+    )  # fmt: skip
+    request_fp = fingerprint("POST /v1/orders/{order_id}/amend", raw_id, msgspec.json.encode(body))
+    return _send(svc, req, principal.user_id, cmd, request_fp, _amended)
 
 
 @api.route(

@@ -98,7 +98,7 @@ from shared.redis_values import text
 logs.setup()
 log = logging.getLogger("queries")
 
-api = Api("queries", authenticate=authenticate)
+api = Api("queries", authenticate=authenticate, scope="read")
 
 DEPTH_DEFAULT: Final = 20
 PUBLIC_TRADES_DEFAULT, PUBLIC_TRADES_MAX = 50, 1000
@@ -673,6 +673,65 @@ def get_order_by_client_id(req: ApiRequest) -> flask.Response:
     if not rows:
         raise not_found("no such order", "order_not_found")
     return json_response(_order_json(rows[0], _private_catalog()))
+
+
+@api.route(
+    "GET",
+    "/v1/order-lists",
+    summary="The caller's OCO lists, newest first (the latest 100)",
+    operation_id="listOrderLists",
+    tag="orders",
+    scope="read",
+    responses={200: ok("The lists", "OcoLists")},
+    errors=(429,),
+)
+def list_order_lists(req: ApiRequest) -> flask.Response:
+    Params(req)
+    user_id = _caller(req)
+    rows = services().db.run(
+        f"SELECT {_LIST_COLUMNS} FROM order_lists WHERE user_id = :u"
+        " ORDER BY list_id DESC LIMIT 100",
+        u=user_id,
+    )
+    return json_response({"lists": [_list_json(row) for row in rows]})
+
+
+_LIST_COLUMNS: Final = "list_id, market, side, status, limit_order_id, stop_order_id, reason"
+
+
+def _list_json(row: Sequence[Any]) -> dict[str, Any]:
+    list_id, market, side, status, limit_id, stop_id, reason = row
+    return {
+        "list_id": int(list_id), "market": market, "side": side, "status": status,
+        "limit_order_id": int(limit_id), "stop_order_id": int(stop_id), "reason": reason,
+    }  # fmt: skip
+
+
+@api.route(
+    "GET",
+    "/v1/order-lists/{list_id}",
+    summary="One of the caller's OCO lists",
+    operation_id="getOrderList",
+    tag="orders",
+    scope="read",
+    params=(path_param("list_id", example="1"),),
+    responses={200: ok("The list", "OcoList")},
+    errors=(400, 404, 429),
+)
+def get_order_list(req: ApiRequest) -> flask.Response:
+    Params(req)
+    user_id = _caller(req)
+    raw_id = req.params["list_id"]
+    if not _ID_RE.fullmatch(raw_id):
+        raise not_found("no such list", "list_not_found")
+    rows = services().db.run(
+        f"SELECT {_LIST_COLUMNS} FROM order_lists WHERE list_id = :l AND user_id = :u",
+        l=int(raw_id),
+        u=user_id,
+    )
+    if not rows:
+        raise not_found("no such list", "list_not_found")
+    return json_response(_list_json(rows[0]))
 
 
 @api.route(

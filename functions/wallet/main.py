@@ -99,7 +99,7 @@ from wallet.keys import HdWallet
 logs.setup()
 log = logging.getLogger("api.wallet")
 
-api = Api("wallet", authenticate=authenticate)
+api = Api("wallet", authenticate=authenticate, scope="read")
 T = TypeVar("T")
 
 PAGE_DEFAULT, PAGE_MAX = 50, 500

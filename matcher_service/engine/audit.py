@@ -19,6 +19,25 @@ def audit(engine: Engine) -> list[str]:
         held[(o.user, m.quote if o.is_buy else m.base)] += o.hold()
         if o.remaining <= 0 or o.remaining > o.amount:
             problems.append(f"order {o.id} has remaining {o.remaining} of {o.amount}")
+    for s in engine.stops.values():
+        m = s.market
+        held[(s.user, m.quote if s.is_buy else m.base)] += s.hold
+        triggers = engine.triggers[m.name]
+        if s.key not in (triggers.rising if s.rising else triggers.falling):
+            problems.append(f"stop {s.id} is not in its market's triggers")
+        if m.last_price and s.triggered_at(m.last_price):
+            problems.append(f"stop {s.id} is pending though the last price reached it")
+        if s.id in engine.orders:
+            problems.append(f"stop {s.id} is also in a book")
+    for name, triggers in engine.triggers.items():
+        if len(triggers.rising) + len(triggers.falling) != sum(
+            1 for s in engine.stops.values() if s.market.name == name
+        ):
+            problems.append(f"{name} triggers hold stale entries")
+    for lst in engine.lists.values():
+        limit, stop = engine.orders.get(lst.limit_id), engine.stops.get(lst.stop_id)
+        if limit is None or stop is None or limit.list_id != lst.list_id != stop.list_id:
+            problems.append(f"list {lst.list_id} lacks an open order")
     for w in engine.pending.values():
         held[(w.user, w.asset)] += w.amount + w.fee
 
@@ -59,9 +78,6 @@ def audit(engine: Engine) -> list[str]:
                     problems.append(f"{name} level {level.price} count {level.count} is wrong")
                 if level.qty != sum(o.remaining for o in orders):
                     problems.append(f"{name} level {level.price} quantity is wrong")
-                ids = [o.id for o in orders]
-                if ids != sorted(ids):
-                    problems.append(f"{name} level {level.price} breaks time priority")
                 for o in orders:
                     if engine.orders.get(o.id) is not o or o.price != level.price:
                         problems.append(f"order {o.id} is misplaced in {name}")

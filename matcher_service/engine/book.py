@@ -34,6 +34,8 @@ class Order(msgspec.Struct, gc=False):
     client_order_id: str | None
     filled_quote: int = 0
     fee: int = 0
+    list_id: int = 0
+    """The OCO list whose limit order this is (0: none)."""
 
     def hold(self) -> int:
         """What the order still has frozen: quote for a buy, base for a sell."""

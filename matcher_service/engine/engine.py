@@ -8,14 +8,17 @@ balance lists, positional event construction) because it runs for every order.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable
 from typing import Any
 
 from matcher_service.engine.accounts import Accounts
 from matcher_service.engine.book import Book, Level, Order
 from matcher_service.engine.markets import Market, Rejected, check_asset, new_market
+from matcher_service.engine.stops import OcoList, Stop, Triggers, rises
 from shared.messages import (
     FEE_ACCOUNT,
+    AmendOrder,
     AnyCommand,
     AnyEvent,
     Applied,
@@ -27,10 +30,16 @@ from shared.messages import (
     CreateMarket,
     Deposit,
     DepositCredited,
+    ExpireOrders,
     OrderAccepted,
+    OrderAmended,
+    OrderListChanged,
     OrderRejected,
     OrderStatus,
+    OrderTriggered,
+    OrderType,
     OrderUpdated,
+    PlaceOco,
     PlaceOrder,
     Reason,
     RefundWithdrawal,
@@ -43,7 +52,7 @@ from shared.messages import (
     WithdrawalChanged,
 )
 from shared.money import MoneyError, parse_fee_rate
-from shared.order_rules import MAX_USER_ID, order_violation
+from shared.order_rules import MAX_USER_ID, oco_violation, order_violation
 
 Events = list[AnyEvent]
 UNBOUNDED = 1 << 256  # the amount of a market buy by quote: only its budget stops it
@@ -102,7 +111,10 @@ def _check_user(user: str) -> None:
 
 
 class Engine:
-    def __init__(self) -> None:
+    def __init__(self, max_open_orders: int | None = None) -> None:
+        self.max_open_orders = max_open_orders
+        """Open orders (resting and pending stops) a user may have; None: no limit. Not part
+        of the state: a replay must run with the same setting (docs/decisions/0019)."""
         self.seq = 0
         self.next_order_id = 1
         self.next_trade_id = 1
@@ -117,6 +129,14 @@ class Engine:
         self.withdrawal_ids: set[str] = set()
         self.pending: dict[str, Withdrawal] = {}
         self.user_seqs: dict[str, SeqState] = {}
+        self.stops: dict[int, Stop] = {}  # pending stop orders by id
+        self.user_stops: dict[str, dict[int, Stop]] = {}
+        self.stop_cids: dict[tuple[str, str], Stop] = {}
+        self.triggers: dict[str, Triggers] = {}
+        self.lists: dict[int, OcoList] = {}
+        self.next_list_id = 1
+        self.expiries: dict[int, int] = {}  # good-till-date order id -> expires_at
+        self.expiry_heap: list[tuple[int, int]] = []  # (expires_at, id), stale ones skipped
         self._handlers: dict[type, Callable[[Any, Events], None]] = {
             CreateAsset: self._create_asset,
             CreateMarket: self._create_market,
@@ -128,6 +148,9 @@ class Engine:
             PlaceOrder: self._place,
             CancelOrder: self._cancel,
             CancelAll: self._cancel_all,
+            PlaceOco: self._place_oco,
+            AmendOrder: self._amend,
+            ExpireOrders: self._expire,
         }
 
     # ------------------------------------------------------------ entry point
@@ -140,8 +163,9 @@ class Engine:
                 self._sequence(cmd, cmd.user_seq)
             self._handlers[type(cmd)](cmd, events)
         except Rejected as rej:
-            if type(cmd) is PlaceOrder:
-                rejected = OrderRejected(cmd.user, cmd.market, cmd.client_order_id, rej.reason)
+            if isinstance(cmd, PlaceOrder | PlaceOco):
+                cid = cmd.client_order_id if isinstance(cmd, PlaceOrder) else None
+                rejected = OrderRejected(cmd.user, cmd.market, cid, rej.reason)
                 return Applied(self.seq, cmd.id, False, rej.reason, [rejected])
             return Applied(self.seq, cmd.id, False, rej.reason, [])
         return Applied(self.seq, cmd.id, True, None, events)
@@ -197,6 +221,33 @@ class Engine:
 
     def open_orders(self, user: str) -> list[OrderView]:
         return [OrderView(o) for o in self.user_orders.get(user, {}).values()]
+
+    def pending_stops(self) -> list[tuple[Any, ...]]:
+        """Every pending stop order, by id: (id, user, market, side, stop, stop price, type,
+        price, amount, quote amount, client order id, hold, list id)."""
+        return [
+            (
+                s.id, s.user, s.market.name, "buy" if s.is_buy else "sell", s.kind,
+                s.stop_price, s.order_type, s.price, s.amount, s.quote_amount,
+                s.client_order_id, s.hold, s.list_id,
+            )
+            for s in sorted(self.stops.values(), key=lambda s: s.id)
+        ]  # fmt: skip
+
+    def last_price(self, market: str) -> int:
+        return self.markets[market].last_price
+
+    def next_expiry(self) -> int | None:
+        """The earliest expiry of an open good-till-date order: when it is at or before a
+        batch's time, the matcher heads the batch with an ``expire_orders``."""
+        heap = self.expiry_heap
+        while heap and self.expiries.get(heap[0][1]) is None:
+            heapq.heappop(heap)  # its order ended some other way
+        return heap[0][0] if heap else None
+
+    def open_count(self, user: str) -> int:
+        """The user's open orders that count toward the limit: resting and pending stops."""
+        return len(self.user_orders.get(user, ())) + len(self.user_stops.get(user, ()))
 
     def book(
         self, market: str
@@ -342,6 +393,57 @@ class Engine:
                 oid, user, m.name, "cancelled", o.amount - rem, o.filled_quote, o.fee, 0, reason
             )
         )
+        if o.list_id:
+            self._end_list(o.list_id, reason, ev)
+
+    def _close_stop(self, s: Stop, reason: str, ev: Events) -> None:
+        """Cancel a pending stop order, releasing its hold."""
+        self._unlist_stop(s)
+        m = s.market
+        if s.hold:
+            asset = m.quote if s.is_buy else m.base
+            ev.append(
+                self.accounts.move(s.user, asset, s.hold, -s.hold, "order_release", str(s.id))
+            )
+        ev.append(OrderUpdated(s.id, s.user, m.name, "cancelled", 0, 0, 0, 0, reason))
+        if s.list_id:
+            self._end_list(s.list_id, reason, ev)
+
+    def _unlist_stop(self, s: Stop) -> None:
+        """Take a stop out of the pending indexes."""
+        del self.stops[s.id]
+        mine = self.user_stops[s.user]
+        del mine[s.id]
+        if not mine:
+            del self.user_stops[s.user]
+        if s.client_order_id is not None:
+            del self.stop_cids[(s.user, s.client_order_id)]
+        self.triggers[s.market.name].discard(s)
+
+    def _end_list(self, list_id: int, reason: str, ev: Events) -> None:
+        """One order of an OCO list traded, triggered or was cancelled (``reason``): cancel
+        the other (reason ``oco``) and close the list."""
+        lst = self.lists.pop(list_id)
+        limit = self.orders.get(lst.limit_id)
+        if limit is not None and limit.list_id:
+            limit.list_id = 0
+            self._close(limit, Reason.OCO, ev)
+        stop = self.stops.get(lst.stop_id)
+        if stop is not None and stop.list_id:
+            stop.list_id = 0
+            self._close_stop(stop, Reason.OCO, ev)
+        ev.append(
+            OrderListChanged(
+                list_id,
+                lst.user,
+                lst.market_name,
+                lst.side,
+                "done",
+                lst.limit_id,
+                lst.stop_id,
+                reason,
+            )
+        )
 
     def _cancel(self, c: CancelOrder, ev: Events) -> None:
         _check_user(c.user)
@@ -350,13 +452,24 @@ class Engine:
         if c.order_id is not None:
             o = self.orders.get(c.order_id)
             if o is None:
-                raise Rejected(Reason.ORDER_NOT_FOUND)
+                s = self.stops.get(c.order_id)
+                if s is None:
+                    raise Rejected(Reason.ORDER_NOT_FOUND)
+                if s.user != c.user:
+                    raise Rejected(Reason.NOT_YOUR_ORDER)
+                self._close_stop(s, Reason.CANCELLED_BY_USER, ev)
+                return
             if o.user != c.user:
                 raise Rejected(Reason.NOT_YOUR_ORDER)
         else:
-            found = self.client_ids.get((c.user, c.client_order_id or ""))
+            key = (c.user, c.client_order_id or "")
+            found = self.client_ids.get(key)
             if found is None:
-                raise Rejected(Reason.ORDER_NOT_FOUND)
+                s = self.stop_cids.get(key)
+                if s is None:
+                    raise Rejected(Reason.ORDER_NOT_FOUND)
+                self._close_stop(s, Reason.CANCELLED_BY_USER, ev)
+                return
             o = found
         self._close(o, Reason.CANCELLED_BY_USER, ev)
 
@@ -365,10 +478,17 @@ class Engine:
         if c.market is not None and c.market not in self.markets:
             raise Rejected(Reason.UNKNOWN_MARKET)
         mine = self.user_orders.get(c.user, {})
-        for oid in sorted(mine):
-            o = mine[oid]
-            if c.market is None or o.market.name == c.market:
-                self._close(o, Reason.CANCELLED_BY_USER, ev)
+        stops = self.user_stops.get(c.user, {})
+        for oid in sorted((*mine, *stops)):
+            # Looked up again: cancelling one order of a list cancels the other.
+            o = self.orders.get(oid)
+            if o is not None:
+                if c.market is None or o.market.name == c.market:
+                    self._close(o, Reason.CANCELLED_BY_USER, ev)
+                continue
+            s = self.stops.get(oid)
+            if s is not None and (c.market is None or s.market.name == c.market):
+                self._close_stop(s, Reason.CANCELLED_BY_USER, ev)
 
     # ------------------------------------------------------------ orders
 
@@ -386,16 +506,27 @@ class Engine:
             raise Rejected(Reason.UNKNOWN_MARKET)
         user, price, amount, cid = c.user, c.price, c.amount, c.client_order_id
         order_type, tif = c.type, c.time_in_force
+        stop, expires_at = c.stop, c.expires_at
         broken = order_violation(
-            m, user, c.side, order_type, price, amount, c.quote_amount, tif, c.post_only, cid
-        )
+            m, user, c.side, order_type, price, amount, c.quote_amount, tif, c.post_only, cid,
+            stop, c.stop_price, expires_at,
+        )  # fmt: skip
         if broken is not None:
             raise Rejected(broken.reason, broken.message)
-        if cid is not None and (user, cid) in self.client_ids:
+        if cid is not None and ((user, cid) in self.client_ids or (user, cid) in self.stop_cids):
             raise Rejected(Reason.DUPLICATE_CLIENT_ORDER_ID)
+        if expires_at is not None and expires_at <= c.ts:
+            raise Rejected(Reason.BAD_EXPIRY)
+        limit = self.max_open_orders
+        if limit is not None and self.open_count(user) >= limit:
+            raise Rejected(Reason.TOO_MANY_ORDERS)
         is_buy = c.side == "buy"
         mine = self.accounts.users.get(user)
         budget: int | None = None
+        if stop is not None:
+            self._place_stop(c, m, is_buy, ev)
+            return
+        tid = self.next_trade_id
         if is_buy:
             bal = mine.get(m.quote) if mine else None
             have = bal[0] if bal else 0
@@ -412,16 +543,301 @@ class Engine:
                 raise Rejected(Reason.INSUFFICIENT_FUNDS)
         if tif == "GTC" and order_type == "limit":
             self._place_gtc(c, m, user, is_buy, price, amount, ev)  # type: ignore[arg-type]
+            if expires_at is not None and self.next_order_id - 1 in self.orders:
+                self._add_expiry(self.next_order_id - 1, expires_at)
         elif tif == "FOK":
             self._place_fok(c, m, user, is_buy, price, amount, ev)  # type: ignore[arg-type]
         else:  # an IOC limit, a market order
             self._place_ioc(c, m, user, is_buy, price, amount, budget, ev)
+        if self.next_trade_id != tid and self.stops:
+            self._run_triggers(m, c.ts, ev)
+
+    def _add_expiry(self, oid: int, expires_at: int) -> None:
+        self.expiries[oid] = expires_at
+        heapq.heappush(self.expiry_heap, (expires_at, oid))
+
+    # ------------------------------------------------------------ stop orders
+
+    def _stop_hold(self, c: PlaceOrder, m: Market, is_buy: bool) -> int:
+        """What a stop order freezes while pending: all it may pay once triggered."""
+        if not is_buy:
+            return c.amount  # type: ignore[return-value]
+        if c.type == "limit":
+            return c.price * c.amount // m.base_scale  # type: ignore[operator]
+        return c.quote_amount  # type: ignore[return-value]
+
+    def _place_stop(self, c: PlaceOrder, m: Market, is_buy: bool, ev: Events) -> None:
+        """A stop order: funds checked and frozen now, out of the book until triggered
+        (docs/engine.md, "Stop orders"). One the last price already triggers is refused."""
+        user = c.user
+        hold = self._stop_hold(c, m, is_buy)
+        asset = m.quote if is_buy else m.base
+        if self.accounts.peek(user, asset)[0] < hold:
+            raise Rejected(Reason.INSUFFICIENT_FUNDS)
+        kind, stop_price = c.stop, c.stop_price
+        assert kind is not None and stop_price is not None  # order_violation checked both
+        last = m.last_price
+        if last and (last >= stop_price if rises(kind, is_buy) else last <= stop_price):
+            raise Rejected(Reason.WOULD_TRIGGER)
+        oid = self.next_order_id
+        self.next_order_id = oid + 1
+        ev.append(
+            OrderAccepted(
+                oid, user, m.name, c.side, c.type, c.price, c.amount, c.quote_amount,
+                c.time_in_force, False, c.client_order_id, c.ts, kind, stop_price, c.expires_at,
+            )
+        )  # fmt: skip
+        ev.append(self.accounts.move(user, asset, -hold, hold, "order_freeze", str(oid)))
+        s = Stop(
+            oid, user, m, is_buy, kind, stop_price, c.type, c.price, c.amount, c.quote_amount,
+            c.time_in_force, c.stp, c.client_order_id, hold,
+        )  # fmt: skip
+        self._list_stop(s)
+        if c.expires_at is not None:
+            self._add_expiry(oid, c.expires_at)
+
+    def _list_stop(self, s: Stop) -> None:
+        self.stops[s.id] = s
+        self.user_stops.setdefault(s.user, {})[s.id] = s
+        if s.client_order_id is not None:
+            self.stop_cids[(s.user, s.client_order_id)] = s
+        triggers = self.triggers.get(s.market.name)
+        if triggers is None:
+            triggers = self.triggers[s.market.name] = Triggers()
+        triggers.add(s)
+
+    def _run_triggers(self, m: Market, ts: int, ev: Events) -> None:
+        """Release the stops the last trade price reached, in order (rising: lowest stop
+        price first; falling: highest first; then order id), each within this command; what
+        they trade may reach more, released in turn until none is reached."""
+        triggers = self.triggers.get(m.name)
+        if triggers is None:
+            return
+        while True:
+            last = m.last_price
+            batch = triggers.take(last)
+            if not batch:
+                return
+            for sid in batch:
+                s = self.stops.get(sid)
+                if s is not None:  # else cancelled by an earlier one as its list's other order
+                    self._trigger(s, last, ts, ev)
+
+    def _trigger(self, s: Stop, last: int, ts: int, ev: Events) -> None:
+        """A triggered stop becomes an ordinary order with its id: it releases its hold (and
+        cancels its list's limit order), then is placed as its type and time in force say,
+        as the taker, joining the back of the queue if it rests."""
+        del self.stops[s.id]
+        mine = self.user_stops[s.user]
+        del mine[s.id]
+        if not mine:
+            del self.user_stops[s.user]
+        if s.client_order_id is not None:
+            del self.stop_cids[(s.user, s.client_order_id)]
+        m = s.market
+        side: Side = "buy" if s.is_buy else "sell"
+        ev.append(OrderTriggered(s.id, s.user, m.name, side, s.stop_price, last, ts))
+        if s.list_id:
+            list_id, s.list_id = s.list_id, 0
+            self._end_list(list_id, Reason.TRIGGERED, ev)
+        if s.hold:
+            asset = m.quote if s.is_buy else m.base
+            ev.append(
+                self.accounts.move(s.user, asset, s.hold, -s.hold, "order_release", str(s.id))
+            )
+        c = PlaceOrder(
+            id="", ts=ts, user=s.user, market=m.name, side=side, type=s.order_type,
+            price=s.price, amount=s.amount, quote_amount=s.quote_amount,
+            time_in_force=s.time_in_force, client_order_id=s.client_order_id, stp=s.stp,
+        )  # fmt: skip
+        if s.order_type == "limit" and s.time_in_force == "GTC":
+            self._place_gtc(c, m, s.user, s.is_buy, s.price, s.amount, ev, s.id)  # type: ignore[arg-type]
+        else:
+            budget = s.quote_amount if s.is_buy and s.order_type == "market" else None
+            self._place_ioc(c, m, s.user, s.is_buy, s.price, s.amount, budget, ev, s.id)
+
+    # ------------------------------------------------------------ OCO, amend, expiry
+
+    def _place_oco(self, c: PlaceOco, ev: Events) -> None:
+        """A post-only limit order and a stop-loss order of the same side and amount, one
+        list; its hold is the larger of the two orders' holds (docs/engine.md, "OCO")."""
+        m = self.markets.get(c.market)
+        if m is None:
+            raise Rejected(Reason.UNKNOWN_MARKET)
+        user, amount, price = c.user, c.amount, c.price
+        broken = oco_violation(m, user, c.side, amount, price, c.stop_price, c.stop_limit_price)
+        if broken is not None:
+            raise Rejected(broken.reason, broken.message)
+        limit = self.max_open_orders
+        if limit is not None and self.open_count(user) + 2 > limit:
+            raise Rejected(Reason.TOO_MANY_ORDERS)
+        is_buy = c.side == "buy"
+        scale = m.base_scale
+        if is_buy:
+            asset = m.quote
+            limit_hold = price * amount // scale
+            stop_hold = (c.stop_limit_price or 0) * amount // scale
+        else:
+            asset, limit_hold, stop_hold = m.base, amount, amount
+        extra = max(0, stop_hold - limit_hold)
+        if self.accounts.peek(user, asset)[0] < limit_hold + extra:
+            raise Rejected(Reason.INSUFFICIENT_FUNDS)
+        book = self.books[m.name]
+        best = book.best_ask() if is_buy else book.best_bid()
+        if best is not None and (best <= price if is_buy else best >= price):
+            raise Rejected(Reason.WOULD_TAKE)
+        last = m.last_price
+        if last and (last >= c.stop_price if is_buy else last <= c.stop_price):
+            raise Rejected(Reason.WOULD_TRIGGER)
+        list_id = self.next_list_id
+        self.next_list_id = list_id + 1
+        limit_id = self.next_order_id
+        stop_id = limit_id + 1
+        self.next_order_id = stop_id + 1
+        name = m.name
+        ev.append(
+            OrderAccepted(
+                limit_id, user, name, c.side, "limit", price, amount, None, "GTC", True, None,
+                c.ts, None, None, None, list_id,
+            )
+        )  # fmt: skip
+        acc = self.accounts
+        ev.append(acc.move(user, asset, -limit_hold, limit_hold, "order_freeze", str(limit_id)))
+        o = Order(limit_id, user, m, is_buy, price, amount, amount, None, list_id=list_id)
+        book.add(o)
+        self.orders[limit_id] = o
+        self.user_orders.setdefault(user, {})[limit_id] = o
+        stop_type: OrderType = "market" if c.stop_limit_price is None else "limit"
+        ev.append(
+            OrderAccepted(
+                stop_id, user, name, c.side, stop_type, c.stop_limit_price, amount, None, "GTC",
+                False, None, c.ts, "stop_loss", c.stop_price, None, list_id,
+            )
+        )  # fmt: skip
+        if extra:
+            ev.append(acc.move(user, asset, -extra, extra, "order_freeze", str(stop_id)))
+        self._list_stop(
+            Stop(
+                stop_id, user, m, is_buy, "stop_loss", c.stop_price, stop_type,
+                c.stop_limit_price, amount, None, "GTC", c.stp, None, extra, list_id,
+            )
+        )  # fmt: skip
+        self.lists[list_id] = OcoList(list_id, user, name, c.side, limit_id, stop_id)
+        ev.append(OrderListChanged(list_id, user, name, c.side, "open", limit_id, stop_id, None))
+
+    def _amend(self, c: AmendOrder, ev: Events) -> None:
+        """Change a resting limit order's price and/or amount at once (docs/engine.md,
+        "Amend"): it keeps its place in the queue unless the price changes or the amount
+        grows; it never takes (a new price that crosses is refused, ``would_take``)."""
+        _check_user(c.user)
+        if (c.order_id is None) == (c.client_order_id is None):
+            raise Rejected(Reason.INVALID, "give order_id or client_order_id")
+        if c.price is None and c.amount is None:
+            raise Rejected(Reason.INVALID, "give price and/or amount")
+        if c.order_id is not None:
+            o = self.orders.get(c.order_id)
+            if o is None:
+                s = self.stops.get(c.order_id)
+                if s is None:
+                    raise Rejected(Reason.ORDER_NOT_FOUND)
+                if s.user != c.user:
+                    raise Rejected(Reason.NOT_YOUR_ORDER)
+                raise Rejected(Reason.NOT_AMENDABLE)
+            if o.user != c.user:
+                raise Rejected(Reason.NOT_YOUR_ORDER)
+        else:
+            key = (c.user, c.client_order_id or "")
+            found = self.client_ids.get(key)
+            if found is None:
+                if key in self.stop_cids:
+                    raise Rejected(Reason.NOT_AMENDABLE)
+                raise Rejected(Reason.ORDER_NOT_FOUND)
+            o = found
+        if o.list_id:
+            raise Rejected(Reason.NOT_AMENDABLE)
+        m = o.market
+        is_buy = o.is_buy
+        side: Side = "buy" if is_buy else "sell"
+        price = o.price if c.price is None else c.price
+        amount = o.amount if c.amount is None else c.amount
+        broken = order_violation(m, c.user, side, "limit", price, amount, None, "GTC", False, None)
+        if broken is not None:
+            raise Rejected(broken.reason, broken.message)
+        filled = o.amount - o.remaining
+        if amount <= filled:
+            raise Rejected(Reason.BAD_AMOUNT, "amount must be more than what has filled")
+        remaining = amount - filled
+        hold = price * remaining // m.base_scale if is_buy else remaining
+        delta = hold - o.hold()
+        asset = m.quote if is_buy else m.base
+        if delta > self.accounts.peek(c.user, asset)[0]:
+            raise Rejected(Reason.INSUFFICIENT_FUNDS)
+        book = self.books[m.name]
+        if price != o.price:
+            best = book.best_ask() if is_buy else book.best_bid()
+            if best is not None and (best <= price if is_buy else best >= price):
+                raise Rejected(Reason.WOULD_TAKE)
+        keep = price == o.price and amount <= o.amount
+        side_book = book.bids if is_buy else book.asks
+        level = side_book[-o.price if is_buy else o.price]
+        if keep:
+            level.qty -= o.remaining - remaining
+            o.amount, o.remaining = amount, remaining
+        else:
+            # To the back of the queue at its (new) price: the old entry is left dead in
+            # its queue (as a cancel leaves it) and a new one with the same id is queued.
+            level.qty -= o.remaining
+            level.count -= 1
+            o.remaining = 0
+            if not level.count:
+                del side_book[-o.price if is_buy else o.price]
+            elif len(level.orders) > 2 * level.count + 16:
+                level.compact()
+            moved = Order(
+                o.id, o.user, m, is_buy, price, amount, remaining, o.client_order_id,
+                o.filled_quote, o.fee,
+            )  # fmt: skip
+            book.add(moved)
+            self.orders[o.id] = moved
+            self.user_orders[o.user][o.id] = moved
+            if o.client_order_id is not None:
+                self.client_ids[(o.user, o.client_order_id)] = moved
+        if delta:
+            reason = "order_freeze" if delta > 0 else "order_release"
+            ev.append(self.accounts.move(c.user, asset, -delta, delta, reason, str(o.id)))
+        ev.append(OrderAmended(o.id, c.user, m.name, price, amount, filled, hold, keep))
+
+    def _expire(self, c: ExpireOrders, ev: Events) -> None:
+        """Cancel every good-till-date order whose expiry is at or before the batch's time,
+        earliest expiry first, then by order id."""
+        heap, expiries = self.expiry_heap, self.expiries
+        while heap and heap[0][0] <= c.ts:
+            _, oid = heapq.heappop(heap)
+            if expiries.pop(oid, None) is None:
+                continue
+            o = self.orders.get(oid)
+            if o is not None:
+                self._close(o, Reason.EXPIRED, ev)
+                continue
+            s = self.stops.get(oid)
+            if s is not None:
+                self._close_stop(s, Reason.EXPIRED, ev)
 
     def _place_gtc(
-        self, c: PlaceOrder, m: Market, user: str, is_buy: bool, price: int, amount: int, ev: Events
+        self,
+        c: PlaceOrder,
+        m: Market,
+        user: str,
+        is_buy: bool,
+        price: int,
+        amount: int,
+        ev: Events,
+        triggered: int = 0,
     ) -> None:
         """Good till cancelled (limit orders): take what crosses the price, rest the rest.
-        ``post_only`` is refused (``would_take``) when anything crosses."""
+        ``post_only`` is refused (``would_take``) when anything crosses. ``triggered``: the
+        id of a triggered stop order placed now (its ``OrderTriggered`` stands for the
+        ``OrderAccepted``)."""
         book = self.books[m.name]
         # It crosses when the best opposite key is at most its price (bids are keyed by the
         # negated price: at most minus its price, for a sell). The key is read without
@@ -432,15 +848,18 @@ class Engine:
         if crosses and c.post_only:
             raise Rejected(Reason.WOULD_TAKE)
         # Accepted: from here on every step changes state.
-        oid = self.next_order_id
-        self.next_order_id = oid + 1
         name, cid = m.name, c.client_order_id
-        ev.append(
-            OrderAccepted(
-                oid, user, name, c.side, "limit", price, amount, None, "GTC", c.post_only, cid,
-                c.ts,
-            )
-        )  # fmt: skip
+        if triggered:
+            oid = triggered
+        else:
+            oid = self.next_order_id
+            self.next_order_id = oid + 1
+            ev.append(
+                OrderAccepted(
+                    oid, user, name, c.side, "limit", price, amount, None, "GTC", c.post_only,
+                    cid, c.ts, None, None, c.expires_at,
+                )
+            )  # fmt: skip
         taker = Order(oid, user, m, is_buy, price, amount, amount, cid)
         stop = self._match(book, taker, price, None, c.stp, c.ts, ev) if crosses else None
         remaining = taker.remaining
@@ -498,25 +917,29 @@ class Engine:
         amount: int | None,
         budget: int | None,
         ev: Events,
+        triggered: int = 0,
     ) -> None:
         """Immediate or cancel: take what can be taken now and cancel the rest. Every market
         order (no ``price``: it takes any; a buy spends at most ``budget`` of quote), an IOC
-        limit, a FOK limit that can fill."""
+        limit, a FOK limit that can fill. ``triggered``: as for ``_place_gtc``."""
         book = self.books[m.name]
         opposite = book.asks if is_buy else book.bids  # crosses: as in _place_gtc
         crosses = bool(opposite) and (
             price is None or opposite._list._lists[0][0] <= (price if is_buy else -price)
         )
         # Accepted: from here on every step changes state.
-        oid = self.next_order_id
-        self.next_order_id = oid + 1
         cid = c.client_order_id
-        ev.append(
-            OrderAccepted(
-                oid, user, m.name, c.side, c.type, price, amount, c.quote_amount,
-                c.time_in_force, c.post_only, cid, c.ts,
-            )
-        )  # fmt: skip
+        if triggered:
+            oid = triggered
+        else:
+            oid = self.next_order_id
+            self.next_order_id = oid + 1
+            ev.append(
+                OrderAccepted(
+                    oid, user, m.name, c.side, c.type, price, amount, c.quote_amount,
+                    c.time_in_force, c.post_only, cid, c.ts,
+                )
+            )  # fmt: skip
         # A market buy by quote has no amount bound: only its budget stops it.
         taker_amount = amount or UNBOUNDED
         taker = Order(oid, user, m, is_buy, price or 0, taker_amount, taker_amount, cid)
@@ -610,6 +1033,7 @@ class Engine:
         tid = self.next_trade_id
         taker_side: Side = "buy" if is_buy else "sell"
         oid = taker.id
+        last_price = 0
         while remaining and side:
             level: Level = peek(0)[1]
             price = level.price
@@ -696,6 +1120,7 @@ class Engine:
                         BalanceChanged(FEE_ACCOUNT, quote, f, 0, quote_fee, 0, "trade_fee", t_ref)
                     )
                 tid += 1
+                last_price = price
                 t_filled_quote += q
                 t_fee += t_fee_now
                 remaining -= amt
@@ -711,6 +1136,9 @@ class Engine:
                             mo.filled_quote, mo.fee, mo.hold(), None,
                         )
                     )  # fmt: skip
+                    if mo.list_id:
+                        list_id, mo.list_id = mo.list_id, 0
+                        self._end_list(list_id, Reason.TRADED, ev)
                     continue
                 queue.popleft()
                 level.count -= 1
@@ -726,6 +1154,9 @@ class Engine:
                         mo.id, m_user, name, "filled", mo.amount, mo.filled_quote, mo.fee, 0, None
                     )
                 )
+                if mo.list_id:
+                    list_id, mo.list_id = mo.list_id, 0
+                    self._end_list(list_id, Reason.TRADED, ev)
                 if not level.count:
                     break
             if stop is not None:
@@ -736,6 +1167,8 @@ class Engine:
                     side_pop(0)
             elif remaining:
                 break  # budget or the loop above stopped inside this level
+        if tid != self.next_trade_id:
+            m.last_price = last_price
         self.next_trade_id = tid
         return self._finish_taker(taker, remaining, t_filled_quote, t_fee, budget, stop, bool(side))
 

@@ -39,6 +39,8 @@ class Market:
     maker_fee: int
     taker_fee: int
     status: MarketStatus
+    last_price: int = 0
+    """The price of the market's last trade (0 before the first): what stop orders watch."""
 
     def event(self) -> MarketChanged:
         qp, bp = self.quote_precision, self.base_precision

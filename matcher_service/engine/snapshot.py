@@ -13,7 +13,8 @@ import msgspec
 from matcher_service.engine.book import Book, Order
 from matcher_service.engine.engine import Engine, Withdrawal
 from matcher_service.engine.markets import Market
-from shared.messages import MarketStatus
+from matcher_service.engine.stops import OcoList, Stop
+from shared.messages import MarketStatus, OrderType, SelfTrade, Side, StopKind, TimeInForce
 
 FORMAT = 1
 
@@ -48,6 +49,37 @@ class MarketRec(msgspec.Struct, array_like=True, gc=False):
     """Best price first, FIFO within a price: the queue order is part of the state."""
 
 
+class StopRec(msgspec.Struct, array_like=True, gc=False):
+    id: int
+    user: str
+    market: str
+    is_buy: bool
+    kind: StopKind
+    stop_price: int
+    order_type: OrderType
+    price: int | None
+    amount: int | None
+    quote_amount: int | None
+    time_in_force: TimeInForce
+    stp: SelfTrade
+    client_order_id: str | None
+    hold: int
+    list_id: int
+
+
+class Pending(msgspec.Struct, array_like=True):
+    """The state of stop orders, OCO lists and good-till-date orders."""
+
+    next_list_id: int
+    last_prices: list[tuple[str, int]]
+    stops: list[StopRec]
+    """By order id; their release order follows from their fields."""
+    lists: list[tuple[int, str, str, int, int]]
+    """(list id, user, market, limit order id, stop order id)."""
+    expiries: list[tuple[int, int]]
+    """(order id, expires_at) of the open good-till-date orders."""
+
+
 class Snapshot(msgspec.Struct, array_like=True):
     format: int
     seq: int
@@ -65,6 +97,8 @@ class Snapshot(msgspec.Struct, array_like=True):
     user_seqs: list[tuple[str, int, int, list[tuple[int, int]]]] = []
     """Per user: epoch, last applied n, skipped ranges. Left out when empty (``snapshot``):
     the encoding, and so the hash, of a state without it is what it was before it existed."""
+    stop_state: Pending | None = None
+    """Left out, as ``user_seqs``, in a state that never saw a trade or a list."""
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -121,27 +155,56 @@ def take(engine: Engine) -> Snapshot:
         FORMAT, engine.seq, engine.next_order_id, engine.next_trade_id,
         sorted(engine.assets.items()), markets, balances, _nonzero(acc.fees),
         _nonzero(acc.deposits), _nonzero(acc.withdrawals), sorted(engine.deposit_refs),
-        sorted(engine.withdrawal_ids), pending, user_seqs,
+        sorted(engine.withdrawal_ids), pending, user_seqs, _pending(engine),
     )  # fmt: skip
+
+
+def _pending(engine: Engine) -> Pending | None:
+    last_prices = sorted((name, m.last_price) for name, m in engine.markets.items() if m.last_price)
+    # Only the open orders' expiries: an order that ended otherwise leaves its entry behind.
+    expiries = sorted(
+        (oid, at)
+        for oid, at in engine.expiries.items()
+        if oid in engine.orders or oid in engine.stops
+    )
+    if not last_prices and engine.next_list_id == 1 and not engine.stops and not expiries:
+        return None
+    stops = [
+        StopRec(
+            s.id, s.user, s.market.name, s.is_buy, s.kind, s.stop_price, s.order_type, s.price,
+            s.amount, s.quote_amount, s.time_in_force, s.stp, s.client_order_id, s.hold,
+            s.list_id,
+        )
+        for _, s in sorted(engine.stops.items())
+    ]  # fmt: skip
+    lists = sorted(
+        (lst.list_id, lst.user, lst.market_name, lst.limit_id, lst.stop_id)
+        for lst in engine.lists.values()
+    )
+    return Pending(engine.next_list_id, last_prices, stops, lists, expiries)
 
 
 def snapshot(engine: Engine) -> bytes:
     """The whole state as canonical MessagePack bytes."""
     snap = take(engine)
-    if snap.user_seqs:
+    if snap.stop_state is not None:
         return _encoder.encode(snap)
-    return _encoder.encode(msgspec.structs.astuple(snap)[:-1])
+    if snap.user_seqs:
+        return _encoder.encode(msgspec.structs.astuple(snap)[:-1])
+    return _encoder.encode(msgspec.structs.astuple(snap)[:-2])
 
 
 def state_hash(engine: Engine) -> str:
     return hashlib.sha256(snapshot(engine)).hexdigest()
 
 
-def restore(data: bytes) -> Engine:
+def restore(data: bytes, max_open_orders: int | None = None) -> Engine:
+    """The engine a snapshot holds; ``max_open_orders`` is a setting, not state (see
+    ``Engine``)."""
     snap = _decoder.decode(data)
     if snap.format != FORMAT:
         raise ValueError(f"snapshot format {snap.format} is not {FORMAT}")
-    engine = Engine()
+    engine = Engine(max_open_orders)
     engine.seq, engine.next_order_id, engine.next_trade_id = (
         snap.seq, snap.next_order_id, snap.next_trade_id,
     )  # fmt: skip
@@ -176,4 +239,27 @@ def restore(data: bytes) -> Engine:
             engine.user_orders.setdefault(o.user, {})[o.id] = o
             if o.client_order_id is not None:
                 engine.client_ids[(o.user, o.client_order_id)] = o
+    if snap.stop_state is not None:
+        _restore_pending(engine, snap.stop_state)
     return engine
+
+
+def _restore_pending(engine: Engine, p: Pending) -> None:
+    engine.next_list_id = p.next_list_id
+    for name, last in p.last_prices:
+        engine.markets[name].last_price = last
+    for r in p.stops:
+        engine._list_stop(
+            Stop(
+                r.id, r.user, engine.markets[r.market], r.is_buy, r.kind, r.stop_price,
+                r.order_type, r.price, r.amount, r.quote_amount, r.time_in_force, r.stp,
+                r.client_order_id, r.hold, r.list_id,
+            )
+        )  # fmt: skip
+    for list_id, user, market, limit_id, stop_id in p.lists:
+        limit = engine.orders[limit_id]
+        side: Side = "buy" if limit.is_buy else "sell"
+        engine.lists[list_id] = OcoList(list_id, user, market, side, limit_id, stop_id)
+        limit.list_id = list_id
+    for oid, at in p.expiries:
+        engine._add_expiry(oid, at)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from shared.messages import (
     FEE_ACCOUNT,
+    AmendOrder,
     AnyCommand,
     AnyEvent,
     Applied,
@@ -23,13 +24,18 @@ from shared.messages import (
     CreateMarket,
     Deposit,
     DepositCredited,
+    ExpireOrders,
     MarketChanged,
     MarketStatus,
     OrderAccepted,
+    OrderAmended,
+    OrderListChanged,
     OrderRejected,
     OrderStatus,
+    OrderTriggered,
     OrderType,
     OrderUpdated,
+    PlaceOco,
     PlaceOrder,
     Reason,
     RefundWithdrawal,
@@ -37,6 +43,7 @@ from shared.messages import (
     SelfTrade,
     SettleWithdrawal,
     Side,
+    StopKind,
     TimeInForce,
     Trade,
     UpdateMarket,
@@ -94,6 +101,14 @@ class RefOrder:
     filled_quote: int = 0
     fee: int = 0
     status: OrderStatus = "open"
+    priority: int = 0
+    """Its place in time among the resting orders: set each time it joins a queue."""
+    stop: StopKind | None = None
+    stop_price: int | None = None
+    expires_at: int | None = None
+    list_id: int = 0
+    hold: int = 0
+    """A pending stop order's own hold (the stop order of a list: beyond the limit's)."""
 
 
 @dataclass
@@ -124,7 +139,8 @@ def valid_user(user: object) -> bool:
 
 
 class ReferenceEngine:
-    def __init__(self) -> None:
+    def __init__(self, max_open_orders: int | None = None) -> None:
+        self.max_open_orders = max_open_orders
         self.seq = 0
         self.assets: dict[str, int] = {}
         self.markets: dict[str, RefMarket] = {}
@@ -139,6 +155,12 @@ class ReferenceEngine:
         self.resting: list[RefOrder] = []
         self.next_order_id = 1
         self.next_trade_id = 1
+        self.stops: list[RefOrder] = []  # pending stop orders
+        # user, market, side, limit order id, stop order id
+        self.lists: dict[int, tuple[str, str, Side, int, int]] = {}
+        self.next_list_id = 1
+        self.last_price: dict[str, int] = {}
+        self.clock = 0  # orders join queues in this order
 
     # ------------------------------------------------------------ queries
 
@@ -163,10 +185,24 @@ class ReferenceEngine:
         """Resting orders of one side, best first: price priority, then order id (FIFO)."""
         orders = [o for o in self.resting if o.market == market and o.side == side]
         if side == "buy":
-            orders.sort(key=lambda o: (-(o.price or 0), o.order_id))
+            orders.sort(key=lambda o: (-(o.price or 0), o.priority))
         else:
-            orders.sort(key=lambda o: (o.price or 0, o.order_id))
+            orders.sort(key=lambda o: (o.price or 0, o.priority))
         return orders
+
+    def pending_stops(self) -> list[tuple[object, ...]]:
+        return [
+            (
+                o.order_id, o.user, o.market, o.side, o.stop, o.stop_price, o.order_type,
+                o.price, o.amount, o.quote_amount, o.client_order_id, o.hold, o.list_id,
+            )
+            for o in sorted(self.stops, key=lambda o: o.order_id)
+        ]  # fmt: skip
+
+    def _rest(self, o: RefOrder) -> None:
+        self.clock += 1
+        o.priority = self.clock
+        self.resting.append(o)
 
     def book(self, market: str) -> tuple[list[Level], list[Level]]:
         def levels(side: Side) -> list[Level]:
@@ -254,6 +290,36 @@ class ReferenceEngine:
         self.resting.remove(o)
         o.status = "cancelled"
         ctx.events.append(self._order_updated(o, reason))
+        if o.list_id:
+            self._end_list(ctx, o.list_id, reason)
+
+    def _cancel_stop(self, ctx: _Ctx, o: RefOrder, reason: str) -> None:
+        self.stops.remove(o)
+        if o.hold:
+            self._change(
+                ctx, o.user, self._hold_asset(o), o.hold, -o.hold, "order_release", str(o.order_id)
+            )
+        o.status = "cancelled"
+        ctx.events.append(
+            OrderUpdated(o.order_id, o.user, o.market, "cancelled", 0, 0, 0, 0, reason)
+        )
+        if o.list_id:
+            self._end_list(ctx, o.list_id, reason)
+
+    def _end_list(self, ctx: _Ctx, list_id: int, reason: str) -> None:
+        """The list is done: cancel whichever of its orders is still open (reason ``oco``)."""
+        user, market, side, limit_id, stop_id = self.lists.pop(list_id)
+        for o in list(self.resting):
+            if o.order_id == limit_id and o.list_id:
+                o.list_id = 0
+                self._cancel_resting(ctx, o, Reason.OCO)
+        for o in list(self.stops):
+            if o.order_id == stop_id and o.list_id:
+                o.list_id = 0
+                self._cancel_stop(ctx, o, Reason.OCO)
+        ctx.events.append(
+            OrderListChanged(list_id, user, market, side, "done", limit_id, stop_id, reason)
+        )
 
     def _market_event(self, m: RefMarket) -> MarketChanged:
         return MarketChanged(
@@ -281,6 +347,8 @@ class ReferenceEngine:
             events: list[AnyEvent] = []
             if isinstance(cmd, PlaceOrder):
                 events.append(OrderRejected(cmd.user, cmd.market, cmd.client_order_id, rej.reason))
+            elif isinstance(cmd, PlaceOco):
+                events.append(OrderRejected(cmd.user, cmd.market, None, rej.reason))
             return Applied(self.seq, cmd.id, False, rej.reason, events)
         return Applied(self.seq, cmd.id, True, None, ctx.events)
 
@@ -305,6 +373,12 @@ class ReferenceEngine:
             self._cancel_order(cmd, ctx)
         elif isinstance(cmd, CancelAll):
             self._cancel_all(cmd, ctx)
+        elif isinstance(cmd, PlaceOco):
+            self._place_oco(cmd, ctx)
+        elif isinstance(cmd, AmendOrder):
+            self._amend(cmd, ctx)
+        elif isinstance(cmd, ExpireOrders):
+            self._expire(cmd, ctx)
         else:  # pragma: no cover
             raise RejectedError(Reason.INVALID)
 
@@ -439,7 +513,7 @@ class ReferenceEngine:
 
     # ------------------------------------------------------------ orders: checks
 
-    def _check_order(self, cmd: PlaceOrder) -> RefMarket:
+    def _check_order(self, cmd: PlaceOrder, shape_only: bool = False) -> RefMarket:
         """The seven checks of docs/engine.md, in order; rejects on the first failure."""
         # 1. market known and open; user id valid.
         m = self.markets.get(cmd.market)
@@ -471,6 +545,22 @@ class ReferenceEngine:
                     raise RejectedError(Reason.INVALID)
             elif (cmd.amount is None) == (cmd.quote_amount is None):
                 raise RejectedError(Reason.INVALID)
+        if cmd.stop is not None or cmd.stop_price is not None:
+            if cmd.stop is None or cmd.stop_price is None:
+                raise RejectedError(Reason.INVALID)
+            if cmd.stop_price <= 0:
+                raise RejectedError(Reason.BAD_PRICE)
+            if cmd.stop_price % m.tick_units:
+                raise RejectedError(Reason.BAD_TICK)
+            if cmd.time_in_force == "FOK" or cmd.post_only:
+                raise RejectedError(Reason.INVALID)
+            if cmd.type == "market" and cmd.side == "buy" and cmd.quote_amount is None:
+                raise RejectedError(Reason.INVALID)
+        if cmd.expires_at is not None:
+            if cmd.time_in_force != "GTC" or (cmd.type == "market" and cmd.stop is None):
+                raise RejectedError(Reason.INVALID)
+            if cmd.expires_at <= 0:
+                raise RejectedError(Reason.BAD_EXPIRY)
         if cmd.client_order_id is not None and not 1 <= len(cmd.client_order_id) <= 64:
             raise RejectedError(Reason.INVALID)
         # 3. sizes.
@@ -490,12 +580,31 @@ class ReferenceEngine:
             assert cmd.price is not None and cmd.amount is not None
             if self._quote_value(m, cmd.price, cmd.amount) < m.min_notional_units:
                 raise RejectedError(Reason.BELOW_MIN_NOTIONAL)
-        # 4. client order id unique among the user's open orders.
+        if shape_only:
+            return m
+        # 4. client order id unique among the user's open orders, pending stops included.
         if cmd.client_order_id is not None and any(
-            o.user == cmd.user and o.client_order_id == cmd.client_order_id for o in self.resting
+            o.user == cmd.user and o.client_order_id == cmd.client_order_id
+            for o in self.resting + self.stops
         ):
             raise RejectedError(Reason.DUPLICATE_CLIENT_ORDER_ID)
-        # 5. funds.
+        # 5. an expiry after the batch's time.
+        if cmd.expires_at is not None and cmd.expires_at <= cmd.ts:
+            raise RejectedError(Reason.BAD_EXPIRY)
+        # 6. the open-order limit.
+        if self.max_open_orders is not None and self._open_count(cmd.user) >= self.max_open_orders:
+            raise RejectedError(Reason.TOO_MANY_ORDERS)
+        if cmd.stop is not None:
+            # 7. a stop's funds: all it may pay, frozen now; 8. not triggered already.
+            hold = self._stop_hold(m, cmd.side, cmd.type, cmd.price, cmd.amount, cmd.quote_amount)
+            asset = m.quote if cmd.side == "buy" else m.base
+            if self.balance(cmd.user, asset)[0] < hold:
+                raise RejectedError(Reason.INSUFFICIENT_FUNDS)
+            assert cmd.stop_price is not None
+            if self._triggered(cmd.market, cmd.stop, cmd.side, cmd.stop_price):
+                raise RejectedError(Reason.WOULD_TRIGGER)
+            return m
+        # 7. funds.
         quote_avail = self.balance(cmd.user, m.quote)[0]
         base_avail = self.balance(cmd.user, m.base)[0]
         if cmd.side == "sell":
@@ -511,13 +620,13 @@ class ReferenceEngine:
         if not needed_ok:
             raise RejectedError(Reason.INSUFFICIENT_FUNDS)
         opposite: Side = "sell" if cmd.side == "buy" else "buy"
-        # 6. post-only.
+        # 8. post-only.
         if cmd.post_only:
             assert cmd.price is not None
             best = self.side_orders(m.name, opposite)
             if best and self._crosses(cmd.side, cmd.price, best[0]):
                 raise RejectedError(Reason.WOULD_TAKE)
-        # 7. fill-or-kill.
+        # 9. fill-or-kill.
         if cmd.time_in_force == "FOK":
             assert cmd.amount is not None
             fillable = 0
@@ -559,32 +668,44 @@ class ReferenceEngine:
             client_order_id=cmd.client_order_id,
             stp=cmd.stp,
             remaining=cmd.amount or 0,
+            stop=cmd.stop,
+            stop_price=cmd.stop_price,
+            expires_at=cmd.expires_at,
         )
         self.next_order_id += 1
         self.orders[taker.order_id] = taker
-        ctx.events.append(
-            OrderAccepted(
-                taker.order_id,
-                taker.user,
-                taker.market,
-                taker.side,
-                taker.order_type,
-                taker.price,
-                taker.amount,
-                taker.quote_amount,
-                taker.time_in_force,
-                taker.post_only,
-                taker.client_order_id,
-                cmd.ts,
+        ctx.events.append(self._accepted(taker, cmd.ts))
+        if cmd.stop is not None:
+            taker.hold = self._stop_hold(
+                m, taker.side, taker.order_type, taker.price, taker.amount, taker.quote_amount
             )
-        )
+            self._change(
+                ctx, taker.user, self._hold_asset(taker), -taker.hold, taker.hold,
+                "order_freeze", str(taker.order_id),
+            )  # fmt: skip
+            self.stops.append(taker)
+            return
+        trades = self.next_trade_id
+        self._take(ctx, m, taker, cmd.ts)
+        if self.next_trade_id != trades:
+            self._run_triggers(ctx, m, cmd.ts)
+
+    def _accepted(self, o: RefOrder, ts: int) -> OrderAccepted:
+        return OrderAccepted(
+            o.order_id, o.user, o.market, o.side, o.order_type, o.price, o.amount,
+            o.quote_amount, o.time_in_force, o.post_only, o.client_order_id, ts, o.stop,
+            o.stop_price, o.expires_at, o.list_id or None,
+        )  # fmt: skip
+
+    def _take(self, ctx: _Ctx, m: RefMarket, taker: RefOrder, ts: int) -> None:
+        """Match an accepted order as the taker, then rest it or end it."""
         scale = self._scale(m)
-        opposite: Side = "sell" if cmd.side == "buy" else "buy"
-        by_quote = cmd.type == "market" and cmd.quote_amount is not None
+        opposite: Side = "sell" if taker.side == "buy" else "buy"
+        by_quote = taker.order_type == "market" and taker.quote_amount is not None
         # A market buy spends from a budget: its quote_amount, or all its available quote.
         budget: int | None = None
-        if cmd.type == "market" and cmd.side == "buy":
-            budget = cmd.quote_amount if by_quote else self.balance(cmd.user, m.quote)[0]
+        if taker.order_type == "market" and taker.side == "buy":
+            budget = taker.quote_amount if by_quote else self.balance(taker.user, m.quote)[0]
 
         end: str  # why matching stopped
         # docs/engine.md's tests before each fill, in its order: nothing left to fill, no
@@ -595,7 +716,7 @@ class ReferenceEngine:
                 end = "done"
                 break
             makers = self.side_orders(m.name, opposite)
-            if not makers or not self._crosses(cmd.side, cmd.price, makers[0]):
+            if not makers or not self._crosses(taker.side, taker.price, makers[0]):
                 end = "book"
                 break
             maker = makers[0]
@@ -618,7 +739,7 @@ class ReferenceEngine:
             quote = maker.price * qty // scale
             if budget is not None:
                 budget -= quote
-            self._fill(ctx, m, cmd.ts, taker, maker, qty, quote)
+            self._fill(ctx, m, ts, taker, maker, qty, quote)
 
         # Resting, or the taker's end.
         reason: str | None = None
@@ -637,11 +758,11 @@ class ReferenceEngine:
                 taker.status, reason = "cancelled", Reason.NO_LIQUIDITY
             else:
                 taker.status = "filled"
-        elif cmd.type == "market":
+        elif taker.order_type == "market":
             taker.status, reason = "cancelled", Reason.NO_LIQUIDITY
-        elif cmd.time_in_force == "GTC":
+        elif taker.time_in_force == "GTC":
             taker.status = "partially_filled" if taker.filled else "open"
-            self.resting.append(taker)
+            self._rest(taker)
             hold = self._hold(taker)
             self._change(
                 ctx,
@@ -652,12 +773,84 @@ class ReferenceEngine:
                 "order_freeze",
                 str(taker.order_id),
             )
-        elif cmd.time_in_force == "IOC":
+        elif taker.time_in_force == "IOC":
             taker.status, reason = "cancelled", Reason.IOC_EXPIRED
         else:  # pragma: no cover - FOK was checked to fill completely
             raise AssertionError("FOK order left a remainder")
         if taker.status != "open":  # an order resting untraded: OrderAccepted says it all
             ctx.events.append(self._order_updated(taker, reason))
+
+    # ------------------------------------------------------------ stop orders
+
+    def _open_count(self, user: str) -> int:
+        return sum(1 for o in self.resting + self.stops if o.user == user)
+
+    def _stop_hold(
+        self,
+        m: RefMarket,
+        side: Side,
+        order_type: OrderType,
+        price: int | None,
+        amount: int | None,
+        quote_amount: int | None,
+    ) -> int:
+        if side == "sell":
+            assert amount is not None
+            return amount
+        if order_type == "limit":
+            assert price is not None and amount is not None
+            return self._quote_value(m, price, amount)
+        assert quote_amount is not None
+        return quote_amount
+
+    def _triggered(self, market: str, stop: StopKind, side: Side, stop_price: int) -> bool:
+        """Whether the last trade price reaches a stop: a stop-loss buy or take-profit sell
+        when the price is at or above it, a stop-loss sell or take-profit buy at or below."""
+        last = self.last_price.get(market)
+        if last is None:
+            return False
+        up = (stop == "stop_loss" and side == "buy") or (stop == "take_profit" and side == "sell")
+        return last >= stop_price if up else last <= stop_price
+
+    def _run_triggers(self, ctx: _Ctx, m: RefMarket, ts: int) -> None:
+        while True:
+            last = self.last_price[m.name]
+            reached = [
+                o
+                for o in self.stops
+                if o.market == m.name and self._triggered(m.name, o.stop, o.side, o.stop_price)  # type: ignore[arg-type]
+            ]
+            if not reached:
+                return
+
+            def order(o: RefOrder) -> tuple[int, int, int]:
+                assert o.stop_price is not None
+                up = (o.stop == "stop_loss") == (o.side == "buy")
+                if up:  # rising: the lowest first
+                    return (0, o.stop_price, o.order_id)
+                return (1, -o.stop_price, o.order_id)
+
+            for o in sorted(reached, key=order):
+                if o in self.stops:  # else cancelled as its list's other order
+                    self._trigger(ctx, m, o, last, ts)
+
+    def _trigger(self, ctx: _Ctx, m: RefMarket, o: RefOrder, last: int, ts: int) -> None:
+        self.stops.remove(o)
+        assert o.stop_price is not None
+        ctx.events.append(
+            OrderTriggered(o.order_id, o.user, o.market, o.side, o.stop_price, last, ts)
+        )
+        if o.list_id:
+            list_id, o.list_id = o.list_id, 0
+            self._end_list(ctx, list_id, Reason.TRIGGERED)
+        if o.hold:
+            self._change(
+                ctx, o.user, self._hold_asset(o), o.hold, -o.hold, "order_release",
+                str(o.order_id),
+            )  # fmt: skip
+            o.hold = 0
+        o.remaining = o.amount or 0
+        self._take(ctx, m, o, ts)
 
     def _fill(
         self,
@@ -725,7 +918,11 @@ class ReferenceEngine:
             self.resting.remove(maker)
         else:
             maker.status = "partially_filled"
+        self.last_price[m.name] = maker.price
         ctx.events.append(self._order_updated(maker, None))
+        if maker.list_id:
+            list_id, maker.list_id = maker.list_id, 0
+            self._end_list(ctx, list_id, Reason.TRADED)
 
     # ------------------------------------------------------------ cancels
 
@@ -734,22 +931,27 @@ class ReferenceEngine:
             raise RejectedError(Reason.INVALID)
         if (cmd.order_id is None) == (cmd.client_order_id is None):
             raise RejectedError(Reason.INVALID)
-        if cmd.order_id is not None:
-            o = self.order(cmd.order_id)
-            if o is None:
-                raise RejectedError(Reason.ORDER_NOT_FOUND)
-            if o.user != cmd.user:
-                raise RejectedError(Reason.NOT_YOUR_ORDER)
+        o = self._find(cmd.user, cmd.order_id, cmd.client_order_id)
+        if o in self.stops:
+            self._cancel_stop(ctx, o, Reason.CANCELLED_BY_USER)
         else:
-            mine = [
-                o
-                for o in self.resting
-                if o.user == cmd.user and o.client_order_id == cmd.client_order_id
-            ]
-            if not mine:
+            self._cancel_resting(ctx, o, Reason.CANCELLED_BY_USER)
+
+    def _find(self, user: str, order_id: int | None, client_order_id: str | None) -> RefOrder:
+        """A user's open order (resting or a pending stop) by id or client order id."""
+        open_orders = self.resting + self.stops
+        if order_id is not None:
+            found = [o for o in open_orders if o.order_id == order_id]
+            if not found:
                 raise RejectedError(Reason.ORDER_NOT_FOUND)
-            (o,) = mine
-        self._cancel_resting(ctx, o, Reason.CANCELLED_BY_USER)
+            if found[0].user != user:
+                raise RejectedError(Reason.NOT_YOUR_ORDER)
+            return found[0]
+        mine = [o for o in open_orders if o.user == user and o.client_order_id == client_order_id]
+        if not mine:
+            raise RejectedError(Reason.ORDER_NOT_FOUND)
+        (o,) = mine
+        return o
 
     def _cancel_all(self, cmd: CancelAll, ctx: _Ctx) -> None:
         if not valid_user(cmd.user):
@@ -759,10 +961,170 @@ class ReferenceEngine:
         mine = sorted(
             (
                 o
-                for o in self.resting
+                for o in self.resting + self.stops
                 if o.user == cmd.user and (cmd.market is None or o.market == cmd.market)
             ),
             key=lambda o: o.order_id,
         )
         for o in mine:
-            self._cancel_resting(ctx, o, Reason.CANCELLED_BY_USER)
+            if o in self.stops:
+                self._cancel_stop(ctx, o, Reason.CANCELLED_BY_USER)
+            elif o in self.resting:  # else cancelled with the other order of its list
+                self._cancel_resting(ctx, o, Reason.CANCELLED_BY_USER)
+
+    # ------------------------------------------------------------ OCO, amend, expiry
+
+    def _place_oco(self, cmd: PlaceOco, ctx: _Ctx) -> None:
+        m = self.markets.get(cmd.market)
+        if m is None:
+            raise RejectedError(Reason.UNKNOWN_MARKET)
+        limit = PlaceOrder(
+            id="", user=cmd.user, market=cmd.market, side=cmd.side, type="limit",
+            price=cmd.price, amount=cmd.amount, post_only=True,
+        )  # fmt: skip
+        stop_type: OrderType = "market" if cmd.stop_limit_price is None else "limit"
+        stop = PlaceOrder(
+            id="", user=cmd.user, market=cmd.market, side=cmd.side, type=stop_type,
+            price=cmd.stop_limit_price, amount=cmd.amount, stop="stop_loss",
+            stop_price=cmd.stop_price,
+        )  # fmt: skip
+        # The rules that need no state, for each order in turn; a stop limit price that
+        # breaks one is the stop order's.
+        self._check_shape(limit)
+        if stop_type == "market" and cmd.side == "buy":
+            raise RejectedError(Reason.INVALID)
+        self._check_shape(stop)
+        if cmd.stop_price >= cmd.price if cmd.side == "sell" else cmd.stop_price <= cmd.price:
+            raise RejectedError(Reason.BAD_PRICE)
+        if self.max_open_orders is not None and (
+            self._open_count(cmd.user) + 2 > self.max_open_orders
+        ):
+            raise RejectedError(Reason.TOO_MANY_ORDERS)
+        limit_hold = self._stop_hold(m, cmd.side, "limit", cmd.price, cmd.amount, None)
+        stop_hold = (
+            self._stop_hold(m, cmd.side, "limit", cmd.stop_limit_price, cmd.amount, None)
+            if cmd.stop_limit_price is not None
+            else cmd.amount
+        )
+        extra = max(0, stop_hold - limit_hold)
+        asset = m.quote if cmd.side == "buy" else m.base
+        if self.balance(cmd.user, asset)[0] < limit_hold + extra:
+            raise RejectedError(Reason.INSUFFICIENT_FUNDS)
+        opposite: Side = "sell" if cmd.side == "buy" else "buy"
+        best = self.side_orders(m.name, opposite)
+        if best and self._crosses(cmd.side, cmd.price, best[0]):
+            raise RejectedError(Reason.WOULD_TAKE)
+        if self._triggered(m.name, "stop_loss", cmd.side, cmd.stop_price):
+            raise RejectedError(Reason.WOULD_TRIGGER)
+        list_id = self.next_list_id
+        self.next_list_id += 1
+        limit_order = RefOrder(
+            order_id=self.next_order_id, user=cmd.user, market=m.name, side=cmd.side,
+            order_type="limit", price=cmd.price, amount=cmd.amount, quote_amount=None,
+            time_in_force="GTC", post_only=True, client_order_id=None, stp=cmd.stp,
+            remaining=cmd.amount, list_id=list_id,
+        )  # fmt: skip
+        stop_order = RefOrder(
+            order_id=self.next_order_id + 1, user=cmd.user, market=m.name, side=cmd.side,
+            order_type=stop_type, price=cmd.stop_limit_price, amount=cmd.amount,
+            quote_amount=None, time_in_force="GTC", post_only=False, client_order_id=None,
+            stp=cmd.stp, remaining=cmd.amount, stop="stop_loss", stop_price=cmd.stop_price,
+            list_id=list_id,
+        )  # fmt: skip
+        self.next_order_id += 2
+        self.orders[limit_order.order_id] = limit_order
+        self.orders[stop_order.order_id] = stop_order
+        ctx.events.append(self._accepted(limit_order, cmd.ts))
+        self._change(
+            ctx, cmd.user, asset, -limit_hold, limit_hold, "order_freeze",
+            str(limit_order.order_id),
+        )  # fmt: skip
+        self._rest(limit_order)
+        ctx.events.append(self._accepted(stop_order, cmd.ts))
+        if extra:
+            self._change(
+                ctx, cmd.user, asset, -extra, extra, "order_freeze", str(stop_order.order_id)
+            )
+        stop_order.hold = extra
+        self.stops.append(stop_order)
+        self.lists[list_id] = (
+            cmd.user, m.name, cmd.side, limit_order.order_id, stop_order.order_id,
+        )  # fmt: skip
+        ctx.events.append(
+            OrderListChanged(
+                list_id, cmd.user, m.name, cmd.side, "open", limit_order.order_id,
+                stop_order.order_id, None,
+            )
+        )  # fmt: skip
+
+    def _check_shape(self, cmd: PlaceOrder) -> None:
+        """Checks 1 to 3 of an order (market, user, shape, sizes)."""
+        saved = self.stops, self.resting, self.max_open_orders
+        # The later checks are not wanted here: run the checks up to the sizes only.
+        try:
+            self.stops, self.resting, self.max_open_orders = [], [], None
+            self._check_order(cmd, shape_only=True)
+        finally:
+            self.stops, self.resting, self.max_open_orders = saved
+
+    def _amend(self, cmd: AmendOrder, ctx: _Ctx) -> None:
+        if not valid_user(cmd.user):
+            raise RejectedError(Reason.INVALID)
+        if (cmd.order_id is None) == (cmd.client_order_id is None):
+            raise RejectedError(Reason.INVALID)
+        if cmd.price is None and cmd.amount is None:
+            raise RejectedError(Reason.INVALID)
+        o = self._find(cmd.user, cmd.order_id, cmd.client_order_id)
+        if o in self.stops or o.list_id:
+            raise RejectedError(Reason.NOT_AMENDABLE)
+        assert o.price is not None and o.amount is not None
+        price = o.price if cmd.price is None else cmd.price
+        amount = o.amount if cmd.amount is None else cmd.amount
+        m = self._check_shape_of(o, price, amount)
+        if amount <= o.filled:
+            raise RejectedError(Reason.BAD_AMOUNT)
+        old_hold = self._hold(o)
+        remaining = amount - o.filled
+        hold = self._quote_value(m, price, remaining) if o.side == "buy" else remaining
+        delta = hold - old_hold
+        if delta > self.balance(o.user, self._hold_asset(o))[0]:
+            raise RejectedError(Reason.INSUFFICIENT_FUNDS)
+        if price != o.price:
+            opposite: Side = "sell" if o.side == "buy" else "buy"
+            best = self.side_orders(m.name, opposite)
+            if best and self._crosses(o.side, price, best[0]):
+                raise RejectedError(Reason.WOULD_TAKE)
+        keep = price == o.price and amount <= o.amount
+        o.price, o.amount, o.remaining = price, amount, remaining
+        if not keep:  # to the back of the queue
+            self.resting.remove(o)
+            self._rest(o)
+        if delta:
+            reason = "order_freeze" if delta > 0 else "order_release"
+            self._change(ctx, o.user, self._hold_asset(o), -delta, delta, reason, str(o.order_id))
+        ctx.events.append(
+            OrderAmended(o.order_id, o.user, o.market, price, amount, o.filled, hold, keep)
+        )
+
+    def _check_shape_of(self, o: RefOrder, price: int, amount: int) -> RefMarket:
+        probe = PlaceOrder(
+            id="", user=o.user, market=o.market, side=o.side, type="limit", price=price,
+            amount=amount,
+        )  # fmt: skip
+        self._check_shape(probe)
+        return self.markets[o.market]
+
+    def _expire(self, cmd: ExpireOrders, ctx: _Ctx) -> None:
+        due = sorted(
+            (
+                o
+                for o in self.resting + self.stops
+                if o.expires_at is not None and o.expires_at <= cmd.ts
+            ),
+            key=lambda o: (o.expires_at, o.order_id),
+        )
+        for o in due:
+            if o in self.stops:
+                self._cancel_stop(ctx, o, Reason.EXPIRED)
+            else:
+                self._cancel_resting(ctx, o, Reason.EXPIRED)

@@ -30,14 +30,18 @@ from matcher_service.engine import Engine
 from matcher_service.engine.audit import audit
 from matcher_service.engine.snapshot import restore, snapshot, state_hash
 from shared.messages import (
+    AmendOrder,
     AnyCommand,
     Applied,
     BalanceChanged,
     CancelAll,
     CancelOrder,
     Deposit,
+    ExpireOrders,
     OrderAccepted,
+    OrderTriggered,
     OrderUpdated,
+    PlaceOco,
     PlaceOrder,
     Reason,
     RefundWithdrawal,
@@ -87,6 +91,9 @@ PRICES = [price(2000) + k * TICK for k in range(-3, 4)]
 FEES = ["0", "0.001", "0.002", "0.000001", "0.000123", "0.0025", "0.099999"]
 CLIENT_IDS: list[str | None] = [None, None, None, None, None, "a", "b"]
 SNAPSHOT_EVERY = 10
+MAX_OPEN_ORDERS = 8
+"""Small enough that the open-order limit refuses orders now and then."""
+STOP_PRICES = [price(2000) + k * TICK for k in range(-5, 6)]
 STATS: Counter[str] = Counter()
 """What the run covered (printed with ``pytest -s``): steps, trades, reasons, order ends."""
 
@@ -251,6 +258,65 @@ def market_updates(draw: st.DrawFn) -> UpdateMarket:
     )
 
 
+@st.composite
+def stop_orders(draw: st.DrawFn) -> PlaceOrder:
+    """Stop-loss and take-profit orders, limit or market, some good till a date."""
+    side = draw(sides)
+    order_type = draw(st.sampled_from(["limit", "limit", "market"]))
+    quote = None
+    amount: int | None = draw(amounts)
+    if order_type == "market" and side == "buy":
+        amount, quote = None, draw(st.integers(1, 300)) * 10**6
+    tif = draw(st.sampled_from(["GTC", "GTC", "IOC"])) if order_type == "limit" else "GTC"
+    return PlaceOrder(
+        id=next_id(), user=draw(users), market=MARKET, side=side, type=order_type,  # type: ignore[arg-type]
+        price=draw(prices) if order_type == "limit" else None, amount=amount,
+        quote_amount=quote, time_in_force=tif,  # type: ignore[arg-type]
+        client_order_id=draw(st.sampled_from(CLIENT_IDS)), stp=draw(stps),
+        stop=draw(st.sampled_from(["stop_loss", "take_profit"])),
+        stop_price=draw(st.sampled_from(STOP_PRICES)),
+        expires_at=draw(st.sampled_from([None, None, None, 1, 3, 8])) if tif == "GTC" else None,
+    )  # fmt: skip
+
+
+@st.composite
+def malformed_stops(draw: st.DrawFn) -> PlaceOrder:
+    """A stop order with one fault."""
+    kw: dict[str, Any] = {
+        "id": next_id(), "user": draw(users), "market": MARKET, "side": draw(sides),
+        "type": "limit", "price": draw(prices), "amount": draw(amounts), "stop": "stop_loss",
+        "stop_price": draw(st.sampled_from(STOP_PRICES)),
+    }  # fmt: skip
+    faults: list[dict[str, Any]] = [
+        {"stop": None},
+        {"stop_price": None},
+        {"stop_price": 0},
+        {"stop_price": price(2000) + 1},
+        {"time_in_force": "FOK"},
+        {"post_only": True},
+        {"type": "market", "price": None, "side": "buy"},  # a market buy by amount
+        {"expires_at": 0},
+        {"expires_at": 5, "time_in_force": "IOC"},
+        {"stop": None, "stop_price": None, "type": "market", "price": None, "expires_at": 9},
+    ]
+    kw.update(draw(st.sampled_from(faults)))
+    return PlaceOrder(**kw)
+
+
+@st.composite
+def oco_lists(draw: st.DrawFn) -> PlaceOco:
+    side = draw(sides)
+    limit_price = draw(prices)
+    stop_price = draw(st.sampled_from(STOP_PRICES))
+    stop_limit = draw(st.sampled_from([None, *PRICES]))
+    if side == "buy" and draw(st.sampled_from([True, True, True, False])):
+        stop_limit = stop_limit or PRICES[-1]
+    return PlaceOco(
+        id=next_id(), user=draw(users), market=MARKET, side=side, amount=draw(amounts),
+        price=limit_price, stop_price=stop_price, stop_limit_price=stop_limit, stp=draw(stps),
+    )  # fmt: skip
+
+
 def limit_sell(user: str, at: int, amount: int) -> PlaceOrder:
     return PlaceOrder(
         id=next_id(), user=user, market=MARKET, side="sell", type="limit", price=at, amount=amount
@@ -282,6 +348,7 @@ other_commands: st.SearchStrategy[AnyCommand] = st.one_of(
     withdrawal_requests(),
     withdrawal_ends(),
     malformed_orders(),
+    malformed_stops(),
     client_id_cancels(),
     cancel_alls(),
     market_updates(),
@@ -333,8 +400,8 @@ def check_self_trade_prevention(
     that side after it, ``quote_available`` the taker's available quote before it.
 
     Independent of both engines: it reads only the command, its events and the books."""
-    if not applied.ok:
-        return
+    if not applied.ok or any(isinstance(e, OrderTriggered) for e in applied.events):
+        return  # (what triggered orders did is left to the comparison with the reference)
     accepted = applied.events[0]
     assert isinstance(accepted, OrderAccepted)
     taker_id, user, is_buy = accepted.order_id, cmd.user, cmd.side == "buy"
@@ -388,8 +455,10 @@ def check_self_trade_prevention(
 class EngineVsReference(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.fast = Engine()
-        self.ref = ReferenceEngine()
+        self.fast = Engine(MAX_OPEN_ORDERS)
+        self.ref = ReferenceEngine(MAX_OPEN_ORDERS)
+        self.clock = 0
+        """The matcher's batch time stamped on every command (moves forward in ``expire``)."""
         self.snap = snapshot(self.fast)
         self.log: list[tuple[AnyCommand, Applied]] = []
         self.steps = 0
@@ -399,6 +468,7 @@ class EngineVsReference(RuleBasedStateMachine):
     def apply(self, cmd: AnyCommand) -> None:
         """Apply to both engines and check everything (rules may apply several commands,
         so the checks run here, after each one, rather than as ``@invariant``s)."""
+        cmd.ts = self.clock
         order = isinstance(cmd, PlaceOrder) and cmd.market == MARKET and MARKET in self.ref.markets
         if order:
             assert isinstance(cmd, PlaceOrder)
@@ -423,7 +493,11 @@ class EngineVsReference(RuleBasedStateMachine):
         got_trades = [e for e in got.events if isinstance(e, Trade)]
         want_trades = [e for e in expected.events if isinstance(e, Trade)]
         assert got_trades == want_trades, (cmd, got_trades, want_trades)
-        if isinstance(cmd, PlaceOrder) and expected.ok:
+        if (
+            isinstance(cmd, PlaceOrder)
+            and expected.ok
+            and not any(isinstance(e, OrderTriggered) for e in expected.events)
+        ):
             # The taker's end is its last OrderUpdated; an order resting untraded has none,
             # its freeze is its last event.
             want_end = expected.events[-1]
@@ -445,12 +519,14 @@ class EngineVsReference(RuleBasedStateMachine):
                 assert self.fast.balance(user, asset) == self.ref.balance(user, asset)
         if MARKET in self.ref.markets:
             assert self.fast.book(MARKET) == self.ref.book(MARKET)
+            assert self.fast.last_price(MARKET) == self.ref.last_price.get(MARKET, 0)
+        assert self.fast.pending_stops() == self.ref.pending_stops()
         ids = sorted(o.order_id for o in self.ref.resting)
         assert open_orders_view(self.fast, ids) == open_orders_view(self.ref, ids)
         assert self.fast.order(self.ref.next_order_id) is None
 
     def replay_from_last_snapshot(self) -> None:
-        replica = restore(self.snap)
+        replica = restore(self.snap, MAX_OPEN_ORDERS)
         for cmd, applied in self.log:
             again = replica.apply(cmd)
             assert msgspec.json.encode(again) == msgspec.json.encode(applied), cmd
@@ -464,12 +540,16 @@ class EngineVsReference(RuleBasedStateMachine):
             self.log = []
         STATS["commands"] += 1
         kind = type(cmd).__name__ + (f"/{cmd.type}" if isinstance(cmd, PlaceOrder) else "")
+        if isinstance(cmd, PlaceOrder) and cmd.stop is not None:
+            kind += f"/{cmd.stop}"
         STATS[f"{kind}: {got.reason or 'ok'}"] += 1
         for e in got.events:
             if isinstance(e, Trade):
                 STATS["trades"] += 1
             elif isinstance(e, OrderUpdated) and e.status == "cancelled":
                 STATS[f"order cancelled: {e.reason}"] += 1
+            elif isinstance(e, OrderTriggered):
+                STATS["stop triggered"] += 1
 
     # ------------------------------------------------------------ rules
 
@@ -491,6 +571,56 @@ class EngineVsReference(RuleBasedStateMachine):
     @rule(cmd=market_orders())
     def place_market_order(self, cmd: PlaceOrder) -> None:
         self.apply(cmd)
+
+    @rule(orders=st.lists(st.one_of(stop_orders(), oco_lists()), min_size=1, max_size=4))
+    def place_stops(self, orders: list[AnyCommand]) -> None:
+        for cmd in orders:
+            self.apply(cmd)
+
+    @rule(data=st.data(), gtd=st.sampled_from([1, 2, 5]))
+    def place_good_till_date(self, data: st.DataObject, gtd: int) -> None:
+        cmd = data.draw(limit_orders())
+        if cmd.time_in_force == "GTC":
+            cmd.expires_at = self.clock + gtd
+        self.apply(cmd)
+
+    @rule(ahead=st.sampled_from([0, 1, 1, 2, 4]))
+    def expire(self, ahead: int) -> None:
+        """The matcher's time moves on; a batch heads with ``expire_orders``."""
+        self.clock += ahead
+        self.apply(ExpireOrders(id=next_id()))
+
+    @precondition(lambda self: bool(self.ref.resting))
+    @rule(
+        data=st.data(),
+        kind=st.sampled_from(["own", "own", "own", "anyone's", "by client id"]),
+        new_price=st.sampled_from([None, None, *PRICES]),
+        change=st.sampled_from([None, -2, -1, 0, 1, 3, -1000]),
+    )
+    def amend(
+        self, data: st.DataObject, kind: str, new_price: int | None, change: int | None
+    ) -> None:
+        """Mostly a resting order by its owner: a new price, a smaller or larger amount."""
+        order = data.draw(st.sampled_from(self.ref.resting))
+        assert order.amount is not None
+        amount = None if change is None else max(order.amount + change * 10 * STEP, 0)
+        user = order.user if kind != "anyone's" else data.draw(users)
+        if kind == "by client id":
+            cmd = AmendOrder(
+                id=next_id(), user=user, client_order_id=data.draw(st.sampled_from(["a", "b"])),
+                price=new_price, amount=amount,
+            )  # fmt: skip
+        else:
+            cmd = AmendOrder(
+                id=next_id(), user=user, order_id=order.order_id, price=new_price, amount=amount
+            )
+        self.apply(cmd)
+
+    @precondition(lambda self: bool(self.ref.stops))
+    @rule(data=st.data())
+    def cancel_stop(self, data: st.DataObject) -> None:
+        order = data.draw(st.sampled_from(self.ref.stops))
+        self.apply(CancelOrder(id=next_id(), user=order.user, order_id=order.order_id))
 
     @precondition(lambda self: bool(self.ref.resting))
     @rule(data=st.data(), kind=st.sampled_from(["own", "own", "own", "anyone's", "unknown"]))

@@ -33,12 +33,14 @@ from shared.config import MatcherConfig, PubSubConfig
 from shared.db import connect
 from shared.messages import (
     FEE_ACCOUNT,
+    AmendOrder,
     AnyCommand,
     CancelAll,
     CancelOrder,
     CreateAsset,
     CreateMarket,
     Deposit,
+    PlaceOco,
     PlaceOrder,
 )
 from shared.pubsub import CommandPublisher
@@ -390,6 +392,31 @@ class Stream:
         side: Literal["buy", "sell"] = rng.choice(("buy", "sell"))
         amount = rng.randint(100, 3000) * 10**4  # 0.01 to 0.3 ETH
         r = rng.random()
+        if r < 0.05:  # a stop-loss (limit or market) that the price may reach, some GTD
+            away = rng.randint(3, 15) * (1 if side == "buy" else -1)
+            stop = (2000 + away) * USDT
+            gtd = None
+            if rng.random() < 0.3:
+                gtd = int(time.time() * 1000) + rng.randint(1, 20) * 1000
+            if rng.random() < 0.5:
+                spend = rng.randint(20, 500) * USDT
+                return PlaceOrder(id=cid, user=user, market="ETH-USDT", side=side, type="market",
+                                  amount=None if side == "buy" else amount,
+                                  quote_amount=spend if side == "buy" else None,
+                                  stop="stop_loss", stop_price=stop, expires_at=gtd)  # fmt: skip
+            return PlaceOrder(id=cid, user=user, market="ETH-USDT", side=side, price=stop,
+                              amount=amount, stop="stop_loss", stop_price=stop,
+                              expires_at=gtd)  # fmt: skip
+        if r < 0.07:  # an OCO list: a take-profit limit away from the middle and a stop
+            sign = 1 if side == "sell" else -1
+            return PlaceOco(id=cid, user=user, market="ETH-USDT", side=side, amount=amount,
+                            price=(2000 + sign * 20) * USDT,
+                            stop_price=(2000 - sign * rng.randint(3, 15)) * USDT,
+                            stop_limit_price=2030 * USDT if side == "buy" else None)  # fmt: skip
+        if r < 0.09 and self._placed[user]:  # amend one of mine (it may be gone: rejected)
+            new_price = (2000 + rng.randint(-12, 12)) * USDT if rng.random() < 0.5 else None
+            return AmendOrder(id=cid, user=user, client_order_id=rng.choice(self._placed[user]),
+                              price=new_price, amount=None if new_price else amount)  # fmt: skip
         if r < 0.55:  # a limit order near the middle: rests, or crosses what rests
             coid = f"{cid}-{user}"
             self._placed[user].append(coid)
@@ -446,6 +473,8 @@ class Verdict(NamedTuple):
     open_orders: int
     trades: int
     state_hash: str
+    stops_triggered: int
+    """Stop orders the stream's trades triggered (the rest were pending throughout)."""
 
 
 def check_exactly_once_and_consistent(cfg: MatcherConfig, published: list[str]) -> Verdict:
@@ -457,20 +486,26 @@ def check_exactly_once_and_consistent(cfg: MatcherConfig, published: list[str]) 
         count, distinct, low, high = db.run(
             "SELECT count(*), count(DISTINCT command_id), min(seq), max(seq) FROM oplog"
         )[0]
+        # The matcher's own expire_orders commands (good-till-date orders) were not published.
+        expiries = int(db.run("SELECT count(*) FROM oplog WHERE command_id LIKE 'expire:%'")[0][0])
         assert len(set(published)) == len(published)
-        assert (count, distinct) == (len(published), len(published))
+        assert (count - expiries, distinct - expiries) == (len(published), len(published))
         assert (low, high) == (1, count), f"seq runs {low}..{high} over {count} rows"
-        in_log = {row[0] for row in db.run("SELECT command_id FROM oplog")}
+        in_log = {
+            row[0]
+            for row in db.run("SELECT command_id FROM oplog WHERE command_id NOT LIKE 'expire:%'")
+        }
         assert in_log == set(published)
 
         store = Store(db)
         snapshots = {int(s): h for s, h in db.run("SELECT seq, state_hash FROM snapshots")}
-        engine = Engine()
+        limit = cfg.max_open_orders or None
+        engine = Engine(limit)
         for seq, cmd in store.commands_after(0):
             assert engine.apply(cmd).seq == seq
             if seq in snapshots:
                 assert state_hash(engine) == snapshots[seq], f"snapshot at {seq}"
-        rec = recover(store)
+        rec = recover(store, max_open_orders=limit)
         assert state_hash(rec.engine) == state_hash(engine)
         assert audit(engine) == []
 
@@ -493,11 +528,21 @@ def check_exactly_once_and_consistent(cfg: MatcherConfig, published: list[str]) 
                 "SELECT order_id FROM orders WHERE status IN ('open', 'partially_filled')"
             )
         }
-        assert open_ids == set(engine.orders)
+        assert open_ids == set(engine.orders) | set(engine.stops)
+        pending = {
+            int(r[0])
+            for r in db.run(
+                "SELECT order_id FROM orders WHERE status = 'open' AND stop_price IS NOT NULL"
+                " AND triggered_ts IS NULL"
+            )
+        }
+        assert pending == set(engine.stops)
         trades = int(db.run("SELECT count(*) FROM trades")[0][0])
         assert trades == engine.next_trade_id - 1
+        triggered = int(db.run("SELECT count(*) FROM orders WHERE triggered_ts IS NOT NULL")[0][0])
         return Verdict(
-            count, len(snapshots), rec.snapshot_seq, len(open_ids), trades, state_hash(engine)
-        )
+            count, len(snapshots), rec.snapshot_seq, len(open_ids), trades, state_hash(engine),
+            triggered,
+        )  # fmt: skip
     finally:
         db.close()

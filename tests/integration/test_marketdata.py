@@ -21,6 +21,7 @@ import redis
 from matcher_service.engine.engine import Engine
 from matcher_service.marketdata import MarketData, rebuild_since
 from shared.messages import (
+    AmendOrder,
     AnyCommand,
     Applied,
     CancelAll,
@@ -28,6 +29,8 @@ from shared.messages import (
     CreateAsset,
     CreateMarket,
     Deposit,
+    OrderAccepted,
+    PlaceOco,
     PlaceOrder,
     Trade,
 )
@@ -708,3 +711,49 @@ def test_rebuild_keeps_older_trades_and_last_price(r: CountingRedis) -> None:
         "volume": "0", "quote_volume": "0", "change": "0", "trades": 0, "ts": T0 + 3 * DAY,
     }  # fmt: skip
     assert r.lrange(f"md:trades:{M}", 0, -1) == stored
+
+
+def test_stop_orders_lists_and_amends_on_the_private_orders_channel(r: CountingRedis) -> None:
+    """A stop order's acceptance and trigger, an OCO list's open and done, an amend: each on
+    its owner's ``orders`` channel, and the replies of a list and an amend say what they did."""
+    ex = Exchange(r)
+    ex.setup()
+    ex.batch(T0 + SEC, dep("alice", "USDT", px("100000")), dep("bob", "ETH", amt("10")))
+    ex.batch(T0 + 2 * SEC, sell("bob", "2000", "0.1"), buy("alice", "2000", "0.1"))
+    ps = subscribed(r, "live:user:*")
+    stop, oco, bid = ex.batch(
+        T0 + 3 * SEC,
+        sell("bob", "1940", "1", stop="stop_loss", stop_price=px("1950")),
+        PlaceOco(id="", user="alice", market=M, side="buy", amount=amt("0.5"),
+                 price=px("1900"), stop_price=px("2050"), stop_limit_price=px("2060")),
+        buy("alice", "1980", "1", client_order_id="b1"),
+    )  # fmt: skip
+    assert stop.ok and oco.ok and bid.ok
+    bid_id = next(e.order_id for e in bid.events if isinstance(e, OrderAccepted))
+    [amended] = ex.batch(
+        T0 + 4 * SEC, AmendOrder(id="", user="alice", order_id=bid_id, amount=amt("0.5"))
+    )
+    ex.batch(T0 + 5 * SEC, PlaceOrder(id="", user="bob", market=M, side="sell", type="market",
+                                      amount=amt("0.7")))  # fmt: skip
+    got: dict[str, list[Any]] = {}
+    for channel, messages in drain(ps):  # one publish per batch
+        got.setdefault(channel, []).extend(messages)
+    ps.close()
+    bob = [(m["event"], m.get("status"), m.get("reason")) for m in got["live:user:bob"]
+           if m["channel"] == "orders"]  # fmt: skip
+    assert bob[0] == ("order_accepted", None, None)
+    accepted = next(m for m in got["live:user:bob"] if m.get("event") == "order_accepted")
+    assert (accepted["stop"], accepted["stop_price"]) == ("stop_loss", "1950")
+    assert ("order_triggered", None, None) in bob  # 1900 reached its 1950
+    alice = [(m["event"], m.get("status"), m.get("reason")) for m in got["live:user:alice"]
+             if m["channel"] == "orders"]  # fmt: skip
+    assert ("order_list", "open", None) in alice
+    assert ("order_amended", None, None) in alice
+    assert ("order_updated", "cancelled", "oco") in alice  # its bid at 1900 traded
+    assert ("order_list", "done", "traded") in alice
+    listed = get_json(r, f"cmd:{oco.command_id}")["list"]
+    assert (listed["status"], listed["market"]) == ("open", M)
+    amend_reply = get_json(r, f"cmd:{amended.command_id}")["order"]
+    assert (amend_reply["amount"], amend_reply["kept_priority"], amend_reply["side"]) == (
+        "0.5", True, "buy",
+    )  # fmt: skip

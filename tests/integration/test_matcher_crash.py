@@ -166,6 +166,7 @@ def test_kills_under_a_steady_stream_keep_each_users_order_and_waits_short(
         running_hash = state_hash(last.engine)
     verdict = check_exactly_once_and_consistent(cfg, published)
     assert verdict.state_hash == running_hash, "replay, recovery and the running matcher agree"
+    assert verdict.stops_triggered, "stop orders rested through kills and triggered"
     report = crash_report(cfg, stream, kills)
     print("crash report", json.dumps(report._asdict()))
     log.info("seed %d verdict %s report %s", seed, verdict, report)

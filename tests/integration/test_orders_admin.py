@@ -737,8 +737,8 @@ def test_admin_assets_markets_and_users(exchange: Exchange, matcher: None) -> No
         resp = ex.client.get(f"/v1/admin/users/{who}", headers=bearer(token))
         assert resp.status_code == 200, who
         found = resp.get_json()
-        assert (found["user_id"], found["email"], found["role"]) == (
-            alice, "alice@example.com", "user",
+        assert (found["user_id"], found["email"], found["role"], found["balances"]) == (
+            alice, "alice@example.com", "user", {},
         )  # fmt: skip
     for who in ("nobody@example.com", "nobody", "__x__"):
         resp = ex.client.get(f"/v1/admin/users/{who}", headers=bearer(token))
@@ -780,12 +780,27 @@ def test_admin_deposit_and_the_audit(exchange: Exchange, matcher: None) -> None:
         resp = admin_post(ex, "/v1/admin/deposits", body)
         assert (resp.status_code, error(resp)) == (status, code), body
     assert balance(ex, alice, "USDT") == (2_500_500_000, 0)
+    # The user's lookup shows the ledger's balances, in the asset's decimals.
+    resp = ex.client.get("/v1/admin/users/alice@example.com", headers=bearer(as_admin(ex)))
+    assert resp.status_code == 200
+    found = resp.get_json()
+    assert found["balances"] == {"USDT": {"available": "2500.5", "frozen": "0"}}
+    assert [(d["ref"], d["asset"], d["amount"]) for d in found["deposits"]] == [
+        ("tx-1", "USDT", "2500.5")
+    ]
+    assert (found["open_orders"], found["withdrawals"]) == ([], [])
 
     # Trading moves money between accounts and to the fee account; the audit stays ok.
     _, bob_token = trader(ex, "bob")
     assert order(ex, bob_token, side="sell", price="2000", amount="1").status_code == 201
     assert order(ex, alice_token, side="buy", price="2000", amount="0.5").status_code == 201
     assert order(ex, alice_token, side="buy", price="1000", amount="1").status_code == 201
+    resp = ex.client.get(f"/v1/admin/users/{alice}", headers=bearer(as_admin(ex)))
+    found = resp.get_json()
+    assert found["balances"]["USDT"]["frozen"] == "1000"
+    assert [(o["side"], o["price"], o["amount"], o["status"]) for o in found["open_orders"]] == [
+        ("buy", "1000", "1", "open")
+    ]
 
     def audit() -> dict[str, Any]:
         resp = ex.client.get("/v1/admin/audit", headers=bearer(as_admin(ex)))
@@ -877,6 +892,62 @@ def test_a_role_change_ends_every_session(exchange: Exchange) -> None:
         "/v1/auth/reauth", json={"password": PASSWORD}, headers=bearer(admin_token)
     ).get_json()["access_token"]
     assert set_role(carol, "admin", fresh).status_code == 200
+
+
+def test_disabling_a_user_ends_their_access(exchange: Exchange) -> None:
+    ex = exchange
+    admin_token = as_admin(ex)
+    dan, dan_token = user(ex, "dan")
+    refresh = ex.client.post(
+        "/v1/auth/login", json={"email": "dan@example.com", "password": PASSWORD}
+    ).get_json()["refresh_token"]
+    key = ex.client.post(
+        "/v1/api-keys", json={"label": "bot", "scopes": ["read"]}, headers=bearer(dan_token)
+    )
+    assert key.status_code == 201, key.get_json()
+
+    def act(target: str, what: str, token: str = admin_token) -> TestResponse:
+        return ex.client.post(f"/v1/admin/users/{target}/{what}", headers=bearer(token))
+
+    resp = act(dan, "disable", dan_token)
+    assert (resp.status_code, error(resp)) == (403, "forbidden")
+    assert error(act("nobody@example.com", "disable")) == "user_not_found"
+    admin_id = ex.client.get("/v1/auth/me", headers=bearer(admin_token)).get_json()["user_id"]
+    resp = act(admin_id, "disable")
+    assert (resp.status_code, error(resp)) == (400, "cannot_disable_self")
+
+    resp = act("dan@example.com", "disable")
+    assert resp.status_code == 200, resp.get_json()
+    assert (resp.get_json()["user_id"], resp.get_json()["disabled"]) == (dan, True)
+    # At once: his access token, his refresh token and his API keys stop; login is refused.
+    resp = ex.client.get("/v1/auth/me", headers=bearer(dan_token))
+    assert (resp.status_code, error(resp)) == (401, "session_revoked")
+    resp = ex.client.post("/v1/auth/refresh", json={"refresh_token": refresh})
+    assert (resp.status_code, error(resp)) == (401, "invalid_refresh_token")
+    keys = ex.firestore.collection("api_keys").where(
+        filter=firestore.FieldFilter("user_id", "==", dan)
+    )
+    assert list(keys.stream()) == []
+    resp = ex.client.post("/v1/auth/login", json={"email": "dan@example.com", "password": PASSWORD})
+    assert (resp.status_code, error(resp)) == (403, "account_disabled")
+    # A wrong password still says only that.
+    resp = ex.client.post("/v1/auth/login", json={"email": "dan@example.com", "password": "no"})
+    assert (resp.status_code, error(resp)) == (401, "invalid_credentials")
+    found = ex.client.get(f"/v1/admin/users/{dan}", headers=bearer(admin_token)).get_json()
+    assert found["disabled"] is True
+
+    resp = act(dan, "enable")
+    assert (resp.status_code, resp.get_json()["disabled"]) == (200, False)
+    assert (
+        ex.client.get("/v1/auth/me", headers=bearer(login(ex, "dan@example.com"))).status_code
+        == 200
+    )
+
+    # Both need the admin's recent proof of who they are.
+    ex.configure(FRESH_AUTH_MAX_AGE_S="1")
+    time.sleep(1.1)
+    resp = act(dan, "disable")
+    assert (resp.status_code, error(resp)) == (401, "fresh_auth_required")
 
 
 def test_bootstrap_creates_then_promotes(

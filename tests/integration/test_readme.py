@@ -32,7 +32,7 @@ import pytest
 
 from infra.ports import free_port
 from infra.processes import REPO_ROOT, ProcId, proc_alive, process_tree
-from tests.readme_blocks import README, walkthrough_blocks
+from tests.readme_blocks import README, order_types_blocks, walkthrough_blocks
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -273,6 +273,51 @@ def test_your_first_trade(workdir: Path) -> None:
                  "ok": True},
     }  # fmt: skip
     assert alice_id != bob_id
+
+
+def test_order_types(workdir: Path) -> None:
+    """Stop-loss and take-profit orders, an OCO list, amends, a good-till-date order and a
+    stop released by a trade, as the README shows them."""
+    with local_exchange(workdir) as ex:
+        out = run_walkthrough(ex, order_types_blocks()).blocks
+    first, stops, oco, amends, trigger = out
+    assert [o["status"] for o in first] == ["open", "filled"]
+
+    stop, take_profit, refused, erin_balances = stops
+    assert (stop["status"], stop["stop"], stop["stop_price"], stop["price"]) == (
+        "open", "stop_loss", "1950", "1940",
+    )  # fmt: skip
+    assert (take_profit["stop"], take_profit["type"], take_profit["status"]) == (
+        "take_profit", "market", "open",
+    )  # fmt: skip
+    assert refused["error"]["code"] == "would_trigger", refused
+    assert erin_balances["ETH"] == {"available": "1", "frozen": "1.5"}
+
+    listed, frank_balances = oco
+    assert without(listed, "list_id", "limit_order_id", "stop_order_id") == {
+        "market": "ETH-USDT", "side": "buy", "status": "open", "reason": None,
+    }  # fmt: skip
+    assert listed["stop_order_id"] == listed["limit_order_id"] + 1
+    assert frank_balances["USDT"] == {"available": "6940", "frozen": "2060"}
+
+    reduced, moved, expired = amends
+    assert (reduced["amount"], reduced["price"], reduced["kept_priority"]) == ("0.5", "1980", True)
+    assert (reduced["frozen"], moved["price"], moved["kept_priority"]) == ("990", "1985", False)
+    assert (expired["status"], expired["reason"]) == ("cancelled", "expired")
+    assert "expires_at" in expired
+
+    sold, released, frank_orders, frank_list, depth, audit = trigger
+    assert (sold["status"], sold["filled"]) == ("filled", "0.8")
+    assert (released["status"], released["price"], released["amount"]) == ("open", "1940", "1")
+    assert released["stop"] == "stop_loss" and released["triggered_ts"] >= released["ts"]
+    reasons = {o["order_id"]: (o["status"], o["reason"]) for o in frank_orders["orders"]}
+    assert reasons[listed["stop_order_id"]] == ("cancelled", "oco")
+    assert reasons[listed["limit_order_id"]] == ("partially_filled", None)
+    assert (frank_list["list_id"], frank_list["status"], frank_list["reason"]) == (
+        listed["list_id"], "done", "traded",
+    )  # fmt: skip
+    assert without(depth, "seq") == {"bids": [["1900", "0.7"]], "asks": [["1940", "1"]]}
+    assert audit["ok"] is True, audit
 
 
 def test_deposit_trade_and_withdraw_on_the_local_chain(workdir: Path) -> None:

@@ -15,7 +15,7 @@ from matcher_service.persistence import Store
 from matcher_service.replay import from_file, replay, summary
 from shared.config import MatcherConfig
 from shared.db import connect
-from shared.messages import PlaceOrder
+from shared.messages import AmendOrder, AnyCommand, PlaceOco, PlaceOrder
 from tests.integration.matcher_helpers import (
     ETH,
     USDT,
@@ -31,14 +31,37 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 
 def test_replay_paths_agree(matcher_cfg: MatcherConfig, tmp_path: Path) -> None:
-    orders = [
+    orders: list[AnyCommand] = [
         PlaceOrder(id=f"p{i}", user=f"u{i % 2}", market="ETH-USDT",
                    side="buy" if i % 3 else "sell", price=(2000 + i % 7) * USDT, amount=ETH // 5)
         for i in range(40)
     ]  # fmt: skip
+    # Stop orders resting through the snapshot (some trigger after it), an OCO list, a
+    # good-till-date order and amends: every path replays to one state.
+    for i in (2, 8, 14):
+        orders[i] = PlaceOrder(
+            id=f"p{i}", user=f"u{i % 2}", market="ETH-USDT", side="sell", price=1989 * USDT,
+            amount=ETH // 5, stop="stop_loss", stop_price=1990 * USDT,
+        )  # fmt: skip
+    orders[5] = PlaceOco(
+        id="p5", user="u1", market="ETH-USDT", side="sell", amount=ETH // 5, price=2100 * USDT,
+        stop_price=1950 * USDT,
+    )  # fmt: skip
+    orders[10] = PlaceOrder(
+        id="p10", user="u0", market="ETH-USDT", side="buy", price=1900 * USDT, amount=ETH // 5,
+        expires_at=2**50,
+    )  # fmt: skip
+    for i in (24, 27):
+        orders[i] = PlaceOrder(
+            id=f"p{i}", user=f"u{i % 2}", market="ETH-USDT", side="buy", price=2010 * USDT,
+            amount=ETH // 10, stop="stop_loss", stop_price=2004 * USDT,
+        )  # fmt: skip
+    orders[30] = AmendOrder(id="p30", user="u0", order_id=1, price=1999 * USDT)
+    orders[31] = AmendOrder(id="p31", user="u1", order_id=2, amount=ETH // 10)
     with running(matcher_cfg) as matcher:
         publish(matcher_cfg.pubsub, [*market_setup(), *funded(["u0", "u1"]), *orders[:20]])
         wait_for(lambda: oplog_count(matcher_cfg) == 27, what="first half")
+        assert matcher.engine.stops and matcher.engine.lists and matcher.engine.expiries
         matcher.write_snapshot()
         publish(matcher_cfg.pubsub, orders[20:])
         wait_for(lambda: oplog_count(matcher_cfg) == 47, what="second half")

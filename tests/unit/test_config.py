@@ -60,6 +60,7 @@ NAMES: dict[type[msgspec.Struct], dict[str, str]] = {
         "depth_levels": "DEPTH_LEVELS",
         "host": "MATCHER_HOST",
         "seq_hold_ms": "SEQ_HOLD_MS",
+        "max_open_orders": "MAX_OPEN_ORDERS",
     },
     OidcConfig: {
         "issuer": "OIDC_ISSUER",

@@ -302,3 +302,25 @@ def test_authenticate_verifies_a_request_once() -> None:
         req = ApiRequest(raw=flask.request, request_id="r", client_ip="")
         req.principal = found
         assert authenticate(req) is found
+
+
+def test_a_user_route_that_declares_no_scope_gets_the_functions() -> None:
+    """``Api(..., scope=...)``: a route added without a scope is not left open."""
+    reader = Principal("u1", "user", frozenset({"read"}), "api_key", key_id="ak_r")
+    api = Api("t", settings=lambda: HttpSettings(), authenticate=lambda req: reader, scope="trade")
+    ok: dict[str, Any] = {"summary": "s", "tag": "t"}
+    api.route("POST", "/v1/plain", operation_id="plain", **ok)(lambda req: json_response({}))
+    api.route("GET", "/v1/own", operation_id="own", scope="read", **ok)(
+        lambda req: json_response({})
+    )
+    api.route("GET", "/v1/open", operation_id="open", auth="none", **ok)(
+        lambda req: json_response({})
+    )
+    scopes = {pattern: doc.scopes for _, pattern, doc in api.documented if doc is not None}
+    assert scopes == {"/v1/plain": ("trade",), "/v1/own": ("read",), "/v1/open": ()}
+    app = flask.Flask("t")
+    for method, path, status in (("POST", "/v1/plain", 403), ("GET", "/v1/own", 200)):
+        with app.test_request_context(path, method=method):
+            assert api(flask.request).status_code == status, path
+    with pytest.raises(TypeError, match="authenticate="):
+        Api("t", scope="read")

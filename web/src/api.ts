@@ -28,6 +28,24 @@ export function signedIn(): boolean {
   return accessToken !== null;
 }
 
+/** The role the access token names (``admin`` or ``user``): only what the page shows depends
+ * on it; every admin route checks the role itself, on the server. */
+export function role(): string | null {
+  const payload = accessToken?.split(".")[1];
+  if (!payload) return null;
+  try {
+    const json = atob(payload.replace(/-/g, "+").replace(/_/g, "/"));
+    const claims = JSON.parse(json) as { role?: unknown };
+    return typeof claims.role === "string" ? claims.role : null;
+  } catch {
+    return null;
+  }
+}
+
+export function isAdmin(): boolean {
+  return role() === "admin";
+}
+
 export function onSessionChange(fn: Listener): void {
   sessionListeners.add(fn);
 }

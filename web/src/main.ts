@@ -1,5 +1,5 @@
 import "./style.css";
-import { onSessionChange, refresh, signedIn, logout } from "./api";
+import { isAdmin, onSessionChange, refresh, signedIn, logout } from "./api";
 import { h, replace } from "./dom";
 import { authenticate, dropSession, onFeedStatus, startFeed } from "./feed";
 import { loginPage, signupPage } from "./pages/auth";
@@ -8,6 +8,7 @@ import { marketPage } from "./pages/market";
 import { walletPage } from "./pages/wallet";
 import { historyPage } from "./pages/history";
 import { keysPage } from "./pages/keys";
+import { consolePage } from "./pages/console";
 import { go, notice } from "./nav";
 
 /** A page draws itself into ``main`` and returns what stops its subscriptions. */
@@ -21,6 +22,7 @@ const ROUTES: Record<string, { page: Page; private?: boolean }> = {
   wallet: { page: walletPage, private: true },
   history: { page: historyPage, private: true },
   keys: { page: keysPage, private: true },
+  console: { page: consolePage, private: true },
 };
 
 const main = document.getElementById("main") as HTMLElement;
@@ -40,6 +42,7 @@ function drawNav(): void {
           link("wallet", "Wallet"),
           link("history", "Orders"),
           link("keys", "API keys"),
+          isAdmin() ? link("console", "Console") : null,
           h("button", { type: "button", class: "link", id: "logout", onclick: () => void doLogout() }, "Log out"),
         ]
       : [link("login", "Log in"), link("signup", "Sign up")],

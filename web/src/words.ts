@@ -6,6 +6,7 @@ const WORDS: Record<string, string> = {
   duplicate_client_order_id: "An open order already has this client id.",
   unknown_market: "This market does not exist.",
   market_halted: "Trading in this market is halted.",
+  account_disabled: "This account is disabled. Contact the exchange's support.",
   bad_price: "The price is not valid.",
   bad_tick: "The price must be a multiple of the market's tick.",
   bad_amount: "The amount is not valid.",
