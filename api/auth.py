@@ -17,8 +17,10 @@ accepts one of
   ``API_KEY_WINDOW_MS`` of the server's clock, and a signature is accepted once (Redis
   ``SET NX`` for longer than the window), so a captured request cannot be replayed.
 
-Then ``require_scope(p, "trade")``, ``require_role(p, "admin")``, ``require_session(p)``
-(JWT only, for managing credentials) and ``require_fresh(p, cfg)`` guard a handler.
+Then ``require_role(p, "admin")``, ``require_session(p)`` (JWT only, for managing
+credentials) and ``require_fresh(p, cfg)`` guard a handler; a route declares the API-key
+scope it needs (``api.route(..., scope="trade")``), which the ``Api`` wrapper checks
+(``require_scope``, api.http) before the handler runs.
 
 Fresh proof
 -----------
@@ -81,7 +83,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal, TypeGuard, cast, get_args
+from typing import Any, Final, TypeGuard, cast
 
 import jwt
 import orjson
@@ -90,8 +92,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from google.cloud import firestore
 
+from api.credentials import ALL_SCOPES as ALL_SCOPES
+from api.credentials import ROLES as ROLES
 from api.credentials import Credentials
+from api.credentials import Principal as Principal
+from api.credentials import Role as Role
+from api.credentials import Scope as Scope
+from api.credentials import Via as Via
 from api.http import ApiError, ApiRequest, RateLimiter, api_config, unauthorized, unavailable
+from api.http import require_scope as require_scope
 from api.sessions import SessionStore
 from api.throttle import FailureLimiter
 from shared.config import ApiConfig, ConfigError, OidcConfig, secret_manager_payload
@@ -99,12 +108,6 @@ from shared.instance import per_instance
 from shared.redis_keys import api_signature_key
 
 log = logging.getLogger("auth")
-
-Role = Literal["user", "admin"]
-Scope = Literal["read", "trade", "withdraw"]
-Via = Literal["jwt", "oidc", "api_key"]
-ROLES: Final[frozenset[str]] = frozenset(get_args(Role))
-ALL_SCOPES: Final[frozenset[str]] = frozenset(get_args(Scope))
 
 JWT_ALGORITHM: Final = "EdDSA"
 _REQUIRED_CLAIMS: Final = ["exp", "iat", "iss", "aud", "sub"]
@@ -116,26 +119,6 @@ _API_KEY_INFO: Final = b"exchange api key v1\x00"
 _SIGNATURE_RE: Final = re.compile(r"[0-9a-f]{64}")
 _SESSION_ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _TIMESTAMP_RE: Final = re.compile(r"[0-9]{1,15}")
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """The authenticated caller. ``scopes`` are all of them for a token (a person signed in)
-    and the key's for an API key; ``key_id`` names the API key when ``via == "api_key"``."""
-
-    user_id: str
-    role: Role
-    scopes: frozenset[str]
-    via: Via
-    key_id: str | None = None
-    expires_at: float | None = None
-    """When a token's access ends (its ``exp``, seconds since the epoch); None for an API key."""
-    session_id: str | None = None
-    """Our token's session (claim ``sid``: its refresh family)."""
-    epoch: int = 0
-    """The user's session epoch when our token was issued (``api.sessions``)."""
-    auth_time: int | None = None
-    """When the person last proved who they are (password; seconds since the epoch)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -676,16 +659,15 @@ def verify_credentials(creds: Credentials, ctx: AuthContext | None = None) -> Pr
 
 def authenticate(req: ApiRequest, ctx: AuthContext | None = None) -> Principal:
     """The caller of an HTTP request (``verify_credentials`` of its credentials), or 401;
-    names the user in the request's access log."""
+    names the user in the request's access log. A request is verified once (a signature is
+    accepted once): the caller found before (``ApiRequest.principal``, the ``Api`` wrapper's
+    for a route with a scope) is the answer after."""
+    if req.principal is not None:
+        return req.principal
     principal = verify_credentials(req.credentials(), ctx)
+    req.principal = principal
     req.user_id = principal.user_id
     return principal
-
-
-def require_scope(principal: Principal, scope: Scope) -> None:
-    """403 unless the principal may act with ``scope`` (tokens carry every scope)."""
-    if scope not in principal.scopes:
-        raise ApiError(403, "insufficient_scope", f"this API key lacks the {scope!r} scope")
 
 
 def require_role(principal: Principal, role: Role) -> None:

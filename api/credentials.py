@@ -1,5 +1,5 @@
 """What a caller presents to be authenticated, whatever carried it (an HTTP request, a
-WebSocket handshake, an ``auth`` message on an open socket).
+WebSocket handshake, an ``auth`` message on an open socket), and who it turns out to be.
 
 ``api.auth.verify_credentials`` takes a ``Credentials`` and answers with the ``Principal``;
 the HTTP layer builds one from its request (``api.http.ApiRequest.credentials``), the ws
@@ -11,6 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Final, Literal, get_args
+
+Role = Literal["user", "admin"]
+Scope = Literal["read", "trade", "withdraw"]
+"""What an API key may do; a token (a person signed in) may do all of it."""
+Via = Literal["jwt", "oidc", "api_key"]
+ROLES: Final[frozenset[str]] = frozenset(get_args(Role))
+ALL_SCOPES: Final[frozenset[str]] = frozenset(get_args(Scope))
 
 
 class Headers(Mapping[str, str]):
@@ -64,3 +72,23 @@ class Credentials:
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The authenticated caller. ``scopes`` are all of them for a token (a person signed in)
+    and the key's for an API key; ``key_id`` names the API key when ``via == "api_key"``."""
+
+    user_id: str
+    role: Role
+    scopes: frozenset[str]
+    via: Via
+    key_id: str | None = None
+    expires_at: float | None = None
+    """When a token's access ends (its ``exp``, seconds since the epoch); None for an API key."""
+    session_id: str | None = None
+    """Our token's session (claim ``sid``: its refresh family)."""
+    epoch: int = 0
+    """The user's session epoch when our token was issued (``api.sessions``)."""
+    auth_time: int | None = None
+    """When the person last proved who they are (password; seconds since the epoch)."""

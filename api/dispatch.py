@@ -38,7 +38,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Self
 
 import flask
 import orjson
@@ -353,26 +353,31 @@ class Services:
         reset with it by ``shared.instance.reset_instance``)."""
         self.db.close()
 
+    @classmethod
+    def from_environment(cls) -> Self:
+        """The environment's services (``PubSubConfig``, ``PostgresConfig``, ``ApiConfig``);
+        a function with more of its own extends the class (the wallet's)."""
+        ctx = default_context()
+        cfg = ctx.config
+        pubsub = PubSubConfig.load()
+        return cls(
+            auth=ctx,
+            commands=Commands(
+                ctx.redis,
+                lambda: CommandPublisher(pubsub),
+                cfg.reply_wait_s,
+                cfg.idempotency_ttl_s,
+                use_outbox=pubsub.outbox,
+            ),
+            idempotency=Idempotency(ctx.redis, cfg.idempotency_ttl_s),
+            db=SharedConnection(PostgresConfig.load()),
+        )
+
 
 @per_instance
 def services() -> Services:
-    """The environment's services (``PubSubConfig``, ``PostgresConfig``, ``ApiConfig``),
-    built on first use and kept for the instance's life."""
-    ctx = default_context()
-    cfg = ctx.config
-    pubsub = PubSubConfig.load()
-    return Services(
-        auth=ctx,
-        commands=Commands(
-            ctx.redis,
-            lambda: CommandPublisher(pubsub),
-            cfg.reply_wait_s,
-            cfg.idempotency_ttl_s,
-            use_outbox=pubsub.outbox,
-        ),
-        idempotency=Idempotency(ctx.redis, cfg.idempotency_ttl_s),
-        db=SharedConnection(PostgresConfig.load()),
-    )
+    """The environment's services, built on first use and kept for the instance's life."""
+    return Services.from_environment()
 
 
 def pending_command(command_id: str) -> flask.Response:

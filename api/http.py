@@ -8,16 +8,19 @@ One function serves a few routes::
         market: str
         amount: str
 
-    @api.route("POST", "/v1/orders")
+    @api.route("POST", "/v1/orders", scope="trade")   # with its documentation (RouteDoc)
     def place(req: ApiRequest) -> flask.Response:
-        principal = authenticate(req)    # api.auth; 401 unless a valid JWT or signed API key
-        require_scope(principal, "trade")
+        principal = authenticate(req)    # api.auth: who the wrapper found (the scope's check)
         body = req.json(PlaceOrder)
         if ...: raise not_found("no such order")
         return json_response({...}, status=201)
 
     def orders(request: flask.Request) -> flask.Response:   # the functions-framework entry point
         return api(request)
+
+with ``api = Api("orders", authenticate=..., scope="trade")``: how the function authenticates
+a request (api.auth's ``authenticate``), which a route with a scope needs, and the scope of the
+function's user routes that declare none.
 
 What ``Api`` does for every request, so handlers need not:
 
@@ -29,6 +32,9 @@ What ``Api`` does for every request, so handlers need not:
   (the API-key signature covers these exact bytes);
 - routing by method and path pattern (``/v1/orders/{id}``): 404 for an unknown path, 405 with
   ``Allow`` for a known path and another method;
+- a route's declared ``scope``: the caller authenticated (401) and, with an API key, holding
+  the scope (or one of them; 403 ``insufficient_scope``) before the handler runs, which finds
+  the caller in ``ApiRequest.principal``;
 - infrastructure failures (Redis unreachable or timing out, Postgres unreachable after the
   shared connection's retry, Google APIs unavailable or out of time) are answered 503
   ``unavailable`` (retry), logged as a warning, never a 500;
@@ -41,6 +47,7 @@ What ``Api`` does for every request, so handlers need not:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import re
@@ -53,12 +60,13 @@ from typing import Annotated, Any, ClassVar, Final, Literal, TypeVar
 
 import flask
 import msgspec
-import orjson
 import redis
 
-from api.credentials import Credentials, Headers
+from api.credentials import ALL_SCOPES, Credentials, Headers, Principal, Scope
 from shared import logs
-from shared.config import ApiConfig
+from shared.answers import error_response as error_response
+from shared.answers import json_response as json_response
+from shared.config import ApiConfig, HttpConfig
 from shared.instance import per_instance
 from shared.redis_keys import rate_limit_key
 
@@ -145,6 +153,15 @@ def forbidden(message: str, code: str = "forbidden") -> ApiError:
     return ApiError(403, code, message)
 
 
+def require_scope(principal: Principal, scope: Scope, *alternatives: Scope) -> None:
+    """403 ``insufficient_scope`` unless the principal may act with ``scope`` or one of the
+    ``alternatives`` (tokens carry every scope)."""
+    wanted = (scope, *alternatives)
+    if principal.scopes.isdisjoint(wanted):
+        named = " or ".join(repr(s) for s in wanted)
+        raise ApiError(403, "insufficient_scope", f"this API key lacks the {named} scope")
+
+
 def not_found(message: str = "not found", code: str = "not_found") -> ApiError:
     """Also the answer for someone else's ids: never reveal that they exist."""
     return ApiError(404, code, message)
@@ -167,15 +184,6 @@ def unavailable(message: str) -> ApiError:
 # --------------------------------------------------------------------------------------------
 
 
-def json_response(
-    body: Any, status: int = 200, headers: Mapping[str, str] | None = None
-) -> flask.Response:
-    """``body`` as JSON (orjson: dicts, lists, str, int, bool, None; no floats for money)."""
-    return flask.Response(
-        orjson.dumps(body), status=status, headers=dict(headers or {}), mimetype="application/json"
-    )
-
-
 def no_content() -> flask.Response:
     return flask.Response(status=204)
 
@@ -193,12 +201,6 @@ def add_security_headers(response: flask.Response) -> None:
         response.headers.setdefault(name, value)
 
 
-def error_response(
-    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
-) -> flask.Response:
-    return json_response({"error": {"code": code, "message": message}}, status, headers)
-
-
 # --------------------------------------------------------------------------------------------
 # Settings
 # --------------------------------------------------------------------------------------------
@@ -213,7 +215,7 @@ class HttpSettings:
     """For the Cloud Trace field of log lines."""
 
     @staticmethod
-    def from_config(cfg: ApiConfig) -> HttpSettings:
+    def from_config(cfg: HttpConfig) -> HttpSettings:
         return HttpSettings(
             cors_origins=cfg.cors_origins,
             max_body_bytes=cfg.max_body_bytes,
@@ -270,6 +272,10 @@ class ApiRequest:
     """The path pattern's ``{name}`` parts."""
     body: bytes = b""
     """The raw body, read once (what an API-key signature covers)."""
+    principal: Principal | None = None
+    """The caller, once authenticated: by the ``Api`` wrapper for a route that declares a
+    scope, else when the handler calls ``api.auth.authenticate`` (which answers this one when
+    set: a signed request is verified once)."""
     user_id: str | None = None
     """Set by ``api.auth.authenticate`` (the HTTP entry to ``verify_credentials``), for the
     access log."""
@@ -421,6 +427,8 @@ class RateLimiter:
 # --------------------------------------------------------------------------------------------
 
 Handler = Callable[[ApiRequest], flask.Response]
+Authenticator = Callable[[ApiRequest], Principal]
+"""Who sent a request, or 401 (api.auth's ``authenticate`` with a function's context)."""
 ErrorFormat = Callable[[int, str, str, Mapping[str, str] | None], flask.Response]
 """(status, code, message, headers) -> the answer: ``error_response`` for the native API; a
 dialect (api/binance) answers its errors in its own shape."""
@@ -441,6 +449,9 @@ class RouteDoc:
     operation_id: str
     tag: str
     auth: Auth = "user"
+    scope: Scope | tuple[Scope, ...] = ()
+    """The API-key scope the route needs, or the scopes of which it needs one (``auth`` is
+    "user"); the ``Api`` wrapper checks it before the handler runs."""
     body: type[Body] | None = None
     """The request body's struct: its JSON schema comes from msgspec."""
     params: tuple[Mapping[str, Any], ...] = ()
@@ -448,8 +459,21 @@ class RouteDoc:
     responses: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
     """The success answers by status (api.openapi.ok)."""
     errors: tuple[int, ...] = ()
-    """The error statuses it may answer (a route with a body may also answer 413)."""
+    """The error statuses it may answer beyond those api.openapi derives from the rest of
+    the declaration (``derived_errors``: authentication, scope, body, 503)."""
     description: str | None = None
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.scopes) - ALL_SCOPES)
+        if unknown:
+            raise ValueError(f"{self.operation_id}: unknown scopes {unknown}")
+        if self.scopes and self.auth != "user":
+            raise ValueError(f"{self.operation_id}: a scope is for auth='user' routes")
+
+    @property
+    def scopes(self) -> tuple[Scope, ...]:
+        """The scopes of which the route needs one (none: no scope is checked)."""
+        return (self.scope,) if isinstance(self.scope, str) else self.scope
 
 
 @dataclass(frozen=True, slots=True)
@@ -483,10 +507,19 @@ class Api:
         name: str,
         settings: Callable[[], HttpSettings] = default_settings,
         errors: ErrorFormat = error_response,
+        authenticate: Authenticator | None = None,
+        scope: Scope | tuple[Scope, ...] = (),
     ) -> None:
+        """``authenticate``: how the wrapper finds the caller of a route with a scope;
+        ``scope``: the scope of every ``auth="user"`` route that declares none (a route added
+        without one is not left open)."""
+        if scope and authenticate is None:
+            raise TypeError(f"Api({name!r}) with a scope needs authenticate=")
         self.name = name
         self._settings = settings
         self._error = errors
+        self._authenticate = authenticate
+        self._scope = scope
         self._routes: list[_Route] = []
 
     def route(
@@ -504,6 +537,12 @@ class Api:
             if doc is not None:
                 raise TypeError("give a RouteDoc or its keywords, not both")
             doc = RouteDoc(**described)
+        if doc is not None and doc.auth == "user" and not doc.scopes and self._scope:
+            doc = dataclasses.replace(doc, scope=self._scope)
+        if doc is not None and doc.scopes and self._authenticate is None:
+            raise TypeError(
+                f"{method} {pattern} declares a scope: Api({self.name!r}) needs authenticate="
+            )
 
         def register(handler: Handler) -> Handler:
             if any(r.method == method and r.pattern == pattern for r in self._routes):
@@ -584,6 +623,8 @@ class Api:
             if route.method == method:
                 req.params = match.groupdict()
                 req.body = _read_body(req.raw, settings.max_body_bytes)
+                if route.doc is not None and route.doc.scopes:
+                    self._authorize(req, route.doc.scopes)
                 return route.handler(req)
         raise ApiError(
             405,
@@ -591,6 +632,12 @@ class Api:
             f"{method} is not allowed on {path}",
             {"Allow": ", ".join([*allowed, "OPTIONS"])},
         )
+
+    def _authorize(self, req: ApiRequest, scopes: tuple[Scope, ...]) -> None:
+        """The caller (401) and its scope (403), before the handler (``RouteDoc.scope``)."""
+        assert self._authenticate is not None  # checked when the route was declared
+        req.principal = self._authenticate(req)
+        require_scope(req.principal, *scopes)
 
     @staticmethod
     def _preflight(req: ApiRequest, settings: HttpSettings, allowed: list[str]) -> flask.Response:

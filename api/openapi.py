@@ -1,10 +1,11 @@
 """The OpenAPI 3.1 document of the whole public API, built from the routes themselves.
 
 Each route declares what the document says of it where it is declared
-(``api.route("GET", "/v1/orders", summary=..., params=..., responses=..., errors=...)``, a
-``api.http.RouteDoc``). ``build(apis)`` walks every function's ``Api`` and makes the
-document: request-body schemas from the bodies' msgspec structs
-(``msgspec.json.schema_components``), answers from the named schemas of
+(``api.route("GET", "/v1/orders", summary=..., scope="read", params=..., responses=...,
+errors=...)``, a ``api.http.RouteDoc``); the errors every route of its kind may answer are
+derived (``derived_errors``), so ``errors`` names only the route's own. ``build(apis)`` walks
+every function's ``Api`` and makes the document: request-body schemas from the bodies' msgspec
+structs (``msgspec.json.schema_components``), answers from the named schemas of
 ``api.openapi_schemas``, and the conventions below (decimals, errors, parameters,
 security). ``python -m infra.api_spec --write`` writes it to ``functions/docs/openapi.json``,
 which the docs function serves at ``GET /v1/openapi.json``; tests/unit/test_openapi.py keeps
@@ -113,6 +114,31 @@ SECURITY: Final[dict[str, list[JSON]]] = {
     "binance_signed": [{"mbxApiKey": []}],
 }
 """A route's ``auth`` as OpenAPI security requirements (an admin is a session's role)."""
+
+
+def security(doc: RouteDoc) -> list[JSON]:
+    """The route's security requirements: a token, or an API key holding one of the route's
+    scopes (OpenAPI 3.1 lets a non-OAuth scheme name the roles it needs; one requirement per
+    scope, since any one of them will do)."""
+    if not doc.scopes:
+        return SECURITY[doc.auth]
+    keys = [{"apiKey": [scope], "apiTimestamp": [], "apiSignature": []} for scope in doc.scopes]
+    return [{"bearerAuth": []}, *keys]
+
+
+def derived_errors(doc: RouteDoc) -> set[int]:
+    """What every route like this one may answer, whatever its handler does: 401 when it
+    authenticates, 403 when it checks a scope or needs a session or an admin, 400, 413 and 415
+    when it reads a body (api.http), and 503 when a backing service is down (the ``Api``
+    wrapper). A route's ``errors`` add its own."""
+    out = {503}
+    if doc.auth != "none":
+        out.add(401)
+    if doc.scopes or doc.auth in ("session", "admin"):
+        out.add(403)
+    if doc.body is not None:
+        out |= {400, 413, 415}
+    return out
 
 
 _ERRORS: Final = {
@@ -233,7 +259,9 @@ The public API of the exchange: JSON over HTTPS under one base URL.
   key: `X-API-Key`, `X-API-Timestamp` (ms since the epoch) and `X-API-Signature`, the lowercase
   hex HMAC-SHA256 with the key's secret of `timestamp + METHOD + path + ("?" + query) + body`.
   A signature is accepted once and within a few seconds of the server's clock. API keys carry
-  scopes: `read`, `trade`, `withdraw`. Admin routes need an admin's access token.
+  scopes: `read`, `trade`, `withdraw`; an operation's `apiKey` security requirements name the
+  scopes of which a key needs one (403 `insufficient_scope`). Admin routes need an admin's
+  access token.
 - **Sessions end at once**: a logout ends its session's tokens, a password or role change all of
   the user's (401 `session_revoked`). **Sensitive actions** (an API key with `trade` or
   `withdraw`, a withdrawal with a token, a role change) need a proof of who you are from the
@@ -254,21 +282,23 @@ def operation(function: str, doc: RouteDoc) -> JSON:
         "summary": doc.summary,
         "tags": [doc.tag],
         "x-function": function,
-        "security": SECURITY[doc.auth],
+        "security": security(doc),
     }
-    if doc.description:
-        out["description"] = doc.description
+    description = [doc.description] if doc.description else []
+    if doc.scopes:
+        named = " or ".join(f"`{scope}`" for scope in doc.scopes)
+        description.insert(0, f"An API key needs the {named} scope.")
+    if description:
+        out["description"] = " ".join(description)
     if doc.params:
         out["parameters"] = [dict(p) for p in doc.params]
-    errors = set(doc.errors)
     if doc.body is not None:
         out["requestBody"] = {
             "required": True,
             "content": {"application/json": {"schema": ref(doc.body.__name__)}},
         }
-        errors.add(413)  # any body may be too large (api.http)
     responses: JSON = {str(status): dict(r) for status, r in doc.responses.items()}
-    responses.update(err(*errors))
+    responses.update(err(*derived_errors(doc), *doc.errors))
     out["responses"] = dict(sorted(responses.items()))
     return out
 

@@ -1,8 +1,8 @@
 """Start, wait for and stop the local services the exchange runs against.
 
 The command line; the services and the library (``Stack``, ``StackConfig``) are in
-infra/services.py, the tools they need in infra/tools.py, the process toolkit in
-infra/processes.py.
+infra/services/ (a module per service), the tools they need in infra/tools.py, the process
+toolkit in infra/processes.py.
 
 CLI::
 

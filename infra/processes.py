@@ -1,7 +1,7 @@
 """The launcher toolkit: child processes with their output in a log file, waiting until
 something is ready, the tail of a log, and the process tree (to stop without leftovers).
 
-Used by ``make run`` (infra/run.py), the local services (infra/services.py), the benchmarks
+Used by ``make run`` (infra/run.py), the local services (infra/services/), the benchmarks
 and the tests. A child runs in a session of its own (its own process group), so a terminal's
 Ctrl-C reaches only the launcher, which then stops the children in order; stopping signals the
 whole group and, when SIGTERM is not enough, SIGKILLs the group and every process that

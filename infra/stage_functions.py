@@ -7,9 +7,9 @@ A function's upload is what Cloud Functions builds on its own: ``functions/<name
 plus, beside ``main.py``, each of the project's packages the function imports (``shared/``,
 ``api/``, ``wallet/``), followed through their own imports, so that ``from shared import ...``
 works when the runtime imports ``main.py`` from the folder alone, and a function carries no
-package it does not load (the HTTP functions no wallet). Only the packages in ``LIBRARIES`` can
-be shipped: a function that imports another of the repository's packages (``infra``,
-``matcher_service``, ...) is an error.
+package it does not load (the HTTP functions no wallet, the wallet's jobs no api). Only the
+packages in ``LIBRARIES`` can be shipped: a function that imports another of the repository's
+packages (``infra``, ``matcher_service``, ...) is an error.
 
 The requirements are the function's own ``functions/<name>/requirements.txt`` (pinned, the same
 pins as the root ``requirements.txt``), not the root file: a function installs only what it

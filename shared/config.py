@@ -208,6 +208,17 @@ def _unset(cls: type[msgspec.Struct], field: str, environ: Mapping[str, str] | N
 
 Port = Annotated[int, Meta(ge=1, le=65535)]
 REDIS_URL = "redis://127.0.0.1:6379/0"
+Project = Annotated[str, env("GOOGLE_CLOUD_PROJECT")]
+PROJECT = "local-exchange"
+
+# The account rules the HTTP API applies and the admin's bootstrap applies too: each variable
+# named once, here.
+PasswordMinLength = Annotated[int, env("PASSWORD_MIN_LENGTH", ge=8)]
+PASSWORD_MIN_LENGTH = 10
+AccessTokenTtl = Annotated[int, env("ACCESS_TOKEN_TTL_S", gt=0)]
+ACCESS_TOKEN_TTL_S = 900
+JwtLeeway = Annotated[int, env("JWT_LEEWAY_S", ge=0)]
+JWT_LEEWAY_S = 30
 BlockNumber = Annotated[int, Meta(ge=0)]
 Address = Annotated[str, Meta(pattern="^0x[0-9a-fA-F]{40}$")]
 
@@ -233,7 +244,7 @@ class PostgresConfig(_Config, frozen=True, kw_only=True):
 
 
 class PubSubConfig(_Config, frozen=True, kw_only=True):
-    project: Annotated[str, env("GOOGLE_CLOUD_PROJECT")] = "local-exchange"
+    project: Project = PROJECT
     commands_topic: Annotated[str, env("COMMANDS_TOPIC")] = "commands"
     commands_subscription: Annotated[str, env("COMMANDS_SUBSCRIPTION")] = "commands-matcher"
     events_topic: Annotated[str, env("EVENTS_TOPIC")] = "events"
@@ -316,35 +327,46 @@ class OidcConfig(_Config, frozen=True, kw_only=True):
         return cfg
 
 
-class ApiConfig(_Config, frozen=True, kw_only=True):
-    """What every HTTP function needs: HTTP behaviour, the auth secrets' source, token and
-    API-key rules, rate limits.
+class HttpConfig(_Config, frozen=True, kw_only=True):
+    """What the wrapper around every HTTP function needs (api.http.Api): browsers' origins,
+    the body limit, the proxies in front, the project (the trace field of log lines). The
+    docs function needs nothing more; ``ApiConfig`` adds what the others need."""
 
-    The secrets (JWT signing keys, the API-key master secret) come from exactly one of
-    ``AUTH_KEYS_SECRET`` (a Secret Manager version name, in the cloud), ``AUTH_KEYS_FILE`` or
-    ``AUTH_KEYS_JSON`` (development); the document's format is in ``api.auth``.
-    """
-
-    project: Annotated[str, env("GOOGLE_CLOUD_PROJECT")] = "local-exchange"
-    redis_url: Annotated[str, env("REDIS_URL")] = REDIS_URL
+    project: Project = PROJECT
     cors_origins: Annotated[tuple[str, ...], env("API_CORS_ORIGINS")] = ()
     """Origins allowed to call from a browser; ``*`` allows any; empty allows none."""
     max_body_bytes: Annotated[int, env("API_MAX_BODY_BYTES", gt=0)] = 64 * 1024
     trusted_proxy_hops: Annotated[int, env("API_TRUSTED_PROXY_HOPS", ge=0, le=5)] = 0
     """X-Forwarded-For entries, from the right, that the deployment's own proxies append (0
     locally: the TCP peer; 2 behind the cloud's load balancer). api.http.client_ip."""
+
+    @staticmethod
+    def load(environ: Mapping[str, str] | None = None) -> HttpConfig:
+        return from_env(HttpConfig, environ)
+
+
+class ApiConfig(HttpConfig, frozen=True, kw_only=True):
+    """What every HTTP function but docs needs: HTTP behaviour (``HttpConfig``), the auth
+    secrets' source, token and API-key rules, rate limits.
+
+    The secrets (JWT signing keys, the API-key master secret) come from exactly one of
+    ``AUTH_KEYS_SECRET`` (a Secret Manager version name, in the cloud), ``AUTH_KEYS_FILE`` or
+    ``AUTH_KEYS_JSON`` (development); the document's format is in ``api.auth``.
+    """
+
+    redis_url: Annotated[str, env("REDIS_URL")] = REDIS_URL
     keys_secret: Annotated[str | None, env("AUTH_KEYS_SECRET")] = None
     keys_file: Annotated[str | None, env("AUTH_KEYS_FILE")] = None
     keys_json: Annotated[str | None, env("AUTH_KEYS_JSON", secret=True)] = None
     jwt_issuer: Annotated[str, env("JWT_ISSUER")] = "exchange"
     jwt_audience: Annotated[str, env("JWT_AUDIENCE")] = "exchange-api"
-    jwt_leeway_s: Annotated[int, env("JWT_LEEWAY_S", ge=0)] = 30
-    access_ttl_s: Annotated[int, env("ACCESS_TOKEN_TTL_S", gt=0)] = 900
+    jwt_leeway_s: JwtLeeway = JWT_LEEWAY_S
+    access_ttl_s: AccessTokenTtl = ACCESS_TOKEN_TTL_S
     refresh_ttl_s: Annotated[int, env("REFRESH_TOKEN_TTL_S", gt=0)] = 30 * 24 * 3600
     oidc: OidcConfig | None = None
     api_key_window_ms: Annotated[int, env("API_KEY_WINDOW_MS", gt=0)] = 5000
     """A signed request's timestamp may differ from the server's clock by at most this."""
-    password_min_length: Annotated[int, env("PASSWORD_MIN_LENGTH", ge=8)] = 10
+    password_min_length: PasswordMinLength = PASSWORD_MIN_LENGTH
     rate_window_s: Annotated[int, env("AUTH_RATE_WINDOW_S", gt=0)] = 60
     rate_per_ip: Annotated[int, env("AUTH_RATE_PER_IP", gt=0)] = 30
     """Signups per client IP and window."""
@@ -383,6 +405,27 @@ class ApiConfig(_Config, frozen=True, kw_only=True):
                 + (f", got {', '.join(given)}" if given else "")
             )
         return cfg
+
+
+class AdminBootstrapConfig(_Config, frozen=True, kw_only=True):
+    """``python -m functions.admin.bootstrap``: the Firestore of the project, the Redis where
+    a user's sessions end (optional: without it they end in Firestore alone, seen by the
+    functions within ``api.sessions.CACHE_TTL_S``), and the API's account rules."""
+
+    project: Project = PROJECT
+    redis_url: Annotated[str | None, env("REDIS_URL")] = None
+    password_min_length: PasswordMinLength = PASSWORD_MIN_LENGTH
+    access_ttl_s: AccessTokenTtl = ACCESS_TOKEN_TTL_S
+    jwt_leeway_s: JwtLeeway = JWT_LEEWAY_S
+
+    @property
+    def ended_session_retain_s(self) -> int:
+        """An ended session stays refused as long as its access tokens could live."""
+        return self.access_ttl_s + self.jwt_leeway_s
+
+    @staticmethod
+    def load(environ: Mapping[str, str] | None = None) -> AdminBootstrapConfig:
+        return from_env(AdminBootstrapConfig, environ)
 
 
 def _wei_from_gwei(raw: str) -> int:

@@ -10,15 +10,31 @@ connections), and the one reset that forgets all of it (tests that change the en
 ``database()`` builds on first use and answers the same object after; ``reset_instance()``
 forgets every such object, in the reverse order of their building, calling the ``close()``
 of those that have one (connections, clients).
+
+A function keeps all of it in one services object, built per instance, whose members are
+each built on their first use (a request that needs no database opens none)::
+
+    class Services:
+        @lazy
+        def db(self) -> SharedConnection:
+            return SharedConnection(PostgresConfig.load())
+
+        def close(self) -> None:
+            close_members(self)
+
+    @per_instance
+    def services() -> Services:
+        return Services()
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 T = TypeVar("T")
+Owner = TypeVar("Owner")
 
 _lock = threading.RLock()
 _built: list[PerInstance[object]] = []
@@ -73,3 +89,46 @@ def reset_instance() -> None:
     with _lock:
         for item in reversed(list(_built)):
             item.reset()
+
+
+class lazy(Generic[Owner, T]):  # noqa: N801 (a decorator, named like property)
+    """Decorator of a method: a member of a per-instance object, built by the method on its
+    first use and kept with the object (closed with it by ``close_members``). A build that
+    raises keeps nothing: the next use tries again."""
+
+    def __init__(self, build: Callable[[Owner], T]) -> None:
+        self._build = build
+        self.name = build.__name__
+        self.__doc__ = build.__doc__
+
+    def __set_name__(self, owner: type[Owner], name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type[Owner] | None = None) -> lazy[Owner, T]: ...
+
+    @overload
+    def __get__(self, obj: Owner, owner: type[Owner] | None = None) -> T: ...
+
+    def __get__(self, obj: Owner | None, owner: type[Owner] | None = None) -> lazy[Owner, T] | T:
+        if obj is None:
+            return self
+        # Once built, the value is in the object's __dict__, which attribute lookup reads
+        # before this (non-data) descriptor: only the first use comes here.
+        members: dict[str, Any] = obj.__dict__
+        with _lock:
+            if self.name not in members:
+                members[self.name] = self._build(obj)
+            value: T = members[self.name]
+            return value
+
+
+def close_members(obj: object) -> None:
+    """Forget the ``lazy`` members ``obj`` has built, the last built first, calling the
+    ``close()`` of those that have one."""
+    members: dict[str, Any] = obj.__dict__
+    for name in reversed(list(members)):
+        if isinstance(getattr(type(obj), name, None), lazy):
+            close = getattr(members.pop(name), "close", None)
+            if callable(close):
+                close()

@@ -18,7 +18,6 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from functools import cache
 from typing import Any, TypeVar
 
 import orjson
@@ -27,6 +26,7 @@ import redis
 from shared import logs
 from shared.config import PostgresConfig, PubSubConfig, WalletConfig
 from shared.db import Database, connect
+from shared.instance import close_members, lazy, per_instance
 from shared.messages import AnyCommand
 from shared.pubsub import CommandPublisher
 from shared.redis_keys import command_key
@@ -46,23 +46,39 @@ T = TypeVar("T")
 log = logging.getLogger("wallet.jobs")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True)
 class Runtime:
+    """What the jobs hold for the instance's life (shared.instance); the Pub/Sub publisher
+    and the HD wallet are built on their first use."""
+
     cfg: WalletConfig
     postgres: PostgresConfig
+    pubsub: PubSubConfig
     redis: redis.Redis
     firestore: Any
-    publisher: Callable[[], CommandPublisher]
+
+    @lazy
+    def publisher(self) -> CommandPublisher:
+        return CommandPublisher(self.pubsub)
+
+    @lazy
+    def hd(self) -> HdWallet:
+        """The deposit addresses' HD wallet (its seed is derived once: PBKDF2 is slow)."""
+        return HdWallet.from_source(self.cfg.mnemonic)
 
     def publish(self, cmd: AnyCommand, ordering_key: str) -> None:
-        self.publisher().publish(cmd, ordering_key)
+        self.publisher.publish(cmd, ordering_key)
 
     def verdict(self, command_id: str) -> dict[str, Any] | None:
         raw = self.redis.get(command_key(command_id))
         return None if raw is None else dict(orjson.loads(raw))
 
+    def close(self) -> None:
+        close_members(self)
+        self.redis.close()
 
-@cache
+
+@per_instance
 def runtime() -> Runtime:
     from google.cloud import firestore  # type: ignore[attr-defined, unused-ignore]
 
@@ -75,9 +91,9 @@ def runtime() -> Runtime:
     return Runtime(
         cfg=cfg,
         postgres=postgres,
+        pubsub=pubsub,
         redis=redis.Redis.from_url(cfg.redis_url),
         firestore=firestore.Client(project=pubsub.project),
-        publisher=cache(lambda: CommandPublisher(pubsub)),
     )
 
 
@@ -113,11 +129,6 @@ def watch_once(rt: Runtime | None = None) -> dict[str, Any]:
     )  # fmt: skip
 
 
-@cache
-def _hd(rt: Runtime) -> HdWallet:
-    return HdWallet.from_source(rt.cfg.mnemonic)  # the seed is derived once per instance
-
-
 def sweep_once(rt: Runtime | None = None) -> dict[str, Any]:
     rt = rt or runtime()
     if rt.cfg.hot_wallet_address is None:
@@ -127,7 +138,7 @@ def sweep_once(rt: Runtime | None = None) -> dict[str, Any]:
     w3 = chain.connect(rt.cfg)
     assets = _assets(rt)
     owners = addresses.owners(rt.firestore, rt.cfg.chain_id)
-    hd = _hd(rt)
+    hd = rt.hd
     gas = single_key(rt.cfg.gas_wallet_key)
     hot = rt.cfg.hot_wallet_address
     return report_json(

@@ -9,13 +9,13 @@ writes the same documents as ``POST /v1/auth/signup`` (``emails/{email}``, ``use
 password hashed with argon2id). An existing user keeps their password unless
 ``--reset-password`` is given. A promotion or a new password ends every session of the user
 at once (``api.sessions``; with ``REDIS_URL`` set, as the services' environment has it;
-without, within ``api.sessions.CACHE_TTL_S``): they log in again.
+without, within ``api.sessions.CACHE_TTL_S``): they log in again. Its environment is
+``shared.config.AdminBootstrapConfig``: a malformed variable stops it before it does anything.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 import uuid
@@ -30,6 +30,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from api.sessions import SessionStore
+from shared.config import PASSWORD_MIN_LENGTH, AdminBootstrapConfig, ConfigError
 
 USERS: Final = "users"
 EMAILS: Final = "emails"
@@ -49,6 +50,7 @@ def make_admin(
     *,
     reset_password: bool = False,
     sessions: SessionStore | None = None,
+    password_min_length: int = PASSWORD_MIN_LENGTH,
 ) -> tuple[str, bool]:
     """(user id, created?) for the admin ``email``; creates the user when missing. A change
     of an existing user's role or password ends their sessions (through ``sessions`` when
@@ -56,9 +58,8 @@ def make_admin(
     email = email.strip().lower()
     if not _EMAIL_RE.fullmatch(email):
         raise BootstrapError(f"not an email address: {email!r}")
-    min_length = int(os.environ.get("PASSWORD_MIN_LENGTH") or 10)
-    if password is not None and len(password) < min_length:
-        raise BootstrapError(f"the password needs at least {min_length} characters")
+    if password is not None and len(password) < password_min_length:
+        raise BootstrapError(f"the password needs at least {password_min_length} characters")
     hasher = PasswordHasher()
     link = db.collection(EMAILS).document(email).get()
     if link.exists:
@@ -97,7 +98,14 @@ def make_admin(
     try:
         batch.commit()
     except gexc.AlreadyExists:  # signed up in between: promote instead
-        return make_admin(db, email, password, reset_password=reset_password)
+        return make_admin(
+            db,
+            email,
+            password,
+            reset_password=reset_password,
+            sessions=sessions,
+            password_min_length=password_min_length,
+        )
     return user_id, True
 
 
@@ -115,21 +123,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m functions.admin.bootstrap", description=(__doc__ or "").split("\n")[0]
     )
     parser.add_argument("--email", required=True)
-    parser.add_argument("--password", help="needed to create the user; at least 10 characters")
+    parser.add_argument(
+        "--password", help="needed to create the user; at least PASSWORD_MIN_LENGTH (10) characters"
+    )
     parser.add_argument("--reset-password", action="store_true")
     args = parser.parse_args(argv)
-    project = os.environ.get("GOOGLE_CLOUD_PROJECT") or "local-exchange"
-    db = firestore.Client(project=project)
-    redis_url = os.environ.get("REDIS_URL")
-    client = redis.Redis.from_url(redis_url) if redis_url else None
-    # An ended session stays refused as long as its access tokens could live.
-    retain_s = int(os.environ.get("ACCESS_TOKEN_TTL_S") or 900) + int(
-        os.environ.get("JWT_LEEWAY_S") or 30
-    )
-    sessions = SessionStore(client, db, retain_s) if client is not None else None
+    try:
+        cfg = AdminBootstrapConfig.load()
+    except ConfigError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    db = firestore.Client(project=cfg.project)
+    client = redis.Redis.from_url(cfg.redis_url) if cfg.redis_url else None
+    sessions = SessionStore(client, db, cfg.ended_session_retain_s) if client is not None else None
     try:
         user_id, created = make_admin(
-            db, args.email, args.password, reset_password=args.reset_password, sessions=sessions
+            db,
+            args.email,
+            args.password,
+            reset_password=args.reset_password,
+            sessions=sessions,
+            password_min_length=cfg.password_min_length,
         )
     except BootstrapError as exc:
         sys.stderr.write(f"error: {exc}\n")

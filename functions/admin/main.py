@@ -342,7 +342,7 @@ def _check_rules(rules: dict[str, Any], precision: int) -> None:
     auth="admin",
     body=NewAsset,
     responses={201: ok("Listed", "Asset"), 202: PENDING},
-    errors=(400, 401, 403, 409, 415, 503),
+    errors=(409,),
 )
 def create_asset(req: ApiRequest) -> flask.Response:
     svc = services()
@@ -406,7 +406,7 @@ def create_asset(req: ApiRequest) -> flask.Response:
     body=ChainRules,
     params=(path_param("asset", {"type": "string", "pattern": ASSET_PATTERN}, example="ETH"),),
     responses={200: ok("The asset now", "Asset")},
-    errors=(400, 401, 403, 404, 415, 503),
+    errors=(404,),
 )
 def update_asset_chain(req: ApiRequest) -> flask.Response:
     svc = services()
@@ -455,7 +455,7 @@ def update_asset_chain(req: ApiRequest) -> flask.Response:
     auth="admin",
     body=NewMarket,
     responses={201: ok("Created", "Market"), 202: PENDING},
-    errors=(400, 401, 403, 409, 415, 503),
+    errors=(409,),
 )
 def create_market(req: ApiRequest) -> flask.Response:
     svc = services()
@@ -492,7 +492,7 @@ def create_market(req: ApiRequest) -> flask.Response:
     body=MarketChange,
     params=(MARKET_PARAM,),
     responses={200: ok("The market now", "Market"), 202: PENDING},
-    errors=(400, 401, 403, 404, 415, 503),
+    errors=(404,),
 )
 def update_market(req: ApiRequest) -> flask.Response:
     svc = services()
@@ -530,7 +530,7 @@ def update_market(req: ApiRequest) -> flask.Response:
     auth="admin",
     body=NewDeposit,
     responses={201: ok("Credited", "DepositCredited"), 202: PENDING},
-    errors=(400, 401, 403, 409, 415, 503),
+    errors=(409,),
 )
 def credit(req: ApiRequest) -> flask.Response:
     svc = services()
@@ -664,7 +664,7 @@ def _user_json(svc: Services, user_id: str, user: dict[str, Any]) -> dict[str, A
     auth="admin",
     params=(path_param("id_or_email", example="alice@example.com"),),
     responses={200: ok("The user", "AdminUser")},
-    errors=(401, 403, 404, 503),
+    errors=(404,),
     description=(
         "balances: the ledger's, per asset (available; frozen: in orders or withdrawals); the "
         "user's latest open orders, deposits and withdrawal requests (20 of each, newest first)."
@@ -686,7 +686,7 @@ def find_user(req: ApiRequest) -> flask.Response:
     body=RoleChange,
     params=(path_param("id_or_email", example="alice@example.com"),),
     responses={200: ok("The user", "AdminUser")},
-    errors=(400, 401, 403, 404, 415, 503),
+    errors=(404,),
     description=(
         "A change ends every session of the user at once (their tokens name the old role). Needs "
         "the admin's recent proof (401 fresh_auth_required)."
@@ -724,7 +724,7 @@ def change_role(req: ApiRequest) -> flask.Response:
     auth="admin",
     params=(path_param("id_or_email", example="alice@example.com"),),
     responses={200: ok("The user", "AdminUser")},
-    errors=(400, 401, 403, 404, 503),
+    errors=(400, 404),
 )
 def disable_user(req: ApiRequest) -> flask.Response:
     svc = services()
@@ -761,7 +761,7 @@ def disable_user(req: ApiRequest) -> flask.Response:
     auth="admin",
     params=(path_param("id_or_email", example="alice@example.com"),),
     responses={200: ok("The user", "AdminUser")},
-    errors=(400, 401, 403, 404, 503),
+    errors=(400, 404),
 )
 def enable_user(req: ApiRequest) -> flask.Response:
     svc = services()
@@ -836,7 +836,7 @@ def _reviewer(req: ApiRequest, svc: Services) -> Principal:
     auth="admin",
     params=(query("state", {"type": "string", "enum": list(_REVIEW_STATES)}),),
     responses={200: ok("Withdrawals", "ReviewedWithdrawalList")},
-    errors=(400, 401, 403, 503),
+    errors=(400,),
     description="At most 500; held says whether the matcher holds the funds yet.",
 )
 def list_review_withdrawals(req: ApiRequest) -> flask.Response:
@@ -863,7 +863,7 @@ def list_review_withdrawals(req: ApiRequest) -> flask.Response:
     body=ReviewDecision,
     params=(path_param("id", example="wd_0123456789abcdef0123456789abcdef"),),
     responses={200: ok("The withdrawal", "ReviewedWithdrawal")},
-    errors=(400, 401, 403, 404, 409, 415, 429, 503),
+    errors=(404, 409, 429),
     description=(
         "Needs the admin's recent proof (401 fresh_auth_required) and, with two-factor on, "
         "totp_code. 409 not_in_review when it is not waiting for review; 409 not_held while the "
@@ -904,7 +904,7 @@ def approve_withdrawal(req: ApiRequest) -> flask.Response:
     body=ReviewDecision,
     params=(path_param("id", example="wd_0123456789abcdef0123456789abcdef"),),
     responses={200: ok("The withdrawal", "ReviewedWithdrawal")},
-    errors=(400, 401, 403, 404, 409, 415, 429, 503),
+    errors=(404, 409, 429),
     description=(
         "Needs the admin's recent proof. The withdrawal becomes failed (error "
         "rejected_in_review) and the matcher refunds amount + fee (RefundWithdrawal); once it "
@@ -961,7 +961,6 @@ def reject_withdrawal(req: ApiRequest) -> flask.Response:
     tag="admin",
     auth="admin",
     responses={200: ok("The report", "Audit")},
-    errors=(401, 403, 503),
     description=(
         "Per asset: sum of all balances (fees included) == deposits - settled withdrawals; no "
         "negative balance; every account's frozen == its open orders' holds + its held "

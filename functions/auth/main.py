@@ -341,7 +341,7 @@ def _role_of(user: dict[str, Any]) -> Role:
     auth="none",
     body=Credentials,
     responses={201: ok("Created", "SignedUp")},
-    errors=(400, 409, 415, 429),
+    errors=(409, 429),
 )
 def signup(req: ApiRequest) -> flask.Response:
     ctx = default_context()
@@ -388,7 +388,7 @@ def signup(req: ApiRequest) -> flask.Response:
     auth="none",
     body=Login,
     responses={200: ok("Tokens", "TokenPair")},
-    errors=(400, 401, 403, 415, 429),
+    errors=(401, 403, 429),
     description=(
         "Wrong passwords are limited per (email, client address) and per client address "
         "(AUTH_FAILURES_*): a client that keeps failing gets 429 with Retry-After; a client that "
@@ -483,7 +483,7 @@ RefreshOutcome = Literal["ok", "invalid", "reused", "expired"]
     auth="none",
     body=RefreshRequest,
     responses={200: ok("Tokens", "TokenPair")},
-    errors=(400, 401, 415),
+    errors=(401,),
     description=(
         "The refresh token in the body, or, for a browser page, none there and the HttpOnly "
         "cookie login set (refresh_cookie): the new one then comes as that cookie again. The body"
@@ -553,7 +553,7 @@ def refresh(req: ApiRequest) -> flask.Response:
     auth="none",
     body=RefreshRequest,
     responses={204: ok("Logged out")},
-    errors=(400, 401, 415, 503),
+    errors=(401,),
     description=(
         "Its refresh tokens and its access tokens stop working at once (401 session_revoked), on "
         "the HTTP API and the live feed. The refresh token in the body, or none there and the "
@@ -586,7 +586,6 @@ def logout(req: ApiRequest) -> flask.Response:
     operation_id="me",
     tag="auth",
     responses={200: ok("The caller", "Me")},
-    errors=(401, 503),
 )
 def me(req: ApiRequest) -> flask.Response:
     ctx = default_context()
@@ -634,7 +633,7 @@ def _password_user(ctx: AuthContext, principal: Principal) -> dict[str, Any]:
     auth="session",
     body=Reauth,
     responses={200: ok("A fresh token", "FreshToken")},
-    errors=(400, 401, 403, 415, 429, 503),
+    errors=(429,),
     description=(
         "The password again, for the actions that need a proof from the last few minutes "
         "(FRESH_AUTH_MAX_AGE_S, 5 by default): creating an API key with trade or withdraw, a "
@@ -690,7 +689,7 @@ def reauth(req: ApiRequest) -> flask.Response:
     auth="session",
     body=PasswordChange,
     responses={200: ok("A new session", "TokenPair")},
-    errors=(400, 401, 403, 415, 429, 503),
+    errors=(429,),
     description=(
         "The current password is the proof (wrong: 401 invalid_credentials, counted as login "
         "failures: 429). Every session of the user ends at once (this one too: its tokens answer "
@@ -741,7 +740,6 @@ def _totp_state(user: dict[str, Any]) -> dict[str, Any]:
     tag="auth",
     auth="session",
     responses={200: ok("The state", "TwoFactorState")},
-    errors=(401, 403, 503),
 )
 def get_two_factor(req: ApiRequest) -> flask.Response:
     ctx = default_context()
@@ -757,7 +755,7 @@ def get_two_factor(req: ApiRequest) -> flask.Response:
     tag="auth",
     auth="session",
     responses={200: ok("The secret to put in an authenticator app", "TwoFactorEnrolment")},
-    errors=(401, 403, 409, 503),
+    errors=(409,),
     description=(
         "Needs a recent proof (401 fresh_auth_required: POST /v1/auth/reauth). Answers the "
         "secret and its otpauth:// URI (show it as a QR code); nothing changes until POST "
@@ -790,7 +788,7 @@ def enrol_two_factor(req: ApiRequest) -> flask.Response:
     auth="session",
     body=TotpProof,
     responses={200: ok("On; the recovery codes, shown once", "TwoFactorRecoveryCodes")},
-    errors=(400, 401, 403, 409, 415, 503),
+    errors=(409,),
     description=(
         "A code of the secret from POST /v1/auth/2fa/enrol turns two-factor on (401 "
         "invalid_totp_code when it is wrong or nothing is pending). The answer holds ten "
@@ -827,7 +825,7 @@ def confirm_two_factor(req: ApiRequest) -> flask.Response:
     auth="session",
     body=TotpProof,
     responses={204: ok("Off")},
-    errors=(400, 401, 403, 409, 415, 429, 503),
+    errors=(409, 429),
     description=(
         "Needs a recent proof (401 fresh_auth_required) and a code of the app or a recovery "
         "code (401 invalid_totp_code; wrong codes count as password failures: 429). 409 "
@@ -884,7 +882,7 @@ def _own_keys(ctx: AuthContext, user_id: str) -> list[Any]:
     auth="session",
     body=NewApiKey,
     responses={201: ok("Created", "ApiKeyCreated")},
-    errors=(400, 401, 403, 409, 415, 503),
+    errors=(409,),
     description=(
         "A key with the trade or withdraw scope outlives any token: making one needs a recent "
         "proof (401 fresh_auth_required: POST /v1/auth/reauth). With two-factor on, a key with "
@@ -929,7 +927,6 @@ def create_api_key(req: ApiRequest) -> flask.Response:
     tag="api-keys",
     auth="session",
     responses={200: ok("Keys", "ApiKeyList")},
-    errors=(401, 403, 503),
 )
 def list_api_keys(req: ApiRequest) -> flask.Response:
     ctx = default_context()
@@ -948,7 +945,7 @@ def list_api_keys(req: ApiRequest) -> flask.Response:
     auth="session",
     params=(path_param("id", example="ak_0123456789abcdef01234567"),),
     responses={204: ok("Revoked")},
-    errors=(401, 403, 404, 503),
+    errors=(404,),
 )
 def delete_api_key(req: ApiRequest) -> flask.Response:
     ctx = default_context()

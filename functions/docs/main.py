@@ -4,12 +4,12 @@
 The document is ``openapi.json`` beside this file, generated from every function's route
 declarations (``python -m infra.api_spec --write``; api.openapi builds it).
 
-It needs no secrets: only the HTTP settings of the environment (``API_CORS_ORIGINS``, ...).
+It needs no secrets: only the HTTP settings of the environment (shared.config.HttpConfig:
+``API_CORS_ORIGINS``, ...).
 """
 
 from __future__ import annotations
 
-import os
 from functools import cache
 from pathlib import Path
 from typing import Final
@@ -20,6 +20,7 @@ import orjson
 from api.http import Api, ApiRequest, HttpSettings
 from api.openapi import ok
 from shared import logs
+from shared.config import HttpConfig
 from shared.instance import per_instance
 
 logs.setup()
@@ -27,12 +28,8 @@ logs.setup()
 
 @per_instance
 def _settings() -> HttpSettings:
-    origins = os.environ.get("API_CORS_ORIGINS", "")
-    return HttpSettings(
-        cors_origins=tuple(o.strip() for o in origins.split(",") if o.strip()),
-        trusted_proxy_hops=int(os.environ.get("API_TRUSTED_PROXY_HOPS") or 0),
-        project=os.environ.get("GOOGLE_CLOUD_PROJECT") or None,
-    )
+    """The HTTP settings alone (``HttpConfig``): no auth keys, no Redis."""
+    return HttpSettings.from_config(HttpConfig.load())
 
 
 api = Api("docs", settings=_settings)

@@ -43,7 +43,7 @@ import flask
 import msgspec
 import orjson
 
-from api.auth import Principal, authenticate, require_scope
+from api.auth import Principal, authenticate
 from api.dispatch import (
     COMMAND_ID_RE,
     Idempotency,
@@ -93,7 +93,7 @@ from shared.order_rules import MAX_CLIENT_ORDER_ID
 logs.setup()
 log = logging.getLogger("api.orders")
 
-api = Api("orders")
+api = Api("orders", authenticate=authenticate, scope="trade")
 
 _MAX_ORDER_ID: Final = 10**18
 STR_HEADER: Final = {"schema": {"type": "string"}}
@@ -244,10 +244,10 @@ def orders(request: flask.Request) -> flask.Response:
 def _trader(
     req: ApiRequest, svc: Services, also: Callable[[Any], None] | None = None
 ) -> tuple[Principal, list[Any]]:
-    """The caller, with the trade scope, counted against the per-user and per-IP limits (one
-    Redis round trip, with the reads ``also`` queues: their results)."""
+    """The caller (with the trade scope: the route's, checked by api.http), counted against
+    the per-user and per-IP limits (one Redis round trip, with the reads ``also`` queues:
+    their results)."""
     principal = authenticate(req, svc.auth)
-    require_scope(principal, "trade")
     cfg = svc.config
     window = cfg.trade_rate_window_s
     hits = [
@@ -325,6 +325,7 @@ def _cancelled_all(reply: dict[str, Any]) -> flask.Response:
     summary="Place an order",
     operation_id="placeOrder",
     tag="orders",
+    scope="trade",
     body=PlaceOrder,
     params=(IDEMPOTENCY,),
     responses={
@@ -338,14 +339,14 @@ def _cancelled_all(reply: dict[str, Any]) -> flask.Response:
         ),
         202: PENDING,
     },
-    errors=(400, 401, 403, 409, 415, 422, 429, 503),
+    errors=(409, 422, 429),
     description=(
-        "Needs the trade scope. A stop order (stop, stop_price) waits out of the book until "
-        "the last trade price reaches its stop; expires_at makes an order good till that date. "
-        "Checked against the market before anything is queued (codes: "
-        "unknown_market, market_halted, bad_price, bad_tick, bad_amount, bad_step, "
-        "below_min_amount, below_min_notional, invalid_order); then the matcher's verdict within "
-        "a short wait: 201 with the order, or 202 while it is pending. The engine's refusals: "
+        "A stop order (stop, stop_price) waits out of the book until the last trade price "
+        "reaches its stop; expires_at makes an order good till that date. Checked against the "
+        "market before anything is queued (codes: unknown_market, market_halted, bad_price, "
+        "bad_tick, bad_amount, bad_step, below_min_amount, below_min_notional, invalid_order); "
+        "then the matcher's verdict within a short wait: 201 with the order, or 202 while it is "
+        "pending. The engine's refusals: "
         "insufficient_funds, would_take, fok_not_filled, would_trigger, too_many_orders (422), "
         "bad_expiry (400), duplicate_client_order_id (409)."
     ),
@@ -399,15 +400,16 @@ def _listed(reply: dict[str, Any]) -> flask.Response:
     summary="Place an OCO list (a limit order and a stop-loss, one cancels the other)",
     operation_id="placeOrderList",
     tag="orders",
+    scope="trade",
     body=PlaceOcoList,
     params=(IDEMPOTENCY,),
     responses={
         201: ok("Accepted by the matcher: the list", "OcoList", {"X-Command-Id": STR_HEADER}),
         202: PENDING,
     },
-    errors=(400, 401, 403, 409, 415, 422, 429, 503),
+    errors=(409, 422, 429),
     description=(
-        "Needs the trade scope. Both orders are checked against the market before anything is "
+        "Both orders are checked against the market before anything is "
         "queued (as for an order); the matcher refuses a list whose limit order would trade "
         "(would_take), whose stop is already reached (would_trigger), that would exceed the "
         "open-order limit (too_many_orders) or that the funds do not cover "
@@ -443,12 +445,13 @@ def _amended(reply: dict[str, Any]) -> flask.Response:
     summary="Change a resting order's price or amount in one step",
     operation_id="amendOrder",
     tag="orders",
+    scope="trade",
     body=AmendOrderBody,
     params=(path_param("order_id", example="1"), IDEMPOTENCY),
     responses={200: ok("The amended order", "AmendedOrder"), 202: PENDING},
-    errors=(400, 401, 403, 404, 409, 415, 422, 429, 503),
+    errors=(404, 409, 422, 429),
     description=(
-        "Needs the trade scope. Cancel-replace in one command: never a moment without the "
+        "Cancel-replace in one command: never a moment without the "
         "order. Refusals: not_amendable (409: a pending stop order or an order of a list), "
         "would_take, insufficient_funds (422), order_not_found (404)."
     ),
@@ -481,12 +484,13 @@ def amend_order(req: ApiRequest) -> flask.Response:
     summary="Cancel one of the caller's orders",
     operation_id="cancelOrder",
     tag="orders",
+    scope="trade",
     params=(
         path_param("order_id", example="1"),
         IDEMPOTENCY,
     ),
     responses={200: ok("The cancelled order", "Order"), 202: PENDING},
-    errors=(400, 401, 403, 404, 422, 429, 503),
+    errors=(400, 404, 422, 429),
 )
 def cancel_order(req: ApiRequest) -> flask.Response:
     svc = services()
@@ -507,9 +511,10 @@ def cancel_order(req: ApiRequest) -> flask.Response:
     summary="Cancel the open order with a client id",
     operation_id="cancelOrderByClientId",
     tag="orders",
+    scope="trade",
     params=(CLIENT_ORDER_ID, IDEMPOTENCY),
     responses={200: ok("The cancelled order", "Order"), 202: PENDING},
-    errors=(400, 401, 403, 404, 422, 429, 503),
+    errors=(400, 404, 422, 429),
 )
 def cancel_by_client_id(req: ApiRequest) -> flask.Response:
     svc = services()
@@ -529,6 +534,7 @@ def cancel_by_client_id(req: ApiRequest) -> flask.Response:
     summary="Cancel all the caller's open orders",
     operation_id="cancelAllOrders",
     tag="orders",
+    scope="trade",
     params=(
         query("market", STR, "only this market"),
         IDEMPOTENCY,
@@ -546,7 +552,7 @@ def cancel_by_client_id(req: ApiRequest) -> flask.Response:
         ),
         202: PENDING,
     },
-    errors=(400, 401, 403, 422, 429, 503),
+    errors=(400, 422, 429),
 )
 def cancel_all(req: ApiRequest) -> flask.Response:
     svc = services()
@@ -566,15 +572,14 @@ def cancel_all(req: ApiRequest) -> flask.Response:
     summary="The fate of a command the caller sent",
     operation_id="getCommand",
     tag="orders",
+    scope=("read", "trade"),  # a trading key may follow what it sent
     params=(path_param("id", description="the command id of a 202 answer"),),
     responses={200: ok("Applied, rejected or lost", "CommandStatus"), 202: PENDING},
-    errors=(401, 403, 404, 429, 503),
+    errors=(404, 429),
 )
 def command_status(req: ApiRequest) -> flask.Response:
     svc = services()
     principal = authenticate(req, svc.auth)
-    if "trade" not in principal.scopes:  # a trading key may follow what it sent
-        require_scope(principal, "read")
     user = principal.user_id
     command_id = req.params["id"]
     unknown = not_found("no such command", "command_not_found")

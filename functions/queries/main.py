@@ -41,6 +41,7 @@ import logging
 import re
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, Final
 
 import flask
@@ -48,8 +49,8 @@ import msgspec
 import orjson
 import redis
 
-from api.auth import authenticate, require_scope
-from api.cursors import default_cursors
+from api.auth import AuthContext, authenticate, default_context
+from api.cursors import Cursors, default_cursors
 from api.history import ORDER_COLUMNS as _ORDER_COLUMNS
 from api.history import Catalog
 from api.history import decode_hash as _decode_hash
@@ -80,7 +81,7 @@ from api.params import QueryParams
 from shared import logs
 from shared.config import PostgresConfig, env, from_env
 from shared.db import SharedConnection
-from shared.instance import per_instance
+from shared.instance import close_members, lazy, per_instance
 from shared.order_rules import MAX_CLIENT_ORDER_ID
 from shared.redis_keys import (
     ASSET_CHAINS_KEY,
@@ -97,7 +98,7 @@ from shared.redis_values import text
 logs.setup()
 log = logging.getLogger("queries")
 
-api = Api("queries")
+api = Api("queries", authenticate=authenticate, scope="read")
 
 DEPTH_DEFAULT: Final = 20
 PUBLIC_TRADES_DEFAULT, PUBLIC_TRADES_MAX = 50, 1000
@@ -137,22 +138,43 @@ class QueriesConfig(msgspec.Struct, frozen=True, kw_only=True):
         return from_env(QueriesConfig, environ)
 
 
-@per_instance
-def config() -> QueriesConfig:
-    return QueriesConfig.load()
+class Services:
+    """What the queries function holds for its instance's life (shared.instance), each member
+    built on its first use: public market data opens no database and reads no auth keys."""
+
+    @lazy
+    def config(self) -> QueriesConfig:
+        return QueriesConfig.load()
+
+    @lazy
+    def redis(self) -> redis.Redis:
+        """Market data; a Redis that does not answer within 5 s answers 503."""
+        return redis.Redis.from_url(
+            api_config().redis_url, socket_timeout=5.0, socket_connect_timeout=5.0
+        )
+
+    @lazy
+    def db(self) -> SharedConnection:
+        """Postgres: one connection per instance (shared.db.SharedConnection)."""
+        return SharedConnection(PostgresConfig.load(), "queries")
+
+    @property
+    def auth(self) -> AuthContext:
+        """The API layer's own per-instance context (api.auth)."""
+        return default_context()
+
+    @property
+    def cursors(self) -> Cursors:
+        """The API layer's own per-instance cursor key (api.cursors)."""
+        return default_cursors()
+
+    def close(self) -> None:
+        close_members(self)
 
 
 @per_instance
-def market_redis() -> redis.Redis:
-    return redis.Redis.from_url(
-        api_config().redis_url, socket_timeout=5.0, socket_connect_timeout=5.0
-    )
-
-
-@per_instance
-def database() -> SharedConnection:
-    """Postgres: one connection per instance (shared.db.SharedConnection)."""
-    return SharedConnection(PostgresConfig.load(), "queries")
+def services() -> Services:
+    return Services()
 
 
 # --------------------------------------------------------------------------------------------
@@ -167,17 +189,36 @@ class Params(QueryParams):
         """The id a page of ``listing`` starts after (api.cursors); 400 unless this API
         made the cursor for this listing and user."""
         raw = self.text("cursor")
-        return None if raw is None else default_cursors().open_id(listing, user, raw)
+        return None if raw is None else services().cursors.open_id(listing, user, raw)
 
 
-def _page(
-    items: list[dict[str, Any]], limit: int, key: str, id_field: str, user: str
-) -> dict[str, Any]:
-    """``limit + 1`` rows were read: the extra one only says that another page exists."""
-    more = len(items) > limit
-    items = items[:limit]
-    cursor = default_cursors().make_id(key, user, items[-1][id_field]) if more else None
-    return {key: items, "next_cursor": cursor}
+@dataclass(frozen=True, slots=True)
+class PageQuery:
+    """A page of one of the caller's listings as asked for, checked: the query string, the
+    page's size, the caller, the row id it starts after (its cursor) and the catalog."""
+
+    listing: str
+    params: Params
+    limit: int
+    user: str
+    after: int | None
+    catalog: Catalog
+
+    @staticmethod
+    def of(req: ApiRequest, listing: str, *filters: str) -> PageQuery:
+        params = Params(req, *filters, "limit", "cursor")
+        limit = params.limit(PAGE_DEFAULT, PAGE_MAX)
+        user = _caller(req)
+        after = params.cursor(listing, user)
+        return PageQuery(listing, params, limit, user, after, _private_catalog())
+
+    def answer(self, items: list[dict[str, Any]], id_field: str) -> flask.Response:
+        """``limit + 1`` rows were read: the extra one only says that another page exists."""
+        more = len(items) > self.limit
+        items = items[: self.limit]
+        cursors = services().cursors
+        cursor = cursors.make_id(self.listing, self.user, items[-1][id_field]) if more else None
+        return json_response({self.listing: items, "next_cursor": cursor})
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,7 +255,7 @@ def _raw_json(body: bytes | str, cache_control: str) -> flask.Response:
     tag="market data",
     auth="none",
     responses={200: ok("Now", "ServerTime")},
-    errors=(400, 503),
+    errors=(400,),
 )
 def server_time(req: ApiRequest) -> flask.Response:
     Params(req)
@@ -261,11 +302,11 @@ _CHAIN_RULES: Final = (
     tag="market data",
     auth="none",
     responses={200: ok("Assets", "AssetList")},
-    errors=(400, 503),
+    errors=(400,),
 )
 def list_assets(req: ApiRequest) -> flask.Response:
     Params(req)
-    pipe = market_redis().pipeline(transaction=False)
+    pipe = services().redis.pipeline(transaction=False)
     pipe.hgetall(ASSETS_KEY)
     pipe.hgetall(ASSET_CHAINS_KEY)
     raw_assets, raw_chains = pipe.execute()
@@ -285,11 +326,11 @@ def list_assets(req: ApiRequest) -> flask.Response:
     tag="market data",
     auth="none",
     responses={200: ok("Markets", "MarketList")},
-    errors=(400, 503),
+    errors=(400,),
 )
 def list_markets(req: ApiRequest) -> flask.Response:
     Params(req)
-    markets = _decode_hash(market_redis().hgetall(MARKETS_KEY))
+    markets = _decode_hash(services().redis.hgetall(MARKETS_KEY))
     return _cached({"markets": [markets[m] for m in sorted(markets)]}, CACHE_DEFINITIONS)
 
 
@@ -302,12 +343,12 @@ def list_markets(req: ApiRequest) -> flask.Response:
     auth="none",
     params=(MARKET_PARAM,),
     responses={200: ok("The market", "Market")},
-    errors=(400, 404, 503),
+    errors=(400, 404),
 )
 def get_market(req: ApiRequest) -> flask.Response:
     Params(req)
     market = req.params["market"]
-    raw = market_redis().hget(MARKETS_KEY, market)
+    raw = services().redis.hget(MARKETS_KEY, market)
     if raw is None:
         raise not_found(f"unknown market {market!r}", "unknown_market")
     return _raw_json(raw, CACHE_DEFINITIONS)
@@ -327,13 +368,14 @@ def get_market(req: ApiRequest) -> flask.Response:
     auth="none",
     params=(MARKET_PARAM, LIMIT),
     responses={200: ok("Depth", "Depth")},
-    errors=(400, 404, 503),
+    errors=(400, 404),
 )
 def depth(req: ApiRequest) -> flask.Response:
     params = Params(req, "limit")
-    limit = params.limit(min(DEPTH_DEFAULT, config().depth_levels), config().depth_levels)
+    levels = services().config.depth_levels
+    limit = params.limit(min(DEPTH_DEFAULT, levels), levels)
     market = req.params["market"]
-    pipe = market_redis().pipeline(transaction=False)
+    pipe = services().redis.pipeline(transaction=False)
     pipe.hexists(MARKETS_KEY, market)
     pipe.get(depth_key(market))
     exists, raw = pipe.execute()
@@ -367,12 +409,12 @@ def _empty_ticker(market: str) -> dict[str, Any]:
     auth="none",
     params=(MARKET_PARAM,),
     responses={200: ok("Ticker", "Ticker")},
-    errors=(400, 404, 503),
+    errors=(400, 404),
 )
 def ticker(req: ApiRequest) -> flask.Response:
     Params(req)
     market = req.params["market"]
-    pipe = market_redis().pipeline(transaction=False)
+    pipe = services().redis.pipeline(transaction=False)
     pipe.hexists(MARKETS_KEY, market)
     pipe.get(ticker_key(market))
     exists, raw = pipe.execute()
@@ -391,11 +433,11 @@ def ticker(req: ApiRequest) -> flask.Response:
     tag="market data",
     auth="none",
     responses={200: ok("Tickers", "TickerList")},
-    errors=(400, 503),
+    errors=(400,),
 )
 def tickers(req: ApiRequest) -> flask.Response:
     Params(req)
-    client = market_redis()
+    client = services().redis
     names = sorted(text(name) for name in client.hkeys(MARKETS_KEY))
     raws = client.mget([ticker_key(m) for m in names]) if names else []
     out = [
@@ -414,12 +456,12 @@ def tickers(req: ApiRequest) -> flask.Response:
     auth="none",
     params=(MARKET_PARAM, LIMIT),
     responses={200: ok("Trades", "PublicTradeList")},
-    errors=(400, 404, 503),
+    errors=(400, 404),
 )
 def public_trades(req: ApiRequest) -> flask.Response:
     limit = Params(req, "limit").limit(PUBLIC_TRADES_DEFAULT, PUBLIC_TRADES_MAX)
     market = req.params["market"]
-    pipe = market_redis().pipeline(transaction=False)
+    pipe = services().redis.pipeline(transaction=False)
     pipe.hexists(MARKETS_KEY, market)
     pipe.lrange(trades_key(market), 0, limit - 1)
     exists, items = pipe.execute()
@@ -452,7 +494,7 @@ _KLINE_FIELDS: Final = (
         LIMIT,
     ),
     responses={200: ok("Candles", "KlineList")},
-    errors=(400, 404, 503),
+    errors=(400, 404),
 )
 def klines(req: ApiRequest) -> flask.Response:
     params = Params(req, "interval", "start", "end", "limit")
@@ -468,7 +510,7 @@ def klines(req: ApiRequest) -> flask.Response:
     limit = params.limit(KLINES_DEFAULT, KLINES_MAX)
     market = req.params["market"]
     key = kline_key(market, interval)
-    pipe = market_redis().pipeline(transaction=False)
+    pipe = services().redis.pipeline(transaction=False)
     pipe.hexists(MARKETS_KEY, market)
     if start is not None:  # the first `limit` candles from start (to end)
         pipe.zrangebyscore(key, start, "+inf" if end is None else end, start=0, num=limit)
@@ -491,13 +533,12 @@ def klines(req: ApiRequest) -> flask.Response:
 
 
 def _caller(req: ApiRequest) -> str:
-    principal = authenticate(req)
-    require_scope(principal, "read")
-    return principal.user_id
+    """The caller's user id (the route's scope is checked before the handler: api.http)."""
+    return authenticate(req, services().auth).user_id
 
 
 def _private_catalog() -> Catalog:
-    return Catalog.load(market_redis(), database())
+    return Catalog.load(services().redis, services().db)
 
 
 @api.route(
@@ -506,15 +547,15 @@ def _private_catalog() -> Catalog:
     summary="The caller's balances",
     operation_id="getBalances",
     tag="account",
+    scope="read",
     responses={200: ok("Balances", "Balances")},
-    errors=(400, 401, 403, 429, 503),
-    description="Needs the read scope.",
+    errors=(400, 429),
 )
 def balances(req: ApiRequest) -> flask.Response:
     Params(req)
     user_id = _caller(req)
     catalog = _private_catalog()
-    rows = database().run(
+    rows = services().db.run(
         "SELECT asset, available, frozen FROM balances WHERE user_id = :u", u=user_id
     )
     held = {asset: (int(available), int(frozen)) for asset, available, frozen in rows}
@@ -542,6 +583,7 @@ def _market_param(params: Params, catalog: Catalog) -> str | None:
     summary="The caller's orders, newest first",
     operation_id="listOrders",
     tag="orders",
+    scope="read",
     params=(
         query("market", STR),
         query("status", {"type": "string", "enum": ["open", "closed"]}),
@@ -549,36 +591,31 @@ def _market_param(params: Params, catalog: Catalog) -> str | None:
         CURSOR,
     ),
     responses={200: ok("A page", "OrderList")},
-    errors=(400, 401, 403, 429, 503),
+    errors=(400, 429),
 )
 def list_orders(req: ApiRequest) -> flask.Response:
-    params = Params(req, "market", "status", "limit", "cursor")
-    status = params.text("status")
+    page = PageQuery.of(req, "orders", "market", "status")
+    status = page.params.text("status")
     if status not in (None, "open", "closed"):
         raise bad_request("status must be open or closed", "invalid_status")
-    limit = params.limit(PAGE_DEFAULT, PAGE_MAX)
-    user_id = _caller(req)
-    cursor = params.cursor("orders", user_id)
-    catalog = _private_catalog()
-    market = _market_param(params, catalog)
+    market = _market_param(page.params, page.catalog)
     where = ["user_id = :u"]
-    args: dict[str, Any] = {"u": user_id, "n": limit + 1}
+    args: dict[str, Any] = {"u": page.user, "n": page.limit + 1}
     if market is not None:
         where.append("market = :m")
         args["m"] = market
     if status is not None:  # constants, never caller text
         statuses = OPEN_STATUSES if status == "open" else CLOSED_STATUSES
         where.append("status IN (" + ", ".join(f"'{s}'" for s in statuses) + ")")
-    if cursor is not None:
+    if page.after is not None:
         where.append("order_id < :c")
-        args["c"] = cursor
-    rows = database().run(
+        args["c"] = page.after
+    rows = services().db.run(
         f"SELECT {_ORDER_COLUMNS} FROM orders WHERE {' AND '.join(where)}"
         " ORDER BY order_id DESC LIMIT :n",
         **args,
     )
-    items = [_order_json(row, catalog) for row in rows]
-    return json_response(_page(items, limit, "orders", "order_id", user_id))
+    return page.answer([_order_json(row, page.catalog) for row in rows], "order_id")
 
 
 @api.route(
@@ -587,9 +624,10 @@ def list_orders(req: ApiRequest) -> flask.Response:
     summary="One of the caller's orders",
     operation_id="getOrder",
     tag="orders",
+    scope="read",
     params=(path_param("order_id", example="1"),),
     responses={200: ok("The order", "Order")},
-    errors=(400, 401, 403, 404, 429, 503),
+    errors=(400, 404, 429),
 )
 def get_order(req: ApiRequest) -> flask.Response:
     Params(req)
@@ -597,7 +635,7 @@ def get_order(req: ApiRequest) -> flask.Response:
     raw_id = req.params["order_id"]
     if not _ID_RE.fullmatch(raw_id):
         raise not_found("no such order", "order_not_found")
-    rows = database().run(
+    rows = services().db.run(
         f"SELECT {_ORDER_COLUMNS} FROM orders WHERE order_id = :o AND user_id = :u",
         o=int(raw_id),
         u=user_id,
@@ -613,9 +651,10 @@ def get_order(req: ApiRequest) -> flask.Response:
     summary="The caller's newest order with a client id",
     operation_id="getOrderByClientId",
     tag="orders",
+    scope="read",
     params=(CLIENT_ORDER_ID,),
     responses={200: ok("The order", "Order")},
-    errors=(400, 401, 403, 404, 429, 503),
+    errors=(400, 404, 429),
 )
 def get_order_by_client_id(req: ApiRequest) -> flask.Response:
     Params(req)
@@ -625,7 +664,7 @@ def get_order_by_client_id(req: ApiRequest) -> flask.Response:
         raise not_found("no such order", "order_not_found")
     # A client id is unique among a user's open orders and may be used again once the order
     # is closed: the newest order with it is the open one, if any.
-    rows = database().run(
+    rows = services().db.run(
         f"SELECT {_ORDER_COLUMNS} FROM orders WHERE user_id = :u AND client_order_id = :c"
         " ORDER BY order_id DESC LIMIT 1",
         u=user_id,
@@ -642,13 +681,14 @@ def get_order_by_client_id(req: ApiRequest) -> flask.Response:
     summary="The caller's OCO lists, newest first (the latest 100)",
     operation_id="listOrderLists",
     tag="orders",
+    scope="read",
     responses={200: ok("The lists", "OcoLists")},
-    errors=(401, 403, 429, 503),
+    errors=(429,),
 )
 def list_order_lists(req: ApiRequest) -> flask.Response:
     Params(req)
     user_id = _caller(req)
-    rows = database().run(
+    rows = services().db.run(
         f"SELECT {_LIST_COLUMNS} FROM order_lists WHERE user_id = :u"
         " ORDER BY list_id DESC LIMIT 100",
         u=user_id,
@@ -673,9 +713,10 @@ def _list_json(row: Sequence[Any]) -> dict[str, Any]:
     summary="One of the caller's OCO lists",
     operation_id="getOrderList",
     tag="orders",
+    scope="read",
     params=(path_param("list_id", example="1"),),
     responses={200: ok("The list", "OcoList")},
-    errors=(400, 401, 403, 404, 429, 503),
+    errors=(400, 404, 429),
 )
 def get_order_list(req: ApiRequest) -> flask.Response:
     Params(req)
@@ -683,7 +724,7 @@ def get_order_list(req: ApiRequest) -> flask.Response:
     raw_id = req.params["list_id"]
     if not _ID_RE.fullmatch(raw_id):
         raise not_found("no such list", "list_not_found")
-    rows = database().run(
+    rows = services().db.run(
         f"SELECT {_LIST_COLUMNS} FROM order_lists WHERE list_id = :l AND user_id = :u",
         l=int(raw_id),
         u=user_id,
@@ -699,35 +740,31 @@ def get_order_list(req: ApiRequest) -> flask.Response:
     summary="The caller's fills, newest first",
     operation_id="listOwnTrades",
     tag="account",
+    scope="read",
     params=(
         query("market", STR),
         LIMIT,
         CURSOR,
     ),
     responses={200: ok("A page", "OwnTradeList")},
-    errors=(400, 401, 403, 429, 503),
+    errors=(400, 429),
 )
 def own_trades(req: ApiRequest) -> flask.Response:
-    params = Params(req, "market", "limit", "cursor")
-    limit = params.limit(PAGE_DEFAULT, PAGE_MAX)
-    user_id = _caller(req)
-    cursor = params.cursor("trades", user_id)
-    catalog = _private_catalog()
-    market = _market_param(params, catalog)
-    args: dict[str, Any] = {"u": user_id, "n": limit + 1}
+    page = PageQuery.of(req, "trades", "market")
+    market = _market_param(page.params, page.catalog)
+    args: dict[str, Any] = {"u": page.user, "n": page.limit + 1}
     if market is not None:
         args["m"] = market
-    if cursor is not None:
-        args["c"] = cursor
-    has_m, has_c = market is not None, cursor is not None
+    if page.after is not None:
+        args["c"] = page.after
+    has_m, has_c = market is not None, page.after is not None
     # Self-trades are prevented, so a trade is the caller's as maker or as taker, never both.
-    rows = database().run(
+    rows = services().db.run(
         f"({_fills_sql('maker', has_m, has_c)}) UNION ALL ({_fills_sql('taker', has_m, has_c)})"
         " ORDER BY trade_id DESC LIMIT :n",
         **args,
     )
-    items = [_fill_json(row, catalog) for row in rows]
-    return json_response(_page(items, limit, "trades", "trade_id", user_id))
+    return page.answer([_fill_json(row, page.catalog) for row in rows], "trade_id")
 
 
 @api.route(
@@ -736,38 +773,34 @@ def own_trades(req: ApiRequest) -> flask.Response:
     summary="The caller's balance history, newest first",
     operation_id="getLedger",
     tag="account",
+    scope="read",
     params=(
         query("asset", STR),
         LIMIT,
         CURSOR,
     ),
     responses={200: ok("A page", "Ledger")},
-    errors=(400, 401, 403, 429, 503),
+    errors=(400, 429),
 )
 def ledger(req: ApiRequest) -> flask.Response:
-    params = Params(req, "asset", "limit", "cursor")
-    limit = params.limit(PAGE_DEFAULT, PAGE_MAX)
-    user_id = _caller(req)
-    cursor = params.cursor("ledger", user_id)
-    catalog = _private_catalog()
-    asset = params.text("asset")
-    if asset is not None and not catalog.has_asset(asset):
+    page = PageQuery.of(req, "ledger", "asset")
+    asset = page.params.text("asset")
+    if asset is not None and not page.catalog.has_asset(asset):
         raise bad_request(f"unknown asset {asset!r}", "unknown_asset")
     where = ["user_id = :u"]
-    args: dict[str, Any] = {"u": user_id, "n": limit + 1}
+    args: dict[str, Any] = {"u": page.user, "n": page.limit + 1}
     if asset is not None:
         where.append("asset = :a")
         args["a"] = asset
-    if cursor is not None:
+    if page.after is not None:
         where.append("id < :c")
-        args["c"] = cursor
-    rows = database().run(
+        args["c"] = page.after
+    rows = services().db.run(
         "SELECT id, seq, ts, asset, delta_available, delta_frozen, available, frozen, reason,"
         f" ref FROM ledger WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT :n",
         **args,
     )
-    items = [_ledger_json(row, catalog) for row in rows]
-    return json_response(_page(items, limit, "ledger", "id", user_id))
+    return page.answer([_ledger_json(row, page.catalog) for row in rows], "id")
 
 
 def _ledger_json(row: Sequence[Any], catalog: Catalog) -> dict[str, Any]:

@@ -11,8 +11,8 @@ import logging
 
 import flask
 
-from api.http import error_response, json_response
 from shared import logs
+from shared.answers import error_response, json_response
 from wallet.jobs import run_job, send_once
 
 logs.setup()

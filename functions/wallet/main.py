@@ -56,7 +56,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Final
+from typing import Annotated, Any, ClassVar, Final, TypeVar
 
 import flask
 import msgspec
@@ -64,9 +64,9 @@ import orjson
 from eth_utils.address import is_checksum_address, to_checksum_address
 
 from api import second_factor
-from api.auth import Principal, authenticate, require_fresh, require_scope, require_session
-from api.cursors import default_cursors
-from api.dispatch import Idempotency, Services, fingerprint, new_command_id, rejection, services
+from api.auth import Principal, authenticate, require_fresh, require_session
+from api.cursors import Cursors, default_cursors
+from api.dispatch import Idempotency, Services, fingerprint, new_command_id, rejection
 from api.http import (
     Api,
     ApiError,
@@ -85,11 +85,11 @@ from api.params import QueryParams
 from shared import logs
 from shared.config import ConfigError, WalletConfig
 from shared.db import Database
-from shared.instance import per_instance
+from shared.instance import close_members, lazy, per_instance
 from shared.messages import Reason, RequestWithdrawal
 from shared.money import MoneyError, format_units, parse_units
 from shared.redis_keys import ASSET_CHAINS_KEY, ASSETS_KEY
-from shared.redis_values import text
+from shared.redis_values import asset_precisions
 from shared.times import iso
 from wallet import allow_list
 from wallet.addresses import allocate, next_index_from
@@ -99,7 +99,8 @@ from wallet.keys import HdWallet
 logs.setup()
 log = logging.getLogger("api.wallet")
 
-api = Api("wallet")
+api = Api("wallet", authenticate=authenticate, scope="read")
+T = TypeVar("T")
 
 PAGE_DEFAULT, PAGE_MAX = 50, 500
 WITHDRAWAL_PREFIX: Final = "wd_"
@@ -165,32 +166,43 @@ def wallet(request: flask.Request) -> flask.Response:
 
 
 # --------------------------------------------------------------------------------------------
-# configuration: the chain and the HD wallet, once per instance
+# what the function holds for its instance's life
 # --------------------------------------------------------------------------------------------
 
 
-@per_instance
-def wallet_config() -> WalletConfig:
-    return WalletConfig.load()
+class WalletServices(Services):
+    """A command-sending function's services (api.dispatch) and the wallet's own, each built
+    on its first use (shared.instance): the chain's configuration and the deposit addresses'
+    HD wallet (its seed is derived once: PBKDF2 is slow). A wallet that is not configured
+    answers 503 on the routes that need it, logged with the variables' names, never a secret."""
+
+    @lazy
+    def wallet_config(self) -> WalletConfig:
+        return _configured(WalletConfig.load)
+
+    @lazy
+    def hd(self) -> HdWallet:
+        mnemonic = self.wallet_config.mnemonic
+        return _configured(lambda: HdWallet.from_source(mnemonic))
+
+    @property
+    def cursors(self) -> Cursors:
+        """The API layer's own per-instance cursor key (api.cursors)."""
+        return default_cursors()
+
+    def close(self) -> None:
+        close_members(self)
+        super().close()
 
 
 @per_instance
-def hd_wallet() -> HdWallet:
-    """The deposit addresses' HD wallet (the seed is derived once: PBKDF2 is slow)."""
-    return HdWallet.from_source(wallet_config().mnemonic)
+def services() -> WalletServices:
+    return WalletServices.from_environment()
 
 
-def _config() -> WalletConfig:
+def _configured(load: Callable[[], T]) -> T:
     try:
-        return wallet_config()
-    except ConfigError as exc:
-        log.error("wallet configuration", extra={"error": str(exc)})
-        raise unavailable("the wallet is not configured; try again later") from None
-
-
-def _wallet() -> HdWallet:
-    try:
-        return hd_wallet()
+        return load()
     except ConfigError as exc:  # the message names variables, never the secret
         log.error("wallet configuration", extra={"error": str(exc)})
         raise unavailable("the wallet is not configured; try again later") from None
@@ -201,17 +213,8 @@ def _wallet() -> HdWallet:
 # --------------------------------------------------------------------------------------------
 
 
-def _reader(req: ApiRequest, svc: Services, *also: str) -> Principal:
-    """The caller, with the ``read`` scope (or one of ``also``)."""
-    principal = authenticate(req, svc.auth)
-    if not any(scope in principal.scopes for scope in also):
-        require_scope(principal, "read")
-    return principal
-
-
-def _withdrawer(req: ApiRequest, svc: Services) -> Principal:
-    principal = authenticate(req, svc.auth)
-    require_scope(principal, "withdraw")
+def _withdrawer(req: ApiRequest, svc: WalletServices) -> Principal:
+    principal = authenticate(req, svc.auth)  # and its scope: the route's (api.http)
     require_fresh(principal, svc.config)  # a token alone is not enough to move funds out
     cfg, limiter = svc.config, svc.auth.limiter
     limiter.hit("trade:user", principal.user_id, cfg.trade_rate_per_user, cfg.trade_rate_window_s)
@@ -219,7 +222,9 @@ def _withdrawer(req: ApiRequest, svc: Services) -> Principal:
     return principal
 
 
-def _second_factor(req: ApiRequest, svc: Services, principal: Principal, code: str | None) -> None:
+def _second_factor(
+    req: ApiRequest, svc: WalletServices, principal: Principal, code: str | None
+) -> None:
     """With a token, the user's second factor when it is on (api.second_factor); an API key
     with the withdraw scope is its own proof (making it needed the second factor)."""
     if principal.via == "jwt":
@@ -233,12 +238,9 @@ class Precisions:
     """Asset precisions from Redis; an asset Redis lacks (flushed, rebuild pending) is looked
     up in the ``assets`` table."""
 
-    def __init__(self, svc: Services) -> None:
+    def __init__(self, svc: WalletServices) -> None:
         self._svc = svc
-        self._known = {
-            text(k): int(orjson.loads(v)["precision"])
-            for k, v in svc.redis.hgetall(ASSETS_KEY).items()
-        }
+        self._known = asset_precisions(svc.redis)
         self._complete = False
 
     def __call__(self, asset: str) -> int:
@@ -252,7 +254,7 @@ class Precisions:
         return self._known[asset]
 
 
-def _asset_chain(svc: Services, asset: str) -> AssetChain:
+def _asset_chain(svc: WalletServices, asset: str) -> AssetChain:
     """The asset's chain rules; 400 ``unknown_asset`` or ``no_chain``."""
     pipe = svc.redis.pipeline(transaction=False)
     pipe.hget(ASSETS_KEY, asset)
@@ -265,7 +267,7 @@ def _asset_chain(svc: Services, asset: str) -> AssetChain:
             f"asset {asset} is not listed on a chain: no deposits or withdrawals", "no_chain"
         )
     precision = int(orjson.loads(raw_asset)["precision"])
-    default_confirmations = _config().confirmations
+    default_confirmations = svc.wallet_config.confirmations
     try:
         return AssetChain.parse(asset, precision, orjson.loads(raw_chain), default_confirmations)
     except (KeyError, TypeError, ValueError, orjson.JSONDecodeError) as exc:
@@ -280,20 +282,57 @@ class Params(QueryParams):
         """The (time, key) a page of ``listing`` starts after (api.cursors); 400 unless
         this API made the cursor for this listing and user."""
         raw = self.text("cursor")
-        return None if raw is None else default_cursors().open_time_key(listing, user, raw)
+        return None if raw is None else services().cursors.open_time_key(listing, user, raw)
 
 
-def _page(
-    items: list[dict[str, Any]], rows: Sequence[Sequence[Any]], limit: int, name: str,
-    user: str, ts_col: int, key_col: int,
-) -> dict[str, Any]:  # fmt: skip
-    """``limit + 1`` rows were read: the extra one only says that another page exists."""
-    more = len(items) > limit
-    cursor = None
-    if more:
-        last = rows[limit - 1]
-        cursor = default_cursors().make_time_key(name, user, last[ts_col], str(last[key_col]))
-    return {name: items[:limit], "next_cursor": cursor}
+@dataclass(frozen=True, slots=True)
+class PageQuery:
+    """A page of one of the caller's listings as asked for, checked: the caller, the page's
+    size, its SQL conditions (the caller's rows, of the asset asked for, after the cursor's
+    time and key) with their arguments, and the assets' precisions."""
+
+    listing: str
+    user: str
+    limit: int
+    where: str
+    args: dict[str, Any]
+    precision: Precisions
+
+    @staticmethod
+    def of(
+        req: ApiRequest, svc: WalletServices, listing: str, *, time: str, key: str, prefix: str = ""
+    ) -> PageQuery:
+        """Rows newest first by the column ``time``, then by ``key``; ``prefix`` qualifies
+        the columns (``d.``) where the query joins another table."""
+        user = authenticate(req, svc.auth).user_id
+        params = Params(req, "asset", "limit", "cursor")
+        limit = params.limit(PAGE_DEFAULT, PAGE_MAX)
+        cursor = params.cursor(listing, user)
+        precision = Precisions(svc)
+        asset = _asset_param(params, precision)
+        where = [f"{prefix}user_id = :u"]
+        args: dict[str, Any] = {"u": user, "n": limit + 1}
+        if asset is not None:
+            where.append(f"{prefix}asset = :a")
+            args["a"] = asset
+        if cursor is not None:
+            t, k = prefix + time, prefix + key
+            where.append(f"({t} < :t OR ({t} = :t AND {k} > :k))")
+            args["t"], args["k"] = cursor
+        return PageQuery(listing, user, limit, " AND ".join(where), args, precision)
+
+    def answer(
+        self, items: list[dict[str, Any]], rows: Sequence[Sequence[Any]], time_at: int, key_at: int
+    ) -> flask.Response:
+        """``limit + 1`` rows were read: the extra one only says that another page exists;
+        the cursor is the time and key (``rows``' columns ``time_at``, ``key_at``) of the
+        page's last row."""
+        cursor = None
+        if len(items) > self.limit:
+            last = rows[self.limit - 1]
+            time, key = last[time_at], str(last[key_at])
+            cursor = services().cursors.make_time_key(self.listing, self.user, time, key)
+        return json_response({self.listing: items[: self.limit], "next_cursor": cursor})
 
 
 def _asset_param(params: Params, precision: Precisions) -> str | None:
@@ -317,25 +356,25 @@ def _asset_param(params: Params, precision: Precisions) -> str | None:
     summary="The caller's deposit address for an asset",
     operation_id="getDepositAddress",
     tag="wallet",
+    scope="read",
     params=(query("asset", {"type": "string", "pattern": ASSET_PATTERN}, required=True),),
     responses={200: ok("The address", "DepositAddress")},
-    errors=(400, 401, 403, 429, 503),
+    errors=(400, 429),
     description=(
-        "Needs the read scope. Made on the first call, the same afterwards; one per user and "
-        "chain (ETH and its tokens share it). unknown_asset, no_chain (the asset is not on a "
-        "chain): 400."
+        "Made on the first call, the same afterwards; one per user and chain (ETH and its "
+        "tokens share it). unknown_asset, no_chain (the asset is not on a chain): 400."
     ),
 )
 def deposit_address(req: ApiRequest) -> flask.Response:
     svc = services()
-    principal = _reader(req, svc)
+    principal = authenticate(req, svc.auth)
     params = Params(req, "asset")
     asset = params.text("asset")
     if asset is None:
         raise bad_request("query parameter 'asset' is required", "missing_parameter")
     chain = _asset_chain(svc, asset)
-    chain_id = _config().chain_id
-    hd = _wallet()
+    chain_id = svc.wallet_config.chain_id
+    hd = svc.hd
 
     def next_index() -> int:
         return int(svc.db.call(lambda db: next_index_from(lambda: db)()))
@@ -405,38 +444,23 @@ def _deposit_json(row: Sequence[Any], precision: Callable[[str], int]) -> dict[s
     summary="The caller's chain deposits, newest first",
     operation_id="listDeposits",
     tag="wallet",
+    scope="read",
     params=(
         query("asset", STR),
         LIMIT,
         CURSOR,
     ),
     responses={200: ok("A page", "DepositList")},
-    errors=(400, 401, 403, 429, 503),
+    errors=(400, 429),
     description=(
-        "Needs the read scope. Every transfer seen to the caller's address, pending ones with "
-        "their confirmations so far."
+        "Every transfer seen to the caller's address, pending ones with their confirmations so far."
     ),
 )
 def list_deposits(req: ApiRequest) -> flask.Response:
     svc = services()
-    principal = _reader(req, svc)
-    params = Params(req, "asset", "limit", "cursor")
-    limit = params.limit(PAGE_DEFAULT, PAGE_MAX)
-    cursor = params.cursor("deposits", principal.user_id)
-    precision = Precisions(svc)
-    asset = _asset_param(params, precision)
-    where = ["d.user_id = :u"]
-    args: dict[str, Any] = {"u": principal.user_id, "n": limit + 1}
-    if asset is not None:
-        where.append("d.asset = :a")
-        args["a"] = asset
-    if cursor is not None:
-        where.append("(d.seen_at < :t OR (d.seen_at = :t AND d.ref > :k))")
-        args["t"], args["k"] = cursor
-    sql = _DEPOSIT_SQL.format(where=" AND ".join(where))
-    rows = svc.db.run(sql, **args)
-    items = [_deposit_json(row, precision) for row in rows]
-    return json_response(_page(items, rows, limit, "deposits", principal.user_id, 10, 0))
+    page = PageQuery.of(req, svc, "deposits", time="seen_at", key="ref", prefix="d.")
+    rows = svc.db.run(_DEPOSIT_SQL.format(where=page.where), **page.args)
+    return page.answer([_deposit_json(row, page.precision) for row in rows], rows, 10, 0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -485,7 +509,7 @@ def _checked_address(address: str) -> str:
     return to_checksum_address(address)
 
 
-def _get_withdrawal(svc: Services, user: str, wid: str) -> list[Any] | None:
+def _get_withdrawal(svc: WalletServices, user: str, wid: str) -> list[Any] | None:
     rows = svc.db.run(
         f"SELECT {_WITHDRAWAL_COLUMNS} FROM withdrawal_requests"
         " WHERE withdrawal_id = :w AND user_id = :u",
@@ -495,7 +519,7 @@ def _get_withdrawal(svc: Services, user: str, wid: str) -> list[Any] | None:
     return list(rows[0]) if rows else None
 
 
-def _mark_rejected(svc: Services, wid: str, reason: str) -> None:
+def _mark_rejected(svc: WalletServices, wid: str, reason: str) -> None:
     svc.db.run(
         "UPDATE withdrawal_requests SET state = 'rejected', error = :e, updated_at = now()"
         " WHERE withdrawal_id = :w AND state IN ('requested', 'review')",
@@ -568,7 +592,7 @@ def _withdrawal_pending(wid: str, command_id: str, state: str) -> flask.Response
     )
 
 
-def _created(svc: Services, user: str, wid: str, command_id: str) -> flask.Response:
+def _created(svc: WalletServices, user: str, wid: str, command_id: str) -> flask.Response:
     row = _get_withdrawal(svc, user, wid)
     if row is None:  # pragma: no cover - the row was stored before publishing
         raise unavailable("the withdrawal could not be read back; try again")
@@ -580,7 +604,7 @@ def _created(svc: Services, user: str, wid: str, command_id: str) -> flask.Respo
 
 
 def _verdict(
-    svc: Services, user: str, wid: str, command_id: str, reply: dict[str, Any] | None
+    svc: WalletServices, user: str, wid: str, command_id: str, reply: dict[str, Any] | None
 ) -> flask.Response:
     if reply is None:
         row = _get_withdrawal(svc, user, wid)
@@ -591,7 +615,7 @@ def _verdict(
     return _created(svc, user, wid, command_id)
 
 
-def _repeat(svc: Services, user: str, command_id: str) -> flask.Response:
+def _repeat(svc: WalletServices, user: str, command_id: str) -> flask.Response:
     """The answer to a retry with the same ``Idempotency-Key``: the first request's."""
     wid = WITHDRAWAL_PREFIX + command_id
     row = _get_withdrawal(svc, user, wid)
@@ -615,6 +639,7 @@ def _repeat(svc: Services, user: str, command_id: str) -> flask.Response:
     summary="Withdraw to an address on the chain",
     operation_id="requestWithdrawal",
     tag="wallet",
+    scope="withdraw",
     body=NewWithdrawal,
     params=(IDEMPOTENCY,),
     responses={
@@ -632,11 +657,11 @@ def _repeat(svc: Services, user: str, command_id: str) -> flask.Response:
             {"Location": {"schema": {"type": "string"}, "description": "/v1/withdrawals/{id}"}},
         ),
     },
-    errors=(400, 401, 403, 409, 415, 422, 429, 503),
+    errors=(409, 422, 429),
     description=(
-        "Needs the withdraw scope; with a token also a recent proof (401 fresh_auth_required: "
-        "POST /v1/auth/reauth) and, with two-factor on, totp_code (401 totp_required / "
-        "invalid_totp_code); an API key with the withdraw scope is its own proof. Checked "
+        "A token also needs a recent proof (401 fresh_auth_required: POST /v1/auth/reauth) "
+        "and, with two-factor on, totp_code (401 totp_required / invalid_totp_code); an API "
+        "key with the withdraw scope is its own proof. Checked "
         "before anything is stored (400: unknown_asset, no_chain, bad_amount, "
         "below_min_withdrawal, invalid_address, invalid_checksum); with the allow-list on, the "
         "address must be saved (403 address_not_saved) and past its delay (403 "
@@ -668,7 +693,7 @@ def request_withdrawal(req: ApiRequest) -> flask.Response:
         )
     address = _checked_address(body.address)
     _allow_listed(svc, user, address)
-    chain_id = _config().chain_id
+    chain_id = svc.wallet_config.chain_id
 
     command_id = new_command_id()
     if key is not None:
@@ -728,37 +753,24 @@ def request_withdrawal(req: ApiRequest) -> flask.Response:
     summary="The caller's withdrawals, newest first",
     operation_id="listWithdrawals",
     tag="wallet",
+    scope=("read", "withdraw"),
     params=(
         query("asset", STR),
         LIMIT,
         CURSOR,
     ),
     responses={200: ok("A page", "WithdrawalList")},
-    errors=(400, 401, 403, 429, 503),
+    errors=(400, 429),
 )
 def list_withdrawals(req: ApiRequest) -> flask.Response:
     svc = services()
-    principal = _reader(req, svc, "withdraw")
-    params = Params(req, "asset", "limit", "cursor")
-    limit = params.limit(PAGE_DEFAULT, PAGE_MAX)
-    cursor = params.cursor("withdrawals", principal.user_id)
-    precision = Precisions(svc)
-    asset = _asset_param(params, precision)
-    where = ["user_id = :u"]
-    args: dict[str, Any] = {"u": principal.user_id, "n": limit + 1}
-    if asset is not None:
-        where.append("asset = :a")
-        args["a"] = asset
-    if cursor is not None:
-        where.append("(created_at < :t OR (created_at = :t AND withdrawal_id > :k))")
-        args["t"], args["k"] = cursor
+    page = PageQuery.of(req, svc, "withdrawals", time="created_at", key="withdrawal_id")
     sql = (
-        f"SELECT {_WITHDRAWAL_COLUMNS} FROM withdrawal_requests WHERE {' AND '.join(where)}"
+        f"SELECT {_WITHDRAWAL_COLUMNS} FROM withdrawal_requests WHERE {page.where}"
         " ORDER BY created_at DESC, withdrawal_id LIMIT :n"
     )
-    rows = svc.db.run(sql, **args)
-    items = [_withdrawal_json(row, precision) for row in rows]
-    return json_response(_page(items, rows, limit, "withdrawals", principal.user_id, 8, 0))
+    rows = svc.db.run(sql, **page.args)
+    return page.answer([_withdrawal_json(row, page.precision) for row in rows], rows, 8, 0)
 
 
 @api.route(
@@ -767,13 +779,14 @@ def list_withdrawals(req: ApiRequest) -> flask.Response:
     summary="One of the caller's withdrawals",
     operation_id="getWithdrawal",
     tag="wallet",
+    scope=("read", "withdraw"),
     params=(path_param("id", example="wd_0123456789abcdef0123456789abcdef"),),
     responses={200: ok("The withdrawal", "Withdrawal")},
-    errors=(400, 401, 403, 404, 429, 503),
+    errors=(400, 404, 429),
 )
 def get_withdrawal(req: ApiRequest) -> flask.Response:
     svc = services()
-    principal = _reader(req, svc, "withdraw")
+    principal = authenticate(req, svc.auth)
     Params(req)
     wid = req.params["id"]
     missing = not_found("no such withdrawal", "withdrawal_not_found")
@@ -790,7 +803,7 @@ def get_withdrawal(req: ApiRequest) -> flask.Response:
 # --------------------------------------------------------------------------------------------
 
 
-def _allow_listed(svc: Services, user: str, address: str) -> None:
+def _allow_listed(svc: WalletServices, user: str, address: str) -> None:
     """403 unless the user's allow-list, when on, lets ``address`` receive now."""
     verdict = allow_list.permits(svc.auth.firestore, user, address, allow_list.now())
     if verdict == "not_saved":
@@ -825,20 +838,20 @@ def _setting_json(setting: allow_list.Setting, now: datetime) -> dict[str, Any]:
     }
 
 
-def _account_holder(req: ApiRequest, svc: Services) -> Principal:
+def _account_holder(req: ApiRequest, svc: WalletServices) -> Principal:
     """A signed-in person (a token): API keys do not change where funds may go."""
     principal = authenticate(req, svc.auth)
     require_session(principal)
     return principal
 
 
-def _proved(req: ApiRequest, svc: Services, principal: Principal, code: str | None) -> None:
+def _proved(req: ApiRequest, svc: WalletServices, principal: Principal, code: str | None) -> None:
     """The fresh proof, and the second factor when it is on."""
     require_fresh(principal, svc.config)
     _second_factor(req, svc, principal, code)
 
 
-def _user_doc(svc: Services, user: str) -> dict[str, Any] | None:
+def _user_doc(svc: WalletServices, user: str) -> dict[str, Any] | None:
     doc: dict[str, Any] | None = (
         svc.auth.firestore.collection(allow_list.USERS).document(user).get().to_dict()
     )
@@ -851,13 +864,13 @@ def _user_doc(svc: Services, user: str) -> dict[str, Any] | None:
     summary="The caller's saved withdrawal addresses and the allow-list setting",
     operation_id="listWithdrawalAddresses",
     tag="wallet",
+    scope=("read", "withdraw"),
     responses={200: ok("The allow-list", "WithdrawalAllowList")},
-    errors=(401, 403, 429, 503),
-    description="Needs the read or withdraw scope.",
+    errors=(429,),
 )
 def list_withdrawal_addresses(req: ApiRequest) -> flask.Response:
     svc = services()
-    principal = _reader(req, svc, "withdraw")
+    principal = authenticate(req, svc.auth)
     Params(req)
     now = allow_list.now()
     db = svc.auth.firestore
@@ -875,7 +888,7 @@ def list_withdrawal_addresses(req: ApiRequest) -> flask.Response:
     auth="session",
     body=NewWithdrawalAddress,
     responses={201: ok("Saved", "WithdrawalAddress")},
-    errors=(400, 401, 403, 409, 415, 429, 503),
+    errors=(409, 429),
     description=(
         "A signed-in person only (403 for an API key), with a recent proof (401 "
         "fresh_auth_required) and, with two-factor on, totp_code (401 totp_required / "
@@ -897,7 +910,7 @@ def save_withdrawal_address(req: ApiRequest) -> flask.Response:
         raise conflict(f"at most {allow_list.MAX_ADDRESSES} saved addresses", "too_many_addresses")
     now = allow_list.now()
     saved = allow_list.save(
-        db, principal.user_id, address, body.label.strip(), _config().address_delay_s, now
+        db, principal.user_id, address, body.label.strip(), svc.wallet_config.address_delay_s, now
     )
     if saved is None:
         raise conflict("this address is saved already", "address_saved")
@@ -918,7 +931,7 @@ def save_withdrawal_address(req: ApiRequest) -> flask.Response:
     auth="session",
     params=(path_param("address", example="0x70997970C51812dc3A010C7d01b50e0d17dc79C8"),),
     responses={204: ok("Removed")},
-    errors=(400, 401, 403, 404, 503),
+    errors=(400, 404),
     description="A signed-in person only; removing needs no fresh proof (it only narrows).",
 )
 def delete_withdrawal_address(req: ApiRequest) -> flask.Response:
@@ -939,7 +952,7 @@ def delete_withdrawal_address(req: ApiRequest) -> flask.Response:
     auth="session",
     body=AllowListSwitch,
     responses={200: ok("The setting", "WithdrawalAllowListSetting")},
-    errors=(400, 401, 403, 415, 429, 503),
+    errors=(429,),
     description=(
         "A signed-in person only. On: at once. Off: needs a recent proof and, with two-factor "
         "on, totp_code; it takes effect after the same waiting time as a new address "
@@ -958,7 +971,7 @@ def set_withdrawal_allow_list(req: ApiRequest) -> flask.Response:
         setting = allow_list.Setting(on=True, off_from=None)
     else:
         _proved(req, svc, principal, body.totp_code)
-        setting = allow_list.turn_off(db, principal.user_id, now, _config().address_delay_s)
+        setting = allow_list.turn_off(db, principal.user_id, now, svc.wallet_config.address_delay_s)
         log.warning(
             "withdrawal allow-list switched off",
             extra={"event": "withdrawal_allow_list_off", "user_id": principal.user_id,

@@ -7,7 +7,6 @@ import random
 import secrets
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -24,8 +23,7 @@ from api.auth import new_secrets_document
 from infra import processes
 from infra.ports import free_port
 from infra.processes import REPO_ROOT, Child, wait_until
-from infra.services import Stack
-from infra.tools import PG_BIN_DIR, PG_OS_USER
+from infra.services import Stack, postgres
 from matcher_service.engine import Engine
 from matcher_service.engine.audit import audit
 from matcher_service.engine.snapshot import state_hash
@@ -275,16 +273,10 @@ def dead_letters(cfg: PubSubConfig) -> list[bytes]:
         subscriber.close()
 
 
-def _pg_ctl(stack: Stack, *args: str) -> None:
-    cmd = [str(PG_BIN_DIR / "pg_ctl"), *args, "-D", str(stack.pg_data_dir)]
-    if os.geteuid() == 0:
-        cmd = ["runuser", "-u", PG_OS_USER, "--", *cmd]
-    subprocess.run(cmd, check=True, stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
-
-
 def stop_postgres(stack: Stack) -> None:
     """``pg_ctl stop -m fast``: every connection is cut, the server is gone until started."""
-    _pg_ctl(stack, "stop", "-m", "fast", "-w", "-t", "20")
+    stopped = postgres.pg_ctl(stack.pg_data_dir, "stop", "-m", "fast", "-w", "-t", "20")
+    assert stopped.returncode == 0, stopped.stdout.decode(errors="replace")
     # The stack still holds the postmaster it launched; it has exited now.
     running = stack._running.pop("postgres")
     running.popen.wait(10)
@@ -292,7 +284,7 @@ def stop_postgres(stack: Stack) -> None:
 
 
 def start_postgres(stack: Stack) -> None:
-    """Start the cluster again with the very command the stack used (Stack._start_postmaster),
+    """Start the cluster again with the very command the stack used (postgres.Cluster),
     as one of the stack's services, so that the session's teardown stops it."""
     stack.start(["postgres"])
 

@@ -559,6 +559,7 @@ def test_withdrawal_pending_then_held_and_publish_failure(
         raise RuntimeError("pubsub down")
 
     monkeypatch.setattr(CommandPublisher, "publish", refuse)
+    monkeypatch.setattr(CommandPublisher, "publish_one", refuse)  # an API request's (0016)
     resp = withdraw(ex, token, "0.1", headers={"Idempotency-Key": "down"})
     assert (resp.status_code, error(resp)) == (503, "unavailable")
     rows = ex.sql("SELECT state, error FROM withdrawal_requests ORDER BY created_at")

@@ -21,7 +21,6 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from functools import cache
 from typing import Any
 
 import msgspec
@@ -35,12 +34,12 @@ from web3 import Web3
 
 from infra.devchain import send_eth
 from infra.processes import REPO_ROOT
-from infra.services import Stack, StackConfig, eth_rpc
+from infra.services import Stack, StackConfig
+from infra.services.anvil import eth_rpc
 from infra.token import USDT_DECIMALS, deploy_token, mint, transfer
 from shared.config import MatcherConfig, PostgresConfig, SecretSource, WalletConfig
 from shared.db import Database, connect
 from shared.messages import RequestWithdrawal
-from shared.pubsub import CommandPublisher
 from tests.integration.matcher_helpers import market_setup, publish, running, wait_for
 from wallet import addresses
 from wallet.assets import load_asset_chains
@@ -227,10 +226,7 @@ def w(
         start_block=int(w3.eth.block_number) + 1, replace_after_s=3600,
     )  # fmt: skip
     pubsub = matcher_cfg.pubsub
-    rt = Runtime(
-        cfg=cfg, postgres=pg, redis=redis_db, firestore=firestore_db,
-        publisher=cache(lambda: CommandPublisher(pubsub)),
-    )  # fmt: skip
+    rt = Runtime(cfg=cfg, postgres=pg, pubsub=pubsub, redis=redis_db, firestore=firestore_db)
     db = connect(pg)
     with running(matcher_cfg):
         publish(pubsub, market_setup())

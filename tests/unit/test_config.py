@@ -11,9 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.config import (
+    AdminBootstrapConfig,
     ApiConfig,
     ConfigError,
     CursorConfig,
+    HttpConfig,
     MatcherConfig,
     OidcConfig,
     PostgresConfig,
@@ -97,6 +99,19 @@ NAMES: dict[type[msgspec.Struct], dict[str, str]] = {
         "trade_rate_window_s": "TRADE_RATE_WINDOW_S",
         "trade_rate_per_user": "TRADE_RATE_PER_USER",
         "trade_rate_per_ip": "TRADE_RATE_PER_IP",
+    },
+    HttpConfig: {
+        "project": "GOOGLE_CLOUD_PROJECT",
+        "cors_origins": "API_CORS_ORIGINS",
+        "max_body_bytes": "API_MAX_BODY_BYTES",
+        "trusted_proxy_hops": "API_TRUSTED_PROXY_HOPS",
+    },
+    AdminBootstrapConfig: {
+        "project": "GOOGLE_CLOUD_PROJECT",
+        "redis_url": "REDIS_URL",
+        "password_min_length": "PASSWORD_MIN_LENGTH",
+        "access_ttl_s": "ACCESS_TOKEN_TTL_S",
+        "jwt_leeway_s": "JWT_LEEWAY_S",
     },
     WalletConfig: {
         "rpc_url": "ETH_RPC_URL",
@@ -190,7 +205,16 @@ def test_the_variables_are_read_from_the_environment_by_those_names(
 
 
 @pytest.mark.parametrize(
-    "cls", [PostgresConfig, PubSubConfig, MatcherConfig, WsConfig, WalletConfig]
+    "cls",
+    [
+        PostgresConfig,
+        PubSubConfig,
+        MatcherConfig,
+        WsConfig,
+        WalletConfig,
+        HttpConfig,
+        AdminBootstrapConfig,
+    ],
 )
 def test_an_empty_environment_gives_the_defaults(cls: type[msgspec.Struct]) -> None:
     cfg = cls.load({})  # type: ignore[attr-defined]
@@ -477,3 +501,44 @@ def test_the_queries_function_reads_the_matchers_depth_levels() -> None:
     assert QueriesConfig.load({"DEPTH_LEVELS": "20"}).depth_levels == 20
     with pytest.raises(ConfigError, match="DEPTH_LEVELS must be an integer >= 1, got '0'"):
         QueriesConfig.load({"DEPTH_LEVELS": "0"})
+
+
+# --- the docs function and the admin's bootstrap --------------------------------------------
+
+
+def test_the_docs_function_reads_the_http_settings_alone() -> None:
+    """No auth keys, no Redis: only what the Api wrapper needs, under the API's names."""
+    cfg = HttpConfig.load({"API_CORS_ORIGINS": "https://a, https://b", "AUTH_KEYS_JSON": ""})
+    assert cfg.cors_origins == ("https://a", "https://b") and cfg.trusted_proxy_hops == 0
+    api = ApiConfig.load({**KEYS, "API_TRUSTED_PROXY_HOPS": "2"})
+    assert isinstance(api, HttpConfig) and api.trusted_proxy_hops == 2
+    with pytest.raises(ConfigError, match=r"^environment variable API_TRUSTED_PROXY_HOPS must "):
+        HttpConfig.load({"API_TRUSTED_PROXY_HOPS": "two"})
+
+
+def test_the_bootstrap_applies_the_apis_account_rules() -> None:
+    boot, api = AdminBootstrapConfig.load({}), ApiConfig.load(KEYS)
+    for field in ("project", "password_min_length", "access_ttl_s", "jwt_leeway_s"):
+        assert getattr(boot, field) == getattr(api, field), field
+    assert boot.redis_url is None  # unset: sessions end in Firestore alone
+    assert boot.ended_session_retain_s == api.access_ttl_s + api.jwt_leeway_s == 930
+    boot = AdminBootstrapConfig.load({"ACCESS_TOKEN_TTL_S": "60", "JWT_LEEWAY_S": "5"})
+    assert boot.ended_session_retain_s == 65
+    with pytest.raises(ConfigError, match=r"^environment variable PASSWORD_MIN_LENGTH must be an"):
+        AdminBootstrapConfig.load({"PASSWORD_MIN_LENGTH": "7"})
+
+
+def test_the_bootstrap_stops_on_a_malformed_variable_before_it_does_anything(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from functions.admin import bootstrap
+
+    def no_firestore(**kwargs: Any) -> Any:
+        raise AssertionError("Firestore was reached")
+
+    monkeypatch.setattr("google.cloud.firestore.Client", no_firestore)
+    monkeypatch.setenv("ACCESS_TOKEN_TTL_S", "15m")
+    assert bootstrap.main(["--email", "boss@example.com", "--password", "a long password"]) == 2
+    assert capsys.readouterr().err == (
+        "error: environment variable ACCESS_TOKEN_TTL_S must be an integer, got '15m'\n"
+    )

@@ -16,6 +16,7 @@ from api.auth import (
     ALL_SCOPES,
     Principal,
     Via,
+    authenticate,
     issue_access_token,
     new_secrets_document,
     parse_secrets,
@@ -218,3 +219,108 @@ def test_api_without_services() -> None:
         resp = api(flask.request)
         assert resp.status_code == 500 and resp.get_json()["error"]["code"] == "internal"
     assert api.routes == [("GET", "/v1/things/{id}")]
+
+
+def _scoped_api(callers: list[str]) -> tuple[Api, list[Principal]]:
+    """An Api whose authenticator knows two API keys by their X-API-Key header: ``ak_read``
+    (read) and ``ak_trade`` (trade); no header is 401. ``callers`` records each call."""
+    keys = {"ak_read": frozenset({"read"}), "ak_trade": frozenset({"trade"})}
+
+    def authenticate(req: ApiRequest) -> Principal:
+        callers.append(req.path)
+        key = req.header("X-API-Key")
+        if key not in keys:
+            raise ApiError(401, "unauthenticated", "authentication required")
+        return Principal("u1", "user", keys[key], "api_key", key_id=key)
+
+    api = Api("t", settings=lambda: HttpSettings(), authenticate=authenticate)
+    seen: list[Principal] = []
+
+    def doc(scope: Any) -> dict[str, Any]:
+        return {"summary": "s", "operation_id": f"op{len(api.routes)}", "tag": "t", "scope": scope}
+
+    @api.route("POST", "/v1/trade", **doc("trade"))
+    def trade(req: ApiRequest) -> flask.Response:
+        assert req.principal is not None
+        seen.append(req.principal)
+        return json_response({"user": req.principal.user_id})
+
+    @api.route("GET", "/v1/either", **doc(("read", "trade")))
+    def either(req: ApiRequest) -> flask.Response:
+        return json_response({})
+
+    @api.route("GET", "/v1/open", summary="s", operation_id="open", tag="t", auth="none")
+    def open_(req: ApiRequest) -> flask.Response:
+        assert req.principal is None  # no scope declared: nobody authenticated
+        return json_response({})
+
+    return api, seen
+
+
+def test_a_declared_scope_is_checked_before_the_handler() -> None:
+    callers: list[str] = []
+    api, seen = _scoped_api(callers)
+    app = flask.Flask("t")
+
+    def call(method: str, path: str, key: str | None = None) -> flask.Response:
+        headers = {"X-API-Key": key} if key else {}
+        with app.test_request_context(path, method=method, headers=headers):
+            return api(flask.request)
+
+    resp = call("POST", "/v1/trade")
+    assert (resp.status_code, resp.get_json()["error"]["code"]) == (401, "unauthenticated")
+    resp = call("POST", "/v1/trade", "ak_read")
+    assert (resp.status_code, resp.get_json()["error"]["code"]) == (403, "insufficient_scope")
+    assert "'trade'" in resp.get_json()["error"]["message"]
+    assert seen == []  # the handler never ran
+    resp = call("POST", "/v1/trade", "ak_trade")
+    assert resp.status_code == 200 and [p.key_id for p in seen] == ["ak_trade"]
+    for key in ("ak_read", "ak_trade"):  # one of them will do
+        assert call("GET", "/v1/either", key).status_code == 200
+    assert call("GET", "/v1/open").status_code == 200
+    assert "/v1/open" not in callers
+
+
+def test_a_scope_is_declared_where_it_can_be_checked() -> None:
+    with pytest.raises(TypeError, match="authenticate="):
+        Api("t").route("GET", "/v1/x", summary="s", operation_id="x", tag="t", scope="read")
+    authenticated = Api("t", authenticate=lambda req: Principal("u", "user", ALL_SCOPES, "jwt"))
+    with pytest.raises(ValueError, match="auth='user'"):
+        authenticated.route(
+            "GET", "/v1/x", summary="s", operation_id="x", tag="t", auth="admin", scope="read"
+        )
+    with pytest.raises(ValueError, match="unknown scopes"):
+        authenticated.route("GET", "/v1/x", summary="s", operation_id="x", tag="t", scope="all")
+
+
+def test_authenticate_verifies_a_request_once() -> None:
+    """The wrapper's caller is the handler's: a signed request is not verified twice (its
+    signature is accepted once)."""
+    app = flask.Flask("t")
+    found = Principal("u1", "user", frozenset({"read"}), "api_key", key_id="ak_1")
+    with app.test_request_context("/v1/x"):
+        req = ApiRequest(raw=flask.request, request_id="r", client_ip="")
+        req.principal = found
+        assert authenticate(req) is found
+
+
+def test_a_user_route_that_declares_no_scope_gets_the_functions() -> None:
+    """``Api(..., scope=...)``: a route added without a scope is not left open."""
+    reader = Principal("u1", "user", frozenset({"read"}), "api_key", key_id="ak_r")
+    api = Api("t", settings=lambda: HttpSettings(), authenticate=lambda req: reader, scope="trade")
+    ok: dict[str, Any] = {"summary": "s", "tag": "t"}
+    api.route("POST", "/v1/plain", operation_id="plain", **ok)(lambda req: json_response({}))
+    api.route("GET", "/v1/own", operation_id="own", scope="read", **ok)(
+        lambda req: json_response({})
+    )
+    api.route("GET", "/v1/open", operation_id="open", auth="none", **ok)(
+        lambda req: json_response({})
+    )
+    scopes = {pattern: doc.scopes for _, pattern, doc in api.documented if doc is not None}
+    assert scopes == {"/v1/plain": ("trade",), "/v1/own": ("read",), "/v1/open": ()}
+    app = flask.Flask("t")
+    for method, path, status in (("POST", "/v1/plain", 403), ("GET", "/v1/own", 200)):
+        with app.test_request_context(path, method=method):
+            assert api(flask.request).status_code == status, path
+    with pytest.raises(TypeError, match="authenticate="):
+        Api("t", scope="read")

@@ -1,6 +1,7 @@
 """shared/ and api/ import without cycles, counting imports inside functions too: a module can
 be imported on its own, first, in a fresh interpreter, and each layer stands on the ones below
-(shared/, what every deployable uses, on nothing of api/)."""
+(shared/, what every deployable uses, on nothing of api/). The wallet's scheduled jobs import
+nothing of api/, so staging does not ship it to them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import ast
 import subprocess
 import sys
 from pathlib import Path
+
+from infra.stage_functions import packages_of
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("shared", "api", "wallet")
@@ -95,6 +98,17 @@ def test_the_wallet_domain_imports_nothing_of_api() -> None:
     for name, targets in graph.items():
         if name.startswith("wallet"):
             assert not {t for t in targets if t.startswith("api.")}, name
+
+
+SCHEDULED_JOBS = ("watcher", "sweep", "sender")
+"""The wallet's jobs: Cloud Scheduler calls them; they serve no route of the API."""
+
+
+def test_the_scheduled_jobs_ship_nothing_of_api() -> None:
+    """What infra/stage_functions.py ships each job: the packages it imports, followed through
+    their own imports (shared.answers gives them the API's JSON and error shape)."""
+    for name in SCHEDULED_JOBS:
+        assert packages_of(name) == ["shared", "wallet"], name
 
 
 def test_shared_and_api_have_no_import_cycle() -> None:

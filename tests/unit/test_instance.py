@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from shared.instance import per_instance, reset_instance
+import pytest
+
+from shared.instance import close_members, lazy, per_instance, reset_instance
 
 
 class _Client:
@@ -42,3 +44,56 @@ def test_an_unbuilt_one_is_not_built_by_the_reset() -> None:
 
     reset_instance()
     assert not never.built
+
+
+class _Services:
+    """A function's one services object: each member built on first use."""
+
+    def __init__(self, builds: list[str]) -> None:
+        self.builds = builds
+
+    @lazy
+    def db(self) -> _Client:
+        self.builds.append("db")
+        return _Client()
+
+    @lazy
+    def port(self) -> int:
+        self.builds.append("port")
+        return 5432
+
+    @lazy
+    def broken(self) -> int:
+        self.builds.append("broken")
+        raise ValueError("not configured")
+
+    def close(self) -> None:
+        close_members(self)
+
+
+def test_members_are_built_on_first_use_and_closed_with_the_object() -> None:
+    builds: list[str] = []
+
+    @per_instance
+    def services() -> _Services:
+        return _Services(builds)
+
+    svc = services()
+    assert builds == []  # nothing a request does not use
+    db = svc.db
+    assert svc.db is db and svc.port == 5432 and svc.port == 5432
+    assert builds == ["db", "port"]
+    reset_instance()
+    assert db.closed
+    assert services() is not svc
+    assert services().db is not db
+
+
+def test_a_member_that_fails_to_build_is_tried_again() -> None:
+    builds: list[str] = []
+    svc = _Services(builds)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="not configured"):
+            _ = svc.broken
+    assert builds == ["broken", "broken"]
+    svc.close()  # nothing built, nothing to close

@@ -79,7 +79,7 @@ def wallet_env(monkeypatch: pytest.MonkeyPatch, rpc_url: str) -> None:
     monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
     monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", f"127.0.0.1:{free_port()}")
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "jobs-test")
-    jobs.runtime.cache_clear()
+    jobs.runtime.reset()
 
 
 @pytest.mark.parametrize("job", ["watcher", "sweep", "sender"])
@@ -103,7 +103,7 @@ def test_a_failing_run_logs_and_answers_without_the_rpc_key(
     assert FAKE_KEY not in resp.get_data(as_text=True)
     assert f"{job} run failed" in lines, lines
     assert "[redacted]" in lines, lines  # the error was logged, the key replaced
-    jobs.runtime.cache_clear()
+    jobs.runtime.reset()
 
 
 def test_the_local_scheduler_logs_without_the_rpc_key(
@@ -114,7 +114,7 @@ def test_the_local_scheduler_logs_without_the_rpc_key(
     lines = captured.getvalue()
     assert FAKE_KEY not in lines, lines
     assert lines.count("run failed") == 3, lines
-    jobs.runtime.cache_clear()
+    jobs.runtime.reset()
 
 
 def test_the_forms_a_url_takes_in_error_messages_are_redacted() -> None:

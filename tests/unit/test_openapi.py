@@ -16,8 +16,8 @@ from typing import Any
 import flask
 import orjson
 
-from api.http import Api
-from api.openapi import DECIMAL_PATTERN, SIGNED_DECIMAL_PATTERN
+from api.http import Api, Body, RouteDoc, json_response
+from api.openapi import DECIMAL_PATTERN, SIGNED_DECIMAL_PATTERN, build, derived_errors
 from infra import api_spec
 from infra.api_spec import document
 from infra.gateway import ROUTES, create_app
@@ -166,3 +166,47 @@ def test_served_by_the_docs_function() -> None:
     assert resp.get_json() == orjson.loads(orjson.dumps(document()))
     assert resp.get_json() == orjson.loads(api_spec.DOCUMENT_FILE.read_bytes())
     assert client.post("/v1/openapi.json").status_code == 405
+
+
+def test_the_common_errors_and_the_scope_come_from_the_declaration() -> None:
+    """401/403 from authentication and scope, 400/413/415 from a body, 503 always; the
+    route's own ``errors`` are added (an explicit list naming derived ones still works)."""
+
+    class Thing(Body):
+        name: str
+
+    def principal(req: Any) -> Any:
+        raise AssertionError("not called")
+
+    api = Api("t", authenticate=principal)
+    declared = {
+        "public": RouteDoc(summary="s", operation_id="public", tag="t", auth="none"),
+        "mine": RouteDoc(summary="s", operation_id="mine", tag="t", scope="read", errors=(404,)),
+        "make": RouteDoc(
+            summary="s", operation_id="make", tag="t", scope=("read", "trade"), body=Thing,
+            errors=(400, 401, 403, 409, 415, 503),  # the old, explicit way
+        ),
+        "admin": RouteDoc(summary="s", operation_id="admin", tag="t", auth="admin"),
+    }  # fmt: skip
+    for name, doc in declared.items():
+        api.route("POST", f"/v1/{name}", doc)(lambda req: json_response({}))
+    assert derived_errors(declared["public"]) == {503}
+    assert derived_errors(declared["mine"]) == {401, 403, 503}
+    assert derived_errors(declared["make"]) == {400, 401, 403, 413, 415, 503}
+    assert derived_errors(declared["admin"]) == {401, 403, 503}
+    paths = build({"t": api}, {})["paths"]
+
+    def answers(name: str) -> list[str]:
+        return [s for s in paths[f"/v1/{name}"]["post"]["responses"] if s.startswith(("4", "5"))]
+
+    assert answers("public") == ["503"]
+    assert answers("mine") == ["401", "403", "404", "503"]
+    assert answers("make") == ["400", "401", "403", "409", "413", "415", "503"]
+    make = paths["/v1/make"]["post"]
+    assert make["security"] == [
+        {"bearerAuth": []},
+        {"apiKey": ["read"], "apiTimestamp": [], "apiSignature": []},
+        {"apiKey": ["trade"], "apiTimestamp": [], "apiSignature": []},
+    ]
+    assert make["description"] == "An API key needs the `read` or `trade` scope."
+    assert "description" not in paths["/v1/public"]["post"]

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from infra.services import _clear_stale_pid_file
+from infra.services.postgres import clear_stale_pid_file
 
 
 def lock_file(data: Path, pid: int) -> Path:
@@ -20,7 +20,7 @@ def lock_file(data: Path, pid: int) -> Path:
 
 def test_a_pid_given_to_another_process_is_stale(tmp_path: Path) -> None:
     lock = lock_file(tmp_path, os.getpid())  # alive, but not a postgres on tmp_path
-    _clear_stale_pid_file(tmp_path)
+    clear_stale_pid_file(tmp_path)
     assert not lock.exists()
 
 
@@ -28,9 +28,9 @@ def test_a_gone_pid_is_stale_and_no_file_is_fine(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)  # fmt: skip
     lock = lock_file(tmp_path, int(done.stdout))
-    _clear_stale_pid_file(tmp_path)
+    clear_stale_pid_file(tmp_path)
     assert not lock.exists()
-    _clear_stale_pid_file(tmp_path)
+    clear_stale_pid_file(tmp_path)
 
 
 def test_a_live_postmaster_of_the_directory_keeps_its_file(tmp_path: Path) -> None:
@@ -42,7 +42,7 @@ def test_a_live_postmaster_of_the_directory_keeps_its_file(tmp_path: Path) -> No
         while str(tmp_path).encode() not in cmdline.read_bytes() and time.monotonic() < deadline:
             time.sleep(0.01)  # until it has exec'd
         lock = lock_file(tmp_path, proc.pid)
-        _clear_stale_pid_file(tmp_path)
+        clear_stale_pid_file(tmp_path)
         assert lock.exists()
     finally:
         proc.kill()
