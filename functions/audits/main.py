@@ -11,8 +11,8 @@ import logging
 
 import flask
 
-from api.http import error_response, json_response
 from shared import audit_runs, logs
+from shared.answers import error_response, json_response
 
 logs.setup()
 log = logging.getLogger("audits")
