@@ -6,7 +6,7 @@ never rounded away.
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 
 from shared.money import parse_units
 
@@ -44,4 +44,6 @@ def ratio(numerator: Decimal, denominator: Decimal, places: int) -> str:
     and percentages that are informative, never money."""
     if denominator == 0:
         return fixed(0, places)
-    return f"{(numerator / denominator).quantize(Decimal(1).scaleb(-places)):f}"
+    # A context of our own: a library in the same process may change the global one's rounding.
+    with localcontext(Context(prec=60, rounding=ROUND_HALF_EVEN)):
+        return f"{(numerator / denominator).quantize(Decimal(1).scaleb(-places)):f}"

@@ -105,6 +105,13 @@ ADMIN_ORDERING_KEY: Final = "admin"
 _CONTRACT_RE: Final = re.compile(r"0x[0-9a-fA-F]{40}")
 _LOOKUP_RE: Final = re.compile(r"[A-Za-z0-9._@+\-]{1,254}")
 
+
+def _could_be_document_id(value: str) -> bool:
+    """Whether ``value`` can name a Firestore document (no ``/``, not ``.``/``..``, not
+    ``__reserved__``): anything else is no user of ours, not a server error."""
+    return bool(_LOOKUP_RE.fullmatch(value)) and not value.startswith("__") and set(value) != {"."}
+
+
 Decimal = DecimalText
 
 
@@ -537,9 +544,13 @@ def credit(req: ApiRequest) -> flask.Response:
     principal = _admin(req, svc)
     body = req.json(NewDeposit)
     user = body.user_id
-    if user.startswith("@") or (
-        not user.startswith("oidc_")
-        and not svc.auth.firestore.collection(USERS).document(user).get().exists
+    if (
+        user.startswith("@")
+        or not _could_be_document_id(user)
+        or (
+            not user.startswith("oidc_")
+            and not svc.auth.firestore.collection(USERS).document(user).get().exists
+        )
     ):
         raise bad_request(f"no user {user!r}", "unknown_user")
     raw = svc.redis.hget(ASSETS_KEY, body.asset)
@@ -578,7 +589,7 @@ def _lookup(svc: Services, wanted: str) -> tuple[str, dict[str, Any]]:
     """(user id, user document) of an id or an email; 404 ``user_not_found``."""
     wanted = wanted.strip()
     missing = not_found("no such user", "user_not_found")
-    if not _LOOKUP_RE.fullmatch(wanted) or wanted.startswith("__") or set(wanted) == {"."}:
+    if not _could_be_document_id(wanted):
         raise missing
     db = svc.auth.firestore
     user_id = wanted

@@ -768,6 +768,13 @@ def test_admin_deposit_and_the_audit(exchange: Exchange, matcher: None) -> None:
          "unknown_user"),
         ({"user_id": "@fees", "asset": "USDT", "amount": "1", "ref": "tx-2"}, 400,
          "unknown_user"),
+        # Not a Firestore document name: no user of ours, not a server error.
+        ({"user_id": "text/plain", "asset": "USDT", "amount": "1", "ref": "tx-2"}, 400,
+         "unknown_user"),
+        ({"user_id": "__all__", "asset": "USDT", "amount": "1", "ref": "tx-2"}, 400,
+         "unknown_user"),
+        ({"user_id": "..", "asset": "USDT", "amount": "1", "ref": "tx-2"}, 400,
+         "unknown_user"),
         ({"user_id": alice, "asset": "DOGE", "amount": "1", "ref": "tx-2"}, 400,
          "unknown_asset"),
         ({"user_id": alice, "asset": "USDT", "amount": "0.0000001", "ref": "tx-2"}, 400,
