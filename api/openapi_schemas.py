@@ -590,4 +590,29 @@ def schemas() -> dict[str, JSON]:
                 "mismatches": array(ref("AuditMismatch")),
             }
         ),
+        "AuditRun": obj(
+            {
+                "id": INT,
+                "kind": {"type": "string", "enum": ["books", "chain"]},
+                "ran_at": DATETIME,
+                "ok": BOOL,
+                "differences": INT,
+                "seq": nullable(INT),
+                "report": {"type": "object", "description": "the audit's report as it ran"},
+            }
+        ),
+        "AuditRuns": obj({"audits": array(ref("AuditRun"))}),
+        "AdminAction": obj(
+            {
+                "id": INT,
+                "at": DATETIME,
+                "admin_id": STR,
+                "action": {"type": "string", "description": "METHOD and path"},
+                "target": nullable(STR),
+                "client_ip": STR,
+                "request_id": STR,
+                "details": {"description": "the request's body, secrets removed"},
+            }
+        ),
+        "AdminActions": obj({"actions": array(ref("AdminAction"))}),
     }

@@ -80,6 +80,7 @@ class LocalWallet:
             "HOT_WALLET_KEY_FILE": str(self.hot_key_file),
             "GAS_WALLET_KEY_FILE": str(self.gas_key_file),
             "HOT_WALLET_ADDRESS": self.hot_address,
+            "OPERATOR_ETH_WEI": str(HOT_WALLET_FUNDING),
             "GAS_WALLET_ADDRESS": self.gas_address,
             "DEPOSIT_CONFIRMATIONS": str(CONFIRMATIONS),
             "WATCHER_START_BLOCK": "0",

@@ -34,7 +34,10 @@ stop). Deposits the wallet's watcher published are not in the outbox: it publish
 again itself until they are credited.
 
 The children's output goes to ``STATE/logs``. Then it prints where everything is and
-watches: a child or service that dies stops the whole exchange. Ctrl-C (SIGINT), SIGTERM or
+watches: a crashed matcher, ws service, gateway or scheduler is started again after a backoff,
+as Cloud Run would (each restart a JSON log line, ``"event": "child_crashed"``), while one
+that crashes 5 times within a minute, or a service that dies, stops the whole exchange with
+its log's tail (infra/supervision.py, docs/decisions/0022). Ctrl-C (SIGINT), SIGTERM or
 SIGHUP stop everything, gateway first (nothing new is accepted), then the wallet's scheduler,
 then, once the matcher has applied what was accepted (at most ``DRAIN_S``), the rest,
 services last, leaving no process behind; Firestore is exported on the way (and every minute
@@ -78,6 +81,7 @@ from infra.gateway import write_dev_cursor_key, write_dev_keys
 from infra.ports import free_port, port_in_use
 from infra.processes import NO_PROXY, REPO_ROOT, Child, LaunchError, http_status, tail, wait_until
 from infra.services import Stack, StackConfig
+from infra.supervision import CrashLoopError, RestartPolicy, Supervisor
 from infra.tools import ALL_SERVICES, ensure_web_build
 from migrations.migrate import migrate
 from shared import outbox
@@ -99,6 +103,9 @@ FIRESTORE_EXPORT_EVERY_S: Final = 60.0
 DRAIN_S: Final = 10.0
 """At a stop, how long the matcher gets to apply what the API accepted before it stops."""
 _SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+DEFAULT_RESTART: Final = RestartPolicy()
+RESTARTABLE: Final = frozenset({"gateway", "matcher", "ws", "scheduler"})
+"""The children restarted after a crash, as Cloud Run restarts them (infra/supervision.py)."""
 _NOT_INHERITED: Final = (
     "AUTH_KEYS_SECRET", "AUTH_KEYS_JSON", "CURSOR_KEY", "CURSOR_KEY_SECRET", "CLOUD_SQL_INSTANCE",
 )  # fmt: skip
@@ -127,6 +134,7 @@ class RunConfig:
     gateway_workers: int = 2
     gateway_threads: int = 16
     ws_port: int = DEFAULT_WS_PORT
+    restart: RestartPolicy = DEFAULT_RESTART
 
     @property
     def host(self) -> str:
@@ -272,6 +280,7 @@ class Exchange:
         self.cfg = cfg
         self.stack = Stack(cfg.stack)
         self.children: dict[str, Child] = {}
+        self.supervisors: dict[str, Supervisor] = {}
         self.env: dict[str, str] = {}
         self.admin: tuple[str, str] = ("", "")
         self._firestore_ready = False
@@ -379,9 +388,18 @@ class Exchange:
 
     def _child(self, name: str, args: list[str]) -> Child:
         """A Python module of the exchange as a child process, stopped by the kernel should
-        this launcher die, its output appended to ``logs/NAME.log``."""
+        this launcher die, its output appended to ``logs/NAME.log``; the restartable ones get
+        a supervisor that starts them again after a crash."""
         log_path = self.cfg.logs_dir / f"{name}.log"
-        return Child.python(name, args, log_path, env=self.env, die_with_parent=True, append=True)
+
+        def start() -> Child:
+            return Child.python(
+                name, args, log_path, env=self.env, die_with_parent=True, append=True
+            )
+
+        if name in RESTARTABLE:
+            self.supervisors[name] = Supervisor(name, start, self.cfg.restart)
+        return start()
 
     def _accounts(self) -> None:
         cfg = self.cfg
@@ -499,9 +517,22 @@ class Exchange:
     # -- while up ----------------------------------------------------------------------------
 
     def check(self) -> None:
-        """Raise when a child or a service has died."""
-        for child in self.children.values():
-            child.check()
+        """Restart a crashed child when its backoff has passed; raise when a child that is not
+        restartable, a crash-looping one or a service has died."""
+        for name, child in list(self.children.items()):
+            supervisor = self.supervisors.get(name)
+            if supervisor is None or child.alive():
+                child.check()
+                continue
+            if supervisor.due is None:
+                child.kill()  # what it left in its process group goes with it
+                try:
+                    supervisor.crashed(child)
+                except CrashLoopError as exc:
+                    raise RunError(str(exc)) from None
+            restarted = supervisor.restart_if_due()
+            if restarted is not None:
+                self.children[name] = restarted
         dead = self.stack.dead_services()
         if dead:
             name = dead[0]

@@ -577,6 +577,9 @@ class WalletConfig(_Config, frozen=True, kw_only=True):
     address_delay_s: Annotated[int, env("WITHDRAWAL_ADDRESS_DELAY_S", ge=0)] = 24 * 3600
     """How long a newly saved withdrawal address (or switching the allow-list off) waits
     before it counts (wallet.allow_list)."""
+    operator_eth_wei: Annotated[int, env("OPERATOR_ETH_WEI", ge=0)] = 0
+    """The ETH the operator put into the hot wallet (gas for withdrawals): the scheduled
+    on-chain audit counts it as held but owed to nobody (wallet/audit.py)."""
 
     @staticmethod
     def load(environ: Mapping[str, str] | None = None) -> WalletConfig:

@@ -11,6 +11,11 @@
 
 Every term comes from the wallet's tables, the matcher's tables and the chain; a difference
 other than zero is money unaccounted for.
+
+Exact in flight too: a transaction the wallet broadcast that is mined but not yet confirmed
+(its row still says ``broadcast`` until enough blocks follow) already moved the chain's
+balances, so its receipt is read from the chain and it counts as mined: a withdrawal's amount
+as sent but unsettled, its gas as paid, a gas top-up as received.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from web3 import Web3
 
 from shared.db import Database
 from wallet.assets import AssetChain
-from wallet.chain import token_balance
+from wallet.chain import receipt, token_balance
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +52,38 @@ class AssetAudit:
     @property
     def difference(self) -> int:
         return self.on_chain - self.expected
+
+
+@dataclass(frozen=True, slots=True)
+class _InFlight:
+    """Broadcast transactions the chain has mined that the wallet has not recorded yet."""
+
+    withdrawn: dict[str, int]  # asset -> token units sent by withdrawals still held
+    gas_paid: int  # wei the holders paid for them
+    topups: int  # wei the gas wallet's top-ups brought
+
+
+def _in_flight(db: Database, w3: Web3, chain_id: int, holders: list[str]) -> _InFlight:
+    rows = db.run(
+        "SELECT t.tx_hash, t.purpose, t.sender, t.asset, t.token_amount, w.state"
+        " FROM wallet_txs t LEFT JOIN withdrawals w ON w.withdrawal_id = t.withdrawal_id"
+        " WHERE t.chain_id = :c AND t.status = 'broadcast'",
+        c=chain_id,
+    )
+    withdrawn: dict[str, int] = {}
+    gas_paid = topups = 0
+    for tx_hash, purpose, sender, asset, token_amount, held in rows:
+        rcpt = receipt(w3, str(tx_hash))
+        if rcpt is None:
+            continue
+        ok = int(rcpt["status"]) == 1
+        if str(sender).lower() in holders:
+            gas_paid += int(rcpt["gasUsed"]) * int(rcpt["effectiveGasPrice"])
+        if ok and purpose == "withdrawal" and held == "held":
+            withdrawn[str(asset)] = withdrawn.get(str(asset), 0) + int(token_amount)
+        if ok and purpose == "gas_topup":
+            topups += int(token_amount)
+    return _InFlight(withdrawn, gas_paid, topups)
 
 
 def _one(db: Database, sql: str, **params: object) -> int:
@@ -96,9 +133,11 @@ def audit_asset(
         " WHERE r.chain_id = :c AND r.asset = :a AND t.status = 'mined' AND w.state = 'held'",
         c=chain_id, a=asset.asset,
     )  # fmt: skip
+    lowered = [h.lower() for h in holders]
+    flight = _in_flight(db, w3, chain_id, lowered)
+    unsettled += flight.withdrawn.get(asset.asset, 0)
     gas_net = 0
     if asset.kind == "native":
-        lowered = [h.lower() for h in holders]
         topups = _one(
             db,
             "SELECT sum(token_amount) FROM wallet_txs WHERE chain_id = :c"
@@ -111,7 +150,7 @@ def audit_asset(
             " AND status IN ('mined', 'failed') AND sender = ANY(:s)",
             c=chain_id, s=lowered,
         )  # fmt: skip
-        gas_net = topups - paid
+        gas_net = topups + flight.topups - paid - flight.gas_paid
     return AssetAudit(
         asset=asset.asset,
         on_chain=on_chain,

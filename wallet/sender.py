@@ -28,6 +28,7 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
+from shared.alerts import ALERT_FIELD, HOT_WALLET_LOW, WITHDRAWAL_STUCK
 from shared.config import WalletConfig
 from shared.db import Database
 from shared.messages import RefundWithdrawal, SettleWithdrawal
@@ -179,7 +180,10 @@ def _sign_held(
             needs = {asset.asset: amount, "@native": gas * fees.max_fee}
         if any(reserved[k] < v for k, v in needs.items()):
             # The sweep refills the hot wallet; an operator is told. The user's funds stay held.
-            log.warning("the hot wallet cannot pay a withdrawal yet", extra={"withdrawal": wid})
+            log.warning(
+                "the hot wallet cannot pay a withdrawal yet",
+                extra={"withdrawal": wid, ALERT_FIELD: HOT_WALLET_LOW},
+            )
             report.waiting.append(wid)
             continue
         for k, v in needs.items():
@@ -304,7 +308,10 @@ def _replace(
     old = Fees(int(max_fee), int(prio))
     fees = old.bumped(cfg.fee_bump_percent, current_fees(w3, cfg), cfg.max_fee_wei)
     if fees is None:
-        log.warning("a stuck withdrawal cannot be replaced under the fee cap", extra={"w": wid})
+        log.warning(
+            "a stuck withdrawal cannot be replaced under the fee cap",
+            extra={"w": wid, ALERT_FIELD: WITHDRAWAL_STUCK},
+        )
         return
     row = db.run("SELECT asset FROM withdrawal_requests WHERE withdrawal_id = :w", w=wid)[0]
     asset = assets.get(row[0])
@@ -327,7 +334,13 @@ def _replace(
     broadcast(db, w3, new.tx_hash, new.raw)
     report.replaced.append(wid)
     log.warning(
-        "replaced a stuck withdrawal", extra={"withdrawal": wid, "old": tx_hash, "new": new.tx_hash}
+        "replaced a stuck withdrawal",
+        extra={
+            "withdrawal": wid,
+            "old": tx_hash,
+            "new": new.tx_hash,
+            ALERT_FIELD: WITHDRAWAL_STUCK,
+        },
     )
 
 

@@ -74,10 +74,9 @@ from api.listings import (
 )
 from api.openapi import ASSET_PATTERN, MARKET_PARAM, PENDING, ok, path_param, query
 from api.params import QueryParams
-from shared import logs
+from shared import admin_actions, audit_runs, books_audit, logs
 from shared.messages import (
     ASSET_RE,
-    FEE_ACCOUNT,
     AnyCommand,
     CreateAsset,
     CreateMarket,
@@ -285,7 +284,25 @@ def _admin(req: ApiRequest, svc: Services) -> Principal:
     snap = svc.auth.firestore.collection(USERS).document(principal.user_id).get()
     if not snap.exists or (snap.to_dict() or {}).get("role") != "admin":
         raise ApiError(403, "forbidden", "this needs the 'admin' role")
+    if req.method not in ("GET", "HEAD"):
+        _record_action(req, svc, principal)
     return principal
+
+
+def _record_action(req: ApiRequest, svc: Services, principal: Principal) -> None:
+    """Every admin action in the append-only log, before it is carried out: an action the
+    log cannot take is not done (503)."""
+    try:
+        details: Any = orjson.loads(req.body) if req.body else None
+    except orjson.JSONDecodeError:
+        details = {"unreadable_body_bytes": len(req.body)}
+    target = next(iter(req.params.values()), None)
+    svc.db.call(
+        lambda db: admin_actions.record(
+            db, admin_id=principal.user_id, action=f"{req.method} {req.path}", target=target,
+            client_ip=req.client_ip, request_id=req.request_id, details=details,
+        )
+    )  # fmt: skip
 
 
 def _send(svc: Services, cmd: AnyCommand, ordering_key: str, owner: str) -> dict[str, Any] | None:
@@ -935,110 +952,6 @@ def reject_withdrawal(req: ApiRequest) -> flask.Response:
 # the audit
 # --------------------------------------------------------------------------------------------
 
-_TOTALS_SQL: Final = """
-SELECT a.asset, a.precision,
-       coalesce(b.total, 0), coalesce(b.fees, 0),
-       coalesce(d.total, 0), coalesce(w.total, 0)
-FROM assets a
-LEFT JOIN (SELECT asset, sum(available + frozen) AS total,
-                  sum(CASE WHEN user_id = :fees THEN available + frozen ELSE 0 END) AS fees
-           FROM balances GROUP BY asset) b ON b.asset = a.asset
-LEFT JOIN (SELECT asset, sum(amount) AS total FROM deposits GROUP BY asset) d
-       ON d.asset = a.asset
-LEFT JOIN (SELECT asset, sum(amount) AS total FROM withdrawals
-           WHERE state = 'settled' GROUP BY asset) w ON w.asset = a.asset
-ORDER BY a.asset
-"""
-_NEGATIVE_SQL: Final = """
-SELECT user_id, asset, available, frozen FROM balances
-WHERE available < 0 OR frozen < 0 ORDER BY user_id, asset LIMIT :limit
-"""
-# What each account must hold frozen: the open orders' holds (quote for a buy, base for a
-# sell) plus withdrawals held (amount and fee).
-_FROZEN_SQL: Final = """
-WITH holds AS (
-    SELECT o.user_id, CASE WHEN o.side = 'buy' THEN m.quote ELSE m.base END AS asset,
-           o.frozen AS amount
-    FROM orders o JOIN markets m ON m.market = o.market
-    WHERE o.status IN ('open', 'partially_filled')
-    UNION ALL
-    SELECT user_id, asset, amount + fee FROM withdrawals WHERE state = 'held'
-), expected AS (
-    SELECT user_id, asset, sum(amount) AS frozen FROM holds GROUP BY user_id, asset
-)
-SELECT coalesce(b.user_id, e.user_id), coalesce(b.asset, e.asset),
-       coalesce(b.frozen, 0), coalesce(e.frozen, 0)
-FROM balances b FULL JOIN expected e ON e.user_id = b.user_id AND e.asset = b.asset
-WHERE coalesce(b.frozen, 0) <> coalesce(e.frozen, 0)
-ORDER BY 1, 2 LIMIT :limit
-"""
-_MAX_LISTED: Final = 1000
-
-
-def _audit(db: Any) -> dict[str, Any]:
-    # One snapshot for every query (an error rolls it back: shared.db.SharedConnection).
-    db.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-    seq = db.run("SELECT coalesce(max(seq), 0) FROM oplog")[0][0]
-    totals = db.run(_TOTALS_SQL, fees=FEE_ACCOUNT)
-    negative = db.run(_NEGATIVE_SQL, limit=_MAX_LISTED)
-    frozen = db.run(_FROZEN_SQL, limit=_MAX_LISTED)
-    db.run("COMMIT")
-    precisions: dict[str, int] = {}
-    assets: dict[str, Any] = {}
-    mismatches: list[dict[str, Any]] = []
-    for asset, precision, balances, fees, deposits, withdrawals in totals:
-        p = precisions[asset] = int(precision)
-        expected = int(deposits) - int(withdrawals)
-        ok = int(balances) == expected
-        assets[asset] = {
-            "balances": format_units(int(balances), p),
-            "fees": format_units(int(fees), p),
-            "deposits": format_units(int(deposits), p),
-            "withdrawals": format_units(int(withdrawals), p),
-            "ok": ok,
-        }
-        if not ok:
-            mismatches.append(
-                {
-                    "kind": "conservation",
-                    "asset": asset,
-                    "actual": format_units(int(balances), p),
-                    "expected": format_units(expected, p),
-                    "message": "sum of balances (fees included) != deposits - settled withdrawals",
-                }
-            )
-    for user, asset, available, frozen_now in negative:
-        p = precisions.get(asset, 0)
-        mismatches.append(
-            {
-                "kind": "negative_balance",
-                "asset": asset,
-                "user_id": user,
-                "available": format_units(int(available), p),
-                "frozen": format_units(int(frozen_now), p),
-                "message": "a balance is negative",
-            }
-        )
-    for user, asset, actual, expected_frozen in frozen:
-        p = precisions.get(asset, 0)
-        mismatches.append(
-            {
-                "kind": "frozen",
-                "asset": asset,
-                "user_id": user,
-                "actual": format_units(int(actual), p),
-                "expected": format_units(int(expected_frozen), p),
-                "message": "frozen != open orders' holds + held withdrawals",
-            }
-        )
-    return {
-        "ok": not mismatches,
-        "checked_at": utc_now().isoformat(),
-        "seq": int(seq),
-        "assets": assets,
-        "mismatches": mismatches,
-    }
-
 
 @api.route(
     "GET",
@@ -1057,4 +970,94 @@ def _audit(db: Any) -> dict[str, Any]:
 def audit(req: ApiRequest) -> flask.Response:
     svc = services()
     _admin(req, svc)
-    return json_response(svc.db.call(_audit))  # Postgres down: the Api wrapper answers 503
+    return json_response(
+        svc.db.call(books_audit.audit)
+    )  # Postgres down: the Api wrapper answers 503
+
+
+def _int_arg(req: ApiRequest, name: str, default: int | None, top: int) -> int | None:
+    raw = req.raw.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= top:
+        raise bad_request(f"{name} must be an integer from 1 to {top}")
+    return int(raw)
+
+
+@api.route(
+    "GET",
+    "/v1/admin/audits",
+    summary="The audits' stored results, newest first",
+    operation_id="listAudits",
+    tag="admin",
+    auth="admin",
+    params=(
+        query("kind", {"type": "string", "enum": list(audit_runs.KINDS)}, "one kind only"),
+        query("limit", {"type": "integer", "minimum": 1, "maximum": audit_runs.MAX_HISTORY}),
+    ),
+    responses={200: ok("The runs", "AuditRuns")},
+    errors=(400, 401, 403, 503),
+    description=(
+        "Each scheduled (or requested) run of the books' conservation audit and of the "
+        "on-chain audit, with its report; ok is false when the run found a difference (an "
+        "alert was raised). docs/operations.md."
+    ),
+)
+def list_audits(req: ApiRequest) -> flask.Response:
+    svc = services()
+    _admin(req, svc)
+    kind = req.raw.args.get("kind")
+    if kind is not None and kind not in audit_runs.KINDS:
+        raise bad_request(f"kind must be one of {', '.join(audit_runs.KINDS)}")
+    limit = _int_arg(req, "limit", 50, audit_runs.MAX_HISTORY) or 50
+    runs = svc.db.call(lambda db: audit_runs.history(db, kind, limit))
+    return json_response({"audits": runs})
+
+
+@api.route(
+    "POST",
+    "/v1/admin/audits/books",
+    summary="Run the books' conservation audit now and store its result",
+    operation_id="runBooksAudit",
+    tag="admin",
+    auth="admin",
+    responses={201: ok("The stored run", "AuditRun")},
+    errors=(401, 403, 503),
+    description="As the schedule runs it: the result is stored, and a difference alerts.",
+)
+def run_books_audit(req: ApiRequest) -> flask.Response:
+    svc = services()
+    _admin(req, svc)
+
+    def run(db: Any) -> dict[str, Any]:
+        return audit_runs.get(db, audit_runs.run_books(db)["run_id"])
+
+    return json_response(svc.db.call(run), status=201)
+
+
+@api.route(
+    "GET",
+    "/v1/admin/actions",
+    summary="The admin actions' log, newest first",
+    operation_id="listAdminActions",
+    tag="admin",
+    auth="admin",
+    params=(
+        query("before", {"type": "integer", "minimum": 1}, "only actions with a smaller id"),
+        query("limit", {"type": "integer", "minimum": 1, "maximum": admin_actions.MAX_LISTED}),
+    ),
+    responses={200: ok("The actions", "AdminActions")},
+    errors=(400, 401, 403, 503),
+    description=(
+        "Every admin action (any admin route but a read): who, what, when, from where, with "
+        "the request's body (secrets removed). Append-only: nothing in the product changes "
+        "or removes an entry, and the database refuses to."
+    ),
+)
+def list_admin_actions(req: ApiRequest) -> flask.Response:
+    svc = services()
+    _admin(req, svc)
+    before = _int_arg(req, "before", None, 2**62)
+    limit = _int_arg(req, "limit", 100, admin_actions.MAX_LISTED) or 100
+    actions = svc.db.call(lambda db: admin_actions.listing(db, before, limit))
+    return json_response({"actions": actions})

@@ -33,9 +33,9 @@ from tests.deploy.tools import (
 
 FUNCTIONS = {
     "auth", "orders", "binance", "queries", "admin", "docs", "wallet", "watcher", "sweep",
-    "sender",
+    "sender", "audits",
 }  # fmt: skip
-SCHEDULED = {"watcher", "sweep", "sender"}
+SCHEDULED = {"watcher", "sweep", "sender", "audits"}
 
 
 @cache

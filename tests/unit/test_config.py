@@ -128,6 +128,7 @@ NAMES: dict[type[msgspec.Struct], dict[str, str]] = {
         "replace_after_s": "WITHDRAWAL_REPLACE_AFTER_S",
         "fee_bump_percent": "WITHDRAWAL_FEE_BUMP_PERCENT",
         "address_delay_s": "WITHDRAWAL_ADDRESS_DELAY_S",
+        "operator_eth_wei": "OPERATOR_ETH_WEI",
     },
     WsConfig: {
         "host": "WS_HOST",

@@ -109,6 +109,8 @@ def test_the_scheduled_jobs_ship_nothing_of_api() -> None:
     their own imports (shared.answers gives them the API's JSON and error shape)."""
     for name in SCHEDULED_JOBS:
         assert packages_of(name) == ["shared", "wallet"], name
+    # The scheduled audits read the books in Postgres only.
+    assert packages_of("audits") == ["shared"]
 
 
 def test_shared_and_api_have_no_import_cycle() -> None:

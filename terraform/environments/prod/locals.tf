@@ -131,6 +131,17 @@ locals {
       max_instances   = 1
       concurrency     = 1
     }
+    audits = {
+      description     = "the books' audit, stored, a difference alerted (docs/operations.md)"
+      trigger         = "schedule"
+      schedule        = var.schedules["audits"]
+      memory          = "512Mi"
+      cpu             = "1"
+      timeout_seconds = 300
+      min_instances   = 0
+      max_instances   = 1
+      concurrency     = 1
+    }
   }
 
   # Every deployable (the functions, the two Cloud Run services, the migration job) and its
@@ -145,7 +156,7 @@ locals {
   # sweep), the assets' chain details (the sender's durable source of payout contracts and decimals).
   firestore_users     = ["auth", "admin", "wallet"]
   firestore_readers   = ["ws", "orders", "binance", "queries", "watcher", "sweep", "sender"]
-  postgres_users      = ["matcher", "migrate", "orders", "binance", "queries", "admin", "wallet", "watcher", "sweep", "sender"]
+  postgres_users      = ["matcher", "migrate", "orders", "binance", "queries", "admin", "wallet", "watcher", "sweep", "sender", "audits"]
   redis_users         = ["matcher", "ws", "auth", "orders", "binance", "queries", "admin", "wallet", "watcher", "sweep", "sender"]
   api_users           = ["auth", "orders", "binance", "queries", "admin", "docs", "wallet", "ws"]
   wallet_users        = ["wallet", "watcher", "sweep", "sender"]

@@ -325,3 +325,18 @@ module "web" {
   location   = var.region
   labels     = local.labels
 }
+
+# Log-based metrics, alert policies and the vital-signs dashboard (docs/operations.md).
+module "monitoring" {
+  source = "../../modules/monitoring"
+
+  project_id               = var.project_id
+  name                     = local.prefix
+  notification_channels    = var.notification_channels
+  matcher_service          = module.matcher.name
+  function_services        = values(module.functions.names)
+  commands_subscription    = module.pubsub.commands_subscription
+  dead_letter_subscription = module.pubsub.dead_letter_subscription
+  sql_instance             = module.database.instance_name
+  redis_instance_id        = module.redis.instance_id
+}

@@ -87,3 +87,13 @@ output "functions_bucket" {
   description = "The bucket of the functions' uploads."
   value       = module.functions.sources_bucket
 }
+
+output "alert_policies" {
+  description = "Alert => its Cloud Monitoring alert policy (docs/operations.md, Alerts)."
+  value       = module.monitoring.alert_policies
+}
+
+output "dashboard" {
+  description = "The vital-signs dashboard's id."
+  value       = module.monitoring.dashboard
+}

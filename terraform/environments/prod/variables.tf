@@ -148,6 +148,7 @@ variable "schedules" {
     watcher = "* * * * *"
     sweep   = "*/10 * * * *"
     sender  = "* * * * *"
+    audits  = "*/5 * * * *"
   }
 
   validation {
@@ -156,8 +157,8 @@ variable "schedules" {
   }
 
   validation {
-    condition     = length(setsubtract(toset(["watcher", "sweep", "sender"]), toset(keys(var.schedules)))) == 0
-    error_message = "The watcher, sweep and sender each need a schedule."
+    condition     = length(setsubtract(toset(["watcher", "sweep", "sender", "audits"]), toset(keys(var.schedules)))) == 0
+    error_message = "The watcher, sweep, sender and audits each need a schedule."
   }
 }
 
@@ -291,4 +292,15 @@ variable "labels" {
   description = "More labels on every resource that takes labels."
   type        = map(string)
   default     = {}
+}
+
+variable "notification_channels" {
+  description = "Cloud Monitoring notification channel ids (projects/P/notificationChannels/N) the alerts go to (made by hand or elsewhere: e-mail, PagerDuty, ...)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.notification_channels : can(regex("^projects/[^/]+/notificationChannels/[0-9]+$", c))])
+    error_message = "A notification channel is projects/PROJECT/notificationChannels/NUMBER."
+  }
 }

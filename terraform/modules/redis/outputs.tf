@@ -13,3 +13,8 @@ output "url" {
   value       = local.url
   sensitive   = true
 }
+
+output "instance_id" {
+  description = "The instance's id (projects/P/locations/R/instances/N), as its metrics name it."
+  value       = google_redis_instance.cache.id
+}

@@ -1,0 +1,101 @@
+"""The on-chain audit (wallet/audit.py) as a scheduled job: every asset audited, the result
+stored with the books' audits (shared/audit_runs.py, kind ``chain``) and a difference alerted;
+and the hot wallet's balance against what the withdrawals waiting to be sent need, alerted
+(``hot_wallet_low``) before a user waits on it. docs/operations.md."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from web3 import Web3
+
+from shared import alerts, audit_runs
+from shared.db import Database
+from shared.times import utc_now
+from wallet import addresses, chain
+from wallet.assets import AssetChain
+from wallet.audit import audit_asset
+from wallet.chain import token_balance
+from wallet.jobs import Runtime, _assets, _with_db, runtime
+
+log = logging.getLogger("wallet.audit")
+
+# Withdrawals whose amount is still to leave the hot wallet.
+_WAITING_SQL = """
+SELECT asset, coalesce(sum(token_amount), 0), count(*) FROM withdrawal_requests
+WHERE chain_id = :c AND state IN ('requested', 'signed') GROUP BY asset
+"""
+
+
+def chain_report(
+    db: Database, w3: Web3, rt: Runtime, assets: dict[str, AssetChain], hot: str
+) -> dict[str, Any]:
+    """Every asset's on-chain audit, as the books' report is shaped (``ok``, ``assets``,
+    ``mismatches``); amounts in the asset's token units (wei for ETH)."""
+    owners = list(addresses.owners(rt.firestore, rt.cfg.chain_id))
+    seq = int(db.run("SELECT coalesce(max(seq), 0) FROM oplog")[0][0])
+    out: dict[str, Any] = {}
+    mismatches: list[dict[str, Any]] = []
+    for name, asset in sorted(assets.items()):
+        funding = rt.cfg.operator_eth_wei if asset.kind == "native" else 0
+        a = audit_asset(db, w3, rt.cfg.chain_id, asset, owners, hot, funding)
+        out[name] = {"on_chain": str(a.on_chain), "expected": str(a.expected),
+                     "difference": str(a.difference), "ok": a.difference == 0}  # fmt: skip
+        if a.difference:
+            mismatches.append(
+                {"kind": "on_chain", "asset": name, "actual": str(a.on_chain),
+                 "expected": str(a.expected),
+                 "message": "held on chain != owed, with every term in between"}
+            )  # fmt: skip
+    return {"ok": not mismatches, "checked_at": utc_now().isoformat(), "seq": seq,
+            "assets": out, "mismatches": mismatches}  # fmt: skip
+
+
+def hot_wallet_short(
+    db: Database, w3: Web3, chain_id: int, assets: dict[str, AssetChain], hot: str
+) -> list[dict[str, Any]]:
+    """The assets the hot wallet holds less of than the waiting withdrawals need; each one
+    alerted."""
+    short = []
+    for asset_name, needed, count in db.run(_WAITING_SQL, c=chain_id):
+        asset = assets.get(str(asset_name))
+        if asset is None:
+            continue
+        if asset.kind == "native":
+            held = int(w3.eth.get_balance(Web3.to_checksum_address(hot)))
+        else:
+            assert asset.contract is not None
+            held = token_balance(w3, asset.contract, hot)
+        if held < int(needed):
+            entry: dict[str, Any] = {
+                "asset": asset.asset, "held": str(held), "needed": str(int(needed)),
+                "withdrawals": int(count),
+            }  # fmt: skip
+            short.append(entry)
+            alerts.alert(
+                log, alerts.HOT_WALLET_LOW,
+                f"the hot wallet holds less {asset.asset} than waiting withdrawals need",
+                **entry,
+            )  # fmt: skip
+    return short
+
+
+def chain_audit_once(rt: Runtime | None = None) -> dict[str, Any]:
+    """One scheduled run: the on-chain audit stored (and alerted), the hot wallet checked."""
+    rt = rt or runtime()
+    hot = rt.cfg.hot_wallet_address
+    if hot is None:
+        from shared.config import ConfigError
+
+        raise ConfigError("environment variable HOT_WALLET_ADDRESS is required by the audit")
+    w3 = chain.connect(rt.cfg)
+    assets = _assets(rt)
+
+    def run(db: Database) -> dict[str, Any]:
+        report = chain_report(db, w3, rt, assets, hot)
+        run_id = audit_runs.record(db, "chain", report)
+        short = hot_wallet_short(db, w3, rt.cfg.chain_id, assets, hot)
+        return {"ok": report["ok"], "run_id": run_id, "hot_wallet_short": short}
+
+    return _with_db(rt, "audit", run)
