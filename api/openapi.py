@@ -130,7 +130,8 @@ def derived_errors(doc: RouteDoc) -> set[int]:
     """What every route like this one may answer, whatever its handler does: 401 when it
     authenticates, 403 when it checks a scope or needs a session or an admin, 400, 413 and 415
     when it reads a body (api.http), and 503 when a backing service is down (the ``Api``
-    wrapper). A route's ``errors`` add its own."""
+    wrapper). A route's ``errors`` add its own; a status it documents in ``responses`` (a
+    dialect's own error shape) is left as it is."""
     out = {503}
     if doc.auth != "none":
         out.add(401)
@@ -298,7 +299,8 @@ def operation(function: str, doc: RouteDoc) -> JSON:
             "content": {"application/json": {"schema": ref(doc.body.__name__)}},
         }
     responses: JSON = {str(status): dict(r) for status, r in doc.responses.items()}
-    responses.update(err(*derived_errors(doc), *doc.errors))
+    for status, answer in err(*derived_errors(doc), *doc.errors).items():
+        responses.setdefault(status, answer)  # what a route documents itself stays (a dialect's)
     out["responses"] = dict(sorted(responses.items()))
     return out
 

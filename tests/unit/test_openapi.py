@@ -187,6 +187,10 @@ def test_the_common_errors_and_the_scope_come_from_the_declaration() -> None:
             errors=(400, 401, 403, 409, 415, 503),  # the old, explicit way
         ),
         "admin": RouteDoc(summary="s", operation_id="admin", tag="t", auth="admin"),
+        "dialect": RouteDoc(
+            summary="s", operation_id="dialect", tag="t", auth="binance_key",
+            responses={200: {"description": "ok"}, 401: {"description": "its own shape"}},
+        ),
     }  # fmt: skip
     for name, doc in declared.items():
         api.route("POST", f"/v1/{name}", doc)(lambda req: json_response({}))
@@ -202,6 +206,8 @@ def test_the_common_errors_and_the_scope_come_from_the_declaration() -> None:
     assert answers("public") == ["503"]
     assert answers("mine") == ["401", "403", "404", "503"]
     assert answers("make") == ["400", "401", "403", "409", "413", "415", "503"]
+    own = paths["/v1/dialect"]["post"]["responses"]
+    assert own["401"] == {"description": "its own shape"} and "$ref" in own["503"]
     make = paths["/v1/make"]["post"]
     assert make["security"] == [
         {"bearerAuth": []},
