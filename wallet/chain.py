@@ -62,9 +62,10 @@ def transfer_data(to: str, amount: int) -> bytes:
     return _TRANSFER_SELECTOR + bytes.fromhex(to[2:].lower()).rjust(32, b"\0") + amount.to_bytes(32)
 
 
-def token_balance(w3: Web3, token: str, holder: str) -> int:
+def token_balance(w3: Web3, token: str, holder: str, block: int | None = None) -> int:
+    """``holder``'s balance of ``token`` at ``block`` (the latest one by default)."""
     data = _BALANCE_OF_SELECTOR + bytes.fromhex(holder[2:].lower()).rjust(32, b"\0")
-    out = w3.eth.call({"to": to_checksum_address(token), "data": data})
+    out = w3.eth.call({"to": to_checksum_address(token), "data": data}, block)
     return int.from_bytes(bytes(out), "big") if out else 0
 
 

@@ -15,7 +15,7 @@ from shared.db import Database
 from shared.times import utc_now
 from wallet import addresses, chain
 from wallet.assets import AssetChain
-from wallet.audit import audit_asset
+from wallet.audit import MAX_UNSCANNED_BLOCKS, audit_chain
 from wallet.chain import token_balance
 from wallet.jobs import Runtime, _assets, _with_db, runtime
 
@@ -32,16 +32,28 @@ def chain_report(
     db: Database, w3: Web3, rt: Runtime, assets: dict[str, AssetChain], hot: str
 ) -> dict[str, Any]:
     """Every asset's on-chain audit, as the books' report is shaped (``ok``, ``assets``,
-    ``mismatches``); amounts in the asset's token units (wei for ETH)."""
-    owners = list(addresses.owners(rt.firestore, rt.cfg.chain_id))
+    ``mismatches``); amounts in the asset's token units (wei for ETH). ``in_flight``: deposits
+    on chain not credited yet (``unscanned``: the part the watcher has not seen yet)."""
+    owners = addresses.owners(rt.firestore, rt.cfg.chain_id)
     seq = int(db.run("SELECT coalesce(max(seq), 0) FROM oplog")[0][0])
+    audit = audit_chain(
+        db, w3, rt.cfg.chain_id, assets, owners, hot,
+        operator_funding=rt.cfg.operator_eth_wei, gas_wallet=rt.cfg.gas_wallet_address,
+        start_block=rt.cfg.start_block,
+    )  # fmt: skip
     out: dict[str, Any] = {}
     mismatches: list[dict[str, Any]] = []
-    for name, asset in sorted(assets.items()):
-        funding = rt.cfg.operator_eth_wei if asset.kind == "native" else 0
-        a = audit_asset(db, w3, rt.cfg.chain_id, asset, owners, hot, funding)
+    if audit.watcher_behind:
+        mismatches.append(
+            {"kind": "watcher_behind", "asset": None, "actual": str(audit.scanned_to),
+             "expected": str(audit.block),
+             "message": f"the watcher is more than {MAX_UNSCANNED_BLOCKS} blocks behind:"
+                        " the blocks it has not scanned were not counted"}
+        )  # fmt: skip
+    for name, a in audit.assets.items():
         out[name] = {"on_chain": str(a.on_chain), "expected": str(a.expected),
-                     "difference": str(a.difference), "ok": a.difference == 0}  # fmt: skip
+                     "difference": str(a.difference), "ok": a.difference == 0,
+                     "in_flight": str(a.in_flight), "unscanned": str(a.unscanned)}  # fmt: skip
         if a.difference:
             mismatches.append(
                 {"kind": "on_chain", "asset": name, "actual": str(a.on_chain),
@@ -49,6 +61,7 @@ def chain_report(
                  "message": "held on chain != owed, with every term in between"}
             )  # fmt: skip
     return {"ok": not mismatches, "checked_at": utc_now().isoformat(), "seq": seq,
+            "block": audit.block, "scanned_to": audit.scanned_to,
             "assets": out, "mismatches": mismatches}  # fmt: skip
 
 

@@ -211,12 +211,49 @@ def _scan_block(
     )  # fmt: skip
     if prev and prev[0][0] != parent:
         return False
+    found = find_deposits(w3, block, assets, owners, cfg.gas_wallet_address)
+    db.run("BEGIN")
+    try:
+        db.run(
+            "INSERT INTO chain_blocks (chain_id, number, hash, parent_hash)"
+            " VALUES (:c, :n, :h, :p) ON CONFLICT (chain_id, number)"
+            " DO UPDATE SET hash = EXCLUDED.hash, parent_hash = EXCLUDED.parent_hash",
+            c=cfg.chain_id, n=number, h=block_hash, p=parent,
+        )  # fmt: skip
+        for f in found:
+            _record(db, cfg, number, block_hash, f)
+        db.run(
+            "UPDATE chain_cursor SET block_number = :n, head = :h WHERE chain_id = :c",
+            n=number, h=head, c=cfg.chain_id,
+        )  # fmt: skip
+        db.run(
+            "DELETE FROM chain_blocks WHERE chain_id = :c AND number < :keep",
+            c=cfg.chain_id, keep=number - cfg.reorg_window,
+        )  # fmt: skip
+        db.run("COMMIT")
+    except BaseException:
+        db.run("ROLLBACK")
+        raise
+    report.found += len(found)
+    return True
+
+
+def find_deposits(
+    w3: Web3,
+    block: Any,
+    assets: dict[str, AssetChain],
+    owners: dict[str, Owner],
+    gas_wallet_address: str | None,
+) -> list[Found]:
+    """The deposits in one block (fetched with its full transactions), by the rules above. The
+    on-chain audit (wallet/audit.py) counts the blocks the watcher has not scanned yet with it,
+    so both agree on what a deposit is."""
     found: list[Found] = []
     native = next((a for a in assets.values() if a.kind == "native"), None)
-    gas_wallet = (cfg.gas_wallet_address or "").lower()
+    gas_wallet = (gas_wallet_address or "").lower()
     if native is not None and owners:
         for item in block["transactions"]:
-            tx: dict[str, Any] = dict(item)  # type: ignore[arg-type]  # full transactions
+            tx: dict[str, Any] = dict(item)  # full transactions
             to = tx.get("to")
             if not to or int(tx["value"]) <= 0:
                 continue
@@ -252,30 +289,7 @@ def _scan_block(
                     topic_address(topics[1]), amount,
                 )
             )  # fmt: skip
-    db.run("BEGIN")
-    try:
-        db.run(
-            "INSERT INTO chain_blocks (chain_id, number, hash, parent_hash)"
-            " VALUES (:c, :n, :h, :p) ON CONFLICT (chain_id, number)"
-            " DO UPDATE SET hash = EXCLUDED.hash, parent_hash = EXCLUDED.parent_hash",
-            c=cfg.chain_id, n=number, h=block_hash, p=parent,
-        )  # fmt: skip
-        for f in found:
-            _record(db, cfg, number, block_hash, f)
-        db.run(
-            "UPDATE chain_cursor SET block_number = :n, head = :h WHERE chain_id = :c",
-            n=number, h=head, c=cfg.chain_id,
-        )  # fmt: skip
-        db.run(
-            "DELETE FROM chain_blocks WHERE chain_id = :c AND number < :keep",
-            c=cfg.chain_id, keep=number - cfg.reorg_window,
-        )  # fmt: skip
-        db.run("COMMIT")
-    except BaseException:
-        db.run("ROLLBACK")
-        raise
-    report.found += len(found)
-    return True
+    return found
 
 
 def _record(db: Database, cfg: WalletConfig, number: int, block_hash: str, f: Found) -> None:

@@ -1,7 +1,10 @@
-"""The on-chain audit is exact while a withdrawal is mined but not yet confirmed (the wallet
-still says ``broadcast``), not only at rest: the chain's balances already moved, and the
-audit reads the receipt. As a scheduled job it stores each run, alerts on a difference and on
-a hot wallet short of what waiting withdrawals need."""
+"""The on-chain audit is exact in flight, not only at rest: while a withdrawal is mined but not
+yet confirmed (the wallet still says ``broadcast``: the chain's balances already moved, and
+the audit reads the receipt); while a deposit is on chain but the watcher has not scanned it
+yet, or has but it is below its confirmations (in flight, reported apart, not a difference);
+while a sweep and its gas top-up are mined unrecorded. A real difference is still one. As a
+scheduled job it stores each run, alerts on a difference and on a hot wallet short of what
+waiting withdrawals need."""
 
 from __future__ import annotations
 
@@ -15,7 +18,9 @@ from msgspec.structs import replace
 from infra.token import transfer
 from shared import alerts, audit_runs
 from tests.integration.test_wallet_chain import (
+    ETHER,
     OPERATOR_ETH,
+    OUTSIDER_KEY,
     USDT_UNIT,
     N,
     Wallet,
@@ -23,8 +28,9 @@ from tests.integration.test_wallet_chain import (
     node,
     w,
 )
+from wallet.audit import ChainAudit
 from wallet.chain import receipt
-from wallet.jobs import send_once
+from wallet.jobs import send_once, sweep_once
 from wallet.scheduled_audit import chain_audit_once
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -88,3 +94,80 @@ def test_the_scheduled_chain_audit_stores_alerts_and_checks_the_hot_wallet(
         ("on_chain", "ETH"),
         ("on_chain", "USDT"),
     ]
+
+
+def test_a_deposit_on_chain_before_the_watcher_credits_it_is_in_flight_not_a_difference(
+    w: Wallet,
+) -> None:
+    eth, usdt = 3 * ETHER // 2, 250 * USDT_UNIT
+    w.send_usdt(OUTSIDER_KEY, w.addr["alice"], usdt)
+    w.send_eth(OUTSIDER_KEY, w.addr["alice"], eth)  # the head: 1 confirmation of N
+    # On chain, not scanned yet (the watcher has never run): in flight, all of it unscanned.
+    unscanned = w.chain_audit()
+    assert unscanned.ok and unscanned.block == w.head()
+    assert _flights(unscanned) == {"ETH": (0, eth, eth), "USDT": (0, usdt, usdt)}
+
+    w.watch()  # seen, below the confirmations: still in flight, no longer unscanned
+    assert [d[4] for d in w.deposits("alice")] == ["pending", "pending"]
+    assert _flights(w.chain_audit()) == {"ETH": (0, eth, 0), "USDT": (0, usdt, 0)}
+
+    w.mine(N)
+    w.watch_until_credited("alice", "ETH", 150_000_000)
+    w.watch_until_credited("alice", "USDT", 250 * USDT_UNIT)
+    assert _flights(w.chain_audit()) == {"ETH": (0, 0, 0), "USDT": (0, 0, 0)}
+
+    # A sweep in flight: the USDT's gas top-up, then both sweeps, mined and not recorded.
+    for _ in range(2):
+        sweep_once(w.rt)
+        assert w.audit() == {"ETH": 0, "USDT": 0}
+        w.mine(1)  # mined, fewer than N blocks deep
+        assert w.audit() == {"ETH": 0, "USDT": 0}
+    open_txs = w.db.run("SELECT count(*) FROM wallet_txs WHERE status = 'broadcast'")[0][0]
+    assert int(open_txs) >= 1  # the audit did count transactions the wallet has not recorded
+    w.sweep_until_quiet()
+    assert _flights(w.chain_audit()) == {"ETH": (0, 0, 0), "USDT": (0, 0, 0)}
+
+
+def test_a_real_difference_is_found_while_deposits_are_in_flight(
+    w: Wallet, caplog: pytest.LogCaptureFixture
+) -> None:
+    _funded_alice(w)
+    w.send_eth(OUTSIDER_KEY, w.addr["bob"], ETHER)  # in flight, unscanned
+    assert _flights(w.chain_audit()) == {"ETH": (0, ETHER, ETHER), "USDT": (0, 0, 0)}
+
+    # A balance forged in Postgres: the books owe 5 USDT the chain never brought.
+    w.db.run(
+        "UPDATE balances SET available = available + :x WHERE user_id = 'alice' AND asset = 'USDT'",
+        x=5 * USDT_UNIT,
+    )
+    audit = w.chain_audit()
+    assert not audit.ok
+    assert _flights(audit) == {"ETH": (0, ETHER, ETHER), "USDT": (-5 * USDT_UNIT, 0, 0)}
+
+    # ETH leaves the hot wallet behind the exchange's back (a stolen key, say).
+    gone = ETHER // 10
+    sent = w.send_eth(w.hot.key.hex(), Account.create().address, gone)
+    rcpt = w.w3.eth.get_transaction_receipt(w.w3.keccak(sent))
+    gas = int(rcpt["gasUsed"]) * int(rcpt["effectiveGasPrice"])
+    assert w.audit() == {"ETH": -(gone + gas), "USDT": -5 * USDT_UNIT}
+
+    caplog.set_level(logging.WARNING)
+    rt = dataclasses.replace(w.rt, cfg=replace(w.cfg, operator_eth_wei=OPERATOR_ETH))
+    report = chain_audit_once(rt)
+    assert report["ok"] is False
+    raised = {getattr(r, alerts.ALERT_FIELD) for r in caplog.records if hasattr(r, "alert")}
+    assert raised == {alerts.AUDIT_DIFFERENCE}
+    stored = audit_runs.get(w.db, report["run_id"])["report"]
+    assert [(m["kind"], m["asset"]) for m in stored["mismatches"]] == [
+        ("on_chain", "ETH"),
+        ("on_chain", "USDT"),
+    ]
+    assert stored["assets"]["ETH"]["in_flight"] == str(ETHER)
+    assert stored["assets"]["ETH"]["unscanned"] == str(ETHER)
+    assert stored["assets"]["ETH"]["difference"] == str(-(gone + gas))
+    assert stored["block"] >= stored["scanned_to"]
+
+
+def _flights(audit: ChainAudit) -> dict[str, tuple[int, int, int]]:
+    """Per asset: (difference, in flight, of it unscanned)."""
+    return {n: (a.difference, a.in_flight, a.unscanned) for n, a in audit.assets.items()}

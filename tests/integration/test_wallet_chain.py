@@ -43,7 +43,7 @@ from shared.messages import RequestWithdrawal
 from tests.integration.matcher_helpers import market_setup, publish, running, wait_for
 from wallet import addresses
 from wallet.assets import load_asset_chains
-from wallet.audit import audit_asset
+from wallet.audit import ChainAudit, audit_chain
 from wallet.chain import connect as chain_connect
 from wallet.chain import token_balance
 from wallet.jobs import Runtime, send_once, sweep_once, watch_once
@@ -191,15 +191,15 @@ class Wallet:
 
     def audit(self) -> dict[str, int]:
         """Difference between held on chain and what the books say, per asset (0 = exact)."""
+        return {name: a.difference for name, a in self.chain_audit().assets.items()}
+
+    def chain_audit(self) -> ChainAudit:
         owners = addresses.owners(self.rt.firestore, CHAIN_ID)
-        out = {}
-        for name, asset in load_asset_chains(self.rt.redis, N).items():
-            funding = OPERATOR_ETH if name == "ETH" else 0
-            a = audit_asset(
-                self.db, self.w3, CHAIN_ID, asset, list(owners), self.hot.address, funding
-            )
-            out[name] = a.difference
-        return out
+        return audit_chain(
+            self.db, self.w3, CHAIN_ID, load_asset_chains(self.rt.redis, N), owners,
+            self.hot.address, operator_funding=OPERATOR_ETH, gas_wallet=self.gas.address,
+            start_block=self.cfg.start_block,
+        )  # fmt: skip
 
 
 @pytest.fixture
