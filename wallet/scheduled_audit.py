@@ -14,10 +14,10 @@ from shared import alerts, audit_runs
 from shared.db import Database
 from shared.times import utc_now
 from wallet import addresses, chain
-from wallet.assets import AssetChain
+from wallet.assets import AssetChain, load_durable_asset_chains
 from wallet.audit import MAX_UNSCANNED_BLOCKS, audit_chain
 from wallet.chain import token_balance
-from wallet.jobs import Runtime, _assets, _with_db, runtime
+from wallet.jobs import Runtime, _with_db, runtime
 
 log = logging.getLogger("wallet.audit")
 
@@ -103,12 +103,16 @@ def chain_audit_once(rt: Runtime | None = None) -> dict[str, Any]:
 
         raise ConfigError("environment variable HOT_WALLET_ADDRESS is required by the audit")
     w3 = chain.connect(rt.cfg)
-    assets = _assets(rt)
 
     def run(db: Database) -> dict[str, Any]:
+        # The assets' contracts and decimals from their durable sources, not Redis' copy:
+        # the audit trusts no cache (and needs no Redis).
+        assets = load_durable_asset_chains(rt.firestore, db, rt.cfg.confirmations)
         report = chain_report(db, w3, rt, assets, hot)
         run_id = audit_runs.record(db, "chain", report)
         short = hot_wallet_short(db, w3, rt.cfg.chain_id, assets, hot)
-        return {"ok": report["ok"], "run_id": run_id, "hot_wallet_short": short}
+        in_flight = {name: a["in_flight"] for name, a in report["assets"].items()}
+        return {"ok": report["ok"], "run_id": run_id, "block": report["block"],
+                "in_flight": in_flight, "hot_wallet_short": short}  # fmt: skip
 
     return _with_db(rt, "audit", run)

@@ -33,9 +33,9 @@ from tests.deploy.tools import (
 
 FUNCTIONS = {
     "auth", "orders", "binance", "queries", "admin", "docs", "wallet", "watcher", "sweep",
-    "sender", "audits",
+    "sender", "audits", "chainaudit",
 }  # fmt: skip
-SCHEDULED = {"watcher", "sweep", "sender", "audits"}
+SCHEDULED = {"watcher", "sweep", "sender", "audits", "chainaudit"}
 
 
 @cache
@@ -55,6 +55,12 @@ def env_locals() -> dict[str, Any]:
 
 def env_local(name: str) -> Any:
     return resolve(env_locals()[name], env_locals())
+
+
+def function_spec(name: str) -> dict[str, Any]:
+    """A function's row over its trigger's defaults, as locals.tf's ``functions`` merges them."""
+    spec = env_locals()["function_specs"][name]
+    return {**env_locals()["function_defaults"][spec["trigger"]], **spec}
 
 
 def call(name: str) -> dict[str, Any]:
@@ -391,7 +397,7 @@ def test_the_deployer_cannot_read_the_operators_secrets() -> None:
 def test_firestore_write_access_only_where_written() -> None:
     assert set(env_local("firestore_users")) == {"auth", "admin", "wallet"}
     assert set(env_local("firestore_readers")) == {
-        "ws", "orders", "binance", "queries", "watcher", "sweep", "sender",
+        "ws", "orders", "binance", "queries", "watcher", "sweep", "sender", "chainaudit",
     }  # fmt: skip
 
 
@@ -455,8 +461,12 @@ def test_deployer_may_grant_only_the_deployables_roles() -> None:
 
 
 def test_every_function_in_functions_has_a_deployment() -> None:
-    declared = set(env_locals()["functions"])
+    declared = set(env_locals()["function_specs"])
     assert declared == FUNCTIONS
+    assert env_locals()["functions"] == (
+        "${{for f, spec in local.function_specs :"
+        " f => merge(local.function_defaults[spec.trigger], spec)}}"
+    )
     missing = set(function_folders()) - declared
     assert not missing, f"functions/ has {missing} but terraform does not deploy it"
     functions = call("functions")
@@ -468,9 +478,19 @@ def test_every_function_in_functions_has_a_deployment() -> None:
     assert build["runtime"] == "${local.manifest.runtime}"
 
 
+def test_every_function_row_gives_what_the_module_needs() -> None:
+    """Terraform cannot validate offline: a row merged over its defaults must carry exactly the
+    attributes of the module's ``functions`` object (main.tf adds the account and the env)."""
+    variable = named_blocks(module("functions"), "variable")["functions"]["type"]
+    needed = set(re.findall(r"(\w+) = ", variable)) - {"service_account", "env", "secret_env"}
+    for name in FUNCTIONS:
+        assert set(function_spec(name)) == needed, name
+    assert set(env_locals()["function_defaults"]) == {"http", "schedule"}
+
+
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
 def test_function_trigger(name: str) -> None:
-    spec = env_locals()["functions"][name]
+    spec = function_spec(name)
     if name in SCHEDULED:
         assert spec["trigger"] == "schedule"
         assert spec["schedule"] == f'${{var.schedules["{name}"]}}'
@@ -504,6 +524,22 @@ def test_every_scheduled_function_has_a_private_oidc_job() -> None:
     )
 
 
+def test_the_on_chain_audit_reads_what_it_audits_and_holds_no_key() -> None:
+    """The scheduled on-chain audit (functions/chainaudit): the chain's RPC URL, Postgres and
+    Firestore's deposit addresses, read only; no wallet key, no Redis, no Pub/Sub."""
+    readers = {k: set(v) for k, v in env_local("secret_readers").items()}
+    assert {k for k, v in readers.items() if "chainaudit" in v} == {"eth_rpc_url", "db_password"}
+    assert "chainaudit" in env_local("firestore_readers")
+    assert "chainaudit" not in env_local("firestore_users")
+    assert "chainaudit" in env_local("postgres_users")
+    assert "chainaudit" in env_local("wallet_users")  # CHAIN_ID, the addresses, the funding
+    assert "chainaudit" not in env_local("redis_users")
+    assert "chainaudit" not in env_local("commands_publishers")
+    assert "OPERATOR_ETH_WEI = var.operator_eth_wei" in env_locals()["wallet_env"]
+    assert named_blocks(env(), "variable")["operator_eth_wei"]["default"] == "0"
+    assert function_spec("chainaudit")["trigger"] == "schedule"
+
+
 def test_functions_reach_the_vpc_through_the_connector() -> None:
     fn = resources(module("functions"), "google_cloudfunctions2_function")["this"]
     service = one(fn["service_config"])
@@ -524,7 +560,7 @@ def test_function_sources_are_named_by_content_hash() -> None:
 def test_load_balancer_routes_match_the_local_gateway() -> None:
     assert env_local("routes") == '${jsondecode(file("${path.module}/routes.json"))}'
     routes = generated_routes()
-    http_functions = {k for k, f in env_locals()["functions"].items() if f["trigger"] == "http"}
+    http_functions = {k for k in FUNCTIONS if function_spec(k)["trigger"] == "http"}
     assert {b for _, _, b in routes} <= http_functions | {"ws"}
     local = gateway_routes()
     for method, prefix, function in local:

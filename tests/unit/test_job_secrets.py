@@ -82,7 +82,11 @@ def wallet_env(monkeypatch: pytest.MonkeyPatch, rpc_url: str) -> None:
     jobs.runtime.reset()
 
 
-@pytest.mark.parametrize("job", ["watcher", "sweep", "sender"])
+JOB_NAMES = {"chainaudit": "chain-audit"}
+"""The name a function's runs are logged under, where it is not the function's."""
+
+
+@pytest.mark.parametrize("job", ["watcher", "sweep", "sender", "chainaudit"])
 @pytest.mark.parametrize("node", ["refusing_node", "no_node"])
 def test_a_failing_run_logs_and_answers_without_the_rpc_key(
     job: str,
@@ -101,7 +105,7 @@ def test_a_failing_run_logs_and_answers_without_the_rpc_key(
     assert FAKE_KEY not in lines, lines
     assert resp.status_code == 500
     assert FAKE_KEY not in resp.get_data(as_text=True)
-    assert f"{job} run failed" in lines, lines
+    assert f"{JOB_NAMES.get(job, job)} run failed" in lines, lines
     assert "[redacted]" in lines, lines  # the error was logged, the key replaced
     jobs.runtime.reset()
 

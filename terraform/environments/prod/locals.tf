@@ -18,130 +18,95 @@ locals {
   }
 
   # The Cloud Functions: functions/NAME/main.py, entry point NAME. HTTP ones sit behind the
-  # load balancer; scheduled ones are invoked by Cloud Scheduler only. max 1 / concurrency 1
-  # for the scheduled ones: one run at a time (each also takes a Postgres advisory lock).
-  functions = {
-    auth = {
-      description     = "Accounts, sessions and API keys: /v1/auth, /v1/api-keys"
-      trigger         = "http"
+  # load balancer and scale out; scheduled ones are invoked by Cloud Scheduler only, one run
+  # at a time (max 1 / concurrency 1; each also takes a Postgres advisory lock). Each row says
+  # what differs from its trigger's defaults.
+  function_defaults = {
+    http = {
       schedule        = ""
-      memory          = "1Gi" # argon2id hashes take 64 MiB each
+      memory          = "512Mi"
       cpu             = "1"
       timeout_seconds = 60
       min_instances   = 0
       max_instances   = var.http_max_instances
-      concurrency     = 8
+      concurrency     = 20
+    }
+    schedule = {
+      memory          = "512Mi"
+      cpu             = "1"
+      timeout_seconds = 300
+      min_instances   = 0
+      max_instances   = 1
+      concurrency     = 1
+    }
+  }
+  function_specs = {
+    auth = {
+      trigger     = "http"
+      description = "Accounts, sessions and API keys: /v1/auth, /v1/api-keys"
+      memory      = "1Gi" # argon2id hashes take 64 MiB each
+      concurrency = 8
     }
     orders = {
-      description     = "Place and cancel orders, the fate of a command: /v1/orders, /v1/commands"
-      trigger         = "http"
-      schedule        = ""
-      memory          = "512Mi"
-      cpu             = "1"
-      timeout_seconds = 60
-      min_instances   = 0
-      max_instances   = var.http_max_instances
-      concurrency     = 20
+      trigger     = "http"
+      description = "Place and cancel orders, the fate of a command: /v1/orders, /v1/commands"
     }
     binance = {
-      description     = "The Binance-compatible dialect: /api/v3 (docs/binance-api.md)"
-      trigger         = "http"
-      schedule        = ""
-      memory          = "512Mi"
-      cpu             = "1"
-      timeout_seconds = 60
-      min_instances   = 0
-      max_instances   = var.http_max_instances
-      concurrency     = 20
+      trigger     = "http"
+      description = "The Binance-compatible dialect: /api/v3 (docs/binance-api.md)"
     }
     queries = {
-      description     = "Market data and the caller's history: /v1/markets, /v1/balances, GET /v1/orders, ..."
-      trigger         = "http"
-      schedule        = ""
-      memory          = "512Mi"
-      cpu             = "1"
-      timeout_seconds = 60
-      min_instances   = 0
-      max_instances   = var.http_max_instances
-      concurrency     = 20
+      trigger     = "http"
+      description = "Market data and the caller's history: /v1/markets, /v1/balances, GET /v1/orders, ..."
     }
     admin = {
-      description     = "Assets, markets, credits, users, the audit: /v1/admin"
       trigger         = "http"
-      schedule        = ""
-      memory          = "512Mi"
-      cpu             = "1"
+      description     = "Assets, markets, credits, users, the audit: /v1/admin"
       timeout_seconds = 120
-      min_instances   = 0
       max_instances   = 2
       concurrency     = 4
     }
     docs = {
-      description     = "The OpenAPI document: /v1/openapi.json (and the 404 of unknown paths)"
       trigger         = "http"
-      schedule        = ""
+      description     = "The OpenAPI document: /v1/openapi.json (and the 404 of unknown paths)"
       memory          = "256Mi"
       cpu             = "0.167"
       timeout_seconds = 30
-      min_instances   = 0
       max_instances   = 2
       concurrency     = 1
     }
     wallet = {
-      description     = "Deposit addresses, deposits and withdrawals: /v1/deposits, /v1/withdrawals"
-      trigger         = "http"
-      schedule        = ""
-      memory          = "512Mi"
-      cpu             = "1"
-      timeout_seconds = 60
-      min_instances   = 0
-      max_instances   = var.http_max_instances
-      concurrency     = 20
+      trigger     = "http"
+      description = "Deposit addresses, deposits and withdrawals: /v1/deposits, /v1/withdrawals"
     }
     watcher = {
-      description     = "the deposit watcher"
-      trigger         = "schedule"
-      schedule        = var.schedules["watcher"]
-      memory          = "512Mi"
-      cpu             = "1"
-      timeout_seconds = 300
-      min_instances   = 0
-      max_instances   = 1
-      concurrency     = 1
+      trigger     = "schedule"
+      schedule    = var.schedules["watcher"]
+      description = "the deposit watcher"
     }
     sweep = {
-      description     = "the sweep of deposit addresses to the hot wallet"
-      trigger         = "schedule"
-      schedule        = var.schedules["sweep"]
-      memory          = "512Mi"
-      cpu             = "1"
-      timeout_seconds = 300
-      min_instances   = 0
-      max_instances   = 1
-      concurrency     = 1
+      trigger     = "schedule"
+      schedule    = var.schedules["sweep"]
+      description = "the sweep of deposit addresses to the hot wallet"
     }
     sender = {
-      description     = "the withdrawal sender"
-      trigger         = "schedule"
-      schedule        = var.schedules["sender"]
-      memory          = "512Mi"
-      cpu             = "1"
-      timeout_seconds = 300
-      min_instances   = 0
-      max_instances   = 1
-      concurrency     = 1
+      trigger     = "schedule"
+      schedule    = var.schedules["sender"]
+      description = "the withdrawal sender"
     }
     audits = {
-      description     = "the books' audit, stored, a difference alerted (docs/operations.md)"
-      trigger         = "schedule"
-      schedule        = var.schedules["audits"]
-      memory          = "512Mi"
-      cpu             = "1"
-      timeout_seconds = 300
-      min_instances   = 0
-      max_instances   = 1
-      concurrency     = 1
+      trigger     = "schedule"
+      schedule    = var.schedules["audits"]
+      description = "the books' audit, stored, a difference alerted (docs/operations.md)"
     }
+    chainaudit = {
+      trigger     = "schedule"
+      schedule    = var.schedules["chainaudit"]
+      description = "the on-chain audit and the hot wallet's check, stored, alerted (docs/operations.md)"
+    }
+  }
+  functions = {
+    for f, spec in local.function_specs : f => merge(local.function_defaults[spec.trigger], spec)
   }
 
   # Every deployable (the functions, the two Cloud Run services, the migration job) and its
@@ -153,13 +118,14 @@ locals {
   # Writers: accounts and sessions (auth), listings and roles (admin), deposit and withdrawal
   # addresses (wallet); the second factor's used codes (auth, wallet, admin). The others only
   # read: API keys and session state (orders, binance, queries, ws), deposit addresses (watcher,
-  # sweep), the assets' chain details (the sender's durable source of payout contracts and decimals).
+  # sweep, chainaudit), the assets' chain details (the durable source of contracts and decimals
+  # of the sender and the on-chain audit).
   firestore_users     = ["auth", "admin", "wallet"]
-  firestore_readers   = ["ws", "orders", "binance", "queries", "watcher", "sweep", "sender"]
-  postgres_users      = ["matcher", "migrate", "orders", "binance", "queries", "admin", "wallet", "watcher", "sweep", "sender", "audits"]
+  firestore_readers   = ["ws", "orders", "binance", "queries", "watcher", "sweep", "sender", "chainaudit"]
+  postgres_users      = ["matcher", "migrate", "orders", "binance", "queries", "admin", "wallet", "watcher", "sweep", "sender", "audits", "chainaudit"]
   redis_users         = ["matcher", "ws", "auth", "orders", "binance", "queries", "admin", "wallet", "watcher", "sweep", "sender"]
   api_users           = ["auth", "orders", "binance", "queries", "admin", "docs", "wallet", "ws"]
-  wallet_users        = ["wallet", "watcher", "sweep", "sender"]
+  wallet_users        = ["wallet", "watcher", "sweep", "sender", "chainaudit"]
   commands_publishers = ["orders", "binance", "admin", "wallet", "watcher", "sender"] # each signs with its own key
   commands_consumers  = ["matcher"]
   events_publishers   = ["matcher"]

@@ -35,6 +35,7 @@ locals {
     {
       CHAIN_ID           = tostring(var.chain_id)
       HOT_WALLET_ADDRESS = var.hot_wallet_address
+      OPERATOR_ETH_WEI   = var.operator_eth_wei
     },
     { for k, v in { GAS_WALLET_ADDRESS = var.gas_wallet_address } : k => v if v != "" },
     var.wallet_env,

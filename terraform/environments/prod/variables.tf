@@ -145,10 +145,11 @@ variable "schedules" {
   description = "Cron schedule (UTC) of each scheduled function; every minute is the finest Cloud Scheduler allows."
   type        = map(string)
   default = {
-    watcher = "* * * * *"
-    sweep   = "*/10 * * * *"
-    sender  = "* * * * *"
-    audits  = "*/5 * * * *"
+    watcher    = "* * * * *"
+    sweep      = "*/10 * * * *"
+    sender     = "* * * * *"
+    audits     = "*/5 * * * *"
+    chainaudit = "*/5 * * * *"
   }
 
   validation {
@@ -157,8 +158,8 @@ variable "schedules" {
   }
 
   validation {
-    condition     = length(setsubtract(toset(["watcher", "sweep", "sender", "audits"]), toset(keys(var.schedules)))) == 0
-    error_message = "The watcher, sweep, sender and audits each need a schedule."
+    condition     = length(setsubtract(toset(["watcher", "sweep", "sender", "audits", "chainaudit"]), toset(keys(var.schedules)))) == 0
+    error_message = "The watcher, sweep, sender, audits and chainaudit each need a schedule."
   }
 }
 
@@ -191,6 +192,17 @@ variable "gas_wallet_address" {
   validation {
     condition     = var.gas_wallet_address == "" || can(regex("^0x[0-9a-fA-F]{40}$", var.gas_wallet_address))
     error_message = "An address is 0x and 40 hex digits, or empty."
+  }
+}
+
+variable "operator_eth_wei" {
+  description = "The ETH (in wei) the operator put into the hot wallet themselves, for withdrawals' gas (OPERATOR_ETH_WEI): the on-chain audit counts it as held but owed to nobody. Raise it with each funding."
+  type        = string
+  default     = "0"
+
+  validation {
+    condition     = can(regex("^[0-9]+$", var.operator_eth_wei))
+    error_message = "A whole number of wei, as a string (wei overflow a number's exact range)."
   }
 }
 
