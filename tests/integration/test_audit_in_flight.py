@@ -13,11 +13,14 @@ import logging
 
 import pytest
 from eth_account import Account
+from functions_framework import create_app
 from msgspec.structs import replace
 
+from infra.processes import REPO_ROOT
 from infra.token import transfer
 from shared import alerts, audit_runs
 from tests.integration.test_wallet_chain import (
+    CHAIN_ID,
     ETHER,
     OPERATOR_ETH,
     OUTSIDER_KEY,
@@ -28,6 +31,7 @@ from tests.integration.test_wallet_chain import (
     node,
     w,
 )
+from wallet import jobs
 from wallet.audit import ChainAudit
 from wallet.chain import receipt
 from wallet.jobs import send_once, sweep_once
@@ -171,3 +175,32 @@ def test_a_real_difference_is_found_while_deposits_are_in_flight(
 def _flights(audit: ChainAudit) -> dict[str, tuple[int, int, int]]:
     """Per asset: (difference, in flight, of it unscanned)."""
     return {n: (a.difference, a.in_flight, a.unscanned) for n, a in audit.assets.items()}
+
+
+def test_the_chainaudit_function_runs_the_audit_as_cloud_scheduler_calls_it(
+    w: Wallet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """functions-framework serving functions/chainaudit/main.py, configured from the
+    environment as Terraform configures it."""
+    w.send_eth(OUTSIDER_KEY, w.addr["bob"], ETHER)  # on chain, not scanned
+    env = {
+        "ETH_RPC_URL": w.url, "CHAIN_ID": str(CHAIN_ID), "HOT_WALLET_ADDRESS": w.hot.address,
+        "GAS_WALLET_ADDRESS": w.gas.address, "OPERATOR_ETH_WEI": str(OPERATOR_ETH),
+        "WATCHER_START_BLOCK": str(w.cfg.start_block), "PGDATABASE": w.rt.postgres.database,
+    }  # fmt: skip
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    jobs.runtime.reset()
+    try:
+        source = str(REPO_ROOT / "functions" / "chainaudit" / "main.py")
+        app = create_app(target="chainaudit", source=source)  # type: ignore[no-untyped-call]
+        resp = app.test_client().post("/")
+    finally:
+        jobs.runtime.reset()
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    report = resp.get_json()
+    assert report["ok"] is True and report["hot_wallet_short"] == []
+    assert report["in_flight"] == {"ETH": str(ETHER), "USDT": "0"}
+    [run] = audit_runs.history(w.db, "chain", 10)
+    assert run["id"] == report["run_id"] and run["ok"] is True
+    assert run["report"]["assets"]["ETH"]["unscanned"] == str(ETHER)
