@@ -43,7 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.scheduler")
     parser.add_argument("--every", type=float, default=2.0, help="seconds between runs")
     parser.add_argument(
-        "--audit-every", type=float, default=30.0, help="seconds between the books' audits"
+        "--audit-every",
+        type=float,
+        default=30.0,
+        help="seconds between the audits (books, on-chain)",
     )
     parser.add_argument("--once", action="store_true", help="one run of each job, then exit")
     args = parser.parse_args(argv)

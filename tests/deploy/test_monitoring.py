@@ -26,7 +26,7 @@ from tests.deploy.tools import (
 ALERTS_PROMISED = {
     "matcher-lag", "matcher-errors", "commands-backlog", "dead-letters", "audit-differences",
     "hot-wallet-low", "withdrawals-stuck", "function-5xx", "cloud-sql-down", "cloud-sql-disk",
-    "cloud-sql-cpu", "redis-memory", "restarts",
+    "cloud-sql-cpu", "redis-memory", "redis-restarted", "restarts", "scheduled-job-failures",
 }  # fmt: skip
 
 
@@ -58,15 +58,46 @@ def test_an_alert_policy_for_every_vital_sign_sent_to_the_channels() -> None:
     for key, alert in alerts.items():
         assert alert["compare"] in ("COMPARISON_GT", "COMPARISON_LT"), key
         assert re.fullmatch(r"\d+s", alert["duration"]), key
+        assert re.fullmatch(r"\d+s", alert["period"]), key
     assert "request_count" in alerts["function-5xx"]["filter"]
     assert alerts["function-5xx"]["group_by"] == "resource.label.service_name"
     assert "${var.commands_subscription}" in alerts["commands-backlog"]["filter"]
     assert "${var.dead_letter_subscription}" in alerts["dead-letters"]["filter"]
     policy = resources(_monitoring(), "google_monitoring_alert_policy")["this"]
     assert policy["for_each"] == "${local.alerts}"
+    aggregation = one(one(one(policy["conditions"])["condition_threshold"])["aggregations"])
+    assert aggregation["alignment_period"] == "${each.value.period}"
     assert policy["notification_channels"] == "${var.notification_channels}"
     assert "docs/operations.md" in one(policy["documentation"])["content"]
-    assert (REPO / "docs" / "operations.md").is_file()
+    runbook = (REPO / "docs" / "operations.md").read_text()
+    for key in alerts:  # each policy's documentation sends the operator to its row
+        assert re.search(rf"^\| [^|]*`{key}`", runbook, re.M), key
+
+
+def test_every_scheduled_run_that_fails_alerts_and_so_does_a_difference_of_either_audit() -> None:
+    """An audit that cannot run raises no ``audit_difference``: a failed scheduled run (any
+    Cloud Scheduler job: the watcher, sweep, sender, the books' and the on-chain audit) is an
+    alert of its own, counted over long enough to see a job that runs every 5 minutes fail
+    twice. Both audits raise the same ``audit_difference`` (shared/audit_runs.py records
+    either kind)."""
+    local = _locals()
+    counter = local["counters"]["scheduled-job-failures"]
+    assert counter["filter"] == 'resource.type="cloud_scheduler_job" AND severity>=ERROR'
+    alert = local["alerts"]["scheduled-job-failures"]
+    assert alert["filter"] == 'metric.type="${local.log_metric}-scheduled-job-failures"'
+    assert (alert["aligner"], alert["compare"], alert["value"]) == ("ALIGN_SUM", "COMPARISON_GT", 1)
+    assert int(alert["period"].rstrip("s")) >= 3 * 5 * 60
+    jobs = resources(load_dir(MODULES / "functions"), "google_cloud_scheduler_job")["this"]
+    assert jobs["for_each"] == "${local.scheduled}"  # every scheduled function has a job
+    assert "audit_runs.record" in (REPO / "wallet" / "scheduled_audit.py").read_text()
+    assert local["counters"]["audit-differences"]["filter"].endswith('"audit_difference"')
+
+
+def test_redis_health_beyond_its_memory() -> None:
+    restarted = _locals()["alerts"]["redis-restarted"]
+    assert "redis.googleapis.com/server/uptime" in restarted["filter"]
+    assert "${var.redis_instance_id}" in restarted["filter"]
+    assert restarted["compare"] == "COMPARISON_LT"
 
 
 def test_the_environment_wires_monitoring_and_validates_its_channels() -> None:

@@ -17,6 +17,7 @@ from functions_framework import create_app
 from msgspec.structs import replace
 
 from infra.processes import REPO_ROOT
+from infra.services.anvil import eth_rpc
 from infra.token import transfer
 from shared import alerts, audit_runs
 from tests.integration.test_wallet_chain import (
@@ -130,6 +131,24 @@ def test_a_deposit_on_chain_before_the_watcher_credits_it_is_in_flight_not_a_dif
     assert int(open_txs) >= 1  # the audit did count transactions the wallet has not recorded
     w.sweep_until_quiet()
     assert _flights(w.chain_audit()) == {"ETH": (0, 0, 0), "USDT": (0, 0, 0)}
+
+
+def test_a_reorganisation_the_watcher_has_not_followed_yet_is_no_difference(w: Wallet) -> None:
+    before = eth_rpc(w.url, "evm_snapshot")
+    raw = w.send_eth(OUTSIDER_KEY, w.addr["bob"], 2 * ETHER)
+    w.watch()
+    assert [d[4] for d in w.deposits("bob")] == ["pending"]
+    assert _flights(w.chain_audit()) == {"ETH": (0, 2 * ETHER, 0), "USDT": (0, 0, 0)}
+    # The deposit's block leaves the chain; the watcher's records still hold it.
+    eth_rpc(w.url, "evm_revert", [before])
+    w.mine(2)
+    assert _flights(w.chain_audit()) == {"ETH": (0, 0, 0), "USDT": (0, 0, 0)}
+    # Mined again in another block: on chain, not where the watcher saw it.
+    w.w3.eth.send_raw_transaction(raw)
+    assert _flights(w.chain_audit()) == {"ETH": (0, 2 * ETHER, 2 * ETHER), "USDT": (0, 0, 0)}
+    w.watch()
+    assert [d[4] for d in w.deposits("bob")] == ["pending"]
+    assert _flights(w.chain_audit()) == {"ETH": (0, 2 * ETHER, 0), "USDT": (0, 0, 0)}
 
 
 def test_a_real_difference_is_found_while_deposits_are_in_flight(

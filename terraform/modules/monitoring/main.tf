@@ -43,16 +43,23 @@ locals {
       description = "A container of the exchange crashed and was restarted."
       filter      = "${local.run} AND jsonPayload.event=\"child_crashed\""
     }
+    # Cloud Scheduler logs each attempt; a failed one (the function answered an error or timed
+    # out) at ERROR. An audit that cannot run raises no audit_difference: this says so.
+    scheduled-job-failures = {
+      description = "A scheduled function's run failed (the watcher, sweep, sender or an audit)."
+      filter      = "resource.type=\"cloud_scheduler_job\" AND severity>=ERROR"
+    }
   }
 
   log_metric = "logging.googleapis.com/user/${var.name}"
 
-  # Every alert: a metric filter, how to align it, and the threshold. group_by names a label
-  # the alert is raised per value of (a function's 5xx), or nothing.
+  # Every alert: a metric filter, the period it is aligned over and how, and the threshold.
+  # group_by names a label the alert is raised per value of (a function's 5xx), or nothing.
   alerts = {
     matcher-lag = {
       display  = "Matcher lag (publish to applied, p99) above ${var.matcher_lag_ms} ms"
       filter   = "metric.type=\"${local.log_metric}-matcher-lag\" AND resource.type=\"cloud_run_revision\""
+      period   = "60s"
       aligner  = "ALIGN_PERCENTILE_99"
       reducer  = "REDUCE_MAX"
       group_by = ""
@@ -63,6 +70,7 @@ locals {
     matcher-errors = {
       display  = "Matcher batch failures and errors"
       filter   = "metric.type=\"${local.log_metric}-matcher-errors\" AND resource.type=\"cloud_run_revision\""
+      period   = "60s"
       aligner  = "ALIGN_SUM"
       reducer  = "REDUCE_SUM"
       group_by = ""
@@ -73,6 +81,7 @@ locals {
     commands-backlog = {
       display  = "Commands waiting longer than ${var.commands_backlog_age_s} s"
       filter   = "metric.type=\"pubsub.googleapis.com/subscription/oldest_unacked_message_age\" AND resource.type=\"pubsub_subscription\" AND resource.labels.subscription_id=\"${var.commands_subscription}\""
+      period   = "60s"
       aligner  = "ALIGN_MAX"
       reducer  = "REDUCE_MAX"
       group_by = ""
@@ -83,6 +92,7 @@ locals {
     dead-letters = {
       display  = "Dead letters waiting for an operator"
       filter   = "metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.type=\"pubsub_subscription\" AND resource.labels.subscription_id=\"${var.dead_letter_subscription}\""
+      period   = "60s"
       aligner  = "ALIGN_MAX"
       reducer  = "REDUCE_MAX"
       group_by = ""
@@ -93,6 +103,7 @@ locals {
     audit-differences = {
       display  = "Audit difference"
       filter   = "metric.type=\"${local.log_metric}-audit-differences\""
+      period   = "60s"
       aligner  = "ALIGN_SUM"
       reducer  = "REDUCE_SUM"
       group_by = ""
@@ -103,6 +114,7 @@ locals {
     hot-wallet-low = {
       display  = "Hot wallet short of pending withdrawals"
       filter   = "metric.type=\"${local.log_metric}-hot-wallet-low\""
+      period   = "60s"
       aligner  = "ALIGN_SUM"
       reducer  = "REDUCE_SUM"
       group_by = ""
@@ -113,6 +125,7 @@ locals {
     withdrawals-stuck = {
       display  = "Withdrawals stuck on the chain"
       filter   = "metric.type=\"${local.log_metric}-withdrawals-stuck\""
+      period   = "60s"
       aligner  = "ALIGN_SUM"
       reducer  = "REDUCE_SUM"
       group_by = ""
@@ -123,6 +136,7 @@ locals {
     function-5xx = {
       display  = "A function answers 5xx (more than ${var.function_5xx_per_s}/s)"
       filter   = "metric.type=\"run.googleapis.com/request_count\" AND ${local.run} AND metric.labels.response_code_class=\"5xx\" AND resource.labels.service_name=one_of(${join(", ", formatlist("\"%s\"", var.function_services))})"
+      period   = "60s"
       aligner  = "ALIGN_RATE"
       reducer  = "REDUCE_SUM"
       group_by = "resource.label.service_name"
@@ -133,6 +147,7 @@ locals {
     cloud-sql-down = {
       display  = "Cloud SQL is down"
       filter   = "metric.type=\"cloudsql.googleapis.com/database/up\" AND resource.type=\"cloudsql_database\" AND resource.labels.database_id=\"${var.project_id}:${var.sql_instance}\""
+      period   = "60s"
       aligner  = "ALIGN_MIN"
       reducer  = "REDUCE_MIN"
       group_by = ""
@@ -143,6 +158,7 @@ locals {
     cloud-sql-disk = {
       display  = "Cloud SQL disk above 85%"
       filter   = "metric.type=\"cloudsql.googleapis.com/database/disk/utilization\" AND resource.type=\"cloudsql_database\" AND resource.labels.database_id=\"${var.project_id}:${var.sql_instance}\""
+      period   = "60s"
       aligner  = "ALIGN_MAX"
       reducer  = "REDUCE_MAX"
       group_by = ""
@@ -153,6 +169,7 @@ locals {
     cloud-sql-cpu = {
       display  = "Cloud SQL CPU above 90%"
       filter   = "metric.type=\"cloudsql.googleapis.com/database/cpu/utilization\" AND resource.type=\"cloudsql_database\" AND resource.labels.database_id=\"${var.project_id}:${var.sql_instance}\""
+      period   = "60s"
       aligner  = "ALIGN_MEAN"
       reducer  = "REDUCE_MAX"
       group_by = ""
@@ -163,6 +180,7 @@ locals {
     redis-memory = {
       display  = "Redis memory above 90%"
       filter   = "metric.type=\"redis.googleapis.com/stats/memory/usage_ratio\" AND resource.type=\"redis_instance\" AND resource.labels.instance_id=\"${var.redis_instance_id}\""
+      period   = "60s"
       aligner  = "ALIGN_MAX"
       reducer  = "REDUCE_MAX"
       group_by = ""
@@ -170,9 +188,32 @@ locals {
       value    = 0.9
       duration = "300s"
     }
+    scheduled-job-failures = {
+      display  = "Scheduled runs failing (two or more in 15 min)"
+      filter   = "metric.type=\"${local.log_metric}-scheduled-job-failures\""
+      period   = "900s" # the audits run every 5 minutes: count over three of their runs
+      aligner  = "ALIGN_SUM"
+      reducer  = "REDUCE_SUM"
+      group_by = ""
+      compare  = "COMPARISON_GT"
+      value    = 1
+      duration = "0s"
+    }
+    redis-restarted = {
+      display  = "Redis restarted (a Basic tier instance comes back empty)"
+      filter   = "metric.type=\"redis.googleapis.com/server/uptime\" AND resource.type=\"redis_instance\" AND resource.labels.instance_id=\"${var.redis_instance_id}\""
+      period   = "60s"
+      aligner  = "ALIGN_MIN"
+      reducer  = "REDUCE_MIN"
+      group_by = ""
+      compare  = "COMPARISON_LT"
+      value    = 300
+      duration = "0s"
+    }
     restarts = {
       display  = "A container crashed and was restarted"
       filter   = "metric.type=\"${local.log_metric}-restarts\" AND resource.type=\"cloud_run_revision\""
+      period   = "60s"
       aligner  = "ALIGN_SUM"
       reducer  = "REDUCE_SUM"
       group_by = ""
@@ -246,7 +287,7 @@ resource "google_monitoring_alert_policy" "this" {
       duration        = each.value.duration
 
       aggregations {
-        alignment_period     = "60s"
+        alignment_period     = each.value.period
         per_series_aligner   = each.value.aligner
         cross_series_reducer = each.value.reducer
         group_by_fields      = each.value.group_by == "" ? [] : [each.value.group_by]
@@ -281,6 +322,8 @@ resource "google_monitoring_dashboard" "vitals" {
           { title = "Audit differences", filter = local.alerts["audit-differences"].filter, aligner = "ALIGN_SUM", group = "" },
           { title = "Hot wallet short", filter = local.alerts["hot-wallet-low"].filter, aligner = "ALIGN_SUM", group = "" },
           { title = "Withdrawals stuck", filter = local.alerts["withdrawals-stuck"].filter, aligner = "ALIGN_SUM", group = "" },
+          { title = "Scheduled runs failed", filter = local.alerts["scheduled-job-failures"].filter, aligner = "ALIGN_SUM", group = "" },
+          { title = "Cloud SQL up", filter = local.alerts["cloud-sql-down"].filter, aligner = "ALIGN_MIN", group = "" },
           { title = "Cloud SQL CPU", filter = local.alerts["cloud-sql-cpu"].filter, aligner = "ALIGN_MEAN", group = "" },
           { title = "Redis memory", filter = local.alerts["redis-memory"].filter, aligner = "ALIGN_MAX", group = "" },
           ] : {
