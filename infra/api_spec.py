@@ -42,7 +42,7 @@ REPO: Final = Path(__file__).resolve().parents[1]
 FUNCTIONS: Final = REPO / "functions"
 DOCUMENT_FILE: Final = FUNCTIONS / "docs" / "openapi.json"
 ROUTES_FILE: Final = REPO / "terraform" / "environments" / "prod" / "routes.json"
-JOBS: Final = frozenset({"watcher", "sweep", "sender", "audits", "chainaudit"})
+JOBS: Final = frozenset({"watcher", "sweep", "sender", "audits", "reserves"})
 """Scheduled functions (Cloud Scheduler calls them): no routes of the public API."""
 EXTRA_ROUTES: Final[tuple[tuple[str, str, str], ...]] = (
     ("", "/v1/ws", "ws"),

@@ -177,7 +177,7 @@ def test_the_functions_packages() -> None:
         packages = sf.packages_of(name)
         assert "shared" in packages, name
         assert ("wallet" in packages) == (
-            name in {"wallet", "watcher", "sweep", "sender", "chainaudit", "admin"}
+            name in {"wallet", "watcher", "sweep", "sender", "reserves", "admin"}
         ), name
 
 

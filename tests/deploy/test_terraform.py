@@ -33,9 +33,9 @@ from tests.deploy.tools import (
 
 FUNCTIONS = {
     "auth", "orders", "binance", "queries", "admin", "docs", "wallet", "watcher", "sweep",
-    "sender", "audits", "chainaudit",
+    "sender", "audits", "reserves",
 }  # fmt: skip
-SCHEDULED = {"watcher", "sweep", "sender", "audits", "chainaudit"}
+SCHEDULED = {"watcher", "sweep", "sender", "audits", "reserves"}
 
 
 @cache
@@ -397,7 +397,7 @@ def test_the_deployer_cannot_read_the_operators_secrets() -> None:
 def test_firestore_write_access_only_where_written() -> None:
     assert set(env_local("firestore_users")) == {"auth", "admin", "wallet"}
     assert set(env_local("firestore_readers")) == {
-        "ws", "orders", "binance", "queries", "watcher", "sweep", "sender", "chainaudit",
+        "ws", "orders", "binance", "queries", "watcher", "sweep", "sender", "reserves",
     }  # fmt: skip
 
 
@@ -444,6 +444,22 @@ def test_one_service_account_per_deployable_with_least_project_roles() -> None:
     grantable = set(resolve(bootstrap["grantable_roles"], {}))
     granted = set(re.findall(r"roles/[a-zA-Z.]+", str(accounts)))
     assert granted <= grantable, f"the deployer may not grant {granted - grantable}"
+
+
+def test_every_service_account_id_fits_with_the_longest_name_and_environment() -> None:
+    """Google's service account ids are 6 to 30 characters: ``NAME-ENV-SHORT`` must fit with
+    the longest name and environment the variables' validations let through."""
+    variables = named_blocks(env(), "variable")
+    longest = {}
+    for var in ("name", "environment"):
+        rule = one(variables[var]["validation"])["condition"]
+        match = re.search(r"\{\d+,(\d+)\}", rule)
+        assert match, rule
+        longest[var] = 1 + int(match.group(1))  # the first letter and the rest
+    assert env_locals()["prefix"] == "${var.name}-${var.environment}"
+    accounts = [f"fn-{f}" for f in FUNCTIONS] + ["matcher", "ws", "migrate", "scheduler"]
+    for short in [*accounts, "fn-build"]:
+        assert longest["name"] + 1 + longest["environment"] + 1 + len(short) <= 30, short
 
 
 def test_deployer_may_grant_only_the_deployables_roles() -> None:
@@ -525,19 +541,19 @@ def test_every_scheduled_function_has_a_private_oidc_job() -> None:
 
 
 def test_the_on_chain_audit_reads_what_it_audits_and_holds_no_key() -> None:
-    """The scheduled on-chain audit (functions/chainaudit): the chain's RPC URL, Postgres and
+    """The scheduled on-chain audit (functions/reserves): the chain's RPC URL, Postgres and
     Firestore's deposit addresses, read only; no wallet key, no Redis, no Pub/Sub."""
     readers = {k: set(v) for k, v in env_local("secret_readers").items()}
-    assert {k for k, v in readers.items() if "chainaudit" in v} == {"eth_rpc_url", "db_password"}
-    assert "chainaudit" in env_local("firestore_readers")
-    assert "chainaudit" not in env_local("firestore_users")
-    assert "chainaudit" in env_local("postgres_users")
-    assert "chainaudit" in env_local("wallet_users")  # CHAIN_ID, the addresses, the funding
-    assert "chainaudit" not in env_local("redis_users")
-    assert "chainaudit" not in env_local("commands_publishers")
+    assert {k for k, v in readers.items() if "reserves" in v} == {"eth_rpc_url", "db_password"}
+    assert "reserves" in env_local("firestore_readers")
+    assert "reserves" not in env_local("firestore_users")
+    assert "reserves" in env_local("postgres_users")
+    assert "reserves" in env_local("wallet_users")  # CHAIN_ID, the addresses, the funding
+    assert "reserves" not in env_local("redis_users")
+    assert "reserves" not in env_local("commands_publishers")
     assert "OPERATOR_ETH_WEI = var.operator_eth_wei" in env_locals()["wallet_env"]
     assert named_blocks(env(), "variable")["operator_eth_wei"]["default"] == "0"
-    assert function_spec("chainaudit")["trigger"] == "schedule"
+    assert function_spec("reserves")["trigger"] == "schedule"
 
 
 def test_functions_reach_the_vpc_through_the_connector() -> None:

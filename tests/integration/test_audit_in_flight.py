@@ -196,10 +196,10 @@ def _flights(audit: ChainAudit) -> dict[str, tuple[int, int, int]]:
     return {n: (a.difference, a.in_flight, a.unscanned) for n, a in audit.assets.items()}
 
 
-def test_the_chainaudit_function_runs_the_audit_as_cloud_scheduler_calls_it(
+def test_the_reserves_function_runs_the_audit_as_cloud_scheduler_calls_it(
     w: Wallet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """functions-framework serving functions/chainaudit/main.py, configured from the
+    """functions-framework serving functions/reserves/main.py, configured from the
     environment as Terraform configures it."""
     w.send_eth(OUTSIDER_KEY, w.addr["bob"], ETHER)  # on chain, not scanned
     env = {
@@ -211,8 +211,8 @@ def test_the_chainaudit_function_runs_the_audit_as_cloud_scheduler_calls_it(
         monkeypatch.setenv(name, value)
     jobs.runtime.reset()
     try:
-        source = str(REPO_ROOT / "functions" / "chainaudit" / "main.py")
-        app = create_app(target="chainaudit", source=source)  # type: ignore[no-untyped-call]
+        source = str(REPO_ROOT / "functions" / "reserves" / "main.py")
+        app = create_app(target="reserves", source=source)  # type: ignore[no-untyped-call]
         resp = app.test_client().post("/")
     finally:
         jobs.runtime.reset()

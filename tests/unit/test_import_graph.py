@@ -100,7 +100,7 @@ def test_the_wallet_domain_imports_nothing_of_api() -> None:
             assert not {t for t in targets if t.startswith("api.")}, name
 
 
-SCHEDULED_JOBS = ("watcher", "sweep", "sender", "chainaudit")
+SCHEDULED_JOBS = ("watcher", "sweep", "sender", "reserves")
 """The wallet's jobs: Cloud Scheduler calls them; they serve no route of the API."""
 
 

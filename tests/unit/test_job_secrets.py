@@ -82,11 +82,11 @@ def wallet_env(monkeypatch: pytest.MonkeyPatch, rpc_url: str) -> None:
     jobs.runtime.reset()
 
 
-JOB_NAMES = {"chainaudit": "chain-audit"}
+JOB_NAMES = {"reserves": "chain-audit"}
 """The name a function's runs are logged under, where it is not the function's."""
 
 
-@pytest.mark.parametrize("job", ["watcher", "sweep", "sender", "chainaudit"])
+@pytest.mark.parametrize("job", ["watcher", "sweep", "sender", "reserves"])
 @pytest.mark.parametrize("node", ["refusing_node", "no_node"])
 def test_a_failing_run_logs_and_answers_without_the_rpc_key(
     job: str,

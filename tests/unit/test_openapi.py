@@ -25,7 +25,7 @@ from shared.money import format_units
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 METHODS = ("get", "post", "put", "patch", "delete")
-JOBS = {"watcher", "sweep", "sender", "audits", "chainaudit"}
+JOBS = {"watcher", "sweep", "sender", "audits", "reserves"}
 """Scheduled wallet jobs (called by Cloud Scheduler): no routes of the public API."""
 
 

@@ -99,10 +99,10 @@ locals {
       schedule    = var.schedules["audits"]
       description = "the books' audit, stored, a difference alerted (docs/operations.md)"
     }
-    chainaudit = {
+    reserves = {
       trigger     = "schedule"
-      schedule    = var.schedules["chainaudit"]
-      description = "the on-chain audit and the hot wallet's check, stored, alerted (docs/operations.md)"
+      schedule    = var.schedules["reserves"]
+      description = "the on-chain audit of the reserves and the hot wallet's check, stored, alerted (docs/operations.md)"
     }
   }
   functions = {
@@ -118,14 +118,14 @@ locals {
   # Writers: accounts and sessions (auth), listings and roles (admin), deposit and withdrawal
   # addresses (wallet); the second factor's used codes (auth, wallet, admin). The others only
   # read: API keys and session state (orders, binance, queries, ws), deposit addresses (watcher,
-  # sweep, chainaudit), the assets' chain details (the durable source of contracts and decimals
+  # sweep, reserves), the assets' chain details (the durable source of contracts and decimals
   # of the sender and the on-chain audit).
   firestore_users     = ["auth", "admin", "wallet"]
-  firestore_readers   = ["ws", "orders", "binance", "queries", "watcher", "sweep", "sender", "chainaudit"]
-  postgres_users      = ["matcher", "migrate", "orders", "binance", "queries", "admin", "wallet", "watcher", "sweep", "sender", "audits", "chainaudit"]
+  firestore_readers   = ["ws", "orders", "binance", "queries", "watcher", "sweep", "sender", "reserves"]
+  postgres_users      = ["matcher", "migrate", "orders", "binance", "queries", "admin", "wallet", "watcher", "sweep", "sender", "audits", "reserves"]
   redis_users         = ["matcher", "ws", "auth", "orders", "binance", "queries", "admin", "wallet", "watcher", "sweep", "sender"]
   api_users           = ["auth", "orders", "binance", "queries", "admin", "docs", "wallet", "ws"]
-  wallet_users        = ["wallet", "watcher", "sweep", "sender", "chainaudit"]
+  wallet_users        = ["wallet", "watcher", "sweep", "sender", "reserves"]
   commands_publishers = ["orders", "binance", "admin", "wallet", "watcher", "sender"] # each signs with its own key
   commands_consumers  = ["matcher"]
   events_publishers   = ["matcher"]

@@ -145,11 +145,11 @@ variable "schedules" {
   description = "Cron schedule (UTC) of each scheduled function; every minute is the finest Cloud Scheduler allows."
   type        = map(string)
   default = {
-    watcher    = "* * * * *"
-    sweep      = "*/10 * * * *"
-    sender     = "* * * * *"
-    audits     = "*/5 * * * *"
-    chainaudit = "*/5 * * * *"
+    watcher  = "* * * * *"
+    sweep    = "*/10 * * * *"
+    sender   = "* * * * *"
+    audits   = "*/5 * * * *"
+    reserves = "*/5 * * * *"
   }
 
   validation {
@@ -158,8 +158,8 @@ variable "schedules" {
   }
 
   validation {
-    condition     = length(setsubtract(toset(["watcher", "sweep", "sender", "audits", "chainaudit"]), toset(keys(var.schedules)))) == 0
-    error_message = "The watcher, sweep, sender, audits and chainaudit each need a schedule."
+    condition     = length(setsubtract(toset(["watcher", "sweep", "sender", "audits", "reserves"]), toset(keys(var.schedules)))) == 0
+    error_message = "The watcher, sweep, sender, audits and reserves each need a schedule."
   }
 }
 

@@ -1,4 +1,5 @@
-"""The on-chain audit, run by Cloud Scheduler (OIDC; the function is not public).
+"""The on-chain audit of the exchange's reserves, run by Cloud Scheduler (OIDC; the function is
+not public).
 
 One call is one run (wallet/scheduled_audit.py): what the deposit addresses and the hot
 wallet hold on chain against what the books owe, every term as of one block, deposits the
@@ -25,7 +26,7 @@ logs.setup()
 log = logging.getLogger("wallet.audit")
 
 
-def chainaudit(request: flask.Request) -> flask.Response:
+def reserves(request: flask.Request) -> flask.Response:
     """The functions-framework entry point."""
     report = run_job("chain-audit", chain_audit_once)
     if report is None:  # logged, redacted; the answer says nothing of the cause
