@@ -197,7 +197,7 @@ def _flights(audit: ChainAudit) -> dict[str, tuple[int, int, int]]:
 
 
 def test_the_reserves_function_runs_the_audit_as_cloud_scheduler_calls_it(
-    w: Wallet, monkeypatch: pytest.MonkeyPatch
+    w: Wallet, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """functions-framework serving functions/reserves/main.py, configured from the
     environment as Terraform configures it."""
@@ -210,6 +210,7 @@ def test_the_reserves_function_runs_the_audit_as_cloud_scheduler_calls_it(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     jobs.runtime.reset()
+    caplog.set_level(logging.INFO)
     try:
         source = str(REPO_ROOT / "functions" / "reserves" / "main.py")
         app = create_app(target="reserves", source=source)  # type: ignore[no-untyped-call]
@@ -220,6 +221,8 @@ def test_the_reserves_function_runs_the_audit_as_cloud_scheduler_calls_it(
     report = resp.get_json()
     assert report["ok"] is True and report["hot_wallet_short"] == []
     assert report["in_flight"] == {"ETH": str(ETHER), "USDT": "0"}
+    assert not [r for r in caplog.records if hasattr(r, alerts.ALERT_FIELD)]  # no false alarm
+    assert any(getattr(r, "audit", None) == "chain" for r in caplog.records)  # it did log
     [run] = audit_runs.history(w.db, "chain", 10)
     assert run["id"] == report["run_id"] and run["ok"] is True
     assert run["report"]["assets"]["ETH"]["unscanned"] == str(ETHER)
