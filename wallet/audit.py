@@ -80,7 +80,7 @@ class ChainAudit:
     """The last block the watcher had scanned (its cursor, or the last of its blocks still
     on the chain after a reorganisation it has not followed yet), at most ``block``."""
     watcher_behind: bool
-    """More than MAX_UNSCANNED_BLOCKS blocks were not scanned: they were not counted."""
+    """More than ``max_unscanned`` blocks were not scanned: they were not counted."""
     assets: dict[str, AssetAudit]
 
     @property
@@ -181,15 +181,17 @@ def audit_chain(
     operator_funding: int = 0,
     gas_wallet: str | None = None,
     start_block: int | None = None,
+    max_unscanned: int = MAX_UNSCANNED_BLOCKS,
 ) -> ChainAudit:
     """Every asset audited as of the current head. ``owners``: the deposit addresses (by
     lowercase address); ``operator_funding``: the ETH the operator put in the hot wallet;
-    ``gas_wallet`` and ``start_block``: the watcher's (WalletConfig)."""
+    ``gas_wallet`` and ``start_block``: the watcher's (WalletConfig); ``max_unscanned``: the
+    most blocks above the watcher's cursor scanned here."""
     block = int(w3.eth.block_number)
     db.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
     try:
         scanned_to = _scanned_to(db, w3, chain_id, block, start_block)
-        behind = block - scanned_to > MAX_UNSCANNED_BLOCKS
+        behind = block - scanned_to > max_unscanned
         unscanned = (
             {} if behind
             else _unscanned(db, w3, assets, owners, gas_wallet, chain_id, scanned_to, block)

@@ -29,7 +29,12 @@ WHERE chain_id = :c AND state IN ('requested', 'signed') GROUP BY asset
 
 
 def chain_report(
-    db: Database, w3: Web3, rt: Runtime, assets: dict[str, AssetChain], hot: str
+    db: Database,
+    w3: Web3,
+    rt: Runtime,
+    assets: dict[str, AssetChain],
+    hot: str,
+    max_unscanned: int = MAX_UNSCANNED_BLOCKS,
 ) -> dict[str, Any]:
     """Every asset's on-chain audit, as the books' report is shaped (``ok``, ``assets``,
     ``mismatches``); amounts in the asset's token units (wei for ETH). ``in_flight``: deposits
@@ -39,15 +44,15 @@ def chain_report(
     audit = audit_chain(
         db, w3, rt.cfg.chain_id, assets, owners, hot,
         operator_funding=rt.cfg.operator_eth_wei, gas_wallet=rt.cfg.gas_wallet_address,
-        start_block=rt.cfg.start_block,
+        start_block=rt.cfg.start_block, max_unscanned=max_unscanned,
     )  # fmt: skip
     out: dict[str, Any] = {}
     mismatches: list[dict[str, Any]] = []
     if audit.watcher_behind:
         mismatches.append(
-            {"kind": "watcher_behind", "asset": None, "actual": str(audit.scanned_to),
+            {"kind": "watcher_behind", "asset": "", "actual": str(audit.scanned_to),
              "expected": str(audit.block),
-             "message": f"the watcher is more than {MAX_UNSCANNED_BLOCKS} blocks behind:"
+             "message": f"the watcher is more than {max_unscanned} blocks behind:"
                         " the blocks it has not scanned were not counted"}
         )  # fmt: skip
     for name, a in audit.assets.items():

@@ -33,10 +33,11 @@ from tests.integration.test_wallet_chain import (
     w,
 )
 from wallet import jobs
+from wallet.assets import load_asset_chains
 from wallet.audit import ChainAudit
 from wallet.chain import receipt
 from wallet.jobs import send_once, sweep_once
-from wallet.scheduled_audit import chain_audit_once
+from wallet.scheduled_audit import chain_audit_once, chain_report
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -149,6 +150,24 @@ def test_a_reorganisation_the_watcher_has_not_followed_yet_is_no_difference(w: W
     w.watch()
     assert [d[4] for d in w.deposits("bob")] == ["pending"]
     assert _flights(w.chain_audit()) == {"ETH": (0, 2 * ETHER, 0), "USDT": (0, 0, 0)}
+
+
+def test_a_watcher_too_far_behind_is_reported_not_scanned(w: Wallet) -> None:
+    most = 4  # of MAX_UNSCANNED_BLOCKS in production
+    w.watch()
+    w.send_eth(OUTSIDER_KEY, w.addr["bob"], ETHER)  # not scanned: not counted, a difference
+    w.mine(most)
+    audit = w.chain_audit(max_unscanned=most)
+    assert audit.watcher_behind and not audit.ok
+    assert audit.block - audit.scanned_to == most + 1
+    assert _flights(audit) == {"ETH": (ETHER, 0, 0), "USDT": (0, 0, 0)}
+    chains = load_asset_chains(w.rt.redis, N)
+    report = chain_report(w.db, w.w3, w.rt, chains, w.hot.address, max_unscanned=most)
+    assert report["ok"] is False
+    assert [m["kind"] for m in report["mismatches"]] == ["watcher_behind", "on_chain"]
+    assert w.chain_audit(max_unscanned=most + 1).ok  # within reach: scanned, in flight
+    w.watch()  # the watcher catches up
+    assert w.chain_audit(max_unscanned=0).ok
 
 
 def test_a_real_difference_is_found_while_deposits_are_in_flight(

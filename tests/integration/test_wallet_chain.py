@@ -193,12 +193,12 @@ class Wallet:
         """Difference between held on chain and what the books say, per asset (0 = exact)."""
         return {name: a.difference for name, a in self.chain_audit().assets.items()}
 
-    def chain_audit(self) -> ChainAudit:
+    def chain_audit(self, **limits: int) -> ChainAudit:
         owners = addresses.owners(self.rt.firestore, CHAIN_ID)
         return audit_chain(
             self.db, self.w3, CHAIN_ID, load_asset_chains(self.rt.redis, N), owners,
             self.hot.address, operator_funding=OPERATOR_ETH, gas_wallet=self.gas.address,
-            start_block=self.cfg.start_block,
+            start_block=self.cfg.start_block, **limits,
         )  # fmt: skip
 
 
