@@ -877,11 +877,7 @@ def _reviewer(req: ApiRequest, svc: Services) -> Principal:
     sends funds out."""
     principal = _admin(req, svc)
     body = req.json(ReviewDecision) if req.body else ReviewDecision()
-    require_fresh(principal, svc.config)
-    second_factor.verify(
-        svc.auth.firestore, principal.user_id, body.totp_code, failures=svc.auth.failures,
-        client_ip=req.client_ip, cfg=svc.config,
-    )  # fmt: skip
+    second_factor.require_second_factor(svc.auth, req, principal, body.totp_code)
     return principal
 
 
