@@ -331,7 +331,7 @@ def schemas() -> dict[str, JSON]:
             },
             description="An OCO list: a limit order and a stop-loss order; one cancels the other.",
         ),
-        "OcoLists": obj({"lists": array(ref("OcoList"))}),
+        "OcoLists": obj({"lists": array(ref("OcoList")), "next_cursor": nullable(STR)}),
         "AmendedOrder": obj(
             {
                 "order_id": INT,

@@ -17,7 +17,9 @@ so six digits cannot be guessed.
 Where a code is asked for (``totp_code`` in the body): login and reauth (the fresh proof is
 then two-factor), a withdrawal made with a token, a new API key with the ``withdraw`` scope,
 turning two-factor off, a new withdrawal address. Missing: 401 ``totp_required``; wrong or
-already used: 401 ``invalid_totp_code``.
+already used: 401 ``invalid_totp_code``. After sign-in, those actions ask for it with
+``require_second_factor`` (the fresh proof, then the code); login and reauth, which are the
+proof, with ``require_code``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from google.cloud import firestore
 
-from api.http import ApiError, unauthorized
+from api.auth import AuthContext, Principal, require_fresh
+from api.http import ApiError, ApiRequest, unauthorized
 from api.throttle import FailureLimiter, PasswordTry
 from shared.config import ApiConfig
 
@@ -183,6 +186,27 @@ def verify(
         raise _invalid()
     failures.succeeded(attempt)
     return used
+
+
+def require_code(ctx: AuthContext, req: ApiRequest, user_id: str, code: str | None) -> None:
+    """401 unless the user's second factor, when on, is proved by ``code`` (``verify``, with
+    the request's failure budgets)."""
+    verify(
+        ctx.firestore, user_id, code, failures=ctx.failures, client_ip=req.client_ip,
+        cfg=ctx.config,
+    )  # fmt: skip
+
+
+def require_second_factor(
+    ctx: AuthContext, req: ApiRequest, principal: Principal, code: str | None
+) -> None:
+    """What an action that moves funds or guards them needs: a recent proof
+    (``api.auth.require_fresh``) and, when it is on, the second factor. Only our own tokens
+    carry one here: an API key is its own proof (making one with the withdraw scope needed
+    it), an external identity proves itself at its provider."""
+    require_fresh(principal, ctx.config)
+    if principal.via == "jwt":
+        require_code(ctx, req, principal.user_id, code)
 
 
 def _spend(db: Any, ref: Any, user: Mapping[str, Any], code: str, now: float) -> Used | None:

@@ -38,7 +38,8 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Annotated, Any, ClassVar, Final, Literal
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, Final, Literal, NamedTuple
 
 import flask
 import msgspec
@@ -807,22 +808,68 @@ class ReviewDecision(Body):
     totp_code: second_factor.TotpCode = None
 
 
-def _reviewed_json(row: list[Any], precisions: dict[str, int]) -> dict[str, Any]:
-    (wid, user, asset, amount, fee, address, state, error, held, by, at, created) = row
-    p = precisions.get(asset, 0)
+class Reviewed(NamedTuple):
+    """A withdrawal request as the review sees it (``_REVIEW_SQL``'s columns, in order)."""
+
+    withdrawal_id: str
+    user_id: str
+    asset: str
+    amount: Any  # numeric: integer units of the asset
+    fee: Any
+    address: str
+    state: str
+    error: str | None
+    held: str | None
+    """The matcher's withdrawal state: ``held`` once it holds the funds, None before."""
+    reviewed_by: str | None
+    reviewed_at: datetime | None
+    created_at: datetime
+
+
+def _reviewed_json(row: Reviewed, precisions: dict[str, int]) -> dict[str, Any]:
+    p = precisions.get(row.asset, 0)
     return {
-        "id": wid, "user_id": user, "asset": asset,
-        "amount": format_units(int(amount), p), "fee": format_units(int(fee), p),
-        "address": address, "state": state, "error": error, "held": held == "held",
-        "reviewed_by": by, "reviewed_at": iso(at), "created_at": iso(created),
+        "id": row.withdrawal_id, "user_id": row.user_id, "asset": row.asset,
+        "amount": format_units(int(row.amount), p), "fee": format_units(int(row.fee), p),
+        "address": row.address, "state": row.state, "error": row.error,
+        "held": row.held == "held", "reviewed_by": row.reviewed_by,
+        "reviewed_at": iso(row.reviewed_at), "created_at": iso(row.created_at),
     }  # fmt: skip
 
 
-def _reviewed(svc: Services, wid: str) -> list[Any]:
+def _reviewed(svc: Services, wid: str) -> Reviewed:
     rows = svc.db.run(_REVIEW_SQL + " WHERE r.withdrawal_id = :w", w=wid)
     if not rows:
         raise not_found("no such withdrawal", "withdrawal_not_found")
-    return list(rows[0])
+    return Reviewed(*rows[0])
+
+
+def _awaiting_review(svc: Services, wid: str) -> Reviewed:
+    """The withdrawal, waiting for review with its funds held by the matcher: 404 when there
+    is none, 409 ``not_in_review`` / ``not_held`` else."""
+    row = _reviewed(svc, wid)
+    if row.state != "review":
+        raise conflict(f"withdrawal {wid} is {row.state}, not in review", "not_in_review")
+    if row.held != "held":
+        raise conflict("the matcher has not held its funds yet; retry", "not_held")
+    return row
+
+
+_Outcome = Literal["state = 'requested'", "state = 'failed', error = 'rejected_in_review'"]
+"""What approving and rejecting set (the only text ``_decide`` puts into its statement)."""
+
+
+def _decide(svc: Services, wid: str, outcome: _Outcome, by: str) -> None:
+    """Record the review's ``outcome`` (the SET part) only if the withdrawal is still in
+    review: of two admins deciding at once, the second gets 409 ``not_in_review``."""
+    done = svc.db.run(
+        f"UPDATE withdrawal_requests SET {outcome}, reviewed_by = :b, reviewed_at = now(),"
+        " updated_at = now() WHERE withdrawal_id = :w AND state = 'review'"
+        " RETURNING withdrawal_id",
+        b=by, w=wid,
+    )  # fmt: skip
+    if not done:
+        raise conflict(f"withdrawal {wid} is no longer in review", "not_in_review")
 
 
 def _reviewer(req: ApiRequest, svc: Services) -> Principal:
@@ -830,11 +877,7 @@ def _reviewer(req: ApiRequest, svc: Services) -> Principal:
     sends funds out."""
     principal = _admin(req, svc)
     body = req.json(ReviewDecision) if req.body else ReviewDecision()
-    require_fresh(principal, svc.config)
-    second_factor.verify(
-        svc.auth.firestore, principal.user_id, body.totp_code, failures=svc.auth.failures,
-        client_ip=req.client_ip, cfg=svc.config,
-    )  # fmt: skip
+    second_factor.require_second_factor(svc.auth, req, principal, body.totp_code)
     return principal
 
 
@@ -861,7 +904,7 @@ def list_review_withdrawals(req: ApiRequest) -> flask.Response:
         s=state,
     )
     precisions = asset_precisions(svc.redis)
-    return json_response({"withdrawals": [_reviewed_json(list(r), precisions) for r in rows]})
+    return json_response({"withdrawals": [_reviewed_json(Reviewed(*r), precisions) for r in rows]})
 
 
 @api.route(
@@ -885,19 +928,8 @@ def approve_withdrawal(req: ApiRequest) -> flask.Response:
     svc = services()
     principal = _reviewer(req, svc)
     wid = req.params["id"]
-    row = _reviewed(svc, wid)
-    if row[6] != "review":
-        raise conflict(f"withdrawal {wid} is {row[6]}, not in review", "not_in_review")
-    if row[8] != "held":
-        raise conflict("the matcher has not held its funds yet; retry", "not_held")
-    done = svc.db.run(
-        "UPDATE withdrawal_requests SET state = 'requested', reviewed_by = :b,"
-        " reviewed_at = now(), updated_at = now() WHERE withdrawal_id = :w AND state = 'review'"
-        " RETURNING withdrawal_id",
-        b=principal.user_id, w=wid,
-    )  # fmt: skip
-    if not done:
-        raise conflict(f"withdrawal {wid} is no longer in review", "not_in_review")
+    _awaiting_review(svc, wid)
+    _decide(svc, wid, "state = 'requested'", principal.user_id)
     log.warning(
         "withdrawal approved",
         extra={"event": "withdrawal_approved", "withdrawal": wid, "by": principal.user_id},
@@ -927,24 +959,13 @@ def reject_withdrawal(req: ApiRequest) -> flask.Response:
     svc = services()
     principal = _reviewer(req, svc)
     wid = req.params["id"]
-    row = _reviewed(svc, wid)
-    if row[6] != "review":
-        raise conflict(f"withdrawal {wid} is {row[6]}, not in review", "not_in_review")
-    if row[8] != "held":
-        raise conflict("the matcher has not held its funds yet; retry", "not_held")
-    done = svc.db.run(
-        "UPDATE withdrawal_requests SET state = 'failed', error = 'rejected_in_review',"
-        " reviewed_by = :b, reviewed_at = now(), updated_at = now()"
-        " WHERE withdrawal_id = :w AND state = 'review' RETURNING user_id",
-        b=principal.user_id, w=wid,
-    )  # fmt: skip
-    if not done:
-        raise conflict(f"withdrawal {wid} is no longer in review", "not_in_review")
+    row = _awaiting_review(svc, wid)
+    _decide(svc, wid, "state = 'failed', error = 'rejected_in_review'", principal.user_id)
     log.warning(
         "withdrawal rejected",
         extra={"event": "withdrawal_rejected", "withdrawal": wid, "by": principal.user_id},
     )
-    user = str(done[0][0])
+    user = row.user_id
     # The sender's id for the same refund: whichever is applied first, the other is a duplicate.
     reply = svc.commands.send(
         RefundWithdrawal(id=f"refund:{wid}", withdrawal_id=wid), ordering_key=user,

@@ -315,14 +315,6 @@ def _new_session(
     return pair
 
 
-def _second_factor(ctx: AuthContext, req: ApiRequest, user_id: str, code: str | None) -> None:
-    """401 unless the user's second factor, when on, is proved by ``code`` (api.second_factor)."""
-    second_factor.verify(
-        ctx.firestore, user_id, code, failures=ctx.failures, client_ip=req.client_ip,
-        cfg=ctx.config,
-    )  # fmt: skip
-
-
 def _role_of(user: dict[str, Any]) -> Role:
     return "admin" if user.get("role") == "admin" else "user"
 
@@ -422,7 +414,7 @@ def login(req: ApiRequest) -> flask.Response:
         raise unauthorized("wrong email or password", "invalid_credentials")
     if user.get("disabled"):  # by an admin (functions/admin): no new session
         raise forbidden("this account is disabled", "account_disabled")
-    _second_factor(ctx, req, user_id, body.totp_code)
+    second_factor.require_code(ctx, req, user_id, body.totp_code)
     if _hasher.check_needs_rehash(user["password_hash"]):
         db.collection(USERS).document(user_id).update(
             {"password_hash": _hasher.hash(body.password)}
@@ -655,7 +647,7 @@ def reauth(req: ApiRequest) -> flask.Response:
     attempt = _password_try(ctx, req, str(user.get("email")))
     if not _verify_password(ctx, attempt, user.get("password_hash"), body.password):
         raise unauthorized("wrong password", "invalid_credentials")
-    _second_factor(ctx, req, principal.user_id, body.totp_code)
+    second_factor.require_code(ctx, req, principal.user_id, body.totp_code)
     assert principal.session_id is not None  # our token: it has one
     auth_time = int(time.time())
     # Later refreshes of the session carry this proof (until it is too old to count).
@@ -836,11 +828,11 @@ def disable_two_factor(req: ApiRequest) -> flask.Response:
     ctx = default_context()
     principal = authenticate(req, ctx)
     user = _password_user(ctx, principal)
-    require_fresh(principal, ctx.config)
     body = req.json(TotpProof)
+    # Off, the second factor asks for nothing: the fresh proof still comes before the 409.
+    second_factor.require_second_factor(ctx, req, principal, body.totp_code)
     if not second_factor.is_enabled(user):
         raise conflict("two-factor authentication is not on", "two_factor_disabled")
-    _second_factor(ctx, req, principal.user_id, body.totp_code)
     ref = ctx.firestore.collection(USERS).document(principal.user_id)
     ref.update({second_factor.FIELD: firestore.DELETE_FIELD})
     return no_content()
@@ -896,12 +888,12 @@ def create_api_key(req: ApiRequest) -> flask.Response:
     label = body.label.strip()
     if not label:
         raise bad_request("label must not be blank")
-    if SENSITIVE_SCOPES & set(body.scopes):
-        # A key that trades or withdraws outlives any token: a stolen token must not make one.
-        require_fresh(principal, ctx.config)
+    # A key that trades or withdraws outlives any token: a stolen token must not make one;
+    # one that can move funds out is made only with the second factor too, when it is on.
     if "withdraw" in body.scopes:
-        # A key that can move funds out is made only with the second factor, when it is on.
-        _second_factor(ctx, req, principal.user_id, body.totp_code)
+        second_factor.require_second_factor(ctx, req, principal, body.totp_code)
+    elif SENSITIVE_SCOPES & set(body.scopes):
+        require_fresh(principal, ctx.config)
     if len(_own_keys(ctx, principal.user_id)) >= MAX_API_KEYS:
         raise conflict(f"at most {MAX_API_KEYS} API keys per user", "too_many_api_keys")
     key_id = new_api_key_id()

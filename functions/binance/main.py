@@ -56,7 +56,7 @@ from api.http import Api, ApiRequest, api_config, json_response
 from api.listings import load_market, order_command
 from api.openapi import query
 from shared import listen_keys, logs
-from shared.instance import per_instance
+from shared.instance import close_members, lazy, per_instance
 from shared.messages import CancelAll, CancelOrder, SelfTrade, TimeInForce
 from shared.money import MoneyError, parse_decimal
 from shared.order_rules import MAX_CLIENT_ORDER_ID
@@ -93,11 +93,31 @@ def binance(request: flask.Request) -> flask.Response:
     return api(request)
 
 
+class BinanceServices:
+    """What the dialect holds for its instance's life beside the command-sending functions'
+    services (api.dispatch), each member built on its first use (shared.instance): the public
+    market routes read only this Redis, so they build no auth context (no keys read, no
+    Pub/Sub, no database), as in the queries function."""
+
+    @lazy
+    def market_redis(self) -> redis.Redis:
+        """Market data; a Redis that does not answer within 5 s answers 503 (the auth
+        context's client has no timeout: it waits on the matcher's replies)."""
+        return redis.Redis.from_url(
+            api_config().redis_url, socket_timeout=5.0, socket_connect_timeout=5.0
+        )
+
+    def close(self) -> None:
+        close_members(self)
+
+
 @per_instance
+def binance_services() -> BinanceServices:
+    return BinanceServices()
+
+
 def market_redis() -> redis.Redis:
-    return redis.Redis.from_url(
-        api_config().redis_url, socket_timeout=5.0, socket_connect_timeout=5.0
-    )
+    return binance_services().market_redis
 
 
 def _now_ms() -> int:

@@ -106,6 +106,9 @@ PUBLIC_TRADES_DEFAULT, PUBLIC_TRADES_MAX = 50, 1000
 KLINES_DEFAULT, KLINES_MAX = 500, 1500
 """``md:kline:{m}:{iv}`` keeps 1500 per interval."""
 PAGE_DEFAULT, PAGE_MAX = 50, 500
+LISTS_DEFAULT: Final = 100
+"""The OCO lists' page size when none is asked for: what the listing answered before it had
+pages."""
 OPEN_STATUSES: Final = ("open", "partially_filled")
 CLOSED_STATUSES: Final = ("filled", "cancelled")
 
@@ -205,12 +208,31 @@ class PageQuery:
     catalog: Catalog
 
     @staticmethod
-    def of(req: ApiRequest, listing: str, *filters: str) -> PageQuery:
+    def of(req: ApiRequest, listing: str, *filters: str, default: int = PAGE_DEFAULT) -> PageQuery:
         params = Params(req, *filters, "limit", "cursor")
-        limit = params.limit(PAGE_DEFAULT, PAGE_MAX)
+        limit = params.limit(default, PAGE_MAX)
         user = _caller(req)
         after = params.cursor(listing, user)
         return PageQuery(listing, params, limit, user, after, _private_catalog())
+
+    def rows(self, select: str, id_column: str, *conditions: str, **equal: Any) -> list[Any]:
+        """The page's rows of ``select`` (``SELECT ... FROM table``), newest (highest
+        ``id_column``) first: the caller's, meeting ``conditions`` (constants, never caller
+        text), whose columns equal the values given (None: any), after the cursor; ``limit +
+        1`` of them (``answer``)."""
+        where = ["user_id = :u", *conditions]
+        args: dict[str, Any] = {"u": self.user, "n": self.limit + 1}
+        for i, (column, value) in enumerate(equal.items()):
+            if value is not None:
+                where.append(f"{column} = :f{i}")
+                args[f"f{i}"] = value
+        if self.after is not None:
+            where.append(f"{id_column} < :c")
+            args["c"] = self.after
+        found: list[Any] = services().db.run(
+            f"{select} WHERE {' AND '.join(where)} ORDER BY {id_column} DESC LIMIT :n", **args
+        )
+        return found
 
     def answer(self, items: list[dict[str, Any]], id_field: str) -> flask.Response:
         """``limit + 1`` rows were read: the extra one only says that another page exists."""
@@ -599,22 +621,11 @@ def list_orders(req: ApiRequest) -> flask.Response:
     if status not in (None, "open", "closed"):
         raise bad_request("status must be open or closed", "invalid_status")
     market = _market_param(page.params, page.catalog)
-    where = ["user_id = :u"]
-    args: dict[str, Any] = {"u": page.user, "n": page.limit + 1}
-    if market is not None:
-        where.append("market = :m")
-        args["m"] = market
+    conditions = []
     if status is not None:  # constants, never caller text
         statuses = OPEN_STATUSES if status == "open" else CLOSED_STATUSES
-        where.append("status IN (" + ", ".join(f"'{s}'" for s in statuses) + ")")
-    if page.after is not None:
-        where.append("order_id < :c")
-        args["c"] = page.after
-    rows = services().db.run(
-        f"SELECT {_ORDER_COLUMNS} FROM orders WHERE {' AND '.join(where)}"
-        " ORDER BY order_id DESC LIMIT :n",
-        **args,
-    )
+        conditions.append("status IN (" + ", ".join(f"'{s}'" for s in statuses) + ")")
+    rows = page.rows(f"SELECT {_ORDER_COLUMNS} FROM orders", "order_id", *conditions, market=market)
     return page.answer([_order_json(row, page.catalog) for row in rows], "order_id")
 
 
@@ -678,22 +689,19 @@ def get_order_by_client_id(req: ApiRequest) -> flask.Response:
 @api.route(
     "GET",
     "/v1/order-lists",
-    summary="The caller's OCO lists, newest first (the latest 100)",
+    summary="The caller's OCO lists, newest first",
     operation_id="listOrderLists",
     tag="orders",
     scope="read",
-    responses={200: ok("The lists", "OcoLists")},
-    errors=(429,),
+    params=(LIMIT, CURSOR),
+    responses={200: ok("A page", "OcoLists")},
+    errors=(400, 429),
+    description=f"A page of {LISTS_DEFAULT} lists unless limit says otherwise.",
 )
 def list_order_lists(req: ApiRequest) -> flask.Response:
-    Params(req)
-    user_id = _caller(req)
-    rows = services().db.run(
-        f"SELECT {_LIST_COLUMNS} FROM order_lists WHERE user_id = :u"
-        " ORDER BY list_id DESC LIMIT 100",
-        u=user_id,
-    )
-    return json_response({"lists": [_list_json(row) for row in rows]})
+    page = PageQuery.of(req, "lists", default=LISTS_DEFAULT)
+    rows = page.rows(f"SELECT {_LIST_COLUMNS} FROM order_lists", "list_id")
+    return page.answer([_list_json(row) for row in rows], "list_id")
 
 
 _LIST_COLUMNS: Final = "list_id, market, side, status, limit_order_id, stop_order_id, reason"
@@ -787,18 +795,11 @@ def ledger(req: ApiRequest) -> flask.Response:
     asset = page.params.text("asset")
     if asset is not None and not page.catalog.has_asset(asset):
         raise bad_request(f"unknown asset {asset!r}", "unknown_asset")
-    where = ["user_id = :u"]
-    args: dict[str, Any] = {"u": page.user, "n": page.limit + 1}
-    if asset is not None:
-        where.append("asset = :a")
-        args["a"] = asset
-    if page.after is not None:
-        where.append("id < :c")
-        args["c"] = page.after
-    rows = services().db.run(
+    rows = page.rows(
         "SELECT id, seq, ts, asset, delta_available, delta_frozen, available, frozen, reason,"
-        f" ref FROM ledger WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT :n",
-        **args,
+        " ref FROM ledger",
+        "id",
+        asset=asset,
     )
     return page.answer([_ledger_json(row, page.catalog) for row in rows], "id")
 

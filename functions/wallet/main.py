@@ -222,18 +222,6 @@ def _withdrawer(req: ApiRequest, svc: WalletServices) -> Principal:
     return principal
 
 
-def _second_factor(
-    req: ApiRequest, svc: WalletServices, principal: Principal, code: str | None
-) -> None:
-    """With a token, the user's second factor when it is on (api.second_factor); an API key
-    with the withdraw scope is its own proof (making it needed the second factor)."""
-    if principal.via == "jwt":
-        second_factor.verify(
-            svc.auth.firestore, principal.user_id, code, failures=svc.auth.failures,
-            client_ip=req.client_ip, cfg=svc.config,
-        )  # fmt: skip
-
-
 class Precisions:
     """Asset precisions from Redis; an asset Redis lacks (flushed, rebuild pending) is looked
     up in the ``assets`` table."""
@@ -704,7 +692,8 @@ def request_withdrawal(req: ApiRequest) -> flask.Response:
         if first is not None:
             return _repeat(svc, user, first)
     try:
-        _second_factor(req, svc, principal, body.totp_code)
+        # (The fresh proof again: _withdrawer checked it before the rate limits counted.)
+        second_factor.require_second_factor(svc.auth, req, principal, body.totp_code)
     except Exception:
         if key is not None:
             svc.idempotency.abandon(user, key, command_id)
@@ -845,12 +834,6 @@ def _account_holder(req: ApiRequest, svc: WalletServices) -> Principal:
     return principal
 
 
-def _proved(req: ApiRequest, svc: WalletServices, principal: Principal, code: str | None) -> None:
-    """The fresh proof, and the second factor when it is on."""
-    require_fresh(principal, svc.config)
-    _second_factor(req, svc, principal, code)
-
-
 def _user_doc(svc: WalletServices, user: str) -> dict[str, Any] | None:
     doc: dict[str, Any] | None = (
         svc.auth.firestore.collection(allow_list.USERS).document(user).get().to_dict()
@@ -904,7 +887,7 @@ def save_withdrawal_address(req: ApiRequest) -> flask.Response:
     principal = _account_holder(req, svc)
     body = req.json(NewWithdrawalAddress)
     address = _checked_address(body.address)
-    _proved(req, svc, principal, body.totp_code)
+    second_factor.require_second_factor(svc.auth, req, principal, body.totp_code)
     db = svc.auth.firestore
     if len(allow_list.saved(db, principal.user_id)) >= allow_list.MAX_ADDRESSES:
         raise conflict(f"at most {allow_list.MAX_ADDRESSES} saved addresses", "too_many_addresses")
@@ -970,7 +953,7 @@ def set_withdrawal_allow_list(req: ApiRequest) -> flask.Response:
         allow_list.turn_on(db, principal.user_id)
         setting = allow_list.Setting(on=True, off_from=None)
     else:
-        _proved(req, svc, principal, body.totp_code)
+        second_factor.require_second_factor(svc.auth, req, principal, body.totp_code)
         setting = allow_list.turn_off(db, principal.user_id, now, svc.wallet_config.address_delay_s)
         log.warning(
             "withdrawal allow-list switched off",

@@ -525,8 +525,8 @@ class ReferenceEngine:
             raise RejectedError(Reason.INVALID)
         # 2. shape.
         if cmd.type == "limit":
-            if cmd.price is None:
-                raise RejectedError(Reason.INVALID)
+            if cmd.price is None:  # "price given and > 0 (bad_price)"
+                raise RejectedError(Reason.BAD_PRICE)
             if cmd.price <= 0:
                 raise RejectedError(Reason.BAD_PRICE)
             if cmd.price % m.tick_units:

@@ -21,6 +21,7 @@ from shared.messages import (
     OrderAccepted,
     OrderRejected,
     OrderUpdated,
+    PlaceOrder,
     Reason,
     Trade,
     WithdrawalChanged,
@@ -684,6 +685,15 @@ def test_duplicate_client_order_id(eng: AnyEngine) -> None:
     rejected(
         eng, limit("alice", "buy", price(10), eth(1), client_order_id="y" * 65), Reason.INVALID
     )
+
+
+def test_a_limit_order_without_a_price_is_bad_price(eng: AnyEngine) -> None:
+    """docs/engine.md, check 2: a limit order's price is given and positive (bad_price)."""
+    priceless = PlaceOrder(
+        id=next_id(), user="alice", market=MARKET, side="buy", type="limit", amount=eth(0.01)
+    )
+    unchanged_after(eng, priceless, Reason.BAD_PRICE)
+    unchanged_after(eng, limit("alice", "buy", 0, eth(0.01)), Reason.BAD_PRICE)
 
 
 def test_halted_market_refuses_orders_but_cancels(eng: AnyEngine) -> None:

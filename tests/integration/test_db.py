@@ -1,16 +1,20 @@
 """shared.db.SharedConnection against a real Postgres: a failure that may have struck in the
 middle of an exchange with the server never leaves the connection in use (the next statement
-would read the previous one's answer); a clean SQL error keeps it; a lost one is replaced."""
+would read the previous one's answer); a clean SQL error keeps it; a lost one is replaced.
+And migrating refuses a migrations folder that is not one numbered sequence before it applies
+anything."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pg8000.exceptions
 import pytest
 
+from migrations.migrate import MigrationError, migrate
 from shared.config import PostgresConfig
 from shared.db import Database, DatabaseUnavailableError, SharedConnection, connect
 
@@ -118,3 +122,20 @@ def test_a_lost_connection_is_replaced_once_then_unavailable(
     with pytest.raises(DatabaseUnavailableError):
         shared.call(always_lost)
     assert shared.run("SELECT count(*) FROM rows") == [[3]]
+
+
+def test_migrating_refuses_two_migrations_of_one_number_and_applies_none(
+    pg: PostgresConfig, tmp_path: Path
+) -> None:
+    for name, table in (("0001_a.sql", "a"), ("0002_b.sql", "b"), ("0002_c.sql", "c")):
+        (tmp_path / name).write_text(f"CREATE TABLE {table} (n int);\n")
+    db = connect(pg)
+    try:
+        with pytest.raises(MigrationError, match="share the number 0002"):
+            migrate(db, tmp_path)
+        tables = db.run("SELECT count(*) FROM pg_tables WHERE tablename IN ('a', 'b', 'c')")
+        assert tables == [[0]]
+        (tmp_path / "0002_c.sql").rename(tmp_path / "0003_c.sql")
+        assert migrate(db, tmp_path) == ["0001_a", "0002_b", "0003_c"]
+    finally:
+        db.close()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import partial
+
 import orjson
 import pytest
 import redis
@@ -11,7 +14,7 @@ from matcher_service.persistence import Store
 from matcher_service.service import recover
 from shared.config import MatcherConfig
 from shared.db import connect
-from shared.messages import CancelOrder, PlaceOrder
+from shared.messages import AnyCommand, CancelOrder, PlaceOrder
 from tests.integration.matcher_helpers import (
     ETH,
     USDT,
@@ -26,20 +29,30 @@ from tests.integration.matcher_helpers import (
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 
+def apply_in_stages(cfg: MatcherConfig, *stages: Sequence[AnyCommand]) -> None:
+    """Publish each stage once the ones before it are applied: Pub/Sub keeps the order of one
+    ordering key only (a user, ``admin``), so a deposit could otherwise come before its asset,
+    or a taker before the maker it is meant to meet."""
+    applied = oplog_count(cfg)
+    for stage in stages:
+        publish(cfg.pubsub, stage)
+        applied += len(stage)
+        wait_for(partial(_applied, cfg, applied), what=f"{applied} commands applied")
+
+
+def _applied(cfg: MatcherConfig, count: int) -> bool:
+    return oplog_count(cfg) == count
+
+
 def test_a_trade_lands_in_postgres_and_redis(
     matcher_cfg: MatcherConfig, redis_db: redis.Redis
 ) -> None:
-    commands = [
-        *market_setup(),
-        *funded(["alice", "bob"]),
-        PlaceOrder(id="o1", user="alice", market="ETH-USDT", side="sell", price=2000 * USDT,
-                   amount=ETH, client_order_id="a1"),
-        PlaceOrder(id="o2", user="bob", market="ETH-USDT", side="buy", price=2001 * USDT,
-                   amount=ETH // 4),
-    ]  # fmt: skip
+    sell = PlaceOrder(id="o1", user="alice", market="ETH-USDT", side="sell", price=2000 * USDT,
+                      amount=ETH, client_order_id="a1")  # fmt: skip
+    buy = PlaceOrder(id="o2", user="bob", market="ETH-USDT", side="buy", price=2001 * USDT,
+                     amount=ETH // 4)  # fmt: skip
     with running(matcher_cfg):
-        publish(matcher_cfg.pubsub, commands)
-        wait_for(lambda: oplog_count(matcher_cfg) == len(commands), what="all commands applied")
+        apply_in_stages(matcher_cfg, market_setup(), funded(["alice", "bob"]), [sell], [buy])
         wait_for(lambda: redis_db.get("cmd:o2") is not None, what="reply of o2")
         reply = orjson.loads(redis_db.blpop(["reply:o2"], timeout=5)[1])  # type: ignore[index]
     assert reply["ok"] is True
@@ -77,8 +90,7 @@ def test_duplicates_change_nothing_and_get_the_same_reply(
     place = PlaceOrder(id="dup-1", user="carol", market="ETH-USDT", side="buy",
                        price=1000 * USDT, amount=ETH)  # fmt: skip
     with running(matcher_cfg):
-        publish(matcher_cfg.pubsub, [*market_setup(), *funded(["carol"]), place])
-        wait_for(lambda: oplog_count(matcher_cfg) == 6, what="first delivery")
+        apply_in_stages(matcher_cfg, market_setup(), funded(["carol"]), [place])
         first = orjson.loads(redis_db.blpop(["reply:dup-1"], timeout=5)[1])  # type: ignore[index]
         # The same command again, twice, plus the setup again: all already applied.
         publish(matcher_cfg.pubsub, [place, place, *market_setup()])

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import jwt
 import orjson
 import pytest
 import redis
@@ -23,6 +24,7 @@ from werkzeug.test import TestResponse
 from api.auth import sign_request
 from functions.admin.bootstrap import main as bootstrap_main
 from functions.admin.bootstrap import make_admin
+from functions.auth.main import FAMILIES
 from infra.gateway import ROUTES, create_app
 from shared import outbox
 from shared.config import MatcherConfig
@@ -127,6 +129,22 @@ def as_admin(ex: Exchange) -> str:
         make_admin(ex.firestore, ADMIN_EMAIL, PASSWORD)
         ex.admin_token = login(ex, ADMIN_EMAIL)
     return ex.admin_token
+
+
+def stale_admin_token(ex: Exchange, age_s: int) -> str:
+    """An access token of a new admin session whose password proof is ``age_s`` old: the
+    session's proof time is written back, and a refresh carries it on (no clock to race)."""
+    as_admin(ex)
+    pair = ex.client.post(
+        "/v1/auth/login", json={"email": ADMIN_EMAIL, "password": PASSWORD}
+    ).get_json()
+    session = jwt.decode(pair["access_token"], options={"verify_signature": False})["sid"]
+    family = ex.firestore.collection(FAMILIES).document(session)
+    family.update({"auth_time": int(time.time()) - age_s})
+    resp = ex.client.post("/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+    assert resp.status_code == 200, resp.get_json()
+    token: str = resp.get_json()["access_token"]
+    return token
 
 
 def admin_post(ex: Exchange, path: str, body: dict[str, Any]) -> TestResponse:
@@ -890,13 +908,13 @@ def test_a_role_change_ends_every_session(exchange: Exchange) -> None:
     resp = ex.client.get("/v1/auth/me", headers=bearer(carol_admin))
     assert (resp.status_code, error(resp)) == (401, "session_revoked")
 
-    # A role change needs the admin's recent proof of who they are.
-    ex.configure(FRESH_AUTH_MAX_AGE_S="1")
-    time.sleep(1.1)
-    resp = set_role(carol, "admin")
+    # A role change needs the admin's recent proof of who they are: refused to a session
+    # whose password was proved an hour ago, granted once the admin proves it again.
+    stale = stale_admin_token(ex, age_s=3600)
+    resp = set_role(carol, "admin", stale)
     assert (resp.status_code, error(resp)) == (401, "fresh_auth_required")
     fresh = ex.client.post(
-        "/v1/auth/reauth", json={"password": PASSWORD}, headers=bearer(admin_token)
+        "/v1/auth/reauth", json={"password": PASSWORD}, headers=bearer(stale)
     ).get_json()["access_token"]
     assert set_role(carol, "admin", fresh).status_code == 200
 

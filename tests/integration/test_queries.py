@@ -28,7 +28,7 @@ from matcher_service.service import Matcher
 from shared.config import MatcherConfig
 from shared.db import connect
 from shared.instance import reset_instance
-from shared.messages import AnyCommand, CancelOrder, PlaceOrder, Side
+from shared.messages import AnyCommand, CancelOrder, PlaceOco, PlaceOrder, Side
 from shared.money import parse_units
 from shared.pubsub import CommandPublisher
 from tests.integration.function_env import FOREIGN
@@ -480,6 +480,39 @@ def test_private_reads(exchange: Exchange) -> None:
     }
     assert ex.ok("/v1/orders/12", "bob")["frozen"] == "18"
     assert ex.ok("/v1/ledger?asset=ETH&limit=1", "alice")["ledger"][0]["available"] == "8.4"
+
+
+def test_order_lists_come_in_pages(exchange: Exchange) -> None:
+    """The caller's OCO lists, newest first, a page at a time with a cursor of their own, as
+    the other listings."""
+    ex = exchange
+    for i in range(3):  # lists 1 to 3: a bid below the asks at 2010, a stop above the last 1990
+        ex.apply(
+            T0 + 3 * HOUR + i * SEC,
+            PlaceOco(id=f"oco-{i}", user=ex.bob, market=M, side="buy", amount=eth("0.01"),
+                     price=usdt(str(1950 + i)), stop_price=usdt("2100"),
+                     stop_limit_price=usdt("2110")),
+        )  # fmt: skip
+    everything = ex.ok("/v1/order-lists", "bob")
+    assert [x["list_id"] for x in everything["lists"]] == [3, 2, 1]
+    assert everything["next_cursor"] is None
+    assert everything["lists"][0] == {
+        "list_id": 3, "market": M, "side": "buy", "status": "open", "limit_order_id": 16,
+        "stop_order_id": 17, "reason": None,
+    }  # fmt: skip
+    page1 = ex.ok("/v1/order-lists?limit=2", "bob")
+    assert [x["list_id"] for x in page1["lists"]] == [3, 2]
+    page2 = ex.ok(f"/v1/order-lists?limit=2&cursor={page1['next_cursor']}", "bob")
+    assert page2 == {"lists": [everything["lists"][2]], "next_cursor": None}
+    assert ex.ok("/v1/order-lists", "alice") == {"lists": [], "next_cursor": None}
+    # Made for bob's lists, the cursor is refused to alice and on his orders.
+    for user, path in (
+        ("alice", f"/v1/order-lists?cursor={page1['next_cursor']}"),
+        ("bob", f"/v1/orders?cursor={page1['next_cursor']}"),
+    ):
+        resp = ex.get(path, user)
+        assert resp.status_code == 400, (user, path)
+        assert resp.get_json()["error"]["code"] == "invalid_cursor"
 
 
 # ---------------------------------------------------------------------------- auth, scopes
