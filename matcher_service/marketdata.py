@@ -429,13 +429,23 @@ class MarketData:
 
     def publish(self, engine: Engine, batch: list[tuple[AnyCommand, Applied]]) -> None:
         """Write one applied batch to Redis in one pipeline. Raises Redis errors; after one,
-        the in-memory state may be ahead of Redis: call :meth:`rebuild` before going on.
+        the in-memory state may be ahead of Redis: call :meth:`rebuild` before going on."""
+        pipe = self.prepare(engine, batch)
+        if pipe is not None:
+            pipe.execute()
+
+    def prepare(self, engine: Engine, batch: list[tuple[AnyCommand, Applied]]) -> Pipeline:
+        """The pipeline that publishes one applied batch, built but not sent (None for an
+        empty batch): the engine is read now, at the batch's end, and the pipeline may be
+        executed later from another thread (the matcher sends it while it works on the next
+        batch). The in-memory state counts it as published: if it is never executed, call
+        :meth:`rebuild` before going on.
 
         Each event becomes its owner's private message (one formatter per kind) and marks
         what it changed; each command gets its reply. Then the market data of what changed:
         depth, trades and klines, tickers; last the private messages and the replies."""
         if not batch:
-            return
+            return None
         self._mark += 1
         mark = self._mark
         now = self._now
@@ -531,7 +541,7 @@ class MarketData:
         self._write_trades(pipe, traded, markets)
         self._write_tickers(pipe, traded, markets, now)
         self._write_private(pipe, private, replies)
-        pipe.execute()
+        return pipe
 
     def _write_depths(
         self, pipe: Pipeline, engine: Engine, changed: set[str], new_markets: list[str], now: int

@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import msgspec
@@ -31,6 +31,7 @@ import redis
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1  # type: ignore[attr-defined, unused-ignore]
 from google.pubsub_v1.services.publisher import PublisherClient as GapicPublisher
+from google.pubsub_v1.types import PullResponse
 
 from matcher_service.engine import Engine
 from matcher_service.engine.snapshot import restore, snapshot, state_hash
@@ -72,6 +73,19 @@ QUIET_PAUSE_S = 0.2
 comes back within tens of ms, so an idle matcher (and Pub/Sub) would pull some 20 times a
 second. The first command after a quiet spell waits up to this much longer
 (docs/decisions/0017)."""
+
+
+class Pulled(NamedTuple):
+    """A pull, decoded and checked: the messages (raw protobuf ``ReceivedMessage``s, not
+    proto-plus wrappers, whose field access cost ~30 us a message), each good message with
+    its command, and the bad ones with why."""
+
+    messages: list[Any]
+    commands: list[AnyCommand]
+    bad: list[tuple[Any, str]]
+
+
+NOTHING_PULLED = Pulled([], [], [])
 
 
 def _seq_of(cmd: AnyCommand) -> list[int] | None:
@@ -150,6 +164,14 @@ class Matcher:
         self._events_run = 0  # a failed publish fails the rest of its run, as a paused key
         self._events_failed_run = -1
         self._held: list[Any] = []  # the batch in hand (messages); retried first after a failure
+        # While a batch commits, the next pull (with its decoding and signature checks, which
+        # run without the GIL) is already under way on the puller thread; while the next batch
+        # is applied, the last one is acknowledged and its market data sent on the publisher
+        # thread. Both strictly follow the commit of what they concern (docs/decisions/0031).
+        self._puller = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pull")
+        self._prefetched: Future[Pulled] | None = None
+        self._publisher_out = ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish")
+        self._published: Future[None] | None = None  # the last batch's publication
         self._failures = 0  # failed attempts at the batch in hand
         self._leased: dict[str, None] = {}  # ack ids of the messages in hand, kept leased
         self._lease_lock = threading.Lock()
@@ -260,9 +282,12 @@ class Matcher:
             except FencedError:
                 log.error("lease lost to another matcher: stopping")
                 self.ready.clear()
+                self._settle_publication()
                 self._nack()
                 raise
             except Exception as exc:
+                self._settle_publication()
+                self._hold_prefetched()
                 self._failures += 1
                 log.warning(
                     "batch failed; rebuilding from Postgres",
@@ -274,6 +299,8 @@ class Matcher:
                 if self._failures >= HOLD_ATTEMPTS:
                     self._nack()
                 self.ready.clear()
+        self._settle_publication()
+        self._hold_prefetched()
         self._nack()  # a batch still in hand goes back at once, for the next matcher
         self._flush_events(wait=True)
         log.info("matcher stopped", extra=self.stats)
@@ -290,6 +317,7 @@ class Matcher:
 
     def _nack(self) -> None:
         """Hand the batch in hand back to Pub/Sub now rather than at its deadline."""
+        self._hold_prefetched()
         held, self._held, self._failures = self._held, [], 0
         self._unlease(held)
         self._set_deadline([m.ack_id for m in held], 0)
@@ -384,9 +412,16 @@ class Matcher:
                 )
             except gexc.DeadlineExceeded:
                 break
-            n = len(resp.received_messages)
-            self._lease(list(resp.received_messages))
-            got.extend(resp.received_messages)
+            except Exception:
+                if not got:
+                    raise
+                # What is in hand is leased: take it rather than lose it until a restart.
+                log.warning("pull failed; going on with the messages in hand", exc_info=True)
+                break
+            received = list(PullResponse.pb(resp).received_messages)
+            n = len(received)
+            self._lease(received)
+            got.extend(received)
             if not got:
                 break
             if not deadline:
@@ -399,21 +434,14 @@ class Matcher:
             self._quiet_since = time.monotonic()
         return got
 
-    def step(self) -> int:
-        """Pull, order, apply, commit, ack, publish one batch. Returns the commands applied."""
-        messages = self._held or self.pull()  # a batch that failed is retried first, as it was
-        expiry = self.engine.next_expiry()
-        now = self._now()
-        expiring = expiry is not None and expiry <= max(now, self._last_ts)
-        if not messages and not self.sequencer.waiting(now) and not expiring:
-            self._maybe_snapshot()
-            return 0
-        assert self.store is not None
-        t0 = time.monotonic()
-        self._held = messages
-        ack_ids = [m.ack_id for m in messages]
+    def fetch(self) -> Pulled:
+        """Pull (``pull``), then decode each message and check who signed it."""
+        return self._check(self.pull())
+
+    def _check(self, messages: list[Any]) -> Pulled:
+        """Each message decoded and its producer's signature checked (``_permitted``)."""
         commands: list[AnyCommand] = []
-        bad: list[Any] = []
+        bad: list[tuple[Any, str]] = []
         for m in messages:
             try:
                 cmd = command_decoder.decode(m.message.data)
@@ -424,6 +452,50 @@ class Matcher:
                 commands.append(cmd)
             else:
                 bad.append((m, "refused: not signed by a producer allowed to send it"))
+        return Pulled(messages, commands, bad)
+
+    def _next_pulled(self) -> Pulled:
+        """The batch to work on: the one in hand after a failure (retried first, as it was),
+        else the pull started while the last batch committed, else a pull now."""
+        if self._held:
+            return self._check(self._held)
+        ahead, self._prefetched = self._prefetched, None
+        if ahead is not None:
+            return ahead.result()
+        return self.fetch()
+
+    def _prefetch(self) -> None:
+        """Start the next pull on the puller thread (it mostly waits on sockets)."""
+        if self._prefetched is None and not self.stopping.is_set():
+            self._prefetched = self._puller.submit(self.fetch)
+
+    def _hold_prefetched(self) -> None:
+        """After a failure, or when stopping: what the pull under way brought joins the batch
+        in hand, behind it, so it is retried (or handed back) in the order it came."""
+        ahead, self._prefetched = self._prefetched, None
+        if ahead is None:
+            return
+        try:
+            messages = ahead.result(timeout=LEASE_S).messages
+        except Exception as exc:
+            log.warning("pull failed", extra={"error": repr(exc)})
+            return
+        self._held = [*self._held, *messages]
+
+    def step(self) -> int:
+        """Pull, order, apply, commit, ack, publish one batch. Returns the commands applied."""
+        pulled = self._next_pulled()
+        messages = pulled.messages
+        expiry = self.engine.next_expiry()
+        now = self._now()
+        expiring = expiry is not None and expiry <= max(now, self._last_ts)
+        if not messages and not self.sequencer.waiting(now) and not expiring:
+            self._maybe_snapshot()
+            return 0
+        assert self.store is not None
+        t0 = time.monotonic()
+        self._held = messages
+        commands, bad = pulled.commands, pulled.bad
         if bad:
             self._dead_letter(bad)
         known = self.store.known_results([c.id for c in commands])
@@ -466,33 +538,46 @@ class Matcher:
             self._release(user, ts, apply)
         t_apply = time.monotonic()
         newly_parked, unparked = sequencer.changes()
+        self._prefetch()  # the next pull goes on while this batch commits
         if batch or newly_parked or unparked:
             self._flush_events(wait=False)
-            self.store.write_batch(self.epoch, batch, self.published_seq, newly_parked, unparked)
+            try:
+                self.store.write_batch(
+                    self.epoch, batch, self.published_seq, newly_parked, unparked
+                )
+            except BaseException:
+                self._hold_prefetched()  # retried after this batch, in its order
+                raise
         sequencer.committed()
         t_commit = time.monotonic()
         # Durable: from here on the batch may be acknowledged and shown.
-        for i in range(0, len(ack_ids), 1000):
-            self.subscriber.acknowledge(
-                request={"subscription": self.subscription, "ack_ids": ack_ids[i : i + 1000]}
-            )
-        self._unlease(messages)
         self._held, self._failures = [], 0
+        pipe = self.market_data.prepare(self.engine, batch) if batch else None
         if batch:
-            self.market_data.publish(self.engine, batch)
             self._queue_events(batch)
-        for command_id, result in duplicates:
-            self._reply_again(command_id, result)
+        in_log: list[str] = []
         if self.cfg.pubsub.outbox:  # local: in the oplog now, no need to publish it again
             in_log = [c.id for c, _ in batch] + [c for c, known in duplicates if known]
-            outbox.remove(self.redis, in_log)
+        # One publication in flight at a time: Redis sees the batches in order, and a slow
+        # Redis holds the matcher back instead of piling up unacknowledged batches.
+        try:
+            self._wait_publication()
+        except Exception:
+            self._held = messages  # durable but not acknowledged: retried as duplicates
+            raise
+        self._published = self._publisher_out.submit(
+            self._publish_batch, messages, pipe, duplicates, in_log
+        )
         t_done = time.monotonic()
         self.stats["batches"] += 1
         self.stats["commands"] += len(batch)
         self.stats["duplicates"] += len(duplicates)
         self.stats["parked"] += parked
         self._since_snapshot += len(batch)
-        oldest = min((m.message.publish_time.timestamp() for m in messages), default=None)
+        oldest = min(
+            (m.message.publish_time.seconds + m.message.publish_time.nanos / 1e9 for m in messages),
+            default=None,
+        )
         log.info(
             "batch",
             extra={
@@ -506,6 +591,48 @@ class Matcher:
         )  # fmt: skip
         self._maybe_snapshot()
         return len(batch)
+
+    def _publish_batch(
+        self,
+        messages: list[Any],
+        pipe: Any,
+        duplicates: list[tuple[str, Known | None]],
+        in_log: list[str],
+    ) -> None:
+        """On the publisher thread, after the batch's commit: acknowledge its messages, then
+        send its market data and replies. An acknowledgement that fails is not retried: the
+        messages come back after their lease, as duplicates of commands in the oplog, and get
+        their replies again. A Redis error is raised to the matcher's loop (through
+        ``_wait_publication``), which rebuilds the market data."""
+        ack_ids = [m.ack_id for m in messages]
+        try:
+            for i in range(0, len(ack_ids), 1000):
+                self.subscriber.acknowledge(
+                    request={"subscription": self.subscription, "ack_ids": ack_ids[i : i + 1000]}
+                )
+        except Exception as exc:
+            log.warning("acknowledge failed", extra={"error": repr(exc), "n": len(ack_ids)})
+        self._unlease(messages)
+        if pipe is not None:
+            pipe.execute()
+        for command_id, result in duplicates:
+            self._reply_again(command_id, result)
+        if in_log:
+            outbox.remove(self.redis, in_log)
+
+    def _wait_publication(self) -> None:
+        """Until the last batch's publication is done; raises what it raised."""
+        done, self._published = self._published, None
+        if done is not None:
+            done.result()
+
+    def _settle_publication(self) -> None:
+        """After a failure or when stopping: the publication under way finishes first (its
+        own error is the failure being handled, or is repaired by the rebuild that follows)."""
+        try:
+            self._wait_publication()
+        except Exception as exc:
+            log.warning("publishing a batch failed", extra={"error": repr(exc)})
 
     def _release(self, user: str, now: int, apply: Callable[[AnyCommand], None]) -> None:
         """Apply the user's parked commands that may go now, in the user's order."""
