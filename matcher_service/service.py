@@ -37,7 +37,7 @@ from matcher_service.engine import Engine
 from matcher_service.engine.snapshot import restore, snapshot, state_hash
 from matcher_service.marketdata import MarketData
 from matcher_service.persistence import Batch, FencedError, Known, Store
-from matcher_service.sequencer import Sequencer, user_of
+from matcher_service.sequencer import Parked, Sequencer, maybe_applied, user_of
 from shared import outbox
 from shared.config import MatcherConfig
 from shared.db import Database, connect
@@ -45,6 +45,7 @@ from shared.messages import (
     AnyCommand,
     Applied,
     ExpireOrders,
+    OrderAccepted,
     Reason,
     command_decoder,
     encode,
@@ -67,6 +68,13 @@ Pub/Sub allows; the subscription's own deadline is the same). Should the matcher
 messages, and with them every later message of their users, go to the next one after this."""
 LEASE_EVERY_S = 3.0
 """How often the lease of the messages in hand (a batch, a failed batch held) is renewed."""
+EVENTS_EVERY_S = 0.1
+"""Events messages go out at most this often; the batches committed in between share one.
+At a hundred small batches a second, one unary publish per batch cost the matcher more CPU
+than anything but the pull (docs/decisions/0032); the topic feeds durable consumers, for
+whom a tenth of a second is nothing."""
+EVENTS_MAX = 1000
+"""The most commands' events in one message (a message stays well under Pub/Sub's 10 MB)."""
 QUIET_AFTER_S = 2.0
 QUIET_PAUSE_S = 0.2
 """After QUIET_AFTER_S of empty pulls, a pause this long before each pull: an empty pull
@@ -85,7 +93,59 @@ class Pulled(NamedTuple):
     bad: list[tuple[Any, str]]
 
 
-NOTHING_PULLED = Pulled([], [], [])
+class InFlight:
+    """A batch applied to the engine and handed to the committer thread: its statement, then
+    (only once that has returned) its acknowledgement and publication."""
+
+    __slots__ = ("batch", "duplicates", "durable", "future", "in_log", "messages", "parked",
+                 "pipe", "published_seq", "unparked")  # fmt: skip
+
+    def __init__(
+        self,
+        messages: list[Any],
+        batch: Batch,
+        duplicates: list[tuple[str, Known | None]],
+        parked: list[Parked],
+        unparked: list[str],
+        published_seq: int,
+        pipe: Any,
+        in_log: list[str],
+    ) -> None:
+        self.messages = messages
+        self.batch = batch
+        self.duplicates = duplicates
+        self.parked = parked
+        self.unparked = unparked
+        self.published_seq = published_seq
+        self.pipe = pipe
+        self.in_log = in_log
+        self.durable = False
+        self.future: Future[None] | None = None
+
+    def known(self) -> dict[str, Applied]:
+        return {cmd.id: applied for cmd, applied in self.batch}
+
+
+class _Outgoing:
+    """One message for the events topic: the events of one or more consecutive batches."""
+
+    __slots__ = ("applied", "future", "run", "started")
+
+    def __init__(self, applied: list[Applied], run: int) -> None:
+        self.applied = applied
+        self.run = run
+        self.started = False  # from then on, nothing joins it
+        self.future: Future[None] | None = None
+
+    @property
+    def last(self) -> int:
+        return self.applied[-1].seq
+
+
+def _known(applied: Applied) -> Known:
+    """What a command applied in the batch in flight became, as the oplog will say."""
+    order_id = next((e.order_id for e in applied.events if type(e) is OrderAccepted), None)
+    return Known(applied.seq, applied.ok, applied.reason, order_id)
 
 
 def _seq_of(cmd: AnyCommand) -> list[int] | None:
@@ -144,6 +204,7 @@ class Matcher:
         self.engine = Engine(self.max_open_orders)
         self.epoch = 0
         self._lock_db: Database | None = None
+        self._reads_db: Database | None = None
         self.db: Database | None = None
         self.store: Store | None = None
         self.redis = redis.Redis.from_url(cfg.redis_url)
@@ -157,21 +218,26 @@ class Matcher:
         self.events_topic = self.publisher.topic_path(ps.project, ps.events_topic)
         self.dead_letter_topic = self.publisher.topic_path(ps.project, ps.dead_letter_topic)
         self.published_seq = 0  # the events topic has everything up to here
-        self._pending_events: list[tuple[int, Any]] = []
+        self._pending_events: list[_Outgoing] = []
+        self._events_sent = 0.0  # when the last events message went out (monotonic)
         # Events go out one message per batch, in order, from one thread: one unary Publish
         # each, without the batching client's commit thread and batch delay per message.
         self._events_out = ThreadPoolExecutor(max_workers=1, thread_name_prefix="events")
         self._events_run = 0  # a failed publish fails the rest of its run, as a paused key
         self._events_failed_run = -1
         self._held: list[Any] = []  # the batch in hand (messages); retried first after a failure
-        # While a batch commits, the next pull (with its decoding and signature checks, which
-        # run without the GIL) is already under way on the puller thread; while the next batch
-        # is applied, the last one is acknowledged and its market data sent on the publisher
-        # thread. Both strictly follow the commit of what they concern (docs/decisions/0031).
+        # A batch's statement, then its acknowledgement and publication, run on the committer
+        # thread while the main thread applies the next batch; meanwhile the pull after that
+        # (with its decoding and signature checks, which run without the GIL) is under way on
+        # the puller thread. One batch in flight at a time; nothing is acknowledged or shown
+        # before its statement has returned (docs/decisions/0031).
         self._puller = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pull")
         self._prefetched: Future[Pulled] | None = None
-        self._publisher_out = ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish")
-        self._published: Future[None] | None = None  # the last batch's publication
+        self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit")
+        self._inflight: InFlight | None = None
+        self._events_lock = threading.Lock()
+        self.reads: Store | None = None  # a second connection: the dedupe read of the next
+        # batch while the last one commits
         self._failures = 0  # failed attempts at the batch in hand
         self._leased: dict[str, None] = {}  # ack ids of the messages in hand, kept leased
         self._lease_lock = threading.Lock()
@@ -214,11 +280,14 @@ class Matcher:
         log.info("lease taken", extra={"epoch": self.epoch, "holder": self.holder})
 
     def _connect(self) -> None:
-        if self.db is not None:
-            with contextlib.suppress(Exception):  # the old connection is gone either way
-                self.db.close()
+        for db in (self.db, self._reads_db):
+            if db is not None:
+                with contextlib.suppress(Exception):  # the old connection is gone either way
+                    db.close()
         self.db = connect(self.cfg.postgres, "matcher")
         self.store = Store(self.db)
+        self._reads_db = connect(self.cfg.postgres, "matcher-reads")
+        self.reads = Store(self._reads_db)
 
     def start(self) -> None:
         """Recover state and market data; after this the matcher is ready to consume."""
@@ -282,12 +351,11 @@ class Matcher:
             except FencedError:
                 log.error("lease lost to another matcher: stopping")
                 self.ready.clear()
-                self._settle_publication()
+                self._settle()
                 self._nack()
                 raise
             except Exception as exc:
-                self._settle_publication()
-                self._hold_prefetched()
+                self._settle()
                 self._failures += 1
                 log.warning(
                     "batch failed; rebuilding from Postgres",
@@ -299,8 +367,7 @@ class Matcher:
                 if self._failures >= HOLD_ATTEMPTS:
                     self._nack()
                 self.ready.clear()
-        self._settle_publication()
-        self._hold_prefetched()
+        self._settle()
         self._nack()  # a batch still in hand goes back at once, for the next matcher
         self._flush_events(wait=True)
         log.info("matcher stopped", extra=self.stats)
@@ -308,12 +375,12 @@ class Matcher:
     def close(self) -> None:
         """Drop the connections; closing the lock's connection hands the lease on."""
         self.ready.clear()
-        for db in (self.db, self._lock_db):
+        for db in (self.db, self._reads_db, self._lock_db):
             if db is not None:
                 with contextlib.suppress(Exception):
                     db.close()
-        self.db = self._lock_db = None
-        self.store = None
+        self.db = self._reads_db = self._lock_db = None
+        self.store = self.reads = None
 
     def _nack(self) -> None:
         """Hand the batch in hand back to Pub/Sub now rather than at its deadline."""
@@ -483,22 +550,35 @@ class Matcher:
         self._held = [*self._held, *messages]
 
     def step(self) -> int:
-        """Pull, order, apply, commit, ack, publish one batch. Returns the commands applied."""
+        """Pull, order and apply one batch, then hand it to the committer thread (statement,
+        then acknowledgement and publication) once the batch before it is done there. Returns
+        the commands applied."""
         pulled = self._next_pulled()
         messages = pulled.messages
         expiry = self.engine.next_expiry()
         now = self._now()
         expiring = expiry is not None and expiry <= max(now, self._last_ts)
         if not messages and not self.sequencer.waiting(now) and not expiring:
+            self._wait_committed()
             self._maybe_snapshot()
             return 0
-        assert self.store is not None
+        assert self.reads is not None
         t0 = time.monotonic()
         self._held = messages
         commands, bad = pulled.commands, pulled.bad
         if bad:
             self._dead_letter(bad)
-        known = self.store.known_results([c.id for c in commands])
+        # Only commands that may have been applied already are looked up (docs/decisions/0032).
+        seqs = self.engine.user_seqs
+        ids = [c.id for c in commands if maybe_applied(c, seqs.get(user_of(c) or ""))]
+        known = self.reads.known_results(ids) if ids else {}
+        inflight = self._inflight
+        if inflight is not None:  # its commands are applied, their statement not yet returned
+            pending = inflight.known()
+            for cid in ids:
+                ap = pending.get(cid)
+                if ap is not None:
+                    known[cid] = _known(ap)
         seen: set[str] = set()
         batch: list[tuple[AnyCommand, Applied]] = []
         duplicates: list[tuple[str, Known | None]] = []
@@ -536,38 +616,23 @@ class Matcher:
                 self._release(user, ts, apply)  # the user's parked ones that follow it
         for user in sequencer.waiting(ts):  # gaps held long enough: apply past them
             self._release(user, ts, apply)
-        t_apply = time.monotonic()
         newly_parked, unparked = sequencer.changes()
-        self._prefetch()  # the next pull goes on while this batch commits
-        if batch or newly_parked or unparked:
-            self._flush_events(wait=False)
-            try:
-                self.store.write_batch(
-                    self.epoch, batch, self.published_seq, newly_parked, unparked
-                )
-            except BaseException:
-                self._hold_prefetched()  # retried after this batch, in its order
-                raise
-        sequencer.committed()
-        t_commit = time.monotonic()
-        # Durable: from here on the batch may be acknowledged and shown.
-        self._held, self._failures = [], 0
+        sequencer.committed()  # they are in this batch's statement (a failure reloads them)
+        # Built now, from the engine as this batch left it; sent only after the commit.
         pipe = self.market_data.prepare(self.engine, batch) if batch else None
-        if batch:
-            self._queue_events(batch)
         in_log: list[str] = []
-        if self.cfg.pubsub.outbox:  # local: in the oplog now, no need to publish it again
+        if self.cfg.pubsub.outbox:  # local: in the oplog then, no need to publish it again
             in_log = [c.id for c, _ in batch] + [c for c, known in duplicates if known]
-        # One publication in flight at a time: Redis sees the batches in order, and a slow
-        # Redis holds the matcher back instead of piling up unacknowledged batches.
-        try:
-            self._wait_publication()
-        except Exception:
-            self._held = messages  # durable but not acknowledged: retried as duplicates
-            raise
-        self._published = self._publisher_out.submit(
-            self._publish_batch, messages, pipe, duplicates, in_log
+        t_apply = time.monotonic()
+        self._wait_committed()  # the batch before this one: raises its failure
+        t_commit = time.monotonic()
+        self._flush_events(wait=False)
+        job = InFlight(
+            messages, batch, duplicates, newly_parked, unparked, self.published_seq, pipe, in_log
         )
+        self._prefetch()  # the next pull goes on while this batch commits
+        job.future = self._committer.submit(self._commit_and_publish, job)
+        self._inflight, self._held = job, []  # the committer holds them now
         t_done = time.monotonic()
         self.stats["batches"] += 1
         self.stats["commands"] += len(batch)
@@ -589,21 +654,26 @@ class Matcher:
                 "lag_ms": None if oldest is None else round((time.time() - oldest) * 1000, 1),
             },
         )  # fmt: skip
-        self._maybe_snapshot()
+        if self._snapshot_due():
+            self._wait_committed()  # a snapshot holds committed state only
+            self._maybe_snapshot()
         return len(batch)
 
-    def _publish_batch(
-        self,
-        messages: list[Any],
-        pipe: Any,
-        duplicates: list[tuple[str, Known | None]],
-        in_log: list[str],
-    ) -> None:
-        """On the publisher thread, after the batch's commit: acknowledge its messages, then
-        send its market data and replies. An acknowledgement that fails is not retried: the
-        messages come back after their lease, as duplicates of commands in the oplog, and get
-        their replies again. A Redis error is raised to the matcher's loop (through
-        ``_wait_publication``), which rebuilds the market data."""
+    def _commit_and_publish(self, job: InFlight) -> None:
+        """On the committer thread: the batch's statement; once it has returned (durable),
+        its events, the acknowledgement of its messages, its market data and replies. An
+        acknowledgement that fails is not retried: the messages come back after their lease,
+        as duplicates of commands in the oplog, and get their replies again. Any other error
+        reaches the matcher's loop through ``_wait_committed``."""
+        assert self.store is not None
+        if job.batch or job.parked or job.unparked:
+            self.store.write_batch(
+                self.epoch, job.batch, job.published_seq, job.parked, job.unparked
+            )
+        job.durable = True
+        if job.batch:
+            self._queue_events(job.batch)
+        messages = job.messages
         ack_ids = [m.ack_id for m in messages]
         try:
             for i in range(0, len(ack_ids), 1000):
@@ -613,26 +683,36 @@ class Matcher:
         except Exception as exc:
             log.warning("acknowledge failed", extra={"error": repr(exc), "n": len(ack_ids)})
         self._unlease(messages)
-        if pipe is not None:
-            pipe.execute()
-        for command_id, result in duplicates:
+        if job.pipe is not None:
+            job.pipe.execute()
+        for command_id, result in job.duplicates:
             self._reply_again(command_id, result)
-        if in_log:
-            outbox.remove(self.redis, in_log)
+        if job.in_log:
+            outbox.remove(self.redis, job.in_log)
 
-    def _wait_publication(self) -> None:
-        """Until the last batch's publication is done; raises what it raised."""
-        done, self._published = self._published, None
-        if done is not None:
-            done.result()
-
-    def _settle_publication(self) -> None:
-        """After a failure or when stopping: the publication under way finishes first (its
-        own error is the failure being handled, or is repaired by the rebuild that follows)."""
+    def _wait_committed(self) -> None:
+        """Until the batch in flight is done on the committer thread. If its statement
+        failed, its messages rejoin the batch in hand, ahead of it, and the error is raised;
+        if it failed after its commit (Redis), only the error is raised."""
+        job, self._inflight = self._inflight, None
+        if job is None or job.future is None:
+            return
         try:
-            self._wait_publication()
+            job.future.result()
+        except BaseException:
+            if not job.durable:
+                self._held = [*job.messages, *self._held]
+            raise
+
+    def _settle(self) -> None:
+        """After a failure or when stopping: the batch in flight is finished (or, if its
+        statement failed, held again), and what a pull under way brought joins the batch in
+        hand, behind it."""
+        try:
+            self._wait_committed()
         except Exception as exc:
-            log.warning("publishing a batch failed", extra={"error": repr(exc)})
+            log.warning("the batch in flight failed", extra={"error": repr(exc)})
+        self._hold_prefetched()
 
     def _release(self, user: str, now: int, apply: Callable[[AnyCommand], None]) -> None:
         """Apply the user's parked commands that may go now, in the user's order."""
@@ -695,30 +775,48 @@ class Matcher:
             pipe.execute()
 
     def _queue_events(self, batch: Batch) -> None:
-        """One message per batch on the events topic, in sequence order."""
-        payload = encode([applied for _, applied in batch])
-        last = batch[-1][1].seq
-        message = pubsub_v1.types.PubsubMessage(
-            data=payload, ordering_key="matcher",
-            attributes={"first_seq": str(batch[0][1].seq), "last_seq": str(last)},
-        )  # fmt: skip
-        future = self._events_out.submit(self._publish_events, message, self._events_run)
-        self._pending_events.append((last, future))
+        """The batch's events to the events topic, in sequence order: they join the message
+        not yet started, if any (see ``EVENTS_EVERY_S``), else start one."""
+        applied = [a for _, a in batch]
+        with self._events_lock:  # the committer thread queues, the main thread flushes
+            tail = self._pending_events[-1] if self._pending_events else None
+            if (
+                tail is not None
+                and not tail.started
+                and len(tail.applied) + len(applied) <= EVENTS_MAX
+            ):
+                tail.applied += applied
+                return
+            out = _Outgoing(applied, self._events_run)
+            out.future = self._events_out.submit(self._publish_events, out)
+            self._pending_events.append(out)
 
-    def _publish_events(self, message: Any, run: int) -> None:
-        """One events message (on the events thread). After a failure, the messages queued
-        behind it fail too, until ``_flush_events`` starts a new run: none is published out
-        of order past a missing one (recovery publishes them again, in order)."""
-        if run == self._events_failed_run:
+    def _publish_events(self, out: _Outgoing) -> None:
+        """One events message (on the events thread), at least EVENTS_EVERY_S after the last
+        one: batches committed meanwhile join it. After a failure, the messages queued behind
+        it fail too, until ``_flush_events`` starts a new run: none is published out of order
+        past a missing one (recovery publishes them again, in order)."""
+        wait = self._events_sent + EVENTS_EVERY_S - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        with self._events_lock:
+            out.started = True
+        if out.run == self._events_failed_run:
             raise RuntimeError("an earlier events message of this run was not published")
+        message = pubsub_v1.types.PubsubMessage(
+            data=encode(out.applied), ordering_key="matcher",
+            attributes={"first_seq": str(out.applied[0].seq), "last_seq": str(out.last)},
+        )  # fmt: skip
         try:
             # The client is the generated API client underneath: its own unary publish.
             GapicPublisher.publish(
                 self.publisher, topic=self.events_topic, messages=[message], timeout=30
             )
         except Exception:
-            self._events_failed_run = run
+            self._events_failed_run = out.run
             raise
+        finally:
+            self._events_sent = time.monotonic()
 
     def _republish(self, chunk: Batch) -> None:
         """During recovery: events of commands the events topic may not have seen."""
@@ -728,28 +826,43 @@ class Matcher:
 
     def _flush_events(self, wait: bool) -> None:
         """Advance published_seq over the event messages Pub/Sub has confirmed, in order."""
-        while self._pending_events:
-            last, future = self._pending_events[0]
+        while True:
+            with self._events_lock:
+                if not self._pending_events:
+                    return
+                head = self._pending_events[0]
+            future = head.future
+            assert future is not None
             if not wait and not future.done():
                 return
             try:
                 future.result(timeout=30)
             except Exception as exc:
                 # Not confirmed: resume the key; recovery will publish these again.
-                log.warning("events publish failed", extra={"error": repr(exc), "seq": last})
-                self._events_failed_run = self._events_run  # the rest of the run fails fast
-                self._events_run += 1
-                self._pending_events.clear()
+                log.warning("events publish failed", extra={"error": repr(exc), "seq": head.last})
+                with self._events_lock:
+                    self._events_failed_run = self._events_run  # the rest of the run fails fast
+                    self._events_run += 1
+                    self._pending_events.clear()
                 return
-            self._pending_events.pop(0)
-            self.published_seq = last
+            with self._events_lock:
+                self._pending_events.pop(0)
+            self.published_seq = head.last
+
+    def _snapshot_due(self) -> bool:
+        cfg = self.cfg
+        return bool(
+            (cfg.snapshot_every and self._since_snapshot >= cfg.snapshot_every)
+            or (
+                self._since_snapshot
+                and time.monotonic() - self._last_snapshot >= cfg.snapshot_seconds
+            )
+        )
 
     def _maybe_snapshot(self) -> None:
-        cfg = self.cfg
-        due = (cfg.snapshot_every and self._since_snapshot >= cfg.snapshot_every) or (
-            self._since_snapshot and time.monotonic() - self._last_snapshot >= cfg.snapshot_seconds
-        )
-        if due:
+        """A snapshot when one is due; only with no batch in flight (it holds the engine's
+        state, which must be the committed one)."""
+        if self._inflight is None and self._snapshot_due():
             self.write_snapshot()
 
     def write_snapshot(self) -> None:
