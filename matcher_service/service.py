@@ -68,6 +68,11 @@ Pub/Sub allows; the subscription's own deadline is the same). Should the matcher
 messages, and with them every later message of their users, go to the next one after this."""
 LEASE_EVERY_S = 3.0
 """How often the lease of the messages in hand (a batch, a failed batch held) is renewed."""
+GATHER_S = 0.02
+"""Without a backlog, pulls start at least this far apart, so that the commands of a trickle
+(a hundred a second) share batches rather than each paying for its own pull, acknowledgement,
+statement and Redis pipeline: up to this much more latency, a fraction of the CPU per command
+(docs/decisions/0032). With a backlog the next pull starts at once, while a batch commits."""
 EVENTS_EVERY_S = 0.1
 """Events messages go out at most this often; the batches committed in between share one.
 At a hundred small batches a second, one unary publish per batch cost the matcher more CPU
@@ -246,6 +251,8 @@ class Matcher:
         self.verifier = Verifier.load()
         self._last_ts = 0
         self._quiet_since: float | None = None  # since when every pull came back empty
+        self._backlog = False  # the last pull brought a backlog's worth
+        self._last_pull = 0.0  # when the last pull started (monotonic)
         self._since_snapshot = 0
         self._last_snapshot = time.monotonic()
         self.stats = {
@@ -468,6 +475,10 @@ class Matcher:
         quiet = self._quiet_since
         if quiet is not None and time.monotonic() - quiet >= QUIET_AFTER_S:
             self.stopping.wait(QUIET_PAUSE_S)
+        elif not self._backlog:
+            # A trickle: let a few commands gather rather than pay a batch for each.
+            self.stopping.wait(self._last_pull + GATHER_S - time.monotonic())
+        self._last_pull = time.monotonic()
         while len(got) < cfg.batch_max:
             try:
                 resp = self.subscriber.pull(
@@ -499,6 +510,7 @@ class Matcher:
             self._quiet_since = None
         elif quiet is None:
             self._quiet_since = time.monotonic()
+        self._backlog = len(got) >= BACKLOG_PULL
         return got
 
     def fetch(self) -> Pulled:
@@ -630,7 +642,8 @@ class Matcher:
         job = InFlight(
             messages, batch, duplicates, newly_parked, unparked, self.published_seq, pipe, in_log
         )
-        self._prefetch()  # the next pull goes on while this batch commits
+        if self._backlog:
+            self._prefetch()  # the next pull goes on while this batch commits
         job.future = self._committer.submit(self._commit_and_publish, job)
         self._inflight, self._held = job, []  # the committer holds them now
         t_done = time.monotonic()
