@@ -243,6 +243,7 @@ class DurableResult:
     ok: int = 0
     trades: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
+    cpu_s: float = 0.0  # this process's CPU time (all threads) over the run
 
 
 def now_ms() -> int:
@@ -297,7 +298,7 @@ def run_durable(
     ok = trades = 0
     rejected: dict[str, int] = defaultdict(int)
     decode = command_decoder.decode
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     for i in range(0, len(payloads), batch_size):
         t0 = time.perf_counter()
         commands: list[AnyCommand] = [decode(p) for p in payloads[i : i + batch_size]]
@@ -333,11 +334,13 @@ def run_durable(
             trades += sum(1 for ev in ap.events if type(ev) is Trade)
     settle()
     seconds = time.perf_counter() - t_start
+    cpu_s = time.process_time() - cpu_start
     committer.shutdown()
     stages.update(thread_s)
     return DurableResult(
-        len(payloads), seconds, len(commit_ms), stages, commit_ms, ok, trades, dict(rejected)
-    )
+        len(payloads), seconds, len(commit_ms), stages, commit_ms, ok, trades, dict(rejected),
+        cpu_s,
+    )  # fmt: skip
 
 
 def pct(values: Sequence[float], q: float) -> float:
@@ -631,6 +634,8 @@ def phase_durable(args: argparse.Namespace, rep: Report, redis_url: str) -> None
         f" {len(engine.orders):,} open at the end, rejected {res.rejected}"
     )
     rep.row("durable cmds/s (Postgres fsync on)", f"{rate:,.0f}", f"{res.batches} batches")
+    cpu_us = res.cpu_s * 1e6 / res.commands
+    rep.row("  CPU of this process, us per command", f"{cpu_us:.1f}", "all threads")
     rep.row("  commit (write_batch) p50 / p99 ms", f"{p50:.1f} / {p99:.1f}")
     main_ms = sum(v for k, v in per_batch.items() if "thread" not in k)
     for k, v in per_batch.items():
@@ -640,7 +645,8 @@ def phase_durable(args: argparse.Namespace, rep: Report, redis_url: str) -> None
         ms = timed.seconds[label] * 1000 / res.batches
         rep.row(f"    pg {label}, ms per batch", f"{ms:.2f}", f"x{timed.count[label]}")
     rep.figures.update(
-        durable_cmds_per_s=round(rate), p50_commit_ms=round(p50, 2), p99_commit_ms=round(p99, 2),
+        durable_cmds_per_s=round(rate), durable_cpu_us_per_cmd=round(cpu_us, 1),
+        p50_commit_ms=round(p50, 2), p99_commit_ms=round(p99, 2),
         durable_commands=res.commands, durable_trades=res.trades,
         durable_stage_ms_per_batch={k: round(v, 2) for k, v in per_batch.items()},
         durable_pg_ms_per_batch={
