@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -73,6 +74,11 @@ GATHER_S = 0.02
 (a hundred a second) share batches rather than each paying for its own pull, acknowledgement,
 statement and Redis pipeline: up to this much more latency, a fraction of the CPU per command
 (docs/decisions/0032). With a backlog the next pull starts at once, while a batch commits."""
+SWITCH_INTERVAL_S = 0.0005
+VERIFY_THREADS = 2
+VERIFY_SPLIT = 64
+"""A pull of at least VERIFY_SPLIT messages has its signatures checked on VERIFY_THREADS
+threads: on two cores (Terraform's ``matcher_cpu``) in parallel."""
 EVENTS_EVERY_S = 0.1
 """Events messages go out at most this often; the batches committed in between share one.
 At a hundred small batches a second, one unary publish per batch cost the matcher more CPU
@@ -201,6 +207,10 @@ def recover(
 
 class Matcher:
     def __init__(self, cfg: MatcherConfig, holder: str | None = None) -> None:
+        # The threads that wait on sockets (pull, commit, acknowledge, Redis) need the GIL for
+        # a moment at each step of a call; with the default 5 ms switch interval each of those
+        # moments can wait 5 ms behind the thread applying a batch.
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         self.cfg = cfg
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
         self.stopping = threading.Event()
@@ -238,6 +248,7 @@ class Matcher:
         # before its statement has returned (docs/decisions/0031).
         self._puller = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pull")
         self._prefetched: Future[Pulled] | None = None
+        self._verifiers = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="verify")
         self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit")
         self._inflight: InFlight | None = None
         self._events_lock = threading.Lock()
@@ -518,7 +529,21 @@ class Matcher:
         return self._check(self.pull())
 
     def _check(self, messages: list[Any]) -> Pulled:
-        """Each message decoded and its producer's signature checked (``_permitted``)."""
+        """Each message decoded and its producer's signature checked (``_permitted``). A large
+        pull is checked in VERIFY_THREADS parts at once: Ed25519 verification, most of the
+        work, runs without the GIL."""
+        if len(messages) < VERIFY_SPLIT:
+            return self._check_part(messages)
+        size = -(-len(messages) // VERIFY_THREADS)
+        parts = [messages[i : i + size] for i in range(0, len(messages), size)]
+        commands: list[AnyCommand] = []
+        bad: list[tuple[Any, str]] = []
+        for part in self._verifiers.map(self._check_part, parts):  # in order
+            commands += part.commands
+            bad += part.bad
+        return Pulled(messages, commands, bad)
+
+    def _check_part(self, messages: list[Any]) -> Pulled:
         commands: list[AnyCommand] = []
         bad: list[tuple[Any, str]] = []
         for m in messages:
