@@ -70,9 +70,10 @@ messages, and with them every later message of their users, go to the next one a
 LEASE_EVERY_S = 3.0
 """How often the lease of the messages in hand (a batch, a failed batch held) is renewed."""
 GATHER_S = 0.02
-"""Without a backlog, pulls start at least this far apart, so that the commands of a trickle
-(a hundred a second) share batches rather than each paying for its own pull, acknowledgement,
-statement and Redis pipeline: up to this much more latency, a fraction of the CPU per command
+"""Without a backlog, a batch is committed before the next pull, and pulls start at least
+this far apart, so that the commands of a trickle (a hundred a second) share batches rather
+than each paying for its own pull, acknowledgement, statement and Redis pipeline: at most
+this much more latency (less the batch's own time), a fraction of the CPU per command
 (docs/decisions/0032). With a backlog the next pull starts at once, while a batch commits."""
 SWITCH_INTERVAL_S = 0.0005
 VERIFY_THREADS = 2
@@ -671,6 +672,10 @@ class Matcher:
             self._prefetch()  # the next pull goes on while this batch commits
         job.future = self._committer.submit(self._commit_and_publish, job)
         self._inflight, self._held = job, []  # the committer holds them now
+        if not self._backlog:
+            # A trickle: what arrives while this batch commits joins the next one, rather
+            # than each command paying for a batch of its own (docs/decisions/0032).
+            self._wait_committed()
         t_done = time.monotonic()
         self.stats["batches"] += 1
         self.stats["commands"] += len(batch)
