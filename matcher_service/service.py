@@ -611,7 +611,7 @@ class Matcher:
         ids = [c.id for c in commands if maybe_applied(c, seqs.get(user_of(c) or ""))]
         known = self.reads.known_results(ids) if ids else {}
         inflight = self._inflight
-        if inflight is not None:  # its commands are applied, their statement not yet returned
+        if inflight is not None and ids:  # applied, their statement not yet returned
             pending = inflight.known()
             for cid in ids:
                 ap = pending.get(cid)
