@@ -40,6 +40,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -242,6 +243,7 @@ class DurableResult:
     ok: int = 0
     trades: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
+    cpu_s: float = 0.0  # this process's CPU time (all threads) over the run
 
 
 def now_ms() -> int:
@@ -249,54 +251,96 @@ def now_ms() -> int:
 
 
 def run_durable(
-    store: Store, md: MarketData, payloads: Sequence[bytes], batch_size: int, engine: Engine
+    store: Store,
+    reads: Store,
+    md: MarketData,
+    payloads: Sequence[bytes],
+    batch_size: int,
+    engine: Engine,
+    committer_profile: cProfile.Profile | None = None,
 ) -> DurableResult:
-    """The matcher's per-batch path without Pub/Sub, on pre-encoded commands."""
-    stages = dict.fromkeys(("decode", "dedupe", "apply", "write_batch", "publish"), 0.0)
+    """The matcher's per-batch path without Pub/Sub, on pre-encoded commands, pipelined as
+    the matcher is: a batch is decoded, deduplicated (on a second connection, ``reads``, and
+    against the batch in flight), applied and its Redis pipeline built on this thread, then
+    handed to a committer thread (its statement, then its Redis pipeline) once the batch
+    before it is done there. Stages "decode" to "wait" are this thread's time; "commit" and
+    "redis" are the committer thread's (``commit_ms`` is its statement per batch)."""
+    stages = dict.fromkeys(("decode", "dedupe", "apply", "publish", "wait"), 0.0)
+    committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit")
+    in_flight: Future[tuple[float, float]] | None = None
+    in_flight_ids: set[str] = set()
+    thread_s = {"commit (committer thread)": 0.0, "redis (committer thread)": 0.0}
     commit_ms: list[float] = []
     epoch = store.take_lease("bench")
+
+    def commit_and_send(batch: Batch, published: int, pipe: Any) -> tuple[float, float]:
+        if committer_profile is not None:
+            committer_profile.enable()
+        t = time.perf_counter()
+        store.write_batch(epoch, batch, published)
+        t_commit = time.perf_counter()
+        if pipe is not None:
+            pipe.execute()
+        t_sent = time.perf_counter()
+        if committer_profile is not None:
+            committer_profile.disable()
+        return t_commit - t, t_sent - t_commit
+
+    def settle() -> None:
+        if in_flight is not None:
+            commit_s, redis_s = in_flight.result()
+            commit_ms.append(commit_s * 1000)
+            thread_s["commit (committer thread)"] += commit_s
+            thread_s["redis (committer thread)"] += redis_s
+
     published = engine.seq
     last_ts = 0
     ok = trades = 0
     rejected: dict[str, int] = defaultdict(int)
     decode = command_decoder.decode
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     for i in range(0, len(payloads), batch_size):
         t0 = time.perf_counter()
         commands: list[AnyCommand] = [decode(p) for p in payloads[i : i + batch_size]]
         t1 = time.perf_counter()
-        known = store.known_results([c.id for c in commands])
+        known = reads.known_results([c.id for c in commands])
         t2 = time.perf_counter()
         ts = last_ts = max(now_ms(), last_ts)
         batch: Batch = []
         apply = engine.apply
         for cmd in commands:
-            if cmd.id in known:
+            if cmd.id in known or cmd.id in in_flight_ids:
                 continue
             cmd.ts = ts
             batch.append((cmd, apply(cmd)))
         t3 = time.perf_counter()
-        store.write_batch(epoch, batch, published)
+        pipe = md.prepare(engine, batch)
         t4 = time.perf_counter()
-        md.publish(engine, batch)
+        settle()
         t5 = time.perf_counter()
+        in_flight = committer.submit(commit_and_send, batch, published, pipe)
+        in_flight_ids = {c.id for c, _ in batch}
         published = engine.seq
         for key, dt in (
-            ("decode", t1 - t0), ("dedupe", t2 - t1), ("apply", t3 - t2),
-            ("write_batch", t4 - t3), ("publish", t5 - t4),
+            ("decode", t1 - t0), ("dedupe", t2 - t1), ("apply", t3 - t2), ("publish", t4 - t3),
+            ("wait", t5 - t4),
         ):  # fmt: skip
             stages[key] += dt
-        commit_ms.append((t4 - t3) * 1000)
         for _, ap in batch:
             if ap.ok:
                 ok += 1
             else:
                 rejected[ap.reason or "?"] += 1
             trades += sum(1 for ev in ap.events if type(ev) is Trade)
+    settle()
     seconds = time.perf_counter() - t_start
+    cpu_s = time.process_time() - cpu_start
+    committer.shutdown()
+    stages.update(thread_s)
     return DurableResult(
-        len(payloads), seconds, len(commit_ms), stages, commit_ms, ok, trades, dict(rejected)
-    )
+        len(payloads), seconds, len(commit_ms), stages, commit_ms, ok, trades, dict(rejected),
+        cpu_s,
+    )  # fmt: skip
 
 
 def pct(values: Sequence[float], q: float) -> float:
@@ -329,36 +373,50 @@ def _cum_from(stats: dict[Any, Any], file_part: str, name: str, callers: set[str
     return total
 
 
-def profile_breakdown(prof: cProfile.Profile) -> tuple[list[tuple[str, float]], list[str]]:
-    """Where the profiled durable run spent its time, as (part, seconds), plus top functions."""
+def profile_breakdown(
+    prof: cProfile.Profile, committer: cProfile.Profile
+) -> tuple[list[tuple[str, float]], list[str]]:
+    """Where the profiled durable run spent its time, as (part, seconds), plus top functions:
+    the main thread's parts, then the committer thread's (profiled apart)."""
     st = pstats.Stats(prof)
     stats: dict[Any, Any] = st.stats  # type: ignore[attr-defined]
+    cst = pstats.Stats(committer)
+    cstats: dict[Any, Any] = cst.stats  # type: ignore[attr-defined]
     total = _cum(stats, "bench/pipeline.py", "run_durable")
     decode = _cum(stats, "~", "<method 'decode' of 'msgspec.json.Decoder' objects>")
     dedupe = _cum(stats, "persistence.py", "known_results")
     engine = _cum(stats, "engine/engine.py", "apply")
-    write = _cum(stats, "persistence.py", "write_batch")
-    pg = _cum_from(stats, "bench/pipeline.py", "run", {"write_batch", "_rows", "_insert"})
-    enc = _cum_from(
-        stats, "~", "<method 'encode' of 'msgspec.json.Encoder' objects>", {"_rows", "_insert"}
-    )
-    publish = _cum(stats, "marketdata.py", "publish")
-    execute = _cum_from(stats, "redis/client.py", "execute", {"publish"})
-    dumps = _cum_from(stats, "~", "<orjson.dumps>", {"publish", "_trade", "_depth"})
+    publish = _cum(stats, "marketdata.py", "prepare")
+    dumps = _cum_from(
+        stats, "~", "<orjson.dumps>",
+        {"prepare", "_trade", "_depth", "_reply_json", "_write_ticker", "_write_klines"},
+    )  # fmt: skip
+    wait = _cum(stats, "bench/pipeline.py", "settle")
     parts = [
-        ("decode commands (msgspec)", decode),
-        ("dedupe lookup (Postgres SELECT)", dedupe),
-        ("engine apply", engine),
-        ("write_batch: build row dicts (Python)", write - pg - enc),
-        ("write_batch: msgspec JSON encode of rows", enc),
-        ("write_batch: Postgres statements + COMMIT (pg8000 + server)", pg),
-        ("publish: build market data (Python)", publish - execute - dumps),
-        ("publish: orjson encode", dumps),
-        ("publish: Redis pipeline execute (redis-py + server)", execute),
+        ("main: decode commands (msgspec)", decode),
+        ("main: dedupe lookup (Postgres SELECT)", dedupe),
+        ("main: engine apply", engine),
+        ("main: build market data (Python)", publish - dumps),
+        ("main: orjson encode of market data", dumps),
+        ("main: wait for the batch before on the committer thread", wait),
     ]
-    parts.append(("rest (loop, stamping, counting)", total - sum(s for _, s in parts)))
+    parts.append(("main: rest (loop, stamping, counting)", total - sum(s for _, s in parts)))
+    write = _cum(cstats, "persistence.py", "write_batch")
+    pg = _cum_from(cstats, "bench/pipeline.py", "run", {"write_batch", "run_fenced", "_insert"})
+    enc = _cum_from(
+        cstats, "~", "<method 'encode' of 'msgspec.json.Encoder' objects>", {"_rows", "_add"}
+    )
+    execute = _cum(cstats, "redis/client.py", "execute")
+    parts += [
+        ("committer: build rows (Python)", write - pg - enc),
+        ("committer: msgspec JSON encode of rows", enc),
+        ("committer: Postgres statement + commit (pg8000 + server)", pg),
+        ("committer: Redis pipeline execute (redis-py + server)", execute),
+    ]
     top: list[str] = []
-    rows = sorted(stats.items(), key=lambda kv: kv[1][2], reverse=True)[:12]
+    st.add(cst)
+    both: dict[Any, Any] = st.stats  # type: ignore[attr-defined]
+    rows = sorted(both.items(), key=lambda kv: kv[1][2], reverse=True)[:12]
     for (file, line, name), v in rows:
         where = file.split("/site-packages/")[-1].replace(os.getcwd() + "/", "")
         top.append(f"{v[2]:7.3f}s tot {v[3]:7.3f}s cum {v[1]:>8} calls  {name} ({where}:{line})")
@@ -554,12 +612,17 @@ def phase_durable(args: argparse.Namespace, rep: Report, redis_url: str) -> None
     r.flushall()
     pg = fresh_db("bench_durable")
     timed = TimedDb(connect(pg, "bench"))
+    timed_reads = TimedDb(connect(pg, "bench-reads"))
     store = Store(timed)
     engine = Engine()
     md = MarketData(r, DEPTH_LEVELS, REPLY_TTL_S)
     md.rebuild(engine, [], now_ms=now_ms())
-    res = run_durable(store, md, payloads, args.batch, engine)
+    res = run_durable(store, Store(timed_reads), md, payloads, args.batch, engine)
     timed.close()
+    timed_reads.close()
+    for label, sec in timed_reads.seconds.items():
+        timed.seconds[label] += sec
+        timed.count[label] += timed_reads.count[label]
     rate = res.commands / res.seconds
     p50, p99 = pct(res.commit_ms, 0.5), pct(res.commit_ms, 0.99)
     per_batch = {k: v * 1000 / res.batches for k, v in res.stages.items()}
@@ -571,16 +634,19 @@ def phase_durable(args: argparse.Namespace, rep: Report, redis_url: str) -> None
         f" {len(engine.orders):,} open at the end, rejected {res.rejected}"
     )
     rep.row("durable cmds/s (Postgres fsync on)", f"{rate:,.0f}", f"{res.batches} batches")
+    cpu_us = res.cpu_s * 1e6 / res.commands
+    rep.row("  CPU of this process, us per command", f"{cpu_us:.1f}", "all threads")
     rep.row("  commit (write_batch) p50 / p99 ms", f"{p50:.1f} / {p99:.1f}")
+    main_ms = sum(v for k, v in per_batch.items() if "thread" not in k)
     for k, v in per_batch.items():
-        rep.row(
-            f"  stage {k}, ms per batch", f"{v:.1f}", f"{100 * v / sum(per_batch.values()):.0f}%"
-        )
+        note = "" if "thread" in k else f"{100 * v / main_ms:.0f}% of the main thread"
+        rep.row(f"  stage {k}, ms per batch", f"{v:.1f}", note)
     for label in sorted(timed.seconds, key=lambda k: -timed.seconds[k]):
         ms = timed.seconds[label] * 1000 / res.batches
         rep.row(f"    pg {label}, ms per batch", f"{ms:.2f}", f"x{timed.count[label]}")
     rep.figures.update(
-        durable_cmds_per_s=round(rate), p50_commit_ms=round(p50, 2), p99_commit_ms=round(p99, 2),
+        durable_cmds_per_s=round(rate), durable_cpu_us_per_cmd=round(cpu_us, 1),
+        p50_commit_ms=round(p50, 2), p99_commit_ms=round(p99, 2),
         durable_commands=res.commands, durable_trades=res.trades,
         durable_stage_ms_per_batch={k: round(v, 2) for k, v in per_batch.items()},
         durable_pg_ms_per_batch={
@@ -591,18 +657,21 @@ def phase_durable(args: argparse.Namespace, rep: Report, redis_url: str) -> None
     # The same path under cProfile, on a fresh database and Redis.
     r.flushall()
     pg = fresh_db("bench_profile")
-    db = connect(pg, "bench")
+    db, reads_db = connect(pg, "bench"), connect(pg, "bench-reads")
     store = Store(TimedDb(db))
     engine = Engine()
     md = MarketData(r, DEPTH_LEVELS, REPLY_TTL_S)
     md.rebuild(engine, [], now_ms=now_ms())
-    prof = cProfile.Profile()
+    prof, committer_prof = cProfile.Profile(), cProfile.Profile()
     prof.enable()
-    run_durable(store, md, payloads[: args.profile_n], args.batch, engine)
+    run_durable(
+        store, Store(reads_db), md, payloads[: args.profile_n], args.batch, engine, committer_prof
+    )
     prof.disable()
     db.close()
+    reads_db.close()
     r.close()
-    parts, top = profile_breakdown(prof)
+    parts, top = profile_breakdown(prof, committer_prof)
     total = sum(s for _, s in parts)
     print(f"\ncProfile of the durable path ({min(args.profile_n, len(payloads)):,} commands):")
     for name, s in parts:
@@ -617,13 +686,15 @@ def phase_durable(args: argparse.Namespace, rep: Report, redis_url: str) -> None
         r = redis.Redis.from_url(redis_url)
         r.flushall()
         pg = fresh_db("bench_durable_nd")
-        db = connect(pg, "bench")
+        db, reads_db = connect(pg, "bench"), connect(pg, "bench-reads")
         set_nodelay(db)
+        set_nodelay(reads_db)
         engine = Engine()
         md = MarketData(r, DEPTH_LEVELS, REPLY_TTL_S)
         md.rebuild(engine, [], now_ms=now_ms())
-        nd = run_durable(Store(db), md, payloads, args.batch, engine)
+        nd = run_durable(Store(db), Store(reads_db), md, payloads, args.batch, engine)
         db.close()
+        reads_db.close()
         r.close()
         nd_rate = nd.commands / nd.seconds
         nd50, nd99 = pct(nd.commit_ms, 0.5), pct(nd.commit_ms, 0.99)

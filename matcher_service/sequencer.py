@@ -38,6 +38,17 @@ def place(state: SeqState | None, us: UserSeq) -> Place:
     return "ahead"
 
 
+def maybe_applied(cmd: AnyCommand, state: SeqState | None) -> bool:
+    """Whether ``cmd`` may be in the oplog already (a redelivery), so that only Postgres can
+    tell. A command numbered past its user's last applied one cannot be: the engine's place
+    for each user (``state``) counts every command in the oplog, and a command keeps its id
+    and number wherever it is redelivered. Commands without a number always may be."""
+    us = cmd.user_seq
+    if us is None or user_of(cmd) is None:
+        return True
+    return place(state, us) == "late"
+
+
 def user_of(cmd: AnyCommand) -> str | None:
     """The user whose order ``cmd`` takes a place in, None when it is not ordered."""
     if cmd.user_seq is None:

@@ -20,10 +20,11 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import msgspec
@@ -31,12 +32,13 @@ import redis
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1  # type: ignore[attr-defined, unused-ignore]
 from google.pubsub_v1.services.publisher import PublisherClient as GapicPublisher
+from google.pubsub_v1.types import PullResponse
 
 from matcher_service.engine import Engine
 from matcher_service.engine.snapshot import restore, snapshot, state_hash
 from matcher_service.marketdata import MarketData
 from matcher_service.persistence import Batch, FencedError, Known, Store
-from matcher_service.sequencer import Sequencer, user_of
+from matcher_service.sequencer import Parked, Sequencer, maybe_applied, user_of
 from shared import outbox
 from shared.config import MatcherConfig
 from shared.db import Database, connect
@@ -44,6 +46,7 @@ from shared.messages import (
     AnyCommand,
     Applied,
     ExpireOrders,
+    OrderAccepted,
     Reason,
     command_decoder,
     encode,
@@ -66,12 +69,95 @@ Pub/Sub allows; the subscription's own deadline is the same). Should the matcher
 messages, and with them every later message of their users, go to the next one after this."""
 LEASE_EVERY_S = 3.0
 """How often the lease of the messages in hand (a batch, a failed batch held) is renewed."""
+GATHER_S = 0.02
+"""Without a backlog, a batch is committed before the next pull, and pulls start at least
+this far apart, so that the commands of a trickle (a hundred a second) share batches rather
+than each paying for its own pull, acknowledgement, statement and Redis pipeline: at most
+this much more latency (less the batch's own time), a fraction of the CPU per command
+(docs/decisions/0032). With a backlog the next pull starts at once, while a batch commits."""
+SWITCH_INTERVAL_S = 0.0005
+VERIFY_THREADS = 2
+VERIFY_SPLIT = 64
+"""A pull of at least VERIFY_SPLIT messages has its signatures checked on VERIFY_THREADS
+threads: on two cores (Terraform's ``matcher_cpu``) in parallel."""
+EVENTS_EVERY_S = 0.1
+"""Events messages go out at most this often; the batches committed in between share one.
+At a hundred small batches a second, one unary publish per batch cost the matcher more CPU
+than anything but the pull (docs/decisions/0032); the topic feeds durable consumers, for
+whom a tenth of a second is nothing."""
+EVENTS_MAX = 1000
+"""The most commands' events in one message (a message stays well under Pub/Sub's 10 MB)."""
 QUIET_AFTER_S = 2.0
 QUIET_PAUSE_S = 0.2
 """After QUIET_AFTER_S of empty pulls, a pause this long before each pull: an empty pull
 comes back within tens of ms, so an idle matcher (and Pub/Sub) would pull some 20 times a
 second. The first command after a quiet spell waits up to this much longer
 (docs/decisions/0017)."""
+
+
+class Pulled(NamedTuple):
+    """A pull, decoded and checked: the messages (raw protobuf ``ReceivedMessage``s, not
+    proto-plus wrappers, whose field access cost ~30 us a message), each good message with
+    its command, and the bad ones with why."""
+
+    messages: list[Any]
+    commands: list[AnyCommand]
+    bad: list[tuple[Any, str]]
+
+
+class InFlight:
+    """A batch applied to the engine and handed to the committer thread: its statement, then
+    (only once that has returned) its acknowledgement and publication."""
+
+    __slots__ = ("batch", "duplicates", "durable", "future", "in_log", "messages", "parked",
+                 "pipe", "published_seq", "unparked")  # fmt: skip
+
+    def __init__(
+        self,
+        messages: list[Any],
+        batch: Batch,
+        duplicates: list[tuple[str, Known | None]],
+        parked: list[Parked],
+        unparked: list[str],
+        published_seq: int,
+        pipe: Any,
+        in_log: list[str],
+    ) -> None:
+        self.messages = messages
+        self.batch = batch
+        self.duplicates = duplicates
+        self.parked = parked
+        self.unparked = unparked
+        self.published_seq = published_seq
+        self.pipe = pipe
+        self.in_log = in_log
+        self.durable = False
+        self.future: Future[None] | None = None
+
+    def known(self) -> dict[str, Applied]:
+        return {cmd.id: applied for cmd, applied in self.batch}
+
+
+class _Outgoing:
+    """One message for the events topic: the events of one or more consecutive batches."""
+
+    __slots__ = ("applied", "future", "run", "started")
+
+    def __init__(self, applied: list[Applied], run: int) -> None:
+        self.applied = applied
+        self.run = run
+        self.started = False  # from then on, nothing joins it
+        self.future: Future[None] | None = None
+
+    @property
+    def last(self) -> int:
+        return self.applied[-1].seq
+
+
+def _known(applied: Applied) -> Known:
+    """What a command applied in the batch in flight became, as the oplog will say."""
+    order_id = next((e.order_id for e in applied.events if type(e) is OrderAccepted), None)
+    return Known(applied.seq, applied.ok, applied.reason, order_id)
 
 
 def _seq_of(cmd: AnyCommand) -> list[int] | None:
@@ -122,6 +208,10 @@ def recover(
 
 class Matcher:
     def __init__(self, cfg: MatcherConfig, holder: str | None = None) -> None:
+        # The threads that wait on sockets (pull, commit, acknowledge, Redis) need the GIL for
+        # a moment at each step of a call; with the default 5 ms switch interval each of those
+        # moments can wait 5 ms behind the thread applying a batch.
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         self.cfg = cfg
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
         self.stopping = threading.Event()
@@ -130,6 +220,7 @@ class Matcher:
         self.engine = Engine(self.max_open_orders)
         self.epoch = 0
         self._lock_db: Database | None = None
+        self._reads_db: Database | None = None
         self.db: Database | None = None
         self.store: Store | None = None
         self.redis = redis.Redis.from_url(cfg.redis_url)
@@ -143,13 +234,27 @@ class Matcher:
         self.events_topic = self.publisher.topic_path(ps.project, ps.events_topic)
         self.dead_letter_topic = self.publisher.topic_path(ps.project, ps.dead_letter_topic)
         self.published_seq = 0  # the events topic has everything up to here
-        self._pending_events: list[tuple[int, Any]] = []
+        self._pending_events: list[_Outgoing] = []
+        self._events_sent = 0.0  # when the last events message went out (monotonic)
         # Events go out one message per batch, in order, from one thread: one unary Publish
         # each, without the batching client's commit thread and batch delay per message.
         self._events_out = ThreadPoolExecutor(max_workers=1, thread_name_prefix="events")
         self._events_run = 0  # a failed publish fails the rest of its run, as a paused key
         self._events_failed_run = -1
         self._held: list[Any] = []  # the batch in hand (messages); retried first after a failure
+        # A batch's statement, then its acknowledgement and publication, run on the committer
+        # thread while the main thread applies the next batch; meanwhile the pull after that
+        # (with its decoding and signature checks, which run without the GIL) is under way on
+        # the puller thread. One batch in flight at a time; nothing is acknowledged or shown
+        # before its statement has returned (docs/decisions/0031).
+        self._puller = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pull")
+        self._prefetched: Future[Pulled] | None = None
+        self._verifiers = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="verify")
+        self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit")
+        self._inflight: InFlight | None = None
+        self._events_lock = threading.Lock()
+        self.reads: Store | None = None  # a second connection: the dedupe read of the next
+        # batch while the last one commits
         self._failures = 0  # failed attempts at the batch in hand
         self._leased: dict[str, None] = {}  # ack ids of the messages in hand, kept leased
         self._lease_lock = threading.Lock()
@@ -158,6 +263,8 @@ class Matcher:
         self.verifier = Verifier.load()
         self._last_ts = 0
         self._quiet_since: float | None = None  # since when every pull came back empty
+        self._backlog = False  # the last pull brought a backlog's worth
+        self._last_pull = 0.0  # when the last pull started (monotonic)
         self._since_snapshot = 0
         self._last_snapshot = time.monotonic()
         self.stats = {
@@ -192,11 +299,14 @@ class Matcher:
         log.info("lease taken", extra={"epoch": self.epoch, "holder": self.holder})
 
     def _connect(self) -> None:
-        if self.db is not None:
-            with contextlib.suppress(Exception):  # the old connection is gone either way
-                self.db.close()
+        for db in (self.db, self._reads_db):
+            if db is not None:
+                with contextlib.suppress(Exception):  # the old connection is gone either way
+                    db.close()
         self.db = connect(self.cfg.postgres, "matcher")
         self.store = Store(self.db)
+        self._reads_db = connect(self.cfg.postgres, "matcher-reads")
+        self.reads = Store(self._reads_db)
 
     def start(self) -> None:
         """Recover state and market data; after this the matcher is ready to consume."""
@@ -260,9 +370,11 @@ class Matcher:
             except FencedError:
                 log.error("lease lost to another matcher: stopping")
                 self.ready.clear()
+                self._settle()
                 self._nack()
                 raise
             except Exception as exc:
+                self._settle()
                 self._failures += 1
                 log.warning(
                     "batch failed; rebuilding from Postgres",
@@ -274,6 +386,7 @@ class Matcher:
                 if self._failures >= HOLD_ATTEMPTS:
                     self._nack()
                 self.ready.clear()
+        self._settle()
         self._nack()  # a batch still in hand goes back at once, for the next matcher
         self._flush_events(wait=True)
         log.info("matcher stopped", extra=self.stats)
@@ -281,15 +394,16 @@ class Matcher:
     def close(self) -> None:
         """Drop the connections; closing the lock's connection hands the lease on."""
         self.ready.clear()
-        for db in (self.db, self._lock_db):
+        for db in (self.db, self._reads_db, self._lock_db):
             if db is not None:
                 with contextlib.suppress(Exception):
                     db.close()
-        self.db = self._lock_db = None
-        self.store = None
+        self.db = self._reads_db = self._lock_db = None
+        self.store = self.reads = None
 
     def _nack(self) -> None:
         """Hand the batch in hand back to Pub/Sub now rather than at its deadline."""
+        self._hold_prefetched()
         held, self._held, self._failures = self._held, [], 0
         self._unlease(held)
         self._set_deadline([m.ack_id for m in held], 0)
@@ -373,6 +487,10 @@ class Matcher:
         quiet = self._quiet_since
         if quiet is not None and time.monotonic() - quiet >= QUIET_AFTER_S:
             self.stopping.wait(QUIET_PAUSE_S)
+        elif not self._backlog:
+            # A trickle: let a few commands gather rather than pay a batch for each.
+            self.stopping.wait(self._last_pull + GATHER_S - time.monotonic())
+        self._last_pull = time.monotonic()
         while len(got) < cfg.batch_max:
             try:
                 resp = self.subscriber.pull(
@@ -384,9 +502,16 @@ class Matcher:
                 )
             except gexc.DeadlineExceeded:
                 break
-            n = len(resp.received_messages)
-            self._lease(list(resp.received_messages))
-            got.extend(resp.received_messages)
+            except Exception:
+                if not got:
+                    raise
+                # What is in hand is leased: take it rather than lose it until a restart.
+                log.warning("pull failed; going on with the messages in hand", exc_info=True)
+                break
+            received = list(PullResponse.pb(resp).received_messages)
+            n = len(received)
+            self._lease(received)
+            got.extend(received)
             if not got:
                 break
             if not deadline:
@@ -397,23 +522,31 @@ class Matcher:
             self._quiet_since = None
         elif quiet is None:
             self._quiet_since = time.monotonic()
+        self._backlog = len(got) >= BACKLOG_PULL
         return got
 
-    def step(self) -> int:
-        """Pull, order, apply, commit, ack, publish one batch. Returns the commands applied."""
-        messages = self._held or self.pull()  # a batch that failed is retried first, as it was
-        expiry = self.engine.next_expiry()
-        now = self._now()
-        expiring = expiry is not None and expiry <= max(now, self._last_ts)
-        if not messages and not self.sequencer.waiting(now) and not expiring:
-            self._maybe_snapshot()
-            return 0
-        assert self.store is not None
-        t0 = time.monotonic()
-        self._held = messages
-        ack_ids = [m.ack_id for m in messages]
+    def fetch(self) -> Pulled:
+        """Pull (``pull``), then decode each message and check who signed it."""
+        return self._check(self.pull())
+
+    def _check(self, messages: list[Any]) -> Pulled:
+        """Each message decoded and its producer's signature checked (``_permitted``). A large
+        pull is checked in VERIFY_THREADS parts at once: Ed25519 verification, most of the
+        work, runs without the GIL."""
+        if len(messages) < VERIFY_SPLIT:
+            return self._check_part(messages)
+        size = -(-len(messages) // VERIFY_THREADS)
+        parts = [messages[i : i + size] for i in range(0, len(messages), size)]
         commands: list[AnyCommand] = []
-        bad: list[Any] = []
+        bad: list[tuple[Any, str]] = []
+        for part in self._verifiers.map(self._check_part, parts):  # in order
+            commands += part.commands
+            bad += part.bad
+        return Pulled(messages, commands, bad)
+
+    def _check_part(self, messages: list[Any]) -> Pulled:
+        commands: list[AnyCommand] = []
+        bad: list[tuple[Any, str]] = []
         for m in messages:
             try:
                 cmd = command_decoder.decode(m.message.data)
@@ -424,9 +557,66 @@ class Matcher:
                 commands.append(cmd)
             else:
                 bad.append((m, "refused: not signed by a producer allowed to send it"))
+        return Pulled(messages, commands, bad)
+
+    def _next_pulled(self) -> Pulled:
+        """The batch to work on: the one in hand after a failure (retried first, as it was),
+        else the pull started while the last batch committed, else a pull now."""
+        if self._held:
+            return self._check(self._held)
+        ahead, self._prefetched = self._prefetched, None
+        if ahead is not None:
+            return ahead.result()
+        return self.fetch()
+
+    def _prefetch(self) -> None:
+        """Start the next pull on the puller thread (it mostly waits on sockets)."""
+        if self._prefetched is None and not self.stopping.is_set():
+            self._prefetched = self._puller.submit(self.fetch)
+
+    def _hold_prefetched(self) -> None:
+        """After a failure, or when stopping: what the pull under way brought joins the batch
+        in hand, behind it, so it is retried (or handed back) in the order it came."""
+        ahead, self._prefetched = self._prefetched, None
+        if ahead is None:
+            return
+        try:
+            messages = ahead.result(timeout=LEASE_S).messages
+        except Exception as exc:
+            log.warning("pull failed", extra={"error": repr(exc)})
+            return
+        self._held = [*self._held, *messages]
+
+    def step(self) -> int:
+        """Pull, order and apply one batch, then hand it to the committer thread (statement,
+        then acknowledgement and publication) once the batch before it is done there. Returns
+        the commands applied."""
+        pulled = self._next_pulled()
+        messages = pulled.messages
+        expiry = self.engine.next_expiry()
+        now = self._now()
+        expiring = expiry is not None and expiry <= max(now, self._last_ts)
+        if not messages and not self.sequencer.waiting(now) and not expiring:
+            self._wait_committed()
+            self._maybe_snapshot()
+            return 0
+        assert self.reads is not None
+        t0 = time.monotonic()
+        self._held = messages
+        commands, bad = pulled.commands, pulled.bad
         if bad:
             self._dead_letter(bad)
-        known = self.store.known_results([c.id for c in commands])
+        # Only commands that may have been applied already are looked up (docs/decisions/0032).
+        seqs = self.engine.user_seqs
+        ids = [c.id for c in commands if maybe_applied(c, seqs.get(user_of(c) or ""))]
+        known = self.reads.known_results(ids) if ids else {}
+        inflight = self._inflight
+        if inflight is not None and ids:  # applied, their statement not yet returned
+            pending = inflight.known()
+            for cid in ids:
+                ap = pending.get(cid)
+                if ap is not None:
+                    known[cid] = _known(ap)
         seen: set[str] = set()
         batch: list[tuple[AnyCommand, Applied]] = []
         duplicates: list[tuple[str, Known | None]] = []
@@ -464,35 +654,38 @@ class Matcher:
                 self._release(user, ts, apply)  # the user's parked ones that follow it
         for user in sequencer.waiting(ts):  # gaps held long enough: apply past them
             self._release(user, ts, apply)
-        t_apply = time.monotonic()
         newly_parked, unparked = sequencer.changes()
-        if batch or newly_parked or unparked:
-            self._flush_events(wait=False)
-            self.store.write_batch(self.epoch, batch, self.published_seq, newly_parked, unparked)
-        sequencer.committed()
-        t_commit = time.monotonic()
-        # Durable: from here on the batch may be acknowledged and shown.
-        for i in range(0, len(ack_ids), 1000):
-            self.subscriber.acknowledge(
-                request={"subscription": self.subscription, "ack_ids": ack_ids[i : i + 1000]}
-            )
-        self._unlease(messages)
-        self._held, self._failures = [], 0
-        if batch:
-            self.market_data.publish(self.engine, batch)
-            self._queue_events(batch)
-        for command_id, result in duplicates:
-            self._reply_again(command_id, result)
-        if self.cfg.pubsub.outbox:  # local: in the oplog now, no need to publish it again
+        sequencer.committed()  # they are in this batch's statement (a failure reloads them)
+        # Built now, from the engine as this batch left it; sent only after the commit.
+        pipe = self.market_data.prepare(self.engine, batch) if batch else None
+        in_log: list[str] = []
+        if self.cfg.pubsub.outbox:  # local: in the oplog then, no need to publish it again
             in_log = [c.id for c, _ in batch] + [c for c, known in duplicates if known]
-            outbox.remove(self.redis, in_log)
+        t_apply = time.monotonic()
+        self._wait_committed()  # the batch before this one: raises its failure
+        t_commit = time.monotonic()
+        self._flush_events(wait=False)
+        job = InFlight(
+            messages, batch, duplicates, newly_parked, unparked, self.published_seq, pipe, in_log
+        )
+        if self._backlog:
+            self._prefetch()  # the next pull goes on while this batch commits
+        job.future = self._committer.submit(self._commit_and_publish, job)
+        self._inflight, self._held = job, []  # the committer holds them now
+        if not self._backlog:
+            # A trickle: what arrives while this batch commits joins the next one, rather
+            # than each command paying for a batch of its own (docs/decisions/0032).
+            self._wait_committed()
         t_done = time.monotonic()
         self.stats["batches"] += 1
         self.stats["commands"] += len(batch)
         self.stats["duplicates"] += len(duplicates)
         self.stats["parked"] += parked
         self._since_snapshot += len(batch)
-        oldest = min((m.message.publish_time.timestamp() for m in messages), default=None)
+        oldest = min(
+            (m.message.publish_time.seconds + m.message.publish_time.nanos / 1e9 for m in messages),
+            default=None,
+        )
         log.info(
             "batch",
             extra={
@@ -504,8 +697,65 @@ class Matcher:
                 "lag_ms": None if oldest is None else round((time.time() - oldest) * 1000, 1),
             },
         )  # fmt: skip
-        self._maybe_snapshot()
+        if self._snapshot_due():
+            self._wait_committed()  # a snapshot holds committed state only
+            self._maybe_snapshot()
         return len(batch)
+
+    def _commit_and_publish(self, job: InFlight) -> None:
+        """On the committer thread: the batch's statement; once it has returned (durable),
+        its events, the acknowledgement of its messages, its market data and replies. An
+        acknowledgement that fails is not retried: the messages come back after their lease,
+        as duplicates of commands in the oplog, and get their replies again. Any other error
+        reaches the matcher's loop through ``_wait_committed``."""
+        assert self.store is not None
+        if job.batch or job.parked or job.unparked:
+            self.store.write_batch(
+                self.epoch, job.batch, job.published_seq, job.parked, job.unparked
+            )
+        job.durable = True
+        if job.batch:
+            self._queue_events(job.batch)
+        messages = job.messages
+        ack_ids = [m.ack_id for m in messages]
+        try:
+            for i in range(0, len(ack_ids), 1000):
+                self.subscriber.acknowledge(
+                    request={"subscription": self.subscription, "ack_ids": ack_ids[i : i + 1000]}
+                )
+        except Exception as exc:
+            log.warning("acknowledge failed", extra={"error": repr(exc), "n": len(ack_ids)})
+        self._unlease(messages)
+        if job.pipe is not None:
+            job.pipe.execute()
+        for command_id, result in job.duplicates:
+            self._reply_again(command_id, result)
+        if job.in_log:
+            outbox.remove(self.redis, job.in_log)
+
+    def _wait_committed(self) -> None:
+        """Until the batch in flight is done on the committer thread. If its statement
+        failed, its messages rejoin the batch in hand, ahead of it, and the error is raised;
+        if it failed after its commit (Redis), only the error is raised."""
+        job, self._inflight = self._inflight, None
+        if job is None or job.future is None:
+            return
+        try:
+            job.future.result()
+        except BaseException:
+            if not job.durable:
+                self._held = [*job.messages, *self._held]
+            raise
+
+    def _settle(self) -> None:
+        """After a failure or when stopping: the batch in flight is finished (or, if its
+        statement failed, held again), and what a pull under way brought joins the batch in
+        hand, behind it."""
+        try:
+            self._wait_committed()
+        except Exception as exc:
+            log.warning("the batch in flight failed", extra={"error": repr(exc)})
+        self._hold_prefetched()
 
     def _release(self, user: str, now: int, apply: Callable[[AnyCommand], None]) -> None:
         """Apply the user's parked commands that may go now, in the user's order."""
@@ -568,30 +818,48 @@ class Matcher:
             pipe.execute()
 
     def _queue_events(self, batch: Batch) -> None:
-        """One message per batch on the events topic, in sequence order."""
-        payload = encode([applied for _, applied in batch])
-        last = batch[-1][1].seq
-        message = pubsub_v1.types.PubsubMessage(
-            data=payload, ordering_key="matcher",
-            attributes={"first_seq": str(batch[0][1].seq), "last_seq": str(last)},
-        )  # fmt: skip
-        future = self._events_out.submit(self._publish_events, message, self._events_run)
-        self._pending_events.append((last, future))
+        """The batch's events to the events topic, in sequence order: they join the message
+        not yet started, if any (see ``EVENTS_EVERY_S``), else start one."""
+        applied = [a for _, a in batch]
+        with self._events_lock:  # the committer thread queues, the main thread flushes
+            tail = self._pending_events[-1] if self._pending_events else None
+            if (
+                tail is not None
+                and not tail.started
+                and len(tail.applied) + len(applied) <= EVENTS_MAX
+            ):
+                tail.applied += applied
+                return
+            out = _Outgoing(applied, self._events_run)
+            out.future = self._events_out.submit(self._publish_events, out)
+            self._pending_events.append(out)
 
-    def _publish_events(self, message: Any, run: int) -> None:
-        """One events message (on the events thread). After a failure, the messages queued
-        behind it fail too, until ``_flush_events`` starts a new run: none is published out
-        of order past a missing one (recovery publishes them again, in order)."""
-        if run == self._events_failed_run:
+    def _publish_events(self, out: _Outgoing) -> None:
+        """One events message (on the events thread), at least EVENTS_EVERY_S after the last
+        one: batches committed meanwhile join it. After a failure, the messages queued behind
+        it fail too, until ``_flush_events`` starts a new run: none is published out of order
+        past a missing one (recovery publishes them again, in order)."""
+        wait = self._events_sent + EVENTS_EVERY_S - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        with self._events_lock:
+            out.started = True
+        if out.run == self._events_failed_run:
             raise RuntimeError("an earlier events message of this run was not published")
+        message = pubsub_v1.types.PubsubMessage(
+            data=encode(out.applied), ordering_key="matcher",
+            attributes={"first_seq": str(out.applied[0].seq), "last_seq": str(out.last)},
+        )  # fmt: skip
         try:
             # The client is the generated API client underneath: its own unary publish.
             GapicPublisher.publish(
                 self.publisher, topic=self.events_topic, messages=[message], timeout=30
             )
         except Exception:
-            self._events_failed_run = run
+            self._events_failed_run = out.run
             raise
+        finally:
+            self._events_sent = time.monotonic()
 
     def _republish(self, chunk: Batch) -> None:
         """During recovery: events of commands the events topic may not have seen."""
@@ -601,28 +869,43 @@ class Matcher:
 
     def _flush_events(self, wait: bool) -> None:
         """Advance published_seq over the event messages Pub/Sub has confirmed, in order."""
-        while self._pending_events:
-            last, future = self._pending_events[0]
+        while True:
+            with self._events_lock:
+                if not self._pending_events:
+                    return
+                head = self._pending_events[0]
+            future = head.future
+            assert future is not None
             if not wait and not future.done():
                 return
             try:
                 future.result(timeout=30)
             except Exception as exc:
                 # Not confirmed: resume the key; recovery will publish these again.
-                log.warning("events publish failed", extra={"error": repr(exc), "seq": last})
-                self._events_failed_run = self._events_run  # the rest of the run fails fast
-                self._events_run += 1
-                self._pending_events.clear()
+                log.warning("events publish failed", extra={"error": repr(exc), "seq": head.last})
+                with self._events_lock:
+                    self._events_failed_run = self._events_run  # the rest of the run fails fast
+                    self._events_run += 1
+                    self._pending_events.clear()
                 return
-            self._pending_events.pop(0)
-            self.published_seq = last
+            with self._events_lock:
+                self._pending_events.pop(0)
+            self.published_seq = head.last
+
+    def _snapshot_due(self) -> bool:
+        cfg = self.cfg
+        return bool(
+            (cfg.snapshot_every and self._since_snapshot >= cfg.snapshot_every)
+            or (
+                self._since_snapshot
+                and time.monotonic() - self._last_snapshot >= cfg.snapshot_seconds
+            )
+        )
 
     def _maybe_snapshot(self) -> None:
-        cfg = self.cfg
-        due = (cfg.snapshot_every and self._since_snapshot >= cfg.snapshot_every) or (
-            self._since_snapshot and time.monotonic() - self._last_snapshot >= cfg.snapshot_seconds
-        )
-        if due:
+        """A snapshot when one is due; only with no batch in flight (it holds the engine's
+        state, which must be the committed one)."""
+        if self._inflight is None and self._snapshot_due():
             self.write_snapshot()
 
     def write_snapshot(self) -> None:

@@ -4,7 +4,7 @@ commands go in the user's order; a gap is held for ``hold_ms``, then applied pas
 from __future__ import annotations
 
 from matcher_service.engine import Engine
-from matcher_service.sequencer import Sequencer, place
+from matcher_service.sequencer import Sequencer, maybe_applied, place
 from shared.messages import AnyCommand, CancelAll, CreateAsset, Deposit, Reason, UserSeq
 
 EPOCH = 1_000
@@ -138,3 +138,20 @@ def test_loaded_parked_commands_keep_when_they_were_parked() -> None:
     h.tick(1040)
     assert h.applied == [cmd(2).id, cmd(3).id]
     assert h.seq.changes() == ([], [cmd(2).id, cmd(3).id])
+
+
+def test_only_a_command_at_or_before_its_users_place_may_be_in_the_oplog() -> None:
+    """The matcher looks up in Postgres only the commands that may be redeliveries: one
+    numbered past its user's last applied command cannot have been applied."""
+    h = Harness()
+    user = "u"  # cmd()'s
+    assert not maybe_applied(cmd(1), h.engine.user_seqs.get(user)), "nothing applied yet"
+    h.arrive(cmd(1))
+    h.arrive(cmd(2))
+    state = h.engine.user_seqs.get(user)
+    assert maybe_applied(cmd(1), state) and maybe_applied(cmd(2), state)  # redeliveries
+    assert not maybe_applied(cmd(3), state) and not maybe_applied(cmd(7), state)
+    assert not maybe_applied(cmd(1, epoch=EPOCH + 1), state), "a new count"
+    assert maybe_applied(cmd(9, epoch=EPOCH - 1), state), "an old count"
+    deposit = Deposit(id="d", user=user, asset="ETH", amount=1, ref="r")
+    assert maybe_applied(deposit, state), "not numbered: only Postgres can tell"
