@@ -144,7 +144,10 @@ def sweep_once(rt: Runtime | None = None) -> dict[str, Any]:
         raise ConfigError("environment variable HOT_WALLET_ADDRESS is required by the sweep")
     w3 = rt.w3
     assets = _assets(rt)
-    owners = addresses.owners(rt.firestore, rt.cfg.chain_id)
+
+    def owners() -> dict[str, addresses.Owner]:
+        return addresses.owners(rt.firestore, rt.cfg.chain_id)
+
     hd = rt.hd
     gas = single_key(rt.cfg.gas_wallet_key)
     hot = rt.cfg.hot_wallet_address
