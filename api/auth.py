@@ -80,7 +80,7 @@ import secrets as pysecrets
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeGuard, cast
@@ -99,9 +99,20 @@ from api.credentials import Principal as Principal
 from api.credentials import Role as Role
 from api.credentials import Scope as Scope
 from api.credentials import Via as Via
-from api.http import ApiError, ApiRequest, RateLimiter, api_config, unauthorized, unavailable
+from api.http import (
+    ApiError,
+    ApiRequest,
+    RateHit,
+    RateLimiter,
+    SessionDue,
+    SessionEndedError,
+    SessionNotCachedError,
+    api_config,
+    unauthorized,
+    unavailable,
+)
 from api.http import require_scope as require_scope
-from api.sessions import SessionStore
+from api.sessions import SessionStore, session_revoked
 from api.throttle import FailureLimiter
 from shared.config import ApiConfig, ConfigError, OidcConfig, secret_manager_payload
 from shared.instance import per_instance
@@ -634,7 +645,16 @@ def _unverified_issuer(token: str) -> Any:
 def verify_credentials(creds: Credentials, ctx: AuthContext | None = None) -> Principal:
     """The caller presenting ``creds`` (bearer JWT or signed API-key request), or 401. Any
     transport: HTTP through ``authenticate``, the ws service from its handshake."""
-    ctx = ctx if ctx is not None else default_context()
+    principal, _ = _verify(creds, ctx if ctx is not None else default_context(), True)
+    return principal
+
+
+def _verify(
+    creds: Credentials, ctx: AuthContext, check_session: bool
+) -> tuple[Principal, SessionDue | None]:
+    """``verify_credentials``; without ``check_session``, an access token's session is
+    returned to be checked by the caller (``count_hits``) instead of checked here."""
+    due: SessionDue | None = None
     authorization = creds.header("Authorization")
     has_key = creds.header("X-API-Key") is not None
     if authorization is not None and has_key:
@@ -649,12 +669,15 @@ def verify_credentials(creds: Credentials, ctx: AuthContext | None = None) -> Pr
         else:
             principal = verify_access_token(token, ctx.secrets, ctx.config)
             assert principal.session_id is not None  # verify_access_token requires it
-            ctx.sessions.check(principal.user_id, principal.session_id, principal.epoch)
+            if check_session:
+                ctx.sessions.check(principal.user_id, principal.session_id, principal.epoch)
+            else:
+                due = SessionDue(principal.user_id, principal.session_id, principal.epoch)
     elif has_key:
         principal = _authenticate_api_key(creds, ctx)
     else:
         raise unauthorized("authentication required")
-    return principal
+    return principal, due
 
 
 def authenticate(req: ApiRequest, ctx: AuthContext | None = None) -> Principal:
@@ -664,10 +687,36 @@ def authenticate(req: ApiRequest, ctx: AuthContext | None = None) -> Principal:
     for a route with a scope) is the answer after."""
     if req.principal is not None:
         return req.principal
-    principal = verify_credentials(req.credentials(), ctx)
+    ctx = ctx if ctx is not None else default_context()
+    principal, req.session_due = _verify(req.credentials(), ctx, not req.session_in_limits)
     req.principal = principal
     req.user_id = principal.user_id
     return principal
+
+
+def count_hits(
+    req: ApiRequest,
+    ctx: AuthContext,
+    hits: list[RateHit],
+    also: Callable[[Any], None] | None = None,
+) -> list[Any]:
+    """``ctx.limiter.hit_many(hits, also)`` for an authenticated request; for a route with
+    ``session_in_limits``, the caller's session is checked first in the same round trip (a
+    session that ended: 401 ``session_revoked``, nothing counted). When Redis holds no copy
+    of the user's sessions, they are read from Firestore (``SessionStore.check``, which
+    writes the copy) and the hits counted after, in a second round trip."""
+    due = req.session_due
+    if due is None:
+        return ctx.limiter.hit_many(hits, also)
+    try:
+        rest = ctx.limiter.hit_many(hits, also, session=due)
+    except SessionEndedError:
+        raise session_revoked() from None
+    except SessionNotCachedError:
+        ctx.sessions.check(due.user_id, due.session_id, due.epoch)
+        rest = ctx.limiter.hit_many(hits, also)
+    req.session_due = None
+    return rest
 
 
 def require_role(principal: Principal, role: Role) -> None:

@@ -68,7 +68,7 @@ from shared.answers import error_response as error_response
 from shared.answers import json_response as json_response
 from shared.config import ApiConfig, HttpConfig
 from shared.instance import per_instance
-from shared.redis_keys import rate_limit_key
+from shared.redis_keys import SESSION_ENDED_FIELD_PREFIX, rate_limit_key, session_key
 
 log = logging.getLogger("api")
 access_log = logging.getLogger("api.access")
@@ -279,6 +279,11 @@ class ApiRequest:
     user_id: str | None = None
     """Set by ``api.auth.authenticate`` (the HTTP entry to ``verify_credentials``), for the
     access log."""
+    session_in_limits: bool = False
+    """The route checks an access token's session with its rate limits (``Api.route``)."""
+    session_due: SessionDue | None = None
+    """Set by ``api.auth.authenticate`` for such a route: the session still to check, in the
+    handler's first round trip (``api.auth.count_hits``)."""
 
     @property
     def method(self) -> str:
@@ -367,16 +372,49 @@ def _read_body(request: flask.Request, limit: int) -> bytes:
 # --------------------------------------------------------------------------------------------
 
 
-# KEYS: the subjects' counters; ARGV: their windows in ms. Per key {count, ms to reset}.
+# KEYS: the subjects' counters, then (with a session to check) the user's session copy
+# (api.sessions). ARGV: the counters' windows in ms, then (with a session) its ended-field and
+# the token's epoch. Returns {0, {count, ms to reset} per counter}; {1}: no session copy, {2}:
+# the session has ended, and then nothing is counted (a revoked token spends no one's budget).
 _HITS: Final = """
-local out = {}
-for i, key in ipairs(KEYS) do
-  local n = redis.call('INCR', key)
-  redis.call('PEXPIRE', key, ARGV[i], 'NX')
-  out[i] = {n, redis.call('PTTL', key)}
+local c = #KEYS
+if #ARGV > #KEYS then
+  c = #KEYS - 1
+  local copy = KEYS[#KEYS]
+  local current = redis.call('HGET', copy, 'epoch')
+  if not current then return {1} end
+  if redis.call('HEXISTS', copy, ARGV[c + 1]) == 1 or tonumber(ARGV[c + 2]) < tonumber(current)
+  then return {2} end
+end
+local out = {0}
+for i = 1, c do
+  local n = redis.call('INCR', KEYS[i])
+  redis.call('PEXPIRE', KEYS[i], ARGV[i], 'NX')
+  out[i + 1] = {n, redis.call('PTTL', KEYS[i])}
 end
 return out
 """
+
+
+@dataclass(frozen=True, slots=True)
+class SessionDue:
+    """An access token's session, still to be checked (``api.sessions``): a route declared
+    with ``session_in_limits`` checks it in its first Redis round trip, with its rate limits
+    (``api.auth.count_hits``), before anything else is done."""
+
+    user_id: str
+    session_id: str
+    epoch: int
+
+
+class SessionNotCachedError(Exception):
+    """``hit_many`` with a session: Redis holds no copy of the user's sessions (nothing was
+    counted); check it the long way (``api.sessions``), then count."""
+
+
+class SessionEndedError(Exception):
+    """``hit_many`` with a session: it has ended (nothing was counted)."""
+
 
 RateHit = tuple[str, str, int, int]
 """One hit to count: (scope, subject, limit, window in seconds)."""
@@ -391,18 +429,33 @@ class RateLimiter:
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
 
-    def hit_many(self, hits: list[RateHit], also: Callable[[Any], None] | None = None) -> list[Any]:
+    def hit_many(
+        self,
+        hits: list[RateHit],
+        also: Callable[[Any], None] | None = None,
+        session: SessionDue | None = None,
+    ) -> list[Any]:
         """Count one hit of each; raise 429 with ``Retry-After`` once any is over its limit.
         ``also`` queues more commands on the same pipeline (one round trip for all); their
-        results are returned (read them only when no limit was passed)."""
+        results are returned (read them only when no limit was passed). With ``session``, the
+        session is checked first, in the same script: ``SessionEndedError`` or
+        ``SessionNotCachedError`` (then nothing is counted)."""
         pipe = self._redis.pipeline(transaction=False)
         keys = [rate_limit_key(scope, subject) for scope, subject, _, _ in hits]
+        args: list[Any] = [w * 1000 for _, _, _, w in hits]
+        if session is not None:
+            keys.append(session_key(session.user_id))
+            args += [SESSION_ENDED_FIELD_PREFIX + session.session_id, session.epoch]
         # EVAL, not a registered script: a pipeline holding one asks SCRIPT EXISTS first,
         # a second round trip; Redis caches the script by its digest either way.
-        pipe.eval(_HITS, len(keys), *keys, *[w * 1000 for _, _, _, w in hits])
+        pipe.eval(_HITS, len(keys), *keys, *args)
         if also is not None:
             also(pipe)
-        counted, *rest = pipe.execute()
+        (state, *counted), *rest = pipe.execute()
+        if int(state) == 1:
+            raise SessionNotCachedError
+        if int(state) == 2:
+            raise SessionEndedError
         for (_, _, limit, window_s), (count, ttl_ms) in zip(hits, counted, strict=True):
             if int(count) > limit:
                 retry_after = math.ceil(int(ttl_ms) / 1000) if int(ttl_ms) > 0 else window_s
@@ -483,6 +536,7 @@ class _Route:
     regex: re.Pattern[str]
     handler: Handler
     doc: RouteDoc | None = None
+    session_in_limits: bool = False
 
 
 def compile_pattern(pattern: str) -> re.Pattern[str]:
@@ -527,10 +581,17 @@ class Api:
         method: str,
         pattern: str,
         doc: RouteDoc | None = None,
+        *,
+        session_in_limits: bool = False,
         **described: Any,
     ) -> Callable[[Handler], Handler]:
         """Decorator: ``handler`` answers ``method`` on paths matching ``pattern``. The
-        keywords (or ``doc``) are the route's ``RouteDoc``: what the API's document says."""
+        keywords (or ``doc``) are the route's ``RouteDoc``: what the API's document says.
+
+        ``session_in_limits``: the handler's first step is ``api.auth.count_hits``, which
+        checks an access token's session in the same Redis round trip as the rate limits
+        (one round trip instead of two); a handler that returns without that check is a bug
+        and answers 500."""
         method = method.upper()
         regex = compile_pattern(pattern)
         if described:
@@ -547,7 +608,7 @@ class Api:
         def register(handler: Handler) -> Handler:
             if any(r.method == method and r.pattern == pattern for r in self._routes):
                 raise ValueError(f"duplicate route {method} {pattern}")
-            self._routes.append(_Route(method, pattern, regex, handler, doc))
+            self._routes.append(_Route(method, pattern, regex, handler, doc, session_in_limits))
             return handler
 
         return register
@@ -623,9 +684,14 @@ class Api:
             if route.method == method:
                 req.params = match.groupdict()
                 req.body = _read_body(req.raw, settings.max_body_bytes)
+                req.session_in_limits = route.session_in_limits
                 if route.doc is not None and route.doc.scopes:
                     self._authorize(req, route.doc.scopes)
-                return route.handler(req)
+                response = route.handler(req)
+                if req.session_due is not None:
+                    log.error("%s %s answered without checking the session", method, path)
+                    raise ApiError(500, "internal", f"internal error; request id {req.request_id}")
+                return response
         raise ApiError(
             405,
             "method_not_allowed",

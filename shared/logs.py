@@ -33,15 +33,21 @@ REDACTED: Final = "[redacted]"
 _MIN_SECRET: Final = 8
 """Shorter strings are not taken as secrets: replacing them would mangle every line."""
 _secrets: tuple[str, ...] = ()
+_hidden: tuple[tuple[str, ...], tuple[bytes, ...]] = ((), ())
+"""The secrets, and each as it reads inside a JSON string (one object: a line is checked
+against the secrets it is scrubbed of)."""
 _secrets_lock = threading.Lock()
 
 
 def hide(*secrets: str | None) -> None:
     """Never log these strings (those of at least 8 characters)."""
-    global _secrets
+    global _secrets, _hidden
     with _secrets_lock:
         known = {*_secrets, *(s for s in secrets if s and len(s) >= _MIN_SECRET)}
         _secrets = tuple(sorted(known, key=len, reverse=True))  # a longer one first
+        # JSON escapes character by character: a secret anywhere in a line's strings shows
+        # as its own escaped form in the line.
+        _hidden = (_secrets, tuple(orjson.dumps(s)[1:-1] for s in _secrets))
 
 
 def hide_url(url: str | None) -> None:
@@ -62,20 +68,20 @@ def hide_url(url: str | None) -> None:
     )
 
 
-def redact(text: str) -> str:
-    for secret in _secrets:
+def redact(text: str, secrets: tuple[str, ...] | None = None) -> str:
+    for secret in _secrets if secrets is None else secrets:
         if secret in text:
             text = text.replace(secret, REDACTED)
     return text
 
 
-def _scrub(value: Any) -> Any:
+def _scrub(value: Any, secrets: tuple[str, ...]) -> Any:
     if isinstance(value, str):
-        return redact(value)
+        return redact(value, secrets)
     if isinstance(value, dict):
-        return {_scrub(k): _scrub(v) for k, v in value.items()}
+        return {_scrub(k, secrets): _scrub(v, secrets) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_scrub(v) for v in value]
+        return [_scrub(v, secrets) for v in value]
     return value
 
 
@@ -136,9 +142,13 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["stack_trace"] = self.formatException(record.exc_info)
-        if _secrets:
-            entry = _scrub(entry)
-        return orjson.dumps(entry, default=_fallback).decode()
+        secrets, escaped = _hidden
+        line = orjson.dumps(entry, default=_fallback)
+        # Scrubbed only when a secret shows: walking every field of every line costs more
+        # than writing it (an API request's access line).
+        if secrets and any(e in line for e in escaped):
+            line = orjson.dumps(_scrub(entry, secrets), default=_fallback)
+        return line.decode()
 
 
 def setup(level: str = "INFO") -> None:

@@ -10,15 +10,22 @@ from __future__ import annotations
 import contextlib
 import logging
 
-from google.api_core import exceptions
+import grpc  # type: ignore[import-untyped]
+from google.api_core import exceptions, gapic_v1
 from google.cloud import pubsub_v1  # type: ignore[attr-defined, unused-ignore]
 from google.pubsub_v1.services.publisher import PublisherClient as GapicPublisher
+from google.pubsub_v1.types import pubsub as pubsub_types
 
 from shared.config import PubSubConfig
 from shared.messages import AnyCommand, encode
 from shared.producers import Signer
 
 log = logging.getLogger(__name__)
+
+_PUBLISH_METHOD = "/google.pubsub.v1.Publisher/Publish"
+_PublishRequest = pubsub_types.PublishRequest.pb()
+_PubsubMessage = pubsub_types.PubsubMessage.pb()
+_PublishResponse = pubsub_types.PublishResponse.pb()
 
 COMMANDS_ACK_DEADLINE_S = 10
 """The matcher's lease on the commands it pulled (the least Pub/Sub allows): it renews the
@@ -77,6 +84,16 @@ class CommandPublisher:
             publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
         )
         self._topic = self._client.topic_path(cfg.project, cfg.commands_topic)
+        # Publish on the client's own channel (its credentials) with raw protobuf messages:
+        # the generated client's wrappers (retry and timeout objects, proto-plus copies, a
+        # logging interceptor) cost as much CPU as the call itself (docs/benchmarks.md).
+        self._publish_rpc = self._client.transport.grpc_channel.unary_unary(
+            _PUBLISH_METHOD,
+            request_serializer=_PublishRequest.SerializeToString,
+            response_deserializer=_PublishResponse.FromString,
+        )
+        topic = (("topic", self._topic),)
+        self._routing = (gapic_v1.routing_header.to_grpc_metadata(topic),)  # type: ignore[no-untyped-call]
 
     def _send(
         self, data: bytes, attributes: dict[str, str], ordering_key: str
@@ -99,15 +116,24 @@ class CommandPublisher:
         (docs/decisions/0016). The order of a user's commands does not rest on the publisher
         (``user_seq``, decision 0006), and nothing is paused on a failure."""
         data = encode(cmd)
-        message = pubsub_v1.types.PubsubMessage(
-            data=data,
-            ordering_key=ordering_key,
-            attributes=self._signer.attributes(type(cmd), data, ordering_key),
+        attributes = self._signer.attributes(type(cmd), data, ordering_key)
+        request = _PublishRequest(
+            topic=self._topic,
+            messages=[_PubsubMessage(data=data, ordering_key=ordering_key, attributes=attributes)],
         )
-        # The client is the generated API client underneath: its own unary publish.
-        response = GapicPublisher.publish(
-            self._client, topic=self._topic, messages=[message], timeout=timeout
-        )
+        try:
+            response = self._publish_rpc(request, timeout=timeout, metadata=self._routing)
+        except grpc.RpcError as exc:
+            # Once more through the generated client, with its retry of transient errors (a
+            # second copy is harmless: the matcher applies a command id once).
+            log.warning("publish of %s failed (%s); retrying", cmd.id, exc.code())
+            message = pubsub_v1.types.PubsubMessage(
+                data=data, ordering_key=ordering_key, attributes=attributes
+            )
+            retried = GapicPublisher.publish(
+                self._client, topic=self._topic, messages=[message], timeout=timeout
+            )
+            return str(retried.message_ids[0])
         return str(response.message_ids[0])
 
     def publish_raw(self, data: bytes, ordering_key: str) -> pubsub_v1.publisher.futures.Future:

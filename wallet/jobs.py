@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import orjson
 import redis
+from web3 import Web3
 
 from shared import logs
 from shared.config import PostgresConfig, PubSubConfig, WalletConfig
@@ -60,6 +61,12 @@ class Runtime:
     @lazy
     def publisher(self) -> CommandPublisher:
         return CommandPublisher(self.pubsub)
+
+    @lazy
+    def w3(self) -> Web3:
+        """The chain, connected (and its chain id checked) once: a ``Web3`` is costly to
+        build, and the local scheduler runs the jobs every 2 s (docs/benchmarks.md)."""
+        return chain.connect(self.cfg)
 
     @lazy
     def hd(self) -> HdWallet:
@@ -116,7 +123,7 @@ def report_json(report: Any) -> dict[str, Any]:
 
 def watch_once(rt: Runtime | None = None) -> dict[str, Any]:
     rt = rt or runtime()
-    w3 = chain.connect(rt.cfg)
+    w3 = rt.w3
     assets = _assets(rt)
     owners = addresses.owners(rt.firestore, rt.cfg.chain_id)
     return report_json(
@@ -135,9 +142,12 @@ def sweep_once(rt: Runtime | None = None) -> dict[str, Any]:
         from shared.config import ConfigError
 
         raise ConfigError("environment variable HOT_WALLET_ADDRESS is required by the sweep")
-    w3 = chain.connect(rt.cfg)
+    w3 = rt.w3
     assets = _assets(rt)
-    owners = addresses.owners(rt.firestore, rt.cfg.chain_id)
+
+    def owners() -> dict[str, addresses.Owner]:
+        return addresses.owners(rt.firestore, rt.cfg.chain_id)
+
     hd = rt.hd
     gas = single_key(rt.cfg.gas_wallet_key)
     hot = rt.cfg.hot_wallet_address
@@ -148,7 +158,7 @@ def sweep_once(rt: Runtime | None = None) -> dict[str, Any]:
 
 def send_once(rt: Runtime | None = None) -> dict[str, Any]:
     rt = rt or runtime()
-    w3 = chain.connect(rt.cfg)
+    w3 = rt.w3
     hot = single_key(rt.cfg.hot_wallet_key)
 
     def send(db: Database) -> Any:

@@ -13,7 +13,7 @@ from web3 import Web3
 from shared import alerts, audit_runs
 from shared.db import Database
 from shared.times import utc_now
-from wallet import addresses, chain
+from wallet import addresses
 from wallet.assets import AssetChain, load_durable_asset_chains
 from wallet.audit import MAX_UNSCANNED_BLOCKS, audit_chain
 from wallet.chain import token_balance
@@ -107,7 +107,7 @@ def chain_audit_once(rt: Runtime | None = None) -> dict[str, Any]:
         from shared.config import ConfigError
 
         raise ConfigError("environment variable HOT_WALLET_ADDRESS is required by the audit")
-    w3 = chain.connect(rt.cfg)
+    w3 = rt.w3
 
     def run(db: Database) -> dict[str, Any]:
         # The assets' contracts and decimals from their durable sources, not Redis' copy:

@@ -20,6 +20,7 @@ nonces (``wallet.chain``). Runs are serialised by an advisory lock.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from eth_account.signers.local import LocalAccount
@@ -65,7 +66,7 @@ def run_sweep(
     w3: Web3,
     cfg: WalletConfig,
     assets: dict[str, AssetChain],
-    owners: dict[str, Owner],
+    owners: Callable[[], dict[str, Owner]],
     wallet: HdWallet,
     gas_wallet: LocalAccount,
     hot_address: str,
@@ -82,10 +83,13 @@ def run_sweep(
             c=cfg.chain_id,
         )
         fees: Fees | None = None
+        # The deposit addresses (a Firestore query) only when some address has funds to
+        # sweep: most runs have none.
+        known = owners() if candidates else {}
         native = next((a for a in assets.values() if a.kind == "native"), None)
         tokens = [a for a in assets.values() if a.kind == "erc20" and a.contract]
         for (address,) in candidates:
-            owner = owners.get(address)
+            owner = known.get(address)
             if owner is None:
                 continue
             if address in busy:

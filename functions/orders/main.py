@@ -43,7 +43,7 @@ import flask
 import msgspec
 import orjson
 
-from api.auth import Principal, authenticate
+from api.auth import Principal, authenticate, count_hits
 from api.dispatch import (
     COMMAND_ID_RE,
     Idempotency,
@@ -60,6 +60,7 @@ from api.http import (
     ApiRequest,
     Body,
     DecimalText,
+    RateHit,
     bad_request,
     json_response,
     not_found,
@@ -245,16 +246,17 @@ def _trader(
     req: ApiRequest, svc: Services, also: Callable[[Any], None] | None = None
 ) -> tuple[Principal, list[Any]]:
     """The caller (with the trade scope: the route's, checked by api.http), counted against
-    the per-user and per-IP limits (one Redis round trip, with the reads ``also`` queues:
-    their results)."""
+    the per-user and per-IP limits (one Redis round trip, with the caller's session check
+    for the routes declared ``session_in_limits`` and the reads ``also`` queues: their
+    results)."""
     principal = authenticate(req, svc.auth)
     cfg = svc.config
     window = cfg.trade_rate_window_s
-    hits = [
+    hits: list[RateHit] = [
         ("trade:user", principal.user_id, cfg.trade_rate_per_user, window),
         ("trade:ip", req.client_ip, cfg.trade_rate_per_ip, window),
     ]
-    return principal, svc.auth.limiter.hit_many(hits, also)
+    return principal, count_hits(req, svc.auth, hits, also)
 
 
 def _send(
@@ -324,6 +326,7 @@ def _cancelled_all(reply: dict[str, Any]) -> flask.Response:
     "/v1/orders",
     summary="Place an order",
     operation_id="placeOrder",
+    session_in_limits=True,
     tag="orders",
     scope="trade",
     body=PlaceOrder,
@@ -399,6 +402,7 @@ def _listed(reply: dict[str, Any]) -> flask.Response:
     "/v1/order-lists",
     summary="Place an OCO list (a limit order and a stop-loss, one cancels the other)",
     operation_id="placeOrderList",
+    session_in_limits=True,
     tag="orders",
     scope="trade",
     body=PlaceOcoList,
@@ -444,6 +448,7 @@ def _amended(reply: dict[str, Any]) -> flask.Response:
     "/v1/orders/{order_id}/amend",
     summary="Change a resting order's price or amount in one step",
     operation_id="amendOrder",
+    session_in_limits=True,
     tag="orders",
     scope="trade",
     body=AmendOrderBody,
@@ -483,6 +488,7 @@ def amend_order(req: ApiRequest) -> flask.Response:
     "/v1/orders/{order_id}",
     summary="Cancel one of the caller's orders",
     operation_id="cancelOrder",
+    session_in_limits=True,
     tag="orders",
     scope="trade",
     params=(
@@ -510,6 +516,7 @@ def cancel_order(req: ApiRequest) -> flask.Response:
     "/v1/orders/by-client-id/{client_order_id}",
     summary="Cancel the open order with a client id",
     operation_id="cancelOrderByClientId",
+    session_in_limits=True,
     tag="orders",
     scope="trade",
     params=(CLIENT_ORDER_ID, IDEMPOTENCY),
@@ -533,6 +540,7 @@ def cancel_by_client_id(req: ApiRequest) -> flask.Response:
     "/v1/orders",
     summary="Cancel all the caller's open orders",
     operation_id="cancelAllOrders",
+    session_in_limits=True,
     tag="orders",
     scope="trade",
     params=(

@@ -73,6 +73,12 @@ def _item(req: ApiRequest) -> flask.Response:
     return json_response({"item": req.params["item_id"], "limit": req.query("limit")})
 
 
+@probe.route("GET", "/v1/probe/forgets-the-session", session_in_limits=True)
+def _forgets(req: ApiRequest) -> flask.Response:
+    authenticate(req)  # declared to check the session with its limits, and never counts
+    return json_response({"ok": True})
+
+
 @probe.route("GET", "/v1/probe/boom")
 def _boom(req: ApiRequest) -> flask.Response:
     raise RuntimeError("database password is hunter2")
@@ -314,6 +320,37 @@ def test_sessions_survive_a_redis_flush(client: FlaskClient, redis_db: Any) -> N
     redis_db.flushall()
     assert error(me(client, tokens["access_token"])) == "session_revoked"
     assert me(client, other["access_token"]).status_code == 200
+
+
+def test_trading_routes_check_the_session_with_their_limits(
+    client: FlaskClient, configure: Configure, redis_db: Any
+) -> None:
+    """The order routes check the token's session in the rate limits' round trip: an ended
+    session is refused there, whether Redis has the user's copy or not, and its requests
+    spend nothing of the user's budget."""
+    configure(TRADE_RATE_PER_USER="2", TRADE_RATE_WINDOW_S="60")
+    ended = session(client)
+    alive = login(client, "alice@example.com").get_json()
+    assert client.post("/v1/auth/logout", json={"refresh_token": ended["refresh_token"]})
+    for flush in (False, True, False):
+        if flush:
+            redis_db.flushall()  # no copy: read from Firestore, the copy written again
+        resp = client.post("/v1/orders", json={}, headers=bearer(ended["access_token"]))
+        assert (resp.status_code, error(resp)) == (401, "session_revoked")
+        resp = client.delete("/v1/orders/1", headers=bearer(ended["access_token"]))
+        assert (resp.status_code, error(resp)) == (401, "session_revoked")
+    # Six refusals, none counted: the live session still has its two requests.
+    for _ in range(2):
+        resp = client.post("/v1/orders", json={}, headers=bearer(alive["access_token"]))
+        assert resp.status_code == 400, resp.get_json()
+    resp = client.post("/v1/orders", json={}, headers=bearer(alive["access_token"]))
+    assert (resp.status_code, error(resp)) == (429, "rate_limited")
+
+
+def test_a_route_that_skips_its_session_check_answers_500(client: FlaskClient) -> None:
+    tokens = session(client)
+    resp = client.get("/v1/probe/forgets-the-session", headers=bearer(tokens["access_token"]))
+    assert (resp.status_code, error(resp)) == (500, "internal")
 
 
 def test_password_change_ends_every_session(client: FlaskClient) -> None:

@@ -9,6 +9,7 @@ import logging
 import os
 from pathlib import Path
 
+import grpc  # type: ignore[import-untyped]
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.api_core import exceptions as gexc
@@ -151,3 +152,35 @@ def test_forged_and_forbidden_commands_are_dead_lettered_and_change_nothing(
         ["forbidden_command", "unsigned", "unsigned", "bad_signature", "bad_signature"]
     )
     assert {getattr(r, "command_id", None) for r in events} == set(refused)
+
+
+class _Unavailable(grpc.RpcError):  # type: ignore[misc]
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_single_publish_is_signed_applied_and_retried_when_its_call_fails(
+    matcher_cfg: MatcherConfig,
+) -> None:
+    """An API request's publish (``publish_one``: raw protobuf on the client's channel) is
+    signed and applied; a failed call is sent again through the generated client, and the
+    command applied once."""
+    cfg = matcher_cfg
+    ps = cfg.pubsub
+    with running(cfg):
+        publish(ps, market_setup())
+        watcher = CommandPublisher(ps, Signer({"watcher": keys()["watcher"]}))
+        first = Deposit(id="dep-one-1", user="carol", asset="ETH", amount=ETH, ref="one-1")
+        assert watcher.publish_one(first, "carol")
+        failed: list[str] = []
+
+        def fails(*_args: object, **_kwargs: object) -> object:
+            failed.append("call")
+            raise _Unavailable()
+
+        watcher._publish_rpc = fails  # the emulator refusing the first call
+        second = Deposit(id="dep-one-2", user="carol", asset="ETH", amount=ETH, ref="one-2")
+        assert watcher.publish_one(second, "carol")
+        assert failed == ["call"]
+        wait_for(lambda: in_oplog(cfg, ["dep-one-1", "dep-one-2"]) == 2, 30, "both applied")
+        assert balances(cfg, "carol") == [["ETH", 2 * ETH, 0]]

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import orjson
 import pytest
 from functions_framework import create_app
 
@@ -147,3 +148,19 @@ def test_a_secret_read_from_the_environment_is_never_logged(
     logging.getLogger("test").error("oops %s", key, extra={"detail": {"k": [key]}})
     lines = captured.getvalue()
     assert key not in lines and lines.count(logs.REDACTED) == 2, lines
+
+
+def test_a_secret_is_redacted_whatever_json_escapes_in_it(captured: io.StringIO) -> None:
+    """A line is scrubbed when a secret shows in it in its JSON-escaped form, in the message,
+    a field's key or a nested value; a line without one is written as it is."""
+    secret = 'q"uo\\te\nd é\x01-secret'
+    logs.hide(secret)
+    log = logging.getLogger("test.escaped")
+    log.warning("plain line", extra={"detail": {"list": ["nothing hidden"]}})
+    log.warning("got %s", secret, extra={"detail": {"list": [f"<{secret}>"], secret: 1}})
+    plain, scrubbed = captured.getvalue().splitlines()[-2:]
+    assert orjson.loads(plain)["detail"] == {"list": ["nothing hidden"]}
+    entry = orjson.loads(scrubbed)
+    assert secret not in scrubbed and secret not in str(entry)
+    assert entry["message"] == "got [redacted]"
+    assert entry["detail"] == {"list": ["<[redacted]>"], "[redacted]": 1}
