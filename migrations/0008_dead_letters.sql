@@ -1,5 +1,5 @@
 -- Commands that reached the dead-letter topic, drained from its hold subscription into a
--- table (functions/admin/dead_letters.py) so that the operator's list is stable and each
+-- table (shared/dead_letters.py) so that the operator's list is stable and each
 -- decision on one is a conditional change of its row: a re-drive publishes once however
 -- often it is asked for (docs/decisions/0025).
 

@@ -28,7 +28,7 @@ of their users, within seconds (docs/matcher.md). Terraform sets the same."""
 
 # What a dead letter carries besides the command's own attributes (its producer's signature):
 # the matcher sets these when it dead-letters a command itself; Pub/Sub's dead-letter policy
-# adds DELIVERY_COUNT_ATTR instead. functions/admin/dead_letters.py reads them.
+# adds DELIVERY_COUNT_ATTR instead. shared/dead_letters.py reads them.
 REASON_ATTR: Final = "dead_letter_reason"
 """A stable code: ``undecodable`` or a refusal of shared.producers (``unsigned``, ...)."""
 ERROR_ATTR: Final = "error"

@@ -75,8 +75,7 @@ from api.listings import (
 )
 from api.openapi import ASSET_PATTERN, MARKET_PARAM, PENDING, ok, path_param, query
 from api.params import QueryParams
-from functions.admin import dead_letters
-from shared import admin_actions, audit_runs, books_audit, logs
+from shared import admin_actions, audit_runs, books_audit, dead_letters, logs
 from shared.config import PubSubConfig
 from shared.instance import per_instance
 from shared.messages import (

@@ -131,6 +131,7 @@ module "pubsub" {
   commands_publishers   = { for d in local.commands_publishers : d => local.members[d] }
   commands_subscribers  = { for d in local.commands_consumers : d => local.members[d] }
   events_publishers     = { for d in local.events_publishers : d => local.members[d] }
+  dead_letter_readers   = { for d in local.dead_letter_readers : d => local.members[d] }
 }
 
 module "database" {

@@ -142,3 +142,14 @@ resource "google_pubsub_subscription_iam_member" "commands_subscribers" {
   role         = "roles/pubsub.subscriber"
   member       = each.value
 }
+
+# The admin function moves the held dead letters into the database for the operator's console
+# (docs/decisions/0025): it pulls and acknowledges them there, nothing else.
+resource "google_pubsub_subscription_iam_member" "dead_letter_readers" {
+  for_each = var.dead_letter_readers
+
+  project      = var.project_id
+  subscription = google_pubsub_subscription.dead_letter_hold.name
+  role         = "roles/pubsub.subscriber"
+  member       = each.value
+}
