@@ -1,5 +1,5 @@
 // The books' audit, run now (GET /v1/admin/audit); the scheduled audits' stored results
-// (GET /v1/admin/audits), the latest failing one with its differences, and a run of the books'
+// (GET /v1/admin/audits), a failing one with its differences, and a run of the books'
 // audit on request (POST /v1/admin/audits/books); the admin action log (GET /v1/admin/actions).
 import { api } from "../../api";
 import { dateTime, h, replace, state } from "../../dom";
@@ -56,11 +56,10 @@ function mismatches(id: string, list: Mismatch[]): HTMLElement {
   );
 }
 
-/** The scheduled (and requested) runs, newest first; a failing one with its differences. */
+/** The scheduled (and requested) runs, newest first; a failing one opens to its differences. */
 async function drawRuns(box: HTMLElement): Promise<void> {
   try {
     const r = await api<{ audits: AuditRun[] }>("GET", "/v1/admin/audits?limit=20");
-    const failing = r.audits.find((a) => !a.ok);
     replace(
       box,
       table(
@@ -68,18 +67,16 @@ async function drawRuns(box: HTMLElement): Promise<void> {
         ["Ran", "Audit", "Result", "Differences", "After command"],
         r.audits.map((a) => ({
           attrs: { "data-run": String(a.id), "data-kind": a.kind, "data-ok": String(a.ok) },
-          cells: [dateTime(a.ran_at), a.kind === "books" ? "books" : "on chain", verdict(a.ok), { num: String(a.differences) }, { num: a.seq === null ? "" : String(a.seq) }],
+          cells: [
+            dateTime(a.ran_at),
+            a.kind === "books" ? "books" : "on chain",
+            verdict(a.ok),
+            a.ok ? { num: "0" } : h("details", {}, h("summary", {}, `${a.differences} (show)`), mismatches(`audit-run-${a.id}-mismatches`, a.report.mismatches ?? [])),
+            { num: a.seq === null ? "" : String(a.seq) },
+          ],
         })),
         "No scheduled audit has run yet.",
       ),
-      failing
-        ? h(
-            "div",
-            { id: "audit-failing", "data-run": String(failing.id) },
-            h("h3", {}, `Differences of the latest failing run (${failing.kind}, ${dateTime(failing.ran_at)})`),
-            mismatches("audit-failing-mismatches", failing.report.mismatches ?? []),
-          )
-        : "",
     );
   } catch (e) {
     replace(box, missingRoute(e) ? notAvailable("Scheduled audits") : state("error", problem(e)));
@@ -103,7 +100,14 @@ async function drawActions(box: HTMLElement): Promise<void> {
         ["When", "Admin", "Action", "Target", "From", "Details"],
         r.actions.map((a) => ({
           attrs: { "data-action": a.action, "data-target": a.target ?? "" },
-          cells: [dateTime(a.at), h("code", {}, a.admin_id), a.action, a.target ? h("code", {}, a.target) : "", a.client_ip, h("code", { class: "preview" }, details(a.details))],
+          cells: [
+            dateTime(a.at),
+            h("code", { class: "hash", title: a.admin_id }, a.admin_id),
+            h("span", { class: "action" }, a.action),
+            a.target ? h("code", { class: "hash", title: a.target }, a.target) : "",
+            a.client_ip,
+            a.details === null || a.details === undefined ? "" : h("details", {}, h("summary", {}, "show"), h("code", { class: "preview" }, details(a.details))),
+          ],
         })),
         "No admin action yet.",
       ),
@@ -131,7 +135,7 @@ export function auditPanel(panel: HTMLElement): void {
     try {
       const run = await api<AuditRun>("POST", "/v1/admin/audits/books");
       runMessage.className = `message ${run.ok ? "ok" : "error"}`;
-      runMessage.textContent = run.ok ? "The books' audit ran: balanced." : `The books' audit ran: ${run.differences} differences.`;
+      runMessage.textContent = run.ok ? "The books' audit ran: balanced." : `The books' audit ran: ${run.differences} difference${run.differences === 1 ? "" : "s"}.`;
     } catch (e) {
       runMessage.className = "message error";
       runMessage.textContent = problem(e);

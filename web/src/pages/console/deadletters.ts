@@ -79,24 +79,24 @@ export function deadLettersPanel(panel: HTMLElement): void {
         list,
         table(
           "dead-letters",
-          ["Received", "Command", "Producer", "Ordering key", "Why", "Preview", "State", ""],
+          ["Received", "Command", "Producer", "Ordering key", "Why", "Command's text", "State", ""],
           r.dead_letters.map((d) => ({
             attrs: { "data-dead-letter": d.id, "data-command": d.command_id ?? "", "data-reason": d.reason, "data-state": d.state },
             cells: [
               dateTime(d.received_at),
               h("span", {}, d.command_type ?? "—", h("br"), h("code", {}, d.command_id ?? "")),
               d.producer ?? "none",
-              h("code", {}, d.ordering_key),
+              h("code", { class: "hash", title: d.ordering_key }, d.ordering_key),
               h(
                 "span",
                 { class: "why" },
                 h("strong", {}, d.reason),
-                ` ${REASONS[d.reason] ?? ""}`,
-                d.delivery_count !== null ? ` (${d.delivery_count} deliveries)` : "",
-                d.error ? h("br") : "",
-                d.error ? h("span", { class: "small muted" }, d.error) : "",
+                h("br"),
+                // The matcher's own words when it gave them, else what the reason means.
+                d.error || REASONS[d.reason] || "",
+                !d.error && d.delivery_count !== null ? ` (${d.delivery_count} deliveries)` : "",
               ),
-              h("code", { class: "preview" }, d.preview),
+              h("details", {}, h("summary", {}, "show"), h("code", { class: "preview" }, d.preview)),
               d.state + (d.decided_by ? ` by ${d.decided_by}` : "") + (d.decided_at ? ` at ${dateTime(d.decided_at)}` : ""),
               d.state === "held"
                 ? h(
