@@ -17,6 +17,7 @@ from wallet import addresses, chain
 from wallet.assets import AssetChain
 from wallet.audit import audit_asset
 from wallet.chain import token_balance
+from wallet.holdings import wallet_holdings
 from wallet.jobs import Runtime, _assets, _with_db, runtime
 
 log = logging.getLogger("wallet.audit")
@@ -94,6 +95,8 @@ def chain_audit_once(rt: Runtime | None = None) -> dict[str, Any]:
 
     def run(db: Database) -> dict[str, Any]:
         report = chain_report(db, w3, rt, assets, hot)
+        # Kept with the run: the console shows the wallets' balances from it.
+        report["wallets"] = wallet_holdings(w3, assets, hot, rt.cfg.gas_wallet_address)
         run_id = audit_runs.record(db, "chain", report)
         short = hot_wallet_short(db, w3, rt.cfg.chain_id, assets, hot)
         return {"ok": report["ok"], "run_id": run_id, "hot_wallet_short": short}

@@ -8,7 +8,8 @@ resumed, the same order is placed and shows in her lookup. The admin changes ETH
 fee and sets USDT's review threshold; of Erin's two withdrawals above it, one is approved and
 one rejected (refunded), as her lookup then shows. The books' audit shows balanced; a bogus
 balance written straight into Postgres makes the books' audit, run from the console, fail, and
-the failing run shows with its difference; the action log lists the admin's actions. Two
+the failing run shows with its difference; the hot and gas wallets' balances show; the action
+log lists the admin's actions. Two
 commands reach the dead letters: a forged (unsigned) deposit the matcher refuses, shown with
 its reason and discarded, and a genuine one Pub/Sub gave up on, re-driven and applied; the
 action log shows both decisions. Erin's lookup lists her two live sessions; disabled, they are
@@ -19,6 +20,7 @@ Screenshots go to tests/browser/artifacts/ (not committed).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 import time
@@ -239,6 +241,12 @@ def test_admin_console(
     admin.get_by_role("link", name="Audit").click()
     expect(admin.locator("#audit-verdict")).to_have_attribute("data-ok", "true")
     expect(admin.locator('#audit-assets tr[data-asset="USDT"] td').nth(3)).to_have_text("5000")
+    # The hot and gas wallets' balances, as the scheduled on-chain audit read them.
+    for wallet, asset in (("hot", "ETH"), ("hot", "USDT"), ("gas", "ETH")):
+        held = admin.locator(f'#wallets tr[data-wallet="{wallet}"][data-asset="{asset}"] td')
+        expect(held.nth(3)).to_have_text(re.compile(r"^\d+(\.\d+)?$"))
+    hot_eth = admin.locator('#wallets tr[data-wallet="hot"][data-asset="ETH"] td').nth(3)
+    assert Decimal(hot_eth.inner_text()) > 0  # the operator funded it
     shot(admin, "console-audit", full_page=True)
 
     # A unit from nowhere, straight into Postgres: the books' audit, run from the console,

@@ -1,6 +1,7 @@
 // The books' audit, run now (GET /v1/admin/audit); the scheduled audits' stored results
 // (GET /v1/admin/audits), a failing one with its differences, and a run of the books'
-// audit on request (POST /v1/admin/audits/books); the admin action log (GET /v1/admin/actions).
+// audit on request (POST /v1/admin/audits/books); the hot and gas wallets' balances as the
+// latest on-chain audit read them; the admin action log (GET /v1/admin/actions).
 import { api } from "../../api";
 import { dateTime, h, replace, state } from "../../dom";
 import { missingRoute, notAvailable, problem, table } from "./shared";
@@ -83,6 +84,43 @@ async function drawRuns(box: HTMLElement): Promise<void> {
   }
 }
 
+interface Holding {
+  units: string;
+  amount: string;
+}
+
+interface Wallets {
+  hot: { address: string; balances: Record<string, Holding> };
+  gas: { address: string; balances: Record<string, Holding> } | null;
+}
+
+/** What the hot and gas wallets held at the latest on-chain audit (kept with its run). */
+async function drawWallets(box: HTMLElement): Promise<void> {
+  try {
+    const r = await api<{ audits: (AuditRun & { report: { wallets?: Wallets } })[] }>("GET", "/v1/admin/audits?kind=chain&limit=1");
+    const run = r.audits[0];
+    const wallets = run?.report.wallets;
+    if (!run || !wallets) {
+      replace(box, state("empty", "No on-chain audit has read the wallets yet."));
+      return;
+    }
+    const rows = [
+      ["hot", "Hot wallet (pays withdrawals)", wallets.hot] as const,
+      ["gas", "Gas wallet (tops up deposit addresses)", wallets.gas] as const,
+    ].flatMap(([key, name, w]) =>
+      w
+        ? Object.entries(w.balances).map(([asset, held]) => ({
+            attrs: { "data-wallet": key, "data-asset": asset },
+            cells: [name, h("code", { class: "hash", title: w.address }, w.address), asset, { num: held.amount }],
+          }))
+        : [],
+    );
+    replace(box, h("p", { class: "small muted" }, `As the on-chain audit read them at ${dateTime(run.ran_at)}.`), table("wallets", ["Wallet", "Address", "Asset", "Balance"], rows, "No wallet."));
+  } catch (e) {
+    replace(box, missingRoute(e) ? notAvailable("The wallets' balances") : state("error", problem(e)));
+  }
+}
+
 function details(v: unknown): string {
   if (v === null || v === undefined) return "";
   const text = typeof v === "string" ? v : JSON.stringify(v);
@@ -124,9 +162,11 @@ export function auditPanel(panel: HTMLElement): void {
   const runMessage = h("div", { class: "message", role: "status", id: "audit-run-message" });
   const runNow = h("button", { type: "button", class: "small", id: "run-books-audit", onclick: () => void runBooks() }, "Run the books' audit now");
   const actions = h("div", { id: "actions" }, state("loading", "Loading…"));
+  const wallets = h("div", { id: "wallets-box" }, state("loading", "Loading…"));
   panel.append(
     h("section", { class: "card", "aria-labelledby": "audit-title" }, h("div", { class: "row" }, h("h2", { id: "audit-title" }, "The books' audit"), run), now),
     h("section", { class: "card", "aria-labelledby": "audits-title" }, h("div", { class: "row" }, h("h2", { id: "audits-title" }, "Scheduled audits"), runNow), runMessage, scheduled),
+    h("section", { class: "card", "aria-labelledby": "wallets-title" }, h("h2", { id: "wallets-title" }, "The exchange's wallets"), wallets),
     h("section", { class: "card", "aria-labelledby": "actions-title" }, h("h2", { id: "actions-title" }, "Admin actions"), actions),
   );
 
@@ -169,5 +209,6 @@ export function auditPanel(panel: HTMLElement): void {
   }
   void check();
   void drawRuns(scheduled);
+  void drawWallets(wallets);
   void drawActions(actions);
 }
