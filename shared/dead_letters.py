@@ -26,6 +26,7 @@ import orjson
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1  # type: ignore[attr-defined, unused-ignore]
 
+from shared.admin_actions import without_secrets
 from shared.db import Database
 from shared.producers import PRODUCER_ATTR, REFUSALS
 from shared.pubsub import (
@@ -62,7 +63,6 @@ _ADDED: Final = re.compile(
     rf"^(CloudPubSubDeadLetter.*|{REASON_ATTR}|{ERROR_ATTR}|{ORDERING_KEY_ATTR}"
     rf"|{SOURCE_MESSAGE_ATTR})$"
 )
-_SECRET: Final = re.compile(r"pass|secret|token|key|mnemonic", re.IGNORECASE)
 _COLUMNS: Final = (
     "message_id, received_at, published_at, ordering_key, command_id, command_type, producer,"
     " reason, error, delivery_count, state, decided_by, decided_at, redrive_message_id, data"
@@ -162,22 +162,11 @@ def preview(data: bytes) -> str:
     else its text without control characters; at most PREVIEW_CHARS."""
     try:
         doc = orjson.loads(data)
-        text = orjson.dumps(_without_secrets(doc)).decode()
+        text = orjson.dumps(without_secrets(doc)).decode()
     except orjson.JSONDecodeError:
         text = data.decode("utf-8", errors="replace")
     text = "".join(c if c in " \n" or unicodedata.category(c)[0] != "C" else "\ufffd" for c in text)
     return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
-
-
-def _without_secrets(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {
-            k: "(removed)" if _SECRET.search(str(k)) else _without_secrets(v)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [_without_secrets(v) for v in value]
-    return value
 
 
 def _iso(value: datetime | None) -> str | None:
