@@ -217,6 +217,12 @@ def test_pubsub_grants_follow_the_tables() -> None:
     hold = readers["dead_letter_readers"]
     assert hold["subscription"] == "${google_pubsub_subscription.dead_letter_hold.name}"
     assert hold["role"] == "roles/pubsub.subscriber"
+    # The matcher dead-letters what it refuses itself: it publishes to the dead-letter topic.
+    assert "local.commands_consumers" in pubsub["dead_letter_publishers"]
+    topic_members = resources(module("pubsub"), "google_pubsub_topic_iam_member")
+    refused = topic_members["dead_letter_publishers"]
+    assert refused["topic"] == "${google_pubsub_topic.dead_letter.name}"
+    assert refused["role"] == "roles/pubsub.publisher"
 
 
 # ------------------------------------------------------------------------------- Cloud Run
