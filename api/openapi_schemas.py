@@ -615,4 +615,44 @@ def schemas() -> dict[str, JSON]:
             }
         ),
         "AdminActions": obj({"actions": array(ref("AdminAction"))}),
+        "DeadLetter": obj(
+            {
+                "id": {"type": "string", "description": "its message id on the dead-letter topic"},
+                "received_at": DATETIME,
+                "published_at": nullable(DATETIME),
+                "ordering_key": STR,
+                "command_id": nullable(STR),
+                "command_type": nullable(STR),
+                "producer": nullable(STR),
+                "reason": {
+                    "type": "string",
+                    "description": (
+                        "undecodable, unsigned, unknown_producer, bad_signature, "
+                        "forbidden_command (the matcher refused it), delivery_attempts (Pub/Sub "
+                        "gave up on it), unknown"
+                    ),
+                },
+                "error": nullable(STR),
+                "delivery_count": nullable(INT),
+                "state": {"type": "string", "enum": ["held", "redriving", "redriven", "discarded"]},
+                "decided_by": nullable(STR),
+                "decided_at": nullable(DATETIME),
+                "redrive_message_id": nullable(STR),
+                "redrivable": BOOL,
+                "preview": {
+                    "type": "string",
+                    "description": "the command's text, secret-looking fields removed, shortened",
+                },
+            }
+        ),
+        "DeadLetters": obj({"dead_letters": array(ref("DeadLetter"))}),
+        "AdminUserSession": obj(
+            {
+                "id": {"type": "string", "description": "the session (the tokens' sid)"},
+                "created_at": nullable(DATETIME),
+                "last_password_at": nullable(DATETIME),
+                "refresh_expires_at": DATETIME,
+            }
+        ),
+        "AdminUserSessions": obj({"user_id": STR, "sessions": array(ref("AdminUserSession"))}),
     }

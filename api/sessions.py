@@ -51,6 +51,10 @@ from shared.redis_keys import REVOCATIONS_CHANNEL, SESSION_ENDED_FIELD_PREFIX, s
 log = logging.getLogger("sessions")
 
 USERS: Final = "users"
+FAMILIES: Final = "refresh_families"
+"""One document per login session (its id is the session's ``sid``): functions/auth."""
+REFRESH_TOKENS: Final = "refresh_tokens"
+"""One document per refresh token (keyed by its hash): functions/auth."""
 CACHE_TTL_S: Final = 300
 """How long Redis keeps a user's copy without a write: bounds how long a change made to
 Firestore alone goes unseen (a Firestore read per active user and 5 minutes otherwise)."""
@@ -230,3 +234,49 @@ class SessionStore:
 
     def _publish(self, revocation: Revocation) -> None:
         self._redis.publish(REVOCATIONS_CHANNEL, orjson.dumps(msgspec.to_builtins(revocation)))
+
+
+def live_sessions(
+    db: Any, user_id: str, user: Mapping[str, Any], now: datetime
+) -> list[dict[str, Any]]:
+    """The user's sessions that still work (an operator's view; ``db`` a Firestore client):
+    not logged out nor revoked, not ended by a change of password or role (the user's epoch),
+    and holding a refresh token that is unspent and unexpired. Oldest first."""
+    state = state_of(user, now.timestamp())
+    expires: dict[str, datetime] = {}
+    tokens = (
+        db.collection(REFRESH_TOKENS)
+        .where(filter=firestore.FieldFilter("user_id", "==", user_id))
+        .where(filter=firestore.FieldFilter("status", "==", "active"))
+    )
+    for snap in tokens.stream():
+        token = snap.to_dict() or {}
+        until = token.get("expires_at")
+        sid = str(token.get("family_id"))
+        if isinstance(until, datetime) and until > now and until > expires.get(sid, now):
+            expires[sid] = until
+    out = []
+    for family_id, until in expires.items():
+        if family_id in state.ended:
+            continue
+        snap = db.collection(FAMILIES).document(family_id).get()
+        family: dict[str, Any] = (snap.to_dict() or {}) if snap.exists else {}
+        if not family or family.get("revoked") or int(family.get("epoch", 0)) < state.epoch:
+            continue
+        auth_time = family.get("auth_time")
+        out.append(
+            {
+                "id": family_id,
+                "created_at": _iso(family.get("created_at")),
+                "last_password_at": (
+                    datetime.fromtimestamp(auth_time, UTC).isoformat()
+                    if isinstance(auth_time, int) else None
+                ),
+                "refresh_expires_at": until.isoformat(),
+            }
+        )  # fmt: skip
+    return sorted(out, key=lambda s: (s["created_at"] or "", s["id"]))
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if isinstance(value, datetime) else None

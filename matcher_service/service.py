@@ -51,8 +51,14 @@ from shared.messages import (
     command_decoder,
     encode,
 )
-from shared.producers import RefusedCommandError, Verifier
-from shared.pubsub import COMMANDS_ACK_DEADLINE_S
+from shared.producers import REFUSALS, RefusedCommandError, Verifier
+from shared.pubsub import (
+    COMMANDS_ACK_DEADLINE_S,
+    ERROR_ATTR,
+    ORDERING_KEY_ATTR,
+    REASON_ATTR,
+    SOURCE_MESSAGE_ATTR,
+)
 from shared.redis_keys import command_key, reply_key
 
 log = logging.getLogger("matcher")
@@ -102,7 +108,7 @@ class Pulled(NamedTuple):
 
     messages: list[Any]
     commands: list[AnyCommand]
-    bad: list[tuple[Any, str]]
+    bad: list[tuple[Any, str, str]]
 
 
 class InFlight:
@@ -538,7 +544,7 @@ class Matcher:
         size = -(-len(messages) // VERIFY_THREADS)
         parts = [messages[i : i + size] for i in range(0, len(messages), size)]
         commands: list[AnyCommand] = []
-        bad: list[tuple[Any, str]] = []
+        bad: list[tuple[Any, str, str]] = []
         for part in self._verifiers.map(self._check_part, parts):  # in order
             commands += part.commands
             bad += part.bad
@@ -546,17 +552,18 @@ class Matcher:
 
     def _check_part(self, messages: list[Any]) -> Pulled:
         commands: list[AnyCommand] = []
-        bad: list[tuple[Any, str]] = []
+        bad: list[tuple[Any, str, str]] = []
         for m in messages:
             try:
                 cmd = command_decoder.decode(m.message.data)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                bad.append((m, str(exc)))
+                bad.append((m, "undecodable", str(exc)))
                 continue
-            if self._permitted(m, cmd):
+            refusal = self._refusal(m, cmd)
+            if refusal is None:
                 commands.append(cmd)
             else:
-                bad.append((m, "refused: not signed by a producer allowed to send it"))
+                bad.append((m, refusal, "refused: " + REFUSALS.get(refusal, refusal)))
         return Pulled(messages, commands, bad)
 
     def _next_pulled(self) -> Pulled:
@@ -772,9 +779,9 @@ class Matcher:
 
     # ------------------------------------------------------------ side outputs
 
-    def _permitted(self, m: Any, cmd: AnyCommand) -> bool:
-        """Whether ``cmd`` was signed by a producer allowed to send it (shared.producers);
-        a refusal is a security event."""
+    def _refusal(self, m: Any, cmd: AnyCommand) -> str | None:
+        """None when ``cmd`` was signed by a producer allowed to send it (shared.producers),
+        else why not (a stable code); a refusal is a security event."""
         msg = m.message
         try:
             self.verifier.check(cmd, msg.data, msg.ordering_key, dict(msg.attributes))
@@ -788,18 +795,25 @@ class Matcher:
             )  # fmt: skip
             if self.cfg.pubsub.outbox:  # never applied: the local outbox must not resend it
                 outbox.remove(self.redis, [cmd.id])
-            return False
-        return True
+            return exc.reason
+        return None
 
     def _dead_letter(self, bad: list[Any]) -> None:
         """Undecodable or refused messages can never apply: park them on the dead-letter
-        topic, for an operator to inspect."""
-        for m, error in bad:
+        topic, for an operator to inspect, with their own attributes (the signature, to see
+        who claims to have sent it), why, and their ordering key (shared.pubsub)."""
+        for m, reason, error in bad:
+            msg = m.message
             log.error(
                 "command dead-lettered",
-                extra={"error": error, "message_id": m.message.message_id},
+                extra={"reason": reason, "error": error, "message_id": msg.message_id},
             )
-            self.publisher.publish(self.dead_letter_topic, m.message.data, error=error[:1000])
+            attributes = {
+                **{k: v[:1024] for k, v in msg.attributes.items()},
+                REASON_ATTR: reason, ERROR_ATTR: error[:1000],
+                ORDERING_KEY_ATTR: msg.ordering_key, SOURCE_MESSAGE_ATTR: msg.message_id,
+            }  # fmt: skip
+            self.publisher.publish(self.dead_letter_topic, msg.data, **attributes)
 
     def _reply_again(self, command_id: str, known: Known | None) -> None:
         """A redelivered command gets the reply it got the first time."""

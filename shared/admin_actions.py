@@ -14,16 +14,16 @@ MAX_LISTED: Final = 500
 _SECRET: Final = re.compile(r"pass|secret|token|key|mnemonic", re.IGNORECASE)
 
 
-def _without_secrets(value: Any) -> Any:
+def without_secrets(value: Any) -> Any:
     """``value`` with secrets' values removed, NUL characters (which Postgres's text and
     jsonb cannot hold) replaced, and integers beyond 64 bits as text."""
     if isinstance(value, dict):
         return {
-            _text(str(k)): "(removed)" if _SECRET.search(str(k)) else _without_secrets(v)
+            _text(str(k)): "(removed)" if _SECRET.search(str(k)) else without_secrets(v)
             for k, v in value.items()
         }
     if isinstance(value, list):
-        return [_without_secrets(v) for v in value]
+        return [without_secrets(v) for v in value]
     if isinstance(value, str):
         return _text(value)
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
@@ -51,7 +51,7 @@ def record(
         " VALUES (:a, :act, :t, :ip, :rid, CAST(:d AS jsonb)) RETURNING id",
         a=admin_id, act=_text(action), t=None if target is None else _text(target),
         ip=client_ip, rid=request_id,
-        d=orjson.dumps(_without_secrets(details)).decode(),
+        d=orjson.dumps(without_secrets(details)).decode(),
     )  # fmt: skip
     return int(rows[0][0])
 
@@ -73,7 +73,7 @@ def listing(db: Database, before: int | None, limit: int) -> list[dict[str, Any]
             "target": r[4],
             "client_ip": r[5],
             "request_id": r[6],
-            "details": _without_secrets(r[7]),  # jsonb turns 1e30 into an integer
+            "details": without_secrets(r[7]),  # jsonb turns 1e30 into an integer
         }
         for r in rows
     ]

@@ -76,6 +76,15 @@ MATCHER_MADE: Final[frozenset[type]] = frozenset({ExpireOrders})
 good-till-date orders): no producer may send one."""
 
 
+REFUSALS: Final[dict[str, str]] = {
+    "unsigned": "not signed by a producer",
+    "unknown_producer": "signed in the name of a producer the matcher does not know",
+    "bad_signature": "its signature does not match its data, producer and ordering key",
+    "forbidden_command": "its producer may not send this type of command",
+}
+"""The reasons of ``RefusedCommandError``, in words."""
+
+
 class RefusedCommandError(Exception):
     """Why the matcher refuses a command: ``reason`` is a stable code."""
 

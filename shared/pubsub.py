@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from typing import Final
 
 import grpc  # type: ignore[import-untyped]
 from google.api_core import exceptions, gapic_v1
@@ -32,6 +33,25 @@ COMMANDS_ACK_DEADLINE_S = 10
 lease while it holds them, so should it die its successor has them, and every later command
 of their users, within seconds (docs/matcher.md). Terraform sets the same."""
 
+# What a dead letter carries besides the command's own attributes (its producer's signature):
+# the matcher sets these when it dead-letters a command itself; Pub/Sub's dead-letter policy
+# adds DELIVERY_COUNT_ATTR instead. shared/dead_letters.py reads them.
+REASON_ATTR: Final = "dead_letter_reason"
+"""A stable code: ``undecodable`` or a refusal of shared.producers (``unsigned``, ...)."""
+ERROR_ATTR: Final = "error"
+"""Why, in words."""
+ORDERING_KEY_ATTR: Final = "ordering_key"
+"""The command's ordering key (the signature covers it; a re-drive needs it)."""
+SOURCE_MESSAGE_ATTR: Final = "source_message_id"
+"""Its message id on the commands topic."""
+DELIVERY_COUNT_ATTR: Final = "CloudPubSubDeadLetterSourceDeliveryCount"
+"""Set by Pub/Sub on a message it dead-lettered after that many deliveries."""
+
+
+def hold_subscription(cfg: PubSubConfig) -> str:
+    """The subscription that keeps the dead letters for an operator (Terraform: the same)."""
+    return f"{cfg.dead_letter_topic}-hold"
+
 
 def ensure_topics(cfg: PubSubConfig) -> None:
     """Create the topics and the matcher's subscription if missing (idempotent). In the cloud
@@ -52,7 +72,7 @@ def ensure_topics(cfg: PubSubConfig) -> None:
                 "max_delivery_attempts": cfg.max_delivery_attempts,
             },
         },
-        f"{cfg.dead_letter_topic}-hold": {
+        hold_subscription(cfg): {
             # Keeps dead letters for an operator to inspect.
             "topic": publisher.topic_path(project, cfg.dead_letter_topic),
         },
@@ -134,6 +154,19 @@ class CommandPublisher:
                 self._client, topic=self._topic, messages=[message], timeout=timeout
             )
             return str(retried.message_ids[0])
+        return str(response.message_ids[0])
+
+    def publish_signed(
+        self, data: bytes, attributes: dict[str, str], ordering_key: str, timeout: float = 10.0
+    ) -> str:
+        """Publish a message already signed by its producer, as it is (a dead letter
+        re-driven: its producer's signature, not ours); one unary call. The message id."""
+        message = pubsub_v1.types.PubsubMessage(
+            data=data, ordering_key=ordering_key, attributes=attributes
+        )
+        response = GapicPublisher.publish(
+            self._client, topic=self._topic, messages=[message], timeout=timeout
+        )
         return str(response.message_ids[0])
 
     def publish_raw(self, data: bytes, ordering_key: str) -> pubsub_v1.publisher.futures.Future:

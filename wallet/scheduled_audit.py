@@ -17,6 +17,7 @@ from wallet import addresses
 from wallet.assets import AssetChain, load_durable_asset_chains
 from wallet.audit import MAX_UNSCANNED_BLOCKS, audit_chain
 from wallet.chain import token_balance
+from wallet.holdings import wallet_holdings
 from wallet.jobs import Runtime, _with_db, runtime
 
 log = logging.getLogger("wallet.audit")
@@ -114,6 +115,8 @@ def chain_audit_once(rt: Runtime | None = None) -> dict[str, Any]:
         # the audit trusts no cache (and needs no Redis).
         assets = load_durable_asset_chains(rt.firestore, db, rt.cfg.confirmations)
         report = chain_report(db, w3, rt, assets, hot)
+        # Kept with the run: the console shows the wallets' balances from it.
+        report["wallets"] = wallet_holdings(w3, assets, hot, rt.cfg.gas_wallet_address)
         run_id = audit_runs.record(db, "chain", report)
         short = hot_wallet_short(db, w3, rt.cfg.chain_id, assets, hot)
         in_flight = {name: a["in_flight"] for name, a in report["assets"].items()}

@@ -44,9 +44,10 @@ from typing import Annotated, Any, ClassVar, Final, Literal, NamedTuple
 import flask
 import msgspec
 import orjson
-from google.cloud import firestore  # type: ignore[attr-defined, unused-ignore]
+from google.api_core import exceptions as gexc
+from google.cloud import firestore, pubsub_v1  # type: ignore[attr-defined, unused-ignore]
 
-from api import second_factor
+from api import second_factor, sessions
 from api.auth import (
     API_KEYS_COLLECTION,
     Principal,
@@ -75,7 +76,9 @@ from api.listings import (
 )
 from api.openapi import ASSET_PATTERN, MARKET_PARAM, PENDING, ok, path_param, query
 from api.params import QueryParams
-from shared import admin_actions, audit_runs, books_audit, logs
+from shared import admin_actions, audit_runs, books_audit, dead_letters, logs
+from shared.config import PubSubConfig
+from shared.instance import per_instance
 from shared.messages import (
     ASSET_RE,
     AnyCommand,
@@ -89,6 +92,7 @@ from shared.messages import (
 )
 from shared.money import MoneyError, format_units, parse_units
 from shared.order_rules import MAX_USER_ID
+from shared.pubsub import hold_subscription
 from shared.redis_keys import ASSET_CHAINS_KEY, ASSETS_KEY, MARKETS_KEY
 from shared.redis_values import asset_precisions
 from shared.times import iso, utc_now
@@ -1093,3 +1097,183 @@ def list_admin_actions(req: ApiRequest) -> flask.Response:
     limit = _int_arg(req, "limit", 100, admin_actions.MAX_LISTED) or 100
     actions = svc.db.call(lambda db: admin_actions.listing(db, before, limit))
     return json_response({"actions": actions})
+
+
+# --------------------------------------------------------------------------------------------
+# a user's sessions
+# --------------------------------------------------------------------------------------------
+
+
+@api.route(
+    "GET",
+    "/v1/admin/users/{id_or_email}/sessions",
+    summary="A user's live sessions (logins)",
+    operation_id="listUserSessions",
+    tag="admin",
+    auth="admin",
+    params=(path_param("id_or_email", example="alice@example.com"),),
+    responses={200: ok("The sessions", "AdminUserSessions")},
+    errors=(404,),
+    description=(
+        "Each login that still works: not logged out, not ended by a password or role change "
+        "or by disabling the user, with an unspent, unexpired refresh token. Disabling the "
+        "user ends them all."
+    ),
+)
+def list_user_sessions(req: ApiRequest) -> flask.Response:
+    svc = services()
+    _admin(req, svc)
+    user_id, user = _lookup(svc, req.params["id_or_email"])
+    live = sessions.live_sessions(svc.auth.firestore, user_id, user, utc_now())
+    return json_response({"user_id": user_id, "sessions": live})
+
+
+# --------------------------------------------------------------------------------------------
+# dead letters (docs/decisions/0025)
+# --------------------------------------------------------------------------------------------
+
+_LETTER_ID: Final = path_param(
+    "id", {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,100}$"}, example="4711"
+)
+
+
+class _Hold:
+    """The hold subscription of the dead-letter topic, and a client to pull from it."""
+
+    def __init__(self) -> None:
+        cfg = PubSubConfig.load()
+        self.subscriber = pubsub_v1.SubscriberClient()
+        self.path = self.subscriber.subscription_path(cfg.project, hold_subscription(cfg))
+
+    def close(self) -> None:
+        self.subscriber.close()
+
+
+@per_instance
+def _hold() -> _Hold:
+    return _Hold()
+
+
+def _letter_or_404(svc: Services, message_id: str) -> dict[str, Any]:
+    letter = svc.db.call(lambda db: dead_letters.get(db, message_id))
+    if letter is None:
+        raise not_found("no such dead letter", "dead_letter_not_found")
+    return letter
+
+
+@api.route(
+    "GET",
+    "/v1/admin/dead-letters",
+    summary="The commands that reached the dead-letter topic, newest first",
+    operation_id="listDeadLetters",
+    tag="admin",
+    auth="admin",
+    params=(
+        query("state", {"type": "string", "enum": list(dead_letters.STATES)}, "one state only"),
+        query("limit", {"type": "integer", "minimum": 1, "maximum": dead_letters.MAX_LISTED}),
+    ),
+    responses={200: ok("The dead letters", "DeadLetters")},
+    errors=(400, 401, 403, 503),
+    description=(
+        "What waits on the dead-letter topic's hold subscription is first moved into the "
+        "exchange's table (acknowledged once stored), then listed: each with its command "
+        "(id, type, producer, ordering key, a preview with secret-looking fields removed), "
+        "why it was dead-lettered (reason: undecodable, unsigned, unknown_producer, "
+        "bad_signature, forbidden_command when the matcher refused it; delivery_attempts when "
+        "Pub/Sub gave up on it) and what was decided."
+    ),
+)
+def list_dead_letters(req: ApiRequest) -> flask.Response:
+    svc = services()
+    _admin(req, svc)
+    state = req.raw.args.get("state")
+    if state is not None and state not in dead_letters.STATES:
+        raise bad_request(f"state must be one of {', '.join(dead_letters.STATES)}")
+    limit = _int_arg(req, "limit", 100, dead_letters.MAX_LISTED) or 100
+    hold = _hold()
+    try:
+        drained = dead_letters.drain(hold.subscriber, hold.path, svc.db.call)
+    except gexc.GoogleAPICallError as exc:
+        log.warning("dead letters not drained", extra={"error": repr(exc)})
+        raise ApiError(
+            503, "unavailable", "the dead-letter subscription cannot be read now"
+        ) from None
+    if drained:
+        log.warning(
+            "dead letters received", extra={"event": "dead_letters_received", "count": drained}
+        )
+    letters = svc.db.call(lambda db: dead_letters.listing(db, state, limit))
+    return json_response({"dead_letters": letters})
+
+
+@api.route(
+    "POST",
+    "/v1/admin/dead-letters/{id}/redrive",
+    summary="Re-drive a dead letter: its command is published again, as it was",
+    operation_id="redriveDeadLetter",
+    tag="admin",
+    auth="admin",
+    params=(_LETTER_ID,),
+    responses={200: ok("The dead letter now", "DeadLetter")},
+    errors=(404, 409, 503),
+    description=(
+        "Its data and its producer's signature, with its ordering key, go to the commands "
+        "topic once, however often this is asked (409 not_held after the first). The matcher "
+        "checks the signature again and applies a command id once: one it already applied is "
+        "answered as before. A command the matcher refused (undecodable, unsigned, bad "
+        "signature, forbidden) would be refused again: 409 not_redrivable; discard it."
+    ),
+)
+def redrive_dead_letter(req: ApiRequest) -> flask.Response:
+    svc = services()
+    principal = _admin(req, svc)
+    message_id = req.params["id"]
+    letter = _letter_or_404(svc, message_id)
+    if letter["reason"] in dead_letters.FINAL_REASONS:
+        raise conflict(
+            f"the matcher refused it ({letter['reason']}): it would refuse it again",
+            "not_redrivable",
+        )
+    claim = svc.db.call(lambda db: dead_letters.claim_redrive(db, message_id, principal.user_id))
+    if claim is None:
+        raise conflict(f"dead letter {message_id} is {letter['state']}, not held", "not_held")
+    data, attributes, ordering_key = claim
+    try:
+        new_id = svc.commands.publisher().publish_signed(data, attributes, ordering_key)
+    except Exception:
+        svc.db.call(lambda db: dead_letters.release(db, message_id))
+        raise
+    svc.db.call(lambda db: dead_letters.redriven(db, message_id, new_id))
+    log.warning(
+        "dead letter re-driven",
+        extra={"event": "dead_letter_redriven", "dead_letter": message_id,
+               "command_id": letter["command_id"], "by": principal.user_id},
+    )  # fmt: skip
+    return json_response(_letter_or_404(svc, message_id))
+
+
+@api.route(
+    "POST",
+    "/v1/admin/dead-letters/{id}/discard",
+    summary="Discard a dead letter: it stays listed, as discarded, and is never applied",
+    operation_id="discardDeadLetter",
+    tag="admin",
+    auth="admin",
+    params=(_LETTER_ID,),
+    responses={200: ok("The dead letter now", "DeadLetter")},
+    errors=(404, 409),
+    description="409 not_held when it was re-driven or discarded already.",
+)
+def discard_dead_letter(req: ApiRequest) -> flask.Response:
+    svc = services()
+    principal = _admin(req, svc)
+    message_id = req.params["id"]
+    letter = _letter_or_404(svc, message_id)
+    if not svc.db.call(lambda db: dead_letters.discard(db, message_id, principal.user_id)):
+        raise conflict(f"dead letter {message_id} is {letter['state']}, not held", "not_held")
+    log.warning(
+        "dead letter discarded",
+        extra={"event": "dead_letter_discarded", "dead_letter": message_id,
+               "command_id": letter["command_id"], "by": principal.user_id},
+    )  # fmt: skip
+    return json_response(_letter_or_404(svc, message_id))

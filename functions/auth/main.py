@@ -52,7 +52,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
-from api import second_factor
+from api import second_factor, sessions
 from api.auth import (
     API_KEYS_COLLECTION,
     AuthContext,
@@ -92,8 +92,8 @@ logs.setup()
 
 USERS: Final = "users"
 EMAILS: Final = "emails"
-FAMILIES: Final = "refresh_families"
-REFRESH_TOKENS: Final = "refresh_tokens"
+FAMILIES: Final = sessions.FAMILIES
+REFRESH_TOKENS: Final = sessions.REFRESH_TOKENS
 REFRESH_COOKIE: Final = "refresh_token"
 REFRESH_COOKIE_PATH: Final = "/v1/auth"
 """The browser page's refresh token (docs/web.md): sent only to the auth routes."""

@@ -215,6 +215,20 @@ def test_pubsub_grants_follow_the_tables() -> None:
     assert "local.commands_publishers" in pubsub["commands_publishers"]
     assert "local.commands_consumers" in pubsub["commands_subscribers"]
     assert "local.events_publishers" in pubsub["events_publishers"]
+    # The console's dead letters: the admin function alone pulls them, from the hold
+    # subscription only.
+    assert env_local("dead_letter_readers") == ["admin"]
+    assert "local.dead_letter_readers" in pubsub["dead_letter_readers"]
+    readers = resources(module("pubsub"), "google_pubsub_subscription_iam_member")
+    hold = readers["dead_letter_readers"]
+    assert hold["subscription"] == "${google_pubsub_subscription.dead_letter_hold.name}"
+    assert hold["role"] == "roles/pubsub.subscriber"
+    # The matcher dead-letters what it refuses itself: it publishes to the dead-letter topic.
+    assert "local.commands_consumers" in pubsub["dead_letter_publishers"]
+    topic_members = resources(module("pubsub"), "google_pubsub_topic_iam_member")
+    refused = topic_members["dead_letter_publishers"]
+    assert refused["topic"] == "${google_pubsub_topic.dead_letter.name}"
+    assert refused["role"] == "roles/pubsub.publisher"
 
 
 # ------------------------------------------------------------------------------- Cloud Run

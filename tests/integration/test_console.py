@@ -6,25 +6,38 @@ Erin, a user, sees no console and the admin API refuses her. The admin logs in, 
 email and sees her balances, halts ETH-USDT: Erin's order is refused with the halt's reason;
 resumed, the same order is placed and shows in her lookup. The admin changes ETH's withdrawal
 fee and sets USDT's review threshold; of Erin's two withdrawals above it, one is approved and
-one rejected (refunded), as her lookup then shows. The books' audit shows balanced; the routes
-this exchange does not have yet (scheduled audits, the action log) show "not available".
-Disabled, Erin's session ends and her login is refused; enabled, she logs in again.
+one rejected (refunded), as her lookup then shows. The books' audit shows balanced; a bogus
+balance written straight into Postgres makes the books' audit, run from the console, fail, and
+the failing run shows with its difference; the hot and gas wallets' balances show; the action
+log lists the admin's actions. Two
+commands reach the dead letters: a forged (unsigned) deposit the matcher refuses, shown with
+its reason and discarded, and a genuine one Pub/Sub gave up on, re-driven and applied; the
+action log shows both decisions. Erin's lookup lists her two live sessions; disabled, they are
+gone, her session ends and her login is refused; enabled, she logs in again.
 Screenshots go to tests/browser/artifacts/ (not committed).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from google.cloud import pubsub_v1  # type: ignore[attr-defined, unused-ignore]
 from playwright.sync_api import Browser, Page, expect
 
+from shared.config import PostgresConfig
+from shared.db import connect
+from shared.messages import Deposit, encode
+from shared.producers import parse_keys, signature_attributes
+from shared.pubsub import DELIVERY_COUNT_ATTR
 from tests.integration.http_client import HttpClient
 from tests.integration.test_readme import LocalExchange, local_exchange
 from tests.integration.test_web import (
@@ -36,6 +49,7 @@ from tests.integration.test_web import (
     new_context,
     shot,
     sign_up,
+    state_env,
     watch,
 )
 
@@ -87,7 +101,11 @@ def place_buy(page: Page) -> None:
     page.locator("#order-submit").click()
 
 
-def test_admin_console(exchange: LocalExchange, browser: Browser) -> None:  # noqa: F811
+def test_admin_console(
+    exchange: LocalExchange,
+    browser: Browser,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     base = exchange.api
     http = HttpClient(base)
     errors: list[str] = []
@@ -128,6 +146,8 @@ def test_admin_console(exchange: LocalExchange, browser: Browser) -> None:  # no
     usdt = admin.locator('#user-balances tr[data-asset="USDT"]')
     expect(usdt.locator("td").nth(1)).to_have_text("5000")
     expect(usdt.locator("td").nth(2)).to_have_text("0")
+    # Her sessions: the page's login and the one above.
+    expect(admin.locator("#user-sessions tbody tr")).to_have_count(2)
     shot(admin, "console-user", full_page=True)
 
     # Halting the market: Erin's order is refused with the reason; resumed, it is placed.
@@ -221,14 +241,96 @@ def test_admin_console(exchange: LocalExchange, browser: Browser) -> None:  # no
     admin.get_by_role("link", name="Audit").click()
     expect(admin.locator("#audit-verdict")).to_have_attribute("data-ok", "true")
     expect(admin.locator('#audit-assets tr[data-asset="USDT"] td').nth(3)).to_have_text("5000")
-    expect(admin.locator("#audits .not-available, #audit-results")).to_have_count(1)
+    # The hot and gas wallets' balances, as the scheduled on-chain audit read them.
+    for wallet, asset in (("hot", "ETH"), ("hot", "USDT"), ("gas", "ETH")):
+        held = admin.locator(f'#wallets tr[data-wallet="{wallet}"][data-asset="{asset}"] td')
+        expect(held.nth(3)).to_have_text(re.compile(r"^\d+(\.\d+)?$"))
+    hot_eth = admin.locator('#wallets tr[data-wallet="hot"][data-asset="ETH"] td').nth(3)
+    assert Decimal(hot_eth.inner_text()) > 0  # the operator funded it
     shot(admin, "console-audit", full_page=True)
+
+    # A unit from nowhere, straight into Postgres: the books' audit, run from the console,
+    # fails and shows the difference; the action log has the run (and the earlier halt).
+    env = state_env(exchange)
+    db = connect(PostgresConfig.load(env))
+    try:
+        db.run(
+            "INSERT INTO balances (user_id, asset, available, frozen, seq)"
+            " VALUES ('bogus-balance', 'USDT', 42000000, 0, 0)"
+        )
+        admin.get_by_role("button", name="Run the books' audit now").click()
+        expect(admin.locator("#audit-run-message")).to_contain_text("1 difference.")
+        failing = admin.locator('#audit-results tr[data-kind="books"][data-ok="false"]').first
+        expect(failing).to_contain_text("Mismatch")
+        failing.locator("summary").click()
+        expect(failing.locator("table")).to_contain_text("conservation")
+        expect(failing.locator("table")).to_contain_text("USDT")
+        shot(admin, "console-audit-failing", full_page=True)
+    finally:
+        db.run("DELETE FROM balances WHERE user_id = 'bogus-balance'")
+        db.close()
+    logged = admin.locator("#admin-actions")
+    expect(logged.locator('tr[data-action="POST /v1/admin/audits/books"]')).to_have_count(1)
+    expect(logged.locator(f'tr[data-action="PATCH /v1/admin/markets/{MARKET}"]')).to_have_count(2)
+
+    # Dead letters: a forged deposit the matcher refuses, and a genuine one Pub/Sub gave up on
+    # (as its dead-letter policy forwards it: signed, with its delivery count).
+    erin_id = erin_user["user_id"]
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", env["PUBSUB_EMULATOR_HOST"])
+    project = env["GOOGLE_CLOUD_PROJECT"]
+    raw = pubsub_v1.PublisherClient(
+        publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
+    )
+    forged = encode(Deposit(id="forged-1", user=erin_id, asset="USDT", amount=10**12, ref="f-1"))
+    raw.publish(raw.topic_path(project, "commands"), forged, ordering_key=erin_id).result(30)
+    admin_key = parse_keys((exchange.workdir / ".state" / "command-keys.json").read_text())[0]
+    lost = encode(Deposit(id="lost-1", user=erin_id, asset="USDT", amount=25 * 10**6, ref="l-1"))
+    raw.publish(
+        raw.topic_path(project, "commands-dead-letter"), lost, ordering_key=erin_id,
+        **signature_attributes("admin", admin_key["admin"], lost, erin_id),
+        **{DELIVERY_COUNT_ATTR: "10"},
+    ).result(30)  # fmt: skip
+    raw.stop()
+
+    def dead_lettered() -> bool:
+        status, answer = http.call("GET", "/v1/admin/dead-letters", token=admin_token)
+        assert status == 200, answer
+        return {"forged-1", "lost-1"} <= {d["command_id"] for d in answer["dead_letters"]}
+
+    wait_for(dead_lettered)
+    usdt_before = http.call("GET", "/v1/balances", token=erin_token)[1]["USDT"]["available"]
+    admin.get_by_role("link", name="Dead letters").click()
+    refused = admin.locator('#dead-letters tr[data-command="forged-1"]')
+    expect(refused).to_have_attribute("data-reason", "unsigned")
+    expect(refused).to_contain_text("not signed")
+    expect(refused.get_by_role("button", name="Re-drive")).to_be_disabled()
+    genuine = admin.locator('#dead-letters tr[data-command="lost-1"]')
+    expect(genuine).to_have_attribute("data-reason", "delivery_attempts")
+    expect(genuine).to_contain_text("10 deliveries")
+    shot(admin, "console-dead-letters", full_page=True)
+    refused.get_by_role("button", name="Discard").click()  # the confirm is accepted
+    expect(admin.locator("#dead-letter-message")).to_contain_text("forged-1: discarded")
+    genuine.get_by_role("button", name="Re-drive").click()
+    expect(admin.locator("#dead-letter-message")).to_contain_text("lost-1: re-driven")
+    expect(admin.locator("#dead-letters")).to_have_count(0)  # none waits any more
+    wait_for(
+        lambda: (
+            http.call("GET", "/v1/balances", token=erin_token)[1]["USDT"]["available"]
+            == str(Decimal(usdt_before) + 25)
+        )
+    )
+    admin.get_by_role("link", name="Audit").click()
+    for verb in ("discard", "redrive"):
+        action = admin.locator(f'#admin-actions tr[data-action$="/{verb}"]')
+        expect(action).to_have_count(1)
+        expect(action).to_contain_text("/v1/admin/dead-letters/")
 
     # Disabling Erin ends her session and refuses her login, in words; enabled, she is back.
     admin.goto(f"{base}/#/console/users/{ERIN}")
     admin.get_by_role("button", name="Disable user").click()  # the confirm is accepted
     expect(admin.locator("#user-access")).to_have_text("Disabled")
     expect(admin.locator("#access-message")).to_contain_text("sessions ended")
+    expect(admin.locator("#user-sessions-box")).to_contain_text("No live session.")
     shot(admin, "console-user-disabled", full_page=True)
     erin.reload()
     expect(erin.locator("#logout")).to_have_count(0)

@@ -34,6 +34,9 @@ const WORDS: Record<string, string> = {
   invalid_totp_code: "That code is wrong or was already used.",
   session_revoked: "Your session ended. Log in again.",
   token_expired: "Your session expired. Log in again.",
+  not_redrivable: "The matcher refused this command and would refuse it again: discard it.",
+  not_held: "Someone decided on it already.",
+  dead_letter_not_found: "No such dead letter.",
   network: "The exchange cannot be reached. Check your connection; retrying will not double an order.",
 };
 

@@ -129,6 +129,7 @@ locals {
   commands_publishers = ["orders", "binance", "admin", "wallet", "watcher", "sender"] # each signs with its own key
   commands_consumers  = ["matcher"]
   events_publishers   = ["matcher"]
+  dead_letter_readers = ["admin"] # the console's dead letters (re-driven through commands_publishers)
   pubsub_users        = distinct(concat(local.commands_publishers, local.commands_consumers, local.events_publishers))
 
   # Secret Manager: who may read which secret. Nothing else gets a binding.

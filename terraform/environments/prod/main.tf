@@ -125,13 +125,15 @@ module "service_accounts" {
 module "pubsub" {
   source = "../../modules/pubsub"
 
-  project_id            = var.project_id
-  labels                = local.labels
-  max_delivery_attempts = var.commands_max_delivery_attempts
-  commands_exactly_once = var.commands_exactly_once
-  commands_publishers   = { for d in local.commands_publishers : d => local.members[d] }
-  commands_subscribers  = { for d in local.commands_consumers : d => local.members[d] }
-  events_publishers     = { for d in local.events_publishers : d => local.members[d] }
+  project_id             = var.project_id
+  labels                 = local.labels
+  max_delivery_attempts  = var.commands_max_delivery_attempts
+  commands_exactly_once  = var.commands_exactly_once
+  commands_publishers    = { for d in local.commands_publishers : d => local.members[d] }
+  commands_subscribers   = { for d in local.commands_consumers : d => local.members[d] }
+  events_publishers      = { for d in local.events_publishers : d => local.members[d] }
+  dead_letter_publishers = { for d in local.commands_consumers : d => local.members[d] }
+  dead_letter_readers    = { for d in local.dead_letter_readers : d => local.members[d] }
 }
 
 module "database" {

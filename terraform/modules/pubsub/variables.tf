@@ -78,3 +78,15 @@ variable "commands_subscribers" {
   type        = map(string)
   default     = {}
 }
+
+variable "dead_letter_publishers" {
+  description = "Deployable name => IAM member allowed to dead-letter commands itself (the matcher: those it refuses)."
+  type        = map(string)
+  default     = {}
+}
+
+variable "dead_letter_readers" {
+  description = "Deployable name => IAM member allowed to pull (and acknowledge) the dead letters held for an operator."
+  type        = map(string)
+  default     = {}
+}

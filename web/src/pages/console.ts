@@ -1,10 +1,12 @@
 // The operator's console (#/console/...): users, markets, assets, withdrawal review, the
-// audit. Only an admin's token shows it; every admin route checks the role again on the
-// server (a demoted admin's token stops working at once).
+// audits and the admin action log, the dead letters. Only an admin's token shows it; every
+// admin route checks the role again on the server (a demoted admin's token stops working at
+// once).
 import { isAdmin } from "../api";
 import { h, state } from "../dom";
 import { assetsPanel } from "./console/assets";
 import { auditPanel } from "./console/audit";
+import { deadLettersPanel } from "./console/deadletters";
 import { marketsPanel } from "./console/markets";
 import { reviewPanel } from "./console/review";
 import { usersPanel } from "./console/users";
@@ -15,6 +17,7 @@ const TABS: Record<string, { title: string; draw: (panel: HTMLElement, arg: stri
   assets: { title: "Assets", draw: assetsPanel },
   withdrawals: { title: "Withdrawal review", draw: reviewPanel },
   audit: { title: "Audit", draw: auditPanel },
+  "dead-letters": { title: "Dead letters", draw: deadLettersPanel },
 };
 
 export function consolePage(main: HTMLElement, arg: string): void {

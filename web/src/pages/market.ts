@@ -119,6 +119,9 @@ function chartCard(m: Market, stops: (() => void)[]): HTMLElement {
   let candles: ISeriesApi<"Candlestick"> | null = null;
   let volume: ISeriesApi<"Histogram"> | null = null;
   let stopKlines: (() => void) | null = null;
+  // Left before an answer came (a reload that ends on the login page): a removed chart throws
+  // "Object is disposed" when drawn on.
+  let stopped = false;
   const up = () => cssVar("--up") || "#0a8f5a";
   const down = () => cssVar("--down") || "#d0353f";
 
@@ -142,6 +145,7 @@ function chartCard(m: Market, stops: (() => void)[]): HTMLElement {
     // The feed's snapshot is the newest 100 candles; the rest come over HTTP first.
     api<{ klines: Kline[] }>("GET", `/v1/markets/${m.market}/klines?interval=${interval}&limit=300`).then(
       (r) => {
+        if (stopped) return;
         candles?.setData(r.klines.map(bar));
         volume?.setData(r.klines.map(vol));
         replace(status, r.klines.length ? "" : "No trades yet: the chart starts with the first trade.");
@@ -165,6 +169,7 @@ function chartCard(m: Market, stops: (() => void)[]): HTMLElement {
 
   // Drawn once the element is in the page (it needs its size).
   requestAnimationFrame(() => {
+    if (stopped) return;
     chart = createChart(box, {
       autoSize: true,
       layout: { background: { type: ColorType.Solid, color: "transparent" }, textColor: cssVar("--fg") || "#222", attributionLogo: false },
@@ -181,8 +186,10 @@ function chartCard(m: Market, stops: (() => void)[]): HTMLElement {
     load("1m");
   });
   stops.push(() => {
+    stopped = true;
     stopKlines?.();
     chart?.remove();
+    chart = candles = volume = null;
   });
   return el;
 }

@@ -1,8 +1,8 @@
 // A user by id or email: who they are, their role, balances, open orders, latest deposits and
-// withdrawals (GET /v1/admin/users/…).
+// withdrawals (GET /v1/admin/users/…), their live sessions (…/sessions).
 import { api, ApiError, needsCode, reauth } from "../../api";
 import { dateTime, h, replace, state } from "../../dom";
-import { field, input, problem, table } from "./shared";
+import { field, input, missingRoute, notAvailable, problem, table } from "./shared";
 
 interface UserOrder {
   order_id: number;
@@ -45,6 +45,34 @@ interface AdminUser {
   open_orders: UserOrder[];
   deposits: UserDeposit[];
   withdrawals: UserWithdrawal[];
+}
+
+interface UserSession {
+  id: string;
+  created_at: string | null;
+  last_password_at: string | null;
+  refresh_expires_at: string;
+}
+
+/** The user's logins that still work (GET /v1/admin/users/…/sessions); disabling ends them. */
+async function drawSessions(userId: string, box: HTMLElement): Promise<void> {
+  try {
+    const r = await api<{ sessions: UserSession[] }>("GET", `/v1/admin/users/${encodeURIComponent(userId)}/sessions`);
+    replace(
+      box,
+      table(
+        "user-sessions",
+        ["Session", "Logged in", "Password last given", "Can refresh until"],
+        r.sessions.map((s) => ({
+          attrs: { "data-session": s.id },
+          cells: [h("code", {}, s.id), s.created_at ? dateTime(s.created_at) : "", s.last_password_at ? dateTime(s.last_password_at) : "", dateTime(s.refresh_expires_at)],
+        })),
+        "No live session.",
+      ),
+    );
+  } catch (e) {
+    replace(box, missingRoute(e) ? notAvailable("Sessions") : state("error", problem(e)));
+  }
 }
 
 export function usersPanel(panel: HTMLElement, wanted: string): void {
@@ -106,6 +134,7 @@ export function usersPanel(panel: HTMLElement, wanted: string): void {
     replace(result, state("loading", "Looking up…"));
     try {
       const u = await api<AdminUser>("GET", `/v1/admin/users/${encodeURIComponent(value)}`);
+      const sessionsBox = h("div", { id: "user-sessions-box" }, state("loading", "Loading sessions…"));
       const rows = Object.entries(u.balances).map(([asset, b]) => ({
         attrs: { "data-asset": asset },
         cells: [asset, { num: b.available }, { num: b.frozen }],
@@ -164,8 +193,10 @@ export function usersPanel(panel: HTMLElement, wanted: string): void {
           })),
           "No withdrawals.",
         ),
-        h("p", { class: "small muted" }, "A user's sessions are not in the admin API yet."),
+        h("h3", {}, "Live sessions"),
+        sessionsBox,
       );
+      void drawSessions(u.user_id, sessionsBox);
     } catch (e) {
       replace(result, state("error", problem(e)));
     }
