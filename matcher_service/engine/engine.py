@@ -851,15 +851,15 @@ class Engine:
         caller has it."""
         book = self.books[m.name]
         # It crosses when the best opposite key is at most its price (bids are keyed by the
-        # negated price: at most minus its price, for a sell). The key is read without
-        # SortedDict.peekitem's two Python-level calls, a tenth of the time of an order that
-        # rests: sortedcontainers (2.4.0, pinned) keeps the keys in sorted sublists.
+        # negated price: at most minus its price, for a sell).
         if is_buy:
-            opposite, side, key = book.asks, book.bids, -price
-            crosses = bool(opposite) and opposite._list._lists[0][0] <= price
+            side, key = book.bids, -price
+            best = book.asks.best
+            crosses = best is not None and best <= price
         else:
-            opposite, side, key = book.bids, book.asks, price
-            crosses = bool(opposite) and opposite._list._lists[0][0] <= -price
+            side, key = book.asks, price
+            best = book.bids.best
+            crosses = best is not None and best <= -price
         if crosses and c.post_only:
             raise Rejected(Reason.WOULD_TAKE)
         # Accepted: from here on every step changes state.
@@ -938,10 +938,8 @@ class Engine:
         order (no ``price``: it takes any; a buy spends at most ``budget`` of quote), an IOC
         limit, a FOK limit that can fill. ``triggered``: as for ``_place_gtc``."""
         book = self.books[m.name]
-        opposite = book.asks if is_buy else book.bids  # crosses: as in _place_gtc
-        crosses = bool(opposite) and (
-            price is None or opposite._list._lists[0][0] <= (price if is_buy else -price)
-        )
+        best = book.asks.best if is_buy else book.bids.best  # crosses: as in _place_gtc
+        crosses = best is not None and (price is None or best <= (price if is_buy else -price))
         # Accepted: from here on every step changes state.
         cid = c.client_order_id
         if triggered:
@@ -1042,7 +1040,6 @@ class Engine:
         t_filled_quote = t_fee = 0
         stop: str | None = None
         side_pop = side.popitem
-        peek = side.peekitem
         orders = self.orders
         user_orders = self.user_orders
         client_ids = self.client_ids
@@ -1051,7 +1048,7 @@ class Engine:
         oid = taker.id
         last_price = 0
         while remaining and side:
-            level: Level = peek(0)[1]
+            level: Level = side[side.best]
             price = level.price
             if limit is not None and (price > limit if is_buy else price < limit):
                 break
@@ -1186,7 +1183,8 @@ class Engine:
                 break
             if not level.count:
                 # The level may already be gone if self-trade prevention closed its last order.
-                if side and peek(0)[1] is level:
+                best = side.best
+                if best is not None and side[best] is level:
                     side_pop(0)
             elif remaining:
                 break  # budget or the loop above stopped inside this level
