@@ -55,8 +55,9 @@ from shared.money import MoneyError, parse_fee_rate
 from shared.order_rules import MAX_USER_ID, oco_violation, order_violation
 
 Events = list[AnyEvent]
-CANCELLED_BY_USER = Reason.CANCELLED_BY_USER  # a module global: CPython 3.11 does not
-# specialise reading a class attribute, and every cancel reads it
+# Read by every cancel: a module global, as CPython 3.11 does not specialise reading a class
+# attribute.
+CANCELLED_BY_USER = Reason.CANCELLED_BY_USER
 UNBOUNDED = 1 << 256  # the amount of a market buy by quote: only its budget stops it
 MAX_SKIPPED = 16
 """Gaps remembered per user (the numbers a user's later command was applied past): a
