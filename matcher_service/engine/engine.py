@@ -55,6 +55,9 @@ from shared.money import MoneyError, parse_fee_rate
 from shared.order_rules import MAX_USER_ID, oco_violation, order_violation
 
 Events = list[AnyEvent]
+# Read by every cancel: a module global, as CPython 3.11 does not specialise reading a class
+# attribute.
+CANCELLED_BY_USER = Reason.CANCELLED_BY_USER
 UNBOUNDED = 1 << 256  # the amount of a market buy by quote: only its budget stops it
 MAX_SKIPPED = 16
 """Gaps remembered per user (the numbers a user's later command was applied past): a
@@ -368,11 +371,12 @@ class Engine:
             side, key = book.asks, price
         level = side[key]
         level.qty -= rem
-        level.count -= 1
+        count = level.count - 1
+        level.count = count
         o.remaining = 0
-        if not level.count:
+        if not count:
             del side[key]
-        elif len(level.orders) > 2 * level.count + 16:
+        elif len(level.orders) > 2 * count + 16:
             level.compact()
         oid, user, cid = o.id, o.user, o.client_order_id
         del self.orders[oid]
@@ -383,10 +387,12 @@ class Engine:
         if cid is not None:
             del self.client_ids[(user, cid)]
         bal = self.accounts.users[user][asset]
-        bal[0] += hold
-        bal[1] -= hold
+        available = bal[0] + hold
+        frozen = bal[1] - hold
+        bal[0] = available
+        bal[1] = frozen
         ev.append(
-            BalanceChanged(user, asset, bal[0], bal[1], hold, -hold, "order_release", str(oid))
+            BalanceChanged(user, asset, available, frozen, hold, -hold, "order_release", str(oid))
         )
         ev.append(
             OrderUpdated(
@@ -446,20 +452,22 @@ class Engine:
         )
 
     def _cancel(self, c: CancelOrder, ev: Events) -> None:
-        _check_user(c.user)
-        if (c.order_id is None) == (c.client_order_id is None):
+        user, oid = c.user, c.order_id
+        if not user or len(user) > MAX_USER_ID or user[0] == "@":  # _check_user, inlined
+            raise Rejected(Reason.INVALID, "bad user id")
+        if (oid is None) == (c.client_order_id is None):
             raise Rejected(Reason.INVALID, "give order_id or client_order_id")
-        if c.order_id is not None:
-            o = self.orders.get(c.order_id)
+        if oid is not None:
+            o = self.orders.get(oid)
             if o is None:
-                s = self.stops.get(c.order_id)
+                s = self.stops.get(oid)
                 if s is None:
                     raise Rejected(Reason.ORDER_NOT_FOUND)
-                if s.user != c.user:
+                if s.user != user:
                     raise Rejected(Reason.NOT_YOUR_ORDER)
                 self._close_stop(s, Reason.CANCELLED_BY_USER, ev)
                 return
-            if o.user != c.user:
+            if o.user != user:
                 raise Rejected(Reason.NOT_YOUR_ORDER)
         else:
             key = (c.user, c.client_order_id or "")
@@ -471,7 +479,7 @@ class Engine:
                 self._close_stop(s, Reason.CANCELLED_BY_USER, ev)
                 return
             o = found
-        self._close(o, Reason.CANCELLED_BY_USER, ev)
+        self._close(o, CANCELLED_BY_USER, ev)
 
     def _cancel_all(self, c: CancelAll, ev: Events) -> None:
         _check_user(c.user)
@@ -521,12 +529,14 @@ class Engine:
         if limit is not None and self.open_count(user) >= limit:
             raise Rejected(Reason.TOO_MANY_ORDERS)
         is_buy = c.side == "buy"
-        mine = self.accounts.users.get(user)
-        budget: int | None = None
         if stop is not None:
             self._place_stop(c, m, is_buy, ev)
             return
+        mine = self.accounts.users.get(user)
+        budget: int | None = None
         tid = self.next_trade_id
+        # ``bal``: the balance the order pays from, handed on so that resting does not look
+        # it up again.
         if is_buy:
             bal = mine.get(m.quote) if mine else None
             have = bal[0] if bal else 0
@@ -542,14 +552,14 @@ class Engine:
             if (bal[0] if bal else 0) < amount:  # type: ignore[operator]
                 raise Rejected(Reason.INSUFFICIENT_FUNDS)
         if tif == "GTC" and order_type == "limit":
-            self._place_gtc(c, m, user, is_buy, price, amount, ev)  # type: ignore[arg-type]
+            self._place_gtc(c, m, user, is_buy, price, amount, ev, 0, bal)  # type: ignore[arg-type]
             if expires_at is not None and self.next_order_id - 1 in self.orders:
                 self._add_expiry(self.next_order_id - 1, expires_at)
         elif tif == "FOK":
             self._place_fok(c, m, user, is_buy, price, amount, ev)  # type: ignore[arg-type]
         else:  # an IOC limit, a market order
             self._place_ioc(c, m, user, is_buy, price, amount, budget, ev)
-        if self.next_trade_id != tid and self.stops:
+        if self.stops and self.next_trade_id != tid:
             self._run_triggers(m, c.ts, ev)
 
     def _add_expiry(self, oid: int, expires_at: int) -> None:
@@ -833,18 +843,24 @@ class Engine:
         amount: int,
         ev: Events,
         triggered: int = 0,
+        bal: list[int] | None = None,
     ) -> None:
         """Good till cancelled (limit orders): take what crosses the price, rest the rest.
         ``post_only`` is refused (``would_take``) when anything crosses. ``triggered``: the
         id of a triggered stop order placed now (its ``OrderTriggered`` stands for the
-        ``OrderAccepted``)."""
+        ``OrderAccepted``). ``bal``: the user's balance the order pays from, when the
+        caller has it."""
         book = self.books[m.name]
         # It crosses when the best opposite key is at most its price (bids are keyed by the
-        # negated price: at most minus its price, for a sell). The key is read without
-        # SortedDict.peekitem's two Python-level calls, a tenth of the time of an order that
-        # rests: sortedcontainers (2.4.0, pinned) keeps the keys in sorted sublists.
-        opposite = book.asks if is_buy else book.bids
-        crosses = bool(opposite) and opposite._list._lists[0][0] <= (price if is_buy else -price)
+        # negated price: at most minus its price, for a sell).
+        if is_buy:
+            side, key = book.bids, -price
+            best = book.asks.best
+            crosses = best is not None and best <= price
+        else:
+            side, key = book.asks, price
+            best = book.bids.best
+            crosses = best is not None and best <= -price
         if crosses and c.post_only:
             raise Rejected(Reason.WOULD_TAKE)
         # Accepted: from here on every step changes state.
@@ -861,30 +877,31 @@ class Engine:
                 )
             )  # fmt: skip
         taker = Order(oid, user, m, is_buy, price, amount, amount, cid)
-        stop = self._match(book, taker, price, None, c.stp, c.ts, ev) if crosses else None
-        remaining = taker.remaining
-        if stop is not None or not remaining:
-            self._end(taker, c, stop, ev)
-            return
-        # Rest on the book, freezing what the remainder may still pay.
-        hold = price * remaining // m.base_scale if is_buy else remaining
-        asset = m.quote if is_buy else m.base
-        users = self.accounts.users
-        mine = users.get(user)
-        if mine is None:
-            mine = users[user] = {}
-        bal = mine.get(asset)
-        if bal is None:
-            bal = mine[asset] = [0, 0]
-        bal[0] -= hold
-        bal[1] += hold
-        ref = str(oid)
-        ev.append(BalanceChanged(user, asset, bal[0], bal[1], -hold, hold, "order_freeze", ref))
-        # Book.add, inlined.
-        if is_buy:
-            side, key = book.bids, -price
+        if crosses:
+            stop = self._match(book, taker, price, None, c.stp, c.ts, ev)
+            remaining = taker.remaining
+            if stop is not None or not remaining:
+                self._end(taker, c, stop, ev)
+                return
         else:
-            side, key = book.asks, price
+            remaining = amount
+        # Rest on the book, freezing what the remainder may still pay.
+        if is_buy:
+            hold = price * remaining // m.base_scale
+            asset = m.quote
+        else:
+            hold = remaining
+            asset = m.base
+        if bal is None:
+            bal = self.accounts.get(user, asset)
+        available = bal[0] - hold
+        frozen = bal[1] + hold
+        bal[0] = available
+        bal[1] = frozen
+        ev.append(
+            BalanceChanged(user, asset, available, frozen, -hold, hold, "order_freeze", str(oid))
+        )
+        # Book.add, inlined.
         level = side.get(key)
         if level is None:
             level = side[key] = Level(price)
@@ -898,12 +915,11 @@ class Engine:
         open_orders[oid] = taker
         if cid is not None:
             self.client_ids[(user, cid)] = taker
-        filled = amount - remaining
-        if filled:
+        if remaining != amount:
             ev.append(
                 OrderUpdated(
-                    oid, user, name, "partially_filled", filled, taker.filled_quote, taker.fee,
-                    hold, None,
+                    oid, user, name, "partially_filled", amount - remaining, taker.filled_quote,
+                    taker.fee, hold, None,
                 )
             )  # fmt: skip
 
@@ -923,10 +939,8 @@ class Engine:
         order (no ``price``: it takes any; a buy spends at most ``budget`` of quote), an IOC
         limit, a FOK limit that can fill. ``triggered``: as for ``_place_gtc``."""
         book = self.books[m.name]
-        opposite = book.asks if is_buy else book.bids  # crosses: as in _place_gtc
-        crosses = bool(opposite) and (
-            price is None or opposite._list._lists[0][0] <= (price if is_buy else -price)
-        )
+        best = book.asks.best if is_buy else book.bids.best  # crosses: as in _place_gtc
+        crosses = best is not None and (price is None or best <= (price if is_buy else -price))
         # Accepted: from here on every step changes state.
         cid = c.client_order_id
         if triggered:
@@ -1017,6 +1031,7 @@ class Engine:
         user = taker.user
         accounts = self.accounts
         acc_get = accounts.get
+        users = accounts.users
         fees = accounts.fees
         pay_asset, get_asset = (quote, base) if is_buy else (base, quote)
         t_pay_bal = acc_get(user, pay_asset)
@@ -1026,7 +1041,6 @@ class Engine:
         t_filled_quote = t_fee = 0
         stop: str | None = None
         side_pop = side.popitem
-        peek = side.peekitem
         orders = self.orders
         user_orders = self.user_orders
         client_ids = self.client_ids
@@ -1035,7 +1049,7 @@ class Engine:
         oid = taker.id
         last_price = 0
         while remaining and side:
-            level: Level = peek(0)[1]
+            level: Level = side[side.best]
             price = level.price
             if limit is not None and (price > limit if is_buy else price < limit):
                 break
@@ -1075,12 +1089,19 @@ class Engine:
                     t_pay, t_get = amt, q
                 t_fee_now = -((-t_get * t_rate) // 1000000)
                 m_fee_now = -((-t_pay * m_rate) // 1000000)
-                t_pay_bal[0] -= t_pay
-                t_get_bal[0] += t_get - t_fee_now
-                m_pay_bal = acc_get(m_user, get_asset)
-                m_get_bal = acc_get(m_user, pay_asset)
-                m_pay_bal[1] -= t_get
-                m_get_bal[0] += t_pay - m_fee_now
+                t_pay_bal[0] = t_pay_avail = t_pay_bal[0] - t_pay
+                t_get_bal[0] = t_get_avail = t_get_bal[0] + t_get - t_fee_now
+                # Accounts.get, inlined: the maker has both balances, but after a restore a
+                # balance that was zero is absent.
+                m_assets = users.get(m_user)
+                m_pay_bal = m_assets.get(get_asset) if m_assets else None
+                if m_pay_bal is None:
+                    m_pay_bal = acc_get(m_user, get_asset)
+                m_get_bal = m_assets.get(pay_asset) if m_assets else None
+                if m_get_bal is None:
+                    m_get_bal = acc_get(m_user, pay_asset)
+                m_pay_bal[1] = m_pay_frozen = m_pay_bal[1] - t_get
+                m_get_bal[0] = m_get_avail = m_get_bal[0] + t_pay - m_fee_now
                 append(
                     Trade(
                         tid, name, price, amt, q, taker_side, mo.id, oid, m_user, user,
@@ -1089,23 +1110,23 @@ class Engine:
                 )  # fmt: skip
                 append(
                     BalanceChanged(
-                        user, pay_asset, t_pay_bal[0], t_pay_bal[1], -t_pay, 0, "trade", t_ref
+                        user, pay_asset, t_pay_avail, t_pay_bal[1], -t_pay, 0, "trade", t_ref
                     )
                 )
                 append(
                     BalanceChanged(
-                        user, get_asset, t_get_bal[0], t_get_bal[1], t_get - t_fee_now, 0,
+                        user, get_asset, t_get_avail, t_get_bal[1], t_get - t_fee_now, 0,
                         "trade", t_ref,
                     )
                 )  # fmt: skip
                 append(
                     BalanceChanged(
-                        m_user, get_asset, m_pay_bal[0], m_pay_bal[1], 0, -t_get, "trade", t_ref
+                        m_user, get_asset, m_pay_bal[0], m_pay_frozen, 0, -t_get, "trade", t_ref
                     )
                 )
                 append(
                     BalanceChanged(
-                        m_user, pay_asset, m_get_bal[0], m_get_bal[1], t_pay - m_fee_now, 0,
+                        m_user, pay_asset, m_get_avail, m_get_bal[1], t_pay - m_fee_now, 0,
                         "trade", t_ref,
                     )
                 )  # fmt: skip
@@ -1163,7 +1184,8 @@ class Engine:
                 break
             if not level.count:
                 # The level may already be gone if self-trade prevention closed its last order.
-                if side and peek(0)[1] is level:
+                best = side.best
+                if best is not None and side[best] is level:
                     side_pop(0)
             elif remaining:
                 break  # budget or the loop above stopped inside this level
