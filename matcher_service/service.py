@@ -87,6 +87,11 @@ VERIFY_SPLIT = 64
 """A pull of at least VERIFY_SPLIT messages has its signatures checked on VERIFY_THREADS
 threads: on two cores (Terraform's ``matcher_cpu``) in parallel."""
 EVENTS_EVERY_S = 0.1
+DEAD_LETTER_WAIT_S = 10.0
+"""How long a batch's acknowledgement waits for the dead-letter copies of its bad messages
+(published while it was applied and committed, so mostly done by then). A message whose copy
+is not confirmed by then is not acknowledged: Pub/Sub hands it out again after its lease."""
+EVENTS_EVERY_S = 0.1
 """Events messages go out at most this often; the batches committed in between share one.
 At a hundred small batches a second, one unary publish per batch cost the matcher more CPU
 than anything but the pull (docs/decisions/0032); the topic feeds durable consumers, for
@@ -115,8 +120,8 @@ class InFlight:
     """A batch applied to the engine and handed to the committer thread: its statement, then
     (only once that has returned) its acknowledgement and publication."""
 
-    __slots__ = ("batch", "duplicates", "durable", "future", "in_log", "messages", "parked",
-                 "pipe", "published_seq", "unparked")  # fmt: skip
+    __slots__ = ("batch", "dead_letters", "duplicates", "durable", "future", "in_log",
+                 "messages", "parked", "pipe", "published_seq", "unparked")  # fmt: skip
 
     def __init__(
         self,
@@ -128,6 +133,7 @@ class InFlight:
         published_seq: int,
         pipe: Any,
         in_log: list[str],
+        dead_letters: list[tuple[Any, Future[str]]],
     ) -> None:
         self.messages = messages
         self.batch = batch
@@ -137,6 +143,7 @@ class InFlight:
         self.published_seq = published_seq
         self.pipe = pipe
         self.in_log = in_log
+        self.dead_letters = dead_letters  # each bad message, with its dead-letter publish
         self.durable = False
         self.future: Future[None] | None = None
 
@@ -611,8 +618,7 @@ class Matcher:
         t0 = time.monotonic()
         self._held = messages
         commands, bad = pulled.commands, pulled.bad
-        if bad:
-            self._dead_letter(bad)
+        dead_letters = self._dead_letter(bad) if bad else []
         # Only commands that may have been applied already are looked up (docs/decisions/0032).
         seqs = self.engine.user_seqs
         ids = [c.id for c in commands if maybe_applied(c, seqs.get(user_of(c) or ""))]
@@ -673,8 +679,9 @@ class Matcher:
         t_commit = time.monotonic()
         self._flush_events(wait=False)
         job = InFlight(
-            messages, batch, duplicates, newly_parked, unparked, self.published_seq, pipe, in_log
-        )
+            messages, batch, duplicates, newly_parked, unparked, self.published_seq, pipe, in_log,
+            dead_letters,
+        )  # fmt: skip
         if self._backlog:
             self._prefetch()  # the next pull goes on while this batch commits
         job.future = self._committer.submit(self._commit_and_publish, job)
@@ -713,8 +720,9 @@ class Matcher:
         """On the committer thread: the batch's statement; once it has returned (durable),
         its events, the acknowledgement of its messages, its market data and replies. An
         acknowledgement that fails is not retried: the messages come back after their lease,
-        as duplicates of commands in the oplog, and get their replies again. Any other error
-        reaches the matcher's loop through ``_wait_committed``."""
+        as duplicates of commands in the oplog, and get their replies again. A bad message is
+        acknowledged only once its dead-letter copy is published (``_unconfirmed``). Any other
+        error reaches the matcher's loop through ``_wait_committed``."""
         assert self.store is not None
         if job.batch or job.parked or job.unparked:
             self.store.write_batch(
@@ -725,6 +733,10 @@ class Matcher:
             self._queue_events(job.batch)
         messages = job.messages
         ack_ids = [m.ack_id for m in messages]
+        if job.dead_letters:
+            unconfirmed = self._unconfirmed(job.dead_letters)
+            if unconfirmed:
+                ack_ids = [a for a in ack_ids if a not in unconfirmed]
         try:
             for i in range(0, len(ack_ids), 1000):
                 self.subscriber.acknowledge(
@@ -798,10 +810,12 @@ class Matcher:
             return exc.reason
         return None
 
-    def _dead_letter(self, bad: list[Any]) -> None:
+    def _dead_letter(self, bad: list[Any]) -> list[tuple[Any, Future[str]]]:
         """Undecodable or refused messages can never apply: park them on the dead-letter
         topic, for an operator to inspect, with their own attributes (the signature, to see
-        who claims to have sent it), why, and their ordering key (shared.pubsub)."""
+        who claims to have sent it), why, and their ordering key (shared.pubsub). Returns
+        each message with its publish, which its batch's acknowledgement waits for."""
+        sent: list[tuple[Any, Future[str]]] = []
         for m, reason, error in bad:
             msg = m.message
             log.error(
@@ -813,7 +827,32 @@ class Matcher:
                 REASON_ATTR: reason, ERROR_ATTR: error[:1000],
                 ORDERING_KEY_ATTR: msg.ordering_key, SOURCE_MESSAGE_ATTR: msg.message_id,
             }  # fmt: skip
-            self.publisher.publish(self.dead_letter_topic, msg.data, **attributes)
+            try:
+                future: Future[str] = self.publisher.publish(
+                    self.dead_letter_topic, msg.data, **attributes
+                )
+            except Exception as exc:  # e.g. the client already stopped: a failed publish
+                future = Future()
+                future.set_exception(exc)
+            sent.append((m, future))
+        return sent
+
+    def _unconfirmed(self, sent: list[tuple[Any, Future[str]]]) -> set[str]:
+        """The ack ids of the bad messages whose dead-letter copy Pub/Sub has not confirmed
+        within DEAD_LETTER_WAIT_S. They are not acknowledged, so not lost: Pub/Sub hands them
+        out again after their lease (and its own dead-letter policy takes them at last)."""
+        deadline = time.monotonic() + DEAD_LETTER_WAIT_S
+        unconfirmed: set[str] = set()
+        for m, future in sent:
+            try:
+                future.result(timeout=max(0.0, deadline - time.monotonic()))
+            except Exception as exc:
+                unconfirmed.add(m.ack_id)
+                log.error(
+                    "dead-letter publish failed: the message is left to come back",
+                    extra={"error": repr(exc), "message_id": m.message.message_id},
+                )
+        return unconfirmed
 
     def _reply_again(self, command_id: str, known: Known | None) -> None:
         """A redelivered command gets the reply it got the first time."""

@@ -38,6 +38,7 @@ from api.auth import (
     sign_request,
 )
 from api.http import Api, ApiRequest, Body, json_response
+from functions.auth.main import FAMILIES
 from infra.gateway import ROUTES, create_app
 from shared.instance import reset_instance
 
@@ -890,20 +891,23 @@ def test_a_stolen_token_cannot_make_a_trading_or_withdrawing_key(
 
 
 def test_a_refresh_keeps_the_proofs_age_and_reauth_renews_it(
-    client: FlaskClient, configure: Configure
+    client: FlaskClient, configure: Configure, firestore_db: firestore.Client
 ) -> None:
+    configure(FRESH_AUTH_MAX_AGE_S="300")
     tokens = session(client)
-    auth_time = jwt.decode(tokens["access_token"], options={"verify_signature": False})["auth_time"]
-    time.sleep(1.1)
+    sid = jwt.decode(tokens["access_token"], options={"verify_signature": False})["sid"]
+    # The password was proved an hour ago: the session's proof time is written back (no
+    # clock to race), and a refresh carries it on.
+    auth_time = int(time.time()) - 3600
+    firestore_db.collection(FAMILIES).document(sid).update({"auth_time": auth_time})
     refreshed = client.post(
         "/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
     ).get_json()
     claims = jwt.decode(refreshed["access_token"], options={"verify_signature": False})
     assert claims["auth_time"] == auth_time  # a refresh proves nothing
     assert me(client, refreshed["access_token"]).get_json()["auth_time"] == auth_time
-    # Stale after FRESH_AUTH_MAX_AGE_S (1 s here): a refresh does not help, reauth does,
-    # and later refreshes of the session carry the new proof.
-    configure(FRESH_AUTH_MAX_AGE_S="1")
+    # Stale after FRESH_AUTH_MAX_AGE_S: a refresh does not help, reauth does, and later
+    # refreshes of the session carry the new proof.
     resp = client.post(
         "/v1/api-keys", json={"label": "x", "scopes": ["trade"]},
         headers=bearer(refreshed["access_token"]),
@@ -918,11 +922,8 @@ def test_a_refresh_keeps_the_proofs_age_and_reauth_renews_it(
         "/v1/auth/refresh", json={"refresh_token": refreshed["refresh_token"]}
     ).get_json()
     claims = jwt.decode(again["access_token"], options={"verify_signature": False})
-    assert (
-        claims["auth_time"] == renewed
-        and claims["sid"]
-        == jwt.decode(tokens["access_token"], options={"verify_signature": False})["sid"]
-    )
+    assert (claims["auth_time"], claims["sid"]) == (renewed, sid)
+    assert create_key(client, again["access_token"], ["trade"])["scopes"] == ["trade"]
 
 
 def test_reauth_guesses_count_as_login_failures(client: FlaskClient, configure: Configure) -> None:

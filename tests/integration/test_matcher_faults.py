@@ -14,12 +14,15 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 import redis
+from google.api_core import exceptions as gexc
+from google.cloud import pubsub_v1  # type: ignore[attr-defined, unused-ignore]
 from msgspec.structs import replace
 
 from infra.services import Stack
@@ -27,7 +30,8 @@ from matcher_service.engine import Engine
 from matcher_service.persistence import Batch, Store
 from shared.config import MatcherConfig, PostgresConfig
 from shared.db import connect
-from shared.messages import AnyCommand, Deposit, PlaceOrder, Reason
+from shared.messages import AnyCommand, Deposit, PlaceOrder, Reason, encode
+from shared.pubsub import REASON_ATTR
 from tests.integration.conftest import TEMPLATE_DB
 from tests.integration.matcher_helpers import (
     ETH,
@@ -332,3 +336,81 @@ def test_a_failed_batch_does_not_reorder_a_users_commands(
     assert engine_balances == reference.balances()
     assert engine_book == reference.book("ETH-USDT")
     assert reference.balance("zoe", "ETH") == (0, ETH)
+
+
+# ------------------------------------------------------------ 5. a dead letter that fails
+
+
+def _take_held_letters(cfg: MatcherConfig) -> list[tuple[bytes, dict[str, str]]]:
+    """What reached the dead-letter topic (its hold subscription), pulled and acknowledged."""
+    subscriber = pubsub_v1.SubscriberClient()
+    path = subscriber.subscription_path(cfg.pubsub.project, f"{cfg.pubsub.dead_letter_topic}-hold")
+    try:
+        resp = subscriber.pull(request={"subscription": path, "max_messages": 100}, timeout=2.0)
+        if resp.received_messages:
+            ids = [m.ack_id for m in resp.received_messages]
+            subscriber.acknowledge(request={"subscription": path, "ack_ids": ids})
+        return [(m.message.data, dict(m.message.attributes)) for m in resp.received_messages]
+    except gexc.DeadlineExceeded:
+        return []
+    finally:
+        subscriber.close()
+
+
+def test_a_refused_command_is_acked_only_once_dead_lettered(
+    matcher_cfg: MatcherConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The dead-letter topic refuses the matcher's publish (say, a permission missing in the
+    cloud): the refused command is not acknowledged, so Pub/Sub hands it out again, and once
+    publishing works it lands on the dead-letter topic, with why; meanwhile the matcher goes
+    on applying good commands."""
+    cfg = matcher_cfg
+    caplog.set_level(logging.ERROR, logger="matcher")
+    forged = encode(Deposit(id="f-unsigned", user="alice", asset="ETH", amount=ETH, ref="f"))
+    with running(cfg) as matcher:
+        publish(cfg.pubsub, market_setup())
+        wait_applied(cfg, [c.id for c in market_setup()], 30)
+        real_publish = matcher.publisher.publish
+        failing = threading.Event()
+        failing.set()
+        refused_publishes: list[bytes] = []
+
+        def publish_to(topic: str, data: bytes, **attributes: str) -> Any:
+            if topic == matcher.dead_letter_topic and failing.is_set():
+                refused_publishes.append(data)
+                future: Future[str] = Future()
+                denied = gexc.PermissionDenied("injected: no pubsub.publisher")  # type: ignore[no-untyped-call]
+                future.set_exception(denied)
+                return future
+            return real_publish(topic, data, **attributes)
+
+        monkeypatch.setattr(matcher.publisher, "publish", publish_to)
+        raw = pubsub_v1.PublisherClient(
+            publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
+        )
+        topic = raw.topic_path(cfg.pubsub.project, cfg.pubsub.commands_topic)
+        raw.publish(topic, forged, ordering_key="alice").result(timeout=30)
+        raw.stop()
+        # A second delivery: the first was not acknowledged.
+        wait_for(lambda: len(refused_publishes) >= 2, 60, "the refused command handed out again")
+        genuine = Deposit(id="dep-bob", user="bob", asset="ETH", amount=ETH, ref="bob")
+        publish(cfg.pubsub, [genuine])
+        wait_applied(cfg, [genuine.id], 30)
+        assert _take_held_letters(cfg) == []  # nothing reached the dead-letter topic yet
+
+        failing.clear()
+        letters: list[tuple[bytes, dict[str, str]]] = []
+
+        def dead_lettered() -> bool:
+            letters.extend(_take_held_letters(cfg))
+            return bool(letters)
+
+        wait_for(dead_lettered, 60, "the refused command dead-lettered")
+
+    assert set(refused_publishes) == {forged}
+    assert [(data, attrs[REASON_ATTR]) for data, attrs in letters] == [(forged, "unsigned")]
+    assert _oplog_count(cfg) == len(market_setup()) + 1  # the forged deposit never applied
+    failures = [r for r in caplog.records if r.getMessage().startswith("dead-letter publish")]
+    assert len(failures) >= 2 and all(r.levelno == logging.ERROR for r in failures)

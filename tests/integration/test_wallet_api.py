@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import jwt
 import orjson
 import pytest
 import redis
@@ -20,6 +21,7 @@ from google.cloud import firestore
 from werkzeug.test import TestResponse
 
 from api.auth import sign_request
+from functions.auth.main import FAMILIES
 from infra.gateway import ROUTES, create_app
 from shared.config import MatcherConfig
 from shared.pubsub import CommandPublisher
@@ -460,6 +462,18 @@ def test_withdrawals(wallet_ex: Exchange, matcher: None) -> None:
     assert report["ok"] is True, report
 
 
+def token_proved_long_ago(ex: Exchange, email: str, age_s: int) -> str:
+    """An access token of a new session of ``email`` whose password proof is ``age_s`` old:
+    the session's proof time is written back, and a refresh carries it on (no clock to race)."""
+    pair = ex.client.post("/v1/auth/login", json={"email": email, "password": PASSWORD}).get_json()
+    sid = jwt.decode(pair["access_token"], options={"verify_signature": False})["sid"]
+    ex.firestore.collection(FAMILIES).document(sid).update({"auth_time": int(time.time()) - age_s})
+    resp = ex.client.post("/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+    assert resp.status_code == 200, resp.get_json()
+    token: str = resp.get_json()["access_token"]
+    return token
+
+
 def test_a_withdrawal_with_a_token_needs_a_fresh_proof(wallet_ex: Exchange, matcher: None) -> None:
     """A stolen access token must not move funds out: a withdrawal made with a token needs the
     password within FRESH_AUTH_MAX_AGE_S (login, or reauth). A withdraw key is its own proof."""
@@ -467,13 +481,13 @@ def test_a_withdrawal_with_a_token_needs_a_fresh_proof(wallet_ex: Exchange, matc
     list_market(ex)
     alice, token = user(ex, "alice")
     assert deposit(ex, alice, "USDT", "1000").status_code == 201
+    ex.configure(FRESH_AUTH_MAX_AGE_S="300")
     key = api_key(ex, token, ["withdraw"])  # made while the login is fresh
-    ex.configure(FRESH_AUTH_MAX_AGE_S="1")
-    time.sleep(1.1)
+    token = token_proved_long_ago(ex, "alice@example.com", age_s=3600)
 
     resp = withdraw(ex, token, "10", asset="USDT")
     assert (resp.status_code, error(resp)) == (401, "fresh_auth_required")
-    assert "max_age=1" in resp.headers["WWW-Authenticate"]
+    assert "max_age=300" in resp.headers["WWW-Authenticate"]
     assert ex.sql("SELECT count(*) FROM withdrawal_requests") == [[0]]
     resp = ex.client.post(
         "/v1/api-keys", json={"label": "late", "scopes": ["withdraw"]}, headers=bearer(token)
