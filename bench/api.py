@@ -474,7 +474,7 @@ def print_row(step: Step, phase: str) -> None:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def options(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="API round trips at fixed rates")
     parser.add_argument("--window", type=float, default=60.0, help="seconds a rate must hold")
     parser.add_argument("--quick", action="store_true", help="10 s windows")
@@ -490,8 +490,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gateway-threads", type=int, default=16)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
-    if args.quick:
-        args.window = 10.0
+    if args.quick:  # a shorter default; --window given on the command line still wins
+        parser.set_defaults(window=10.0)
+        args = parser.parse_args(argv)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = options(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     t0 = time.perf_counter()
