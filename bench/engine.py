@@ -1,7 +1,8 @@
 """Engine benchmark: one seeded stream per scenario through our engine and every peer that
 is installed, in one run. Fills must agree; the last line printed is JSON.
 
-Usage: ``python -m bench.engine [--n 200000] [--seed 1] [--repeat 3] [--orders 1000000]``.
+Usage: ``python -m bench.engine [--n 200000] [--seed 1] [--repeat 3] [--orders 1000000]
+[--cpu]``; ``--cpu`` times the ops by the process's CPU time instead of the wall clock.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.ours import run_ours, run_ours_stops
-from bench.peers import PeerResult, Runner, available_peers
+from bench.peers import PeerResult, Runner, available_peers, use_cpu_time
 from bench.streams import cancel_stream, mixed_stream, place_stream, stops_stream
 
 Scenario = Callable[[int, int], tuple[list[Any], list[Any]]]
@@ -50,7 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--orders", type=int, default=1_000_000, help="for the memory probe")
+    parser.add_argument("--cpu", action="store_true", help="time by CPU time, not wall clock")
     args = parser.parse_args(argv)
+    if args.cpu:
+        use_cpu_time()
 
     runners: dict[str, Runner] = {"ours": run_ours, **available_peers()}
     for missing in sorted({"pyorderbook", "liquibook", "orderly-chaos"} - runners.keys()):
@@ -94,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         engine_bytes_per_order=round(bytes_per_order),
         n=args.n,
         seed=args.seed,
+        clock="cpu" if args.cpu else "wall",
         mixed_vs_pyorderbook=round(ours / pyob, 2) if pyob else None,
         mixed_vs_liquibook=round(ours / liqui, 2) if liqui else None,
     )

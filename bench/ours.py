@@ -4,11 +4,10 @@ funds checked and frozen, fees charged, every event produced."""
 from __future__ import annotations
 
 import gc
-import time
 from collections.abc import Sequence
 from typing import Any
 
-from bench.peers import PeerResult
+from bench.peers import PeerResult, now
 from matcher_service.engine import Engine
 from shared.messages import (
     AnyCommand,
@@ -76,9 +75,9 @@ def run_ours(setup_ops: Sequence[tuple[Any, ...]], ops: Sequence[tuple[Any, ...]
     run(setup_ops)
     counter[0] = counter[1] = counter[2] = 0
     gc.collect()
-    start = time.perf_counter()
+    start = now()
     run(ops)
-    seconds = time.perf_counter() - start
+    seconds = now() - start
     return PeerResult("ours", len(ops), seconds, counter[0], counter[1], counter[2])
 
 
@@ -130,7 +129,7 @@ def run_ours_stops(
     run(setup_ops)
     counter[0] = counter[1] = counter[2] = 0
     gc.collect()
-    start = time.perf_counter()
+    start = now()
     run(ops)
-    seconds = time.perf_counter() - start
+    seconds = now() - start
     return PeerResult("ours", len(ops), seconds, counter[0], counter[1], counter[2])

@@ -3,7 +3,7 @@
 Every adapter has the same shape, ``run_<peer>(setup_ops, ops) -> PeerResult``:
 
 * ``setup_ops`` are applied first, untimed; fills and no-op cancels during setup are not counted;
-* ``ops`` are timed with ``time.perf_counter`` (after a ``gc.collect()``), through the same
+* ``ops`` are timed with :func:`now` (after a ``gc.collect()``), through the same
   dispatch loop (:func:`_apply`) for every peer, so the loop overhead is identical;
 * a fill is one maker/taker match (one trade); ``filled_qty`` sums the traded quantity;
 * a cancel of an order that does not rest (filled, already cancelled, unknown) is a no-op,
@@ -33,6 +33,20 @@ CancelFn = Callable[[int], object]
 Runner = Callable[[Sequence[tuple[Any, ...]], Sequence[tuple[Any, ...]]], "PeerResult"]
 
 SYMBOL = "X"
+
+_clock: Callable[[], float] = time.perf_counter
+
+
+def now() -> float:
+    """The clock every runner times its ops with: the wall clock unless :func:`use_cpu_time`."""
+    return _clock()
+
+
+def use_cpu_time() -> None:
+    """Time ops by this process's CPU time: on a machine shared with other work the wall
+    clock measures the load as much as the code (docs/benchmarks.md, "Engine, round 2")."""
+    global _clock
+    _clock = time.process_time
 
 
 @dataclass(frozen=True)
@@ -84,9 +98,9 @@ def _drive(
     _apply(setup_ops, place, cancel)
     tally.fills = tally.filled_qty = tally.cancel_noops = 0
     gc.collect()
-    start = time.perf_counter()
+    start = now()
     _apply(ops, place, cancel)
-    seconds = time.perf_counter() - start
+    seconds = now() - start
     return PeerResult(name, len(ops), seconds, tally.fills, tally.filled_qty, tally.cancel_noops)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
+from itertools import islice
 
 import msgspec
 from sortedcontainers import SortedDict
@@ -134,6 +135,14 @@ class Book:
 
     def depth(self, limit: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         """Top ``limit`` levels of each side as (price, total amount)."""
-        bids = [(lv.price, lv.qty) for lv in self.bids.values()[:limit]]
-        asks = [(lv.price, lv.qty) for lv in self.asks.values()[:limit]]
-        return bids, asks
+        return _top(self.bids, limit), _top(self.asks, limit)
+
+
+def _top(side: Side, limit: int) -> list[tuple[int, int]]:
+    """The first ``limit`` levels of ``side`` as (price, total amount), walking its keys once.
+
+    Runs for every market a batch touches (the market data build). Slicing ``values()``
+    instead goes through two Python-level views and a positional slice of the key list: 43 %
+    more time for the 50 levels the matcher publishes (docs/benchmarks.md, "Engine, round 3").
+    """
+    return [(lv.price, lv.qty) for lv in map(side.__getitem__, islice(side, limit))]
