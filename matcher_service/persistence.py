@@ -39,6 +39,9 @@ Batch = Sequence[tuple[AnyCommand, Applied]]
 _json = msgspec.json.Encoder()
 HOLDS = frozenset({"order_freeze", "order_release", "withdrawal_hold"})
 """Balance changes between available and frozen: not balance history (see the ledger table)."""
+NOT_LEDGER = HOLDS | {"trade_fee"}
+"""Balance changes without a ledger row: the holds, and the fee account's fee of each trade,
+which the trade's own row holds (``trades.maker_fee``/``taker_fee``, docs/decisions/0037)."""
 
 
 class Known(NamedTuple):
@@ -52,20 +55,26 @@ class FencedError(RuntimeError):
     """Another matcher took over: this one must stop applying commands."""
 
 
-class _Writes:
+class BatchWrites:
     """All of a batch's writes as ONE statement of data-modifying CTEs: one round trip
     instead of one per table. Each table's rows travel as one JSON parameter that Postgres
     unpacks (json_populate_recordset), encoded in C by msgspec; the driver's per-value array
-    escaping cost five times more."""
+    escaping cost five times more. Built by ``Store.prepare`` (on the thread that applied the
+    batch), sent by ``Store.write_prepared`` (on the committer thread)."""
 
-    def __init__(self) -> None:
+    def __init__(self, batch: Batch = ()) -> None:
+        self.batch = batch  # what the writes are of
         self.parts: list[str] = []
         self.params: dict[str, str] = {}
 
-    def add(self, rows: Sequence[dict[str, Any]], sql: str) -> None:
+    def add(self, rows: Sequence[dict[str, Any]], sql: str, keys: Sequence[int] = ()) -> None:
+        """``sql`` reads the rows as ``:{param}``; with ``keys``, also these integers as a
+        ``bigint[]`` in ``:{param}k``."""
         if rows:
             param = f"p{len(self.parts)}"
             self.params[param] = _json.encode(rows).decode()
+            if keys:
+                self.params[f"{param}k"] = "{" + ",".join(map(str, keys)) + "}"
             self.parts.append(sql.format(param=param))
 
     def insert(self, table: str, rows: Sequence[dict[str, Any]], tail: str = "") -> None:
@@ -83,14 +92,23 @@ class _Writes:
         ctes = ", ".join(f"w{i} AS ({part})" for i, part in enumerate(self.parts))
         db.run(f"WITH {ctes} SELECT 1", **self.params)
 
-    def run_fenced(self, db: Database, epoch: int) -> None:
+    def run_fenced(self, db: Database, epoch: int, published_seq: int | None = None) -> None:
         """Everything as one statement, so one transaction with no BEGIN or COMMIT round trip
         (it commits as it ends): its first part takes the lease row FOR SHARE and fails the
-        whole statement, writing nothing, unless the lease is still at ``epoch``."""
-        ctes = "".join(f", w{i} AS ({part})" for i, part in enumerate(self.parts))
-        db.run(f"WITH lease AS ({_FENCE}){ctes} SELECT ok FROM lease", epoch=epoch, **self.params)
+        whole statement, writing nothing, unless the lease is still at ``epoch``. With
+        ``published_seq``, the events cursor moves up to it in the same statement."""
+        parts, params = self.parts, self.params
+        if published_seq is not None:
+            parts = [*parts, _CURSOR]
+            params = {**params, "published": str(published_seq)}
+        ctes = "".join(f", w{i} AS ({part})" for i, part in enumerate(parts))
+        db.run(f"WITH lease AS ({_FENCE}){ctes} SELECT ok FROM lease", epoch=epoch, **params)
 
 
+_CURSOR: Final = (
+    "UPDATE outbox_cursor SET seq = CAST(:published AS bigint)"
+    " WHERE name = 'events' AND seq < CAST(:published AS bigint)"
+)
 _FENCED: Final = "fenced:"
 # One row, always: 1 when the lease is at :epoch, else an error that names both epochs (a
 # failed cast is how plain SQL raises).
@@ -138,15 +156,23 @@ class Store:
         records how far the events topic has been fed (by the batches before this one);
         ``parked`` are the commands the batch held back (matcher_service/sequencer.py),
         ``unparked`` the ids of those held back before that it applied."""
-        writes = self._statements(self._rows(batch), parked, unparked)
-        if published_seq is not None:
-            writes.parts.append(
-                "UPDATE outbox_cursor SET seq = CAST(:published AS bigint)"
-                " WHERE name = 'events' AND seq < CAST(:published AS bigint)"
-            )
-            writes.params["published"] = str(published_seq)
+        self.write_prepared(epoch, self.prepare(batch, parked, unparked), published_seq)
+
+    @classmethod
+    def prepare(
+        cls, batch: Batch, parked: Sequence[Parked] = (), unparked: Sequence[str] = ()
+    ) -> BatchWrites:
+        """``write_batch``'s writes, built but not sent: pure Python, so the matcher builds
+        them while the batch before is still being written."""
+        return cls._statements(cls._rows(batch), parked, unparked, batch)
+
+    def write_prepared(
+        self, epoch: int, writes: BatchWrites, published_seq: int | None = None
+    ) -> None:
+        """Run writes from ``prepare`` as ``write_batch`` does (the events cursor added now:
+        it is known only when the batch before has been sent)."""
         try:
-            writes.run_fenced(self.db, epoch)
+            writes.run_fenced(self.db, epoch, published_seq)
         except pg8000.exceptions.DatabaseError as exc:
             if _FENCED in str(exc):
                 raise FencedError(str(exc)) from None
@@ -182,7 +208,7 @@ class Store:
                 kind = type(ev)
                 if kind is BalanceChanged:
                     assert isinstance(ev, BalanceChanged)
-                    if ev.reason not in HOLDS:
+                    if ev.reason not in NOT_LEDGER:
                         ledger.append(
                             {
                                 "seq": seq, "ts": ts, "user_id": ev.user, "asset": ev.asset,
@@ -286,10 +312,12 @@ class Store:
         )  # fmt: skip
 
     @staticmethod
-    def _statements(rows: _Rows, parked: Sequence[Parked], unparked: Sequence[str]) -> _Writes:
+    def _statements(
+        rows: _Rows, parked: Sequence[Parked], unparked: Sequence[str], batch: Batch = ()
+    ) -> BatchWrites:
         """One statement for all of it: each table's rows inserted, upserted or applied as
         updates, then the parked commands held back and those released."""
-        writes = _Writes()
+        writes = BatchWrites(batch)
         writes.insert("oplog", rows.oplog)
         writes.insert("assets", rows.assets, "ON CONFLICT (asset) DO NOTHING")
         writes.insert(
@@ -308,7 +336,10 @@ class Store:
         # New orders carry their state at the end of the batch; updates touch older orders
         # only, so the two never meet in one statement.
         writes.insert("orders", list(rows.new_orders.values()))
-        # An update carries what its events said: the fields it lacks stay as they were.
+        # An update carries what its events said: the fields it lacks stay as they were. The
+        # orders are also named by an array: the planner, which takes a function's rows for
+        # a hundred, otherwise hash-joins them against a scan of the whole table (a cost
+        # that grows with every order ever placed) rather than looking each one up.
         writes.add(
             list(rows.updates.values()),
             "UPDATE orders SET status = COALESCE(u.status, orders.status),"
@@ -320,7 +351,9 @@ class Store:
             " triggered_ts = COALESCE(u.triggered_ts, orders.triggered_ts),"
             " updated_seq = u.updated_seq, updated_ts = u.updated_ts"
             " FROM json_populate_recordset(NULL::orders, CAST(:{param} AS json)) AS u"
-            " WHERE orders.order_id = u.order_id",
+            " WHERE orders.order_id = u.order_id"
+            " AND orders.order_id = ANY(CAST(:{param}k AS bigint[]))",
+            keys=list(rows.updates),
         )
         writes.insert(
             "order_lists",
