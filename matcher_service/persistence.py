@@ -44,6 +44,15 @@ NOT_LEDGER = HOLDS | {"trade_fee"}
 which the trade's own row holds (``trades.maker_fee``/``taker_fee``, docs/decisions/0037)."""
 
 
+ORDER_COLUMNS: Final = (
+    "order_id", "user_id", "market", "side", "order_type", "price", "amount", "quote_amount",
+    "time_in_force", "post_only", "client_order_id", "status", "filled", "filled_quote", "fee",
+    "frozen", "reason", "created_seq", "updated_seq", "created_ts", "updated_ts", "stop",
+    "stop_price", "expires_at", "list_id", "triggered_ts",
+)  # fmt: skip
+"""Every column of a new order's row (a row's missing keys are NULL)."""
+
+
 class Known(NamedTuple):
     seq: int
     ok: bool
@@ -94,9 +103,16 @@ class BatchWrites:
                 " AS r(seq, command_id, ts, no_command, ok, reason, order_id, command)"
             )
 
-    def insert(self, table: str, rows: Sequence[dict[str, Any]], tail: str = "") -> None:
+    def insert(
+        self,
+        table: str,
+        rows: Sequence[dict[str, Any]],
+        tail: str = "",
+        columns: Sequence[str] = (),
+    ) -> None:
+        """Rows of ``table`` (their columns: ``columns``, else the first row's keys)."""
         if rows:
-            cols = ", ".join(rows[0])
+            cols = ", ".join(columns or rows[0])
             self.add(
                 rows,
                 f"INSERT INTO {table} ({cols}) SELECT {cols} FROM"
@@ -251,18 +267,24 @@ class Store:
                 elif kind is OrderAccepted:
                     assert isinstance(ev, OrderAccepted)
                     entry["order_id"] = ev.order_id
-                    new_orders[ev.order_id] = {
+                    # Only the fields it has: a missing key is a NULL column, and the
+                    # server unpacks each key of each row (a plain order has ten empty).
+                    new = new_orders[ev.order_id] = {
                         "order_id": ev.order_id, "user_id": ev.user, "market": ev.market,
-                        "side": ev.side, "order_type": ev.order_type, "price": ev.price,
-                        "amount": ev.amount, "quote_amount": ev.quote_amount,
+                        "side": ev.side, "order_type": ev.order_type,
                         "time_in_force": ev.time_in_force, "post_only": ev.post_only,
-                        "client_order_id": ev.client_order_id, "status": "open", "filled": 0,
-                        "filled_quote": 0, "fee": 0, "frozen": 0, "reason": None,
+                        "status": "open", "filled": 0, "filled_quote": 0, "fee": 0, "frozen": 0,
                         "created_seq": seq, "updated_seq": seq, "created_ts": ts,
-                        "updated_ts": ts, "stop": ev.stop, "stop_price": ev.stop_price,
-                        "expires_at": ev.expires_at, "list_id": ev.list_id,
-                        "triggered_ts": None,
+                        "updated_ts": ts,
                     }  # fmt: skip
+                    for key, value in (
+                        ("price", ev.price), ("amount", ev.amount),
+                        ("quote_amount", ev.quote_amount), ("client_order_id", ev.client_order_id),
+                        ("stop", ev.stop), ("stop_price", ev.stop_price),
+                        ("expires_at", ev.expires_at), ("list_id", ev.list_id),
+                    ):  # fmt: skip
+                        if value is not None:
+                            new[key] = value
                 elif kind is OrderUpdated:
                     assert isinstance(ev, OrderUpdated)
                     row = new_orders.get(ev.order_id) or updates.setdefault(
@@ -355,7 +377,7 @@ class Store:
         )
         # New orders carry their state at the end of the batch; updates touch older orders
         # only, so the two never meet in one statement.
-        writes.insert("orders", list(rows.new_orders.values()))
+        writes.insert("orders", list(rows.new_orders.values()), columns=ORDER_COLUMNS)
         # An update carries what its events said: the fields it lacks stay as they were. The
         # orders are also named by an array: the planner, which takes a function's rows for
         # a hundred, otherwise hash-joins them against a scan of the whole table (a cost
