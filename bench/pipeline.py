@@ -4,9 +4,11 @@ Starts its own local stack on free ports (Postgres with fsync ON: ``pg_fast=Fals
 fresh databases, and measures:
 
 * durable path, in process (no Pub/Sub): what the matcher does per batch of 1,000 commands --
-  decode, dedupe lookup, engine apply, ``Store.write_batch`` (one transaction, commit),
+  decode, dedupe lookup (of the commands that may be redeliveries, as the matcher), engine
+  apply, ``Store.prepare`` then ``write_prepared`` (one transaction, commit),
   ``MarketData.publish`` (one Redis pipeline) -- over a mixed stream (deposits for 1,000 users,
-  then limit orders that rest and cross, and cancels); then the same path under cProfile;
+  then limit orders that rest and cross, and cancels, each numbered among its user's commands
+  as the API numbers them); then the same path under cProfile;
 * Pub/Sub emulator: the same stream (its first N commands) pre-published with the users as
   ordering keys, drained by a bare unary-pull consumer (pull up to 1,000, one ack per batch)
   and by the real ``Matcher`` (in a thread) on another subscription of the same topic;
@@ -62,7 +64,8 @@ from infra.services import Stack, StackConfig
 from matcher_service.engine import Engine
 from matcher_service.engine.snapshot import snapshot, state_hash
 from matcher_service.marketdata import MarketData
-from matcher_service.persistence import Store
+from matcher_service.persistence import BatchWrites, Store
+from matcher_service.sequencer import maybe_applied, user_of
 from matcher_service.service import Matcher
 from migrations.migrate import migrate
 from shared.config import MatcherConfig, PostgresConfig, PubSubConfig
@@ -76,6 +79,7 @@ from shared.messages import (
     Deposit,
     PlaceOrder,
     Trade,
+    UserSeq,
     command_decoder,
     encode,
 )
@@ -89,6 +93,7 @@ ETH_FUNDS = 100 * 10**8  # 100 ETH per user
 USDT_FUNDS = 1_000_000 * 10**6  # 1M USDT per user
 DEPTH_LEVELS = 50  # MatcherConfig defaults
 REPLY_TTL_S = 3600
+USER_SEQ_EPOCH = 1  # when the users' command counts began (any fixed time will do)
 
 Batch = list[tuple[AnyCommand, Applied]]
 
@@ -119,27 +124,37 @@ def deposits(users: Sequence[str]) -> list[AnyCommand]:
 
 
 def order_commands(
-    ops: Sequence[Op], users: Sequence[str], prefix: str, owner: dict[int, str] | None = None
+    ops: Sequence[Op],
+    users: Sequence[str],
+    prefix: str,
+    owner: dict[int, str] | None = None,
+    numbers: dict[str, int] | None = None,
 ) -> list[AnyCommand]:
     """Stream ops as commands (as bench/ours.py): buyers and sellers are disjoint halves of
     ``users``; every order carries a client id and cancels use it, so a cancel never depends
-    on the engine's order numbering (which follows delivery order across ordering keys)."""
+    on the engine's order numbering (which follows delivery order across ordering keys).
+    Each command is numbered among its user's commands (``user_seq``, counting on from
+    ``numbers``), as the API numbers every order and cancel it accepts (api/dispatch.py)."""
     half = len(users) // 2
     owner = {} if owner is None else owner
+    numbers = {} if numbers is None else numbers
     out: list[AnyCommand] = []
+    cmd: AnyCommand
     for n, op in enumerate(ops):
         oid = op[1]
         if len(op) == 5:
             _, _, is_buy, price, qty = op
             user = owner[oid] = users[oid % half + (0 if is_buy else half)]
-            out.append(
-                PlaceOrder(
-                    id=f"{prefix}{n}", user=user, market=MARKET, side="buy" if is_buy else "sell",
-                    price=price * TICK, amount=qty * STEP, client_order_id=f"c{oid}",
-                )
+            cmd = PlaceOrder(
+                id=f"{prefix}{n}", user=user, market=MARKET, side="buy" if is_buy else "sell",
+                price=price * TICK, amount=qty * STEP, client_order_id=f"c{oid}",
             )  # fmt: skip
         else:
-            out.append(CancelOrder(id=f"{prefix}{n}", user=owner[oid], client_order_id=f"c{oid}"))
+            user = owner[oid]
+            cmd = CancelOrder(id=f"{prefix}{n}", user=user, client_order_id=f"c{oid}")
+        numbers[user] = cmd_n = numbers.get(user, 0) + 1
+        cmd.user_seq = UserSeq(USER_SEQ_EPOCH, cmd_n)
+        out.append(cmd)
     return out
 
 
@@ -239,11 +254,24 @@ class DurableResult:
     seconds: float
     batches: int
     stages: dict[str, float]  # seconds in each stage, summed over batches
-    commit_ms: list[float]  # write_batch per batch
+    commit_ms: list[float]  # write_prepared per batch
     ok: int = 0
     trades: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
     cpu_s: float = 0.0  # this process's CPU time (all threads) over the run
+
+
+def backend_cpu_s(pids: Sequence[int]) -> float:
+    """CPU seconds (user + system) the Postgres backends ``pids`` have used so far: the
+    server's share of the work, which the machine's load does not inflate as it does wall
+    time (the benchmark runs its own local cluster, so the backends are on this machine)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
 
 
 def now_ms() -> int:
@@ -261,11 +289,12 @@ def run_durable(
 ) -> DurableResult:
     """The matcher's per-batch path without Pub/Sub, on pre-encoded commands, pipelined as
     the matcher is: a batch is decoded, deduplicated (on a second connection, ``reads``, and
-    against the batch in flight), applied and its Redis pipeline built on this thread, then
+    against the batch in flight), applied and its Redis pipeline and Postgres statement
+    (``Store.prepare``) built on this thread, then
     handed to a committer thread (its statement, then its Redis pipeline) once the batch
     before it is done there. Stages "decode" to "wait" are this thread's time; "commit" and
     "redis" are the committer thread's (``commit_ms`` is its statement per batch)."""
-    stages = dict.fromkeys(("decode", "dedupe", "apply", "publish", "wait"), 0.0)
+    stages = dict.fromkeys(("decode", "dedupe", "apply", "publish", "rows", "wait"), 0.0)
     committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit")
     in_flight: Future[tuple[float, float]] | None = None
     in_flight_ids: set[str] = set()
@@ -273,11 +302,11 @@ def run_durable(
     commit_ms: list[float] = []
     epoch = store.take_lease("bench")
 
-    def commit_and_send(batch: Batch, published: int, pipe: Any) -> tuple[float, float]:
+    def commit_and_send(writes: BatchWrites, published: int, pipe: Any) -> tuple[float, float]:
         if committer_profile is not None:
             committer_profile.enable()
         t = time.perf_counter()
-        store.write_batch(epoch, batch, published)
+        store.write_prepared(epoch, writes, published)
         t_commit = time.perf_counter()
         if pipe is not None:
             pipe.execute()
@@ -303,7 +332,11 @@ def run_durable(
         t0 = time.perf_counter()
         commands: list[AnyCommand] = [decode(p) for p in payloads[i : i + batch_size]]
         t1 = time.perf_counter()
-        known = reads.known_results([c.id for c in commands])
+        # As the matcher: only commands that may be in the oplog already are looked up
+        # (numbered at or before their user's place, or not numbered: the deposits).
+        seqs = engine.user_seqs
+        ids = [c.id for c in commands if maybe_applied(c, seqs.get(user_of(c) or ""))]
+        known = reads.known_results(ids) if ids else {}
         t2 = time.perf_counter()
         ts = last_ts = max(now_ms(), last_ts)
         batch: Batch = []
@@ -316,14 +349,16 @@ def run_durable(
         t3 = time.perf_counter()
         pipe = md.prepare(engine, batch)
         t4 = time.perf_counter()
+        writes = Store.prepare(batch)
+        t4b = time.perf_counter()
         settle()
         t5 = time.perf_counter()
-        in_flight = committer.submit(commit_and_send, batch, published, pipe)
+        in_flight = committer.submit(commit_and_send, writes, published, pipe)
         in_flight_ids = {c.id for c, _ in batch}
         published = engine.seq
         for key, dt in (
             ("decode", t1 - t0), ("dedupe", t2 - t1), ("apply", t3 - t2), ("publish", t4 - t3),
-            ("wait", t5 - t4),
+            ("rows", t4b - t4), ("wait", t5 - t4b),
         ):  # fmt: skip
             stages[key] += dt
         for _, ap in batch:
@@ -392,25 +427,25 @@ def profile_breakdown(
         {"prepare", "_trade", "_depth", "_reply_json", "_write_ticker", "_write_klines"},
     )  # fmt: skip
     wait = _cum(stats, "bench/pipeline.py", "settle")
+    rows_s = _cum(stats, "persistence.py", "prepare")
+    enc = _cum_from(stats, "~", "<method 'encode' of 'msgspec.json.Encoder' objects>", {"add"})
     parts = [
         ("main: decode commands (msgspec)", decode),
         ("main: dedupe lookup (Postgres SELECT)", dedupe),
         ("main: engine apply", engine),
         ("main: build market data (Python)", publish - dumps),
         ("main: orjson encode of market data", dumps),
+        ("main: build Postgres rows (Python)", rows_s - enc),
+        ("main: msgspec JSON encode of rows", enc),
         ("main: wait for the batch before on the committer thread", wait),
     ]
     parts.append(("main: rest (loop, stamping, counting)", total - sum(s for _, s in parts)))
-    write = _cum(cstats, "persistence.py", "write_batch")
-    pg = _cum_from(cstats, "bench/pipeline.py", "run", {"write_batch", "run_fenced", "_insert"})
-    enc = _cum_from(
-        cstats, "~", "<method 'encode' of 'msgspec.json.Encoder' objects>", {"_rows", "_add"}
-    )
+    write = _cum(cstats, "persistence.py", "write_prepared")
+    pg = _cum_from(cstats, "bench/pipeline.py", "run", {"run_fenced"})
     execute = _cum(cstats, "redis/client.py", "execute")
     parts += [
-        ("committer: build rows (Python)", write - pg - enc),
-        ("committer: msgspec JSON encode of rows", enc),
         ("committer: Postgres statement + commit (pg8000 + server)", pg),
+        ("committer: rest of write_prepared", write - pg),
         ("committer: Redis pipeline execute (redis-py + server)", execute),
     ]
     top: list[str] = []
@@ -617,7 +652,10 @@ def phase_durable(args: argparse.Namespace, rep: Report, redis_url: str) -> None
     engine = Engine()
     md = MarketData(r, DEPTH_LEVELS, REPLY_TTL_S)
     md.rebuild(engine, [], now_ms=now_ms())
+    backends = [int(db.run("SELECT pg_backend_pid()")[0][0]) for db in (timed, timed_reads)]
+    pg_cpu = backend_cpu_s(backends)
     res = run_durable(store, Store(timed_reads), md, payloads, args.batch, engine)
+    pg_cpu = backend_cpu_s(backends) - pg_cpu
     timed.close()
     timed_reads.close()
     for label, sec in timed_reads.seconds.items():
@@ -636,7 +674,9 @@ def phase_durable(args: argparse.Namespace, rep: Report, redis_url: str) -> None
     rep.row("durable cmds/s (Postgres fsync on)", f"{rate:,.0f}", f"{res.batches} batches")
     cpu_us = res.cpu_s * 1e6 / res.commands
     rep.row("  CPU of this process, us per command", f"{cpu_us:.1f}", "all threads")
-    rep.row("  commit (write_batch) p50 / p99 ms", f"{p50:.1f} / {p99:.1f}")
+    pg_us = pg_cpu * 1e6 / res.commands
+    rep.row("  CPU of its Postgres backends, us per command", f"{pg_us:.1f}", "both connections")
+    rep.row("  commit (write_prepared) p50 / p99 ms", f"{p50:.1f} / {p99:.1f}")
     main_ms = sum(v for k, v in per_batch.items() if "thread" not in k)
     for k, v in per_batch.items():
         note = "" if "thread" in k else f"{100 * v / main_ms:.0f}% of the main thread"
@@ -646,6 +686,7 @@ def phase_durable(args: argparse.Namespace, rep: Report, redis_url: str) -> None
         rep.row(f"    pg {label}, ms per batch", f"{ms:.2f}", f"x{timed.count[label]}")
     rep.figures.update(
         durable_cmds_per_s=round(rate), durable_cpu_us_per_cmd=round(cpu_us, 1),
+        durable_pg_cpu_us_per_cmd=round(pg_us, 1),
         p50_commit_ms=round(p50, 2), p99_commit_ms=round(p99, 2),
         durable_commands=res.commands, durable_trades=res.trades,
         durable_stage_ms_per_batch={k: round(v, 2) for k, v in per_batch.items()},
@@ -899,8 +940,9 @@ def phase_cold(args: argparse.Namespace, rep: Report, redis_url: str) -> None:
     live = list(range(1, args.cold_orders + 1))
     tail = tail_ops(args.cold_replay, args.cold_orders + 1, live, args.seed)
     owner: dict[int, str] = {}
-    head = admin_commands() + deposits(users) + order_commands(book, users, "b", owner)
-    tail_cmds = order_commands(tail, users, "t", owner)
+    numbers: dict[str, int] = {}
+    head = admin_commands() + deposits(users) + order_commands(book, users, "b", owner, numbers)
+    tail_cmds = order_commands(tail, users, "t", owner, numbers)
     r = redis.Redis.from_url(redis_url)
     r.flushall()
     r.close()

@@ -82,23 +82,37 @@ _T, _O, _H, _L, _C, _V, _Q, _N, _MARK = range(9)
 _B_T, _B_O, _B_H, _B_L, _B_V, _B_Q, _B_N = range(7)
 
 _SCALES: Final = tuple(10**p for p in range(19))
-_FORMATTED: Final[tuple[dict[int, str], ...]] = tuple({} for _ in range(19))
-"""Per precision, amounts already formatted: prices and amounts repeat (levels, lots), and a
-dict lookup costs a fraction of formatting. Emptied when it grows past _FORMATTED_MAX."""
 _FORMATTED_MAX: Final = 100_000
+
+
+class _Formatted(dict[int, str]):
+    """Amounts of one precision already formatted, by units: prices and amounts repeat
+    (levels, lots), and ``table[units]`` is one dict lookup in C, where a call to ``fmt``
+    costs a Python frame (a dozen per order). A miss formats and keeps the text; emptied
+    when it grows past _FORMATTED_MAX."""
+
+    __slots__ = ("precision",)
+
+    def __init__(self, precision: int) -> None:
+        super().__init__()
+        self.precision = precision
+
+    def __missing__(self, units: int) -> str:
+        text = _format(units, self.precision)
+        if len(self) >= _FORMATTED_MAX:
+            self.clear()
+        self[units] = text
+        return text
+
+
+_FORMATTED: Final[tuple[_Formatted, ...]] = tuple(_Formatted(p) for p in range(19))
+"""Per precision, ``_FORMATTED[precision][units]`` is ``fmt(units, precision)``."""
 
 
 def fmt(units: int, precision: int) -> str:
     """``shared.money.format_units``, several times faster (it runs a dozen times per order):
     same output for every integer and precision 0 to 18 (the test holds them equal)."""
-    known = _FORMATTED[precision]
-    text = known.get(units)
-    if text is None:
-        text = _format(units, precision)
-        if len(known) >= _FORMATTED_MAX:
-            known.clear()
-        known[units] = text
-    return text
+    return _FORMATTED[precision][units]
 
 
 def _format(units: int, precision: int) -> str:
@@ -204,33 +218,37 @@ def _diff(prev: dict[int, int], new: list[tuple[int, int]], best_high: bool) -> 
 
 
 def _side_json(levels: Iterable[tuple[int, int] | list[int]], qp: int, bp: int) -> list[list[str]]:
-    return [[fmt(p, qp), fmt(a, bp)] for p, a in levels]
+    q, b = _FORMATTED[qp], _FORMATTED[bp]
+    return [[q[p], b[a]] for p, a in levels]
 
 
 def _order_json(acc: OrderAccepted, upd: OrderUpdated | None, m: Market) -> JSON:
     """The state of an order placed by one command: its acceptance plus its last update."""
     bp, qp = m.base_precision, m.quote_precision
+    b, q = _FORMATTED[bp], _FORMATTED[qp]
     is_buy = acc.side == "buy"
     price, amount, quote_amount = acc.price, acc.amount, acc.quote_amount
-    return {
+    order: JSON = {
         "order_id": acc.order_id,
         "market": acc.market,
         "side": acc.side,
         "type": acc.order_type,
-        "price": None if price is None else fmt(price, qp),
-        "amount": None if amount is None else fmt(amount, bp),
-        "quote_amount": None if quote_amount is None else fmt(quote_amount, qp),
+        "price": None if price is None else q[price],
+        "amount": None if amount is None else b[amount],
+        "quote_amount": None if quote_amount is None else q[quote_amount],
         "time_in_force": acc.time_in_force,
         "post_only": acc.post_only,
         "client_order_id": acc.client_order_id,
         "status": upd.status if upd else "open",
-        "filled": fmt(upd.filled if upd else 0, bp),
-        "filled_quote": fmt(upd.filled_quote if upd else 0, qp),
-        "fee": fmt(upd.fee if upd else 0, bp if is_buy else qp),
+        "filled": b[upd.filled if upd else 0],
+        "filled_quote": q[upd.filled_quote if upd else 0],
+        "fee": (b if is_buy else q)[upd.fee if upd else 0],
         "reason": upd.reason if upd else None,
         "ts": acc.ts,
-        **_stop_fields(acc, qp),
     }
+    if acc.stop is not None or acc.expires_at is not None or acc.list_id is not None:
+        order.update(_stop_fields(acc, qp))
+    return order
 
 
 def _stop_fields(acc: OrderAccepted, qp: int) -> JSON:
@@ -288,13 +306,14 @@ def _asset_json(asset: str, precision: int) -> bytes:
 
 
 def _balance_message(ev: BalanceChanged, precision: int) -> JSON:
+    f = _FORMATTED[precision]
     return {
         "channel": "balances",
         "asset": ev.asset,
-        "available": fmt(ev.available, precision),
-        "frozen": fmt(ev.frozen, precision),
-        "delta_available": fmt(ev.delta_available, precision),
-        "delta_frozen": fmt(ev.delta_frozen, precision),
+        "available": f[ev.available],
+        "frozen": f[ev.frozen],
+        "delta_available": f[ev.delta_available],
+        "delta_frozen": f[ev.delta_frozen],
         "reason": ev.reason,
         "ref": ev.ref,
     }
@@ -302,22 +321,25 @@ def _balance_message(ev: BalanceChanged, precision: int) -> JSON:
 
 def _order_accepted_message(ev: OrderAccepted, m: Market) -> JSON:
     bp, qp = m.base_precision, m.quote_precision
-    return {
+    b, q = _FORMATTED[bp], _FORMATTED[qp]
+    msg = {
         "channel": "orders",
         "event": "order_accepted",
         "order_id": ev.order_id,
         "market": ev.market,
         "side": ev.side,
         "type": ev.order_type,
-        "price": None if ev.price is None else fmt(ev.price, qp),
-        "amount": None if ev.amount is None else fmt(ev.amount, bp),
-        "quote_amount": None if ev.quote_amount is None else fmt(ev.quote_amount, qp),
+        "price": None if ev.price is None else q[ev.price],
+        "amount": None if ev.amount is None else b[ev.amount],
+        "quote_amount": None if ev.quote_amount is None else q[ev.quote_amount],
         "time_in_force": ev.time_in_force,
         "post_only": ev.post_only,
         "client_order_id": ev.client_order_id,
         "ts": ev.ts,
-        **_stop_fields(ev, qp),
     }
+    if ev.stop is not None or ev.expires_at is not None or ev.list_id is not None:
+        msg.update(_stop_fields(ev, qp))
+    return msg
 
 
 def _order_triggered_message(ev: OrderTriggered, m: Market) -> JSON:
@@ -366,7 +388,7 @@ def _order_list_message(ev: OrderListChanged) -> JSON:
 
 def _order_updated_message(ev: OrderUpdated, is_buy: bool, m: Market) -> JSON:
     """The update of an order that buys when ``is_buy`` (the event does not say)."""
-    bp, qp = m.base_precision, m.quote_precision
+    b, q = _FORMATTED[m.base_precision], _FORMATTED[m.quote_precision]
     return {
         "channel": "orders",
         "event": "order_updated",
@@ -374,10 +396,10 @@ def _order_updated_message(ev: OrderUpdated, is_buy: bool, m: Market) -> JSON:
         "market": ev.market,
         "side": "buy" if is_buy else "sell",
         "status": ev.status,
-        "filled": fmt(ev.filled, bp),
-        "filled_quote": fmt(ev.filled_quote, qp),
-        "fee": fmt(ev.fee, bp if is_buy else qp),
-        "frozen": fmt(ev.frozen, qp if is_buy else bp),
+        "filled": b[ev.filled],
+        "filled_quote": q[ev.filled_quote],
+        "fee": (b if is_buy else q)[ev.fee],
+        "frozen": (q if is_buy else b)[ev.frozen],
         "reason": ev.reason,
     }
 
@@ -654,10 +676,11 @@ class MarketData:
         taker_buys = ev.taker_side == "buy"
         sides[ev.taker_order_id] = taker_buys
         sides[ev.maker_order_id] = not taker_buys
-        price, amount, quote = fmt(ev.price, qp), fmt(ev.amount, bp), fmt(ev.quote, qp)
+        b, q = _FORMATTED[bp], _FORMATTED[qp]
+        price, amount, quote = q[ev.price], b[ev.amount], q[ev.quote]
         st.batch_trades.append(_trade_json(ev, price, amount, quote))
-        base_fee = fmt(ev.taker_fee if taker_buys else ev.maker_fee, bp)
-        quote_fee = fmt(ev.maker_fee if taker_buys else ev.taker_fee, qp)
+        base_fee = b[ev.taker_fee if taker_buys else ev.maker_fee]
+        quote_fee = q[ev.maker_fee if taker_buys else ev.taker_fee]
         for user, oid, role, is_buy in (
             (ev.taker_user, ev.taker_order_id, "taker", taker_buys),
             (ev.maker_user, ev.maker_order_id, "maker", not taker_buys),

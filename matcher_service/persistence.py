@@ -39,6 +39,18 @@ Batch = Sequence[tuple[AnyCommand, Applied]]
 _json = msgspec.json.Encoder()
 HOLDS = frozenset({"order_freeze", "order_release", "withdrawal_hold"})
 """Balance changes between available and frozen: not balance history (see the ledger table)."""
+NOT_LEDGER = HOLDS | {"trade_fee"}
+"""Balance changes without a ledger row: the holds, and the fee account's fee of each trade,
+which the trade's own row holds (``trades.maker_fee``/``taker_fee``, docs/decisions/0037)."""
+
+
+ORDER_COLUMNS: Final = (
+    "order_id", "user_id", "market", "side", "order_type", "price", "amount", "quote_amount",
+    "time_in_force", "post_only", "client_order_id", "status", "filled", "filled_quote", "fee",
+    "frozen", "reason", "created_seq", "updated_seq", "created_ts", "updated_ts", "stop",
+    "stop_price", "expires_at", "list_id", "triggered_ts",
+)  # fmt: skip
+"""Every column of a new order's row (a row's missing keys are NULL)."""
 
 
 class Known(NamedTuple):
@@ -52,25 +64,56 @@ class FencedError(RuntimeError):
     """Another matcher took over: this one must stop applying commands."""
 
 
-class _Writes:
+class BatchWrites:
     """All of a batch's writes as ONE statement of data-modifying CTEs: one round trip
     instead of one per table. Each table's rows travel as one JSON parameter that Postgres
     unpacks (json_populate_recordset), encoded in C by msgspec; the driver's per-value array
-    escaping cost five times more."""
+    escaping cost five times more. Built by ``Store.prepare`` (on the thread that applied the
+    batch), sent by ``Store.write_prepared`` (on the committer thread)."""
 
-    def __init__(self) -> None:
+    def __init__(self, batch: Batch = ()) -> None:
+        self.batch = batch  # what the writes are of
         self.parts: list[str] = []
         self.params: dict[str, str] = {}
 
-    def add(self, rows: Sequence[dict[str, Any]], sql: str) -> None:
+    def add(self, rows: Sequence[dict[str, Any]], sql: str, keys: Sequence[int] = ()) -> None:
+        """``sql`` reads the rows as ``:{param}``; with ``keys``, also these integers as a
+        ``bigint[]`` in ``:{param}k``."""
         if rows:
             param = f"p{len(self.parts)}"
             self.params[param] = _json.encode(rows).decode()
+            if keys:
+                self.params[f"{param}k"] = "{" + ",".join(map(str, keys)) + "}"
             self.parts.append(sql.format(param=param))
 
-    def insert(self, table: str, rows: Sequence[dict[str, Any]], tail: str = "") -> None:
+    def add_oplog(self, rows: Sequence[dict[str, Any]], commands: Sequence[bytes]) -> None:
+        """The oplog rows, their commands apart: one text of the commands' JSON joined by
+        newlines (JSON has none outside its strings' escapes) that Postgres splits and zips
+        with the rows, rather than each command a JSON string inside the row, escaped by the
+        encoder and unescaped again by the server (an eighth less backend CPU for the insert,
+        docs/benchmarks.md)."""
         if rows:
-            cols = ", ".join(rows[0])
+            param = f"p{len(self.parts)}"
+            self.params[param] = _json.encode(rows).decode()
+            self.params[f"{param}c"] = b"\n".join(commands).decode()
+            self.parts.append(
+                "INSERT INTO oplog (seq, command_id, ts, command, ok, reason, order_id)"
+                " SELECT r.seq, r.command_id, r.ts, r.command, r.ok, r.reason, r.order_id"
+                f" FROM ROWS FROM (json_populate_recordset(NULL::oplog, CAST(:{param} AS json)),"
+                f" unnest(string_to_array(CAST(:{param}c AS text), chr(10))))"
+                " AS r(seq, command_id, ts, no_command, ok, reason, order_id, command)"
+            )
+
+    def insert(
+        self,
+        table: str,
+        rows: Sequence[dict[str, Any]],
+        tail: str = "",
+        columns: Sequence[str] = (),
+    ) -> None:
+        """Rows of ``table`` (their columns: ``columns``, else the first row's keys)."""
+        if rows:
+            cols = ", ".join(columns or rows[0])
             self.add(
                 rows,
                 f"INSERT INTO {table} ({cols}) SELECT {cols} FROM"
@@ -83,14 +126,23 @@ class _Writes:
         ctes = ", ".join(f"w{i} AS ({part})" for i, part in enumerate(self.parts))
         db.run(f"WITH {ctes} SELECT 1", **self.params)
 
-    def run_fenced(self, db: Database, epoch: int) -> None:
+    def run_fenced(self, db: Database, epoch: int, published_seq: int | None = None) -> None:
         """Everything as one statement, so one transaction with no BEGIN or COMMIT round trip
         (it commits as it ends): its first part takes the lease row FOR SHARE and fails the
-        whole statement, writing nothing, unless the lease is still at ``epoch``."""
-        ctes = "".join(f", w{i} AS ({part})" for i, part in enumerate(self.parts))
-        db.run(f"WITH lease AS ({_FENCE}){ctes} SELECT ok FROM lease", epoch=epoch, **self.params)
+        whole statement, writing nothing, unless the lease is still at ``epoch``. With
+        ``published_seq``, the events cursor moves up to it in the same statement."""
+        parts, params = self.parts, self.params
+        if published_seq is not None:
+            parts = [*parts, _CURSOR]
+            params = {**params, "published": str(published_seq)}
+        ctes = "".join(f", w{i} AS ({part})" for i, part in enumerate(parts))
+        db.run(f"WITH lease AS ({_FENCE}){ctes} SELECT ok FROM lease", epoch=epoch, **params)
 
 
+_CURSOR: Final = (
+    "UPDATE outbox_cursor SET seq = CAST(:published AS bigint)"
+    " WHERE name = 'events' AND seq < CAST(:published AS bigint)"
+)
 _FENCED: Final = "fenced:"
 # One row, always: 1 when the lease is at :epoch, else an error that names both epochs (a
 # failed cast is how plain SQL raises).
@@ -107,6 +159,7 @@ class _Rows(NamedTuple):
     """One batch's rows by table (Store._rows); dicts are keyed by the row's primary key."""
 
     oplog: list[dict[str, Any]]
+    commands: list[bytes]  # the oplog rows' commands (JSON), in the same order
     ledger: list[dict[str, Any]]
     balances: dict[tuple[str, str], dict[str, Any]]
     new_orders: dict[int, dict[str, Any]]
@@ -138,15 +191,23 @@ class Store:
         records how far the events topic has been fed (by the batches before this one);
         ``parked`` are the commands the batch held back (matcher_service/sequencer.py),
         ``unparked`` the ids of those held back before that it applied."""
-        writes = self._statements(self._rows(batch), parked, unparked)
-        if published_seq is not None:
-            writes.parts.append(
-                "UPDATE outbox_cursor SET seq = CAST(:published AS bigint)"
-                " WHERE name = 'events' AND seq < CAST(:published AS bigint)"
-            )
-            writes.params["published"] = str(published_seq)
+        self.write_prepared(epoch, self.prepare(batch, parked, unparked), published_seq)
+
+    @classmethod
+    def prepare(
+        cls, batch: Batch, parked: Sequence[Parked] = (), unparked: Sequence[str] = ()
+    ) -> BatchWrites:
+        """``write_batch``'s writes, built but not sent: pure Python, so the matcher builds
+        them while the batch before is still being written."""
+        return cls._statements(cls._rows(batch), parked, unparked, batch)
+
+    def write_prepared(
+        self, epoch: int, writes: BatchWrites, published_seq: int | None = None
+    ) -> None:
+        """Run writes from ``prepare`` as ``write_batch`` does (the events cursor added now:
+        it is known only when the batch before has been sent)."""
         try:
-            writes.run_fenced(self.db, epoch)
+            writes.run_fenced(self.db, epoch, published_seq)
         except pg8000.exceptions.DatabaseError as exc:
             if _FENCED in str(exc):
                 raise FencedError(str(exc)) from None
@@ -160,6 +221,7 @@ class Store:
         """The batch's rows, table by table: every command's oplog entry and the effects of its
         events, each row keyed so that a later change in the batch replaces an earlier one."""
         oplog: list[dict[str, Any]] = []
+        commands: list[bytes] = []
         ledger: list[dict[str, Any]] = []
         balances: dict[tuple[str, str], dict[str, Any]] = {}
         new_orders: dict[int, dict[str, Any]] = {}
@@ -174,15 +236,16 @@ class Store:
         for cmd, applied in batch:
             seq, ts = applied.seq, cmd.ts
             entry = {
-                "seq": seq, "command_id": cmd.id, "ts": ts, "command": _json.encode(cmd).decode(),
-                "ok": applied.ok, "reason": applied.reason, "order_id": None,
+                "seq": seq, "command_id": cmd.id, "ts": ts, "ok": applied.ok,
+                "reason": applied.reason, "order_id": None,
             }  # fmt: skip
             oplog.append(entry)
+            commands.append(_json.encode(cmd))
             for ev in applied.events:
                 kind = type(ev)
                 if kind is BalanceChanged:
                     assert isinstance(ev, BalanceChanged)
-                    if ev.reason not in HOLDS:
+                    if ev.reason not in NOT_LEDGER:
                         ledger.append(
                             {
                                 "seq": seq, "ts": ts, "user_id": ev.user, "asset": ev.asset,
@@ -205,18 +268,24 @@ class Store:
                 elif kind is OrderAccepted:
                     assert isinstance(ev, OrderAccepted)
                     entry["order_id"] = ev.order_id
-                    new_orders[ev.order_id] = {
+                    # Only the fields it has: a missing key is a NULL column, and the
+                    # server unpacks each key of each row (a plain order has ten empty).
+                    new = new_orders[ev.order_id] = {
                         "order_id": ev.order_id, "user_id": ev.user, "market": ev.market,
-                        "side": ev.side, "order_type": ev.order_type, "price": ev.price,
-                        "amount": ev.amount, "quote_amount": ev.quote_amount,
+                        "side": ev.side, "order_type": ev.order_type,
                         "time_in_force": ev.time_in_force, "post_only": ev.post_only,
-                        "client_order_id": ev.client_order_id, "status": "open", "filled": 0,
-                        "filled_quote": 0, "fee": 0, "frozen": 0, "reason": None,
+                        "status": "open", "filled": 0, "filled_quote": 0, "fee": 0, "frozen": 0,
                         "created_seq": seq, "updated_seq": seq, "created_ts": ts,
-                        "updated_ts": ts, "stop": ev.stop, "stop_price": ev.stop_price,
-                        "expires_at": ev.expires_at, "list_id": ev.list_id,
-                        "triggered_ts": None,
+                        "updated_ts": ts,
                     }  # fmt: skip
+                    for key, value in (
+                        ("price", ev.price), ("amount", ev.amount),
+                        ("quote_amount", ev.quote_amount), ("client_order_id", ev.client_order_id),
+                        ("stop", ev.stop), ("stop_price", ev.stop_price),
+                        ("expires_at", ev.expires_at), ("list_id", ev.list_id),
+                    ):  # fmt: skip
+                        if value is not None:
+                            new[key] = value
                 elif kind is OrderUpdated:
                     assert isinstance(ev, OrderUpdated)
                     row = new_orders.get(ev.order_id) or updates.setdefault(
@@ -281,16 +350,18 @@ class Store:
                     assert isinstance(ev, MarketChanged)
                     markets[ev.market] = {**msgspec.structs.asdict(ev), "seq": seq}
         return _Rows(
-            oplog, ledger, balances, new_orders, updates, trades, deposits, withdrawals, assets,
-            markets, lists,
+            oplog, commands, ledger, balances, new_orders, updates, trades, deposits, withdrawals,
+            assets, markets, lists,
         )  # fmt: skip
 
     @staticmethod
-    def _statements(rows: _Rows, parked: Sequence[Parked], unparked: Sequence[str]) -> _Writes:
+    def _statements(
+        rows: _Rows, parked: Sequence[Parked], unparked: Sequence[str], batch: Batch = ()
+    ) -> BatchWrites:
         """One statement for all of it: each table's rows inserted, upserted or applied as
         updates, then the parked commands held back and those released."""
-        writes = _Writes()
-        writes.insert("oplog", rows.oplog)
+        writes = BatchWrites(batch)
+        writes.add_oplog(rows.oplog, rows.commands)
         writes.insert("assets", rows.assets, "ON CONFLICT (asset) DO NOTHING")
         writes.insert(
             "markets",
@@ -307,8 +378,11 @@ class Store:
         )
         # New orders carry their state at the end of the batch; updates touch older orders
         # only, so the two never meet in one statement.
-        writes.insert("orders", list(rows.new_orders.values()))
-        # An update carries what its events said: the fields it lacks stay as they were.
+        writes.insert("orders", list(rows.new_orders.values()), columns=ORDER_COLUMNS)
+        # An update carries what its events said: the fields it lacks stay as they were. The
+        # orders are also named by an array: the planner, which takes a function's rows for
+        # a hundred, otherwise hash-joins them against a scan of the whole table (a cost
+        # that grows with every order ever placed) rather than looking each one up.
         writes.add(
             list(rows.updates.values()),
             "UPDATE orders SET status = COALESCE(u.status, orders.status),"
@@ -320,7 +394,9 @@ class Store:
             " triggered_ts = COALESCE(u.triggered_ts, orders.triggered_ts),"
             " updated_seq = u.updated_seq, updated_ts = u.updated_ts"
             " FROM json_populate_recordset(NULL::orders, CAST(:{param} AS json)) AS u"
-            " WHERE orders.order_id = u.order_id",
+            " WHERE orders.order_id = u.order_id"
+            " AND orders.order_id = ANY(CAST(:{param}k AS bigint[]))",
+            keys=list(rows.updates),
         )
         writes.insert(
             "order_lists",

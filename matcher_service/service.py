@@ -37,7 +37,7 @@ from google.pubsub_v1.types import PullResponse
 from matcher_service.engine import Engine
 from matcher_service.engine.snapshot import restore, snapshot, state_hash
 from matcher_service.marketdata import MarketData
-from matcher_service.persistence import Batch, FencedError, Known, Store
+from matcher_service.persistence import Batch, BatchWrites, FencedError, Known, Store
 from matcher_service.sequencer import Parked, Sequencer, maybe_applied, user_of
 from shared import outbox
 from shared.config import MatcherConfig
@@ -121,7 +121,7 @@ class InFlight:
     (only once that has returned) its acknowledgement and publication."""
 
     __slots__ = ("batch", "dead_letters", "duplicates", "durable", "future", "in_log",
-                 "messages", "parked", "pipe", "published_seq", "unparked")  # fmt: skip
+                 "messages", "parked", "pipe", "published_seq", "unparked", "writes")  # fmt: skip
 
     def __init__(
         self,
@@ -146,6 +146,7 @@ class InFlight:
         self.dead_letters = dead_letters  # each bad message, with its dead-letter publish
         self.durable = False
         self.future: Future[None] | None = None
+        self.writes: BatchWrites | None = None  # its statement, built by the main thread
 
     def known(self) -> dict[str, Applied]:
         return {cmd.id: applied for cmd, applied in self.batch}
@@ -671,6 +672,12 @@ class Matcher:
         sequencer.committed()  # they are in this batch's statement (a failure reloads them)
         # Built now, from the engine as this batch left it; sent only after the commit.
         pipe = self.market_data.prepare(self.engine, batch) if batch else None
+        # Its statement too, while the batch before may still be on the committer thread.
+        writes = (
+            Store.prepare(batch, newly_parked, unparked)
+            if batch or newly_parked or unparked
+            else None
+        )
         in_log: list[str] = []
         if self.cfg.pubsub.outbox:  # local: in the oplog then, no need to publish it again
             in_log = [c.id for c, _ in batch] + [c for c, known in duplicates if known]
@@ -682,6 +689,7 @@ class Matcher:
             messages, batch, duplicates, newly_parked, unparked, self.published_seq, pipe, in_log,
             dead_letters,
         )  # fmt: skip
+        job.writes = writes
         if self._backlog:
             self._prefetch()  # the next pull goes on while this batch commits
         job.future = self._committer.submit(self._commit_and_publish, job)
@@ -724,10 +732,8 @@ class Matcher:
         acknowledged only once its dead-letter copy is published (``_unconfirmed``). Any other
         error reaches the matcher's loop through ``_wait_committed``."""
         assert self.store is not None
-        if job.batch or job.parked or job.unparked:
-            self.store.write_batch(
-                self.epoch, job.batch, job.published_seq, job.parked, job.unparked
-            )
+        if job.writes is not None:
+            self.store.write_prepared(self.epoch, job.writes, job.published_seq)
         job.durable = True
         if job.batch:
             self._queue_events(job.batch)

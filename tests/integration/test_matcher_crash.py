@@ -33,7 +33,7 @@ from msgspec.structs import replace
 
 from api.dispatch import UserSeqs
 from matcher_service.engine.snapshot import state_hash
-from matcher_service.persistence import Batch, Store
+from matcher_service.persistence import BatchWrites, Store
 from matcher_service.service import LEASE_S
 from shared.config import MatcherConfig
 from shared.db import connect
@@ -184,17 +184,17 @@ def test_a_batch_in_hand_stays_leased_for_as_long_as_it_is_held(
     cfg = matcher_cfg
     slow = PlaceOrder(id="slow", user="sam", market="ETH-USDT", side="buy", price=USDT,
                       amount=ETH)  # fmt: skip
-    real_write = Store.write_batch
+    real_write = Store.write_prepared
     held_for = LEASE_S + 5.0
     in_hand = threading.Event()
 
-    def write_batch(self: Store, epoch: int, batch: Batch, *args: Any) -> None:
-        if any(c.id == slow.id for c, _ in batch):
+    def write_prepared(self: Store, epoch: int, writes: BatchWrites, *args: Any) -> None:
+        if any(c.id == slow.id for c, _ in writes.batch):
             in_hand.set()
             time.sleep(held_for)
-        real_write(self, epoch, batch, *args)
+        real_write(self, epoch, writes, *args)
 
-    monkeypatch.setattr(Store, "write_batch", write_batch)
+    monkeypatch.setattr(Store, "write_prepared", write_prepared)
     subscriber = pubsub_v1.SubscriberClient()
     path = subscriber.subscription_path(cfg.pubsub.project, cfg.pubsub.commands_subscription)
     with running(cfg) as matcher:

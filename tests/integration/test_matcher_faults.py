@@ -27,7 +27,7 @@ from msgspec.structs import replace
 
 from infra.services import Stack
 from matcher_service.engine import Engine
-from matcher_service.persistence import Batch, Store
+from matcher_service.persistence import BatchWrites, Store
 from shared.config import MatcherConfig, PostgresConfig
 from shared.db import connect
 from shared.messages import AnyCommand, Deposit, PlaceOrder, Reason, encode
@@ -272,18 +272,18 @@ def test_a_failed_batch_does_not_reorder_a_users_commands(
         wait_applied(cfg, [ZOE_DEPOSIT.id], 30)
         if fault in ("commit_fails", "ack_lost"):
             entered, release, committed = threading.Event(), threading.Event(), threading.Event()
-            real_write, real_ack = Store.write_batch, matcher.subscriber.acknowledge
+            real_write, real_ack = Store.write_prepared, matcher.subscriber.acknowledge
 
             def hold_then_fail(what: str) -> None:
                 entered.set()
                 release.wait(20)  # meanwhile the second sell is published
                 raise ConnectionError(f"injected: {what}")
 
-            def write_batch(self: Store, epoch: int, batch: Batch, *args: Any) -> None:
-                first = any(c.id == sell1.id for c, _ in batch) and not entered.is_set()
+            def write_prepared(self: Store, epoch: int, writes: BatchWrites, *args: Any) -> None:
+                first = any(c.id == sell1.id for c, _ in writes.batch) and not entered.is_set()
                 if first and fault == "commit_fails":
                     hold_then_fail("the connection dropped before COMMIT")
-                real_write(self, epoch, batch, *args)
+                real_write(self, epoch, writes, *args)
                 if first:
                     committed.set()
 
@@ -292,7 +292,7 @@ def test_a_failed_batch_does_not_reorder_a_users_commands(
                     hold_then_fail("the batch is durable, its acknowledgement is lost")
                 return real_ack(*args, **kwargs)
 
-            monkeypatch.setattr(Store, "write_batch", write_batch)
+            monkeypatch.setattr(Store, "write_prepared", write_prepared)
             monkeypatch.setattr(matcher.subscriber, "acknowledge", acknowledge)
             publish(cfg.pubsub, [sell1])
             wait_for(entered.is_set, 30, "the first sell's batch failing")
