@@ -29,15 +29,13 @@ from typing import Any, NamedTuple
 
 import msgspec
 import redis
-from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1  # type: ignore[attr-defined, unused-ignore]
-from google.pubsub_v1.services.publisher import PublisherClient as GapicPublisher
-from google.pubsub_v1.types import PullResponse
 
 from matcher_service.engine import Engine
 from matcher_service.engine.snapshot import restore, snapshot, state_hash
 from matcher_service.marketdata import MarketData
 from matcher_service.persistence import Batch, FencedError, Known, Store
+from matcher_service.pubsub_raw import PubsubMessage, Subscription, Topic
 from matcher_service.sequencer import Parked, Sequencer, maybe_applied, user_of
 from shared import outbox
 from shared.config import MatcherConfig
@@ -241,10 +239,14 @@ class Matcher:
         ps = cfg.pubsub
         self.subscriber = pubsub_v1.SubscriberClient()
         self.subscription = self.subscriber.subscription_path(ps.project, ps.commands_subscription)
+        # Pull, acknowledge and lease in raw protobuf on the client's channel, the generated
+        # client only to retry (docs/decisions/0036).
+        self.commands = Subscription(self.subscriber, self.subscription)
         self.publisher = pubsub_v1.PublisherClient(
             publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
         )
         self.events_topic = self.publisher.topic_path(ps.project, ps.events_topic)
+        self.events = Topic(self.publisher, self.events_topic)
         self.dead_letter_topic = self.publisher.topic_path(ps.project, ps.dead_letter_topic)
         self.published_seq = 0  # the events topic has everything up to here
         self._pending_events: list[_Outgoing] = []
@@ -448,14 +450,7 @@ class Matcher:
 
     def _set_deadline(self, ids: list[str], seconds: int) -> None:
         try:
-            for i in range(0, len(ids), 1000):
-                self.subscriber.modify_ack_deadline(
-                    request={
-                        "subscription": self.subscription,
-                        "ack_ids": ids[i : i + 1000],
-                        "ack_deadline_seconds": seconds,
-                    }
-                )
+            self.commands.modify_ack_deadline(ids, seconds)
         except Exception as exc:
             log.warning("modify ack deadline failed", extra={"error": repr(exc), "s": seconds})
 
@@ -506,27 +501,21 @@ class Matcher:
         self._last_pull = time.monotonic()
         while len(got) < cfg.batch_max:
             try:
-                resp = self.subscriber.pull(
-                    request={
-                        "subscription": self.subscription,
-                        "max_messages": cfg.batch_max - len(got),
-                    },
+                received = self.commands.pull(
+                    cfg.batch_max - len(got),
                     timeout=1.0 if not got else max(0.05, deadline - time.monotonic()),
                 )
-            except gexc.DeadlineExceeded:
-                break
             except Exception:
                 if not got:
                     raise
                 # What is in hand is leased: take it rather than lose it until a restart.
                 log.warning("pull failed; going on with the messages in hand", exc_info=True)
                 break
-            received = list(PullResponse.pb(resp).received_messages)
             n = len(received)
+            if not n:
+                break
             self._lease(received)
             got.extend(received)
-            if not got:
-                break
             if not deadline:
                 deadline = time.monotonic() + cfg.batch_wait_ms / 1000
             if n < BACKLOG_PULL or time.monotonic() >= deadline:
@@ -738,10 +727,7 @@ class Matcher:
             if unconfirmed:
                 ack_ids = [a for a in ack_ids if a not in unconfirmed]
         try:
-            for i in range(0, len(ack_ids), 1000):
-                self.subscriber.acknowledge(
-                    request={"subscription": self.subscription, "ack_ids": ack_ids[i : i + 1000]}
-                )
+            self.commands.acknowledge(ack_ids)
         except Exception as exc:
             log.warning("acknowledge failed", extra={"error": repr(exc), "n": len(ack_ids)})
         self._unlease(messages)
@@ -899,15 +885,12 @@ class Matcher:
             out.started = True
         if out.run == self._events_failed_run:
             raise RuntimeError("an earlier events message of this run was not published")
-        message = pubsub_v1.types.PubsubMessage(
+        message = PubsubMessage(
             data=encode(out.applied), ordering_key="matcher",
             attributes={"first_seq": str(out.applied[0].seq), "last_seq": str(out.last)},
         )  # fmt: skip
         try:
-            # The client is the generated API client underneath: its own unary publish.
-            GapicPublisher.publish(
-                self.publisher, topic=self.events_topic, messages=[message], timeout=30
-            )
+            self.events.publish([message], timeout=30)  # one unary call, raw protobuf
         except Exception:
             self._events_failed_run = out.run
             raise
