@@ -520,19 +520,19 @@ class TimedMatcher(Matcher):
         self.db = self.timed_db
         self.store = Store(self.timed_db)
 
-    def pull(self) -> list[Any]:
+    def pull(self, on_part: Callable[[list[Any]], None] | None = None) -> list[Any]:
         t = time.perf_counter()
         if self.t_first_pull is None:
             self.t_first_pull = t
         try:
-            return super().pull()
+            return super().pull(on_part)
         finally:
             self.pull_seconds += time.perf_counter() - t
 
-    def _check(self, messages: list[Any]) -> Pulled:
+    def _check_part(self, messages: list[Any]) -> Pulled:
         t = time.perf_counter()
         try:
-            return super()._check(messages)
+            return super()._check_part(messages)
         finally:
             self.check_seconds += time.perf_counter() - t
 

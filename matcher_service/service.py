@@ -484,11 +484,11 @@ class Matcher:
     def _now(self) -> int:
         return time.time_ns() // 1_000_000
 
-    def pull(self) -> list[Any]:
+    def pull(self, on_part: Callable[[list[Any]], None] | None = None) -> list[Any]:
         """Up to batch_max messages. The first pull waits for work; more pulls follow only
         while they come back full-ish (a backlog: one pull returns at most a few hundred)
         and for at most batch_wait_ms, so a quiet stream is answered at once and a busy one
-        is committed in large batches."""
+        is committed in large batches. ``on_part`` gets each pull's messages as they come."""
         cfg = self.cfg
         got: list[Any] = []
         deadline = 0.0
@@ -516,6 +516,8 @@ class Matcher:
                 break
             self._lease(received)
             got.extend(received)
+            if on_part is not None:
+                on_part(received)
             if not deadline:
                 deadline = time.monotonic() + cfg.batch_wait_ms / 1000
             if n < BACKLOG_PULL or time.monotonic() >= deadline:
@@ -528,8 +530,26 @@ class Matcher:
         return got
 
     def fetch(self) -> Pulled:
-        """Pull (``pull``), then decode each message and check who signed it."""
-        return self._check(self.pull())
+        """Pull (``pull``), decoding each message and checking who signed it: a large pull's
+        messages on a verify thread while the next pull is under way (at full load the checks
+        had taken as long as the pulls, after them: docs/benchmarks.md), a small one's here
+        (a trickle's: handing it over would cost more than checking it)."""
+        parts: list[Future[Pulled] | Pulled] = []
+
+        def check(received: list[Any]) -> None:
+            if len(received) >= VERIFY_SPLIT:
+                parts.append(self._verifiers.submit(self._check_part, received))
+            else:
+                parts.append(self._check_part(received))
+
+        messages = self.pull(check)
+        commands: list[AnyCommand] = []
+        bad: list[tuple[Any, str, str]] = []
+        for part in parts:  # in order
+            done = part.result() if isinstance(part, Future) else part
+            commands += done.commands
+            bad += done.bad
+        return Pulled(messages, commands, bad)
 
     def _check(self, messages: list[Any]) -> Pulled:
         """Each message decoded and its producer's signature checked (``_permitted``). A large
