@@ -804,7 +804,7 @@ class Matcher:
         else why not (a stable code); a refusal is a security event."""
         msg = m.message
         try:
-            self.verifier.check(cmd, msg.data, msg.ordering_key, dict(msg.attributes))
+            self.verifier.check(cmd, msg.data, msg.ordering_key, msg.attributes)
         except RefusedCommandError as exc:
             self.stats["refused"] += 1
             log.error(
