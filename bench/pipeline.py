@@ -502,6 +502,7 @@ class TimedMatcher(Matcher):
         self.nodelay = nodelay
         self.t_first_pull: float | None = None
         self.t_done: float | None = None
+        self.cpu_first = self.cpu_done = 0.0  # this process's CPU time at both ends
         self.pull_seconds = 0.0  # in pull(), on whichever thread
         self.check_seconds = 0.0  # decoding and signature checks, on whichever thread
         self.next_seconds = 0.0  # the main thread's wait for its next batch (pulled, checked)
@@ -524,6 +525,7 @@ class TimedMatcher(Matcher):
         t = time.perf_counter()
         if self.t_first_pull is None:
             self.t_first_pull = t
+            self.cpu_first = time.process_time()
         try:
             return super().pull(on_part)
         finally:
@@ -550,6 +552,7 @@ class TimedMatcher(Matcher):
             self.main_seconds += time.perf_counter() - t
         if self.t_done is None and self.stats["commands"] + self.stats["duplicates"] >= self.target:
             self.t_done = time.perf_counter()
+            self.cpu_done = time.process_time()
             self.done.set()
         return n
 
@@ -759,6 +762,7 @@ class MatcherRun:
     main_s: float
     duplicates: int
     pg_ms_per_batch: dict[str, float]
+    cpu_us_per_command: float
 
 
 def matcher_run(
@@ -798,6 +802,7 @@ def matcher_run(
         matcher.main_seconds,
         matcher.stats["duplicates"],
         pg_ms,
+        (matcher.cpu_done - matcher.cpu_first) * 1e6 / n,
     )
 
 
@@ -848,6 +853,10 @@ def phase_pubsub(args: argparse.Namespace, rep: Report, redis_url: str) -> None:
     )  # fmt: skip
     top = sorted(m.pg_ms_per_batch.items(), key=lambda kv: -kv[1])[:6]
     print("    matcher's Postgres, ms per batch: " + ", ".join(f"{k} {v:.1f}" for k, v in top))
+    rep.row(
+        "  matcher CPU per command", f"{m.cpu_us_per_command:.0f} us",
+        "this process (the matcher's threads) from its first pull to the last command",
+    )  # fmt: skip
     rep.row("matcher / raw", f"{m.rate / raw_rate:.2f}", "target >= 0.9")
     rep.figures.update(
         emulator_messages=n, emulator_ordering_keys=keys,
@@ -857,7 +866,7 @@ def phase_pubsub(args: argparse.Namespace, rep: Report, redis_url: str) -> None:
         matcher_batches=len(m.sizes), matcher_avg_batch=round(statistics.mean(m.sizes), 1),
         matcher_pull_s=round(m.pull_s, 2), matcher_commit_s=round(m.busy["commit_ms"], 2),
         matcher_check_s=round(m.check_s, 2), matcher_next_s=round(m.next_s, 2),
-        matcher_step_s=round(m.main_s, 2),
+        matcher_step_s=round(m.main_s, 2), matcher_cpu_us_per_command=round(m.cpu_us_per_command),
         matcher_apply_s=round(m.busy["apply_ms"], 2),
         matcher_ack_publish_s=round(m.busy["publish_ms"], 2),
         matcher_pg_ms_per_batch={k: round(v, 2) for k, v in m.pg_ms_per_batch.items()},
