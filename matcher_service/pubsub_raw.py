@@ -25,6 +25,7 @@ import grpc  # type: ignore[import-untyped]
 from google.api_core import exceptions as gexc
 from google.api_core import gapic_v1
 from google.cloud import pubsub_v1  # type: ignore[attr-defined, unused-ignore]
+from google.pubsub_v1.services.publisher import PublisherClient as GapicPublisher
 from google.pubsub_v1.types import pubsub as pubsub_types
 
 _SERVICE = "/google.pubsub.v1.Subscriber/"
@@ -51,7 +52,7 @@ class Subscription:
     def __init__(self, client: pubsub_v1.SubscriberClient, path: str) -> None:
         self.client = client  # the generated client: its channel, and the retries
         self.path = path
-        channel = client.api.transport.grpc_channel
+        channel = client.transport.grpc_channel
         self._pull = channel.unary_unary(
             _SERVICE + "Pull",
             request_serializer=_PullRequest.SerializeToString,
@@ -156,7 +157,8 @@ class Topic:
                 metadata=self._metadata,
             )
         except grpc.RpcError:
-            retried = self.client.api.publish(
+            retried = GapicPublisher.publish(  # the generated client's own unary call
+                self.client,
                 topic=self.path,
                 messages=[pubsub_types.PubsubMessage.wrap(m) for m in messages],
                 timeout=timeout,
