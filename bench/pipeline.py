@@ -66,7 +66,7 @@ from matcher_service.engine.snapshot import snapshot, state_hash
 from matcher_service.marketdata import MarketData
 from matcher_service.persistence import BatchWrites, Store
 from matcher_service.sequencer import maybe_applied, user_of
-from matcher_service.service import Matcher
+from matcher_service.service import Matcher, Pulled
 from migrations.migrate import migrate
 from shared.config import MatcherConfig, PostgresConfig, PubSubConfig
 from shared.db import Database, connect
@@ -537,7 +537,11 @@ class TimedMatcher(Matcher):
         self.nodelay = nodelay
         self.t_first_pull: float | None = None
         self.t_done: float | None = None
-        self.pull_seconds = 0.0
+        self.cpu_first = self.cpu_done = 0.0  # this process's CPU time at both ends
+        self.pull_seconds = 0.0  # in pull(), on whichever thread
+        self.check_seconds = 0.0  # decoding and signature checks, on whichever thread
+        self.next_seconds = 0.0  # the main thread's wait for its next batch (pulled, checked)
+        self.main_seconds = 0.0  # the main thread in step(), all of it
         self.done = threading.Event()
         self.batch_log: list[dict[str, float]] = []
         self.timed_db: TimedDb | None = None
@@ -552,19 +556,38 @@ class TimedMatcher(Matcher):
         self.db = self.timed_db
         self.store = Store(self.timed_db)
 
-    def pull(self) -> list[Any]:
+    def pull(self, on_part: Callable[[list[Any]], None] | None = None) -> list[Any]:
         t = time.perf_counter()
         if self.t_first_pull is None:
             self.t_first_pull = t
+            self.cpu_first = time.process_time()
         try:
-            return super().pull()
+            return super().pull(on_part)
         finally:
             self.pull_seconds += time.perf_counter() - t
 
+    def _check_part(self, messages: list[Any]) -> Pulled:
+        t = time.perf_counter()
+        try:
+            return super()._check_part(messages)
+        finally:
+            self.check_seconds += time.perf_counter() - t
+
+    def _next_pulled(self) -> Pulled:
+        t = time.perf_counter()
+        try:
+            return super()._next_pulled()
+        finally:
+            self.next_seconds += time.perf_counter() - t
+
     def step(self) -> int:
+        t = time.perf_counter()
         n = super().step()
+        if self.t_done is None:
+            self.main_seconds += time.perf_counter() - t
         if self.t_done is None and self.stats["commands"] + self.stats["duplicates"] >= self.target:
             self.t_done = time.perf_counter()
+            self.cpu_done = time.process_time()
             self.done.set()
         return n
 
@@ -775,8 +798,12 @@ class MatcherRun:
     sizes: list[float]
     busy: dict[str, float]  # seconds in the matcher's own apply/commit/publish timers
     pull_s: float
+    check_s: float
+    next_s: float
+    main_s: float
     duplicates: int
     pg_ms_per_batch: dict[str, float]
+    cpu_us_per_command: float
 
 
 def matcher_run(
@@ -811,8 +838,12 @@ def matcher_run(
         sizes,
         busy,
         matcher.pull_seconds,
+        matcher.check_seconds,
+        matcher.next_seconds,
+        matcher.main_seconds,
         matcher.stats["duplicates"],
         pg_ms,
+        (matcher.cpu_done - matcher.cpu_first) * 1e6 / n,
     )
 
 
@@ -856,8 +887,17 @@ def phase_pubsub(args: argparse.Namespace, rep: Report, redis_url: str) -> None:
         f"apply+dedupe {m.busy['apply_ms']:.2f}s, commit {m.busy['commit_ms']:.2f}s,"
         f" ack+redis {m.busy['publish_ms']:.2f}s",
     )  # fmt: skip
+    rep.row(
+        "  the main thread", f"{m.main_s:.2f}s in step()",
+        f"{m.next_s:.2f}s waiting for its next batch; pull() {m.pull_s:.2f}s and decode +"
+        f" signature checks {m.check_s:.2f}s on whichever thread",
+    )  # fmt: skip
     top = sorted(m.pg_ms_per_batch.items(), key=lambda kv: -kv[1])[:6]
     print("    matcher's Postgres, ms per batch: " + ", ".join(f"{k} {v:.1f}" for k, v in top))
+    rep.row(
+        "  matcher CPU per command", f"{m.cpu_us_per_command:.0f} us",
+        "this process (the matcher's threads) from its first pull to the last command",
+    )  # fmt: skip
     rep.row("matcher / raw", f"{m.rate / raw_rate:.2f}", "target >= 0.9")
     rep.figures.update(
         emulator_messages=n, emulator_ordering_keys=keys,
@@ -866,6 +906,8 @@ def phase_pubsub(args: argparse.Namespace, rep: Report, redis_url: str) -> None:
         emulator_matcher_per_s=round(m.rate), matcher_vs_raw=round(m.rate / raw_rate, 3),
         matcher_batches=len(m.sizes), matcher_avg_batch=round(statistics.mean(m.sizes), 1),
         matcher_pull_s=round(m.pull_s, 2), matcher_commit_s=round(m.busy["commit_ms"], 2),
+        matcher_check_s=round(m.check_s, 2), matcher_next_s=round(m.next_s, 2),
+        matcher_step_s=round(m.main_s, 2), matcher_cpu_us_per_command=round(m.cpu_us_per_command),
         matcher_apply_s=round(m.busy["apply_ms"], 2),
         matcher_ack_publish_s=round(m.busy["publish_ms"], 2),
         matcher_pg_ms_per_batch={k: round(v, 2) for k, v in m.pg_ms_per_batch.items()},

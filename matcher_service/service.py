@@ -29,15 +29,13 @@ from typing import Any, NamedTuple
 
 import msgspec
 import redis
-from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1  # type: ignore[attr-defined, unused-ignore]
-from google.pubsub_v1.services.publisher import PublisherClient as GapicPublisher
-from google.pubsub_v1.types import PullResponse
 
 from matcher_service.engine import Engine
 from matcher_service.engine.snapshot import restore, snapshot, state_hash
 from matcher_service.marketdata import MarketData
 from matcher_service.persistence import Batch, BatchWrites, FencedError, Known, Store
+from matcher_service.pubsub_raw import PubsubMessage, Subscription, Topic
 from matcher_service.sequencer import Parked, Sequencer, maybe_applied, user_of
 from shared import outbox
 from shared.config import MatcherConfig
@@ -75,12 +73,14 @@ Pub/Sub allows; the subscription's own deadline is the same). Should the matcher
 messages, and with them every later message of their users, go to the next one after this."""
 LEASE_EVERY_S = 3.0
 """How often the lease of the messages in hand (a batch, a failed batch held) is renewed."""
-GATHER_S = 0.02
+GATHER_S = 0.03
 """Without a backlog, a batch is committed before the next pull, and pulls start at least
 this far apart, so that the commands of a trickle (a hundred a second) share batches rather
 than each paying for its own pull, acknowledgement, statement and Redis pipeline: at most
 this much more latency (less the batch's own time), a fraction of the CPU per command
-(docs/decisions/0032). With a backlog the next pull starts at once, while a batch commits."""
+(docs/decisions/0032; 30 ms rather than 20 since decision 0036: three commands a batch at a
+hundred a second instead of two). With a backlog the next pull starts at once, while a batch
+commits. A command that arrives while a pull waits for work is answered at once."""
 SWITCH_INTERVAL_S = 0.0005
 VERIFY_THREADS = 2
 VERIFY_SPLIT = 64
@@ -242,10 +242,14 @@ class Matcher:
         ps = cfg.pubsub
         self.subscriber = pubsub_v1.SubscriberClient()
         self.subscription = self.subscriber.subscription_path(ps.project, ps.commands_subscription)
+        # Pull, acknowledge and lease in raw protobuf on the client's channel, the generated
+        # client only to retry (docs/decisions/0036).
+        self.commands = Subscription(self.subscriber, self.subscription)
         self.publisher = pubsub_v1.PublisherClient(
             publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
         )
         self.events_topic = self.publisher.topic_path(ps.project, ps.events_topic)
+        self.events = Topic(self.publisher, self.events_topic)
         self.dead_letter_topic = self.publisher.topic_path(ps.project, ps.dead_letter_topic)
         self.published_seq = 0  # the events topic has everything up to here
         self._pending_events: list[_Outgoing] = []
@@ -449,14 +453,7 @@ class Matcher:
 
     def _set_deadline(self, ids: list[str], seconds: int) -> None:
         try:
-            for i in range(0, len(ids), 1000):
-                self.subscriber.modify_ack_deadline(
-                    request={
-                        "subscription": self.subscription,
-                        "ack_ids": ids[i : i + 1000],
-                        "ack_deadline_seconds": seconds,
-                    }
-                )
+            self.commands.modify_ack_deadline(ids, seconds)
         except Exception as exc:
             log.warning("modify ack deadline failed", extra={"error": repr(exc), "s": seconds})
 
@@ -490,11 +487,11 @@ class Matcher:
     def _now(self) -> int:
         return time.time_ns() // 1_000_000
 
-    def pull(self) -> list[Any]:
+    def pull(self, on_part: Callable[[list[Any]], None] | None = None) -> list[Any]:
         """Up to batch_max messages. The first pull waits for work; more pulls follow only
         while they come back full-ish (a backlog: one pull returns at most a few hundred)
         and for at most batch_wait_ms, so a quiet stream is answered at once and a busy one
-        is committed in large batches."""
+        is committed in large batches. ``on_part`` gets each pull's messages as they come."""
         cfg = self.cfg
         got: list[Any] = []
         deadline = 0.0
@@ -507,27 +504,23 @@ class Matcher:
         self._last_pull = time.monotonic()
         while len(got) < cfg.batch_max:
             try:
-                resp = self.subscriber.pull(
-                    request={
-                        "subscription": self.subscription,
-                        "max_messages": cfg.batch_max - len(got),
-                    },
+                received = self.commands.pull(
+                    cfg.batch_max - len(got),
                     timeout=1.0 if not got else max(0.05, deadline - time.monotonic()),
                 )
-            except gexc.DeadlineExceeded:
-                break
             except Exception:
                 if not got:
                     raise
                 # What is in hand is leased: take it rather than lose it until a restart.
                 log.warning("pull failed; going on with the messages in hand", exc_info=True)
                 break
-            received = list(PullResponse.pb(resp).received_messages)
             n = len(received)
+            if not n:
+                break
             self._lease(received)
             got.extend(received)
-            if not got:
-                break
+            if on_part is not None:
+                on_part(received)
             if not deadline:
                 deadline = time.monotonic() + cfg.batch_wait_ms / 1000
             if n < BACKLOG_PULL or time.monotonic() >= deadline:
@@ -540,8 +533,26 @@ class Matcher:
         return got
 
     def fetch(self) -> Pulled:
-        """Pull (``pull``), then decode each message and check who signed it."""
-        return self._check(self.pull())
+        """Pull (``pull``), decoding each message and checking who signed it: a large pull's
+        messages on a verify thread while the next pull is under way (at full load the checks
+        had taken as long as the pulls, after them: docs/benchmarks.md), a small one's here
+        (a trickle's: handing it over would cost more than checking it)."""
+        parts: list[Future[Pulled] | Pulled] = []
+
+        def check(received: list[Any]) -> None:
+            if len(received) >= VERIFY_SPLIT:
+                parts.append(self._verifiers.submit(self._check_part, received))
+            else:
+                parts.append(self._check_part(received))
+
+        messages = self.pull(check)
+        commands: list[AnyCommand] = []
+        bad: list[tuple[Any, str, str]] = []
+        for part in parts:  # in order
+            done = part.result() if isinstance(part, Future) else part
+            commands += done.commands
+            bad += done.bad
+        return Pulled(messages, commands, bad)
 
     def _check(self, messages: list[Any]) -> Pulled:
         """Each message decoded and its producer's signature checked (``_permitted``). A large
@@ -744,10 +755,7 @@ class Matcher:
             if unconfirmed:
                 ack_ids = [a for a in ack_ids if a not in unconfirmed]
         try:
-            for i in range(0, len(ack_ids), 1000):
-                self.subscriber.acknowledge(
-                    request={"subscription": self.subscription, "ack_ids": ack_ids[i : i + 1000]}
-                )
+            self.commands.acknowledge(ack_ids)
         except Exception as exc:
             log.warning("acknowledge failed", extra={"error": repr(exc), "n": len(ack_ids)})
         self._unlease(messages)
@@ -802,7 +810,7 @@ class Matcher:
         else why not (a stable code); a refusal is a security event."""
         msg = m.message
         try:
-            self.verifier.check(cmd, msg.data, msg.ordering_key, dict(msg.attributes))
+            self.verifier.check(cmd, msg.data, msg.ordering_key, msg.attributes)
         except RefusedCommandError as exc:
             self.stats["refused"] += 1
             log.error(
@@ -905,15 +913,12 @@ class Matcher:
             out.started = True
         if out.run == self._events_failed_run:
             raise RuntimeError("an earlier events message of this run was not published")
-        message = pubsub_v1.types.PubsubMessage(
+        message = PubsubMessage(
             data=encode(out.applied), ordering_key="matcher",
             attributes={"first_seq": str(out.applied[0].seq), "last_seq": str(out.last)},
         )  # fmt: skip
         try:
-            # The client is the generated API client underneath: its own unary publish.
-            GapicPublisher.publish(
-                self.publisher, topic=self.events_topic, messages=[message], timeout=30
-            )
+            self.events.publish([message], timeout=30)  # one unary call, raw protobuf
         except Exception:
             self._events_failed_run = out.run
             raise

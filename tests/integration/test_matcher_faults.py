@@ -272,7 +272,7 @@ def test_a_failed_batch_does_not_reorder_a_users_commands(
         wait_applied(cfg, [ZOE_DEPOSIT.id], 30)
         if fault in ("commit_fails", "ack_lost"):
             entered, release, committed = threading.Event(), threading.Event(), threading.Event()
-            real_write, real_ack = Store.write_prepared, matcher.subscriber.acknowledge
+            real_write, real_ack = Store.write_prepared, matcher.commands.acknowledge
 
             def hold_then_fail(what: str) -> None:
                 entered.set()
@@ -293,7 +293,7 @@ def test_a_failed_batch_does_not_reorder_a_users_commands(
                 return real_ack(*args, **kwargs)
 
             monkeypatch.setattr(Store, "write_prepared", write_prepared)
-            monkeypatch.setattr(matcher.subscriber, "acknowledge", acknowledge)
+            monkeypatch.setattr(matcher.commands, "acknowledge", acknowledge)
             publish(cfg.pubsub, [sell1])
             wait_for(entered.is_set, 30, "the first sell's batch failing")
             publish(cfg.pubsub, [sell2])  # while the first sell is out with the matcher

@@ -56,6 +56,9 @@ def test_signed_by_the_right_producer_verifies_and_nothing_else_does() -> None:
     assert reason({**good, "producer": "orders"}) == "bad_signature"
     assert reason({**good, "signature": "@@"}) == "bad_signature"
     assert reason(good, key="v") == "bad_signature"
+    assert reason({**good, "signature": good["signature"][:-4]}) == "bad_signature"  # too short
+    with pytest.raises(RefusedCommandError, match="bad_signature"):  # the data changed
+        verifier.check(cmd, data[:-1] + b" ", "u", good)
     orders_attrs = {"producer": "orders", "signature": good["signature"]}
     assert reason(orders_attrs) == "bad_signature"
     by_orders = signature_attributes("orders", private["orders"], data, "u")
