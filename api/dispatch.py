@@ -213,7 +213,8 @@ class Commands:
         self._seqs = UserSeqs(client)
         self._lock = threading.Lock()
         self.wait_s = wait_s
-        self._owner_ttl_s = owner_ttl_s
+        self.owner_ttl_s = owner_ttl_s
+        self.keeps_outbox = use_outbox
 
     def publisher(self) -> CommandPublisher:
         with self._lock:
@@ -228,7 +229,25 @@ class Commands:
         self.publish(cmd, ordering_key=ordering_key, owner=owner)
         return self.wait_reply(cmd.id, self.wait_s)
 
-    def publish(self, cmd: AnyCommand, *, ordering_key: str, owner: str) -> None:
+    def publish(
+        self, cmd: AnyCommand, *, ordering_key: str, owner: str, numbered: bool = False
+    ) -> None:
+        """``numbered``: the command's number, owner and outbox entry are written already
+        (api.placing); only the publish is left."""
+        key = command_owner_key(cmd.id)
+        if not numbered:
+            self._number(cmd, ordering_key, owner)
+        try:
+            self.publisher().publish_one(cmd, ordering_key)
+        except Exception:
+            log.exception("could not publish command %s", cmd.id)
+            self._redis.delete(key)
+            if self._outbox:
+                outbox.remove(self._redis, [cmd.id])
+            raise unavailable("the command could not be queued; nothing was done") from None
+
+    def _number(self, cmd: AnyCommand, ordering_key: str, owner: str) -> None:
+        """The command's number (a user's own), its owner and, locally, its outbox entry."""
         key = command_owner_key(cmd.id)
         pipe = batch_of(self._redis)
         sequenced = isinstance(cmd, SEQUENCED) and cmd.user == owner and cmd.user_seq is None
@@ -240,20 +259,12 @@ class Commands:
         if sequenced:
             kept = None if template is None else (cmd.id, *template)
             self._seqs.next(owner, client=pipe, kept=kept)
-        pipe.set(key, owner.encode(), ex=self._owner_ttl_s)
+        pipe.set(key, owner.encode(), ex=self.owner_ttl_s)
         done = pipe.execute()
         if sequenced:
             cmd.user_seq = UserSeq(int(done[0][0]), int(done[0][1]))
         if self._outbox and template is None:
             outbox.add(self._redis, cmd, ordering_key)
-        try:
-            self.publisher().publish_one(cmd, ordering_key)
-        except Exception:
-            log.exception("could not publish command %s", cmd.id)
-            self._redis.delete(key)
-            if self._outbox:
-                outbox.remove(self._redis, [cmd.id])
-            raise unavailable("the command could not be queued; nothing was done") from None
 
     def wait_reply(self, command_id: str, timeout: float) -> dict[str, Any] | None:
         """The reply popped from ``reply:{id}`` within ``timeout`` seconds, else the verdict
