@@ -80,6 +80,7 @@ from api.openapi import CLIENT_ORDER_ID, IDEMPOTENCY, PENDING, STR, ok, path_par
 from api.placing import KnownMarkets, Placement, count_and_number
 from api.redis_client import batch_of
 from shared import logs
+from shared.instance import per_instance
 from shared.messages import (
     AmendOrder,
     AnyCommand,
@@ -396,7 +397,7 @@ def _place(
 ) -> flask.Response:
     """The order checked against the market (``queue_market``'s reads), then sent."""
     if wanted is not None:
-        _known_markets.remember(wanted, *reads)
+        _known_markets().remember(wanted, *reads)
     market = None if wanted is None else market_of(*reads)
     if market is None:
         raise bad_request(f"unknown market {body.market!r}", Reason.UNKNOWN_MARKET)
@@ -421,9 +422,11 @@ def _market_reads(svc: Services, name: str) -> list[Any]:
     return list(pipe.execute())
 
 
-_known_markets = KnownMarkets()
-"""The markets this instance has read (api.placing): what an order is checked against before
-its one round trip, which proves them current."""
+@per_instance
+def _known_markets() -> KnownMarkets:
+    """The markets this instance has read (api.placing): what an order is checked against
+    before its one round trip, which proves them current."""
+    return KnownMarkets()
 
 
 def _place_in_one_trip(
@@ -434,7 +437,7 @@ def _place_in_one_trip(
     published: (the answer, True). (None, counted) when that could not be done: with
     ``counted`` the rate limits were counted (the market changed since it was read), else
     nothing was done."""
-    known = _known_markets.get(wanted)
+    known = _known_markets().get(wanted)
     if known is None:
         return None, False
     principal = authenticate(req, svc.auth)
