@@ -358,6 +358,9 @@ def request_id_of(request: flask.Request) -> str:
 
 
 def _read_body(request: flask.Request, limit: int) -> bytes:
+    environ = request.environ
+    if not environ.get("CONTENT_LENGTH") and not environ.get("wsgi.input_terminated"):
+        return b""  # no body was sent (werkzeug's stream would be empty): nothing to read
     length = request.content_length
     too_large = ApiError(413, "payload_too_large", f"request body exceeds {limit} bytes")
     if length is not None and length > limit:
