@@ -255,13 +255,17 @@ def _trader(
     for the routes declared ``session_in_limits`` and the reads ``also`` queues: their
     results)."""
     principal = authenticate(req, svc.auth)
+    return principal, count_hits(req, svc.auth, _trade_hits(req, svc, principal), also)
+
+
+def _trade_hits(req: ApiRequest, svc: Services, principal: Principal) -> list[RateHit]:
+    """A trading request's hits: the per-user and the per-IP limits."""
     cfg = svc.config
     window = cfg.trade_rate_window_s
-    hits: list[RateHit] = [
+    return [
         ("trade:user", principal.user_id, cfg.trade_rate_per_user, window),
         ("trade:ip", req.client_ip, cfg.trade_rate_per_ip, window),
     ]
-    return principal, count_hits(req, svc.auth, hits, also)
 
 
 def _send(
@@ -445,13 +449,8 @@ def _place_in_one_trip(
         cmd = _order_of(known.spec, principal, body)
     except ApiError:
         return None, False  # refused with the market as this instance read it: check anew
-    cfg = svc.config
-    window = cfg.trade_rate_window_s
-    hits: list[RateHit] = [
-        ("trade:user", principal.user_id, cfg.trade_rate_per_user, window),
-        ("trade:ip", req.client_ip, cfg.trade_rate_per_ip, window),
-    ]
     user = principal.user_id
+    hits = _trade_hits(req, svc, principal)
     placement = count_and_number(req, svc.auth, svc.commands, hits, known, cmd, user)
     if placement is not Placement.NUMBERED:
         return None, placement is Placement.COUNTED
