@@ -101,6 +101,7 @@ _NEXT_SEQ_KEPT: Final = _NEXT_SEQ.replace(
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. epoch .. ',' .. string.format('%d', n) .. ARGV[3])
 return {tonumber(epoch), n}""",
 )
+assert "HSET" in _NEXT_SEQ_KEPT, "_NEXT_SEQ's last line changed: rewrite _NEXT_SEQ_KEPT with it"
 
 
 class UserSeqs:
