@@ -112,6 +112,7 @@ from api.http import (
     unavailable,
 )
 from api.http import require_scope as require_scope
+from api.redis_client import connect
 from api.sessions import SessionStore, session_revoked
 from api.throttle import FailureLimiter
 from shared.config import ApiConfig, ConfigError, OidcConfig, secret_manager_payload
@@ -614,7 +615,7 @@ class AuthContext:
 
     @staticmethod
     def from_config(cfg: ApiConfig) -> AuthContext:
-        client = redis.Redis.from_url(cfg.redis_url)
+        client = connect(cfg.redis_url)
         db = firestore.Client(project=cfg.project)
         return AuthContext(
             config=cfg,

@@ -46,6 +46,7 @@ import redis
 
 from api.auth import AuthContext, default_context
 from api.http import ApiError, ApiRequest, bad_request, json_response, unavailable
+from api.redis_client import batch_of
 from shared import outbox
 from shared.config import ApiConfig, PostgresConfig, PubSubConfig
 from shared.db import SharedConnection
@@ -61,6 +62,7 @@ from shared.messages import (
 )
 from shared.pubsub import CommandPublisher
 from shared.redis_keys import (
+    OUTBOX_KEY,
     command_key,
     command_owner_key,
     idempotency_key,
@@ -91,6 +93,15 @@ if not epoch then
 end
 return {tonumber(epoch), redis.call('HINCRBY', KEYS[1], 'n', 1)}
 """
+# The same, then the command kept in the local outbox with its number (shared.outbox's
+# ``numbered_template``: the entry around where the number goes), in the same round trip.
+_NEXT_SEQ_KEPT: Final = _NEXT_SEQ.replace(
+    "return {tonumber(epoch), redis.call('HINCRBY', KEYS[1], 'n', 1)}",
+    """local n = redis.call('HINCRBY', KEYS[1], 'n', 1)
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. epoch .. ',' .. string.format('%d', n) .. ARGV[3])
+return {tonumber(epoch), n}""",
+)
+assert "HSET" in _NEXT_SEQ_KEPT, "_NEXT_SEQ's last line changed: rewrite _NEXT_SEQ_KEPT with it"
 
 
 class UserSeqs:
@@ -101,9 +112,16 @@ class UserSeqs:
         self._redis = client
         self._next = client.register_script(_NEXT_SEQ)
 
-    def next(self, user: str, client: Any = None) -> Any:
+    def next(
+        self, user: str, client: Any = None, kept: tuple[str, bytes, bytes] | None = None
+    ) -> Any:
         """The user's next ``UserSeq`` (with ``client`` a pipeline: queued, its result is
-        ``[epoch, n]``)."""
+        ``[epoch, n]``; with ``kept`` too, the command id and its outbox entry around the
+        number, ``shared.outbox.numbered_template``: the entry is written with the number)."""
+        if client is not None and kept is not None:
+            command_id, before, after = kept
+            keys = (user_seq_key(user), OUTBOX_KEY)
+            return client.eval(_NEXT_SEQ_KEPT, 2, *keys, command_id, before, after)
         if client is not None:
             # EVAL on a pipeline: a registered script there costs a SCRIPT EXISTS round trip.
             return client.eval(_NEXT_SEQ, 1, user_seq_key(user))
@@ -196,7 +214,8 @@ class Commands:
         self._seqs = UserSeqs(client)
         self._lock = threading.Lock()
         self.wait_s = wait_s
-        self._owner_ttl_s = owner_ttl_s
+        self.owner_ttl_s = owner_ttl_s
+        self.keeps_outbox = use_outbox
 
     def publisher(self) -> CommandPublisher:
         with self._lock:
@@ -211,18 +230,14 @@ class Commands:
         self.publish(cmd, ordering_key=ordering_key, owner=owner)
         return self.wait_reply(cmd.id, self.wait_s)
 
-    def publish(self, cmd: AnyCommand, *, ordering_key: str, owner: str) -> None:
+    def publish(
+        self, cmd: AnyCommand, *, ordering_key: str, owner: str, numbered: bool = False
+    ) -> None:
+        """``numbered``: the command's number, owner and outbox entry are written already
+        (api.placing); only the publish is left."""
         key = command_owner_key(cmd.id)
-        pipe = self._redis.pipeline(transaction=False)
-        sequenced = isinstance(cmd, SEQUENCED) and cmd.user == owner and cmd.user_seq is None
-        if sequenced:
-            self._seqs.next(owner, client=pipe)
-        pipe.set(key, owner.encode(), ex=self._owner_ttl_s)
-        done = pipe.execute()
-        if sequenced:
-            cmd.user_seq = UserSeq(int(done[0][0]), int(done[0][1]))
-        if self._outbox:  # after the number: the outbox keeps the command as published
-            outbox.add(self._redis, cmd, ordering_key)
+        if not numbered:
+            self._number(cmd, ordering_key, owner)
         try:
             self.publisher().publish_one(cmd, ordering_key)
         except Exception:
@@ -232,11 +247,31 @@ class Commands:
                 outbox.remove(self._redis, [cmd.id])
             raise unavailable("the command could not be queued; nothing was done") from None
 
+    def _number(self, cmd: AnyCommand, ordering_key: str, owner: str) -> None:
+        """The command's number (a user's own), its owner and, locally, its outbox entry."""
+        key = command_owner_key(cmd.id)
+        pipe = batch_of(self._redis)
+        sequenced = isinstance(cmd, SEQUENCED) and cmd.user == owner and cmd.user_seq is None
+        # The outbox keeps the command as published, so after its number: written by the
+        # numbering script itself when it can be (one round trip fewer), else after it.
+        template = (
+            outbox.numbered_template(cmd, ordering_key) if sequenced and self._outbox else None
+        )
+        if sequenced:
+            kept = None if template is None else (cmd.id, *template)
+            self._seqs.next(owner, client=pipe, kept=kept)
+        pipe.set(key, owner.encode(), ex=self.owner_ttl_s)
+        done = pipe.execute()
+        if sequenced:
+            cmd.user_seq = UserSeq(int(done[0][0]), int(done[0][1]))
+        if self._outbox and template is None:
+            outbox.add(self._redis, cmd, ordering_key)
+
     def wait_reply(self, command_id: str, timeout: float) -> dict[str, Any] | None:
         """The reply popped from ``reply:{id}`` within ``timeout`` seconds, else the verdict
         at ``cmd:{id}`` (someone else popped it, or it came just after), else None."""
         if timeout > 0:
-            popped = self._redis.blpop([reply_key(command_id)], timeout=timeout)
+            (popped,) = batch_of(self._redis).blpop([reply_key(command_id)], timeout).execute()
             if popped is not None:
                 return dict(orjson.loads(popped[1]))
         return self.result(command_id)

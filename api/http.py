@@ -63,6 +63,7 @@ import msgspec
 import redis
 
 from api.credentials import ALL_SCOPES, Credentials, Headers, Principal, Scope
+from api.redis_client import batch_of
 from shared import logs
 from shared.answers import error_response as error_response
 from shared.answers import json_response as json_response
@@ -357,6 +358,9 @@ def request_id_of(request: flask.Request) -> str:
 
 
 def _read_body(request: flask.Request, limit: int) -> bytes:
+    environ = request.environ
+    if not environ.get("CONTENT_LENGTH") and not environ.get("wsgi.input_terminated"):
+        return b""  # no body was sent (werkzeug's stream would be empty): nothing to read
     length = request.content_length
     too_large = ApiError(413, "payload_too_large", f"request body exceeds {limit} bytes")
     if length is not None and length > limit:
@@ -440,7 +444,7 @@ class RateLimiter:
         results are returned (read them only when no limit was passed). With ``session``, the
         session is checked first, in the same script: ``SessionEndedError`` or
         ``SessionNotCachedError`` (then nothing is counted)."""
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = batch_of(self._redis)
         keys = [rate_limit_key(scope, subject) for scope, subject, _, _ in hits]
         args: list[Any] = [w * 1000 for _, _, _, w in hits]
         if session is not None:
@@ -460,7 +464,7 @@ class RateLimiter:
             if int(count) > limit:
                 retry_after = math.ceil(int(ttl_ms) / 1000) if int(ttl_ms) > 0 else window_s
                 raise too_many_requests(retry_after)
-        return rest
+        return list(rest)
 
     def hit(self, scope: str, subject: str, limit: int, window_s: int) -> None:
         """Count one hit; raise 429 with ``Retry-After`` (seconds) once over the limit."""

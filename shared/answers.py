@@ -17,8 +17,12 @@ def json_response(
     body: Any, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> flask.Response:
     """``body`` as JSON (orjson: dicts, lists, str, int, bool, None; no floats for money)."""
+    # content_type, not mimetype: the same header without werkzeug working it out per answer
     return flask.Response(
-        orjson.dumps(body), status=status, headers=dict(headers or {}), mimetype="application/json"
+        orjson.dumps(body),
+        status=status,
+        headers=dict(headers) if headers else None,
+        content_type="application/json",
     )
 
 

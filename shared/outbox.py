@@ -15,11 +15,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import msgspec
 
-from shared.messages import AnyCommand
+from shared.messages import AnyCommand, UserSeq
 from shared.redis_keys import OUTBOX_KEY
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,30 @@ def add(client: Any, cmd: AnyCommand, ordering_key: str) -> None:
     """Keep ``cmd`` until the matcher has it in the oplog (``client``: Redis or a pipeline)."""
     entry = _Entry(ordering_key, time.time_ns() // 1_000_000, msgspec.Raw(_encoder.encode(cmd)))
     client.hset(OUTBOX_KEY, cmd.id, _encoder.encode(entry))
+
+
+_SEQ_PLACEHOLDER: Final = b'"user_seq":[0,0]'
+
+
+def numbered_template(cmd: AnyCommand, ordering_key: str) -> tuple[bytes, bytes] | None:
+    """``add``'s entry for a command still to be numbered, split where its ``user_seq``
+    goes: the script that gives the number writes ``before + b"epoch,n" + after``, the
+    entry as ``add`` would write it once the number is set (the command as published), in
+    the same round trip. None when the command cannot be split so (then ``add`` it)."""
+    if cmd.user_seq is not None:
+        return None
+    cmd.user_seq = UserSeq(0, 0)
+    try:
+        data = _encoder.encode(
+            _Entry(ordering_key, time.time_ns() // 1_000_000, msgspec.Raw(_encoder.encode(cmd)))
+        )
+    finally:
+        cmd.user_seq = None
+    # The key can show only once: inside a JSON string its quotes would be escaped.
+    if data.count(_SEQ_PLACEHOLDER) != 1:
+        return None
+    before, _, after = data.partition(_SEQ_PLACEHOLDER)
+    return before + b'"user_seq":[', b"]" + after
 
 
 def remove(client: Any, command_ids: Iterable[str]) -> None:

@@ -46,6 +46,7 @@ import orjson
 from api.auth import Principal, authenticate, count_hits
 from api.dispatch import (
     COMMAND_ID_RE,
+    IDEMPOTENCY_HEADER,
     Idempotency,
     Services,
     fingerprint,
@@ -67,6 +68,7 @@ from api.http import (
 )
 from api.listings import (
     MARKET_RE,
+    MarketSpec,
     amend_units,
     load_market,
     market_of,
@@ -75,7 +77,10 @@ from api.listings import (
     queue_market,
 )
 from api.openapi import CLIENT_ORDER_ID, IDEMPOTENCY, PENDING, STR, ok, path_param, query
+from api.placing import KnownMarkets, Placement, count_and_number
+from api.redis_client import batch_of
 from shared import logs
+from shared.instance import per_instance
 from shared.messages import (
     AmendOrder,
     AnyCommand,
@@ -250,13 +255,17 @@ def _trader(
     for the routes declared ``session_in_limits`` and the reads ``also`` queues: their
     results)."""
     principal = authenticate(req, svc.auth)
+    return principal, count_hits(req, svc.auth, _trade_hits(req, svc, principal), also)
+
+
+def _trade_hits(req: ApiRequest, svc: Services, principal: Principal) -> list[RateHit]:
+    """A trading request's hits: the per-user and the per-IP limits."""
     cfg = svc.config
     window = cfg.trade_rate_window_s
-    hits: list[RateHit] = [
+    return [
         ("trade:user", principal.user_id, cfg.trade_rate_per_user, window),
         ("trade:ip", req.client_ip, cfg.trade_rate_per_ip, window),
     ]
-    return principal, count_hits(req, svc.auth, hits, also)
 
 
 def _send(
@@ -365,6 +374,13 @@ def place_order(req: ApiRequest) -> flask.Response:
     except ApiError as exc:
         invalid = exc
     wanted = body.market if body is not None and MARKET_RE.fullmatch(body.market) else None
+    if body is not None and wanted is not None and req.header(IDEMPOTENCY_HEADER) is None:
+        placed, counted = _place_in_one_trip(req, svc, body, wanted)
+        if placed is not None:
+            return placed
+        if counted:  # the market changed since this instance read it: read it again
+            principal = authenticate(req, svc.auth)
+            return _place(svc, req, principal, body, wanted, _market_reads(svc, wanted))
     principal, reads = _trader(
         req, svc, None if wanted is None else lambda pipe: queue_market(pipe, wanted)
     )
@@ -372,18 +388,75 @@ def place_order(req: ApiRequest) -> flask.Response:
     if invalid is not None:
         raise invalid
     assert body is not None
+    return _place(svc, req, principal, body, wanted, reads)
+
+
+def _place(
+    svc: Services,
+    req: ApiRequest,
+    principal: Principal,
+    body: PlaceOrder,
+    wanted: str | None,
+    reads: list[Any],
+) -> flask.Response:
+    """The order checked against the market (``queue_market``'s reads), then sent."""
+    if wanted is not None:
+        _known_markets().remember(wanted, *reads)
     market = None if wanted is None else market_of(*reads)
     if market is None:
         raise bad_request(f"unknown market {body.market!r}", Reason.UNKNOWN_MARKET)
-    cmd = order_command(
+    cmd = _order_of(market, principal, body)
+    request_fp = fingerprint("POST /v1/orders", msgspec.json.encode(body))
+    return _send(svc, req, principal.user_id, cmd, request_fp, _placed)
+
+
+def _order_of(market: MarketSpec, principal: Principal, body: PlaceOrder) -> AnyCommand:
+    return order_command(
         market, command_id=new_command_id(), user=principal.user_id, side=body.side,
         order_type=body.type, price=body.price, amount=body.amount,
         quote_amount=body.quote_amount, time_in_force=body.time_in_force,
         post_only=body.post_only, client_order_id=body.client_order_id, stp=body.stp,
         stop=body.stop, stop_price=body.stop_price, expires_at=body.expires_at,
     )  # fmt: skip
-    request_fp = fingerprint("POST /v1/orders", msgspec.json.encode(body))
-    return _send(svc, req, principal.user_id, cmd, request_fp, _placed)
+
+
+def _market_reads(svc: Services, name: str) -> list[Any]:
+    pipe = batch_of(svc.redis)
+    queue_market(pipe, name)
+    return list(pipe.execute())
+
+
+@per_instance
+def _known_markets() -> KnownMarkets:
+    """The markets this instance has read (api.placing): what an order is checked against
+    before its one round trip, which proves them current."""
+    return KnownMarkets()
+
+
+def _place_in_one_trip(
+    req: ApiRequest, svc: Services, body: PlaceOrder, wanted: str
+) -> tuple[flask.Response | None, bool]:
+    """A valid order without an ``Idempotency-Key``, on a market this instance has read:
+    checked, counted and numbered in one Redis round trip (api.placing, decision 0035), then
+    published: (the answer, True). (None, counted) when that could not be done: with
+    ``counted`` the rate limits were counted (the market changed since it was read), else
+    nothing was done."""
+    known = _known_markets().get(wanted)
+    if known is None:
+        return None, False
+    principal = authenticate(req, svc.auth)
+    try:
+        cmd = _order_of(known.spec, principal, body)
+    except ApiError:
+        return None, False  # refused with the market as this instance read it: check anew
+    user = principal.user_id
+    hits = _trade_hits(req, svc, principal)
+    placement = count_and_number(req, svc.auth, svc.commands, hits, known, cmd, user)
+    if placement is not Placement.NUMBERED:
+        return None, placement is Placement.COUNTED
+    svc.commands.publish(cmd, ordering_key=user, owner=user, numbered=True)
+    reply = svc.commands.wait_reply(cmd.id, svc.commands.wait_s)
+    return (pending_command(cmd.id) if reply is None else _placed(reply)), True
 
 
 def _listed(reply: dict[str, Any]) -> flask.Response:

@@ -78,6 +78,7 @@ from api.openapi import (
     query,
 )
 from api.params import QueryParams
+from api.redis_client import batch_of, connect
 from shared import logs
 from shared.config import PostgresConfig, env, from_env
 from shared.db import SharedConnection
@@ -152,9 +153,7 @@ class Services:
     @lazy
     def redis(self) -> redis.Redis:
         """Market data; a Redis that does not answer within 5 s answers 503."""
-        return redis.Redis.from_url(
-            api_config().redis_url, socket_timeout=5.0, socket_connect_timeout=5.0
-        )
+        return connect(api_config().redis_url, socket_timeout=5.0, socket_connect_timeout=5.0)
 
     @lazy
     def db(self) -> SharedConnection:
@@ -397,7 +396,7 @@ def depth(req: ApiRequest) -> flask.Response:
     levels = services().config.depth_levels
     limit = params.limit(min(DEPTH_DEFAULT, levels), levels)
     market = req.params["market"]
-    pipe = services().redis.pipeline(transaction=False)
+    pipe = batch_of(services().redis)
     pipe.hexists(MARKETS_KEY, market)
     pipe.get(depth_key(market))
     exists, raw = pipe.execute()

@@ -29,6 +29,7 @@ from infra.gateway import ROUTES, create_app
 from shared import outbox
 from shared.config import MatcherConfig
 from shared.db import Database, connect
+from shared.redis_keys import rate_limit_key
 from tests.integration.function_env import point_functions_at, reset_functions
 from tests.integration.matcher_helpers import running, wait_for
 
@@ -1025,3 +1026,62 @@ def test_trading_is_rate_limited_per_user(exchange: Exchange) -> None:
     assert resp.status_code == 429
     # Another user has a limit of their own.
     assert ex.client.post("/v1/orders", json={}, headers=bearer(bob_token)).status_code == 400
+
+
+def test_an_order_is_checked_against_the_market_as_it_is_now(
+    exchange: Exchange, matcher: None
+) -> None:
+    """An order on a market the instance has read is checked against that copy and numbered
+    in the limits' round trip only while Redis still holds the same definition
+    (api.placing): a market halted since is refused, each request counted once, and only
+    the orders that were placed took a number."""
+    ex = exchange
+    list_market(ex)
+    alice, token = trader(ex, "alice")
+    for price in ("1990", "1991"):  # the first reads the market, the second uses the copy
+        resp = order(ex, token, side="buy", price=price, amount="0.1")
+        assert resp.status_code == 201, resp.get_json()
+    admin = bearer(as_admin(ex))
+    halt = ex.client.patch(f"/v1/admin/markets/{MARKET}", json={"status": "halted"}, headers=admin)
+    assert halt.status_code == 200
+    resp = order(ex, token, side="buy", price="1992", amount="0.1")
+    assert (resp.status_code, error(resp)) == (409, "market_halted")
+    resume = ex.client.patch(f"/v1/admin/markets/{MARKET}", json={"status": "open"}, headers=admin)
+    assert resume.status_code == 200
+    # A finer tick than the copy's is refused by the copy, then checked anew: still refused.
+    resp = order(ex, token, side="buy", price="1993.123", amount="0.1")
+    assert (resp.status_code, error(resp)) == (400, "bad_tick")
+    resp = order(ex, token, side="buy", price="1994", amount="0.1")
+    assert resp.status_code == 201, resp.get_json()
+
+    assert int(ex.redis.get(rate_limit_key("trade:user", alice)) or 0) == 5
+    rows = ex.sql(
+        "SELECT command FROM oplog WHERE command::json->>'user' = :u ORDER BY seq", u=alice
+    )
+    placed = [orjson.loads(r[0]) for r in rows if orjson.loads(r[0])["command"] == "place_order"]
+    assert [c["user_seq"][1] for c in placed] == [1, 2, 3]
+
+
+def test_local_outbox_keeps_orders_numbered_in_one_trip(exchange: Exchange) -> None:
+    """With the outbox (locally), an order numbered in the limits' round trip is kept there
+    with its number, exactly as published, before it is published."""
+    ex = exchange
+    ex.configure(COMMANDS_OUTBOX="1")
+    cfg = replace(ex.cfg, pubsub=replace(ex.cfg.pubsub, outbox=True))
+    with running(cfg):
+        list_market(ex)
+        _, token = trader(ex, "alice")
+    ex.configure(COMMANDS_OUTBOX="1", API_REPLY_WAIT_S="0.2")
+    ids = []
+    for price in ("1990", "1991", "1992"):
+        resp = order(ex, token, side="buy", price=price, amount="0.1")
+        assert resp.status_code == 202, resp.get_json()
+        ids.append(resp.get_json()["command_id"])
+    kept = {e.command_id: orjson.loads(e.data) for e in outbox.entries(ex.redis)}
+    assert sorted(kept) == sorted(ids)
+    assert [kept[i]["user_seq"][1] for i in ids] == [1, 2, 3]
+    with running(cfg):
+        wait_for(lambda: outbox.size(ex.redis) == 0, 15, "the orders applied")
+    for command_id in ids:
+        [[applied]] = ex.sql("SELECT command FROM oplog WHERE command_id = :c", c=command_id)
+        assert orjson.loads(applied)["user_seq"] == kept[command_id]["user_seq"]
