@@ -47,6 +47,7 @@ import redis
 from api.auth import AuthContext, default_context
 from api.http import ApiError, ApiRequest, bad_request, json_response, unavailable
 from api.redis_client import batch_of
+from api.redis_scripts import NEXT_SEQ, NEXT_SEQ_KEPT
 from shared import outbox
 from shared.config import ApiConfig, PostgresConfig, PubSubConfig
 from shared.db import SharedConnection
@@ -81,28 +82,6 @@ _POLL_S: Final = 0.02
 SEQUENCED: Final = (PlaceOrder, CancelOrder, CancelAll, RequestWithdrawal)
 """The commands a user sends: each takes its place among the user's commands (``user_seq``)."""
 
-# The user's next number and the epoch of the count, in one step: the epoch is set (from
-# Redis's clock, in ms) when the count begins, so a count begun again after Redis lost its
-# data has a later epoch than the one it replaces.
-_NEXT_SEQ: Final = """
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  local t = redis.call('TIME')
-  epoch = string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000))
-  redis.call('HSET', KEYS[1], 'epoch', epoch)
-end
-return {tonumber(epoch), redis.call('HINCRBY', KEYS[1], 'n', 1)}
-"""
-# The same, then the command kept in the local outbox with its number (shared.outbox's
-# ``numbered_template``: the entry around where the number goes), in the same round trip.
-_NEXT_SEQ_KEPT: Final = _NEXT_SEQ.replace(
-    "return {tonumber(epoch), redis.call('HINCRBY', KEYS[1], 'n', 1)}",
-    """local n = redis.call('HINCRBY', KEYS[1], 'n', 1)
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. epoch .. ',' .. string.format('%d', n) .. ARGV[3])
-return {tonumber(epoch), n}""",
-)
-assert "HSET" in _NEXT_SEQ_KEPT, "_NEXT_SEQ's last line changed: rewrite _NEXT_SEQ_KEPT with it"
-
 
 class UserSeqs:
     """Each user's commands numbered in the order the API accepted them (``useq:{user}``, a
@@ -110,7 +89,7 @@ class UserSeqs:
 
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
-        self._next = client.register_script(_NEXT_SEQ)
+        self._next = client.register_script(NEXT_SEQ)
 
     def next(
         self, user: str, client: Any = None, kept: tuple[str, bytes, bytes] | None = None
@@ -121,10 +100,10 @@ class UserSeqs:
         if client is not None and kept is not None:
             command_id, before, after = kept
             keys = (user_seq_key(user), OUTBOX_KEY)
-            return client.eval(_NEXT_SEQ_KEPT, 2, *keys, command_id, before, after)
+            return client.eval(NEXT_SEQ_KEPT, 2, *keys, command_id, before, after)
         if client is not None:
             # EVAL on a pipeline: a registered script there costs a SCRIPT EXISTS round trip.
-            return client.eval(_NEXT_SEQ, 1, user_seq_key(user))
+            return client.eval(NEXT_SEQ, 1, user_seq_key(user))
         got = self._next(keys=[user_seq_key(user)], client=self._redis)
         return UserSeq(int(got[0]), int(got[1]))
 

@@ -64,6 +64,7 @@ import redis
 
 from api.credentials import ALL_SCOPES, Credentials, Headers, Principal, Scope
 from api.redis_client import batch_of
+from api.redis_scripts import HITS
 from shared import logs
 from shared.answers import error_response as error_response
 from shared.answers import json_response as json_response
@@ -376,30 +377,6 @@ def _read_body(request: flask.Request, limit: int) -> bytes:
 # --------------------------------------------------------------------------------------------
 
 
-# KEYS: the subjects' counters, then (with a session to check) the user's session copy
-# (api.sessions). ARGV: the counters' windows in ms, then (with a session) its ended-field and
-# the token's epoch. Returns {0, {count, ms to reset} per counter}; {1}: no session copy, {2}:
-# the session has ended, and then nothing is counted (a revoked token spends no one's budget).
-_HITS: Final = """
-local c = #KEYS
-if #ARGV > #KEYS then
-  c = #KEYS - 1
-  local copy = KEYS[#KEYS]
-  local current = redis.call('HGET', copy, 'epoch')
-  if not current then return {1} end
-  if redis.call('HEXISTS', copy, ARGV[c + 1]) == 1 or tonumber(ARGV[c + 2]) < tonumber(current)
-  then return {2} end
-end
-local out = {0}
-for i = 1, c do
-  local n = redis.call('INCR', KEYS[i])
-  redis.call('PEXPIRE', KEYS[i], ARGV[i], 'NX')
-  out[i + 1] = {n, redis.call('PTTL', KEYS[i])}
-end
-return out
-"""
-
-
 @dataclass(frozen=True, slots=True)
 class SessionDue:
     """An access token's session, still to be checked (``api.sessions``): a route declared
@@ -452,7 +429,7 @@ class RateLimiter:
             args += [SESSION_ENDED_FIELD_PREFIX + session.session_id, session.epoch]
         # EVAL, not a registered script: a pipeline holding one asks SCRIPT EXISTS first,
         # a second round trip; Redis caches the script by its digest either way.
-        pipe.eval(_HITS, len(keys), *keys, *args)
+        pipe.eval(HITS, len(keys), *keys, *args)
         if also is not None:
             also(pipe)
         (state, *counted), *rest = pipe.execute()

@@ -28,6 +28,7 @@ from api.dispatch import Commands
 from api.http import ApiRequest, RateHit, too_many_requests
 from api.listings import MarketSpec, market_of
 from api.redis_client import batch_of
+from api.redis_scripts import COUNT_AND_NUMBER
 from api.sessions import session_revoked
 from shared import outbox
 from shared.messages import AnyCommand, UserSeq
@@ -41,51 +42,6 @@ from shared.redis_keys import (
     session_key,
     user_seq_key,
 )
-
-# ARGV[1]: c, the rate limits; ARGV[2]: 1 when the session is checked. KEYS: the c limits'
-# counters, the session's copy (when checked), md:markets, md:assets, the user's count, the
-# command's owner, the outbox (when kept). ARGV after the two: c windows (ms), c limits, the
-# session's ended field and the token's epoch (when checked), the market's name and bytes,
-# the base's and quote's names and bytes, the owner and its TTL (s), the command id and its
-# outbox entry around the number (when kept). The session part is the rate limits' script's
-# (api.http, decision 0029); the numbering is api.dispatch's _NEXT_SEQ.
-_COUNT_AND_NUMBER: Final = """
-local c, s = tonumber(ARGV[1]), tonumber(ARGV[2])
-local k, a = c + 1, 3 + 2 * c
-if s == 1 then
-  local current = redis.call('HGET', KEYS[k], 'epoch')
-  if not current then return {1} end
-  if redis.call('HEXISTS', KEYS[k], ARGV[a]) == 1 or tonumber(ARGV[a + 1]) < tonumber(current)
-  then return {2} end
-  k, a = k + 1, a + 2
-end
-local out, within = {0}, true
-for i = 1, c do
-  local n = redis.call('INCR', KEYS[i])
-  redis.call('PEXPIRE', KEYS[i], ARGV[2 + i], 'NX')
-  out[i + 1] = {n, redis.call('PTTL', KEYS[i])}
-  if n > tonumber(ARGV[2 + c + i]) then within = false end
-end
-if not within
-  or redis.call('HGET', KEYS[k], ARGV[a]) ~= ARGV[a + 1]
-  or redis.call('HGET', KEYS[k + 1], ARGV[a + 2]) ~= ARGV[a + 3]
-  or redis.call('HGET', KEYS[k + 1], ARGV[a + 4]) ~= ARGV[a + 5]
-then return out end
-local epoch = redis.call('HGET', KEYS[k + 2], 'epoch')
-if not epoch then
-  local t = redis.call('TIME')
-  epoch = string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000))
-  redis.call('HSET', KEYS[k + 2], 'epoch', epoch)
-end
-local n = redis.call('HINCRBY', KEYS[k + 2], 'n', 1)
-redis.call('SET', KEYS[k + 3], ARGV[a + 6], 'EX', ARGV[a + 7])
-if KEYS[k + 4] then
-  redis.call('HSET', KEYS[k + 4], ARGV[a + 8],
-    ARGV[a + 9] .. epoch .. ',' .. string.format('%d', n) .. ARGV[a + 10])
-end
-out[c + 2] = {tonumber(epoch), n}
-return out
-"""
 
 _MAX_KNOWN: Final = 1000
 
@@ -167,7 +123,7 @@ def count_and_number(
         keys.append(OUTBOX_KEY)
         args += [cmd.id, *template]
     (state, *rest) = (
-        batch_of(ctx.redis).eval(_COUNT_AND_NUMBER, len(keys), *keys, *args).execute()[0]
+        batch_of(ctx.redis).eval(COUNT_AND_NUMBER, len(keys), *keys, *args).execute()[0]
     )
     if int(state) == 1:
         return Placement.SESSION_NOT_CACHED
