@@ -52,7 +52,7 @@ from infra import api_spec
 from infra.processes import REPO_ROOT
 from infra.services import write_command_keys
 from infra.web_files import WebFiles
-from shared import logs
+from shared import heap, logs
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -246,7 +246,9 @@ def serve_gunicorn(host: str, port: int, workers: int, threads: int) -> None:
                 self.cfg.set(key, value)
 
         def load(self) -> flask.Flask:
-            return create_app()
+            app = create_app()
+            heap.freeze_startup_heap("gateway")  # before the workers fork: they share it
+            return app
 
     Gateway().run()
 
