@@ -20,7 +20,7 @@ import time
 log = logging.getLogger("heap")
 
 
-def freeze_startup_heap(process: str) -> None:
+def freeze_startup_heap(part: str) -> None:
     """Collect what start-up left as garbage, then freeze the rest (see the module)."""
     t0 = time.perf_counter()
     gc.collect()
@@ -28,7 +28,7 @@ def freeze_startup_heap(process: str) -> None:
     log.info(
         "start-up heap frozen",
         extra={
-            "process": process,
+            "part": part,
             "frozen_objects": gc.get_freeze_count(),
             "collect_ms": round((time.perf_counter() - t0) * 1000, 1),
         },
