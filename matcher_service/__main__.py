@@ -6,7 +6,7 @@ import sys
 
 from matcher_service.health import serve
 from matcher_service.service import Matcher, install_signal_handlers
-from shared import logs
+from shared import heap, logs
 from shared.config import ConfigError, MatcherConfig
 
 
@@ -18,6 +18,7 @@ def main() -> int:
         print(f"matcher: {exc}", file=sys.stderr)
         return 2
     matcher = Matcher(cfg)
+    heap.freeze_startup_heap("matcher")  # its modules and clients; not in tests' processes
     install_signal_handlers(matcher)
     server = serve(cfg.port, matcher.ready, cfg.host)
     try:

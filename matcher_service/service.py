@@ -37,7 +37,7 @@ from matcher_service.marketdata import MarketData
 from matcher_service.persistence import Batch, BatchWrites, FencedError, Known, Store
 from matcher_service.pubsub_raw import PubsubMessage, Subscription, Topic
 from matcher_service.sequencer import Parked, Sequencer, maybe_applied, user_of
-from shared import heap, outbox
+from shared import outbox
 from shared.config import MatcherConfig
 from shared.db import Database, connect
 from shared.messages import (
@@ -362,7 +362,6 @@ class Matcher:
             self.acquire()
             if not self.stopping.is_set():
                 self.start()
-                heap.freeze_startup_heap("matcher")  # the modules and the restored engine
                 self._consume()
         finally:
             done.set()
