@@ -120,12 +120,6 @@ class BatchWrites:
                 f" json_populate_recordset(NULL::{table}, CAST(:{{param}} AS json)) {tail}",
             )
 
-    def run(self, db: Database) -> None:
-        if not self.parts:
-            return
-        ctes = ", ".join(f"w{i} AS ({part})" for i, part in enumerate(self.parts))
-        db.run(f"WITH {ctes} SELECT 1", **self.params)
-
     def run_fenced(self, db: Database, epoch: int, published_seq: int | None = None) -> None:
         """Everything as one statement, so one transaction with no BEGIN or COMMIT round trip
         (it commits as it ends): its first part takes the lease row FOR SHARE and fails the
@@ -212,9 +206,6 @@ class Store:
             if _FENCED in str(exc):
                 raise FencedError(str(exc)) from None
             raise
-
-    def _insert(self, batch: Batch, parked: Sequence[Parked], unparked: Sequence[str]) -> None:
-        self._statements(self._rows(batch), parked, unparked).run(self.db)
 
     @staticmethod
     def _rows(batch: Batch) -> _Rows:
