@@ -53,7 +53,7 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Annotated, Any, ClassVar, Final, Literal, TypeVar
@@ -401,6 +401,16 @@ RateHit = tuple[str, str, int, int]
 """One hit to count: (scope, subject, limit, window in seconds)."""
 
 
+def raise_over_limits(hits: Sequence[RateHit], counted: Sequence[Any]) -> None:
+    """429 with ``Retry-After`` (the window's time left, in seconds) for the first of ``hits``
+    whose count in ``counted`` (``(count, ms to reset)`` each, as the scripts answer) is over
+    its limit."""
+    for (_, _, limit, window_s), (count, ttl_ms) in zip(hits, counted, strict=True):
+        if int(count) > limit:
+            retry_after = math.ceil(int(ttl_ms) / 1000) if int(ttl_ms) > 0 else window_s
+            raise too_many_requests(retry_after)
+
+
 class RateLimiter:
     """At most ``limit`` hits per subject in a window that opens at the subject's first hit
     (a fixed window per subject, so no boundary where two windows' worth pass at once). One
@@ -437,10 +447,7 @@ class RateLimiter:
             raise SessionNotCachedError
         if int(state) == 2:
             raise SessionEndedError
-        for (_, _, limit, window_s), (count, ttl_ms) in zip(hits, counted, strict=True):
-            if int(count) > limit:
-                retry_after = math.ceil(int(ttl_ms) / 1000) if int(ttl_ms) > 0 else window_s
-                raise too_many_requests(retry_after)
+        raise_over_limits(hits, counted)
         return list(rest)
 
     def hit(self, scope: str, subject: str, limit: int, window_s: int) -> None:
@@ -451,9 +458,7 @@ class RateLimiter:
         pipe.pexpire(key, window_s * 1000, nx=True)
         pipe.pttl(key)
         count, _, ttl_ms = pipe.execute()
-        if int(count) > limit:
-            retry_after = math.ceil(int(ttl_ms) / 1000) if int(ttl_ms) > 0 else window_s
-            raise too_many_requests(retry_after)
+        raise_over_limits([(scope, subject, limit, window_s)], [(count, ttl_ms)])
 
 
 # --------------------------------------------------------------------------------------------

@@ -18,14 +18,13 @@ with anything but the stored definition.
 from __future__ import annotations
 
 import enum
-import math
 import threading
 from dataclasses import dataclass
 from typing import Any, Final
 
 from api.auth import AuthContext
 from api.dispatch import Commands
-from api.http import ApiRequest, RateHit, too_many_requests
+from api.http import ApiRequest, RateHit, raise_over_limits
 from api.listings import MarketSpec, market_of
 from api.redis_client import batch_of
 from api.redis_scripts import COUNT_AND_NUMBER
@@ -131,10 +130,7 @@ def count_and_number(
         raise session_revoked()
     req.session_due = None
     counted, numbered = rest[: len(hits)], rest[len(hits) :]
-    for (_, _, limit, window_s), (count, ttl_ms) in zip(hits, counted, strict=True):
-        if int(count) > limit:
-            retry_after = math.ceil(int(ttl_ms) / 1000) if int(ttl_ms) > 0 else window_s
-            raise too_many_requests(retry_after)
+    raise_over_limits(hits, counted)
     if not numbered:
         return Placement.COUNTED
     epoch, n = numbered[0]
