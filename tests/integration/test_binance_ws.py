@@ -89,6 +89,8 @@ async def until(task: asyncio.Future[Any], act: Callable[[], Awaitable[Any]]) ->
     """``task``'s result, acting again (another trade) until it comes: a stream answers only
     with the changes after it is live."""
     for _ in range(20):
+        if task.done():
+            return task.result()
         await act()
         done, _ = await asyncio.wait({task}, timeout=3)
         if done:
@@ -150,13 +152,14 @@ async def _watch(ex: Exchange, port: int, key: dict[str, Any], maker: User, take
         got_candles = await until(candles, trade)
         assert 2000 <= got_candles[-1][4] <= 2004  # the close
 
-        own = await within(orders)
+        # A watch started before its subscription was live misses what came before: trade
+        # again until each has something (a busy machine may take a while to subscribe).
+        own = await until(orders, trade)
         assert own[0]["symbol"] == SYMBOL and own[0]["side"] == "buy"
         assert own[0]["price"] == 2010 and own[0]["amount"] == 0.1
-        fills = await within(my_trades)
+        fills = await until(my_trades, trade)
         assert fills[0]["side"] == "buy" and fills[0]["takerOrMaker"] == "taker"
         assert fills[0]["fee"]["currency"] == "ETH"
-        native = ex.http.get("/v1/balances", taker.token)
 
         def agrees(b: Any) -> bool:
             return all(
@@ -165,7 +168,8 @@ async def _watch(ex: Exchange, port: int, key: dict[str, Any], maker: User, take
                 for a in ("ETH", "USDT")
             )
 
-        await within(balance)
+        await until(balance, trade)
+        native = ex.http.get("/v1/balances", taker.token)  # after the last trade
         # a watch waits for the next change: what ccxt holds already is checked first
         while not agrees(pro.balance["spot"]):  # the balance after the last trade
             await within(pro.watch_balance())

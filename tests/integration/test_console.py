@@ -333,6 +333,8 @@ def test_admin_console(
     expect(admin.locator("#user-sessions-box")).to_contain_text("No live session.")
     shot(admin, "console-user-disabled", full_page=True)
     erin.reload()
+    # the page has restored what it could (no session) and drawn itself: signed out
+    expect(erin.get_by_role("navigation").get_by_role("link", name="Log in")).to_be_visible()
     expect(erin.locator("#logout")).to_have_count(0)
     erin.goto(f"{base}/#/login")
     erin.get_by_label("Email").fill(ERIN)

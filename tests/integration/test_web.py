@@ -31,6 +31,7 @@ from playwright.sync_api import (
     BrowserContext,
     ConsoleMessage,
     Page,
+    Route,
     expect,
     sync_playwright,
 )
@@ -319,5 +320,40 @@ def test_phone_screen_and_dark_preference(exchange: LocalExchange, browser: Brow
     background = page.evaluate("getComputedStyle(document.body).backgroundColor")
     assert background == "rgb(15, 18, 23)"  # the dark palette
     shot(page, "phone-market-dark", full_page=True)
+    assert not errors, errors
+    ctx.close()
+
+
+_COUNT_FORMS = """
+window.formsDrawn = 0;
+new MutationObserver((changes) => {
+  for (const change of changes)
+    for (const node of change.addedNodes) if (node.nodeName === "FORM") window.formsDrawn += 1;
+}).observe(document, { childList: true, subtree: true });
+"""
+
+
+def test_a_page_opened_while_the_session_is_restored_is_drawn_once(
+    exchange: LocalExchange, browser: Browser
+) -> None:
+    """A link followed while the page still restores the session (its refresh call under
+    way) is drawn once, when that is done: a second draw would wipe a form already begun."""
+    errors: list[str] = []
+    ctx = new_context(browser)
+    ctx.add_init_script(_COUNT_FORMS)
+    page = watch(ctx.new_page(), errors)
+    held: list[Route] = []
+    page.route(
+        "**/v1/auth/refresh", lambda route: held.append(route)
+    )  # answered only when let go below
+    page.goto(f"{exchange.api}/#/markets")
+    while not held:
+        page.wait_for_timeout(20)
+    page.evaluate("window.location.hash = '#/login'")
+    expect(page.locator("main")).to_contain_text("Loading")  # nothing drawn before the session
+    held[0].continue_()
+    page.get_by_label("Email").fill("early@example.com")  # drawn as the start-up's last step
+    expect(page.get_by_label("Email")).to_have_value("early@example.com")
+    assert page.evaluate("window.formsDrawn") == 1
     assert not errors, errors
     ctx.close()

@@ -85,7 +85,6 @@ window.addEventListener("session-expired", () => {
   go("#/login");
 });
 
-window.addEventListener("hashchange", route);
 window.addEventListener("offline", () => notice("You are offline: what you see may be out of date."));
 window.addEventListener("online", () => notice(null));
 
@@ -101,6 +100,10 @@ async function boot(): Promise<void> {
   await refresh();
   await startFeed();
   if (!window.location.hash) window.location.hash = "#/markets";
+  // Pages are drawn only from here on: a hash change while the session was being restored
+  // (a link followed, a redirect) is drawn once by the route() below, not twice, so a
+  // second draw cannot wipe a form someone has started to fill.
+  window.addEventListener("hashchange", route);
   route();
 }
 
