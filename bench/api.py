@@ -22,10 +22,14 @@ steps (``--probe`` s) climb by x1.5 to find the knee; full windows (``--window``
 confirm it and try one step either side. The highest rate that held for a full window is
 reported, with its p50/p99.
 
-Usage: ``python -m bench.api [--window 60] [--quick] [--users 100]``; ``--quick`` is 10 s
-windows. Everything runs on this machine: client, gateway, matcher and services share its
-cores, so the figures are for the whole local exchange, not one piece of it. The last line
-printed is JSON.
+Every step also reads the CPU time each process kind used over it (``bench.cpu``'s
+accounting: the gateway is "functions", this process, the load client, is "client") and prints
+it per answered request: the client's own cost is reported with the server's, never hidden.
+
+Usage: ``python -m bench.api [--window 60] [--quick] [--users 100] [--only place|depth]``;
+``--quick`` is 10 s windows. Everything runs on this machine: client, gateway, matcher and
+services share its cores, so the figures are for the whole local exchange, not one piece of
+it. The last line printed is JSON.
 """
 
 from __future__ import annotations
@@ -148,6 +152,12 @@ class Step:
     statuses: dict[int, int] = field(default_factory=dict)
     sent: int = 0
     p99_limit_ms: float = 250.0
+    cpu_s: dict[str, float] = field(default_factory=dict)
+    """CPU seconds each process kind used over the step (``bench.cpu.cpu_by_kind``; "client"
+    is this process, the load client): filled in by ``measured``."""
+
+    def cpu_ms_per_request(self, kind: str) -> float:
+        return 1000 * self.cpu_s.get(kind, 0.0) / max(1, self.answered)
 
     @property
     def answered(self) -> int:
@@ -236,6 +246,19 @@ def run_step(
     return step
 
 
+def measured(run: Callable[[], Step]) -> Step:
+    """``run()`` with the CPU time every process of the benchmark used over it in its
+    ``cpu_s``: the load client's own (this process) is reported with the server's, not hidden."""
+    from bench.cpu import cpu_by_kind  # bench.cpu builds on this module
+
+    root = os.getpid()
+    before = cpu_by_kind(root)
+    step = run()
+    after = cpu_by_kind(root)
+    step.cpu_s = {k: max(0.0, v - before.get(k, 0.0)) for k, v in after.items()}
+    return step
+
+
 def find_max_rate(
     label: str,
     run: Callable[[float, float], Step],
@@ -252,7 +275,7 @@ def find_max_rate(
     tried, else lower ones (x0.8) until one holds (two at most): three windows at most."""
 
     def do(rate: float, seconds: float) -> Step:
-        step = run(rate, seconds)
+        step = measured(lambda: run(rate, seconds))
         steps.append(step)
         print_row(step, "probe" if seconds == probe_s and probe_s != window_s else "window")
         return step
@@ -454,7 +477,8 @@ def prefill(port: int, traders: list[Trader], n: int, seed: int) -> None:
 def print_header() -> None:
     print(
         "\n| request | rate/s | window s | sent | ok/s | failed | p50 ms | p90 ms | p99 ms "
-        "| max ms | held |\n|---|---|---|---|---|---|---|---|---|---|---|",
+        "| max ms | held | CPU ms/request: client | gateway | redis | all |"
+        "\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         flush=True,
     )
 
@@ -469,7 +493,11 @@ def print_row(step: Step, phase: str) -> None:
     print(
         f"| {step.kind} ({phase}) | {step.rate:g} | {step.seconds:g} | {step.sent} "
         f"| {step.achieved:.1f} | {failed} | {_ms(step.pct(0.5))} | {_ms(step.pct(0.9))} "
-        f"| {_ms(step.pct(0.99))} | {_ms(step.pct(1.0))} | {held} |",
+        f"| {_ms(step.pct(0.99))} | {_ms(step.pct(1.0))} | {held} "
+        f"| {step.cpu_ms_per_request('client'):.3f} "
+        f"| {step.cpu_ms_per_request('functions'):.3f} "
+        f"| {step.cpu_ms_per_request('redis'):.3f} "
+        f"| {1000 * sum(step.cpu_s.values()) / max(1, step.answered):.3f} |",
         flush=True,
     )
 
@@ -489,6 +517,9 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--gateway-workers", type=int, default=2)
     parser.add_argument("--gateway-threads", type=int, default=16)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--only", choices=("place", "depth"), default=None, help="climb one kind of request only"
+    )
     args = parser.parse_args(argv)
     if args.quick:  # a shorter default; --window given on the command line still wins
         parser.set_defaults(window=10.0)
@@ -528,12 +559,15 @@ def main(argv: list[str] | None = None) -> int:
             )  # fmt: skip
 
         print_header()
-        best_place = find_max_rate(
-            "place", place, args.place_start, args.probe, args.window, args.max_rate, steps
-        )
-        best_depth = find_max_rate(
-            "depth", depth, args.depth_start, args.probe, args.window, args.max_rate, steps
-        )
+        best_place = best_depth = None
+        if args.only in (None, "place"):
+            best_place = find_max_rate(
+                "place", place, args.place_start, args.probe, args.window, args.max_rate, steps
+            )
+        if args.only in (None, "depth"):
+            best_depth = find_max_rate(
+                "depth", depth, args.depth_start, args.probe, args.window, args.max_rate, steps
+            )
 
     def figures(prefix: str, best: Step | None, unit: str) -> dict[str, Any]:
         if best is None:
@@ -542,6 +576,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{prefix}_p50_ms": round(best.pct(0.5), 1),
             f"{prefix}_p99_ms": round(best.pct(0.99), 1),
             unit: best.rate,
+            # At the rate held: the load client's CPU ("client") next to the server's.
+            f"{prefix}_cpu_ms_per_request": {
+                k: round(best.cpu_ms_per_request(k), 3) for k in sorted(best.cpu_s)
+            },
         }
 
     out: dict[str, Any] = {
