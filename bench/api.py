@@ -14,13 +14,13 @@ random traders on both sides: most rest near the middle of the book, the rest cr
 trade. Depth is ``GET /v1/markets/ETH-USDT/depth`` on the book those orders built.
 
 Load is open loop: at ``rate`` requests a second, request ``i`` is due at ``start + i/rate``,
-and a pool of client threads (``http.client``, keep-alive) sends each when due. Latency counts
-from when a request was due, so a server (or client pool) that falls behind shows it. A rate is
-sustained when, over the whole window, p99 is at most ``--p99-ms`` (250), at most 1 % of
-requests fail (anything but the expected status) and every request was answered. Short probe
-steps (``--probe`` s) climb by x1.5 to find the knee; full windows (``--window`` s, 60) then
-confirm it and try one step either side. The highest rate that held for a full window is
-reported, with its p50/p99.
+and a pool of client threads (``RawClient``: keep-alive sockets, each request encoded before the
+step) sends each when due. Latency counts from when a request was due, so a server (or client
+pool) that falls behind shows it. A rate is sustained when, over the whole window, p99 is at
+most ``--p99-ms`` (250), at most 1 % of requests fail (anything but the expected status) and
+every request was answered. Short probe steps (``--probe`` s) climb by x1.5 to find the knee;
+full windows (``--window`` s, 60) then confirm it and try one step either side. The highest
+rate that held for a full window is reported, with its p50/p99.
 
 Every step also reads the CPU time each process kind used over it (``bench.cpu``'s
 accounting: the gateway is "functions", this process, the load client, is "client") and prints
