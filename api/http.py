@@ -360,8 +360,10 @@ def request_id_of(request: flask.Request) -> str:
 
 def _read_body(request: flask.Request, limit: int) -> bytes:
     environ = request.environ
-    if not environ.get("CONTENT_LENGTH") and not environ.get("wsgi.input_terminated"):
-        return b""  # no body was sent (werkzeug's stream would be empty): nothing to read
+    if not environ.get("CONTENT_LENGTH") and not environ.get("HTTP_TRANSFER_ENCODING"):
+        # Neither header: no body was sent (RFC 9112, 6.3), nothing to read. gunicorn marks
+        # every request's input terminated, so reading would cost each GET a body reader.
+        return b""
     length = request.content_length
     too_large = ApiError(413, "payload_too_large", f"request body exceeds {limit} bytes")
     if length is not None and length > limit:

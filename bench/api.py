@@ -14,23 +14,28 @@ random traders on both sides: most rest near the middle of the book, the rest cr
 trade. Depth is ``GET /v1/markets/ETH-USDT/depth`` on the book those orders built.
 
 Load is open loop: at ``rate`` requests a second, request ``i`` is due at ``start + i/rate``,
-and a pool of client threads (``http.client``, keep-alive) sends each when due. Latency counts
-from when a request was due, so a server (or client pool) that falls behind shows it. A rate is
-sustained when, over the whole window, p99 is at most ``--p99-ms`` (250), at most 1 % of
-requests fail (anything but the expected status) and every request was answered. Short probe
-steps (``--probe`` s) climb by x1.5 to find the knee; full windows (``--window`` s, 60) then
-confirm it and try one step either side. The highest rate that held for a full window is
-reported, with its p50/p99.
+and a pool of client threads (``RawClient``: keep-alive sockets, each request encoded before the
+step) sends each when due. Latency counts from when a request was due, so a server (or client
+pool) that falls behind shows it. A rate is sustained when, over the whole window, p99 is at
+most ``--p99-ms`` (250), at most 1 % of requests fail (anything but the expected status) and
+every request was answered. Short probe steps (``--probe`` s) climb by x1.5 to find the knee;
+full windows (``--window`` s, 60) then confirm it and try one step either side. The highest
+rate that held for a full window is reported, with its p50/p99.
 
-Usage: ``python -m bench.api [--window 60] [--quick] [--users 100]``; ``--quick`` is 10 s
-windows. Everything runs on this machine: client, gateway, matcher and services share its
-cores, so the figures are for the whole local exchange, not one piece of it. The last line
-printed is JSON.
+Every step also reads the CPU time each process kind used over it (``bench.cpu``'s
+accounting: the gateway is "functions", this process, the load client, is "client") and prints
+it per answered request: the client's own cost is reported with the server's, never hidden.
+
+Usage: ``python -m bench.api [--window 60] [--quick] [--users 100] [--only place|depth]``;
+``--quick`` is 10 s windows. Everything runs on this machine: client, gateway, matcher and
+services share its cores, so the figures are for the whole local exchange, not one piece of
+it. The last line printed is JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import logging
@@ -38,6 +43,7 @@ import math
 import os
 import random
 import secrets
+import socket
 import sys
 import tempfile
 import threading
@@ -133,6 +139,109 @@ class Client:
             self._conn = None
 
 
+class RawClient:
+    """The load client's connection: one keep-alive HTTP/1.1 connection on a plain socket,
+    sending requests encoded ahead (``encode``) and reading just the status and the body.
+
+    ``http.client`` costs ~0.15-0.25 ms of CPU per request here (its header parsing goes
+    through the email package); at thousands of requests a second that is a good part of one
+    of the machine's two cores, taken from the server under test. This one reads the status
+    line, ``Content-Length`` (or a chunked body) and ``Connection: close``, nothing else."""
+
+    def __init__(self, port: int, timeout: float = 30.0) -> None:
+        self.port = port
+        self.timeout = timeout
+        self._sock: socket.socket | None = None
+        self._buf = b""
+
+    @staticmethod
+    def encode(port: int, request: Request) -> bytes:
+        method, path, body, headers = request
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {HOST}:{port}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        if body is not None:
+            lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
+
+    def request(self, raw: bytes) -> tuple[int, bytes]:
+        for attempt in (1, 2):
+            reused = self._sock is not None
+            if self._sock is None:
+                self._sock = socket.create_connection((HOST, self.port), self.timeout)
+                self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self._buf = b""
+            try:
+                self._sock.sendall(raw)
+                return self._response()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                # The server closed an idle keep-alive connection before reading this request:
+                # once, on a fresh connection (nothing was processed).
+                self.close()
+                if not reused or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _recv(self) -> bytes:
+        assert self._sock is not None
+        data = self._sock.recv(65536)
+        if not data:
+            raise http.client.RemoteDisconnected("the server closed the connection")
+        return data
+
+    def _take(self, n: int) -> bytes:
+        while len(self._buf) < n:
+            self._buf += self._recv()
+        data, self._buf = self._buf[:n], self._buf[n:]
+        return data
+
+    def _line(self) -> bytes:
+        while (end := self._buf.find(b"\r\n")) < 0:
+            self._buf += self._recv()
+        line, self._buf = self._buf[:end], self._buf[end + 2 :]
+        return line
+
+    def _response(self) -> tuple[int, bytes]:
+        while (end := self._buf.find(b"\r\n\r\n")) < 0:
+            self._buf += self._recv()
+        head, self._buf = self._buf[:end], self._buf[end + 4 :]
+        status_line, _, fields = head.partition(b"\r\n")
+        status = int(status_line.split(b" ", 2)[1])
+        length, chunked, close = None, False, False
+        for field_line in fields.lower().split(b"\r\n"):
+            name, _, value = field_line.partition(b":")
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding":
+                chunked = b"chunked" in value
+            elif name == b"connection":
+                close = b"close" in value
+        if chunked:
+            parts = []
+            while size := int(self._line().split(b";")[0], 16):
+                parts.append(self._take(size))
+                self._take(2)
+            while self._line():  # trailers, then the empty line
+                pass
+            body = b"".join(parts)
+        elif length is not None:
+            body = self._take(length)
+        else:  # delimited by the end of the connection
+            close = True
+            with contextlib.suppress(http.client.RemoteDisconnected):
+                while True:
+                    self._buf += self._recv()
+            body, self._buf = self._buf, b""
+        if close:
+            self.close()
+        return status, body
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        self._buf = b""
+
+
 # ---------------------------------------------------------------- fixed-rate load
 
 
@@ -148,6 +257,12 @@ class Step:
     statuses: dict[int, int] = field(default_factory=dict)
     sent: int = 0
     p99_limit_ms: float = 250.0
+    cpu_s: dict[str, float] = field(default_factory=dict)
+    """CPU seconds each process kind used over the step (``bench.cpu.cpu_by_kind``; "client"
+    is this process, the load client): filled in by ``measured``."""
+
+    def cpu_ms_per_request(self, kind: str) -> float:
+        return 1000 * self.cpu_s.get(kind, 0.0) / max(1, self.answered)
 
     @property
     def answered(self) -> int:
@@ -186,14 +301,15 @@ def run_step(
     """``rate`` requests a second for ``seconds``: request ``i`` due at ``start + i/rate``."""
     total = max(1, round(rate * seconds))
     step = Step(kind, rate, seconds, p99_limit_ms=p99_limit_ms)
-    requests = [make(i) for i in range(total)]  # built ahead: no client work on the clock
+    # Built and encoded ahead: no client work on the clock.
+    requests = [RawClient.encode(port, make(i)) for i in range(total)]
     lock = threading.Lock()
     next_index = [0]
     start = time.perf_counter() + 0.2
     deadline = start + seconds + 15.0  # answers later than this count as unanswered
 
     def worker() -> None:
-        client = Client(port, timeout=15.0)
+        client = RawClient(port, timeout=15.0)
         try:
             while True:
                 with lock:
@@ -209,10 +325,9 @@ def run_step(
                     with lock:
                         step.unanswered += 1
                     continue
-                method, path, body, headers = requests[i]
                 try:
-                    status, _ = client.request(method, path, body, headers)
-                except (OSError, http.client.HTTPException):
+                    status, _ = client.request(requests[i])
+                except (OSError, ValueError, http.client.HTTPException):
                     status = 0
                     client.close()
                 done = time.perf_counter()
@@ -236,6 +351,19 @@ def run_step(
     return step
 
 
+def measured(run: Callable[[], Step]) -> Step:
+    """``run()`` with the CPU time every process of the benchmark used over it in its
+    ``cpu_s``: the load client's own (this process) is reported with the server's, not hidden."""
+    from bench.cpu import cpu_by_kind  # bench.cpu builds on this module
+
+    root = os.getpid()
+    before = cpu_by_kind(root)
+    step = run()
+    after = cpu_by_kind(root)
+    step.cpu_s = {k: max(0.0, v - before.get(k, 0.0)) for k, v in after.items()}
+    return step
+
+
 def find_max_rate(
     label: str,
     run: Callable[[float, float], Step],
@@ -252,7 +380,7 @@ def find_max_rate(
     tried, else lower ones (x0.8) until one holds (two at most): three windows at most."""
 
     def do(rate: float, seconds: float) -> Step:
-        step = run(rate, seconds)
+        step = measured(lambda: run(rate, seconds))
         steps.append(step)
         print_row(step, "probe" if seconds == probe_s and probe_s != window_s else "window")
         return step
@@ -454,7 +582,8 @@ def prefill(port: int, traders: list[Trader], n: int, seed: int) -> None:
 def print_header() -> None:
     print(
         "\n| request | rate/s | window s | sent | ok/s | failed | p50 ms | p90 ms | p99 ms "
-        "| max ms | held |\n|---|---|---|---|---|---|---|---|---|---|---|",
+        "| max ms | held | CPU ms/request: client | gateway | redis | all |"
+        "\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         flush=True,
     )
 
@@ -469,7 +598,11 @@ def print_row(step: Step, phase: str) -> None:
     print(
         f"| {step.kind} ({phase}) | {step.rate:g} | {step.seconds:g} | {step.sent} "
         f"| {step.achieved:.1f} | {failed} | {_ms(step.pct(0.5))} | {_ms(step.pct(0.9))} "
-        f"| {_ms(step.pct(0.99))} | {_ms(step.pct(1.0))} | {held} |",
+        f"| {_ms(step.pct(0.99))} | {_ms(step.pct(1.0))} | {held} "
+        f"| {step.cpu_ms_per_request('client'):.3f} "
+        f"| {step.cpu_ms_per_request('functions'):.3f} "
+        f"| {step.cpu_ms_per_request('redis'):.3f} "
+        f"| {1000 * sum(step.cpu_s.values()) / max(1, step.answered):.3f} |",
         flush=True,
     )
 
@@ -489,6 +622,9 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--gateway-workers", type=int, default=2)
     parser.add_argument("--gateway-threads", type=int, default=16)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--only", choices=("place", "depth"), default=None, help="climb one kind of request only"
+    )
     args = parser.parse_args(argv)
     if args.quick:  # a shorter default; --window given on the command line still wins
         parser.set_defaults(window=10.0)
@@ -528,12 +664,15 @@ def main(argv: list[str] | None = None) -> int:
             )  # fmt: skip
 
         print_header()
-        best_place = find_max_rate(
-            "place", place, args.place_start, args.probe, args.window, args.max_rate, steps
-        )
-        best_depth = find_max_rate(
-            "depth", depth, args.depth_start, args.probe, args.window, args.max_rate, steps
-        )
+        best_place = best_depth = None
+        if args.only in (None, "place"):
+            best_place = find_max_rate(
+                "place", place, args.place_start, args.probe, args.window, args.max_rate, steps
+            )
+        if args.only in (None, "depth"):
+            best_depth = find_max_rate(
+                "depth", depth, args.depth_start, args.probe, args.window, args.max_rate, steps
+            )
 
     def figures(prefix: str, best: Step | None, unit: str) -> dict[str, Any]:
         if best is None:
@@ -542,6 +681,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{prefix}_p50_ms": round(best.pct(0.5), 1),
             f"{prefix}_p99_ms": round(best.pct(0.99), 1),
             unit: best.rate,
+            # At the rate held: the load client's CPU ("client") next to the server's.
+            f"{prefix}_cpu_ms_per_request": {
+                k: round(best.cpu_ms_per_request(k), 3) for k in sorted(best.cpu_s)
+            },
         }
 
     out: dict[str, Any] = {

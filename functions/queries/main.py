@@ -256,6 +256,13 @@ def _cached(body: Any, cache_control: str) -> flask.Response:
     return json_response(body, headers={"Cache-Control": cache_control})
 
 
+def _encoded(body: bytes, cache_control: str) -> flask.Response:
+    """What ``_cached`` answers, for a body encoded already."""
+    return flask.Response(
+        body, headers={"Cache-Control": cache_control}, content_type="application/json"
+    )
+
+
 def _raw_json(body: bytes | str, cache_control: str) -> flask.Response:
     """JSON already encoded (Redis values passed through as they are)."""
     return flask.Response(
@@ -402,15 +409,45 @@ def depth(req: ApiRequest) -> flask.Response:
     exists, raw = pipe.execute()
     if not exists:
         raise not_found(f"unknown market {market!r}", "unknown_market")
-    snapshot: dict[str, Any] = (
-        orjson.loads(raw) if raw is not None else {"bids": [], "asks": [], "seq": 0}
-    )
-    body = {
-        "bids": snapshot["bids"][:limit],
-        "asks": snapshot["asks"][:limit],
-        "seq": snapshot["seq"],
-    }
-    return _cached(body, CACHE_LIVE)
+    return _encoded(DEPTH_ANSWERS.body(market, raw, limit), CACHE_LIVE)
+
+
+class DepthAnswers:
+    """The depth route's answers, cut and encoded once per snapshot and limit.
+
+    Between two batches of the matcher every read of a market gets the same snapshot from
+    ``md:depth:{m}``: parsing it, cutting it to the limit and encoding the cut again for each
+    read is most of the route's own work. The snapshot's bytes, as Redis gave them, are the
+    key (an answer is only ever served for the very bytes it was cut from); each market keeps
+    the answers of the last snapshot read, one per limit asked for. Threads share it: a race
+    only makes two of them cut the same answer."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[bytes | None, dict[int, bytes]]] = {}
+
+    def body(self, market: str, raw: bytes | None, limit: int) -> bytes:
+        """The answer to ``limit`` levels of the snapshot ``raw`` (None: none written yet)."""
+        last = self._last.get(market)
+        if last is None or last[0] != raw:
+            last = (raw, {})
+            self._last[market] = last
+        body = last[1].get(limit)
+        if body is None:
+            snapshot: dict[str, Any] = (
+                orjson.loads(raw) if raw is not None else {"bids": [], "asks": [], "seq": 0}
+            )
+            body = orjson.dumps(
+                {
+                    "bids": snapshot["bids"][:limit],
+                    "asks": snapshot["asks"][:limit],
+                    "seq": snapshot["seq"],
+                }
+            )
+            last[1][limit] = body
+        return body
+
+
+DEPTH_ANSWERS: Final = DepthAnswers()
 
 
 def _empty_ticker(market: str) -> dict[str, Any]:

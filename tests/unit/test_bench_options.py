@@ -24,3 +24,8 @@ def test_cpu_defaults_without_quick() -> None:
 def test_api_quick_keeps_a_given_window() -> None:
     assert api.options(["--quick"]).window == 10.0
     assert api.options(["--quick", "--window", "30"]).window == 30.0
+
+
+def test_api_climbs_both_kinds_unless_told_one() -> None:
+    assert api.options([]).only is None
+    assert api.options(["--only", "depth"]).only == "depth"
