@@ -1,5 +1,6 @@
 """Fault tests of the matcher against the real Pub/Sub emulator, Postgres and Redis: kill -9
-mid-stream, a Postgres outage, two matchers at once, redelivery after a failed batch.
+mid-stream, a Postgres outage, two matchers at once, redelivery after a failed batch, a
+Redis that refuses writes.
 
 Each test ends with the same verdict (``check_exactly_once_and_consistent``): every published
 command is in the oplog exactly once, the seq is gapless, and Postgres agrees with a clean
