@@ -4,7 +4,7 @@ Loop: pull a batch of commands (unary pull: many times faster than streaming pul
 ordering keys, see docs/matcher.md), drop the ones already applied, put each user's commands
 in the user's order (``sequencer.py``: one that comes ahead of a missing one is parked),
 stamp the time, apply them to the engine, write the batch to Postgres in one transaction,
-and only then acknowledge the messages and publish replies, market data and events. The
+and only then publish events, market data and replies, and acknowledge the messages. The
 messages in hand are leased for ``LEASE_S`` at a time and the lease is extended while they
 are, so a successor sees a dead matcher's messages again within seconds. If Postgres fails
 nothing is acknowledged: the engine is rebuilt from Postgres (snapshot + oplog) and the
@@ -737,11 +737,14 @@ class Matcher:
 
     def _commit_and_publish(self, job: InFlight) -> None:
         """On the committer thread: the batch's statement; once it has returned (durable),
-        its events, the acknowledgement of its messages, its market data and replies. An
+        its events, its market data and replies, and last the acknowledgement of its
+        messages. A Redis error leaves them unacknowledged and handed back (``_hand_back``):
+        they come back as duplicates of commands in the oplog once the matcher, having
+        rebuilt the market data from Postgres, pulls again, and get their replies then. An
         acknowledgement that fails is not retried: the messages come back after their lease,
-        as duplicates of commands in the oplog, and get their replies again. A bad message is
-        acknowledged only once its dead-letter copy is published (``_unconfirmed``). Any other
-        error reaches the matcher's loop through ``_wait_committed``."""
+        the same way. A bad message is acknowledged only once its dead-letter copy is
+        published (``_unconfirmed``). Errors reach the matcher's loop through
+        ``_wait_committed``."""
         assert self.store is not None
         if job.writes is not None:
             self.store.write_prepared(self.epoch, job.writes, job.published_seq)
@@ -749,6 +752,16 @@ class Matcher:
         if job.batch:
             self._queue_events(job.batch)
         messages = job.messages
+        try:
+            if job.pipe is not None:
+                job.pipe.execute()
+            for command_id, result in job.duplicates:
+                self._reply_again(command_id, result)
+            if job.in_log:
+                outbox.remove(self.redis, job.in_log)
+        except BaseException:
+            self._hand_back(messages)
+            raise
         ack_ids = [m.ack_id for m in messages]
         if job.dead_letters:
             unconfirmed = self._unconfirmed(job.dead_letters)
@@ -759,12 +772,13 @@ class Matcher:
         except Exception as exc:
             log.warning("acknowledge failed", extra={"error": repr(exc), "n": len(ack_ids)})
         self._unlease(messages)
-        if job.pipe is not None:
-            job.pipe.execute()
-        for command_id, result in job.duplicates:
-            self._reply_again(command_id, result)
-        if job.in_log:
-            outbox.remove(self.redis, job.in_log)
+
+    def _hand_back(self, messages: list[Any]) -> None:
+        """A committed batch whose replies were not sent: its messages go back to Pub/Sub
+        now, unacknowledged, rather than at their lease's end (up to a minute after a pull),
+        so that they come back, as duplicates replied again, as soon as the matcher pulls."""
+        self._unlease(messages)
+        self._set_deadline([m.ack_id for m in messages], 0)
 
     def _wait_committed(self) -> None:
         """Until the batch in flight is done on the committer thread. If its statement
@@ -869,8 +883,11 @@ class Matcher:
         return unconfirmed
 
     def _reply_again(self, command_id: str, known: Known | None) -> None:
-        """A redelivered command gets the reply it got the first time."""
+        """A redelivered command gets the reply it got the first time; one whose first reply
+        was never written (Redis failed) gets its verdict from the oplog, kept for polling
+        too."""
         stored = self.redis.get(command_key(command_id))
+        pipe = self.redis.pipeline(transaction=False)
         if stored is None and known is not None:
             stored = encode(
                 {
@@ -878,8 +895,8 @@ class Matcher:
                     "reason": known.reason, "order": None, "order_id": known.order_id,
                 }
             )  # fmt: skip
+            pipe.set(command_key(command_id), stored, ex=self.cfg.reply_ttl_s)
         if stored is not None:
-            pipe = self.redis.pipeline(transaction=False)
             pipe.rpush(reply_key(command_id), stored)
             pipe.expire(reply_key(command_id), self.cfg.reply_ttl_s)
             pipe.execute()

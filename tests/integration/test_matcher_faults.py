@@ -1,5 +1,6 @@
 """Fault tests of the matcher against the real Pub/Sub emulator, Postgres and Redis: kill -9
-mid-stream, a Postgres outage, two matchers at once, redelivery after a failed batch.
+mid-stream, a Postgres outage, two matchers at once, redelivery after a failed batch, a
+Redis that refuses writes.
 
 Each test ends with the same verdict (``check_exactly_once_and_consistent``): every published
 command is in the oplog exactly once, the seq is gapless, and Postgres agrees with a clean
@@ -32,6 +33,7 @@ from shared.config import MatcherConfig, PostgresConfig
 from shared.db import connect
 from shared.messages import AnyCommand, Deposit, PlaceOrder, Reason, encode
 from shared.pubsub import REASON_ATTR
+from shared.redis_keys import depth_key, live_depth_channel
 from tests.integration.conftest import TEMPLATE_DB
 from tests.integration.matcher_helpers import (
     ETH,
@@ -336,6 +338,69 @@ def test_a_failed_batch_does_not_reorder_a_users_commands(
     assert engine_balances == reference.balances()
     assert engine_book == reference.book("ETH-USDT")
     assert reference.balance("zoe", "ETH") == (0, ETH)
+
+
+# ------------------------------------------------------------ 4b. Redis refuses writes
+
+
+def _depth_messages(sub: Any) -> list[dict[str, Any]]:
+    out = []
+    while (m := sub.get_message(timeout=0.2)) is not None:
+        if m["type"] == "message":
+            out.append(orjson.loads(m["data"]))
+    return out
+
+
+def test_a_redis_outage_loses_no_reply_and_no_depth_version(
+    matcher_cfg: MatcherConfig, redis_db: redis.Redis
+) -> None:
+    """Redis refuses writes (out of memory) while a batch is published: the batch is durable
+    but its market data and replies cannot be sent. Its messages are not acknowledged; once
+    Redis takes writes again the matcher rebuilds the market data from Postgres, and the
+    messages come back as duplicates and get their replies. The depth feed goes on from the
+    last version it published, without a gap."""
+    cfg = matcher_cfg
+    sell1, _ = ZOE_SELLS
+    market = "ETH-USDT"
+    feed = redis_db.pubsub()  # type: ignore[no-untyped-call]
+    feed.subscribe(live_depth_channel(market))
+    policy = str(redis_db.config_get("maxmemory-policy")["maxmemory-policy"])
+    with running(cfg) as matcher:
+        setup_ids = _setup(cfg, ["zoe-buyer"])
+        publish(cfg.pubsub, [ZOE_DEPOSIT])
+        wait_applied(cfg, [ZOE_DEPOSIT.id], 30)
+        before = orjson.loads(redis_db.get(depth_key(market)))["seq"]  # type: ignore[arg-type]
+        redis_db.config_set("maxmemory-policy", "noeviction")
+        redis_db.config_set("maxmemory", "1")  # every write is refused: OOM
+        try:
+            publish(cfg.pubsub, [sell1])
+            wait_applied(cfg, [sell1.id], 30)  # durable
+            wait_for(lambda: not matcher.ready.is_set(), 30, "the matcher saw Redis fail")
+            time.sleep(1.0)  # it retries its rebuild meanwhile, and fails
+            assert redis_db.get(f"cmd:{sell1.id}") is None
+        finally:
+            redis_db.config_set("maxmemory", "0")
+            redis_db.config_set("maxmemory-policy", policy)
+        wait_for(matcher.ready.is_set, 30, "the matcher rebuilt the market data")
+        wait_for(lambda: redis_db.get(f"cmd:{sell1.id}") is not None, 30, "the sell's reply")
+        deltas = _depth_messages(feed)
+    feed.close()
+
+    check_exactly_once_and_consistent(cfg, [*setup_ids, ZOE_DEPOSIT.id, sell1.id])
+    reply = orjson.loads(redis_db.get(f"cmd:{sell1.id}"))  # type: ignore[arg-type]
+    assert (reply["ok"], reply["reason"]) == (True, None)
+    waiting = redis_db.lrange(f"reply:{sell1.id}", 0, -1)  # for a caller still waiting
+    assert [orjson.loads(r)["ok"] for r in waiting] == [True]
+    after = orjson.loads(redis_db.get(depth_key(market)))  # type: ignore[arg-type]
+    assert after["seq"] == before + 1, "one version more: the sell, published once"
+    assert after["asks"] == [["3000", "1"]]
+    seqs = [d["seq"] for d in deltas]
+    assert seqs[-1] == after["seq"]
+    assert all(d["prev_seq"] == d["seq"] - 1 for d in deltas)
+    # Out of memory, Redis refuses the failed pipeline's SET but not its PUBLISH: the feed
+    # may see the version the rebuild publishes again. Never a gap, never a step back.
+    assert seqs == sorted(seqs), "the feed's versions went back"
+    assert sorted(set(seqs)) == list(range(seqs[0], seqs[-1] + 1)), "the feed has a gap"
 
 
 # ------------------------------------------------------------ 5. a dead letter that fails
