@@ -149,10 +149,10 @@ rate limits; ARGV[2]: 1 when the session is checked. KEYS: the c limits' counter
 copy (when checked), md:markets, md:assets, the user's count, the command's owner, its number
 record, the outbox (when kept). ARGV after the two: c windows (ms), c limits, the session's
 ended field and the token's epoch (when checked), the market's name and bytes, the base's and
-quote's names and bytes, the owner and its TTL (s), the command id and its
-outbox entry around the number (when kept). The number follows only when every limit passed
-and the market and its two assets still hold the bytes the order was checked against;
-otherwise ``out`` is the count alone.
+quote's names and bytes, the owner and its TTL (s), the command id and its outbox entry around
+the number (when kept). The number follows only when every limit passed and the market and its
+two assets still hold the bytes the order was checked against; otherwise ``out`` is the count
+alone.
 
 Sent again for a command it numbered (the batch's retry, ``_GIVEN``), it does nothing and
 answers that number, with each limit's count as {0, 0}: this run counted nothing, and the
