@@ -25,7 +25,6 @@ are (decision 0041).
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 import time
@@ -112,14 +111,12 @@ class Batch:
     the same results (``HGETALL`` a dict, ``HEXISTS`` a bool, ``SET`` True or None, ``BLPOP``
     a (key, value) tuple or None, the rest as Redis answers them)."""
 
-    __slots__ = ("_block_s", "_client", "_commands", "_parsers")
+    __slots__ = ("_client", "_commands", "_parsers")
 
     def __init__(self, client: ApiRedis) -> None:
         self._client = client
         self._commands: list[tuple[Any, ...]] = []
         self._parsers: list[Any] = []
-        self._block_s = 0.0
-        """The longest wait of a blocking command queued (inf: no end); 0 without one."""
 
     def __len__(self) -> int:
         return len(self._commands)
@@ -159,38 +156,31 @@ class Batch:
         return self._queue(None, "EVAL", script, numkeys, *keys_and_args)
 
     def blpop(self, keys: list[Any], timeout: float = 0) -> Self:
-        self._block_s = max(self._block_s, float(timeout) or math.inf)
         return self._queue(_popped, "BLPOP", *keys, timeout)
 
     def execute(self) -> list[Any]:
         """The replies, in order; a Redis error reply is raised (``redis.ResponseError``)."""
-        commands, parsers, block_s = self._commands, self._parsers, self._block_s
-        self._commands, self._parsers, self._block_s = [], [], 0.0
+        commands, parsers = self._commands, self._parsers
+        self._commands, self._parsers = [], []
         if not commands:
             return []
-        replies = self._send(commands, block_s, retry=True)
+        replies = self._send(commands, retry=True)
         return [r if p is None else p(r) for r, p in zip(replies, parsers, strict=True)]
 
-    def _send(self, commands: list[tuple[Any, ...]], block_s: float, retry: bool) -> list[Any]:
+    def _send(self, commands: list[tuple[Any, ...]], retry: bool) -> list[Any]:
         conn: Any = self._client.thread_connection()
         reused = conn.is_connected
         sent = time.monotonic()
         try:
             conn.send_packed_command(conn.pack_commands(commands), check_health=False)
-            if not block_s:
-                return [conn.read_response() for _ in commands]
-            # Redis answers a blocking command when its wait ends: the socket's timeout counts
-            # from then, or a wait longer than it would fail (redis-py's default is 5 s).
-            idle_s = conn.socket_timeout
-            wait_s = None if idle_s is None or block_s == math.inf else idle_s + block_s
-            return [conn.read_response(timeout=wait_s) for _ in commands]
+            return [conn.read_response() for _ in commands]
         except redis.ConnectionError:
             conn.disconnect()
-            if not (reused and retry and time.monotonic() - sent < RETRY_WITHIN_S + block_s):
+            if not (reused and retry and time.monotonic() - sent < RETRY_WITHIN_S):
                 raise
         except BaseException:
             conn.disconnect()  # replies may be left unread: never reuse it
             raise
         # The connection had gone while it was idle (Redis restarted, an idle timeout): once
         # more, on a new one.
-        return self._send(commands, block_s, retry=False)
+        return self._send(commands, retry=False)

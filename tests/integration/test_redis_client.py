@@ -73,16 +73,6 @@ def test_a_connection_gone_while_idle_is_replaced(client: ApiRedis, redis_db: re
     assert client.batch().get("k").execute() == [b"v"]
 
 
-def test_a_wait_longer_than_the_socket_timeout_answers(redis_db: redis.Redis) -> None:
-    """A ``BLPOP`` whose wait is longer than the socket's timeout reads its answer (no
-    timeout error while Redis is still waiting, as redis-py's pipeline would raise)."""
-    client = connect(os.environ["REDIS_URL"] + "?socket_timeout=0.1")
-    assert client.batch().blpop(["no-list"], 0.3).get("k").execute() == [None, None]
-    redis_db.rpush("list", b"x")
-    assert client.batch().blpop(["list"], 0.3).execute() == [(b"list", b"x")]
-    client.close()
-
-
 def test_each_thread_has_its_own_connection(client: ApiRedis, redis_db: redis.Redis) -> None:
     before = len(redis_db.client_list())
     seen: list[object] = []
