@@ -66,6 +66,7 @@ from shared.redis_keys import (
     OUTBOX_KEY,
     command_key,
     command_owner_key,
+    command_seq_key,
     idempotency_key,
     reply_key,
     user_seq_key,
@@ -85,32 +86,38 @@ SEQUENCED: Final = (PlaceOrder, CancelOrder, CancelAll, RequestWithdrawal)
 
 class UserSeqs:
     """Each user's commands numbered in the order the API accepted them (``useq:{user}``, a
-    hash of ``epoch`` and ``n``, kept for good: a user's count goes on from where it is)."""
+    hash of ``epoch`` and ``n``, kept for good: a user's count goes on from where it is). The
+    number a command got is recorded with it for a while (``cmdseq:{id}``): numbering the same
+    command again answers the same number (docs/decisions/0041)."""
 
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
         self._next = client.register_script(NEXT_SEQ)
 
     def next(
-        self, user: str, client: Any = None, kept: tuple[str, bytes, bytes] | None = None
+        self,
+        user: str,
+        command_id: str,
+        client: Any = None,
+        kept: tuple[bytes, bytes] | None = None,
     ) -> Any:
-        """The user's next ``UserSeq`` (with ``client`` a pipeline: queued, its result is
-        ``[epoch, n]``; with ``kept`` too, the command id and its outbox entry around the
-        number, ``shared.outbox.numbered_template``: the entry is written with the number)."""
+        """The ``UserSeq`` of the user's command ``command_id``: the user's next, or the one it
+        was given already (with ``client`` a pipeline: queued, its result is ``[epoch, n]``;
+        with ``kept`` too, its outbox entry around the number,
+        ``shared.outbox.numbered_template``: the entry is written with the number)."""
+        keys = (user_seq_key(user), command_seq_key(command_id))
         if client is not None and kept is not None:
-            command_id, before, after = kept
-            keys = (user_seq_key(user), OUTBOX_KEY)
-            return client.eval(NEXT_SEQ_KEPT, 2, *keys, command_id, before, after)
+            return client.eval(NEXT_SEQ_KEPT, 3, *keys, OUTBOX_KEY, command_id, *kept)
         if client is not None:
             # EVAL on a pipeline: a registered script there costs a SCRIPT EXISTS round trip.
-            return client.eval(NEXT_SEQ, 1, user_seq_key(user))
-        got = self._next(keys=[user_seq_key(user)], client=self._redis)
+            return client.eval(NEXT_SEQ, 2, *keys)
+        got = self._next(keys=keys, client=self._redis)
         return UserSeq(int(got[0]), int(got[1]))
 
     def stamp(self, cmd: AnyCommand) -> None:
         """Give a user's own command its place, unless it has one."""
         if isinstance(cmd, SEQUENCED) and cmd.user_seq is None:
-            cmd.user_seq = self.next(cmd.user)
+            cmd.user_seq = self.next(cmd.user, cmd.id)
 
 
 def new_command_id() -> str:
@@ -237,8 +244,7 @@ class Commands:
             outbox.numbered_template(cmd, ordering_key) if sequenced and self._outbox else None
         )
         if sequenced:
-            kept = None if template is None else (cmd.id, *template)
-            self._seqs.next(owner, client=pipe, kept=kept)
+            self._seqs.next(owner, cmd.id, client=pipe, kept=template)
         pipe.set(key, owner.encode(), ex=self.owner_ttl_s)
         done = pipe.execute()
         if sequenced:

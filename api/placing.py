@@ -13,6 +13,10 @@ When the market changed since (or was never read by this instance), the script c
 stops there; the caller reads the market again and goes on the usual way
 (``Placement.COUNTED``). Nothing is counted twice, and the numbering never follows a check made
 with anything but the stored definition.
+
+The script is safe to send again (``api.redis_client`` does when the connection fails, and
+Redis may have run it already): the number is recorded for the command id, and the script sent
+again for a command it numbered only answers that number, counting nothing (decision 0041).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from shared.redis_keys import (
     OUTBOX_KEY,
     SESSION_ENDED_FIELD_PREFIX,
     command_owner_key,
+    command_seq_key,
     rate_limit_key,
     session_key,
     user_seq_key,
@@ -112,7 +117,8 @@ def count_and_number(
     if due is not None:
         keys.append(session_key(due.user_id))
         args += [SESSION_ENDED_FIELD_PREFIX + due.session_id, due.epoch]
-    keys += [MARKETS_KEY, ASSETS_KEY, user_seq_key(owner), command_owner_key(cmd.id)]
+    keys += [MARKETS_KEY, ASSETS_KEY, user_seq_key(owner)]
+    keys += [command_owner_key(cmd.id), command_seq_key(cmd.id)]
     args += [spec.name, known.raw, spec.base, known.base_raw, spec.quote, known.quote_raw]
     args += [owner.encode(), commands.owner_ttl_s]
     template = outbox.numbered_template(cmd, owner) if commands.keeps_outbox else None

@@ -18,18 +18,26 @@ A thread keeps its connection for its life (gunicorn's threads and functions-fra
 as long as the instance). Any failure while a batch is in flight drops the connection, so a
 reply is never left unread for the next batch to take as its own; a batch that fails because
 its reused connection had gone (Redis restarted) is sent once more on a new one, as redis-py
-retries a command.
+retries a command. Redis may have run it already (the connection failed after the commands
+reached it): what must not happen twice is written to be sent again, as the numbering scripts
+are (decision 0041).
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 import weakref
-from typing import Any, Self
+from typing import Any, Final, Self
 
 import redis
 from redis.connection import AbstractConnection
+
+RETRY_WITHIN_S: Final = 5.0
+"""A batch is sent once more only when its connection failed within this long of sending it: a
+connection gone while idle fails at once, and the record that makes a numbering safe to send
+again outlives this by far (``api.redis_scripts.NUMBER_RECORD_TTL_S``)."""
 
 
 class ApiRedis(redis.Redis):
@@ -162,12 +170,13 @@ class Batch:
     def _send(self, commands: list[tuple[Any, ...]], retry: bool) -> list[Any]:
         conn: Any = self._client.thread_connection()
         reused = conn.is_connected
+        sent = time.monotonic()
         try:
             conn.send_packed_command(conn.pack_commands(commands), check_health=False)
             return [conn.read_response() for _ in commands]
         except redis.ConnectionError:
             conn.disconnect()
-            if not (reused and retry):
+            if not (reused and retry and time.monotonic() - sent < RETRY_WITHIN_S):
                 raise
         except BaseException:
             conn.disconnect()  # replies may be left unread: never reuse it

@@ -33,18 +33,39 @@ end
 """One hit on each of the c counters KEYS[1..c], whose windows (ms) are ARGV[w + 1..w + c]: a
 fixed window per subject, opened by its first hit. ``out`` is {0, {count, ms to reset}...}."""
 
-_NUMBER: Final = """
-local epoch = redis.call('HGET', KEYS[q], 'epoch')
+NUMBER_RECORD_TTL_S: Final = 600
+"""How long the number given to a command is remembered (``_GIVEN``): far longer than a batch
+can be sent again after its first sending (``api.redis_client.RETRY_WITHIN_S``, then a
+connection made), far shorter than a day of commands would take room in Redis for."""
+
+_GIVEN: Final = """
+local epoch, n
+local given = redis.call('GET', KEYS[r])
+if given then
+  local e, m = string.match(given, '^(%d+):(%d+)$')
+  epoch, n = e, tonumber(m)
+end
+"""
+"""The number already given to this command (KEYS[r], ``cmdseq:{id}``), if any: ``epoch``
+and ``n`` set, ``given`` true. A script sent again for the same command (``api.redis_client``
+sends a batch once more when its connection fails, even if Redis ran it the first time) thus
+answers the number it gave, instead of taking another: a number taken and lost would leave a
+gap the user's next command waits out (decision 0041)."""
+
+_NUMBER: Final = f"""
+epoch = redis.call('HGET', KEYS[q], 'epoch')
 if not epoch then
-  local t = redis.call('TIME')
-  epoch = string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000))
+  local now = redis.call('TIME')
+  epoch = string.format('%d', now[1] * 1000 + math.floor(now[2] / 1000))
   redis.call('HSET', KEYS[q], 'epoch', epoch)
 end
-local n = redis.call('HINCRBY', KEYS[q], 'n', 1)
+n = redis.call('HINCRBY', KEYS[q], 'n', 1)
+redis.call('SET', KEYS[r], epoch .. ':' .. string.format('%d', n), 'EX', {NUMBER_RECORD_TTL_S})
 """
 """The user's next number in KEYS[q] (``useq:{user}``) and the epoch of the count: set from
 Redis's clock (ms) when the count begins, so a count begun again after Redis lost its data has
-a later epoch than the one it replaces."""
+a later epoch than the one it replaces. Recorded for the command in KEYS[r] (``_GIVEN``); runs
+only when ``_GIVEN`` found nothing."""
 
 _KEEP: Final = """
 local entry = ARGV[b + 1] .. epoch .. ',' .. string.format('%d', n) .. ARGV[b + 2]
@@ -69,23 +90,39 @@ Returns {0, {count, ms to reset} per counter}; {1} or {2} as ``_SESSION``, and t
 counted (a revoked token spends no one's budget)."""
 
 NEXT_SEQ: Final = f"""
-local q = 1
-{_NUMBER}
+local q, r = 1, 2
+{_GIVEN}
+if not given then
+  {_NUMBER}
+end
 return {{tonumber(epoch), n}}
 """
-"""KEYS[1]: the user's count. Returns {epoch, n}."""
+"""KEYS: the user's count, the command's number record. Returns {epoch, n}: the number given to
+the command before, else the user's next."""
 
 NEXT_SEQ_KEPT: Final = f"""
-local q, o, b = 1, 2, 1
-{_NUMBER}
-{_KEEP}
+local q, r, o, b = 1, 2, 3, 1
+{_GIVEN}
+if not given then
+  {_NUMBER}
+  {_KEEP}
+end
 return {{tonumber(epoch), n}}
 """
-"""``NEXT_SEQ``, and the command kept in the outbox (KEYS[2]; ARGV: its id and entry)."""
+"""``NEXT_SEQ``, and the command kept in the outbox (KEYS[3]; ARGV: its id and entry) when it is
+numbered."""
 
 COUNT_AND_NUMBER: Final = f"""
 local c, s = tonumber(ARGV[1]), tonumber(ARGV[2])
 local k, a, w = c + 1, 3 + 2 * c, 2
+local q, r = c + s + 3, c + s + 5
+{_GIVEN}
+if given then
+  local out = {{0}}
+  for i = 1, c do out[i + 1] = {{0, 0}} end
+  out[c + 2] = {{tonumber(epoch), n}}
+  return out
+end
 if s == 1 then
   {_SESSION}
   k, a = k + 1, a + 2
@@ -98,11 +135,10 @@ if redis.call('HGET', KEYS[k], ARGV[a]) ~= ARGV[a + 1]
   or redis.call('HGET', KEYS[k + 1], ARGV[a + 2]) ~= ARGV[a + 3]
   or redis.call('HGET', KEYS[k + 1], ARGV[a + 4]) ~= ARGV[a + 5]
 then return out end
-local q = k + 2
 {_NUMBER}
 redis.call('SET', KEYS[k + 3], ARGV[a + 6], 'EX', ARGV[a + 7])
-if KEYS[k + 4] then
-  local o, b = k + 4, a + 8
+if KEYS[k + 5] then
+  local o, b = k + 5, a + 8
   {_KEEP}
 end
 out[c + 2] = {{tonumber(epoch), n}}
@@ -110,9 +146,15 @@ return out
 """
 """An order's session, limits and number in one round trip (``api.placing``). ARGV[1]: c, the
 rate limits; ARGV[2]: 1 when the session is checked. KEYS: the c limits' counters, the session's
-copy (when checked), md:markets, md:assets, the user's count, the command's owner, the outbox
-(when kept). ARGV after the two: c windows (ms), c limits, the session's ended field and the
-token's epoch (when checked), the market's name and bytes, the base's and quote's names and
-bytes, the owner and its TTL (s), the command id and its outbox entry around the number (when
-kept). The number follows only when every limit passed and the market and its two assets still
-hold the bytes the order was checked against; otherwise ``out`` is the count alone."""
+copy (when checked), md:markets, md:assets, the user's count, the command's owner, its number
+record, the outbox (when kept). ARGV after the two: c windows (ms), c limits, the session's
+ended field and the token's epoch (when checked), the market's name and bytes, the base's and
+quote's names and bytes, the owner and its TTL (s), the command id and its outbox entry around
+the number (when kept). The number follows only when every limit passed and the market and its
+two assets still hold the bytes the order was checked against; otherwise ``out`` is the count
+alone.
+
+Sent again for a command it numbered (the batch's retry, ``_GIVEN``), it does nothing and
+answers that number, with each limit's count as {0, 0}: this run counted nothing, and the
+request was counted and passed every check the first time (even if its session ended since or
+the market changed: it was numbered, its owner recorded and, locally, kept in the outbox)."""

@@ -118,6 +118,12 @@ def command_owner_key(command_id: str) -> str:
     return f"cmdowner:{command_id}"
 
 
+def command_seq_key(command_id: str) -> str:
+    """String ``{epoch}:{n}``: the number the API gave the command (``user_seq``), so that a
+    numbering sent again for it answers the same; TTL ``api.redis_scripts.NUMBER_RECORD_TTL_S``."""
+    return f"cmdseq:{command_id}"
+
+
 def user_seq_key(user: str) -> str:
     """Hash ``{epoch, n}``: the user's command count (``user_seq``); no TTL."""
     return f"useq:{user}"
@@ -195,6 +201,7 @@ KEY_PREFIXES: Final[tuple[str, ...]] = (
     "reply:",
     "cmd:",
     "cmdowner:",
+    "cmdseq:",
     "useq:",
     "idem:",
     "outbox:",

@@ -43,6 +43,7 @@ def test_command_keys() -> None:
     assert k.reply_key("c1") == "reply:c1"
     assert k.command_key("c1") == "cmd:c1"
     assert k.command_owner_key("c1") == "cmdowner:c1"
+    assert k.command_seq_key("c1") == "cmdseq:c1"
     assert k.user_seq_key("u1") == "useq:u1"
     assert k.idempotency_key("u1", "ab12") == "idem:u1:ab12"
     assert k.OUTBOX_KEY == "outbox:commands"
@@ -78,7 +79,8 @@ def test_every_prefix_is_listed() -> None:
         k.kline_key("m", "1m"), k.ticker_key("m"), k.live_depth_channel("m"),
         k.live_trades_channel("m"), k.live_kline_channel("m", "1m"), k.live_ticker_channel("m"),
         k.live_user_channel("u"), k.reply_key("c"), k.command_key("c"),
-        k.command_owner_key("c"), k.user_seq_key("u"), k.idempotency_key("u", "d"),
+        k.command_owner_key("c"), k.command_seq_key("c"), k.user_seq_key("u"),
+        k.idempotency_key("u", "d"),
         k.OUTBOX_KEY, k.session_key("u"), k.REVOCATIONS_CHANNEL, k.ws_heartbeat_channel("t"),
         k.rate_limit_key("s", "x"), k.auth_failures_pair_key("a", "x"),
         k.auth_failures_ip_key("x"), k.api_signature_key("k", "s"),
