@@ -455,8 +455,15 @@ def list_deposits(req: ApiRequest) -> flask.Response:
 # withdrawals
 # --------------------------------------------------------------------------------------------
 
+# A withdrawal reads ``confirmed`` only once the books show it settled: between the sender
+# marking it mined and the matcher applying its SettleWithdrawal, the amount is still frozen,
+# and a caller who waits for ``confirmed`` and then reads its balances must see them final.
 _WITHDRAWAL_COLUMNS: Final = (
-    "withdrawal_id, asset, amount, fee, address, state, tx_hash, error, created_at, updated_at"
+    "withdrawal_id, asset, amount, fee, address,"
+    " CASE WHEN state = 'confirmed' AND EXISTS (SELECT 1 FROM withdrawals h"
+    " WHERE h.withdrawal_id = withdrawal_requests.withdrawal_id AND h.state = 'held')"
+    " THEN 'broadcast' ELSE state END,"
+    " tx_hash, error, created_at, updated_at"
 )
 
 

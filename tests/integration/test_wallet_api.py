@@ -461,6 +461,32 @@ def test_withdrawals(wallet_ex: Exchange, matcher: None) -> None:
     report = ex.client.get("/v1/admin/audit", headers=bearer(as_admin(ex))).get_json()
     assert report["ok"] is True, report
 
+    # Mined and marked confirmed by the sender while the books still hold its amount (the
+    # settle not applied yet): it reads broadcast, so whoever waits for confirmed then reads
+    # final balances; once the books show it settled, it reads confirmed.
+    tx_hash = "0x" + "ab" * 32
+    ex.sql(
+        "UPDATE withdrawal_requests SET state = 'confirmed', tx_hash = :h WHERE withdrawal_id = :w",
+        h=tx_hash, w=wid,
+    )  # fmt: skip
+
+    def shown() -> list[tuple[str, str | None]]:
+        one = ex.client.get(f"/v1/withdrawals/{wid}", headers=bearer(token)).get_json()
+        listed = ex.client.get("/v1/withdrawals", headers=bearer(token)).get_json()
+        return [(one["state"], one["tx_hash"])] + [
+            (w["state"], w["tx_hash"]) for w in listed["withdrawals"] if w["id"] == wid
+        ]
+
+    assert shown() == [("broadcast", tx_hash)] * 2
+    ex.sql("UPDATE withdrawals SET state = 'settled' WHERE withdrawal_id = :w", w=wid)
+    assert shown() == [("confirmed", tx_hash)] * 2
+    ex.sql("UPDATE withdrawals SET state = 'held' WHERE withdrawal_id = :w", w=wid)  # as before
+    ex.sql(
+        "UPDATE withdrawal_requests SET state = 'requested', tx_hash = NULL"
+        " WHERE withdrawal_id = :w",
+        w=wid,
+    )
+
 
 def token_proved_long_ago(ex: Exchange, email: str, age_s: int) -> str:
     """An access token of a new session of ``email`` whose password proof is ``age_s`` old:
