@@ -452,7 +452,14 @@ def schemas() -> dict[str, JSON]:
                 "amount": DEC,
                 "fee": DEC,
                 "address": STR,
-                "state": {"type": "string", "enum": WITHDRAWAL_STATES},
+                "state": {
+                    "type": "string",
+                    "enum": WITHDRAWAL_STATES,
+                    "description": (
+                        "confirmed: mined with the asset's confirmations and settled in the"
+                        " books (balances are final); broadcast until then"
+                    ),
+                },
                 "tx_hash": nullable(STR),
                 "error": nullable(STR),
                 "created_at": DATETIME,
