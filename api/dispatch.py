@@ -194,7 +194,6 @@ class Commands:
         use_outbox: bool = False,
     ) -> None:
         self._redis = client
-        self._outbox = use_outbox
         self._make_publisher = publisher
         self._publisher: CommandPublisher | None = None
         self._seqs = UserSeqs(client)
@@ -229,7 +228,7 @@ class Commands:
         except Exception:
             log.exception("could not publish command %s", cmd.id)
             self._redis.delete(key)
-            if self._outbox:
+            if self.keeps_outbox:
                 outbox.remove(self._redis, [cmd.id])
             raise unavailable("the command could not be queued; nothing was done") from None
 
@@ -241,7 +240,7 @@ class Commands:
         # The outbox keeps the command as published, so after its number: written by the
         # numbering script itself when it can be (one round trip fewer), else after it.
         template = (
-            outbox.numbered_template(cmd, ordering_key) if sequenced and self._outbox else None
+            outbox.numbered_template(cmd, ordering_key) if sequenced and self.keeps_outbox else None
         )
         if sequenced:
             self._seqs.next(owner, cmd.id, client=pipe, kept=template)
@@ -249,7 +248,7 @@ class Commands:
         done = pipe.execute()
         if sequenced:
             cmd.user_seq = UserSeq(int(done[0][0]), int(done[0][1]))
-        if self._outbox and template is None:
+        if self.keeps_outbox and template is None:
             outbox.add(self._redis, cmd, ordering_key)
 
     def wait_reply(self, command_id: str, timeout: float) -> dict[str, Any] | None:
@@ -278,7 +277,7 @@ class Commands:
     def queued(self, command_id: str) -> bool | None:
         """Whether the command is still kept for the matcher (the local outbox); None when
         there is no outbox (Pub/Sub keeps every accepted command until it is applied)."""
-        return outbox.holds(self._redis, command_id) if self._outbox else None
+        return outbox.holds(self._redis, command_id) if self.keeps_outbox else None
 
     def owner(self, command_id: str) -> str | None:
         raw = self._redis.get(command_owner_key(command_id))

@@ -108,6 +108,9 @@ def count_and_number(
     """The request's session (when due, ``ApiRequest.session_due``) and ``hits``, then, when
     they pass and ``known`` is still what Redis holds, ``cmd``'s number (set on it), owner and
     outbox entry; 401 ``session_revoked``, 429 as ``RateLimiter.hit_many``."""
+    template = outbox.numbered_template(cmd, owner) if commands.keeps_outbox else None
+    if commands.keeps_outbox and template is None:
+        return Placement.UNTRIED
     due = req.session_due
     spec = known.spec
     keys: list[Any] = [rate_limit_key(scope, subject) for scope, subject, _, _ in hits]
@@ -121,9 +124,6 @@ def count_and_number(
     keys += [command_owner_key(cmd.id), command_seq_key(cmd.id)]
     args += [spec.name, known.raw, spec.base, known.base_raw, spec.quote, known.quote_raw]
     args += [owner.encode(), commands.owner_ttl_s]
-    template = outbox.numbered_template(cmd, owner) if commands.keeps_outbox else None
-    if commands.keeps_outbox and template is None:
-        return Placement.UNTRIED
     if template is not None:
         keys.append(OUTBOX_KEY)
         args += [cmd.id, *template]

@@ -256,17 +256,11 @@ def _cached(body: Any, cache_control: str) -> flask.Response:
     return json_response(body, headers={"Cache-Control": cache_control})
 
 
-def _encoded(body: bytes, cache_control: str) -> flask.Response:
-    """What ``_cached`` answers, for a body encoded already."""
-    return flask.Response(
-        body, headers={"Cache-Control": cache_control}, content_type="application/json"
-    )
-
-
 def _raw_json(body: bytes | str, cache_control: str) -> flask.Response:
-    """JSON already encoded (Redis values passed through as they are)."""
+    """JSON already encoded (Redis values passed through as they are, answers cut ahead)."""
+    # content_type, not mimetype: the same header without werkzeug working it out per answer
     return flask.Response(
-        body, mimetype="application/json", headers={"Cache-Control": cache_control}
+        body, content_type="application/json", headers={"Cache-Control": cache_control}
     )
 
 
@@ -409,7 +403,7 @@ def depth(req: ApiRequest) -> flask.Response:
     exists, raw = pipe.execute()
     if not exists:
         raise not_found(f"unknown market {market!r}", "unknown_market")
-    return _encoded(DEPTH_ANSWERS.body(market, raw, limit), CACHE_LIVE)
+    return _raw_json(DEPTH_ANSWERS.body(market, raw, limit), CACHE_LIVE)
 
 
 class DepthAnswers:
