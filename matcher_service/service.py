@@ -23,7 +23,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, NamedTuple
 
@@ -114,6 +114,17 @@ class Pulled(NamedTuple):
     messages: list[Any]
     commands: list[AnyCommand]
     bad: list[tuple[Any, str, str]]
+
+    @staticmethod
+    def joined(messages: list[Any], parts: Iterable[Pulled]) -> Pulled:
+        """``messages`` with the commands and bad messages of ``parts`` (checked pieces of
+        them), in the parts' order."""
+        commands: list[AnyCommand] = []
+        bad: list[tuple[Any, str, str]] = []
+        for part in parts:
+            commands += part.commands
+            bad += part.bad
+        return Pulled(messages, commands, bad)
 
 
 class InFlight:
@@ -546,13 +557,7 @@ class Matcher:
                 parts.append(self._check_part(received))
 
         messages = self.pull(check)
-        commands: list[AnyCommand] = []
-        bad: list[tuple[Any, str, str]] = []
-        for part in parts:  # in order
-            done = part.result() if isinstance(part, Future) else part
-            commands += done.commands
-            bad += done.bad
-        return Pulled(messages, commands, bad)
+        return Pulled.joined(messages, (p.result() if isinstance(p, Future) else p for p in parts))
 
     def _check(self, messages: list[Any]) -> Pulled:
         """Each message decoded and its producer's signature checked (``_permitted``). A large
@@ -562,12 +567,7 @@ class Matcher:
             return self._check_part(messages)
         size = -(-len(messages) // VERIFY_THREADS)
         parts = [messages[i : i + size] for i in range(0, len(messages), size)]
-        commands: list[AnyCommand] = []
-        bad: list[tuple[Any, str, str]] = []
-        for part in self._verifiers.map(self._check_part, parts):  # in order
-            commands += part.commands
-            bad += part.bad
-        return Pulled(messages, commands, bad)
+        return Pulled.joined(messages, self._verifiers.map(self._check_part, parts))
 
     def _check_part(self, messages: list[Any]) -> Pulled:
         commands: list[AnyCommand] = []
