@@ -89,38 +89,18 @@ Request = tuple[str, str, bytes | None, dict[str, str]]
 
 
 class Client:
-    """One keep-alive HTTP/1.1 connection to the gateway (one per client thread)."""
+    """One keep-alive HTTP/1.1 connection to the gateway (one per client thread), for requests
+    made as they come (``RawClient`` underneath)."""
 
     def __init__(self, port: int, timeout: float = 30.0) -> None:
         self.port = port
-        self.timeout = timeout
-        self._conn: http.client.HTTPConnection | None = None
+        self._raw = RawClient(port, timeout)
 
     def request(
         self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None
         = None
     ) -> tuple[int, bytes]:  # fmt: skip
-        headers = dict(headers or {})
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        for attempt in (1, 2):
-            reused = self._conn is not None
-            if self._conn is None:
-                self._conn = http.client.HTTPConnection(HOST, self.port, timeout=self.timeout)
-            try:
-                self._conn.request(method, path, body=body, headers=headers)
-                resp = self._conn.getresponse()
-                data = resp.read()
-                if resp.will_close:
-                    self.close()
-                return resp.status, data
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                # The server closed an idle keep-alive connection before reading this request:
-                # once, on a fresh connection (nothing was processed).
-                self.close()
-                if not reused or attempt == 2:
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
+        return self._raw.request(RawClient.encode(self.port, (method, path, body, headers or {})))
 
     def json(
         self, method: str, path: str, body: Any = None, token: str | None = None,
@@ -134,9 +114,7 @@ class Client:
         return orjson.loads(data) if data else None
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._raw.close()
 
 
 class RawClient:
